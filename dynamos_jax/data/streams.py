@@ -1,0 +1,67 @@
+"""Turning a dataset into a continual-learning stream of padded batches.
+
+Batches are indices into the device-resident training set, padded to a
+static shape: ``order`` [num_batches, B] int32 and ``mask`` [num_batches, B]
+bool (the last partial batch of an epoch is kept, its padding masked out).
+"""
+
+import dataclasses
+
+import jax
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassIncremental:
+  """Tasks of consecutive classes in natural order: (0, 1), (2, 3), ...
+
+  Attributes:
+    num_tasks: T.
+    classes_per_task: classes in each task.
+  """
+
+  num_tasks: int = 5
+  classes_per_task: int = 2
+
+  def task_classes(self, task: int) -> np.ndarray:
+    """[classes_per_task] the labels of ``task``."""
+    return np.arange(task * self.classes_per_task, (task + 1) * self.classes_per_task)
+
+  def task_indices(self, labels: np.ndarray, task: int) -> np.ndarray:
+    """Indices (file order) of the samples of ``task`` among ``labels`` [N]."""
+    return np.flatnonzero(np.isin(labels, self.task_classes(task))).astype(np.int32)
+
+  def task_of_label(self, labels: np.ndarray) -> np.ndarray:
+    """[N] the task each label belongs to."""
+    return np.asarray(labels) // self.classes_per_task
+
+
+def num_batches(num_examples: int, batch_size: int) -> int:
+  """Batches in one epoch, the last partial batch included."""
+  return -(-num_examples // batch_size)
+
+
+def epoch_batches(key: jax.Array, indices: np.ndarray, batch_size: int,
+                  pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """One shuffled epoch over ``indices`` as padded batches.
+
+  Args:
+    key: PRNG key of this (task, epoch).
+    indices: [n] int, the samples of the task.
+    batch_size: B.
+    pad_to: number of batch rows to return (>= the epoch's batches), so that
+      every task of a run gives arrays of one shape; default: the epoch's own.
+
+  Returns:
+    order: [rows, B] int32 sample indices (padding points at sample 0).
+    mask: [rows, B] bool, True for real samples.
+  """
+  n = len(indices)
+  rows = num_batches(n, batch_size) if pad_to is None else pad_to
+  if rows * batch_size < n:
+    raise ValueError(f"pad_to={pad_to} rows of {batch_size} cannot hold {n} samples")
+  shuffled = np.asarray(indices)[np.asarray(jax.random.permutation(key, n))]
+  order = np.zeros(rows * batch_size, np.int32)
+  order[:n] = shuffled
+  mask = np.arange(rows * batch_size) < n
+  return order.reshape(rows, batch_size), mask.reshape(rows, batch_size)

@@ -1,0 +1,52 @@
+"""Command line: ``python -m dynamos_jax.run --config=configs/NAME.py --workdir=DIR``.
+
+Any config key can be overridden with ``--config.KEY=VALUE``. Bad input ends
+with a one-line message and exit code 2.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from dynamos_jax.errors import DynamosError
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results.json (and checkpoints).")
+
+
+def _fail(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's parser, with flag errors (unknown config keys, bad values) as one line."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, KeyError, AttributeError, ValueError, TypeError, OSError) as e:
+    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    _fail(f"{message} (config keys and their defaults: dynamos_jax/config.py)")
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    _fail(f"unexpected arguments {argv[1:]}; use --config=FILE --workdir=DIR [--config.KEY=VALUE]")
+  if _CONFIG.value is None:
+    _fail("--config is required, e.g. --config=configs/quickstart.py")
+  if _WORKDIR.value is None:
+    _fail("--workdir is required: the directory to write results.json to")
+  # Imported after flag parsing so `--help` and flag errors are quick.
+  from dynamos_jax import config as config_lib
+  from dynamos_jax import train
+  try:
+    config_lib.validate(_CONFIG.value)
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except DynamosError as e:
+    _fail(str(e))
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=_parse_flags)

@@ -26,6 +26,10 @@ from dynamos_jax.errors import DynamosError
 from dynamos_jax.models.resnet import ResNet
 
 
+# The dataset each benchmark streams.
+BENCHMARK_DATASET = {"seq-mnist": "mnist"}
+
+
 @flax.struct.dataclass
 class TrainState:
   """Everything that changes during training.
@@ -115,7 +119,7 @@ def make_train_step(model: ResNet, method: methods.Method, tx: optax.GradientTra
       new_buffer = buffer_lib.insert(state.buffer, draws, batch.images, batch.labels,
                                      out.logits, out.attention, mask, correct,
                                      only_valid=only_valid)
-    metrics = dict(out.metrics, grad_norm=optax.global_norm(grads))
+    metrics = dict(out.metrics, grad_norm=optax.tree.norm(grads))
     if method.uses_buffer:
       metrics["buffer_seen"] = new_buffer.num_seen
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=out.batch_stats,
@@ -206,8 +210,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   Writes ``workdir/results.json`` and returns the same record.
   """
   method = methods.get_method(config)
-  dataset = sources.load_dataset("mnist", config.data.source, config.data.path or None,
-                                 config.data.tfds_data_dir or None)
+  dataset = sources.load_dataset(BENCHMARK_DATASET[config.dataset], config.data.source,
+                                 config.data.path or None, config.data.tfds_data_dir or None)
   stream = ClassIncremental(num_tasks=5, classes_per_task=2)
   image_shape = dataset.train_images.shape[1:]
   model = make_model(config, method, dataset.num_classes)

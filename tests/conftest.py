@@ -1,0 +1,54 @@
+"""Shared fixtures: a tiny synthetic dataset and a tiny Dynamos config."""
+
+import numpy as np
+import pytest
+
+from dynamos_jax.data import sources
+
+
+def tiny_dataset(per_class: int = 12, test_per_class: int = 4, size: int = 8):
+  """10 classes of 8x8x3 uint8 images whose brightness pattern encodes the class."""
+  rng = np.random.default_rng(0)
+
+  def make(n):
+    labels = np.repeat(np.arange(10, dtype=np.int32), n)
+    images = rng.integers(0, 60, (len(labels), size, size, 3))
+    for c in range(10):  # A bright row per class makes the task learnable.
+      images[labels == c, c % size, :, :] += 150 + 9 * c
+    return images.astype(np.uint8), labels
+
+  train_x, train_y = make(per_class)
+  test_x, test_y = make(test_per_class)
+  return sources.ArrayDataset("mnist", train_x, train_y, test_x, test_y, 10)
+
+
+@pytest.fixture
+def tiny_data(monkeypatch):
+  """Makes every run load the tiny dataset instead of MNIST."""
+  dataset = tiny_dataset()
+  monkeypatch.setattr(sources, "load_dataset", lambda *a, **k: dataset)
+  return dataset
+
+
+@pytest.fixture
+def tiny_config():
+  from dynamos_jax.config import base_config
+  c = base_config()
+  c.data.source = "bundled"
+  c.buffer_size = 8
+  c.batch_size = 5
+  c.minibatch_size = 4
+  c.model.nf = 8
+  c.model.mlp_reduction = 4
+  c.warmup.iterations = 3
+  c.epochs = 2
+  c.train.chunk_size = 4
+  c.train.progress = False
+  c.train.eval_batch_size = 16
+  return c
+
+
+def pytest_configure(config):
+  # Tiny models: compile time dominates, and XLA's optimisations do not pay for themselves.
+  import jax
+  jax.config.update("jax_disable_most_optimizations", True)

@@ -22,13 +22,32 @@ def _fail(message: str) -> None:
   sys.exit(2)
 
 
+def _root_cause(error: BaseException) -> BaseException:
+  while error.__cause__ is not None or error.__context__ is not None:
+    error = error.__cause__ or error.__context__
+  return error
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   """absl's parser, with flag errors (unknown config keys, bad values) as one line."""
   try:
-    return flags.FLAGS(argv)
-  except (flags.Error, KeyError, AttributeError, ValueError, TypeError, OSError) as e:
-    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    _fail(f"{message} (config keys and their defaults: dynamos_jax/config.py)")
+    argv = flags.FLAGS(argv)
+    if _CONFIG.value is not None:
+      _CONFIG.value.keys()  # The config file loads lazily: load it here, inside the try.
+    return argv
+  except (flags.Error, KeyError, AttributeError, ValueError, TypeError, OSError,
+          SyntaxError) as e:
+    cause = _root_cause(e)
+    if isinstance(cause, KeyError):  # config_flags: an override of a key that does not exist
+      _fail(f"unknown config key {cause.args[0]!r} in the --config.KEY=VALUE overrides "
+            "(all keys and their defaults: dynamos_jax/config.py)")
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    if "Failed loading config file" in str(cause):  # the last line names the file and why
+      _fail(f"cannot load the --config file: {lines[-1]} (the configs are in configs/*.py)")
+    outer = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    inner = lines[0] if lines else type(cause).__name__
+    message = outer if inner in outer else f"{outer} {inner}".strip()
+    _fail(f"{message} (all config keys and their defaults: dynamos_jax/config.py)")
 
 
 def main(argv: list[str]) -> None:

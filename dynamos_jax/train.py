@@ -237,7 +237,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       for phase in (("warmup", "main") if warm else ("main",))}
   predict = {mode: evaluation.make_predict(model, mode) for mode in ("threshold", "off")}
 
-  def evaluate(seen: int, mode: str):
+  def evaluate(state: TrainState, seen: int, mode: str):
+    """Class-IL and task-IL rows: tasks < seen (all tasks if seen == 0), None after."""
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     logits = evaluation.predict_logits(predict[mode], variables, test_images,
                                        config.train.eval_batch_size)
@@ -248,7 +249,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   # Row 0: the untrained model, evaluated on every task (without agents when
   # warm-up is on, as the reference evaluates it with the warm-up flag set).
-  cil, til = evaluate(0, "off" if warm or not method.gated else "threshold")
+  cil, til = evaluate(state, 0, "off" if warm or not method.gated else "threshold")
   class_il, task_il = [cil], [til]
 
   steps_per_task = [num_batches(len(ix), config.batch_size) * config.epochs for ix in task_indices]
@@ -280,15 +281,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           raise DynamosError(f"non-finite loss at step {bad} (task {task + 1}); lower "
                              "--config.lr or check the loss weights")
         log.append({"step": total_steps + n, "task": task + 1, "epoch": epoch + 1,
-                    "phase": phase,
-                    **{k: float(np.mean(v)) for k, v in metrics.items()}})
+                    "phase": phase, **{k: float(np.mean(v)) for k, v in metrics.items()}})
         position, task_step, total_steps = stop, task_step + n, total_steps + n
         progress.update(n)
         progress.set_postfix(task=task + 1, loss=f"{log[-1]['loss']:.3f}",
                              acc=f"{log[-1]['train_accuracy']:.2f}")
       if task_step >= steps_per_task[task]:
         break
-    cil, til = evaluate(task + 1, "threshold" if method.gated else "off")
+    cil, til = evaluate(state, task + 1, "threshold" if method.gated else "off")
     class_il.append(cil)
     task_il.append(til)
     progress.write(f"task {task + 1}: class-IL {np.mean(cil[:task + 1]):.2f}  "

@@ -5,6 +5,7 @@ into the device-resident training set) -> jitted steps, run in chunks ->
 evaluation after each task -> results.json.
 """
 
+import dataclasses
 import json
 import os
 import time
@@ -193,6 +194,49 @@ def warmup_steps(config: ml_collections.ConfigDict, first_task_batches: int) -> 
   return int(config.warmup.epochs) * first_task_batches
 
 
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+  """Steps ``[start, stop)`` of one epoch of one task, all in one phase."""
+  task: int
+  epoch: int
+  start: int
+  stop: int
+  phase: str  # "warmup" or "main"
+  ends_task: bool  # the task is evaluated after this chunk
+
+
+def plan_chunks(batches_per_task: list[int], epochs: int, warmup: int, chunk_size: int,
+                max_steps_per_task: int = 0) -> list[Chunk]:
+  """The whole run as a list of chunks: the unit of host work, logging and resumption.
+
+  Args:
+    batches_per_task: batches in one epoch of each task.
+    epochs: epochs per task.
+    warmup: warm-up steps at the start of task 1 (0: none).
+    chunk_size: most steps in a chunk.
+    max_steps_per_task: stop each task after this many steps (0: no limit).
+  """
+  chunks = []
+  for task, batches in enumerate(batches_per_task):
+    budget = batches * epochs
+    if max_steps_per_task:
+      budget = min(budget, max_steps_per_task)
+    done = 0
+    for epoch in range(epochs):
+      position = 0
+      while position < batches and done < budget:
+        # Cut at chunk size, the task's step budget and the warm-up boundary.
+        stop = min(batches, position + chunk_size, position + budget - done)
+        warm = task == 0 and done < warmup
+        if warm:
+          stop = min(stop, position + warmup - done)
+        done += stop - position
+        chunks.append(Chunk(task, epoch, position, stop, "warmup" if warm else "main",
+                            ends_task=done == budget))
+        position = stop
+  return chunks
+
+
 def _format_table(matrix: list[list[float | None]], title: str) -> str:
   tasks = len(matrix[0])
   lines = [title, "after task | " + " ".join(f"  T{j + 1:<4}" for j in range(tasks)) + " |  mean"]
@@ -252,47 +296,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   cil, til = evaluate(state, 0, "off" if warm or not method.gated else "threshold")
   class_il, task_il = [cil], [til]
 
-  steps_per_task = [num_batches(len(ix), config.batch_size) * config.epochs for ix in task_indices]
-  if config.train.max_steps_per_task:
-    steps_per_task = [min(s, config.train.max_steps_per_task) for s in steps_per_task]
-  progress = _progress_bar(sum(steps_per_task), config.train.progress)
-  log, train_seconds, total_steps = [], 0.0, 0
-  for task in range(stream.num_tasks):
-    task_step = 0
-    for epoch in range(config.epochs):
-      epoch_key = jax.random.fold_in(jax.random.fold_in(data_key, task), epoch)
-      order, mask = epoch_batches(epoch_key, task_indices[task], config.batch_size, pad_to=rows)
+  chunks = plan_chunks([num_batches(len(ix), config.batch_size) for ix in task_indices],
+                       config.epochs, warm, config.train.chunk_size,
+                       config.train.max_steps_per_task)
+  progress = _progress_bar(sum(c.stop - c.start for c in chunks), config.train.progress)
+  log, train_seconds, total_steps, data = [], 0.0, 0, None
+  for chunk in chunks:
+    if data is None or chunk.start == 0:  # A new epoch: reshuffle from (task, epoch).
+      epoch_key = jax.random.fold_in(jax.random.fold_in(data_key, chunk.task), chunk.epoch)
+      order, mask = epoch_batches(epoch_key, task_indices[chunk.task], config.batch_size,
+                                  pad_to=rows)
       data = EpochData(train_images, train_labels, jnp.asarray(order), jnp.asarray(mask))
-      position, epoch_batches_n = 0, num_batches(len(task_indices[task]), config.batch_size)
-      while position < epoch_batches_n and task_step < steps_per_task[task]:
-        phase = "warmup" if task == 0 and task_step < warm else "main"
-        stop = min(epoch_batches_n, position + config.train.chunk_size,
-                   position + steps_per_task[task] - task_step)
-        if phase == "warmup":
-          stop = min(stop, position + warm - task_step)
-        runner = runners[phase]
-        compile_before = runner.compile_seconds
-        t0 = time.perf_counter()
-        state, metrics = runner.run(state, data, position, stop)
-        train_seconds += time.perf_counter() - t0 - (runner.compile_seconds - compile_before)
-        n = stop - position
-        if not np.all(np.isfinite(metrics["loss"])):
-          bad = total_steps + int(np.argmin(np.isfinite(metrics["loss"])))
-          raise DynamosError(f"non-finite loss at step {bad} (task {task + 1}); lower "
-                             "--config.lr or check the loss weights")
-        log.append({"step": total_steps + n, "task": task + 1, "epoch": epoch + 1,
-                    "phase": phase, **{k: float(np.mean(v)) for k, v in metrics.items()}})
-        position, task_step, total_steps = stop, task_step + n, total_steps + n
-        progress.update(n)
-        progress.set_postfix(task=task + 1, loss=f"{log[-1]['loss']:.3f}",
-                             acc=f"{log[-1]['train_accuracy']:.2f}")
-      if task_step >= steps_per_task[task]:
-        break
-    cil, til = evaluate(state, task + 1, "threshold" if method.gated else "off")
-    class_il.append(cil)
-    task_il.append(til)
-    progress.write(f"task {task + 1}: class-IL {np.mean(cil[:task + 1]):.2f}  "
-                   f"task-IL {np.mean(til[:task + 1]):.2f}")
+    runner = runners[chunk.phase]
+    compile_before = runner.compile_seconds
+    t0 = time.perf_counter()
+    state, metrics = runner.run(state, data, chunk.start, chunk.stop)
+    train_seconds += time.perf_counter() - t0 - (runner.compile_seconds - compile_before)
+    if not np.all(np.isfinite(metrics["loss"])):
+      bad = total_steps + int(np.argmin(np.isfinite(metrics["loss"])))
+      raise DynamosError(f"non-finite loss at step {bad} (task {chunk.task + 1}); lower "
+                         "--config.lr or check the loss weights")
+    total_steps += chunk.stop - chunk.start
+    log.append({"step": total_steps, "task": chunk.task + 1, "epoch": chunk.epoch + 1,
+                "phase": chunk.phase, **{k: float(np.mean(v)) for k, v in metrics.items()}})
+    progress.update(chunk.stop - chunk.start)
+    progress.set_postfix(task=chunk.task + 1, loss=f"{log[-1]['loss']:.3f}",
+                         acc=f"{log[-1]['train_accuracy']:.2f}")
+    if chunk.ends_task:
+      cil, til = evaluate(state, chunk.task + 1, "threshold" if method.gated else "off")
+      class_il.append(cil)
+      task_il.append(til)
+      progress.write(f"task {chunk.task + 1}: class-IL {np.mean(cil[:chunk.task + 1]):.2f}  "
+                     f"task-IL {np.mean(til[:chunk.task + 1]):.2f}")
   progress.close()
 
   compile_seconds = sum(r.compile_seconds for r in runners.values())

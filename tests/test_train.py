@@ -153,3 +153,19 @@ def test_main_step_is_eq7_with_two_bn_updates_and_inserts_pre_update_values(tiny
                                  atol=1e-6)
     else:
       np.testing.assert_array_equal(new.buffer.logits[slot], 0.0)
+
+
+def test_plan_chunks_cuts_at_warmup_chunk_size_and_budget():
+  chunks = train.plan_chunks([5, 3], epochs=2, warmup=3, chunk_size=4)
+  spans = [(c.task, c.epoch, c.start, c.stop, c.phase, c.ends_task) for c in chunks]
+  assert spans == [
+      (0, 0, 0, 3, "warmup", False), (0, 0, 3, 5, "main", False),
+      (0, 1, 0, 4, "main", False), (0, 1, 4, 5, "main", True),
+      (1, 0, 0, 3, "main", False), (1, 1, 0, 3, "main", True)]
+  capped = train.plan_chunks([5, 3], epochs=2, warmup=0, chunk_size=4, max_steps_per_task=6)
+  assert [(c.task, c.epoch, c.start, c.stop, c.ends_task) for c in capped] == [
+      (0, 0, 0, 4, False), (0, 0, 4, 5, False), (0, 1, 0, 1, True),
+      (1, 0, 0, 3, False), (1, 1, 0, 3, True)]
+  # Warm-up longer than an epoch (warmup.epochs) spans epochs.
+  long_warm = train.plan_chunks([4], epochs=3, warmup=8, chunk_size=10)
+  assert [(c.epoch, c.phase) for c in long_warm] == [(0, "warmup"), (1, "warmup"), (2, "main")]

@@ -55,6 +55,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.path = ""  # for source=files: mnist.pkl.gz, or a folder of IDX files
   c.data.tfds_data_dir = ""  # for source=tfds; empty: TFDS's default
 
+  c.resume = True  # continue from WORKDIR/checkpoints if there are any
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.every_steps = 1000  # besides every task end (and on SIGINT/SIGTERM)
+  c.checkpoint.keep = 3
+
   c.train = ml_collections.ConfigDict()
   c.train.max_steps_per_task = 0  # 0 = no limit (smoke runs set a few)
   c.train.chunk_size = 100  # steps between host syncs (progress, logs)
@@ -103,6 +109,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(config.warmup.epochs <= config.epochs,
          f"warmup.epochs ({config.warmup.epochs}) exceeds epochs per task ({config.epochs})")
   _check(config.train.max_steps_per_task >= 0, "train.max_steps_per_task must be >= 0")
+  _check(config.checkpoint.every_steps >= 1, "checkpoint.every_steps must be >= 1")
+  _check(config.checkpoint.keep >= 1, "checkpoint.keep must be >= 1 (checkpoints to keep)")
   _check(config.train.chunk_size >= 1, "train.chunk_size must be >= 1")
   _check(config.train.chunk_strategy in CHUNK_STRATEGIES,
          f"unknown train.chunk_strategy {config.train.chunk_strategy!r}: use one of "

@@ -63,6 +63,9 @@ def main(argv: list[str]) -> None:
   try:
     config_lib.validate(_CONFIG.value)
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except train.Interrupted as e:
+    print(str(e), file=sys.stderr)
+    sys.exit(e.exit_code)
   except DynamosError as e:
     _fail(str(e))
 

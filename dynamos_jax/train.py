@@ -8,6 +8,9 @@ evaluation after each task -> results.json.
 import dataclasses
 import json
 import os
+import signal
+import sys
+import threading
 import time
 from typing import Any, Callable
 
@@ -19,6 +22,7 @@ import numpy as np
 import optax
 
 from dynamos_jax import buffer as buffer_lib
+from dynamos_jax.checkpoint import Checkpointer, config_differences
 from dynamos_jax import evaluation
 from dynamos_jax import methods
 from dynamos_jax.data import sources
@@ -237,7 +241,7 @@ def plan_chunks(batches_per_task: list[int], epochs: int, warmup: int, chunk_siz
   return chunks
 
 
-def _format_table(matrix: list[list[float | None]], title: str) -> str:
+def format_table(matrix: list[list[float | None]], title: str) -> str:
   tasks = len(matrix[0])
   lines = [title, "after task | " + " ".join(f"  T{j + 1:<4}" for j in range(tasks)) + " |  mean"]
   for i, row in enumerate(matrix):
@@ -248,108 +252,222 @@ def _format_table(matrix: list[list[float | None]], title: str) -> str:
   return "\n".join(lines)
 
 
+class Experiment:
+  """Everything static about a run, built once from the config.
+
+  Holds the method, the dataset (training and test images on the device),
+  the task split, the model, the optimiser, the PRNG streams, the chunk plan
+  and the jitted evaluation functions. The changing part lives in TrainState.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    self.method = methods.get_method(config)
+    self.dataset = sources.load_dataset(
+        BENCHMARK_DATASET[config.dataset], config.data.source, config.data.path or None,
+        config.data.tfds_data_dir or None)
+    self.stream = ClassIncremental(num_tasks=5, classes_per_task=2)
+    self.model = make_model(config, self.method, self.dataset.num_classes)
+    self.tx = optax.sgd(config.lr)
+    # Named streams from the seed (design.md section 3): no key is used twice.
+    self.init_key, self.data_key, self.train_key = jax.random.split(
+        jax.random.key(config.seed), 3)
+    self.train_images = jax.device_put(self.dataset.train_images)
+    self.train_labels = jax.device_put(self.dataset.train_labels)
+    self.test_images = jax.device_put(self.dataset.test_images)
+    self.task_indices = [self.stream.task_indices(self.dataset.train_labels, t)
+                         for t in range(self.stream.num_tasks)]
+    batches = [num_batches(len(ix), config.batch_size) for ix in self.task_indices]
+    self.rows = max(batches)
+    # Only gated methods have a warm-up (spec 12: the baselines start right away).
+    self.warmup = warmup_steps(config, batches[0]) if self.method.gated else 0
+    self.chunks = plan_chunks(batches, config.epochs, self.warmup, config.train.chunk_size,
+                              config.train.max_steps_per_task)
+    self._predict = {mode: evaluation.make_predict(self.model, mode)
+                     for mode in ("threshold", "off")}
+
+  def initial_state(self) -> TrainState:
+    return create_train_state(self.model, self.method, self.tx,
+                              self.dataset.train_images.shape[1:], self.config.buffer_size,
+                              self.init_key, self.train_key)
+
+  def epoch_data(self, task: int, epoch: int) -> EpochData:
+    """The padded, shuffled batches of one epoch; a function of (seed, task, epoch)."""
+    key = jax.random.fold_in(jax.random.fold_in(self.data_key, task), epoch)
+    order, mask = epoch_batches(key, self.task_indices[task], self.config.batch_size,
+                                pad_to=self.rows)
+    return EpochData(self.train_images, self.train_labels, jnp.asarray(order),
+                     jnp.asarray(mask))
+
+  def make_runners(self) -> dict[str, ChunkRunner]:
+    phases = ("warmup", "main") if self.warmup else ("main",)
+    return {phase: ChunkRunner(
+        make_train_step(self.model, self.method, self.tx, phase=phase,
+                        minibatch_size=self.config.minibatch_size,
+                        only_valid=self.config.buffer.only_valid),
+        self.config.train.chunk_strategy, self.config.train.chunk_size) for phase in phases}
+
+  def evaluate(self, state: TrainState, seen: int) -> tuple[list, list]:
+    """Class-IL and task-IL rows after ``seen`` tasks (None for unseen tasks).
+
+    ``seen == 0`` is the untrained model, evaluated on every task and, when
+    there is a warm-up, without agents (the reference evaluates it with the
+    warm-up flag set).
+    """
+    gated = self.method.gated and not (seen == 0 and self.warmup)
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    logits = evaluation.predict_logits(self._predict["threshold" if gated else "off"],
+                                       variables, self.test_images,
+                                       self.config.train.eval_batch_size)
+    tasks = range(self.stream.num_tasks if seen == 0 else seen)
+    cil, til = evaluation.task_accuracies(logits, self.dataset.test_labels, self.stream, tasks)
+    pad = [None] * (self.stream.num_tasks - len(cil))
+    return cil + pad, til + pad
+
+
+class Interrupted(DynamosError):
+  """SIGINT or SIGTERM arrived; a checkpoint was saved. ``exit_code`` is 128 + signal."""
+
+  def __init__(self, message: str, exit_code: int):
+    super().__init__(message)
+    self.exit_code = exit_code
+
+
+class _StopSignals:
+  """Turns the first SIGINT/SIGTERM into a request to stop after the current chunk."""
+
+  def __init__(self):
+    self.received = None
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.received is not None:  # A second signal: stop now.
+      raise KeyboardInterrupt
+    self.received = signal.Signals(signum)
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGINT, signal.SIGTERM):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def _open_checkpoints(config: ml_collections.ConfigDict, workdir: str) -> Checkpointer:
+  """The run's checkpointer; with resume=False, earlier checkpoints are moved aside."""
+  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  os.makedirs(workdir, exist_ok=True)
+  if not config.resume and os.path.isdir(directory) and os.listdir(directory):
+    n = 1
+    while os.path.exists(f"{directory}.old-{n}"):
+      n += 1
+    os.rename(directory, f"{directory}.old-{n}")
+    print(f"resume=False: moved the earlier checkpoints to {directory}.old-{n}", file=sys.stderr)
+  return Checkpointer(directory, config.checkpoint.keep)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains ``config.method`` on the task stream, evaluating after each task.
 
-  Writes ``workdir/results.json`` and returns the same record.
+  Resumes from the newest usable checkpoint in ``workdir`` unless
+  ``config.resume`` is False; saves one at every task end, every
+  ``config.checkpoint.every_steps`` steps and on SIGINT/SIGTERM. Writes
+  ``workdir/results.json`` and returns the same record.
   """
-  method = methods.get_method(config)
-  dataset = sources.load_dataset(BENCHMARK_DATASET[config.dataset], config.data.source,
-                                 config.data.path or None, config.data.tfds_data_dir or None)
-  stream = ClassIncremental(num_tasks=5, classes_per_task=2)
-  image_shape = dataset.train_images.shape[1:]
-  model = make_model(config, method, dataset.num_classes)
-  tx = optax.sgd(config.lr)
+  exp = Experiment(config)
+  checkpoints = _open_checkpoints(config, workdir)
+  state = exp.initial_state()
+  restored = checkpoints.restore_latest(state) if config.resume else None
+  if restored is not None:
+    state, progress = restored
+    differences = config_differences(progress["config"], config.to_dict())
+    if differences:
+      raise DynamosError(
+          f"the config differs from the one of the checkpoints in {checkpoints.directory} "
+          f"({'; '.join(differences)}); run with the original config, or start over with "
+          "--config.resume=False or a fresh --workdir")
+    print(f"resuming from checkpoint {checkpoints.steps()[-1]} (step {progress['total_steps']})",
+          file=sys.stderr)
+  else:
+    cil, til = exp.evaluate(state, 0)
+    progress = {"next_chunk": 0, "total_steps": 0, "train_seconds": 0.0, "class_il": [cil],
+                "task_il": [til], "log": [], "config": config.to_dict()}
 
-  # Named streams from the seed (design.md section 3): never a key used twice.
-  init_key, data_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
-  state = create_train_state(model, method, tx, image_shape, config.buffer_size, init_key,
-                             train_key)
-
-  train_images = jax.device_put(dataset.train_images)
-  train_labels = jax.device_put(dataset.train_labels)
-  test_images = jax.device_put(dataset.test_images)
-  task_indices = [stream.task_indices(dataset.train_labels, t) for t in range(stream.num_tasks)]
-  rows = max(num_batches(len(ix), config.batch_size) for ix in task_indices)
-  warm = warmup_steps(config, num_batches(len(task_indices[0]), config.batch_size))
-  warm = warm if method.gated else 0  # Only gated methods have a warm-up (spec 12).
-
-  runners = {phase: ChunkRunner(
-      make_train_step(model, method, tx, phase=phase, minibatch_size=config.minibatch_size,
-                      only_valid=config.buffer.only_valid),
-      config.train.chunk_strategy, config.train.chunk_size)
-      for phase in (("warmup", "main") if warm else ("main",))}
-  predict = {mode: evaluation.make_predict(model, mode) for mode in ("threshold", "off")}
-
-  def evaluate(state: TrainState, seen: int, mode: str):
-    """Class-IL and task-IL rows: tasks < seen (all tasks if seen == 0), None after."""
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
-    logits = evaluation.predict_logits(predict[mode], variables, test_images,
-                                       config.train.eval_batch_size)
-    tasks = range(stream.num_tasks if seen == 0 else seen)
-    cil, til = evaluation.task_accuracies(logits, dataset.test_labels, stream, tasks)
-    pad = [None] * (stream.num_tasks - len(cil))
-    return cil + pad, til + pad
-
-  # Row 0: the untrained model, evaluated on every task (without agents when
-  # warm-up is on, as the reference evaluates it with the warm-up flag set).
-  cil, til = evaluate(state, 0, "off" if warm or not method.gated else "threshold")
-  class_il, task_il = [cil], [til]
-
-  chunks = plan_chunks([num_batches(len(ix), config.batch_size) for ix in task_indices],
-                       config.epochs, warm, config.train.chunk_size,
-                       config.train.max_steps_per_task)
-  progress = _progress_bar(sum(c.stop - c.start for c in chunks), config.train.progress)
-  log, train_seconds, total_steps, data = [], 0.0, 0, None
-  for chunk in chunks:
-    if data is None or chunk.start == 0:  # A new epoch: reshuffle from (task, epoch).
-      epoch_key = jax.random.fold_in(jax.random.fold_in(data_key, chunk.task), chunk.epoch)
-      order, mask = epoch_batches(epoch_key, task_indices[chunk.task], config.batch_size,
-                                  pad_to=rows)
-      data = EpochData(train_images, train_labels, jnp.asarray(order), jnp.asarray(mask))
-    runner = runners[chunk.phase]
-    compile_before = runner.compile_seconds
-    t0 = time.perf_counter()
-    state, metrics = runner.run(state, data, chunk.start, chunk.stop)
-    train_seconds += time.perf_counter() - t0 - (runner.compile_seconds - compile_before)
-    if not np.all(np.isfinite(metrics["loss"])):
-      bad = total_steps + int(np.argmin(np.isfinite(metrics["loss"])))
-      raise DynamosError(f"non-finite loss at step {bad} (task {chunk.task + 1}); lower "
-                         "--config.lr or check the loss weights")
-    total_steps += chunk.stop - chunk.start
-    log.append({"step": total_steps, "task": chunk.task + 1, "epoch": chunk.epoch + 1,
-                "phase": chunk.phase, **{k: float(np.mean(v)) for k, v in metrics.items()}})
-    progress.update(chunk.stop - chunk.start)
-    progress.set_postfix(task=chunk.task + 1, loss=f"{log[-1]['loss']:.3f}",
-                         acc=f"{log[-1]['train_accuracy']:.2f}")
-    if chunk.ends_task:
-      cil, til = evaluate(state, chunk.task + 1, "threshold" if method.gated else "off")
-      class_il.append(cil)
-      task_il.append(til)
-      progress.write(f"task {chunk.task + 1}: class-IL {np.mean(cil[:chunk.task + 1]):.2f}  "
-                     f"task-IL {np.mean(til[:chunk.task + 1]):.2f}")
-  progress.close()
+  runners = exp.make_runners()
+  chunks = exp.chunks
+  progress_bar = _progress_bar(sum(c.stop - c.start for c in chunks), config.train.progress)
+  progress_bar.update(progress["total_steps"])
+  last_saved, data = progress["total_steps"], None
+  with _StopSignals() as stop:
+    for index in range(progress["next_chunk"], len(chunks)):
+      chunk = chunks[index]
+      if data is None or chunk.start == 0:
+        data = exp.epoch_data(chunk.task, chunk.epoch)
+      runner = runners[chunk.phase]
+      compile_before = runner.compile_seconds
+      t0 = time.perf_counter()
+      state, metrics = runner.run(state, data, chunk.start, chunk.stop)
+      progress["train_seconds"] += (time.perf_counter() - t0
+                                    - (runner.compile_seconds - compile_before))
+      if not np.all(np.isfinite(metrics["loss"])):
+        bad = progress["total_steps"] + int(np.argmin(np.isfinite(metrics["loss"])))
+        saved = (f"the last good checkpoint is step {checkpoints.steps()[-1]} in "
+                 f"{checkpoints.directory} (kept)" if checkpoints.steps()
+                 else "no checkpoint was saved yet")
+        raise DynamosError(f"non-finite loss at step {bad} (task {chunk.task + 1}); {saved}; "
+                           "lower --config.lr or check the loss weights")
+      progress["total_steps"] += chunk.stop - chunk.start
+      progress["next_chunk"] = index + 1
+      progress["log"].append({
+          "step": progress["total_steps"], "task": chunk.task + 1, "epoch": chunk.epoch + 1,
+          "phase": chunk.phase, **{k: float(np.mean(v)) for k, v in metrics.items()}})
+      progress_bar.update(chunk.stop - chunk.start)
+      progress_bar.set_postfix(task=chunk.task + 1, loss=f"{progress['log'][-1]['loss']:.3f}",
+                               acc=f"{progress['log'][-1]['train_accuracy']:.2f}")
+      if chunk.ends_task:
+        cil, til = exp.evaluate(state, chunk.task + 1)
+        progress["class_il"].append(cil)
+        progress["task_il"].append(til)
+        progress_bar.write(f"task {chunk.task + 1}: class-IL {np.mean(cil[:chunk.task + 1]):.2f}"
+                           f"  task-IL {np.mean(til[:chunk.task + 1]):.2f}")
+      due = progress["total_steps"] - last_saved >= config.checkpoint.every_steps
+      if chunk.ends_task or due or stop.received:
+        checkpoints.save(progress["total_steps"], state, progress)
+        last_saved = progress["total_steps"]
+      if stop.received and index + 1 < len(chunks):
+        progress_bar.close()
+        raise Interrupted(
+            f"stopped by {stop.received.name} at step {progress['total_steps']}; checkpoint "
+            f"saved in {checkpoints.directory}; run the same command again to resume",
+            128 + stop.received.value)
+  progress_bar.close()
+  checkpoints.close()
 
   compile_seconds = sum(r.compile_seconds for r in runners.values())
+  seconds = progress["train_seconds"]
+  class_il, task_il = progress["class_il"], progress["task_il"]
   results = {
       "config": config.to_dict(),
       "class_il": {"matrix": class_il, "final_average": float(np.mean(class_il[-1]))},
       "task_il": {"matrix": task_il, "final_average": float(np.mean(task_il[-1]))},
-      "train": {"steps": total_steps, "seconds": train_seconds,
-                "steps_per_second": total_steps / max(train_seconds, 1e-9),
+      "train": {"steps": progress["total_steps"], "seconds": seconds,
+                "steps_per_second": progress["total_steps"] / max(seconds, 1e-9),
                 "compile_seconds": compile_seconds,
                 "chunk_strategy": next(iter(runners.values())).strategy,
                 "backend": jax.default_backend()},
-      "log": log,
+      "log": progress["log"],
   }
-  os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, "results.json")
   with open(path + ".tmp", "w") as f:
     json.dump(results, f, indent=1)
   os.replace(path + ".tmp", path)  # Never leave a half-written results file.
-  print(_format_table(class_il, "Class-IL accuracy (%)"))
-  print(_format_table(task_il, "Task-IL accuracy (%)"))
-  print(f"trained {total_steps} steps in {train_seconds:.1f} s "
+  print(format_table(class_il, "Class-IL accuracy (%)"))
+  print(format_table(task_il, "Task-IL accuracy (%)"))
+  print(f"trained {progress['total_steps']} steps in {seconds:.1f} s "
         f"({results['train']['steps_per_second']:.1f} steps/s; compile {compile_seconds:.1f} s); "
         f"results in {path}")
   return results

@@ -1,0 +1,120 @@
+"""Orbax checkpoints of a run: the TrainState and a JSON record of its progress.
+
+Each checkpoint (a step directory under ``WORKDIR/checkpoints``) holds
+``state``, the whole TrainState (PRNG key as raw key data), and ``progress``:
+the position in the chunk plan, the results so far, the resolved config, and
+a SHA-256 fingerprint of the state's bytes. Orbax writes a step to a
+temporary directory and renames it when complete, so a crash during a save
+leaves no half checkpoint; the fingerprint catches a checkpoint garbled
+afterwards. Restoring walks from the newest step back to the first usable one.
+"""
+
+import hashlib
+import sys
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from dynamos_jax.errors import DynamosError
+
+# Config keys that cannot change results: a resume may change them freely.
+RESUME_SAFE_KEYS = frozenset({"resume", "checkpoint.every_steps", "checkpoint.keep",
+                              "train.progress", "train.eval_batch_size"})
+
+
+def fingerprint(tree) -> str:
+  """SHA-256 of the dtypes, shapes and bytes of a pytree's leaves (host arrays)."""
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(tree):
+    leaf = np.asarray(leaf)
+    digest.update(f"{leaf.dtype}{leaf.shape}".encode())
+    digest.update(np.ascontiguousarray(leaf).tobytes())
+  return digest.hexdigest()
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+  """``key: saved -> current`` for each results-affecting key that differs."""
+  a, b = _flatten(saved), _flatten(current)
+  return [f"{k}: {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}"
+          for k in sorted(set(a) | set(b))
+          if k not in RESUME_SAFE_KEYS and a.get(k) != b.get(k)]
+
+
+class Checkpointer:
+  """Saves and restores (TrainState, progress) under ``directory``.
+
+  Args:
+    directory: the checkpoint root, e.g. ``WORKDIR/checkpoints``.
+    keep: how many checkpoints to keep (older ones are deleted by rotation only).
+  """
+
+  def __init__(self, directory: str, keep: int):
+    self.directory = directory
+    self._manager = ocp.CheckpointManager(
+        directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                             enable_async_checkpointing=False),
+        item_names=("state", "progress"))
+
+  def steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def save(self, step: int, state, progress: dict) -> None:
+    """Writes checkpoint ``step`` synchronously (returns once it is complete on disk)."""
+    host_state = jax.device_get(state.replace(key=jax.random.key_data(state.key)))
+    progress = dict(progress, fingerprint=fingerprint(host_state))
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(host_state), progress=ocp.args.JsonSave(progress)),
+                       force=True)
+    self._manager.wait_until_finished()
+
+  def restore_latest(self, template) -> tuple[Any, dict] | None:
+    """The newest usable checkpoint as (state, progress); None if there is none.
+
+    A checkpoint that fails to load or whose fingerprint does not match is
+    reported in one line and skipped (never deleted).
+
+    Args:
+      template: a TrainState of the right structure, shapes and dtypes.
+
+    Raises:
+      DynamosError: checkpoints exist but none of them is usable.
+    """
+    steps = self.steps()
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct,
+                            template.replace(key=jax.random.key_data(template.key)))
+    for step in reversed(steps):
+      try:
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore()))
+        state, progress = restored["state"], restored["progress"]
+        if fingerprint(jax.device_get(state)) != progress.get("fingerprint"):
+          raise ValueError("its contents do not match the fingerprint saved with it")
+      except Exception as e:  # Any failure to read means: try the previous one.
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"warning: checkpoint {step} in {self.directory} is unusable ({reason}); "
+              "trying the previous one", file=sys.stderr)
+        continue
+      state = state.replace(key=jax.random.wrap_key_data(state.key))
+      return jax.device_put(state), progress
+    if steps:
+      raise DynamosError(
+          f"none of the checkpoints {steps} in {self.directory} can be restored; start over "
+          "with --config.resume=False (the old checkpoints are moved aside, not deleted) "
+          "or a fresh --workdir")
+    return None
+
+  def close(self) -> None:
+    self._manager.close()

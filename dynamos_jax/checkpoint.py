@@ -52,6 +52,12 @@ def config_differences(saved: dict, current: dict) -> list[str]:
           if k not in RESUME_SAFE_KEYS and a.get(k) != b.get(k)]
 
 
+def _report(directory: str, step: int, error: Exception) -> None:
+  reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+  print(f"warning: checkpoint {step} in {directory} is unusable ({reason}); "
+        "trying the previous one", file=sys.stderr)
+
+
 class Checkpointer:
   """Saves and restores (TrainState, progress) under ``directory``.
 
@@ -80,7 +86,7 @@ class Checkpointer:
                        force=True)
     self._manager.wait_until_finished()
 
-  def restore_latest(self, template) -> tuple[Any, dict] | None:
+  def restore_latest(self, template, check=None) -> tuple[Any, dict] | None:
     """The newest usable checkpoint as (state, progress); None if there is none.
 
     A checkpoint that fails to load or whose fingerprint does not match is
@@ -88,6 +94,9 @@ class Checkpointer:
 
     Args:
       template: a TrainState of the right structure, shapes and dtypes.
+      check: called with the progress record before the state is read (so a
+        config with other shapes is refused by name, not by a shape error);
+        what it raises propagates.
 
     Raises:
       DynamosError: checkpoints exist but none of them is usable.
@@ -97,15 +106,20 @@ class Checkpointer:
                             template.replace(key=jax.random.key_data(template.key)))
     for step in reversed(steps):
       try:
-        restored = self._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore()))
-        state, progress = restored["state"], restored["progress"]
+        progress = self._manager.restore(step, args=ocp.args.Composite(
+            progress=ocp.args.JsonRestore()))["progress"]
+      except Exception as e:  # Any failure to read means: try the previous one.
+        _report(self.directory, step, e)
+        continue
+      if check is not None:
+        check(progress)
+      try:
+        state = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract)))["state"]
         if fingerprint(jax.device_get(state)) != progress.get("fingerprint"):
           raise ValueError("its contents do not match the fingerprint saved with it")
       except Exception as e:  # Any failure to read means: try the previous one.
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"warning: checkpoint {step} in {self.directory} is unusable ({reason}); "
-              "trying the previous one", file=sys.stderr)
+        _report(self.directory, step, e)
         continue
       state = state.replace(key=jax.random.wrap_key_data(state.key))
       return jax.device_put(state), progress

@@ -8,6 +8,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from dynamos_jax.errors import DynamosError
@@ -57,6 +58,9 @@ def main(argv: list[str]) -> None:
     _fail("--config is required, e.g. --config=configs/quickstart.py")
   if _WORKDIR.value is None:
     _fail("--workdir is required: the directory to write results.json to")
+  # Library INFO logs (orbax's per-save records, JAX's backend probing) drown
+  # the progress bar; warnings and errors still show.
+  logging.set_verbosity(logging.WARNING)
   # Imported after flag parsing so `--help` and flag errors are quick.
   from dynamos_jax import config as config_lib
   from dynamos_jax import train

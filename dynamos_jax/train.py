@@ -381,16 +381,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   exp = Experiment(config)
   checkpoints = _open_checkpoints(config, workdir)
   state = exp.initial_state()
-  restored = checkpoints.restore_latest(state) if config.resume else None
-  if restored is not None:
-    state, progress = restored
+  def check_config(progress):
     differences = config_differences(progress["config"], config.to_dict())
     if differences:
       raise DynamosError(
           f"the config differs from the one of the checkpoints in {checkpoints.directory} "
           f"({'; '.join(differences)}); run with the original config, or start over with "
           "--config.resume=False or a fresh --workdir")
-    print(f"resuming from checkpoint {checkpoints.steps()[-1]} (step {progress['total_steps']})",
+
+  restored = checkpoints.restore_latest(state, check_config) if config.resume else None
+  if restored is not None:
+    state, progress = restored
+    print(f"resuming from step {progress['total_steps']} ({checkpoints.directory})",
           file=sys.stderr)
   else:
     cil, til = exp.evaluate(state, 0)

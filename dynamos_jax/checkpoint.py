@@ -34,6 +34,13 @@ def fingerprint(tree) -> str:
   return digest.hexdigest()
 
 
+def _leaves(tree) -> tuple[dict[str, Any], Any]:
+  """Named leaves ``{"params.conv1.kernel": array, ...}`` and the tree structure."""
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
+  return {jax.tree_util.keystr(path, simple=True, separator="."): leaf
+          for path, leaf in leaves}, treedef
+
+
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
   out = {}
   for k, v in d.items():
@@ -81,9 +88,12 @@ class Checkpointer:
     """Writes checkpoint ``step`` synchronously (returns once it is complete on disk)."""
     host_state = jax.device_get(state.replace(key=jax.random.key_data(state.key)))
     progress = dict(progress, fingerprint=fingerprint(host_state))
+    # Orbax cannot save zero-size arrays (an unused buffer field): leave them
+    # out; restoring takes them from the template.
+    named, _ = _leaves(host_state)
+    items = {k: v for k, v in named.items() if np.size(v)}
     self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(host_state), progress=ocp.args.JsonSave(progress)),
-                       force=True)
+        state=ocp.args.StandardSave(items), progress=ocp.args.JsonSave(progress)), force=True)
     self._manager.wait_until_finished()
 
   def restore_latest(self, template, check=None) -> tuple[Any, dict] | None:
@@ -102,8 +112,8 @@ class Checkpointer:
       DynamosError: checkpoints exist but none of them is usable.
     """
     steps = self.steps()
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct,
-                            template.replace(key=jax.random.key_data(template.key)))
+    named, treedef = _leaves(template.replace(key=jax.random.key_data(template.key)))
+    abstract = {k: ocp.utils.to_shape_dtype_struct(v) for k, v in named.items() if np.size(v)}
     for step in reversed(steps):
       try:
         progress = self._manager.restore(step, args=ocp.args.Composite(
@@ -114,8 +124,11 @@ class Checkpointer:
       if check is not None:
         check(progress)
       try:
-        state = self._manager.restore(step, args=ocp.args.Composite(
+        items = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract)))["state"]
+        state = jax.tree_util.tree_unflatten(
+            treedef, [items[k] if k in items else np.zeros(v.shape, v.dtype)
+                      for k, v in named.items()])
         if fingerprint(jax.device_get(state)) != progress.get("fingerprint"):
           raise ValueError("its contents do not match the fingerprint saved with it")
       except Exception as e:  # Any failure to read means: try the previous one.

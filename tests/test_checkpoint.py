@@ -42,7 +42,9 @@ def small(tiny_data, tiny_config):
   return tiny_config
 
 
-def test_round_trip_restores_state_and_typed_key(small, tmp_path):
+@pytest.mark.parametrize("method", ["dynamos", "sgd"])  # sgd: no buffer (zero-size arrays)
+def test_round_trip_restores_state_and_typed_key(small, tmp_path, method):
+  small.method = method
   exp = train.Experiment(small)
   state = exp.initial_state()
   state = state.replace(step=state.step + 7)

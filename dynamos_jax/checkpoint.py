@@ -96,6 +96,19 @@ class Checkpointer:
         state=ocp.args.StandardSave(items), progress=ocp.args.JsonSave(progress)), force=True)
     self._manager.wait_until_finished()
 
+  def _progress(self, step: int) -> dict:
+    return self._manager.restore(step, args=ocp.args.Composite(
+        progress=ocp.args.JsonRestore()))["progress"]
+
+  def latest_progress(self) -> dict | None:
+    """The progress record (config included) of the newest readable checkpoint."""
+    for step in reversed(self.steps()):
+      try:
+        return self._progress(step)
+      except Exception as e:  # Unreadable: try the previous one.
+        _report(self.directory, step, e)
+    return None
+
   def restore_latest(self, template, check=None) -> tuple[Any, dict] | None:
     """The newest usable checkpoint as (state, progress); None if there is none.
 
@@ -116,8 +129,7 @@ class Checkpointer:
     abstract = {k: ocp.utils.to_shape_dtype_struct(v) for k, v in named.items() if np.size(v)}
     for step in reversed(steps):
       try:
-        progress = self._manager.restore(step, args=ocp.args.Composite(
-            progress=ocp.args.JsonRestore()))["progress"]
+        progress = self._progress(step)
       except Exception as e:  # Any failure to read means: try the previous one.
         _report(self.directory, step, e)
         continue

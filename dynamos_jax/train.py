@@ -241,13 +241,15 @@ def plan_chunks(batches_per_task: list[int], epochs: int, warmup: int, chunk_siz
   return chunks
 
 
-def format_table(matrix: list[list[float | None]], title: str) -> str:
+def format_table(matrix: list[list[float | None]], title: str,
+                 labels: list[str | None] | None = None) -> str:
+  """An accuracy matrix as text: a row per evaluation, '-' for unseen tasks, the mean."""
   tasks = len(matrix[0])
   lines = [title, "after task | " + " ".join(f"  T{j + 1:<4}" for j in range(tasks)) + " |  mean"]
   for i, row in enumerate(matrix):
     seen = [v for v in row if v is not None]
     cells = " ".join(f"{v:7.2f}" if v is not None else "      -" for v in row)
-    name = "untrained" if i == 0 else f"{i:>9}"
+    name = (labels[i] if labels and labels[i] else None) or ("untrained" if i == 0 else str(i))
     lines.append(f"{name:>10} | {cells} | {np.mean(seen):6.2f}")
   return "\n".join(lines)
 

@@ -212,3 +212,15 @@ def test_sigkill_at_a_random_moment_then_resume(tmp_path):
   assert load(workdir) == load(tmp_path / "ref")
   assert _final_fingerprint(workdir) == _final_fingerprint(tmp_path / "ref")
   print(f"killed mid-run: {killed}")
+
+
+def test_evaluate_command_reproduces_the_last_row(small, tmp_path, monkeypatch):
+  from dynamos_jax import evaluate
+  small.train.max_steps_per_task = 3
+  results = train.train_and_evaluate(small, str(tmp_path))
+  fresh = evaluate.evaluate_workdir(str(tmp_path))
+  assert fresh["tasks_seen"] == 5 and fresh["step"] == results["train"]["steps"]
+  assert fresh["class_il"] == results["class_il"]["matrix"][-1]
+  assert fresh["task_il"] == results["task_il"]["matrix"][-1]
+  with pytest.raises(DynamosError, match="no checkpoints"):
+    evaluate.evaluate_workdir(str(tmp_path / "nothing"))

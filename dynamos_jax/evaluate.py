@@ -1,0 +1,65 @@
+"""Re-evaluation: ``python -m dynamos_jax.evaluate --workdir=DIR``.
+
+Restores the newest usable checkpoint of a run (finished or not) and
+evaluates it, without training, on every task it has trained on; prints the
+run's accuracy tables so far and the fresh evaluation.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import ml_collections
+import numpy as np
+
+from dynamos_jax.errors import DynamosError
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "The run's directory (holds checkpoints/).")
+
+
+def evaluate_workdir(workdir: str) -> dict:
+  """Evaluates the newest checkpoint in ``workdir``; returns the fresh rows and the step."""
+  import os
+
+  from dynamos_jax import train
+  from dynamos_jax.checkpoint import Checkpointer
+  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  if not os.path.isdir(directory):
+    raise DynamosError(f"no checkpoints in {directory}: is --workdir the directory of a run?")
+  progress = Checkpointer(directory, keep=1_000_000).latest_progress()
+  if progress is None:
+    raise DynamosError(f"no readable checkpoint in {directory}")
+  config = ml_collections.ConfigDict(progress["config"])
+  exp = train.Experiment(config)
+  state, progress = Checkpointer(directory, keep=1_000_000).restore_latest(exp.initial_state())
+  seen = exp.chunks[progress["next_chunk"] - 1].task + 1 if progress["next_chunk"] else 0
+  class_il, task_il = exp.evaluate(state, seen)
+  label = f"step {progress['total_steps']}"
+  for name, rows, fresh in (("Class-IL", progress["class_il"], class_il),
+                            ("Task-IL", progress["task_il"], task_il)):
+    print(train.format_table(rows + [fresh], f"{name} accuracy (%): the run's rows, then the "
+                             f"checkpoint ({label}) evaluated now",
+                             labels=[None] * len(rows) + [label]))
+  return {"step": progress["total_steps"], "tasks_seen": seen, "class_il": class_il,
+          "task_il": task_il,
+          "class_il_average": float(np.mean([v for v in class_il if v is not None]))}
+
+
+def main(argv):
+  if len(argv) > 1:
+    print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
+    sys.exit(2)
+  if not _WORKDIR.value:
+    print("error: --workdir is required: the directory of a run", file=sys.stderr)
+    sys.exit(2)
+  logging.set_verbosity(logging.WARNING)
+  try:
+    evaluate_workdir(_WORKDIR.value)
+  except DynamosError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -35,6 +35,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.kr = 0.7  # target keep ratio per agent
   c.tau = 0.15  # temperature of the agents' probability layer
 
+  # DER++ weights (Buzzega et al. 2020; Mammoth's best_args for seq-mnist,
+  # buffer 500). The paper gives none for the baselines; every method shares
+  # the optimiser, lr and batch sizes above.
+  c.derpp = ml_collections.ConfigDict()
+  c.derpp.alpha = 1.0  # logit MSE on the first replay draw
+  c.derpp.beta = 0.5  # cross-entropy on the second replay draw
+
   c.model = ml_collections.ConfigDict()
   c.model.nf = 32
   c.model.mlp_reduction = 16
@@ -102,6 +109,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
          f"(got {config.lam}); the reference code's --policy-penalty=-500 is lam=500")
   for name in ("alpha", "beta", "alpha_p", "gamma", "w_p"):
     _check(config[name] >= 0.0, f"{name} must be >= 0 (got {config[name]})")
+  for name in ("alpha", "beta"):
+    _check(config.derpp[name] >= 0.0, f"derpp.{name} must be >= 0 (got {config.derpp[name]})")
+  method = methods.REGISTRY[config.method]
+  _check(config.buffer_size >= 1 or not method.uses_buffer or method.gated,
+         f"method {config.method} replays from a buffer: set --config.buffer_size >= 1 "
+         "(or use --config.method=sgd for no buffer)")
   _check(config.warmup.iterations >= 0 and config.warmup.epochs >= 0,
          "warmup.iterations and warmup.epochs must be >= 0")
   _check(not (config.warmup.iterations and config.warmup.epochs),

@@ -33,7 +33,8 @@ def evaluate_workdir(workdir: str) -> dict:
   config = ml_collections.ConfigDict(progress["config"])
   exp = train.Experiment(config)
   state, progress = Checkpointer(directory, keep=1_000_000).restore_latest(exp.initial_state())
-  seen = exp.chunks[progress["next_chunk"] - 1].task + 1 if progress["next_chunk"] else 0
+  seen = (exp.seen_after[exp.chunks[progress["next_chunk"] - 1].task]
+          if progress["next_chunk"] else 0)
   class_il, task_il = exp.evaluate(state, seen)
   label = f"step {progress['total_steps']}"
   for name, rows, fresh in (("Class-IL", progress["class_il"], class_il),

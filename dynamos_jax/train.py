@@ -24,6 +24,7 @@ import optax
 from dynamos_jax import buffer as buffer_lib
 from dynamos_jax.checkpoint import Checkpointer, config_differences
 from dynamos_jax import evaluation
+from dynamos_jax import metrics as metrics_lib
 from dynamos_jax import methods
 from dynamos_jax.data import sources
 from dynamos_jax.data.streams import ClassIncremental, epoch_batches, num_batches
@@ -105,11 +106,12 @@ def make_train_step(model: ResNet, method: methods.Method, tx: optax.GradientTra
     if phase == "warmup":
       loss_fn = lambda p: methods.base.plain_cross_entropy(model, p, state.batch_stats, batch)
     else:
-      replay, replay_mask = (
-          buffer_lib.sample(state.buffer, replay_key, minibatch_size, only_valid=only_valid)
-          if use_buffer else (None, None))
-      loss_fn = lambda p: method.loss(model, p, state.batch_stats, batch, replay, replay_mask,
-                                      gates_key)
+      # A single draw takes the replay key as it is; several (DER++) split it.
+      keys = ([replay_key] if method.replay_draws == 1
+              else list(jax.random.split(replay_key, method.replay_draws)))
+      replays = tuple(buffer_lib.sample(state.buffer, k, minibatch_size, only_valid=only_valid)
+                      for k in keys) if use_buffer else ()
+      loss_fn = lambda p: method.loss(model, p, state.batch_stats, batch, replays, gates_key)
     grads, out = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -117,12 +119,15 @@ def make_train_step(model: ResNet, method: methods.Method, tx: optax.GradientTra
     new_buffer = state.buffer
     if use_buffer:
       # Insert after the update, with the logits and attention of the
-      # pre-update forward (spec 6.1); only correct predictions are written.
-      correct = (jnp.argmax(out.logits, -1) == batch.labels) & mask
+      # pre-update forward (spec 6.1). Add-if-correct methods write only
+      # correct predictions; plain reservoirs (ER, DER++) write every sample.
+      correct = ((jnp.argmax(out.logits, -1) == batch.labels) & mask
+                 if method.insert_if_correct else mask)
       draws = buffer_lib.reservoir_draws(reservoir_key, state.buffer, mask, correct,
                                          only_valid=only_valid)
       new_buffer = buffer_lib.insert(state.buffer, draws, batch.images, batch.labels,
-                                     out.logits, out.attention, mask, correct,
+                                     jax.lax.stop_gradient(out.logits),
+                                     jax.lax.stop_gradient(out.attention), mask, correct,
                                      only_valid=only_valid)
     metrics = dict(out.metrics, grad_norm=optax.tree.norm(grads))
     if method.uses_buffer:
@@ -254,6 +259,18 @@ def format_table(matrix: list[list[float | None]], title: str,
   return "\n".join(lines)
 
 
+def format_metrics(metrics: dict[str, dict[str, float | None]]) -> str:
+  """The metrics of each protocol side by side; '-' where undefined (joint runs)."""
+  names = {"final_average": "final average", "forgetting": "forgetting",
+           "backward_transfer": "BWT", "forward_transfer": "FWT"}
+  lines = [f"{'metric':>14} | {'class-IL':>8} | {'task-IL':>8}"]
+  for key, name in names.items():
+    cells = [metrics[p][key] for p in ("class_il", "task_il")]
+    lines.append(f"{name:>14} | " + " | ".join("       -" if v is None else f"{v:8.2f}"
+                                               for v in cells))
+  return "\n".join(lines)
+
+
 class Experiment:
   """Everything static about a run, built once from the config.
 
@@ -277,8 +294,15 @@ class Experiment:
     self.train_images = jax.device_put(self.dataset.train_images)
     self.train_labels = jax.device_put(self.dataset.train_labels)
     self.test_images = jax.device_put(self.dataset.test_images)
-    self.task_indices = [self.stream.task_indices(self.dataset.train_labels, t)
-                         for t in range(self.stream.num_tasks)]
+    tasks = [self.stream.task_indices(self.dataset.train_labels, t)
+             for t in range(self.stream.num_tasks)]
+    if self.method.joint:
+      # One task holding every task's samples; evaluated once, on all tasks.
+      self.task_indices = [np.sort(np.concatenate(tasks))]
+      self.seen_after = [self.stream.num_tasks]
+    else:
+      self.task_indices = tasks
+      self.seen_after = list(range(1, self.stream.num_tasks + 1))
     batches = [num_batches(len(ix), config.batch_size) for ix in self.task_indices]
     self.rows = max(batches)
     # Only gated methods have a warm-up (spec 12: the baselines start right away).
@@ -309,22 +333,36 @@ class Experiment:
                         only_valid=self.config.buffer.only_valid),
         self.config.train.chunk_strategy, self.config.train.chunk_size) for phase in phases}
 
-  def evaluate(self, state: TrainState, seen: int) -> tuple[list, list]:
-    """Class-IL and task-IL rows after ``seen`` tasks (None for unseen tasks).
+  def accuracies(self, state: TrainState, seen: int) -> tuple[list[float], list[float]]:
+    """Class-IL and task-IL accuracy on every task, after ``seen`` tasks of training.
 
-    ``seen == 0`` is the untrained model, evaluated on every task and, when
-    there is a warm-up, without agents (the reference evaluates it with the
-    warm-up flag set).
+    ``seen == 0`` is the untrained model: when there is a warm-up it is
+    evaluated without agents (the reference evaluates it with the warm-up
+    flag set).
     """
     gated = self.method.gated and not (seen == 0 and self.warmup)
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     logits = evaluation.predict_logits(self._predict["threshold" if gated else "off"],
                                        variables, self.test_images,
                                        self.config.train.eval_batch_size)
-    tasks = range(self.stream.num_tasks if seen == 0 else seen)
-    cil, til = evaluation.task_accuracies(logits, self.dataset.test_labels, self.stream, tasks)
-    pad = [None] * (self.stream.num_tasks - len(cil))
-    return cil + pad, til + pad
+    return evaluation.task_accuracies(logits, self.dataset.test_labels, self.stream,
+                                      range(self.stream.num_tasks))
+
+  def evaluate(self, state: TrainState, seen: int) -> tuple[list, list]:
+    """Class-IL and task-IL rows of the accuracy matrix after ``seen`` tasks.
+
+    Tasks not yet seen are None, except in row 0 (the untrained model), which
+    holds every task: forward transfer compares against it.
+    """
+    cil, til = self.accuracies(state, seen)
+    return seen_row(cil, seen), seen_row(til, seen)
+
+
+def seen_row(accuracies: list[float], seen: int) -> list[float | None]:
+  """The accuracy-matrix row after ``seen`` tasks: None for unseen tasks (row 0: all)."""
+  if seen == 0:
+    return list(accuracies)
+  return [a if t < seen else None for t, a in enumerate(accuracies)]
 
 
 class Interrupted(DynamosError):
@@ -397,9 +435,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     print(f"resuming from step {progress['total_steps']} ({checkpoints.directory})",
           file=sys.stderr)
   else:
-    cil, til = exp.evaluate(state, 0)
+    cil, til = exp.accuracies(state, 0)
+    # before[p][t]: accuracy on task t just before training it (forward transfer).
     progress = {"next_chunk": 0, "total_steps": 0, "train_seconds": 0.0, "class_il": [cil],
-                "task_il": [til], "log": [], "config": config.to_dict()}
+                "task_il": [til], "before": {"class_il": [cil[0]], "task_il": [til[0]]},
+                "log": [], "config": config.to_dict()}
 
   runners = exp.make_runners()
   chunks = exp.chunks
@@ -433,11 +473,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       progress_bar.set_postfix(task=chunk.task + 1, loss=f"{progress['log'][-1]['loss']:.3f}",
                                acc=f"{progress['log'][-1]['train_accuracy']:.2f}")
       if chunk.ends_task:
-        cil, til = exp.evaluate(state, chunk.task + 1)
-        progress["class_il"].append(cil)
-        progress["task_il"].append(til)
-        progress_bar.write(f"task {chunk.task + 1}: class-IL {np.mean(cil[:chunk.task + 1]):.2f}"
-                           f"  task-IL {np.mean(til[:chunk.task + 1]):.2f}")
+        seen = exp.seen_after[chunk.task]
+        cil, til = exp.accuracies(state, seen)
+        progress["class_il"].append(seen_row(cil, seen))
+        progress["task_il"].append(seen_row(til, seen))
+        if seen < len(cil):
+          progress["before"]["class_il"].append(cil[seen])
+          progress["before"]["task_il"].append(til[seen])
+        progress_bar.write(f"task {seen}: class-IL {np.mean(cil[:seen]):.2f}"
+                           f"  task-IL {np.mean(til[:seen]):.2f}")
       due = progress["total_steps"] - last_saved >= config.checkpoint.every_steps
       if chunk.ends_task or due or stop.received:
         checkpoints.save(progress["total_steps"], state, progress)
@@ -456,8 +500,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   class_il, task_il = progress["class_il"], progress["task_il"]
   results = {
       "config": config.to_dict(),
-      "class_il": {"matrix": class_il, "final_average": float(np.mean(class_il[-1]))},
-      "task_il": {"matrix": task_il, "final_average": float(np.mean(task_il[-1]))},
+      "class_il": {"matrix": class_il, "before": progress["before"]["class_il"],
+                   "final_average": metrics_lib.final_average(class_il)},
+      "task_il": {"matrix": task_il, "before": progress["before"]["task_il"],
+                  "final_average": metrics_lib.final_average(task_il)},
+      "metrics": {p: metrics_lib.summarize(progress[p], progress["before"][p])
+                  for p in ("class_il", "task_il")},
       "train": {"steps": progress["total_steps"], "seconds": seconds,
                 "steps_per_second": progress["total_steps"] / max(seconds, 1e-9),
                 "compile_seconds": compile_seconds,
@@ -471,6 +519,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   os.replace(path + ".tmp", path)  # Never leave a half-written results file.
   print(format_table(class_il, "Class-IL accuracy (%)"))
   print(format_table(task_il, "Task-IL accuracy (%)"))
+  print(format_metrics(results["metrics"]))
   print(f"trained {progress['total_steps']} steps in {seconds:.1f} s "
         f"({results['train']['steps_per_second']:.1f} steps/s; compile {compile_seconds:.1f} s); "
         f"results in {path}")

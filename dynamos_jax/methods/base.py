@@ -38,38 +38,77 @@ class StepOutput:
 
 
 class Method(abc.ABC):
-  """Base class. Subclasses set the flags and implement ``loss``."""
+  """Base class. Subclasses set the flags and implement ``loss``.
 
-  gated: bool = False  # the network has agents
-  uses_buffer: bool = False  # a reservoir buffer is sampled and filled
+  The flags tell the trainer what to build around the loss: agents in the
+  network (``gated``, which also brings the warm-up of spec 7), a reservoir
+  buffer (``uses_buffer``), how many independent replay minibatches each step
+  draws from it (``replay_draws``), whether only correctly classified samples
+  are written into it (``insert_if_correct``, the reference's add-if-correct
+  rule) and whether all tasks are trained at once (``joint``).
+  """
+
+  gated: bool = False
+  uses_buffer: bool = False
+  replay_draws: int = 1
+  insert_if_correct: bool = True
+  joint: bool = False
 
   @classmethod
   def from_config(cls, config) -> "Method":
+    del config
     return cls()
 
   @abc.abstractmethod
-  def loss(self, model, params, batch_stats, batch: Batch, replay: Replay | None,
-           replay_mask: jax.Array | None, key: jax.Array) -> tuple[jax.Array, StepOutput]:
+  def loss(self, model, params, batch_stats, batch: Batch,
+           replays: tuple[tuple[Replay, jax.Array], ...],
+           key: jax.Array) -> tuple[jax.Array, StepOutput]:
     """The step's loss, differentiable w.r.t. ``params``.
 
     Args:
       model: the flax module.
       params, batch_stats: the network's variables.
       batch: the current batch.
-      replay: a replay minibatch (None for buffer-free methods).
-      replay_mask: [B_M] bool, real rows of ``replay``.
+      replays: ``replay_draws`` pairs (replay minibatch, bool [B_M] mask of its
+        real rows), drawn independently; empty for buffer-free methods.
       key: PRNG key for this step's stochastic gates.
     """
 
 
+def forward(model, params, batch_stats, images: jax.Array, mask: jax.Array, mode: str = "off",
+            key: jax.Array | None = None):
+  """A train-mode forward over the real rows ``mask`` [B] of ``images``.
+
+  Returns ``(logits [B, K], aux, batch_stats)``: BN normalises with, and
+  updates its running statistics from, the real rows only. With no real row
+  (a replay draw from an empty buffer) statistics over zero samples would be
+  NaN, so the forward normalises over all (zero) rows and the statistics are
+  left as they were; the masked loss terms are zero anyway.
+  """
+  has_rows = jnp.any(mask)
+  rngs = {"gates": key} if key is not None else None
+  (logits, aux), updates = model.apply({"params": params, "batch_stats": batch_stats}, images,
+                                       mode, True, jnp.where(has_rows, mask, True), rngs=rngs,
+                                       mutable=["batch_stats"])
+  stats = jax.tree.map(lambda new, old: jnp.where(has_rows, new, old),
+                       updates["batch_stats"], batch_stats)
+  return logits, aux, stats
+
+
+def accuracy(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> jax.Array:
+  """Fraction of the real rows classified correctly."""
+  correct = (jnp.argmax(logits, -1) == labels) & mask
+  return jnp.sum(correct) / jnp.maximum(jnp.sum(mask), 1)
+
+
+def no_attention(batch: Batch) -> jax.Array:
+  """[B, 0]: agent-free methods store no attention vectors."""
+  return jnp.zeros((batch.labels.shape[0], 0), jnp.float32)
+
+
 def plain_cross_entropy(model, params, batch_stats, batch: Batch):
   """Cross-entropy of an agent-free, train-mode forward (SGD, and Dynamos' warm-up)."""
-  (logits, _), updates = model.apply({"params": params, "batch_stats": batch_stats},
-                                     batch.images, "off", True, batch.mask,
-                                     mutable=["batch_stats"])
+  logits, _, stats = forward(model, params, batch_stats, batch.images, batch.mask)
   ce = losses.cross_entropy(logits, batch.labels, batch.mask)
-  correct = (jnp.argmax(logits, -1) == batch.labels) & batch.mask
-  metrics = {"loss": ce, "ce": ce,
-             "train_accuracy": jnp.sum(correct) / jnp.maximum(jnp.sum(batch.mask), 1)}
-  empty = jnp.zeros((batch.labels.shape[0], 0), jnp.float32)
-  return ce, StepOutput(updates["batch_stats"], metrics, logits, empty)
+  metrics = {"loss": ce, "ce": ce, "train_accuracy": accuracy(logits, batch.labels, batch.mask)}
+  return ce, StepOutput(stats, metrics, logits, no_attention(batch))

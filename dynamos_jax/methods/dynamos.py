@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from dynamos_jax import losses
-from dynamos_jax.methods.base import Batch, Method, StepOutput
+from dynamos_jax.methods.base import Batch, Method, StepOutput, forward
 
 NUM_AGENTS = 4
 
@@ -49,11 +49,10 @@ class Dynamos(Method):
     proto = losses.prototype_loss(aux["attention"], labels, correct)
     return ce, rl, proto, correct
 
-  def loss(self, model, params, batch_stats, batch: Batch, replay, replay_mask, key):
+  def loss(self, model, params, batch_stats, batch: Batch, replays, key):
     key_current, key_replay = jax.random.split(key)
-    (logits, aux), updates = model.apply(
-        {"params": params, "batch_stats": batch_stats}, batch.images, "sample", True,
-        batch.mask, rngs={"gates": key_current}, mutable=["batch_stats"])
+    logits, aux, stats = forward(model, params, batch_stats, batch.images, batch.mask, "sample",
+                                 key_current)
     ce, rl, proto, correct = self._gated_terms(logits, aux, batch.labels, batch.mask)
     total = ce + self.gamma * rl + self.w_p * proto
     metrics = {"ce": ce, "reinforce": rl, "prototype": proto,
@@ -62,26 +61,27 @@ class Dynamos(Method):
     keep = aux["actions"].reshape(logits.shape[0], NUM_AGENTS, -1).mean(-1)
     metrics.update({f"keep_ratio_{l + 1}": losses.masked_mean(keep[:, l], batch.mask)
                     for l in range(NUM_AGENTS)})
-    new_stats = updates["batch_stats"]
 
     if self.uses_buffer:
-      has_replay = jnp.any(replay_mask)
-      # With an empty buffer every replay row is padding: BN statistics over
-      # zero samples would be NaN, so normalise over the (zero) rows and
-      # discard the statistics; the masked loss terms are zero anyway.
-      bn_mask = jnp.where(has_replay, replay_mask, True)
-      (r_logits, r_aux), r_updates = model.apply(
-          {"params": params, "batch_stats": new_stats}, replay.images, "sample", True,
-          bn_mask, rngs={"gates": key_replay}, mutable=["batch_stats"])
+      (replay, replay_mask), = replays
+      # A second forward, after the first one's BN update (spec 14.7).
+      r_logits, r_aux, stats = forward(model, params, stats, replay.images, replay_mask,
+                                       "sample", key_replay)
       r_ce, r_rl, r_proto, _ = self._gated_terms(r_logits, r_aux, replay.labels, replay_mask)
       mse_logits = losses.consistency_loss(r_logits, replay.logits, replay_mask)
       mse_attention = losses.consistency_loss(r_aux["attention"], replay.attention, replay_mask)
       total += (self.alpha * mse_logits + self.alpha_p * mse_attention
                 + self.beta * (r_ce + self.gamma * r_rl) + self.w_p * r_proto)
-      new_stats = jax.tree.map(lambda new, old: jnp.where(has_replay, new, old),
-                               r_updates["batch_stats"], new_stats)
       metrics.update({"replay_ce": r_ce, "replay_reinforce": r_rl, "replay_prototype": r_proto,
                       "mse_logits": mse_logits, "mse_attention": mse_attention})
     metrics["loss"] = total
-    return total, StepOutput(new_stats, metrics, jax.lax.stop_gradient(logits),
+    return total, StepOutput(stats, metrics, jax.lax.stop_gradient(logits),
                              jax.lax.stop_gradient(aux["attention"]))
+
+
+class DynamosNoBuffer(Dynamos):
+  """Agents, reward and prototype loss on the current batch only (reference dynamos_sgd)."""
+
+  @classmethod
+  def from_config(cls, config) -> "DynamosNoBuffer":
+    return dataclasses.replace(super().from_config(config), uses_buffer=False)

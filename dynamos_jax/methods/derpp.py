@@ -1,0 +1,41 @@
+"""DER++ (Buzzega et al., NeurIPS 2020).
+
+L = CE(Z_B) + alpha * mean((f(x_M1) - Z_M1)^2) + beta * CE(f(x_M2), y_M2)
+
+with two independent replay minibatches M1, M2 (three train-mode forwards,
+each updating the BN statistics, in that order) and a plain reservoir that
+stores images, labels and the pre-update logits of every sample.
+"""
+
+import dataclasses
+
+from dynamos_jax import losses
+from dynamos_jax.methods.base import Method, StepOutput, accuracy, forward, no_attention
+
+
+@dataclasses.dataclass(frozen=True)
+class DERpp(Method):
+  alpha: float = 1.0
+  beta: float = 0.5
+
+  uses_buffer = True
+  insert_if_correct = False
+  replay_draws = 2
+
+  @classmethod
+  def from_config(cls, config) -> "DERpp":
+    return cls(alpha=config.derpp.alpha, beta=config.derpp.beta)
+
+  def loss(self, model, params, batch_stats, batch, replays, key):
+    del key  # No gates.
+    (logit_replay, logit_mask), (label_replay, label_mask) = replays
+    logits, _, stats = forward(model, params, batch_stats, batch.images, batch.mask)
+    ce = losses.cross_entropy(logits, batch.labels, batch.mask)
+    z, _, stats = forward(model, params, stats, logit_replay.images, logit_mask)
+    mse_logits = losses.consistency_loss(z, logit_replay.logits, logit_mask)
+    z, _, stats = forward(model, params, stats, label_replay.images, label_mask)
+    r_ce = losses.cross_entropy(z, label_replay.labels, label_mask)
+    total = ce + self.alpha * mse_logits + self.beta * r_ce
+    metrics = {"loss": total, "ce": ce, "mse_logits": mse_logits, "replay_ce": r_ce,
+               "train_accuracy": accuracy(logits, batch.labels, batch.mask)}
+    return total, StepOutput(stats, metrics, logits, no_attention(batch))

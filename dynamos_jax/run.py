@@ -18,7 +18,8 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results.json (and checkpoints).")
 
 
-def _fail(message: str) -> None:
+def fail(message: str) -> None:
+  """Ends the program with a one-line error and exit code 2."""
   print(f"error: {message}", file=sys.stderr)
   sys.exit(2)
 
@@ -29,7 +30,7 @@ def _root_cause(error: BaseException) -> BaseException:
   return error
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
+def parse_flags(argv: list[str]) -> list[str]:
   """absl's parser, with flag errors (unknown config keys, bad values) as one line."""
   try:
     argv = flags.FLAGS(argv)
@@ -40,24 +41,24 @@ def _parse_flags(argv: list[str]) -> list[str]:
           SyntaxError) as e:
     cause = _root_cause(e)
     if isinstance(cause, KeyError):  # config_flags: an override of a key that does not exist
-      _fail(f"unknown config key {cause.args[0]!r} in the --config.KEY=VALUE overrides "
+      fail(f"unknown config key {cause.args[0]!r} in the --config.KEY=VALUE overrides "
             "(all keys and their defaults: dynamos_jax/config.py)")
     lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
     if "Failed loading config file" in str(cause):  # the last line names the file and why
-      _fail(f"cannot load the --config file: {lines[-1]} (the configs are in configs/*.py)")
+      fail(f"cannot load the --config file: {lines[-1]} (the configs are in configs/*.py)")
     outer = str(e).strip().splitlines()[0] if str(e).strip() else ""
     inner = lines[0] if lines else type(cause).__name__
     message = outer if inner in outer else f"{outer} {inner}".strip()
-    _fail(f"{message} (all config keys and their defaults: dynamos_jax/config.py)")
+    fail(f"{message} (all config keys and their defaults: dynamos_jax/config.py)")
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
-    _fail(f"unexpected arguments {argv[1:]}; use --config=FILE --workdir=DIR [--config.KEY=VALUE]")
+    fail(f"unexpected arguments {argv[1:]}; use --config=FILE --workdir=DIR [--config.KEY=VALUE]")
   if _CONFIG.value is None:
-    _fail("--config is required, e.g. --config=configs/quickstart.py")
+    fail("--config is required, e.g. --config=configs/quickstart.py")
   if _WORKDIR.value is None:
-    _fail("--workdir is required: the directory to write results.json to")
+    fail("--workdir is required: the directory to write results.json to")
   # Library INFO logs (orbax's per-save records, JAX's backend probing) drown
   # the progress bar; warnings and errors still show.
   logging.set_verbosity(logging.WARNING)
@@ -71,8 +72,8 @@ def main(argv: list[str]) -> None:
     print(str(e), file=sys.stderr)
     sys.exit(e.exit_code)
   except DynamosError as e:
-    _fail(str(e))
+    fail(str(e))
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,196 @@
+"""Comparison of methods over seeds.
+
+  python -m dynamos_jax.compare --config=configs/seq_mnist.py:500 \
+      --methods=sgd,baseline,dynamos --seeds=0,1,2 --workdir=DIR [--config.KEY=VALUE ...]
+
+Runs every (method, seed) in DIR/METHOD/seed_SEED with the config's other
+values (``--config.*`` overrides apply to all), skipping runs whose
+results.json is already there for the same config and resuming interrupted
+ones from their checkpoints. Writes DIR/comparison.json (every run's metrics
+and their mean and standard deviation per method), DIR/comparison.png, and
+prints the table.
+"""
+
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+
+from dynamos_jax.errors import DynamosError
+from dynamos_jax.run import _CONFIG, _WORKDIR, fail, parse_flags
+
+_METHODS = flags.DEFINE_list("methods", None, "Methods to compare, e.g. sgd,baseline,dynamos.")
+_SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds, e.g. 0,1,2.")
+
+PROTOCOLS = {"class_il": "class-IL", "task_il": "task-IL"}
+METRICS = {"final_average": "final avg", "forgetting": "forgetting",
+           "backward_transfer": "BWT", "forward_transfer": "FWT"}
+
+
+def run_dir(workdir: str, method: str, seed: int) -> str:
+  return os.path.join(workdir, method, f"seed_{seed}")
+
+
+def _finished(config, directory: str) -> dict | None:
+  """The run's results when results.json exists for this config, else None."""
+  from dynamos_jax.checkpoint import config_differences
+  path = os.path.join(directory, "results.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    results = json.load(f)
+  if config_differences(results["config"], config.to_dict()):
+    return None  # Same directory, another config: train_and_evaluate explains or starts over.
+  return results
+
+
+def summarize(runs: dict[str, dict[int, dict]]) -> dict:
+  """Mean and standard deviation (over seeds, ddof=1; 0 for one seed) of every metric.
+
+  Args:
+    runs: ``{method: {seed: results}}``, results as in results.json.
+
+  Returns:
+    ``{method: {protocol: {metric: {"mean", "std", "values"}}}}``; a metric
+    that is undefined for a method (None, e.g. forgetting of joint) has mean
+    and std None.
+  """
+  summary = {}
+  for method, by_seed in runs.items():
+    summary[method] = {}
+    for protocol in PROTOCOLS:
+      summary[method][protocol] = {}
+      for metric in METRICS:
+        values = [by_seed[s]["metrics"][protocol][metric] for s in sorted(by_seed)]
+        defined = [v for v in values if v is not None]
+        mean = float(np.mean(defined)) if defined else None
+        std = (float(np.std(defined, ddof=1)) if len(defined) > 1 else 0.0) if defined else None
+        summary[method][protocol][metric] = {"mean": mean, "std": std, "values": values}
+  return summary
+
+
+def format_summary(summary: dict, seeds: list[int]) -> str:
+  """The comparison as a text table, mean +- std over the seeds."""
+  columns = [(p, m) for p in PROTOCOLS for m in METRICS]
+  header = f"{'method':>16} | " + " | ".join(f"{PROTOCOLS[p] + ' ' + METRICS[m]:>20}"
+                                             for p, m in columns)
+  lines = [f"mean +- std over seeds {', '.join(map(str, seeds))}", header]
+  for method, protocols in summary.items():
+    cells = []
+    for p, m in columns:
+      entry = protocols[p][m]
+      cells.append(f"{'-':>20}" if entry["mean"] is None
+                   else f"{entry['mean']:12.2f} +- {entry['std']:5.2f}")
+    lines.append(f"{method:>16} | " + " | ".join(cells))
+  return "\n".join(lines)
+
+
+def plot_comparison(summary: dict, runs: dict[str, dict[int, dict]], path: str) -> str:
+  """Final averages per method (bars, +- std) and average accuracy after each task (curves)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  names = list(summary)
+  fig, (bars, curves) = plt.subplots(1, 2, figsize=(12, 4.5))
+  width = 0.38
+  for k, protocol in enumerate(PROTOCOLS):
+    means = [summary[n][protocol]["final_average"]["mean"] for n in names]
+    stds = [summary[n][protocol]["final_average"]["std"] for n in names]
+    x = np.arange(len(names)) + (k - 0.5) * width
+    bars.bar(x, means, width, yerr=stds, capsize=3, label=PROTOCOLS[protocol])
+  bars.set_xticks(np.arange(len(names)), names, rotation=20)
+  bars.set_ylabel("final average accuracy (%)")
+  bars.set_ylim(0, 100)
+  bars.legend()
+  bars.set_title("After the last task")
+  for name in names:
+    # Mean over seeds of the average accuracy on the tasks seen after each task.
+    rows = [[np.mean([v for v in row if v is not None]) for row in r["class_il"]["matrix"][1:]]
+            for r in runs[name].values()]
+    if len(rows[0]) > 1:
+      curve = np.mean(rows, axis=0)
+      curves.plot(np.arange(1, len(curve) + 1), curve, marker="o", label=name)
+  curves.set_xlabel("tasks trained")
+  curves.set_ylabel("class-IL average accuracy on seen tasks (%)")
+  curves.set_ylim(0, 100)
+  curves.legend()
+  curves.set_title("During the stream")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
+
+
+def run_comparison(config, methods: list[str], seeds: list[int], workdir: str) -> dict:
+  """Trains what is missing, then writes and returns the comparison."""
+  from dynamos_jax import config as config_lib
+  from dynamos_jax import train
+  configs = {}
+  for method in methods:  # Check everything before training anything.
+    for seed in seeds:
+      c = config.copy_and_resolve_references()
+      c.method, c.seed = method, seed
+      config_lib.validate(c)
+      configs[method, seed] = c
+  runs = {m: {} for m in methods}
+  for (method, seed), c in configs.items():
+    directory = run_dir(workdir, method, seed)
+    results = _finished(c, directory)
+    if results is None:
+      print(f"== {method}, seed {seed}: training in {directory}", file=sys.stderr)
+      results = train.train_and_evaluate(c, directory)
+    else:
+      print(f"== {method}, seed {seed}: done earlier ({directory})", file=sys.stderr)
+    runs[method][seed] = results
+  summary = summarize(runs)
+  comparison = {
+      "methods": methods, "seeds": seeds, "config": config.to_dict(), "summary": summary,
+      "runs": {m: {str(s): {"workdir": run_dir(workdir, m, s), "metrics": r["metrics"],
+                            "class_il": r["class_il"], "task_il": r["task_il"],
+                            "train": r["train"]} for s, r in by_seed.items()}
+               for m, by_seed in runs.items()},
+  }
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, "comparison.json")
+  with open(path + ".tmp", "w") as f:
+    json.dump(comparison, f, indent=1)
+  os.replace(path + ".tmp", path)
+  chart = plot_comparison(summary, runs, os.path.join(workdir, "comparison.png"))
+  print(format_summary(summary, seeds))
+  print(f"comparison in {path}, chart in {chart}")
+  return comparison
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    fail(f"unexpected arguments {argv[1:]}")
+  if _CONFIG.value is None:
+    fail("--config is required, e.g. --config=configs/seq_mnist.py:500")
+  if _WORKDIR.value is None:
+    fail("--workdir is required: the directory that holds one subdirectory per run")
+  if not _METHODS.value:
+    fail("--methods is required, e.g. --methods=sgd,baseline,dynamos")
+  try:
+    seeds = [int(s) for s in _SEEDS.value]
+  except ValueError:
+    fail(f"--seeds must be integers separated by commas (got {','.join(_SEEDS.value)})")
+  if len(set(_METHODS.value)) != len(_METHODS.value) or len(set(seeds)) != len(seeds):
+    fail("--methods and --seeds must not repeat an entry")
+  logging.set_verbosity(logging.WARNING)
+  from dynamos_jax import train
+  try:
+    run_comparison(_CONFIG.value, list(_METHODS.value), seeds, _WORKDIR.value)
+  except train.Interrupted as e:
+    print(str(e) + " (the comparison resumes too: run it again)", file=sys.stderr)
+    sys.exit(e.exit_code)
+  except DynamosError as e:
+    fail(str(e))
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

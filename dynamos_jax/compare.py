@@ -26,9 +26,15 @@ from dynamos_jax.run import _CONFIG, _WORKDIR, fail, parse_flags
 _METHODS = flags.DEFINE_list("methods", None, "Methods to compare, e.g. sgd,baseline,dynamos.")
 _SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds, e.g. 0,1,2.")
 
-PROTOCOLS = {"class_il": "class-IL", "task_il": "task-IL"}
+# Display names; a run's protocols and metrics are whatever its results.json has.
+PROTOCOLS = {"class_il": "class-IL", "task_il": "task-IL", "gcl": "GCL"}
 METRICS = {"final_average": "final avg", "forgetting": "forgetting",
-           "backward_transfer": "BWT", "forward_transfer": "FWT"}
+           "backward_transfer": "BWT", "forward_transfer": "FWT", "accuracy": "accuracy"}
+
+
+def _headline(protocol_metrics: dict) -> str:
+  """The metric a protocol is judged by: the final average, or GCL's accuracy."""
+  return "final_average" if "final_average" in protocol_metrics else "accuracy"
 
 
 def run_dir(workdir: str, method: str, seed: int) -> str:
@@ -62,9 +68,10 @@ def summarize(runs: dict[str, dict[int, dict]]) -> dict:
   summary = {}
   for method, by_seed in runs.items():
     summary[method] = {}
-    for protocol in PROTOCOLS:
+    first = by_seed[min(by_seed)]["metrics"]
+    for protocol in first:
       summary[method][protocol] = {}
-      for metric in METRICS:
+      for metric in first[protocol]:
         values = [by_seed[s]["metrics"][protocol][metric] for s in sorted(by_seed)]
         defined = [v for v in values if v is not None]
         mean = float(np.mean(defined)) if defined else None
@@ -75,9 +82,10 @@ def summarize(runs: dict[str, dict[int, dict]]) -> dict:
 
 def format_summary(summary: dict, seeds: list[int]) -> str:
   """The comparison as a text table, mean +- std over the seeds."""
-  columns = [(p, m) for p in PROTOCOLS for m in METRICS]
-  header = f"{'method':>16} | " + " | ".join(f"{PROTOCOLS[p] + ' ' + METRICS[m]:>20}"
-                                             for p, m in columns)
+  first = next(iter(summary.values()))
+  columns = [(p, m) for p in first for m in first[p]]
+  header = f"{'method':>16} | " + " | ".join(
+      f"{PROTOCOLS.get(p, p) + ' ' + METRICS.get(m, m):>20}" for p, m in columns)
   lines = [f"mean +- std over seeds {', '.join(map(str, seeds))}", header]
   for method, protocols in summary.items():
     cells = []
@@ -96,30 +104,32 @@ def plot_comparison(summary: dict, runs: dict[str, dict[int, dict]], path: str) 
   import matplotlib.pyplot as plt
 
   names = list(summary)
+  protocols = list(summary[names[0]])
   fig, (bars, curves) = plt.subplots(1, 2, figsize=(12, 4.5))
-  width = 0.38
-  for k, protocol in enumerate(PROTOCOLS):
-    means = [summary[n][protocol]["final_average"]["mean"] for n in names]
-    stds = [summary[n][protocol]["final_average"]["std"] for n in names]
-    x = np.arange(len(names)) + (k - 0.5) * width
-    bars.bar(x, means, width, yerr=stds, capsize=3, label=PROTOCOLS[protocol])
+  width = 0.8 / len(protocols)
+  for k, protocol in enumerate(protocols):
+    headline = [summary[n][protocol][_headline(summary[n][protocol])] for n in names]
+    x = np.arange(len(names)) + (k - (len(protocols) - 1) / 2) * width
+    bars.bar(x, [h["mean"] for h in headline], width, yerr=[h["std"] for h in headline],
+             capsize=3, label=PROTOCOLS.get(protocol, protocol))
   bars.set_xticks(np.arange(len(names)), names, rotation=20)
   bars.set_ylabel("final average accuracy (%)")
   bars.set_ylim(0, 100)
   bars.legend()
-  bars.set_title("After the last task")
+  bars.set_title("At the end of the stream")
   for name in names:
     # Mean over seeds of the average accuracy on the tasks seen after each task.
     rows = [[np.mean([v for v in row if v is not None]) for row in r["class_il"]["matrix"][1:]]
-            for r in runs[name].values()]
-    if len(rows[0]) > 1:
+            for r in runs[name].values() if "class_il" in r]
+    if rows and len(rows[0]) > 1:
       curve = np.mean(rows, axis=0)
       curves.plot(np.arange(1, len(curve) + 1), curve, marker="o", label=name)
   curves.set_xlabel("tasks trained")
   curves.set_ylabel("class-IL average accuracy on seen tasks (%)")
   curves.set_ylim(0, 100)
-  curves.legend()
-  curves.set_title("During the stream")
+  if curves.lines:
+    curves.legend()
+  curves.set_title("After each task (class-IL)")
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -150,9 +160,9 @@ def run_comparison(config, methods: list[str], seeds: list[int], workdir: str) -
   summary = summarize(runs)
   comparison = {
       "methods": methods, "seeds": seeds, "config": config.to_dict(), "summary": summary,
-      "runs": {m: {str(s): {"workdir": run_dir(workdir, m, s), "metrics": r["metrics"],
-                            "class_il": r["class_il"], "task_il": r["task_il"],
-                            "train": r["train"]} for s, r in by_seed.items()}
+      "runs": {m: {str(s): {"workdir": run_dir(workdir, m, s),
+                            **{k: r[k] for k in ("metrics", "class_il", "task_il", "gcl", "train")
+                               if k in r}} for s, r in by_seed.items()}
                for m, by_seed in runs.items()},
   }
   os.makedirs(workdir, exist_ok=True)

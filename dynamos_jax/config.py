@@ -9,7 +9,7 @@ import ml_collections
 
 from dynamos_jax.errors import ConfigError
 
-DATASETS = ("seq-mnist",)
+DATASETS = ("seq-mnist", "seq-svhn", "mnist-360")
 DATA_SOURCES = ("bundled", "files", "tfds")
 CHUNK_STRATEGIES = ("auto", "loop", "scan")
 
@@ -61,6 +61,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.source = "tfds"
   c.data.path = ""  # for source=files: mnist.pkl.gz, or a folder of IDX files
   c.data.tfds_data_dir = ""  # for source=tfds; empty: TFDS's default
+
+  c.mnist360 = ml_collections.ConfigDict()
+  # True: the reference's test draws (each test batch the first B items of a
+  # fresh shuffle of the class, so an image's angle depends on draw order);
+  # False: Mammoth's later fix, each test image once, in order (README).
+  c.mnist360.shuffle_test = True
 
   c.resume = True  # continue from WORKDIR/checkpoints if there are any
 
@@ -121,6 +127,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
          "set only one of warmup.iterations and warmup.epochs (the other to 0)")
   _check(config.warmup.epochs <= config.epochs,
          f"warmup.epochs ({config.warmup.epochs}) exceeds epochs per task ({config.epochs})")
+  _check(config.dataset != "mnist-360" or (config.epochs == 1 and not config.warmup.epochs),
+         "mnist-360 is a single pass over its stream: set --config.epochs=1 and warm-up in "
+         "iterations (--config.warmup.epochs=0 --config.warmup.iterations=10)")
   _check(config.train.max_steps_per_task >= 0, "train.max_steps_per_task must be >= 0")
   _check(config.checkpoint.every_steps >= 1, "checkpoint.every_steps must be >= 1")
   _check(config.checkpoint.keep >= 1, "checkpoint.keep must be >= 1 (checkpoints to keep)")

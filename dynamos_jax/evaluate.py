@@ -2,7 +2,8 @@
 
 Restores the newest usable checkpoint of a run (finished or not) and
 evaluates it, without training, on every task it has trained on; prints the
-run's accuracy tables so far and the fresh evaluation.
+run's accuracy tables so far and the fresh evaluation (for MNIST-360, the
+GCL accuracy).
 """
 
 import sys
@@ -33,10 +34,15 @@ def evaluate_workdir(workdir: str) -> dict:
   config = ml_collections.ConfigDict(progress["config"])
   exp = train.Experiment(config)
   state, progress = Checkpointer(directory, keep=1_000_000).restore_latest(exp.initial_state())
+  label = f"step {progress['total_steps']}"
+  if exp.gcl:
+    accuracy = exp.gcl_accuracy(state)
+    print(f"GCL accuracy of the checkpoint ({label}) evaluated now: {accuracy:.2f}%"
+          + (f" (the run's: {progress['gcl']:.2f}%)" if "gcl" in progress else ""))
+    return {"step": progress["total_steps"], "gcl": accuracy}
   seen = (exp.seen_after[exp.chunks[progress["next_chunk"] - 1].task]
           if progress["next_chunk"] else 0)
   class_il, task_il = exp.evaluate(state, seen)
-  label = f"step {progress['total_steps']}"
   for name, rows, fresh in (("Class-IL", progress["class_il"], class_il),
                             ("Task-IL", progress["task_il"], task_il)):
     print(train.format_table(rows + [fresh], f"{name} accuracy (%): the run's rows, then the "

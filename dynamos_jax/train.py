@@ -26,6 +26,7 @@ from dynamos_jax.checkpoint import Checkpointer, config_differences
 from dynamos_jax import evaluation
 from dynamos_jax import metrics as metrics_lib
 from dynamos_jax import methods
+from dynamos_jax.data import mnist360
 from dynamos_jax.data import sources
 from dynamos_jax.data.streams import ClassIncremental, epoch_batches, num_batches
 from dynamos_jax.errors import DynamosError
@@ -33,7 +34,11 @@ from dynamos_jax.models.resnet import ResNet
 
 
 # The dataset each benchmark streams.
-BENCHMARK_DATASET = {"seq-mnist": "mnist"}
+BENCHMARK_DATASET = {"seq-mnist": "mnist", "seq-svhn": "svhn", "mnist-360": "mnist"}
+# General continual learning: one stream without task boundaries, one accuracy at the end.
+GCL_BENCHMARKS = ("mnist-360",)
+# fold_in constant of the MNIST-360 test draws' key (the train stream uses fold_in 0).
+_TEST_STREAM = 2**31 - 1
 
 
 @flax.struct.dataclass
@@ -57,12 +62,15 @@ class EpochData:
   """One epoch of the stream on the device.
 
   images: uint8 [N, H, W, 3] and labels: int32 [N], the whole training set;
-  order: int32 [rows, B] sample indices of each batch; mask: bool [rows, B].
+  order: int32 [rows, B] sample indices of each batch; mask: bool [rows, B];
+  rotation: int32 [rows, B, 6] PIL's nearest-neighbour map rotating each
+  sample (MNIST-360), or None.
   """
   images: jax.Array
   labels: jax.Array
   order: jax.Array
   mask: jax.Array
+  rotation: jax.Array | None = None
 
 
 def make_model(config: ml_collections.ConfigDict, method: methods.Method,
@@ -99,7 +107,10 @@ def make_train_step(model: ResNet, method: methods.Method, tx: optax.GradientTra
 
   def step(state: TrainState, data: EpochData, position: jax.Array):
     index, mask = data.order[position], data.mask[position]
-    batch = methods.Batch(data.images[index], data.labels[index], mask)
+    images = data.images[index]
+    if data.rotation is not None:  # MNIST-360: the buffer stores the rotated image too.
+      images = mnist360.rotate_with_params(images, data.rotation[position])
+    batch = methods.Batch(images, data.labels[index], mask)
     key = jax.random.fold_in(state.key, state.step)
     gates_key, replay_key, reservoir_key = jax.random.split(key, 3)
 
@@ -259,6 +270,33 @@ def format_table(matrix: list[list[float | None]], title: str,
   return "\n".join(lines)
 
 
+def accuracy_results(progress: dict) -> dict:
+  """The accuracy part of results.json from the run's progress record.
+
+  Task-incremental runs: ``class_il`` and ``task_il`` (matrix, before,
+  final average) and their ``metrics``; general continual learning:
+  ``gcl`` and ``metrics.gcl``, both ``{"accuracy": float}``.
+  """
+  if "gcl" in progress:
+    return {"gcl": {"accuracy": progress["gcl"]},
+            "metrics": {"gcl": {"accuracy": progress["gcl"]}}}
+  out = {p: {"matrix": progress[p], "before": progress["before"][p],
+             "final_average": metrics_lib.final_average(progress[p])}
+         for p in ("class_il", "task_il")}
+  out["metrics"] = {p: metrics_lib.summarize(progress[p], progress["before"][p])
+                    for p in ("class_il", "task_il")}
+  return out
+
+
+def format_results(results: dict) -> str:
+  """The end-of-run summary: accuracy tables and metrics, or the GCL accuracy."""
+  if "gcl" in results:
+    return f"GCL accuracy (all rotated test draws): {results['gcl']['accuracy']:.2f}%"
+  return "\n".join([format_table(results["class_il"]["matrix"], "Class-IL accuracy (%)"),
+                    format_table(results["task_il"]["matrix"], "Task-IL accuracy (%)"),
+                    format_metrics(results["metrics"])])
+
+
 def format_metrics(metrics: dict[str, dict[str, float | None]]) -> str:
   """The metrics of each protocol side by side; '-' where undefined (joint runs)."""
   names = {"final_average": "final average", "forgetting": "forgetting",
@@ -285,8 +323,10 @@ class Experiment:
     self.dataset = sources.load_dataset(
         BENCHMARK_DATASET[config.dataset], config.data.source, config.data.path or None,
         config.data.tfds_data_dir or None)
+    self.gcl = config.dataset in GCL_BENCHMARKS
     self.stream = ClassIncremental(num_tasks=5, classes_per_task=2)
-    self.model = make_model(config, self.method, self.dataset.num_classes)
+    num_classes = mnist360.NUM_CLASSES if self.gcl else self.dataset.num_classes
+    self.model = make_model(config, self.method, num_classes)
     self.tx = optax.sgd(config.lr)
     # Named streams from the seed (design.md section 3): no key is used twice.
     self.init_key, self.data_key, self.train_key = jax.random.split(
@@ -294,23 +334,65 @@ class Experiment:
     self.train_images = jax.device_put(self.dataset.train_images)
     self.train_labels = jax.device_put(self.dataset.train_labels)
     self.test_images = jax.device_put(self.dataset.test_images)
-    tasks = [self.stream.task_indices(self.dataset.train_labels, t)
-             for t in range(self.stream.num_tasks)]
-    if self.method.joint:
-      # One task holding every task's samples; evaluated once, on all tasks.
-      self.task_indices = [np.sort(np.concatenate(tasks))]
-      self.seen_after = [self.stream.num_tasks]
+    if self.gcl:
+      batches = self._init_gcl_stream()
     else:
-      self.task_indices = tasks
-      self.seen_after = list(range(1, self.stream.num_tasks + 1))
-    batches = [num_batches(len(ix), config.batch_size) for ix in self.task_indices]
+      tasks = [self.stream.task_indices(self.dataset.train_labels, t)
+               for t in range(self.stream.num_tasks)]
+      if self.method.joint:
+        # One task holding every task's samples; evaluated once, on all tasks.
+        self.task_indices = [np.sort(np.concatenate(tasks))]
+        self.seen_after = [self.stream.num_tasks]
+      else:
+        self.task_indices = tasks
+        self.seen_after = list(range(1, self.stream.num_tasks + 1))
+      batches = [num_batches(len(ix), config.batch_size) for ix in self.task_indices]
     self.rows = max(batches)
     # Only gated methods have a warm-up (spec 12: the baselines start right away).
     self.warmup = warmup_steps(config, batches[0]) if self.method.gated else 0
-    self.chunks = plan_chunks(batches, config.epochs, self.warmup, config.train.chunk_size,
-                              config.train.max_steps_per_task)
+    self.chunks = plan_chunks(batches, 1 if self.gcl else config.epochs, self.warmup,
+                              config.train.chunk_size, config.train.max_steps_per_task)
     self._predict = {mode: evaluation.make_predict(self.model, mode)
                      for mode in ("threshold", "off")}
+
+  def _init_gcl_stream(self) -> list[int]:
+    """MNIST-360 (spec 10.3): the single-pass training stream and the rotated test draws.
+
+    Returns the batches of the one "task" the stream is planned as.
+    """
+    config = self.config
+    stream = mnist360.train_stream(jax.random.fold_in(self.data_key, 0),
+                                   self.dataset.train_labels, config.batch_size)
+    index, degrees, mask = stream.index, stream.degrees, stream.mask
+    if self.method.joint:
+      # The whole stream's items (rotations included), shuffled, in full batches.
+      index, degrees = index[mask], degrees[mask]
+      perm = np.asarray(jax.random.permutation(jax.random.fold_in(self.data_key, 1), len(index)))
+      index, degrees, mask = mnist360.pad_batches(index[perm], degrees[perm],
+                                                  batch_size=config.batch_size)
+    h, w = self.dataset.train_images.shape[1:3]
+    self._gcl_data = EpochData(self.train_images, self.train_labels, jnp.asarray(index),
+                               jnp.asarray(mask),
+                               jnp.asarray(mnist360.rotation_params(degrees, h, w)))
+    test_index, test_degrees = mnist360.test_draws(
+        jax.random.fold_in(self.data_key, _TEST_STREAM), self.dataset.test_labels,
+        config.batch_size, shuffle=config.mnist360.shuffle_test)
+    rotate = jax.jit(mnist360.rotate_with_params)
+    params = mnist360.rotation_params(test_degrees, h, w)
+    self._gcl_test = (
+        jnp.concatenate([rotate(self.test_images[test_index[i:i + 4096]], params[i:i + 4096])
+                         for i in range(0, len(test_index), 4096)]),
+        self.dataset.test_labels[test_index])
+    self.seen_after = [1]
+    return [int(index.shape[0])]
+
+  def gcl_accuracy(self, state: TrainState) -> float:
+    """MNIST-360's accuracy (%): correct over all rotated test draws (sample-weighted)."""
+    images, labels = self._gcl_test
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    logits = evaluation.predict_logits(self._predict["threshold" if self.method.gated else "off"],
+                                       variables, images, self.config.train.eval_batch_size)
+    return mnist360.gcl_accuracy(np.argmax(logits, -1), labels)
 
   def initial_state(self) -> TrainState:
     return create_train_state(self.model, self.method, self.tx,
@@ -319,6 +401,8 @@ class Experiment:
 
   def epoch_data(self, task: int, epoch: int) -> EpochData:
     """The padded, shuffled batches of one epoch; a function of (seed, task, epoch)."""
+    if self.gcl:
+      return self._gcl_data
     key = jax.random.fold_in(jax.random.fold_in(self.data_key, task), epoch)
     order, mask = epoch_batches(key, self.task_indices[task], self.config.batch_size,
                                 pad_to=self.rows)
@@ -435,11 +519,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     print(f"resuming from step {progress['total_steps']} ({checkpoints.directory})",
           file=sys.stderr)
   else:
-    cil, til = exp.accuracies(state, 0)
-    # before[p][t]: accuracy on task t just before training it (forward transfer).
-    progress = {"next_chunk": 0, "total_steps": 0, "train_seconds": 0.0, "class_il": [cil],
-                "task_il": [til], "before": {"class_il": [cil[0]], "task_il": [til[0]]},
-                "log": [], "config": config.to_dict()}
+    progress = {"next_chunk": 0, "total_steps": 0, "train_seconds": 0.0, "log": [],
+                "config": config.to_dict()}
+    if not exp.gcl:  # GCL evaluates once, at the end of the stream.
+      cil, til = exp.accuracies(state, 0)
+      # before[p][t]: accuracy on task t just before training it (forward transfer).
+      progress.update(class_il=[cil], task_il=[til],
+                      before={"class_il": [cil[0]], "task_il": [til[0]]})
 
   runners = exp.make_runners()
   chunks = exp.chunks
@@ -472,7 +558,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       progress_bar.update(chunk.stop - chunk.start)
       progress_bar.set_postfix(task=chunk.task + 1, loss=f"{progress['log'][-1]['loss']:.3f}",
                                acc=f"{progress['log'][-1]['train_accuracy']:.2f}")
-      if chunk.ends_task:
+      if chunk.ends_task and exp.gcl:
+        progress["gcl"] = exp.gcl_accuracy(state)
+        progress_bar.write(f"end of the stream: GCL accuracy {progress['gcl']:.2f}")
+      elif chunk.ends_task:
         seen = exp.seen_after[chunk.task]
         cil, til = exp.accuracies(state, seen)
         progress["class_il"].append(seen_row(cil, seen))
@@ -497,15 +586,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   compile_seconds = sum(r.compile_seconds for r in runners.values())
   seconds = progress["train_seconds"]
-  class_il, task_il = progress["class_il"], progress["task_il"]
   results = {
       "config": config.to_dict(),
-      "class_il": {"matrix": class_il, "before": progress["before"]["class_il"],
-                   "final_average": metrics_lib.final_average(class_il)},
-      "task_il": {"matrix": task_il, "before": progress["before"]["task_il"],
-                  "final_average": metrics_lib.final_average(task_il)},
-      "metrics": {p: metrics_lib.summarize(progress[p], progress["before"][p])
-                  for p in ("class_il", "task_il")},
+      **accuracy_results(progress),
       "train": {"steps": progress["total_steps"], "seconds": seconds,
                 "steps_per_second": progress["total_steps"] / max(seconds, 1e-9),
                 "compile_seconds": compile_seconds,
@@ -517,9 +600,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   with open(path + ".tmp", "w") as f:
     json.dump(results, f, indent=1)
   os.replace(path + ".tmp", path)  # Never leave a half-written results file.
-  print(format_table(class_il, "Class-IL accuracy (%)"))
-  print(format_table(task_il, "Task-IL accuracy (%)"))
-  print(format_metrics(results["metrics"]))
+  print(format_results(results))
   print(f"trained {progress['total_steps']} steps in {seconds:.1f} s "
         f"({results['train']['steps_per_second']:.1f} steps/s; compile {compile_seconds:.1f} s); "
         f"results in {path}")

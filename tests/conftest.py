@@ -31,6 +31,18 @@ def tiny_data(monkeypatch):
 
 
 @pytest.fixture
+def use_tiny_dataset(monkeypatch):
+  """``use_tiny_dataset(**sizes)``: makes every run load a tiny dataset of that size."""
+
+  def use(**sizes):
+    dataset = tiny_dataset(**sizes)
+    monkeypatch.setattr(sources, "load_dataset", lambda *a, **k: dataset)
+    return dataset
+
+  return use
+
+
+@pytest.fixture
 def tiny_config():
   from dynamos_jax.config import base_config
   c = base_config()

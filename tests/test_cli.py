@@ -62,3 +62,39 @@ def test_tfds_source_end_to_end(tmp_path, tiny_config):
     results = train.train_and_evaluate(tiny_config, str(tmp_path))
   assert results["train"]["steps"] <= 10
   assert len(results["task_il"]["matrix"]) == 6
+
+
+def test_seq_svhn_tfds_end_to_end(tmp_path, tiny_config):
+  import tensorflow_datasets as tfds
+
+  from dynamos_jax import train
+  tiny_config.dataset = "seq-svhn"
+  tiny_config.data.source = "tfds"
+  tiny_config.train.max_steps_per_task = 2
+  tiny_config.epochs = 1
+  with tfds.testing.mock_data(num_examples=60):
+    exp = train.Experiment(tiny_config)
+    assert exp.dataset.train_images.shape[1:] == (32, 32, 3)  # svhn_cropped, not MNIST
+    results = train.train_and_evaluate(tiny_config, str(tmp_path))
+  assert len(results["class_il"]["matrix"]) == 6
+  assert all(v is not None for v in results["class_il"]["matrix"][5])
+
+
+@pytest.mark.parametrize("name, arg", [("svhn", "500"), ("svhn", "1000"), ("svhn", "2000"),
+                                       ("mnist360", "100"), ("mnist360", "200"),
+                                       ("mnist360", "500")])
+def test_table5_configs_are_valid(name, arg):
+  import importlib.util
+
+  from dynamos_jax import config as config_lib
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config(arg)
+  config_lib.validate(c)
+  assert c.buffer_size == int(arg) and c.batch_size == c.minibatch_size == 16
+  assert c.dataset == {"svhn": "seq-svhn", "mnist360": "mnist-360"}[name]
+  assert (c.epochs, c.warmup.epochs, c.warmup.iterations) == (
+      (70, 10, 0) if name == "svhn" else (1, 0, 10))
+  with pytest.raises(ValueError, match="Table 5 has buffer sizes"):
+    module.get_config("300")

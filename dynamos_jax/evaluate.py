@@ -11,7 +11,6 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
-import ml_collections
 import numpy as np
 
 from dynamos_jax.errors import DynamosError
@@ -21,19 +20,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "The run's directory (holds chec
 
 def evaluate_workdir(workdir: str) -> dict:
   """Evaluates the newest checkpoint in ``workdir``; returns the fresh rows and the step."""
-  import os
-
   from dynamos_jax import train
-  from dynamos_jax.checkpoint import Checkpointer
-  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-  if not os.path.isdir(directory):
-    raise DynamosError(f"no checkpoints in {directory}: is --workdir the directory of a run?")
-  progress = Checkpointer(directory, keep=1_000_000).latest_progress()
-  if progress is None:
-    raise DynamosError(f"no readable checkpoint in {directory}")
-  config = ml_collections.ConfigDict(progress["config"])
-  exp = train.Experiment(config)
-  state, progress = Checkpointer(directory, keep=1_000_000).restore_latest(exp.initial_state())
+  exp, state, progress = train.restore_run(workdir)
   label = f"step {progress['total_steps']}"
   if exp.gcl:
     accuracy = exp.gcl_accuracy(state)

@@ -607,6 +607,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return results
 
 
+def restore_run(workdir: str) -> tuple["Experiment", TrainState, dict]:
+  """``(experiment, state, progress)`` of the newest usable checkpoint in ``workdir``."""
+  from dynamos_jax import config as config_lib
+  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  if not os.path.isdir(directory):
+    raise DynamosError(f"no checkpoints in {directory}: is --workdir the directory of a run?")
+  progress = Checkpointer(directory, keep=1_000_000).latest_progress()
+  if progress is None:
+    raise DynamosError(f"no readable checkpoint in {directory}")
+  # Over the defaults: keys added since the run was saved keep their defaults.
+  config = config_lib.base_config()
+  config.update(progress["config"])
+  exp = Experiment(config)
+  state, progress = Checkpointer(directory, keep=1_000_000).restore_latest(exp.initial_state())
+  return exp, state, progress
+
+
 def _progress_bar(total: int, enabled: bool):
   import tqdm  # Imported here: only the training loop shows progress.
   return tqdm.tqdm(total=total, unit="step", disable=not enabled, dynamic_ncols=True)

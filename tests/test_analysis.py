@@ -278,3 +278,40 @@ def test_index_html_links_figures_relatively(tmp_path):
   assert 'src="fig%203.png"' in text and 'src="jsd.png"' in text
   assert "Fig. 3 &lt;rates&gt;" in text and "Class-wise &amp; task-wise." in text
   assert str(tmp_path) not in text and text.count("<figure>") == 2
+
+
+def test_analyze_command_end_to_end(tiny_data, tiny_config, tmp_path):
+  import json
+  import os
+
+  from dynamos_jax import analyze
+  from dynamos_jax import train
+  tiny_config.epochs = 1
+  tiny_config.train.max_steps_per_task = 3
+  train.train_and_evaluate(tiny_config, str(tmp_path))
+  numbers = analyze.analyze(str(tmp_path), trials=3, trial_images=8, tsne_points=0)
+  out = tmp_path / "analysis"
+  on_disk = json.loads((out / "analysis.json").read_text())
+  assert on_disk["step"] == 15 and on_disk["tsne_points"] == len(tiny_data.test_labels)
+  assert np.array(on_disk["class_rates"]).shape == (10, 64)  # nf=8: 4 agents x 16 filters
+  assert np.array(on_disk["task_rates"]).shape == (5, 64)
+  jsd = np.array(on_disk["jsd"]["matrix_x100"])
+  assert jsd.shape == (10, 10) and np.allclose(jsd, jsd.T) and np.all(np.diag(jsd) == 0)
+  assert numbers["variability"]["trials"] == 3
+  html = (out / "index.html").read_text()
+  pngs = sorted(p for p in os.listdir(out) if p.endswith(".png"))
+  assert len(pngs) == 10 and all(p in html for p in pngs)
+
+
+def test_analyze_without_agents_draws_accuracy_and_curves(tiny_data, tiny_config, tmp_path):
+  import os
+
+  from dynamos_jax import analyze
+  from dynamos_jax import train
+  tiny_config.method = "sgd"
+  tiny_config.epochs = 1
+  tiny_config.train.max_steps_per_task = 2
+  train.train_and_evaluate(tiny_config, str(tmp_path))
+  analyze.analyze(str(tmp_path))
+  pngs = sorted(p for p in os.listdir(tmp_path / "analysis") if p.endswith(".png"))
+  assert pngs == ["class_il_matrix.png", "task_il_matrix.png", "training_curves.png"]

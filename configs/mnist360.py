@@ -9,7 +9,7 @@ rotating, one pass over a stream of class pairs without task boundaries; one
 accuracy over all rotated test draws at the end. Works on every MNIST source.
 """
 
-from dynamos_jax.config import base_config
+from dynamos_jax.config import table5_config
 
 # Table 5 (identical to the reference best-args; lam positive, spec section 11).
 TABLE5 = {
@@ -20,20 +20,8 @@ TABLE5 = {
 
 
 def get_config(arg: str | None = None):
-  buffer_size = int(arg) if arg else 100
-  if buffer_size not in TABLE5:
-    raise ValueError(f"configs/mnist360.py:{arg}: Table 5 has buffer sizes "
-                     f"{sorted(TABLE5)}; use one of them or override --config.buffer_size")
-  c = base_config()
-  c.dataset = "mnist-360"
-  c.buffer_size = buffer_size
-  c.batch_size = 16
-  c.minibatch_size = 16
-  c.lr = 0.07
-  c.epochs = 1  # a single pass over the stream
-  c.kr = 0.7
-  c.warmup.iterations = 10  # "10 it"
-  c.warmup.epochs = 0
-  c.update(TABLE5[buffer_size])
-  c.data.source = "tfds"
-  return c
+  return table5_config(
+      TABLE5, arg, 100, "configs/mnist360.py", dataset="mnist-360", batch_size=16,
+      minibatch_size=16, lr=0.07, epochs=1, kr=0.7,  # epochs=1: a single pass
+      warmup=dict(iterations=10, epochs=0),  # "10 it"
+      data=dict(source="tfds"))

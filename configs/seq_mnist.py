@@ -8,7 +8,7 @@ The argument is the buffer size (500, 1000 or 2000; plain = 500). Data comes
 from TFDS by default; offline, point the ``files`` source at MNIST.
 """
 
-from dynamos_jax.config import base_config
+from dynamos_jax.config import table5_config
 
 # Table 5 (identical to the reference best-args; lam positive, spec section 11).
 TABLE5 = {
@@ -19,20 +19,8 @@ TABLE5 = {
 
 
 def get_config(arg: str | None = None):
-  buffer_size = int(arg) if arg else 500
-  if buffer_size not in TABLE5:
-    raise ValueError(f"configs/seq_mnist.py:{arg}: Table 5 has buffer sizes "
-                     f"{sorted(TABLE5)}; use one of them or override --config.buffer_size")
-  c = base_config()
-  c.dataset = "seq-mnist"
-  c.buffer_size = buffer_size
-  c.batch_size = 10
-  c.minibatch_size = 10
-  c.lr = 0.07
-  c.epochs = 1
-  c.kr = 0.7
-  c.warmup.iterations = 10  # "10 it": the first 10 iterations of task 1
-  c.warmup.epochs = 0
-  c.update(TABLE5[buffer_size])
-  c.data.source = "tfds"
-  return c
+  return table5_config(
+      TABLE5, arg, 500, "configs/seq_mnist.py", dataset="seq-mnist", batch_size=10,
+      minibatch_size=10, lr=0.07, epochs=1, kr=0.7,
+      warmup=dict(iterations=10, epochs=0),  # "10 it": the first 10 iterations of task 1
+      data=dict(source="tfds"))

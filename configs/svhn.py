@@ -9,7 +9,7 @@ from TFDS (``svhn_cropped``) by default; offline, point the ``files`` source at
 a folder holding the official train_32x32.mat and test_32x32.mat.
 """
 
-from dynamos_jax.config import base_config
+from dynamos_jax.config import table5_config
 
 # Table 5 (identical to the reference best-args; lam positive, spec section 11).
 TABLE5 = {
@@ -20,21 +20,10 @@ TABLE5 = {
 
 
 def get_config(arg: str | None = None):
-  buffer_size = int(arg) if arg else 500
-  if buffer_size not in TABLE5:
-    raise ValueError(f"configs/svhn.py:{arg}: Table 5 has buffer sizes "
-                     f"{sorted(TABLE5)}; use one of them or override --config.buffer_size")
-  c = base_config()
-  c.dataset = "seq-svhn"
-  c.buffer_size = buffer_size
-  c.batch_size = 16
-  c.minibatch_size = 16
-  c.lr = 0.07
-  c.epochs = 70
-  c.kr = 0.7
-  c.warmup.iterations = 0
-  c.warmup.epochs = 10  # "10 ep": the first 10 epochs of task 1
-  c.update(TABLE5[buffer_size])
-  c.data.source = "tfds"
-  c.checkpoint.every_steps = 5000  # ~320k steps in all; a save takes well under a second
-  return c
+  return table5_config(
+      TABLE5, arg, 500, "configs/svhn.py", dataset="seq-svhn", batch_size=16,
+      minibatch_size=16, lr=0.07, epochs=70, kr=0.7,
+      warmup=dict(iterations=0, epochs=10),  # "10 ep": the first 10 epochs of task 1
+      data=dict(source="tfds"),
+      # ~320k steps in all; a save takes well under a second.
+      checkpoint=dict(every_steps=5000))

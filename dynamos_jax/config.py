@@ -83,6 +83,28 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def table5_config(table: dict[int, dict], arg: str | None, default: int, name: str,
+                  **values) -> ml_collections.ConfigDict:
+  """A benchmark's config for the Table 5 row of buffer size ``arg`` (plain: ``default``).
+
+  Args:
+    table: {buffer size: loss weights} of the benchmark.
+    arg: the config file's argument (``configs/NAME.py:ARG``), or None.
+    default: the buffer size when there is no argument.
+    name: the config file, for the error message.
+    **values: the benchmark's other keys (nested ones as dicts).
+  """
+  buffer_size = int(arg) if arg else default
+  if buffer_size not in table:
+    raise ValueError(f"{name}:{arg}: Table 5 has buffer sizes {sorted(table)}; use one of "
+                     "them or override --config.buffer_size")
+  c = base_config()
+  c.update(values)
+  c.buffer_size = buffer_size
+  c.update(table[buffer_size])
+  return c
+
+
 def _check(ok: bool, message: str) -> None:
   if not ok:
     raise ConfigError(message)

@@ -21,9 +21,9 @@ from absl import logging
 import jax
 import numpy as np
 
+from dynamos_jax.cli import WORKDIR
 from dynamos_jax.errors import DynamosError
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "The run's directory (holds checkpoints/).")
 _TRIALS = flags.DEFINE_integer("trials", 4, "Sample-mode passes per image for Fig. 6.")
 _TRIAL_IMAGES = flags.DEFINE_integer("trial_images", 100,
                                      "Test images (the first ones) in the variability statistics.")
@@ -38,7 +38,6 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the t-SNE, its subset and the s
 def analyze(workdir: str, trials: int = 4, trial_images: int = 100, tsne_points: int = 2000,
             tsne_threads: int | None = 1, seed: int = 0) -> dict:
   """Writes ``workdir/analysis`` (figures, analysis.json, index.html); returns the numbers."""
-  from dynamos_jax import analysis
   from dynamos_jax import plots
   from dynamos_jax.train import restore_run
 
@@ -198,7 +197,7 @@ def main(argv):
   if len(argv) > 1:
     print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
     sys.exit(2)
-  if not _WORKDIR.value:
+  if not WORKDIR.value:
     print("error: --workdir is required: the directory of a run", file=sys.stderr)
     sys.exit(2)
   if _TRIALS.value < 1 or _TRIAL_IMAGES.value < 1 or _TSNE_POINTS.value < 0:
@@ -206,7 +205,7 @@ def main(argv):
     sys.exit(2)
   logging.set_verbosity(logging.WARNING)
   try:
-    analyze(_WORKDIR.value, _TRIALS.value, _TRIAL_IMAGES.value, _TSNE_POINTS.value,
+    analyze(WORKDIR.value, _TRIALS.value, _TRIAL_IMAGES.value, _TSNE_POINTS.value,
             _TSNE_THREADS.value, _SEED.value)
   except DynamosError as e:
     print(f"error: {e}", file=sys.stderr)

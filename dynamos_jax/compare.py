@@ -21,7 +21,7 @@ from absl import logging
 import numpy as np
 
 from dynamos_jax.errors import DynamosError
-from dynamos_jax.run import _CONFIG, _WORKDIR, fail, parse_flags
+from dynamos_jax.cli import CONFIG, WORKDIR, fail, parse_flags
 
 _METHODS = flags.DEFINE_list("methods", None, "Methods to compare, e.g. sgd,baseline,dynamos.")
 _SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds, e.g. 0,1,2.")
@@ -179,9 +179,9 @@ def run_comparison(config, methods: list[str], seeds: list[int], workdir: str) -
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     fail(f"unexpected arguments {argv[1:]}")
-  if _CONFIG.value is None:
+  if CONFIG.value is None:
     fail("--config is required, e.g. --config=configs/seq_mnist.py:500")
-  if _WORKDIR.value is None:
+  if WORKDIR.value is None:
     fail("--workdir is required: the directory that holds one subdirectory per run")
   if not _METHODS.value:
     fail("--methods is required, e.g. --methods=sgd,baseline,dynamos")
@@ -194,7 +194,7 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)
   from dynamos_jax import train
   try:
-    run_comparison(_CONFIG.value, list(_METHODS.value), seeds, _WORKDIR.value)
+    run_comparison(CONFIG.value, list(_METHODS.value), seeds, WORKDIR.value)
   except train.Interrupted as e:
     print(str(e) + " (the comparison resumes too: run it again)", file=sys.stderr)
     sys.exit(e.exit_code)

@@ -9,13 +9,12 @@ GCL accuracy).
 import sys
 
 from absl import app
-from absl import flags
 from absl import logging
 import numpy as np
 
+from dynamos_jax.cli import WORKDIR
 from dynamos_jax.errors import DynamosError
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "The run's directory (holds checkpoints/).")
 
 
 def evaluate_workdir(workdir: str) -> dict:
@@ -45,12 +44,12 @@ def main(argv):
   if len(argv) > 1:
     print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
     sys.exit(2)
-  if not _WORKDIR.value:
+  if not WORKDIR.value:
     print("error: --workdir is required: the directory of a run", file=sys.stderr)
     sys.exit(2)
   logging.set_verbosity(logging.WARNING)
   try:
-    evaluate_workdir(_WORKDIR.value)
+    evaluate_workdir(WORKDIR.value)
   except DynamosError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

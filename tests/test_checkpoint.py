@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from dynamos_jax import train
-from dynamos_jax.checkpoint import Checkpointer, config_differences, fingerprint
+from dynamos_jax.checkpoint import Checkpointer, config_differences
 from dynamos_jax.errors import DynamosError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,7 +1,6 @@
 """MNIST-360 in the trainer: rotated batches, the single-pass plan, GCL results."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

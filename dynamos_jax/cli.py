@@ -1,0 +1,51 @@
+"""What the commands share: the --config and --workdir flags, one-line errors.
+
+Flags are defined once here (absl refuses a second definition), so every
+command module can be imported next to the others (tests, notebooks).
+"""
+
+import sys
+
+from absl import flags
+from ml_collections import config_flags
+
+CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Path to a config file (configs/*.py[:ARG]); run and compare.",
+    lock_config=True)
+WORKDIR = flags.DEFINE_string(
+    "workdir", None, "The run's directory: where run writes results.json and checkpoints, what "
+    "evaluate and analyze read; compare's directory of runs.")
+
+
+def fail(message: str) -> None:
+  """Ends the program with a one-line error and exit code 2."""
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _root_cause(error: BaseException) -> BaseException:
+  while error.__cause__ is not None or error.__context__ is not None:
+    error = error.__cause__ or error.__context__
+  return error
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parser, with flag errors (unknown config keys, bad values) as one line."""
+  try:
+    argv = flags.FLAGS(argv)
+    if CONFIG.value is not None:
+      CONFIG.value.keys()  # The config file loads lazily: load it here, inside the try.
+    return argv
+  except (flags.Error, KeyError, AttributeError, ValueError, TypeError, OSError,
+          SyntaxError) as e:
+    cause = _root_cause(e)
+    if isinstance(cause, KeyError):  # config_flags: an override of a key that does not exist
+      fail(f"unknown config key {cause.args[0]!r} in the --config.KEY=VALUE overrides "
+            "(all keys and their defaults: dynamos_jax/config.py)")
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    if "Failed loading config file" in str(cause):  # the last line names the file and why
+      fail(f"cannot load the --config file: {lines[-1]} (the configs are in configs/*.py)")
+    outer = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    inner = lines[0] if lines else type(cause).__name__
+    message = outer if inner in outer else f"{outer} {inner}".strip()
+    fail(f"{message} (all config keys and their defaults: dynamos_jax/config.py)")

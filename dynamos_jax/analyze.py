@@ -88,7 +88,7 @@ def _agent_analyses(exp, state, out, add, trials, trial_images, tsne_points, tsn
 
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   if exp.gcl:  # MNIST-360: its rotated test draws.
-    images, labels = exp._gcl_test  # pylint: disable=protected-access
+    images, labels = exp.gcl_test
   else:
     images, labels = exp.test_images, np.asarray(exp.dataset.test_labels)
   num_classes = exp.model.num_classes

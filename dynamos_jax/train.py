@@ -358,7 +358,9 @@ class Experiment:
   def _init_gcl_stream(self) -> list[int]:
     """MNIST-360 (spec 10.3): the single-pass training stream and the rotated test draws.
 
-    Returns the batches of the one "task" the stream is planned as.
+    Sets ``gcl_test``: the rotated test draws on the device, uint8 [N, H, W, 3],
+    and their labels [N] (host). Returns the batches of the one "task" the
+    stream is planned as.
     """
     config = self.config
     stream = mnist360.train_stream(jax.random.fold_in(self.data_key, 0),
@@ -379,7 +381,7 @@ class Experiment:
         config.batch_size, shuffle=config.mnist360.shuffle_test)
     rotate = jax.jit(mnist360.rotate_with_params)
     params = mnist360.rotation_params(test_degrees, h, w)
-    self._gcl_test = (
+    self.gcl_test = (
         jnp.concatenate([rotate(self.test_images[test_index[i:i + 4096]], params[i:i + 4096])
                          for i in range(0, len(test_index), 4096)]),
         self.dataset.test_labels[test_index])
@@ -388,7 +390,7 @@ class Experiment:
 
   def gcl_accuracy(self, state: TrainState) -> float:
     """MNIST-360's accuracy (%): correct over all rotated test draws (sample-weighted)."""
-    images, labels = self._gcl_test
+    images, labels = self.gcl_test
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     logits = evaluation.predict_logits(self._predict["threshold" if self.method.gated else "off"],
                                        variables, images, self.config.train.eval_batch_size)

@@ -28,7 +28,7 @@ def test_stream_plan_and_test_draws(gcl_config):
   assert 9 not in set(np.asarray(dataset.train_labels)[np.asarray(data.order)[np.asarray(data.mask)]])
   assert sum(c.stop - c.start for c in exp.chunks) == data.order.shape[0]
   assert exp.chunks[0].phase == "warmup" and exp.chunks[-1].ends_task
-  images, labels = exp._gcl_test
+  images, labels = exp.gcl_test
   assert images.shape == (9 * 6, 8, 8, 3) and set(labels) == set(range(9))
   assert exp.model.num_classes == 9
 

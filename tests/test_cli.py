@@ -12,9 +12,11 @@ QUICK = ["--config=configs/quickstart.py"]
 
 
 def _run(args, tmp_path):
+  # Tiny models: XLA's optimisations cost more compile time than they save (as in conftest).
+  env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1")
   return subprocess.run([sys.executable, "-m", "dynamos_jax.run", *args,
-                         f"--workdir={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
-                        timeout=300)
+                         f"--workdir={tmp_path}"], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=300)
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -2,6 +2,7 @@
 
 import gzip
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -237,3 +238,17 @@ def test_corrupt_pkl(tmp_path):
   with pytest.raises(DataError, match='mnist.pkl.gz') as info:
     sources.load_dataset('mnist', 'files', path=str(tmp_path))
   assert '\n' not in str(info.value)
+
+
+@pytest.mark.parametrize('x_shape,label,expected', [
+    ((32, 32, 4), 3, 'expected [32, 32, 3, N]'),  # X without its channel axis
+    ((32, 32, 3, 4), 11, 'labels range over'),  # a label SVHN does not have
+    ((28, 28, 3, 4), 3, 'expected [N, 32, 32, 3]'),  # not 32x32
+])
+def test_files_svhn_mat_is_checked(tmp_path, x_shape, label, expected):
+  for split in ('train', 'test'):
+    x = np.zeros(x_shape, np.uint8)
+    y = np.full((x_shape[-1], 1), label, np.uint8)
+    scipy.io.savemat(tmp_path / f'{split}_32x32.mat', {'X': x, 'y': y})
+  with pytest.raises(DataError, match=re.escape(expected)):
+    sources.load_dataset('svhn', 'files', path=str(tmp_path))

@@ -52,8 +52,16 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
-  """``key: saved -> current`` for each results-affecting key that differs."""
+  """``key: saved -> current`` for each results-affecting key that differs.
+
+  A key the saved config lacks (added to the library after the run started)
+  counts as its default value, so upgrading does not block a resume unless
+  the new key is set to something else.
+  """
+  from dynamos_jax.config import base_config
   a, b = _flatten(saved), _flatten(current)
+  defaults = _flatten(base_config().to_dict())
+  a.update({k: defaults[k] for k in b if k not in a and k in defaults})
   return [f"{k}: {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}"
           for k in sorted(set(a) | set(b))
           if k not in RESUME_SAFE_KEYS and a.get(k) != b.get(k)]

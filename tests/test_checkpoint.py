@@ -124,6 +124,10 @@ def test_config_differences():
   saved = {"seed": 0, "train": {"progress": True, "chunk_size": 4}, "resume": True}
   assert config_differences(saved, {"seed": 1, "train": {"progress": False, "chunk_size": 4},
                                     "resume": False}) == ["seed: 0 -> 1"]
+  # A key added to the library after the run was saved counts as its default.
+  assert config_differences({"seed": 0}, {"seed": 0, "derpp": {"alpha": 1.0}}) == []
+  assert config_differences({"seed": 0}, {"seed": 0, "derpp": {"alpha": 0.3}}) == [
+      "derpp.alpha: 1.0 -> 0.3"]
 
 
 def _garble(step_dir):

@@ -113,7 +113,7 @@ def _agent_analyses(exp, state, out, add, trials, trial_images, tsne_points, tsn
       plots.activation_heatmap(class_rates, os.path.join(out, "rates_class_all.png"),
                                row_labels=class_names, separators=separators,
                                title="Activation rate per class, the four gated convolutions"),
-      "White lines separate the four gated convolutions.")
+      "Vertical lines separate the four gated convolutions.")
   if not exp.gcl:
     tasks = exp.stream.task_of_label(labels)
     task_rates = analysis.activation_rates(actions, tasks, exp.stream.num_tasks)

@@ -17,7 +17,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dynamos_jax import buffer as buffer_lib
 from dynamos_jax import methods
 from dynamos_jax import train
 from dynamos_jax.config import base_config

@@ -112,7 +112,7 @@ def plot_comparison(summary: dict, runs: dict[str, dict[int, dict]], path: str) 
     x = np.arange(len(names)) + (k - (len(protocols) - 1) / 2) * width
     bars.bar(x, [h["mean"] for h in headline], width, yerr=[h["std"] for h in headline],
              capsize=3, label=PROTOCOLS.get(protocol, protocol))
-  bars.set_xticks(np.arange(len(names)), names, rotation=20)
+  bars.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
   bars.set_ylabel("final average accuracy (%)")
   bars.set_ylim(0, 100)
   bars.legend()
@@ -124,6 +124,7 @@ def plot_comparison(summary: dict, runs: dict[str, dict[int, dict]], path: str) 
     if rows and len(rows[0]) > 1:
       curve = np.mean(rows, axis=0)
       curves.plot(np.arange(1, len(curve) + 1), curve, marker="o", label=name)
+      curves.set_xticks(np.arange(1, len(curve) + 1))
   curves.set_xlabel("tasks trained")
   curves.set_ylabel("class-IL average accuracy on seen tasks (%)")
   curves.set_ylim(0, 100)

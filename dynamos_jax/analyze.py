@@ -21,7 +21,7 @@ from absl import logging
 import jax
 import numpy as np
 
-from dynamos_jax.cli import WORKDIR
+from dynamos_jax.cli import fail, run_dir_from_flags
 from dynamos_jax.errors import DynamosError
 
 _TRIALS = flags.DEFINE_integer("trials", 4, "Sample-mode passes per image for Fig. 6.")
@@ -194,22 +194,15 @@ def _jsonable(d: dict) -> dict:
 
 
 def main(argv):
-  if len(argv) > 1:
-    print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-    sys.exit(2)
-  if not WORKDIR.value:
-    print("error: --workdir is required: the directory of a run", file=sys.stderr)
-    sys.exit(2)
+  workdir = run_dir_from_flags(argv)
   if _TRIALS.value < 1 or _TRIAL_IMAGES.value < 1 or _TSNE_POINTS.value < 0:
-    print("error: --trials and --trial_images must be >= 1, --tsne_points >= 0", file=sys.stderr)
-    sys.exit(2)
+    fail("--trials and --trial_images must be >= 1, --tsne_points >= 0")
   logging.set_verbosity(logging.WARNING)
   try:
-    analyze(WORKDIR.value, _TRIALS.value, _TRIAL_IMAGES.value, _TSNE_POINTS.value,
+    analyze(workdir, _TRIALS.value, _TRIAL_IMAGES.value, _TSNE_POINTS.value,
             _TSNE_THREADS.value, _SEED.value)
   except DynamosError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    fail(str(e))
 
 
 if __name__ == "__main__":

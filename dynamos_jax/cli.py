@@ -23,6 +23,15 @@ def fail(message: str) -> None:
   sys.exit(2)
 
 
+def run_dir_from_flags(argv: list[str]) -> str:
+  """The --workdir of a command that reads a run (evaluate, analyze); fails in one line."""
+  if len(argv) > 1:
+    fail(f"unexpected arguments {argv[1:]}")
+  if not WORKDIR.value:
+    fail("--workdir is required: the directory of a run")
+  return WORKDIR.value
+
+
 def _root_cause(error: BaseException) -> BaseException:
   while error.__cause__ is not None or error.__context__ is not None:
     error = error.__cause__ or error.__context__

@@ -6,13 +6,12 @@ run's accuracy tables so far and the fresh evaluation (for MNIST-360, the
 GCL accuracy).
 """
 
-import sys
 
 from absl import app
 from absl import logging
 import numpy as np
 
-from dynamos_jax.cli import WORKDIR
+from dynamos_jax.cli import fail, run_dir_from_flags
 from dynamos_jax.errors import DynamosError
 
 
@@ -41,18 +40,12 @@ def evaluate_workdir(workdir: str) -> dict:
 
 
 def main(argv):
-  if len(argv) > 1:
-    print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-    sys.exit(2)
-  if not WORKDIR.value:
-    print("error: --workdir is required: the directory of a run", file=sys.stderr)
-    sys.exit(2)
+  workdir = run_dir_from_flags(argv)
   logging.set_verbosity(logging.WARNING)
   try:
-    evaluate_workdir(WORKDIR.value)
+    evaluate_workdir(workdir)
   except DynamosError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    fail(str(e))
 
 
 if __name__ == "__main__":

@@ -100,3 +100,16 @@ def test_table5_configs_are_valid(name, arg):
       (70, 10, 0) if name == "svhn" else (1, 0, 10))
   with pytest.raises(ValueError, match="Table 5 has buffer sizes"):
     module.get_config("300")
+
+
+@pytest.mark.parametrize("command", ["evaluate", "analyze"])
+@pytest.mark.parametrize("args, expected", [
+    ([], "--workdir is required"),
+    (["--workdir=/no/such/run"], "no checkpoints in /no/such/run/checkpoints"),
+])
+def test_run_reading_commands_fail_in_one_line(command, args, expected):
+  result = subprocess.run([sys.executable, "-m", f"dynamos_jax.{command}", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0]

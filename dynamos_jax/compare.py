@@ -55,29 +55,14 @@ def _finished(config, directory: str) -> dict | None:
 
 
 def summarize(runs: dict[str, dict[int, dict]]) -> dict:
-  """Mean and standard deviation (over seeds, ddof=1; 0 for one seed) of every metric.
+  """``{method: metrics.over_seeds(its runs in seed order)}``.
 
   Args:
     runs: ``{method: {seed: results}}``, results as in results.json.
-
-  Returns:
-    ``{method: {protocol: {metric: {"mean", "std", "values"}}}}``; a metric
-    that is undefined for a method (None, e.g. forgetting of joint) has mean
-    and std None.
   """
-  summary = {}
-  for method, by_seed in runs.items():
-    summary[method] = {}
-    first = by_seed[min(by_seed)]["metrics"]
-    for protocol in first:
-      summary[method][protocol] = {}
-      for metric in first[protocol]:
-        values = [by_seed[s]["metrics"][protocol][metric] for s in sorted(by_seed)]
-        defined = [v for v in values if v is not None]
-        mean = float(np.mean(defined)) if defined else None
-        std = (float(np.std(defined, ddof=1)) if len(defined) > 1 else 0.0) if defined else None
-        summary[method][protocol][metric] = {"mean": mean, "std": std, "values": values}
-  return summary
+  from dynamos_jax import metrics
+  return {method: metrics.over_seeds([by_seed[s] for s in sorted(by_seed)])
+          for method, by_seed in runs.items()}
 
 
 def format_summary(summary: dict, seeds: list[int]) -> str:

@@ -12,6 +12,7 @@ from dynamos_jax.errors import ConfigError
 DATASETS = ("seq-mnist", "seq-svhn", "mnist-360")
 DATA_SOURCES = ("bundled", "files", "tfds")
 CHUNK_STRATEGIES = ("auto", "loop", "scan")
+SEED_STRATEGIES = ("auto", "vmap", "unroll")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -20,6 +21,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.method = "dynamos"
   c.dataset = "seq-mnist"
   c.seed = 0
+  # Several seeds in one program, e.g. "0,1,2,3" (then `seed` is unused):
+  # results.json holds each seed's results and their mean and std.
+  c.seeds = ""
   c.buffer_size = 500
   c.batch_size = 10
   c.minibatch_size = 10  # replay batch B_M
@@ -80,7 +84,37 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.chunk_strategy = "auto"  # loop | scan | auto (loop on CPU, scan elsewhere)
   c.train.progress = True
   c.train.eval_batch_size = 1000
+  # How one program runs several seeds: vmap batches them into every op;
+  # unroll repeats the step once per seed (XLA:CPU turns a vmapped
+  # convolution with per-seed weights into a grouped convolution about 8x
+  # slower than the seeds one by one: benchmarks/README.md). auto: unroll on
+  # CPU, vmap elsewhere. Either way the seed axis is sharded over the devices.
+  c.train.seed_strategy = "auto"
+  # Devices the seed axis is sharded over: 0 = as many as divide the seeds.
+  c.train.seed_devices = 0
+  # > 0: expose the CPU as this many XLA devices so the seeds' shards run on
+  # separate cores (set before JAX starts; run.py applies it). 0: leave as is.
+  # XLA:CPU's kernels split work by the process's thread pool, so a process
+  # with another device count may round differently (benchmarks/README.md).
+  c.train.host_devices = 0
+  # Multi-host: call jax.distributed.initialize() first (README "Many seeds").
+  c.train.distributed = False
   return c
+
+
+def run_seeds(config: ml_collections.ConfigDict) -> list[int]:
+  """The seeds a run trains: ``config.seeds`` parsed, or ``[config.seed]`` when it is empty."""
+  text = str(config.seeds).strip()
+  if not text:
+    return [int(config.seed)]
+  try:
+    seeds = [int(s) for s in text.split(",")]
+  except ValueError:
+    raise ConfigError(f"seeds must be integers separated by commas, e.g. --config.seeds=0,1,2 "
+                      f"(got {text!r})") from None
+  _check(len(set(seeds)) == len(seeds), f"seeds must not repeat a seed (got {text!r})")
+  _check(min(seeds) >= 0, f"seeds must be >= 0 (got {text!r})")
+  return seeds
 
 
 def table5_config(table: dict[int, dict], arg: str | None, default: int, name: str,
@@ -159,5 +193,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(config.train.chunk_strategy in CHUNK_STRATEGIES,
          f"unknown train.chunk_strategy {config.train.chunk_strategy!r}: use one of "
          f"{', '.join(CHUNK_STRATEGIES)}")
+  _check(config.train.seed_strategy in SEED_STRATEGIES,
+         f"unknown train.seed_strategy {config.train.seed_strategy!r}: use one of "
+         f"{', '.join(SEED_STRATEGIES)}")
+  _check(config.train.host_devices >= 0, "train.host_devices must be >= 0 (0: leave as is)")
+  _check(config.train.seed_devices >= 0, "train.seed_devices must be >= 0 (0: all that fit)")
+  run_seeds(config)
   _check(config.data.source != "files" or bool(config.data.path),
          "data.source=files needs --config.data.path=PATH (mnist.pkl.gz or a folder of IDX files)")

@@ -65,3 +65,26 @@ def _sequential(matrix):
     if any(row[j] is None for j in range(i)):
       raise ValueError(f"row {i} of the accuracy matrix misses a seen task: {row}")
   return matrix, tasks
+
+
+def over_seeds(results: list[dict]) -> dict:
+  """Mean and standard deviation (ddof=1; 0 for one seed) of every metric over seeds.
+
+  Args:
+    results: one record per seed with a ``metrics`` entry as in results.json.
+
+  Returns:
+    ``{protocol: {metric: {"mean", "std", "values"}}}``; a metric undefined
+    for the run (None, e.g. forgetting of joint) has mean and std None.
+  """
+  summary = {}
+  first = results[0]["metrics"]
+  for protocol in first:
+    summary[protocol] = {}
+    for metric in first[protocol]:
+      values = [r["metrics"][protocol][metric] for r in results]
+      defined = [v for v in values if v is not None]
+      mean = float(np.mean(defined)) if defined else None
+      std = (float(np.std(defined, ddof=1)) if len(defined) > 1 else 0.0) if defined else None
+      summary[protocol][metric] = {"mean": mean, "std": std, "values": values}
+  return summary

@@ -25,9 +25,11 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)
   # Imported after flag parsing so `--help` and flag errors are quick.
   from dynamos_jax import config as config_lib
+  from dynamos_jax import parallel
   from dynamos_jax import train
   try:
     config_lib.validate(CONFIG.value)
+    parallel.start(CONFIG.value)
     train.train_and_evaluate(CONFIG.value, WORKDIR.value)
   except train.Interrupted as e:
     print(str(e), file=sys.stderr)

@@ -20,12 +20,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from jax.sharding import PartitionSpec as P
 
 from dynamos_jax import buffer as buffer_lib
 from dynamos_jax.checkpoint import Checkpointer, config_differences
 from dynamos_jax import evaluation
 from dynamos_jax import metrics as metrics_lib
 from dynamos_jax import methods
+from dynamos_jax import parallel
 from dynamos_jax.data import mnist360
 from dynamos_jax.data import sources
 from dynamos_jax.data.streams import ClassIncremental, epoch_batches, num_batches
@@ -289,7 +291,21 @@ def accuracy_results(progress: dict) -> dict:
 
 
 def format_results(results: dict) -> str:
-  """The end-of-run summary: accuracy tables and metrics, or the GCL accuracy."""
+  """The end-of-run summary: accuracy tables and metrics, or the GCL accuracy.
+
+  A multi-seed run: each seed's headline figures, then their mean and std.
+  """
+  if "runs" in results:
+    lines = []
+    for run in results["runs"]:
+      cells = [f"{p} {run['metrics'][p].get('final_average', run['metrics'][p].get('accuracy')):.2f}"
+               for p in run["metrics"]]
+      lines.append(f"seed {run['seed']}: " + ", ".join(cells))
+    for protocol, values in results["summary"].items():
+      lines.append(f"{protocol} over {len(results['runs'])} seeds: " + ", ".join(
+          f"{name} {v['mean']:.2f} +- {v['std']:.2f}" for name, v in values.items()
+          if v["mean"] is not None))
+    return "\n".join(lines)
   if "gcl" in results:
     return f"GCL accuracy (all rotated test draws): {results['gcl']['accuracy']:.2f}%"
   return "\n".join([format_table(results["class_il"]["matrix"], "Class-IL accuracy (%)"),
@@ -317,23 +333,32 @@ class Experiment:
   and the jitted evaluation functions. The changing part lives in TrainState.
   """
 
-  def __init__(self, config: ml_collections.ConfigDict):
+  def __init__(self, config: ml_collections.ConfigDict, seed: int | None = None,
+               data_from: "Experiment | None" = None):
+    """Args: config; seed (default ``config.seed``); data_from: an Experiment of
+    the same config whose dataset (and device copies) this one shares."""
     self.config = config
+    self.seed = config.seed if seed is None else seed
     self.method = methods.get_method(config)
-    self.dataset = sources.load_dataset(
-        BENCHMARK_DATASET[config.dataset], config.data.source, config.data.path or None,
-        config.data.tfds_data_dir or None)
     self.gcl = config.dataset in GCL_BENCHMARKS
     self.stream = ClassIncremental(num_tasks=5, classes_per_task=2)
-    num_classes = mnist360.NUM_CLASSES if self.gcl else self.dataset.num_classes
-    self.model = make_model(config, self.method, num_classes)
     self.tx = optax.sgd(config.lr)
     # Named streams from the seed (design.md section 3): no key is used twice.
     self.init_key, self.data_key, self.train_key = jax.random.split(
-        jax.random.key(config.seed), 3)
-    self.train_images = jax.device_put(self.dataset.train_images)
-    self.train_labels = jax.device_put(self.dataset.train_labels)
-    self.test_images = jax.device_put(self.dataset.test_images)
+        jax.random.key(self.seed), 3)
+    if data_from is None:
+      self.dataset = sources.load_dataset(
+          BENCHMARK_DATASET[config.dataset], config.data.source, config.data.path or None,
+          config.data.tfds_data_dir or None)
+      self.train_images = jax.device_put(self.dataset.train_images)
+      self.train_labels = jax.device_put(self.dataset.train_labels)
+      self.test_images = jax.device_put(self.dataset.test_images)
+    else:
+      self.dataset, self.train_images, self.train_labels, self.test_images = (
+          data_from.dataset, data_from.train_images, data_from.train_labels,
+          data_from.test_images)
+    num_classes = mnist360.NUM_CLASSES if self.gcl else self.dataset.num_classes
+    self.model = make_model(config, self.method, num_classes)
     if self.gcl:
       batches = self._init_gcl_stream()
     else:
@@ -352,8 +377,9 @@ class Experiment:
     self.warmup = warmup_steps(config, batches[0]) if self.method.gated else 0
     self.chunks = plan_chunks(batches, 1 if self.gcl else config.epochs, self.warmup,
                               config.train.chunk_size, config.train.max_steps_per_task)
-    self._predict = {mode: evaluation.make_predict(self.model, mode)
-                     for mode in ("threshold", "off")}
+    self._predict = (data_from._predict if data_from is not None else
+                     {mode: evaluation.make_predict(self.model, mode)
+                      for mode in ("threshold", "off")})
 
   def _init_gcl_stream(self) -> list[int]:
     """MNIST-360 (spec 10.3): the single-pass training stream and the rotated test draws.
@@ -411,12 +437,13 @@ class Experiment:
     return EpochData(self.train_images, self.train_labels, jnp.asarray(order),
                      jnp.asarray(mask))
 
-  def make_runners(self) -> dict[str, ChunkRunner]:
+  def make_runners(self, lift: Callable = lambda step: step) -> dict[str, ChunkRunner]:
+    """A chunk runner per phase; ``lift`` maps the one-seed step (e.g. to several seeds)."""
     phases = ("warmup", "main") if self.warmup else ("main",)
     return {phase: ChunkRunner(
-        make_train_step(self.model, self.method, self.tx, phase=phase,
-                        minibatch_size=self.config.minibatch_size,
-                        only_valid=self.config.buffer.only_valid),
+        lift(make_train_step(self.model, self.method, self.tx, phase=phase,
+                             minibatch_size=self.config.minibatch_size,
+                             only_valid=self.config.buffer.only_valid)),
         self.config.train.chunk_strategy, self.config.train.chunk_size) for phase in phases}
 
   def accuracies(self, state: TrainState, seen: int) -> tuple[list[float], list[float]]:
@@ -496,17 +523,77 @@ def _open_checkpoints(config: ml_collections.ConfigDict, workdir: str) -> Checkp
   return Checkpointer(directory, config.checkpoint.keep)
 
 
+class Seeds:
+  """The seeds of a run and how their states are laid out.
+
+  One seed (``config.seeds`` empty): the plain TrainState of ``config.seed``.
+  Several: every seed's state stacked along a leading axis, the step lifted
+  by ``parallel.over_seeds`` and the seed axis sharded over the devices.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    from dynamos_jax import config as config_lib
+    self.seeds = config_lib.run_seeds(config)
+    self.multi = bool(str(config.seeds).strip())
+    first = Experiment(config, self.seeds[0])
+    self.exps = [first] + [Experiment(config, s, data_from=first) for s in self.seeds[1:]]
+    if any(e.chunks != first.chunks for e in self.exps):
+      raise DynamosError("the seeds' streams have different lengths, so they cannot share one "
+                         "program; run them one at a time (--config.seed=N)")
+    self.mesh = (parallel.seed_mesh(len(self.seeds), config.train.seed_devices)
+                 if self.multi else None)
+    self.shared = parallel.place((first.train_images, first.train_labels), self.mesh, P())
+
+  def initial_state(self) -> TrainState:
+    if not self.multi:
+      return self.exps[0].initial_state()
+    return self.place(parallel.stack([e.initial_state() for e in self.exps]))
+
+  def place(self, state: TrainState) -> TrainState:
+    return parallel.place(state, self.mesh, P(parallel.AXIS)) if self.multi else state
+
+  def make_runners(self) -> dict[str, ChunkRunner]:
+    if not self.multi:
+      return self.exps[0].make_runners()
+    strategy = self.exps[0].config.train.seed_strategy
+    return self.exps[0].make_runners(lambda step: parallel.over_seeds(step, strategy, self.mesh))
+
+  def epoch_data(self, task: int, epoch: int) -> EpochData:
+    if not self.multi:
+      return self.exps[0].epoch_data(task, epoch)
+    datas = [e.epoch_data(task, epoch) for e in self.exps]
+    per_seed = parallel.place(parallel.stack([(d.order, d.mask, d.rotation) for d in datas]),
+                              self.mesh, P(parallel.AXIS))
+    return EpochData(*self.shared, *per_seed)
+
+  def state_of(self, state: TrainState, i: int) -> TrainState:
+    """Seed i's state, its network variables on the host (for evaluation on any device)."""
+    if not self.multi:
+      return state
+    one = parallel.index(state, i)
+    return one.replace(params=jax.device_get(one.params),
+                       batch_stats=jax.device_get(one.batch_stats))
+
+  def split(self, metrics: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Per-seed metrics from the runner's [steps] or [steps, S] arrays."""
+    if not self.multi:
+      return [metrics]
+    return [{k: v[:, i] for k, v in metrics.items()} for i in range(len(self.seeds))]
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains ``config.method`` on the task stream, evaluating after each task.
 
+  Trains ``config.seed``, or every seed of ``config.seeds`` in one program.
   Resumes from the newest usable checkpoint in ``workdir`` unless
   ``config.resume`` is False; saves one at every task end, every
   ``config.checkpoint.every_steps`` steps and on SIGINT/SIGTERM. Writes
   ``workdir/results.json`` and returns the same record.
   """
-  exp = Experiment(config)
+  seeds = Seeds(config)
+  exps, exp = seeds.exps, seeds.exps[0]
   checkpoints = _open_checkpoints(config, workdir)
-  state = exp.initial_state()
+  state = seeds.initial_state()
   def check_config(progress):
     differences = config_differences(progress["config"], config.to_dict())
     if differences:
@@ -518,18 +605,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   restored = checkpoints.restore_latest(state, check_config) if config.resume else None
   if restored is not None:
     state, progress = restored
+    state = seeds.place(state)
     print(f"resuming from step {progress['total_steps']} ({checkpoints.directory})",
           file=sys.stderr)
   else:
-    progress = {"next_chunk": 0, "total_steps": 0, "train_seconds": 0.0, "log": [],
+    progress = {"next_chunk": 0, "total_steps": 0, "train_seconds": 0.0,
                 "config": config.to_dict()}
-    if not exp.gcl:  # GCL evaluates once, at the end of the stream.
-      cil, til = exp.accuracies(state, 0)
-      # before[p][t]: accuracy on task t just before training it (forward transfer).
-      progress.update(class_il=[cil], task_il=[til],
+    # Each seed's record: its log and accuracies. One seed keeps them at the top level.
+    if seeds.multi:
+      progress["seeds"] = [{"seed": s} for s in seeds.seeds]
+    for i, record in enumerate(progress["seeds"] if seeds.multi else [progress]):
+      record["log"] = []
+      if not exp.gcl:  # GCL evaluates once, at the end of the stream.
+        cil, til = exps[i].accuracies(seeds.state_of(state, i), 0)
+        # before[p][t]: accuracy on task t just before training it (forward transfer).
+        record.update(class_il=[cil], task_il=[til],
                       before={"class_il": [cil[0]], "task_il": [til[0]]})
+  records = progress["seeds"] if seeds.multi else [progress]
 
-  runners = exp.make_runners()
+  runners = seeds.make_runners()
   chunks = exp.chunks
   progress_bar = _progress_bar(sum(c.stop - c.start for c in chunks), config.train.progress)
   progress_bar.update(progress["total_steps"])
@@ -538,41 +632,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for index in range(progress["next_chunk"], len(chunks)):
       chunk = chunks[index]
       if data is None or chunk.start == 0:
-        data = exp.epoch_data(chunk.task, chunk.epoch)
+        data = seeds.epoch_data(chunk.task, chunk.epoch)
       runner = runners[chunk.phase]
       compile_before = runner.compile_seconds
       t0 = time.perf_counter()
       state, metrics = runner.run(state, data, chunk.start, chunk.stop)
       progress["train_seconds"] += (time.perf_counter() - t0
                                     - (runner.compile_seconds - compile_before))
-      if not np.all(np.isfinite(metrics["loss"])):
-        bad = progress["total_steps"] + int(np.argmin(np.isfinite(metrics["loss"])))
-        saved = (f"the last good checkpoint is step {checkpoints.steps()[-1]} in "
-                 f"{checkpoints.directory} (kept)" if checkpoints.steps()
-                 else "no checkpoint was saved yet")
-        raise DynamosError(f"non-finite loss at step {bad} (task {chunk.task + 1}); {saved}; "
-                           "lower --config.lr or check the loss weights")
+      for seed, m in zip(seeds.seeds, seeds.split(metrics)):
+        if not np.all(np.isfinite(m["loss"])):
+          bad = progress["total_steps"] + int(np.argmin(np.isfinite(m["loss"])))
+          saved = (f"the last good checkpoint is step {checkpoints.steps()[-1]} in "
+                   f"{checkpoints.directory} (kept)" if checkpoints.steps()
+                   else "no checkpoint was saved yet")
+          raise DynamosError(f"non-finite loss at step {bad} (task {chunk.task + 1}"
+                             f"{f', seed {seed}' if seeds.multi else ''}); {saved}; "
+                             "lower --config.lr or check the loss weights")
       progress["total_steps"] += chunk.stop - chunk.start
       progress["next_chunk"] = index + 1
-      progress["log"].append({
-          "step": progress["total_steps"], "task": chunk.task + 1, "epoch": chunk.epoch + 1,
-          "phase": chunk.phase, **{k: float(np.mean(v)) for k, v in metrics.items()}})
+      for record, m in zip(records, seeds.split(metrics)):
+        record["log"].append({
+            "step": progress["total_steps"], "task": chunk.task + 1, "epoch": chunk.epoch + 1,
+            "phase": chunk.phase, **{k: float(np.mean(v)) for k, v in m.items()}})
       progress_bar.update(chunk.stop - chunk.start)
-      progress_bar.set_postfix(task=chunk.task + 1, loss=f"{progress['log'][-1]['loss']:.3f}",
-                               acc=f"{progress['log'][-1]['train_accuracy']:.2f}")
-      if chunk.ends_task and exp.gcl:
-        progress["gcl"] = exp.gcl_accuracy(state)
-        progress_bar.write(f"end of the stream: GCL accuracy {progress['gcl']:.2f}")
-      elif chunk.ends_task:
-        seen = exp.seen_after[chunk.task]
-        cil, til = exp.accuracies(state, seen)
-        progress["class_il"].append(seen_row(cil, seen))
-        progress["task_il"].append(seen_row(til, seen))
-        if seen < len(cil):
-          progress["before"]["class_il"].append(cil[seen])
-          progress["before"]["task_il"].append(til[seen])
-        progress_bar.write(f"task {seen}: class-IL {np.mean(cil[:seen]):.2f}"
-                           f"  task-IL {np.mean(til[:seen]):.2f}")
+      progress_bar.set_postfix(task=chunk.task + 1,
+                               loss=f"{np.mean(metrics['loss']):.3f}",
+                               acc=f"{np.mean(metrics['train_accuracy']):.2f}")
+      if chunk.ends_task:
+        for i, record in enumerate(records):
+          _evaluate_task_end(exps[i], seeds.state_of(state, i), chunk, record, progress_bar,
+                             f"seed {seeds.seeds[i]}: " if seeds.multi else "")
       due = progress["total_steps"] - last_saved >= config.checkpoint.every_steps
       if chunk.ends_task or due or stop.received:
         checkpoints.save(progress["total_steps"], state, progress)
@@ -588,25 +677,49 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   compile_seconds = sum(r.compile_seconds for r in runners.values())
   seconds = progress["train_seconds"]
-  results = {
-      "config": config.to_dict(),
-      **accuracy_results(progress),
-      "train": {"steps": progress["total_steps"], "seconds": seconds,
-                "steps_per_second": progress["total_steps"] / max(seconds, 1e-9),
-                "compile_seconds": compile_seconds,
-                "chunk_strategy": next(iter(runners.values())).strategy,
-                "backend": jax.default_backend()},
-      "log": progress["log"],
-  }
+  train = {"steps": progress["total_steps"], "seconds": seconds,
+           "steps_per_second": progress["total_steps"] / max(seconds, 1e-9),
+           "compile_seconds": compile_seconds,
+           "chunk_strategy": next(iter(runners.values())).strategy,
+           "backend": jax.default_backend()}
+  if seeds.multi:
+    runs = [{"seed": r["seed"], **accuracy_results(r), "log": r["log"]} for r in records]
+    train.update(seeds=len(seeds.seeds),
+                 seed_strategy=parallel.resolve_strategy(config.train.seed_strategy),
+                 devices=1 if seeds.mesh is None else seeds.mesh.size)
+    results = {"config": config.to_dict(), "seeds": seeds.seeds, "runs": runs,
+               "summary": metrics_lib.over_seeds(runs), "train": train}
+  else:
+    results = {"config": config.to_dict(), **accuracy_results(progress), "train": train,
+               "log": progress["log"]}
   path = os.path.join(workdir, "results.json")
   with open(path + ".tmp", "w") as f:
     json.dump(results, f, indent=1)
   os.replace(path + ".tmp", path)  # Never leave a half-written results file.
   print(format_results(results))
-  print(f"trained {progress['total_steps']} steps in {seconds:.1f} s "
-        f"({results['train']['steps_per_second']:.1f} steps/s; compile {compile_seconds:.1f} s); "
+  print(f"trained {progress['total_steps']} steps"
+        f"{f' x {len(seeds.seeds)} seeds' if seeds.multi else ''} in {seconds:.1f} s "
+        f"({train['steps_per_second']:.1f} steps/s; compile {compile_seconds:.1f} s); "
         f"results in {path}")
   return results
+
+
+def _evaluate_task_end(exp: Experiment, state: TrainState, chunk: Chunk, record: dict,
+                       progress_bar, prefix: str) -> None:
+  """Adds the accuracies after ``chunk``'s task (or the stream's GCL accuracy) to ``record``."""
+  if exp.gcl:
+    record["gcl"] = exp.gcl_accuracy(state)
+    progress_bar.write(f"{prefix}end of the stream: GCL accuracy {record['gcl']:.2f}")
+    return
+  seen = exp.seen_after[chunk.task]
+  cil, til = exp.accuracies(state, seen)
+  record["class_il"].append(seen_row(cil, seen))
+  record["task_il"].append(seen_row(til, seen))
+  if seen < len(cil):
+    record["before"]["class_il"].append(cil[seen])
+    record["before"]["task_il"].append(til[seen])
+  progress_bar.write(f"{prefix}task {seen}: class-IL {np.mean(cil[:seen]):.2f}"
+                     f"  task-IL {np.mean(til[:seen]):.2f}")
 
 
 def restore_run(workdir: str) -> tuple["Experiment", TrainState, dict]:
@@ -621,6 +734,9 @@ def restore_run(workdir: str) -> tuple["Experiment", TrainState, dict]:
   # Over the defaults: keys added since the run was saved keep their defaults.
   config = config_lib.base_config()
   config.update(progress["config"])
+  if str(config.seeds).strip():
+    raise DynamosError(f"{workdir} is a multi-seed run (seeds {config.seeds}); evaluate and "
+                       "analyze read one-seed runs: rerun a seed with --config.seed=N")
   exp = Experiment(config)
   state, progress = Checkpointer(directory, keep=1_000_000).restore_latest(exp.initial_state())
   return exp, state, progress

@@ -1,0 +1,123 @@
+"""Several seeds in one program, the seed axis sharded over the devices.
+
+A multi-seed run stacks every seed's TrainState along a leading axis [S] and
+every seed's batch order along the leading axis of EpochData's ``order``,
+``mask`` and ``rotation``; the training images are shared. ``over_seeds``
+turns the one-seed step into the S-seed step, and ``seed_mesh`` lays the seed
+axis over the devices. Seeds never exchange data, so the sharded program has
+no collectives: each device runs its own seeds (its own core on a CPU exposed
+as several host devices, ``train.host_devices``).
+"""
+
+import os
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from dynamos_jax.errors import DynamosError
+
+AXIS = "seeds"
+
+
+def use_host_devices(count: int) -> None:
+  """Exposes the CPU as ``count`` XLA devices; must run before JAX starts its backends."""
+  if count <= 0:
+    return
+  from jax._src import xla_bridge  # No public query for "backends already started".
+  if xla_bridge.backends_are_initialized():
+    if jax.device_count() != count and jax.default_backend() == "cpu":
+      raise DynamosError(f"train.host_devices={count} must be set before JAX starts; start "
+                         f"a fresh process, or set XLA_FLAGS="
+                         f"--xla_force_host_platform_device_count={count}")
+    return
+  flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+           if not f.startswith("--xla_force_host_platform_device_count")]
+  os.environ["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={count}"])
+
+
+def start(config) -> None:
+  """Before anything touches a device: the host devices and multi-host setup of ``config.train``."""
+  use_host_devices(int(config.train.host_devices))
+  if config.train.distributed:
+    # Reads the coordinator, process count and id from the cluster (SLURM,
+    # TPU pods) or from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID.
+    jax.distributed.initialize()
+
+
+def seed_mesh(num_seeds: int, max_devices: int = 0) -> Mesh | None:
+  """A 1-D mesh over the most devices (at most ``max_devices``; 0: no limit) that
+  divide the seeds evenly; None for one device."""
+  devices = jax.devices()
+  limit = min(len(devices), num_seeds, max_devices or len(devices))
+  n = max(d for d in range(1, limit + 1) if num_seeds % d == 0)
+  return Mesh(np.array(devices[:n]), (AXIS,)) if n > 1 else None
+
+
+def resolve_strategy(strategy: str) -> str:
+  if strategy == "auto":
+    return "unroll" if jax.default_backend() == "cpu" else "vmap"
+  return strategy
+
+
+def _data_axes(data, axis):
+  """EpochData's per-seed fields get ``axis``; the shared images and labels None."""
+  return data.replace(images=None, labels=None, order=axis, mask=axis,
+                      rotation=None if data.rotation is None else axis)
+
+
+def over_seeds(step: Callable, strategy: str, mesh: Mesh | None) -> Callable:
+  """The step of S seeds from the step of one: ``(state[S], data, position) -> (state[S], metrics[S])``.
+
+  Args:
+    step: the pure one-seed step ``(state, data, position) -> (state, metrics)``.
+    strategy: ``vmap`` (one batched op per op) or ``unroll`` (the step once
+      per seed, stacked; see config ``train.seed_strategy``).
+    mesh: shard the seed axis over these devices (None: one device).
+  """
+  strategy = resolve_strategy(strategy)
+
+  def local(state, data, position):
+    if strategy == "vmap":
+      return jax.vmap(step, in_axes=(0, _data_axes(data, 0), None))(state, data, position)
+    seeds = jax.tree.leaves(state)[0].shape[0]
+    outs = []
+    for i in range(seeds):
+      one = (index(state, i), data.replace(order=data.order[i], mask=data.mask[i],
+                                           rotation=None if data.rotation is None
+                                           else data.rotation[i]))
+      # The barriers keep XLA from fusing the seed's slicing and stacking into
+      # the step, so each seed compiles to the one-seed program's kernels and
+      # gives its numbers bit for bit, whatever the number of seeds per device.
+      outs.append(jax.lax.optimization_barrier(
+          step(*jax.lax.optimization_barrier(one), position)))
+    return stack(outs)
+
+  if mesh is None:
+    return local
+
+  def sharded(state, data, position):
+    specs = (P(AXIS), _data_axes(data, P(AXIS)).replace(images=P(), labels=P()), P())
+    return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=P(AXIS))(
+        state, data, position)
+
+  return sharded
+
+
+def index(tree, i: int):
+  """Seed ``i`` of a stacked pytree."""
+  return jax.tree.map(lambda x: x[i], tree)
+
+
+def stack(trees: list) -> Any:
+  """Stacks pytrees of one seed each along a new leading axis."""
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def place(tree, mesh: Mesh | None, spec: P):
+  """Puts a pytree on the mesh (``P(AXIS)``: split by seed; ``P()``: replicated)."""
+  if mesh is None:
+    return tree
+  return jax.device_put(tree, NamedSharding(mesh, spec))

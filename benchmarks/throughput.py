@@ -1,0 +1,201 @@
+"""Training throughput at the paper's shapes: compile time, steps/s, images/s, FLOP/s.
+
+  python benchmarks/throughput.py [--methods=dynamos,baseline] \
+      [--benchmarks=seq-mnist,mnist-360,seq-svhn] [--strategies=loop,scan10,scan100] \
+      [--seeds=1,2,4,8] [--seed_strategy=auto] [--host_devices=0] [--steps=200] [--repeats=3] \
+      [--out=FILE.json]
+
+Every case trains the real step (the library's make_train_step, lifted to S
+seeds by parallel.over_seeds and sharded over the devices like a run) on
+synthetic uint8 images of the benchmark's shape, with a full buffer (every
+slot written, the reservoir counter past capacity), so replay and insertion
+run at full cost. The chunk runner is the training loop's own: ``loop`` calls
+the jitted step once per step, ``scanN`` runs N steps per call in a
+``lax.scan``; both sync with the host once per chunk, as in training.
+
+Reported per case: compile seconds (the first chunk's compilation, apart),
+steady-state steps/s (median of ``--repeats`` timed runs of ``--steps`` steps
+after a warm-up chunk, each ended by block_until_ready), stream images/s
+(steps/s x batch x seeds), the step's FLOPs from XLA's cost analysis of the
+one-step program and the achieved FLOP/s. Prints a table; ``--out`` writes JSON.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import PartitionSpec as P
+
+from dynamos_jax import methods
+from dynamos_jax import parallel
+from dynamos_jax import train
+from dynamos_jax.config import base_config
+from dynamos_jax.data import mnist360
+
+# The paper's shapes (Table 5 and spec): image shape, batch size B (= replay B_M), buffer.
+SHAPES = {
+    "seq-mnist": dict(shape=(28, 28, 3), batch=10, buffer=500, rotate=False),
+    "mnist-360": dict(shape=(28, 28, 3), batch=16, buffer=500, rotate=True),
+    "seq-svhn": dict(shape=(32, 32, 3), batch=16, buffer=2000, rotate=False),
+}
+STRATEGIES = {"loop": ("loop", 1), "scan10": ("scan", 10), "scan100": ("scan", 100)}
+_POOL = 4000  # Synthetic training images per case.
+
+
+def _full_state(model, method, tx, shape, buffer_size, seed):
+  """A TrainState whose buffer is full of synthetic samples, as late in a run."""
+  state = train.create_train_state(model, method, tx, shape, buffer_size,
+                                   jax.random.key(seed), jax.random.key(seed + 1000))
+  if not method.uses_buffer:
+    return state
+  rng = np.random.default_rng(seed)
+  buf = state.buffer
+  return state.replace(buffer=buf.replace(
+      images=jnp.asarray(rng.integers(0, 256, buf.images.shape, dtype=np.uint8)),
+      labels=jnp.asarray(rng.integers(0, 10, buf.labels.shape, dtype=np.int32)),
+      logits=jnp.asarray(rng.normal(size=buf.logits.shape).astype(np.float32)),
+      attention=jnp.asarray(rng.normal(size=buf.attention.shape).astype(np.float32)),
+      num_seen=jnp.int32(5 * buffer_size)))
+
+
+def _epoch_data(images, labels, batch, seeds, rotate, rng):
+  """EpochData with each seed's own random batch order (and rotations for MNIST-360)."""
+  rows = len(labels) // batch
+  orders = np.stack([rng.permutation(rows * batch).reshape(rows, batch) for _ in range(seeds)])
+  masks = np.ones(orders.shape, bool)
+  rotation = None
+  if rotate:
+    degrees = rng.uniform(0, 360, orders.shape)
+    rotation = mnist360.rotation_params(degrees.reshape(-1), *images.shape[1:3]).reshape(
+        *orders.shape, 6)
+  return orders, masks, rotation
+
+
+def run_case(method_name: str, benchmark: str, strategy: str, seeds: int, seed_strategy: str,
+             steps: int, repeats: int) -> dict:
+  spec = SHAPES[benchmark]
+  config = base_config()
+  config.method = method_name
+  config.batch_size = config.minibatch_size = spec["batch"]
+  config.buffer_size = spec["buffer"]
+  method = methods.get_method(config)
+  model = train.make_model(config, method, 10)
+  tx = optax.sgd(config.lr)
+  chunk_strategy, chunk = STRATEGIES[strategy]
+  step = train.make_train_step(model, method, tx, phase="main",
+                               minibatch_size=spec["batch"], only_valid=False)
+
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (_POOL, *spec["shape"]), dtype=np.uint8)
+  labels = rng.integers(0, 10, _POOL, dtype=np.int32)
+  orders, masks, rotation = _epoch_data(images, labels, spec["batch"], seeds, spec["rotate"],
+                                        rng)
+  states = [_full_state(model, method, tx, spec["shape"], spec["buffer"], s)
+            for s in range(seeds)]
+  if seeds == 1:  # The one-seed program of a plain run.
+    mesh = None
+    state = states[0]
+    data = train.EpochData(jnp.asarray(images), jnp.asarray(labels), jnp.asarray(orders[0]),
+                           jnp.asarray(masks[0]),
+                           None if rotation is None else jnp.asarray(rotation[0]))
+  else:
+    mesh = parallel.seed_mesh(seeds)
+    step = parallel.over_seeds(step, seed_strategy, mesh)
+    state = parallel.place(parallel.stack(states), mesh, P(parallel.AXIS))
+    shared = parallel.place((jnp.asarray(images), jnp.asarray(labels)), mesh, P())
+    per_seed = parallel.place((jnp.asarray(orders), jnp.asarray(masks),
+                               None if rotation is None else jnp.asarray(rotation)),
+                              mesh, P(parallel.AXIS))
+    data = train.EpochData(*shared, *per_seed)
+  rows = orders.shape[1]
+
+  # FLOPs of one step (S seeds) from XLA's cost analysis of the one-step program.
+  cost = jax.jit(step).lower(state, data, np.int32(0)).compile().cost_analysis()
+  flops = float((cost[0] if isinstance(cost, list) else cost).get("flops", float("nan")))
+  flops *= 1 if mesh is None else mesh.size  # A sharded program's analysis is per device.
+
+  runner = train.ChunkRunner(step, chunk_strategy, chunk)
+  position = 0
+
+  def run(n):
+    nonlocal state, position
+    for _ in range(n // chunk):
+      if position + chunk > rows:
+        position = 0
+      state, _ = runner.run(state, data, position, position + chunk)
+      position += chunk
+    jax.block_until_ready(state)
+
+  steps = max(chunk, steps // chunk * chunk)
+  run(chunk)  # Compiles, then one chunk.
+  compile_s = runner.compile_seconds
+  run(chunk)  # Warm-up.
+  rates = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    run(steps)
+    rates.append(steps / (time.perf_counter() - t0))
+  rate = statistics.median(rates)
+  return {"method": method_name, "benchmark": benchmark, "strategy": strategy, "seeds": seeds,
+          "seed_strategy": parallel.resolve_strategy(seed_strategy) if seeds > 1 else None,
+          "devices": 1 if mesh is None else mesh.size,
+          "batch": spec["batch"], "replay": spec["batch"] if method.uses_buffer else 0,
+          "compile_seconds": compile_s, "steps_per_second": rate, "all_rates": rates,
+          "stream_images_per_second": rate * spec["batch"] * seeds,
+          "flops_per_step": flops, "flops_per_second": rate * flops}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--methods", default="dynamos,baseline")
+  parser.add_argument("--benchmarks", default=",".join(SHAPES))
+  parser.add_argument("--strategies", default=",".join(STRATEGIES))
+  parser.add_argument("--seeds", default="1,2,4,8")
+  parser.add_argument("--seed_strategy", default="auto", choices=("auto", "vmap", "unroll"))
+  parser.add_argument("--steps", type=int, default=200)
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--host_devices", type=int, default=0,
+                      help="expose the CPU as this many devices (seeds sharded over them)")
+  parser.add_argument("--out", default="")
+  args = parser.parse_args()
+  parallel.use_host_devices(args.host_devices)
+  for name, choices, values in [("methods", methods.REGISTRY, args.methods),
+                                ("benchmarks", SHAPES, args.benchmarks),
+                                ("strategies", STRATEGIES, args.strategies)]:
+    bad = [v for v in values.split(",") if v not in choices]
+    if bad:
+      sys.exit(f"error: unknown --{name} {bad}; choose from {', '.join(choices)}")
+  device = jax.devices()[0]
+  header = (f"device: {device.device_kind} ({jax.default_backend()}), "
+            f"{jax.device_count()} device(s); jax {jax.__version__}")
+  print(header)
+  print(f"{'method':>9} {'benchmark':>10} {'chunks':>8} {'seeds':>5} {'dev':>3} "
+        f"{'compile s':>9} {'steps/s':>8} {'images/s':>9} {'GFLOP/step':>10} {'GFLOP/s':>8}")
+  cases = []
+  for method_name in args.methods.split(","):
+    for benchmark in args.benchmarks.split(","):
+      for strategy in args.strategies.split(","):
+        for seeds in [int(s) for s in args.seeds.split(",")]:
+          r = run_case(method_name, benchmark, strategy, seeds, args.seed_strategy,
+                       args.steps, args.repeats)
+          cases.append(r)
+          print(f"{r['method']:>9} {r['benchmark']:>10} {r['strategy']:>8} {r['seeds']:>5} "
+                f"{r['devices']:>3} {r['compile_seconds']:9.1f} {r['steps_per_second']:8.2f} "
+                f"{r['stream_images_per_second']:9.0f} {r['flops_per_step'] / 1e9:10.2f} "
+                f"{r['flops_per_second'] / 1e9:8.1f}", flush=True)
+  if args.out:
+    with open(args.out, "w") as f:
+      json.dump({"device": device.device_kind, "backend": jax.default_backend(),
+                 "device_count": jax.device_count(), "jax": jax.__version__,
+                 "steps": args.steps, "repeats": args.repeats, "cases": cases}, f, indent=1)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+  main()

@@ -7,11 +7,9 @@ import sys
 
 import jax
 import numpy as np
-import optax
 import pytest
 
 from dynamos_jax import config as config_lib
-from dynamos_jax import methods
 from dynamos_jax import parallel
 from dynamos_jax import train
 from dynamos_jax.errors import ConfigError, DynamosError
@@ -148,10 +146,27 @@ def test_seed_mesh_uses_the_devices_that_divide_the_seeds():
   assert parallel.seed_mesh(4) is None or parallel.seed_mesh(4).size == jax.device_count()
 
 
-def test_evaluate_refuses_a_multi_seed_run(tiny_data, tiny_config, tmp_path):
+def test_multi_seed_run_resumes_after_a_crash(tiny_data, tiny_config, tmp_path, monkeypatch):
   config = _short(tiny_config)
   config.seeds = "0,1"
   config.train.max_steps_per_task = 2
-  train.train_and_evaluate(config, str(tmp_path))
+  config.checkpoint.every_steps = 2
+  reference = train.train_and_evaluate(config, str(tmp_path / "ref"))
+  original, calls = train.ChunkRunner.run, {"n": 0}
+
+  def crashing(self, *args):
+    calls["n"] += 1
+    if calls["n"] == 4:
+      raise KeyboardInterrupt  # A crash between checkpoints.
+    return original(self, *args)
+
+  with monkeypatch.context() as m:
+    m.setattr(train.ChunkRunner, "run", crashing)
+    with pytest.raises(KeyboardInterrupt):
+      train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert os.listdir(tmp_path / "run" / "checkpoints")  # It resumes, not restarts.
+  resumed = train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert resumed["runs"] == reference["runs"] and resumed["summary"] == reference["summary"]
+  # evaluate and analyze read one-seed runs and say so.
   with pytest.raises(DynamosError, match="multi-seed run"):
-    train.restore_run(str(tmp_path))
+    train.restore_run(str(tmp_path / "run"))

@@ -42,9 +42,13 @@ def start(config) -> None:
   """Before anything touches a device: the host devices and multi-host setup of ``config.train``."""
   use_host_devices(int(config.train.host_devices))
   if config.train.distributed:
-    # Reads the coordinator, process count and id from the cluster (SLURM,
-    # TPU pods) or from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID.
-    jax.distributed.initialize()
+    # JAX finds the coordinator, process count and id on SLURM, Open MPI and
+    # TPU pods, and reads JAX_COORDINATOR_ADDRESS; elsewhere the process count
+    # and id come from JAX_NUM_PROCESSES and JAX_PROCESS_ID (README).
+    counts = {name: int(os.environ[var]) for name, var in
+              (("num_processes", "JAX_NUM_PROCESSES"), ("process_id", "JAX_PROCESS_ID"))
+              if var in os.environ}
+    jax.distributed.initialize(**counts)
 
 
 def seed_mesh(num_seeds: int, max_devices: int = 0) -> Mesh | None:

@@ -181,3 +181,21 @@ def test_multi_seed_run_resumes_after_a_crash(tiny_data, tiny_config, tmp_path, 
   # evaluate and analyze read one-seed runs and say so.
   with pytest.raises(DynamosError, match="multi-seed run"):
     train.restore_run(str(tmp_path / "run"))
+
+
+def test_distributed_start_reads_the_process_count_and_id(tmp_path):
+  """train.distributed=True initialises jax.distributed from the README's variables (1 process)."""
+  import socket
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  script = ("from dynamos_jax import config as config_lib, parallel\n"
+            "c = config_lib.base_config(); c.train.distributed = True\n"
+            "parallel.start(c)\n"
+            "import jax; print(jax.process_count(), jax.process_index())\n")
+  env = dict(os.environ, JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JAX_NUM_PROCESSES="1",
+             JAX_PROCESS_ID="0", JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stdout.split()[-2:] == ["1", "0"]

@@ -58,11 +58,11 @@ def main():
   method = methods.get_method(config)
   model = train.make_model(config, method, 10)
   tx = optax.sgd(config.lr)
-  state = throughput._full_state(model, method, tx, spec["shape"], spec["buffer"], 0)
+  state = throughput.full_state(model, method, tx, spec["shape"], spec["buffer"], 0)
   rng = np.random.default_rng(0)
-  images = rng.integers(0, 256, (throughput._POOL, *spec["shape"]), dtype=np.uint8)
-  labels = rng.integers(0, 10, throughput._POOL, dtype=np.int32)
-  orders, masks, rotation = throughput._epoch_data(images, labels, spec["batch"], 1,
+  images = rng.integers(0, 256, (throughput.POOL, *spec["shape"]), dtype=np.uint8)
+  labels = rng.integers(0, 10, throughput.POOL, dtype=np.int32)
+  orders, masks, rotation = throughput.epoch_data(images, labels, spec["batch"], 1,
                                                    spec["rotate"], rng)
   data = train.EpochData(images, labels, orders[0], masks[0],
                          None if rotation is None else rotation[0])

@@ -45,10 +45,10 @@ SHAPES = {
     "seq-svhn": dict(shape=(32, 32, 3), batch=16, buffer=2000, rotate=False),
 }
 STRATEGIES = {"loop": ("loop", 1), "scan10": ("scan", 10), "scan100": ("scan", 100)}
-_POOL = 4000  # Synthetic training images per case.
+POOL = 4000  # Synthetic training images per case.
 
 
-def _full_state(model, method, tx, shape, buffer_size, seed):
+def full_state(model, method, tx, shape, buffer_size, seed):
   """A TrainState whose buffer is full of synthetic samples, as late in a run."""
   state = train.create_train_state(model, method, tx, shape, buffer_size,
                                    jax.random.key(seed), jax.random.key(seed + 1000))
@@ -64,7 +64,7 @@ def _full_state(model, method, tx, shape, buffer_size, seed):
       num_seen=jnp.int32(5 * buffer_size)))
 
 
-def _epoch_data(images, labels, batch, seeds, rotate, rng):
+def epoch_data(images, labels, batch, seeds, rotate, rng):
   """EpochData with each seed's own random batch order (and rotations for MNIST-360)."""
   rows = len(labels) // batch
   orders = np.stack([rng.permutation(rows * batch).reshape(rows, batch) for _ in range(seeds)])
@@ -92,11 +92,11 @@ def run_case(method_name: str, benchmark: str, strategy: str, seeds: int, seed_s
                                minibatch_size=spec["batch"], only_valid=False)
 
   rng = np.random.default_rng(0)
-  images = rng.integers(0, 256, (_POOL, *spec["shape"]), dtype=np.uint8)
-  labels = rng.integers(0, 10, _POOL, dtype=np.int32)
-  orders, masks, rotation = _epoch_data(images, labels, spec["batch"], seeds, spec["rotate"],
+  images = rng.integers(0, 256, (POOL, *spec["shape"]), dtype=np.uint8)
+  labels = rng.integers(0, 10, POOL, dtype=np.int32)
+  orders, masks, rotation = epoch_data(images, labels, spec["batch"], seeds, spec["rotate"],
                                         rng)
-  states = [_full_state(model, method, tx, spec["shape"], spec["buffer"], s)
+  states = [full_state(model, method, tx, spec["shape"], spec["buffer"], s)
             for s in range(seeds)]
   if seeds == 1:  # The one-seed program of a plain run.
     mesh = None
@@ -164,6 +164,12 @@ def main():
                       help="expose the CPU as this many devices (seeds sharded over them)")
   parser.add_argument("--out", default="")
   args = parser.parse_args()
+  try:
+    seed_counts = [int(s) for s in args.seeds.split(",")]
+  except ValueError:
+    sys.exit(f"error: --seeds must be integers separated by commas (got {args.seeds!r})")
+  if min(seed_counts) < 1:
+    sys.exit(f"error: --seeds counts must be >= 1 (got {args.seeds!r})")
   parallel.use_host_devices(args.host_devices)
   for name, choices, values in [("methods", methods.REGISTRY, args.methods),
                                 ("benchmarks", SHAPES, args.benchmarks),
@@ -181,7 +187,7 @@ def main():
   for method_name in args.methods.split(","):
     for benchmark in args.benchmarks.split(","):
       for strategy in args.strategies.split(","):
-        for seeds in [int(s) for s in args.seeds.split(",")]:
+        for seeds in seed_counts:
           r = run_case(method_name, benchmark, strategy, seeds, args.seed_strategy,
                        args.steps, args.repeats)
           cases.append(r)

@@ -87,17 +87,11 @@ def over_seeds(step: Callable, strategy: str, mesh: Mesh | None) -> Callable:
     if strategy == "vmap":
       return jax.vmap(step, in_axes=(0, _data_axes(data, 0), None))(state, data, position)
     seeds = jax.tree.leaves(state)[0].shape[0]
-    outs = []
-    for i in range(seeds):
-      one = (index(state, i), data.replace(order=data.order[i], mask=data.mask[i],
-                                           rotation=None if data.rotation is None
-                                           else data.rotation[i]))
-      # The barriers keep XLA from fusing the seed's slicing and stacking into
-      # the step, so each seed compiles to the one-seed program's kernels and
-      # gives its numbers bit for bit, whatever the number of seeds per device.
-      outs.append(jax.lax.optimization_barrier(
-          step(*jax.lax.optimization_barrier(one), position)))
-    return stack(outs)
+    return stack([step(index(state, i),
+                       data.replace(order=data.order[i], mask=data.mask[i],
+                                    rotation=None if data.rotation is None else data.rotation[i]),
+                       position)
+                  for i in range(seeds)])
 
   if mesh is None:
     return local

@@ -639,7 +639,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       state, metrics = runner.run(state, data, chunk.start, chunk.stop)
       progress["train_seconds"] += (time.perf_counter() - t0
                                     - (runner.compile_seconds - compile_before))
-      for seed, m in zip(seeds.seeds, seeds.split(metrics)):
+      per_seed = seeds.split(metrics)
+      for seed, m in zip(seeds.seeds, per_seed):
         if not np.all(np.isfinite(m["loss"])):
           bad = progress["total_steps"] + int(np.argmin(np.isfinite(m["loss"])))
           saved = (f"the last good checkpoint is step {checkpoints.steps()[-1]} in "
@@ -650,7 +651,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                              "lower --config.lr or check the loss weights")
       progress["total_steps"] += chunk.stop - chunk.start
       progress["next_chunk"] = index + 1
-      for record, m in zip(records, seeds.split(metrics)):
+      for record, m in zip(records, per_seed):
         record["log"].append({
             "step": progress["total_steps"], "task": chunk.task + 1, "epoch": chunk.epoch + 1,
             "phase": chunk.phase, **{k: float(np.mean(v)) for k, v in m.items()}})

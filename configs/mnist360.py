@@ -22,6 +22,6 @@ TABLE5 = {
 def get_config(arg: str | None = None):
   return table5_config(
       TABLE5, arg, 100, "configs/mnist360.py", dataset="mnist-360", batch_size=16,
-      minibatch_size=16, lr=0.07, epochs=1, kr=0.7,  # epochs=1: a single pass
-      warmup=dict(iterations=10, epochs=0),  # "10 it"
+      minibatch_size=16, lr=0.07, epochs=1,  # epochs=1: a single pass
+      dynamos=dict(kr=0.7, warmup=dict(iterations=10, epochs=0)),  # "10 it"
       data=dict(source="tfds"))

@@ -22,5 +22,5 @@ def get_config(arg: str | None = None):
   c = seq_mnist.get_config("500")
   c.data.source = "bundled"
   c.epochs = 5
-  c.warmup.iterations = 10
+  c.dynamos.warmup.iterations = 10
   return c

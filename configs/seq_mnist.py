@@ -21,6 +21,7 @@ TABLE5 = {
 def get_config(arg: str | None = None):
   return table5_config(
       TABLE5, arg, 500, "configs/seq_mnist.py", dataset="seq-mnist", batch_size=10,
-      minibatch_size=10, lr=0.07, epochs=1, kr=0.7,
-      warmup=dict(iterations=10, epochs=0),  # "10 it": the first 10 iterations of task 1
+      minibatch_size=10, lr=0.07, epochs=1,
+      # "10 it": the warm-up is the first 10 iterations of task 1.
+      dynamos=dict(kr=0.7, warmup=dict(iterations=10, epochs=0)),
       data=dict(source="tfds"))

@@ -22,8 +22,9 @@ TABLE5 = {
 def get_config(arg: str | None = None):
   return table5_config(
       TABLE5, arg, 500, "configs/svhn.py", dataset="seq-svhn", batch_size=16,
-      minibatch_size=16, lr=0.07, epochs=70, kr=0.7,
-      warmup=dict(iterations=0, epochs=10),  # "10 ep": the first 10 epochs of task 1
+      minibatch_size=16, lr=0.07, epochs=70,
+      # "10 ep": the warm-up is the first 10 epochs of task 1.
+      dynamos=dict(kr=0.7, warmup=dict(iterations=0, epochs=10)),
       data=dict(source="tfds"),
       # ~320k steps in all; a save takes well under a second.
       checkpoint=dict(every_steps=5000))

@@ -21,10 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-NUM_AGENTS = 4  # Gated 3x3 convolutions of stage 2 (spec 1.1).
-
-
-def last_layer(x: np.ndarray, num_agents: int = NUM_AGENTS) -> np.ndarray:
+def last_layer(x: np.ndarray, num_agents: int) -> np.ndarray:
   """The columns of the last agent: [..., D] -> [..., D / num_agents].
 
   With D = 256 and 4 agents these are columns 192-255 (the paper's final gated layer).
@@ -122,7 +119,7 @@ def activation_rates(actions: np.ndarray, groups: np.ndarray, num_groups: int) -
 
 
 def keep_ratios(actions: np.ndarray, groups: np.ndarray, num_groups: int,
-                num_agents: int = NUM_AGENTS) -> np.ndarray:
+                num_agents: int) -> np.ndarray:
   """Mean fraction of its channels each agent keeps, per group.
 
   Args:
@@ -226,7 +223,7 @@ def jsd_summary(jsd: np.ndarray, scale: float = 100.0) -> dict[str, Any]:
 
 
 def trial_variability(model, variables, images, labels, trials: int, key: jax.Array,
-                      batch_size: int = 256, num_agents: int = NUM_AGENTS,
+                      num_agents: int, batch_size: int = 256,
                       min_kept: int = 2) -> dict[str, Any]:
   """Last-layer actions of the same images over repeated sampled-gate forwards (Fig. 6).
 

@@ -50,6 +50,8 @@ def analyze(workdir: str, trials: int = 4, trial_images: int = 100, tsne_points:
   def add(title, path, caption):
     figures.append((title, os.path.basename(path), caption))
 
+  # The agents' analyses need a gated ResNet (Dynamos and its variants).
+  gated = getattr(exp.method, "gated", False)
   # Accuracy matrices and training curves: every run has them.
   for protocol, name in (("class_il", "Class-IL"), ("task_il", "Task-IL")):
     if protocol in progress:
@@ -60,11 +62,11 @@ def analyze(workdir: str, trials: int = 4, trial_images: int = 100, tsne_points:
   if progress["log"]:
     add("Training curves",
         plots.training_curves(progress["log"], os.path.join(out, "training_curves.png"),
-                              keep_ratio_target=exp.config.kr if exp.method.gated else None),
+                              keep_ratio_target=exp.config.dynamos.kr if gated else None),
         "Per-chunk means of each loss term and, with agents, of each agent's keep ratio; "
         "dashed lines mark task boundaries.")
 
-  if exp.method.gated:
+  if gated:
     numbers.update(_agent_analyses(exp, state, out, add, trials, trial_images, tsne_points,
                                    tsne_threads, seed))
   else:
@@ -86,16 +88,14 @@ def _agent_analyses(exp, state, out, add, trials, trial_images, tsne_points, tsn
   from dynamos_jax import analysis
   from dynamos_jax import plots
 
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
-  if exp.gcl:  # MNIST-360: its rotated test draws.
-    images, labels = exp.gcl_test
-  else:
-    images, labels = exp.test_images, np.asarray(exp.dataset.test_labels)
-  num_classes = exp.model.num_classes
-  test = analysis.collect(exp.model, variables, images, "threshold",
+  variables = {"params": state.learner.params, "batch_stats": state.learner.batch_stats}
+  images, labels = exp.benchmark.test_set()  # MNIST-360: its rotated test draws.
+  model = exp.method.model
+  num_classes = model.num_classes
+  test = analysis.collect(model, variables, images, "threshold",
                           exp.config.train.eval_batch_size)
   actions, attention = test["actions"], test["attention"]
-  width = actions.shape[1] // analysis.NUM_AGENTS
+  width = actions.shape[1] // model.num_agents
   class_names = [str(c) for c in range(num_classes)]
   numbers = {"test_accuracy": float(100 * np.mean(np.argmax(test["logits"], -1) == labels))}
 
@@ -108,25 +108,26 @@ def _agent_analyses(exp, state, out, add, trials, trial_images, tsne_points, tsn
                                title="Activation rate, last 40 filters of the last gated layer"),
       "Fraction of test images of each class for which the agent keeps the filter "
       "(threshold mode).")
-  separators = tuple(width * l for l in range(1, analysis.NUM_AGENTS))
+  separators = tuple(width * l for l in range(1, model.num_agents))
   add("Filter activation rates per class, all gated layers (Fig. 7)",
       plots.activation_heatmap(class_rates, os.path.join(out, "rates_class_all.png"),
                                row_labels=class_names, separators=separators,
                                title="Activation rate per class, the four gated convolutions"),
       "Vertical lines separate the four gated convolutions.")
   if not exp.gcl:
-    tasks = exp.stream.task_of_label(labels)
-    task_rates = analysis.activation_rates(actions, tasks, exp.stream.num_tasks)
+    split = exp.benchmark.split
+    tasks = split.task_of_label(labels)
+    task_rates = analysis.activation_rates(actions, tasks, split.num_tasks)
     numbers["task_rates"] = task_rates.tolist()
     add("Filter activation rates per task (Fig. 7)",
         plots.activation_heatmap(task_rates, os.path.join(out, "rates_task_all.png"),
-                                 row_labels=[f"T{t + 1}" for t in range(exp.stream.num_tasks)],
+                                 row_labels=[f"T{t + 1}" for t in range(split.num_tasks)],
                                  separators=separators, ylabel="task",
                                  title="Activation rate per task, the four gated convolutions"),
         "Task-wise rates over each task's test images.")
 
   # Fig. 4: Jensen-Shannon divergence between class rate vectors, last gated layer.
-  jsd = analysis.jensen_shannon(analysis.last_layer(class_rates), base=2.0)
+  jsd = analysis.jensen_shannon(analysis.last_layer(class_rates, model.num_agents), base=2.0)
   summary = analysis.jsd_summary(jsd, scale=100.0)
   numbers["jsd"] = {"matrix_x100": (100 * jsd).tolist(), **_jsonable(summary),
                     "normalisation": "each class's rate vector divided by its sum over the "
@@ -144,7 +145,7 @@ def _agent_analyses(exp, state, out, add, trials, trial_images, tsne_points, tsn
   if tsne_points and tsne_points < len(labels):
     subset = np.sort(np.asarray(jax.random.choice(jax.random.fold_in(key, 0), len(labels),
                                                   (tsne_points,), replace=False)))
-  points = analysis.tsne(analysis.last_layer(attention[subset]), seed,
+  points = analysis.tsne(analysis.last_layer(attention[subset], model.num_agents), seed,
                          num_threads=tsne_threads or None)
   numbers["tsne_points"] = int(len(subset))
   add("t-SNE of the last agent's attention vectors (Fig. 5)",
@@ -155,8 +156,9 @@ def _agent_analyses(exp, state, out, add, trials, trial_images, tsne_points, tsn
 
   # Fig. 6: trial-to-trial variability in sample mode.
   n = min(trial_images, len(labels))
-  variability = analysis.trial_variability(exp.model, variables, images[:n], labels[:n],
-                                           trials, jax.random.fold_in(key, 1))
+  variability = analysis.trial_variability(model, variables, images[:n], labels[:n],
+                                           trials, jax.random.fold_in(key, 1),
+                                           model.num_agents)
   numbers["variability"] = {k: variability[k] for k in
                             ("mean_always_on", "mean_always_off", "mean_variable",
                              "num_aggregated")}
@@ -172,13 +174,13 @@ def _agent_analyses(exp, state, out, add, trials, trial_images, tsne_points, tsn
       f"{100 * variability['mean_variable']:.1f}% varying.")
 
   # Keep ratios at test time, per agent and class.
-  ratios = analysis.keep_ratios(actions, labels, num_classes)
+  ratios = analysis.keep_ratios(actions, labels, num_classes, model.num_agents)
   numbers["keep_ratios_per_class"] = ratios.tolist()
   add("Keep ratios at test time",
       plots.keep_ratio_bars(ratios, os.path.join(out, "keep_ratios.png"),
-                            group_labels=class_names, target=exp.config.kr),
+                            group_labels=class_names, target=exp.config.dynamos.kr),
       f"Fraction of filters each agent keeps, per class (threshold mode); target kr = "
-      f"{exp.config.kr}.")
+      f"{exp.config.dynamos.kr}.")
   return numbers
 
 

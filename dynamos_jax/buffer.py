@@ -17,6 +17,8 @@ batch order; ``reservoir_draws`` and ``insert`` are split so that tests can feed
 the same draws to a plain Python reservoir.
 """
 
+import dataclasses
+
 import flax
 import jax
 import jax.numpy as jnp
@@ -244,3 +246,41 @@ def sample(
       attention=take(state.attention),
   )
   return replay, mask
+
+
+@dataclasses.dataclass(frozen=True)
+class Reservoir:
+  """The buffer as a component of a method: its size, fill rule and replay draws.
+
+  Attributes:
+    capacity: M slots.
+    minibatch: rows of each replay minibatch (B_M).
+    draws: independent replay minibatches per step (DER++: 2).
+    insert_if_correct: write only correctly classified samples (the
+      reference's add-if-correct rule); False: a plain reservoir.
+    only_valid: count and sample only written slots (module docstring).
+  """
+  capacity: int
+  minibatch: int
+  draws: int = 1
+  insert_if_correct: bool = True
+  only_valid: bool = False
+
+  def init(self, image_shape: tuple[int, int, int], num_classes: int,
+           attention_dim: int) -> BufferState:
+    return init(self.capacity, image_shape, num_classes, attention_dim)
+
+  def sample(self, state: BufferState, key: jax.Array) -> tuple[tuple[Replay, jax.Array], ...]:
+    """``draws`` pairs (replay minibatch, bool [B_M] mask of its real rows)."""
+    # A single draw takes the key as it is; several split it.
+    keys = [key] if self.draws == 1 else list(jax.random.split(key, self.draws))
+    return tuple(sample(state, k, self.minibatch, only_valid=self.only_valid) for k in keys)
+
+  def insert(self, state: BufferState, key: jax.Array, images: jax.Array, labels: jax.Array,
+             logits: jax.Array, attention: jax.Array, mask: jax.Array) -> BufferState:
+    """Reservoir-inserts the real rows ``mask`` [B] of a batch with their logits [B, K]
+    and attention [B, D] (recorded before the step's update)."""
+    correct = ((jnp.argmax(logits, -1) == labels) & mask if self.insert_if_correct else mask)
+    draws = reservoir_draws(key, state, mask, correct, only_valid=self.only_valid)
+    return insert(state, draws, images, labels, logits, attention, mask, correct,
+                  only_valid=self.only_valid)

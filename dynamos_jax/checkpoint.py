@@ -2,15 +2,20 @@
 
 Each checkpoint (a step directory under ``WORKDIR/checkpoints``) holds
 ``state``, the whole TrainState (PRNG key as raw key data), and ``progress``:
-the position in the chunk plan, the results so far, the resolved config, and
-a SHA-256 fingerprint of the state's bytes. Orbax writes a step to a
+the position in the chunk plan, the results so far, the resolved config, the
+shape and dtype of every array of the state (a method's task hooks may change
+shapes: the restore target follows the saved task) and a SHA-256 fingerprint
+of the state's bytes. Orbax writes a step to a
 temporary directory and renames it when complete, so a crash during a save
 leaves no half checkpoint; the fingerprint catches a checkpoint garbled
 afterwards. Restoring walks from the newest step back to the first usable one.
 """
 
 import hashlib
+import os
+import signal
 import sys
+import threading
 from typing import Any
 
 import jax
@@ -58,8 +63,8 @@ def config_differences(saved: dict, current: dict) -> list[str]:
   counts as its default value, so upgrading does not block a resume unless
   the new key is set to something else.
   """
-  from dynamos_jax.config import base_config
-  a, b = _flatten(saved), _flatten(current)
+  from dynamos_jax.config import base_config, migrate
+  a, b = _flatten(migrate(saved)), _flatten(current)
   defaults = _flatten(base_config().to_dict())
   a.update({k: defaults[k] for k in b if k not in a and k in defaults})
   return [f"{k}: {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}"
@@ -71,6 +76,18 @@ def _report(directory: str, step: int, error: Exception) -> None:
   reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
   print(f"warning: checkpoint {step} in {directory} is unusable ({reason}); "
         "trying the previous one", file=sys.stderr)
+
+
+def _saved_shapes(progress: dict, named: dict[str, Any]) -> dict[str, tuple]:
+  """``{name: (shape, dtype)}`` of the saved state, checked against the template's names."""
+  layout = progress.get("layout")
+  if layout is None:  # Saved before layouts were recorded: shapes never changed then.
+    return {k: (np.shape(v), np.result_type(v)) for k, v in named.items()}
+  if set(layout) != set(named):
+    missing, extra = sorted(set(named) - set(layout)), sorted(set(layout) - set(named))
+    raise ValueError(f"its state has other arrays than this method's (missing {missing[:3]}, "
+                     f"unexpected {extra[:3]}): saved by another version or method")
+  return {k: (tuple(layout[k][0]), np.dtype(layout[k][1])) for k in named}
 
 
 class Checkpointer:
@@ -95,10 +112,12 @@ class Checkpointer:
   def save(self, step: int, state, progress: dict) -> None:
     """Writes checkpoint ``step`` synchronously (returns once it is complete on disk)."""
     host_state = jax.device_get(state.replace(key=jax.random.key_data(state.key)))
-    progress = dict(progress, fingerprint=fingerprint(host_state))
-    # Orbax cannot save zero-size arrays (an unused buffer field): leave them
-    # out; restoring takes them from the template.
     named, _ = _leaves(host_state)
+    progress = dict(progress, fingerprint=fingerprint(host_state),
+                    layout={k: [list(np.shape(v)), str(np.result_type(v))]
+                            for k, v in named.items()})
+    # Orbax cannot save zero-size arrays (an unused buffer field): leave them
+    # out; restoring makes them from the layout.
     items = {k: v for k, v in named.items() if np.size(v)}
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(items), progress=ocp.args.JsonSave(progress)), force=True)
@@ -124,7 +143,8 @@ class Checkpointer:
     reported in one line and skipped (never deleted).
 
     Args:
-      template: a TrainState of the right structure, shapes and dtypes.
+      template: a TrainState of the right structure (its shapes may differ from
+        the saved ones: the saved layout decides them).
       check: called with the progress record before the state is read (so a
         config with other shapes is refused by name, not by a shape error);
         what it raises propagates.
@@ -134,7 +154,6 @@ class Checkpointer:
     """
     steps = self.steps()
     named, treedef = _leaves(template.replace(key=jax.random.key_data(template.key)))
-    abstract = {k: ocp.utils.to_shape_dtype_struct(v) for k, v in named.items() if np.size(v)}
     for step in reversed(steps):
       try:
         progress = self._progress(step)
@@ -144,11 +163,12 @@ class Checkpointer:
       if check is not None:
         check(progress)
       try:
+        shapes = _saved_shapes(progress, named)
+        abstract = {k: jax.ShapeDtypeStruct(*s) for k, s in shapes.items() if np.prod(s[0])}
         items = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract)))["state"]
         state = jax.tree_util.tree_unflatten(
-            treedef, [items[k] if k in items else np.zeros(v.shape, v.dtype)
-                      for k, v in named.items()])
+            treedef, [items[k] if k in items else np.zeros(*shapes[k]) for k in named])
         if fingerprint(jax.device_get(state)) != progress.get("fingerprint"):
           raise ValueError("its contents do not match the fingerprint saved with it")
       except Exception as e:  # Any failure to read means: try the previous one.
@@ -165,3 +185,52 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def open_run_directory(config, workdir: str) -> Checkpointer:
+  """The run's checkpointer under ``workdir/checkpoints``.
+
+  With ``config.resume`` False, earlier checkpoints are moved aside to
+  ``checkpoints.old-N`` (never deleted).
+  """
+  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  os.makedirs(workdir, exist_ok=True)
+  if not config.resume and os.path.isdir(directory) and os.listdir(directory):
+    n = 1
+    while os.path.exists(f"{directory}.old-{n}"):
+      n += 1
+    os.rename(directory, f"{directory}.old-{n}")
+    print(f"resume=False: moved the earlier checkpoints to {directory}.old-{n}", file=sys.stderr)
+  return Checkpointer(directory, config.checkpoint.keep)
+
+
+class Interrupted(DynamosError):
+  """SIGINT or SIGTERM arrived; a checkpoint was saved. ``exit_code`` is 128 + signal."""
+
+  def __init__(self, message: str, exit_code: int):
+    super().__init__(message)
+    self.exit_code = exit_code
+
+
+class StopSignals:
+  """Turns the first SIGINT/SIGTERM into a request to stop after the current chunk."""
+
+  def __init__(self):
+    self.received = None
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.received is not None:  # A second signal: stop now.
+      raise KeyboardInterrupt
+    self.received = signal.Signals(signum)
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGINT, signal.SIGTERM):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)

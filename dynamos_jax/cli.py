@@ -38,8 +38,26 @@ def _root_cause(error: BaseException) -> BaseException:
   return error
 
 
+def renamed_overrides(argv: list[str]) -> list[str]:
+  """``--config.OLD`` overrides of keys that moved (``config.RENAMED``) under their new name."""
+  from dynamos_jax.config import RENAMED
+  out = []
+  for arg in argv:
+    name = arg.split("=", 1)[0]
+    old = name[len("--config."):] if name.startswith("--config.") else None
+    if old in RENAMED:
+      print(f"note: --config.{old} is now --config.{RENAMED[old]}", file=sys.stderr)
+      arg = f"--config.{RENAMED[old]}" + arg[len(name):]
+    out.append(arg)
+  return out
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's parser, with flag errors (unknown config keys, bad values) as one line."""
+  """absl's parser, with flag errors (unknown config keys, bad values) as one line.
+
+  Overrides of keys that moved into a method's namespace keep working.
+  """
+  argv = renamed_overrides(argv)
   try:
     argv = flags.FLAGS(argv)
     if CONFIG.value is not None:

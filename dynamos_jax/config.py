@@ -7,54 +7,53 @@ that say what to change.
 
 import ml_collections
 
+from dynamos_jax import benchmarks
+from dynamos_jax import methods
 from dynamos_jax.errors import ConfigError
 
-DATASETS = ("seq-mnist", "seq-svhn", "mnist-360")
 DATA_SOURCES = ("bundled", "files", "tfds")
 CHUNK_STRATEGIES = ("auto", "loop", "scan")
 SEED_STRATEGIES = ("auto", "vmap", "unroll")
 
+# Keys that moved into a method's namespace: the old command lines and the
+# configs saved with older runs keep working (``cli.parse_flags`` and
+# ``migrate`` rewrite them).
+RENAMED = {**{k: f"dynamos.{k}" for k in ("alpha", "beta", "alpha_p", "gamma", "w_p", "lam",
+                                          "kr", "tau")},
+           "warmup.iterations": "dynamos.warmup.iterations",
+           "warmup.epochs": "dynamos.warmup.epochs"}
+
 
 def base_config() -> ml_collections.ConfigDict:
-  """All keys a run reads, with the reference implementation's defaults."""
+  """All keys a run reads, with the reference implementation's defaults.
+
+  The top-level keys are the run's (benchmark, seeds, data, the shared
+  training protocol of the loss-style methods, checkpoints, the trainer);
+  each method's own keys live under its namespace (``dynamos.*``,
+  ``derpp.*``, ...), declared with the method.
+  """
   c = ml_collections.ConfigDict()
   c.method = "dynamos"
-  c.dataset = "seq-mnist"
+  c.dataset = "seq-mnist"  # the benchmark (dynamos_jax/benchmarks/)
   c.seed = 0
   # Several seeds in one program, e.g. "0,1,2,3" (then `seed` is unused):
   # results.json holds each seed's results and their mean and std.
   c.seeds = ""
+  # The protocol every loss-style method shares (the reference code's):
+  # plain SGD at `lr`, the batch sizes, the reservoir buffer.
   c.buffer_size = 500
   c.batch_size = 10
   c.minibatch_size = 10  # replay batch B_M
   c.lr = 0.07
   c.epochs = 1  # per task
-  # Loss weights under their paper names (spec section 0).
-  c.alpha = 0.2  # logit consistency on replayed samples
-  c.beta = 2.0  # replay cross-entropy and replay REINFORCE
-  c.alpha_p = 0.2  # attention-vector consistency on replayed samples
-  c.gamma = 0.5  # REINFORCE weight
-  c.w_p = 0.3  # prototype loss weight
-  c.lam = 500.0  # penalty on the reward of misclassified samples (code: -policy_penalty)
-  c.kr = 0.7  # target keep ratio per agent
-  c.tau = 0.15  # temperature of the agents' probability layer
 
-  # DER++ weights (Buzzega et al. 2020; Mammoth's best_args for seq-mnist,
-  # buffer 500). The paper gives none for the baselines; every method shares
-  # the optimiser, lr and batch sizes above.
-  c.derpp = ml_collections.ConfigDict()
-  c.derpp.alpha = 1.0  # logit MSE on the first replay draw
-  c.derpp.beta = 0.5  # cross-entropy on the second replay draw
+  for cls in methods.REGISTRY.values():
+    if cls.namespace and cls.namespace not in c:
+      c[cls.namespace] = cls.defaults()
 
   c.model = ml_collections.ConfigDict()
   c.model.nf = 32
   c.model.mlp_reduction = 16
-
-  # Warm-up: agent-free CE-only training at the very start of task 1.
-  # Exactly one of the two is > 0 (or both 0: no warm-up).
-  c.warmup = ml_collections.ConfigDict()
-  c.warmup.iterations = 10
-  c.warmup.epochs = 0
 
   c.buffer = ml_collections.ConfigDict()
   # False: reference semantics (spec 8; misclassified fill-phase samples leave
@@ -118,14 +117,15 @@ def run_seeds(config: ml_collections.ConfigDict) -> list[int]:
 
 
 def table5_config(table: dict[int, dict], arg: str | None, default: int, name: str,
-                  **values) -> ml_collections.ConfigDict:
+                  dynamos: dict, **values) -> ml_collections.ConfigDict:
   """A benchmark's config for the Table 5 row of buffer size ``arg`` (plain: ``default``).
 
   Args:
-    table: {buffer size: loss weights} of the benchmark.
+    table: {buffer size: Eq. 7's loss weights} of the benchmark.
     arg: the config file's argument (``configs/NAME.py:ARG``), or None.
     default: the buffer size when there is no argument.
     name: the config file, for the error message.
+    dynamos: the benchmark's other ``dynamos.*`` keys (keep ratio, warm-up).
     **values: the benchmark's other keys (nested ones as dicts).
   """
   buffer_size = int(arg) if arg else default
@@ -135,8 +135,31 @@ def table5_config(table: dict[int, dict], arg: str | None, default: int, name: s
   c = base_config()
   c.update(values)
   c.buffer_size = buffer_size
-  c.update(table[buffer_size])
+  c.dynamos.update(dynamos)
+  c.dynamos.update(table[buffer_size])
   return c
+
+
+def migrate(saved: dict) -> dict:
+  """A config saved by an older version with today's key names (``RENAMED``)."""
+  flat = {}
+
+  def walk(d, prefix=""):
+    for k, v in d.items():
+      if isinstance(v, dict):
+        walk(v, f"{prefix}{k}.")
+      else:
+        flat[f"{prefix}{k}"] = v
+
+  walk(saved)
+  out: dict = {}
+  for key, value in flat.items():
+    node = out
+    *parents, leaf = RENAMED.get(key, key).split(".")
+    for p in parents:
+      node = node.setdefault(p, {})
+    node[leaf] = value
+  return out
 
 
 def _check(ok: bool, message: str) -> None:
@@ -145,14 +168,17 @@ def _check(ok: bool, message: str) -> None:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError with a one-line hint for the first bad value found."""
-  from dynamos_jax import methods  # The registry imports the trainers' pieces.
+  """Raises ConfigError with a one-line hint for the first bad value found.
 
+  The run's own keys are checked here, the method's and the benchmark's by
+  their ``validate``.
+  """
   _check(config.method in methods.REGISTRY,
          f"unknown method {config.method!r}: set --config.method to one of "
          f"{', '.join(sorted(methods.REGISTRY))}")
-  _check(config.dataset in DATASETS,
-         f"unknown dataset {config.dataset!r}: set --config.dataset to one of {', '.join(DATASETS)}")
+  _check(config.dataset in benchmarks.REGISTRY,
+         f"unknown dataset {config.dataset!r}: set --config.dataset to one of "
+         f"{', '.join(sorted(benchmarks.REGISTRY))}")
   _check(config.data.source in DATA_SOURCES,
          f"unknown data source {config.data.source!r}: set --config.data.source to one of "
          f"{', '.join(DATA_SOURCES)}")
@@ -162,30 +188,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(config.batch_size >= 1, f"batch_size must be >= 1 (got {config.batch_size})")
   _check(config.minibatch_size >= 1,
          f"minibatch_size must be >= 1 (got {config.minibatch_size})")
-  _check(0.0 < config.kr <= 1.0, f"keep ratio kr must be in (0, 1] (got {config.kr})")
-  _check(config.tau > 0.0, f"temperature tau must be > 0 (got {config.tau})")
   _check(config.lr > 0.0, f"lr must be > 0 (got {config.lr})")
   _check(config.epochs >= 1, f"epochs must be >= 1 (got {config.epochs})")
-  _check(config.lam >= 0.0,
-         f"lam (the penalty lambda, positive in the paper's convention) must be >= 0 "
-         f"(got {config.lam}); the reference code's --policy-penalty=-500 is lam=500")
-  for name in ("alpha", "beta", "alpha_p", "gamma", "w_p"):
-    _check(config[name] >= 0.0, f"{name} must be >= 0 (got {config[name]})")
-  for name in ("alpha", "beta"):
-    _check(config.derpp[name] >= 0.0, f"derpp.{name} must be >= 0 (got {config.derpp[name]})")
-  method = methods.REGISTRY[config.method]
-  _check(config.buffer_size >= 1 or not method.uses_buffer or method.gated,
-         f"method {config.method} replays from a buffer: set --config.buffer_size >= 1 "
-         "(or use --config.method=sgd for no buffer)")
-  _check(config.warmup.iterations >= 0 and config.warmup.epochs >= 0,
-         "warmup.iterations and warmup.epochs must be >= 0")
-  _check(not (config.warmup.iterations and config.warmup.epochs),
-         "set only one of warmup.iterations and warmup.epochs (the other to 0)")
-  _check(config.warmup.epochs <= config.epochs,
-         f"warmup.epochs ({config.warmup.epochs}) exceeds epochs per task ({config.epochs})")
-  _check(config.dataset != "mnist-360" or (config.epochs == 1 and not config.warmup.epochs),
-         "mnist-360 is a single pass over its stream: set --config.epochs=1 and warm-up in "
-         "iterations (--config.warmup.epochs=0 --config.warmup.iterations=10)")
+  benchmarks.REGISTRY[config.dataset].validate(config)
+  methods.REGISTRY[config.method].validate(config)
   _check(config.train.max_steps_per_task >= 0, "train.max_steps_per_task must be >= 0")
   _check(config.checkpoint.every_steps >= 1, "checkpoint.every_steps must be >= 1")
   _check(config.checkpoint.keep >= 1, "checkpoint.keep must be >= 1 (checkpoints to keep)")

@@ -18,20 +18,23 @@ from dynamos_jax.errors import DynamosError
 
 def evaluate_workdir(workdir: str) -> dict:
   """Evaluates the newest checkpoint in ``workdir``; returns the fresh rows and the step."""
+  from dynamos_jax import reporting
   from dynamos_jax import train
+  from dynamos_jax.evaluation import seen_row
   exp, state, progress = train.restore_run(workdir)
   label = f"step {progress['total_steps']}"
+  scores = exp.evaluate(state, exp.phase_after(progress["next_chunk"]))
   if exp.gcl:
-    accuracy = exp.gcl_accuracy(state)
+    accuracy = scores["gcl"]
     print(f"GCL accuracy of the checkpoint ({label}) evaluated now: {accuracy:.2f}%"
           + (f" (the run's: {progress['gcl']:.2f}%)" if "gcl" in progress else ""))
     return {"step": progress["total_steps"], "gcl": accuracy}
-  seen = (exp.seen_after[exp.chunks[progress["next_chunk"] - 1].task]
+  seen = (exp.benchmark.seen_after[exp.chunks[progress["next_chunk"] - 1].task]
           if progress["next_chunk"] else 0)
-  class_il, task_il = exp.evaluate(state, seen)
+  class_il, task_il = (seen_row(scores[p], seen) for p in ("class_il", "task_il"))
   for name, rows, fresh in (("Class-IL", progress["class_il"], class_il),
                             ("Task-IL", progress["task_il"], task_il)):
-    print(train.format_table(rows + [fresh], f"{name} accuracy (%): the run's rows, then the "
+    print(reporting.format_table(rows + [fresh], f"{name} accuracy (%): the run's rows, then the "
                              f"checkpoint ({label}) evaluated now",
                              labels=[None] * len(rows) + [label]))
   return {"step": progress["total_steps"], "tasks_seen": seen, "class_il": class_il,

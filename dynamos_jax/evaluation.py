@@ -1,9 +1,11 @@
-"""Class-IL and task-IL accuracy of a network on the test sets of the tasks.
+"""Evaluation: a method's jitted predictions, accuracies, the accuracy-matrix rows.
 
-The whole test set sits on the device; one jitted forward per fixed-size
-batch (eval mode: BN running statistics, thresholded or disabled gates) gives
-logits, and accuracies are counted on the host.
+The test set sits on the device; one jitted eval-mode forward per fixed-size
+batch gives logits, and accuracies are counted on the host. What is scored
+(class-IL, task-IL, GCL) is the benchmark's; how to predict is the method's.
 """
+
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -12,21 +14,30 @@ import numpy as np
 from dynamos_jax.data.streams import ClassIncremental
 
 
-def make_predict(model, mode: str):
-  """A jitted eval-mode forward ``(variables, images [B, H, W, 3]) -> logits [B, K]``.
+class Predictors:
+  """A method's ``predict``, jitted once per phase; shared by the seeds of a run."""
 
-  ``mode`` is ``threshold`` (deterministic gates) or ``off`` (no agents).
-  """
+  def __init__(self, method):
+    self.method = method
+    self._jitted = {}
 
-  @jax.jit
-  def predict(variables, images):
-    logits, _ = model.apply(variables, images, mode, False)
-    return logits
+  def __call__(self, state, phase: str) -> Callable:
+    """``(images, task) -> logits`` of the method state ``state`` in ``phase``."""
+    if phase not in self._jitted:
+      self._jitted[phase] = jax.jit(
+          lambda s, images, task: self.method.predict(s, images, task, phase))
+    jitted = self._jitted[phase]
+    return lambda images, task: jitted(state, images, task)
 
-  return predict
+
+def seen_row(accuracies: list[float], seen: int) -> list[float | None]:
+  """The accuracy-matrix row after ``seen`` tasks: None for unseen tasks (row 0: all)."""
+  if seen == 0:
+    return list(accuracies)
+  return [a if t < seen else None for t, a in enumerate(accuracies)]
 
 
-def predict_logits(predict, variables, images: jax.Array, batch_size: int) -> np.ndarray:
+def predict_logits(predict, images: jax.Array, batch_size: int) -> np.ndarray:
   """Logits [N, K] of ``images`` [N, H, W, 3] through ``predict``, in fixed-size batches."""
   n = images.shape[0]
   out = []
@@ -35,7 +46,7 @@ def predict_logits(predict, variables, images: jax.Array, batch_size: int) -> np
     pad = batch_size - chunk.shape[0]
     if pad:  # Keep one shape, hence one compile; BN uses running stats, so padding is inert.
       chunk = jnp.concatenate([chunk, jnp.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
-    out.append(predict(variables, chunk)[:batch_size - pad])
+    out.append(predict(chunk)[:batch_size - pad])
   return np.concatenate(jax.device_get(out))
 
 

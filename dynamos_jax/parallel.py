@@ -1,6 +1,6 @@
 """Several seeds in one program, the seed axis sharded over the devices.
 
-A multi-seed run stacks every seed's TrainState along a leading axis [S] and
+A multi-seed run (seeds.py) stacks every seed's TrainState along a leading axis [S] and
 every seed's batch order along the leading axis of EpochData's ``order``,
 ``mask`` and ``rotation``; the training images are shared. ``over_seeds``
 turns the one-seed step into the S-seed step, and ``seed_mesh`` lays the seed
@@ -67,8 +67,8 @@ def resolve_strategy(strategy: str) -> str:
 
 
 def _data_axes(data, axis):
-  """EpochData's per-seed fields get ``axis``; the shared images and labels None."""
-  return data.replace(images=None, labels=None, order=axis, mask=axis,
+  """EpochData's per-seed fields get ``axis``; the shared images, labels and task None."""
+  return data.replace(images=None, labels=None, task=None, order=axis, mask=axis,
                       rotation=None if data.rotation is None else axis)
 
 
@@ -97,7 +97,7 @@ def over_seeds(step: Callable, strategy: str, mesh: Mesh | None) -> Callable:
     return local
 
   def sharded(state, data, position):
-    specs = (P(AXIS), _data_axes(data, P(AXIS)).replace(images=P(), labels=P()), P())
+    specs = (P(AXIS), _data_axes(data, P(AXIS)).replace(images=P(), labels=P(), task=P()), P())
     return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=P(AXIS))(
         state, data, position)
 

@@ -52,7 +52,7 @@ def tiny_config():
   c.minibatch_size = 4
   c.model.nf = 8
   c.model.mlp_reduction = 4
-  c.warmup.iterations = 3
+  c.dynamos.warmup.iterations = 3
   c.epochs = 2
   c.train.chunk_size = 4
   c.train.progress = False

@@ -105,15 +105,15 @@ def test_keep_ratios_per_agent_and_class():
   actions = np.array([[1, 1, 1, 0, 0, 0, 1, 1],
                       [1, 1, 0, 1, 0, 1, 1, 0],
                       [0, 0, 0, 0, 0, 0, 1, 1]], float)
-  ratios = analysis.keep_ratios(actions, np.array([0, 0, 1]), 2)
+  ratios = analysis.keep_ratios(actions, np.array([0, 0, 1]), 2, num_agents=4)
   np.testing.assert_allclose(ratios, [[1.0, 0.5, 0.25, 0.75], [0.0, 0.0, 0.0, 1.0]])
   assert analysis.keep_ratios(actions, np.array([0, 0, 1]), 2, num_agents=2).shape == (2, 2)
 
 
 def test_last_layer_is_the_last_quarter():
   x = np.arange(2 * 64).reshape(2, 64)
-  np.testing.assert_array_equal(analysis.last_layer(x), x[:, 48:])
-  assert analysis.last_layer(np.zeros((3, 256))).shape == (3, 64)
+  np.testing.assert_array_equal(analysis.last_layer(x, 4), x[:, 48:])
+  assert analysis.last_layer(np.zeros((3, 256)), 4).shape == (3, 64)
 
 
 # -------------------------------------------------------------- collect
@@ -172,7 +172,7 @@ def test_trial_variability_keeps_only_correct_trials(monkeypatch):
 
   monkeypatch.setattr(analysis, "collect", fake_collect)
   r = analysis.trial_variability(None, None, np.zeros((3, 8, 8, 3)), labels, 3,
-                                 jax.random.key(0))
+                                 jax.random.key(0), num_agents=4)
   assert len(calls) == 3 and len({bytes(np.asarray(k)) for k in calls}) == 3  # Fresh key per trial.
   np.testing.assert_array_equal(r["actions"], last)
   np.testing.assert_array_equal(r["correct"], correct)
@@ -187,7 +187,7 @@ def test_trial_variability_keeps_only_correct_trials(monkeypatch):
   np.testing.assert_array_equal(analysis.kept_trials(r, 0), [[1, 0], [1, 1]])
   assert analysis.kept_trials(r, 1).shape == (0, 2)
   loose = analysis.trial_variability(None, None, np.zeros((3, 8, 8, 3)), labels, 3,
-                                     jax.random.key(0), min_kept=1)
+                                     jax.random.key(0), num_agents=4, min_kept=1)
   assert loose["num_aggregated"] == 2
   assert loose["mean_always_off"] == pytest.approx(0.25)
   assert loose["mean_variable"] == pytest.approx(0.25)
@@ -198,7 +198,8 @@ def test_trial_variability_on_a_tiny_network(tiny):
   key = jax.random.key(7)
   first = analysis.collect(model, variables, images, "sample", BATCH, jax.random.split(key, 3)[0])
   labels = np.argmax(first["logits"], -1)  # Trial 0 is then correct for every image.
-  r = analysis.trial_variability(model, variables, images, labels, 3, key, batch_size=BATCH)
+  r = analysis.trial_variability(model, variables, images, labels, 3, key, num_agents=4,
+                                 batch_size=BATCH)
   assert r["actions"].shape == (3, 7, 16)  # The last quarter of 64 columns.
   np.testing.assert_array_equal(r["actions"][0], first["actions"][:, 48:])
   np.testing.assert_array_equal(r["correct"], r["predictions"] == labels)

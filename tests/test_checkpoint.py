@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import pytest
 
+from dynamos_jax import runner
 from dynamos_jax import train
 from dynamos_jax.checkpoint import Checkpointer, config_differences
 from dynamos_jax.errors import DynamosError
@@ -64,7 +65,7 @@ class _Crash(Exception):
 
 def _crash_after(monkeypatch, chunks, action):
   """Makes ChunkRunner.run call ``action`` after its ``chunks``-th call."""
-  original = train.ChunkRunner.run
+  original = runner.ChunkRunner.run
   calls = {"n": 0}
 
   def run(self, *args):
@@ -74,7 +75,7 @@ def _crash_after(monkeypatch, chunks, action):
       action()
     return out
 
-  monkeypatch.setattr(train.ChunkRunner, "run", run)
+  monkeypatch.setattr(runner.ChunkRunner, "run", run)
 
 
 def test_crash_and_resume_equals_uninterrupted_run(small, tmp_path, monkeypatch):
@@ -172,7 +173,7 @@ def test_truncated_progress_is_reported(small, tmp_path, capsys):
 
 
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(small, tmp_path, monkeypatch):
-  original = train.ChunkRunner.run
+  original = runner.ChunkRunner.run
   calls = {"n": 0}
 
   def run(self, *args):
@@ -182,7 +183,7 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(small, tmp_path, monkeypat
       metrics = dict(metrics, loss=np.full_like(metrics["loss"], np.nan))
     return state, metrics
 
-  monkeypatch.setattr(train.ChunkRunner, "run", run)
+  monkeypatch.setattr(runner.ChunkRunner, "run", run)
   with pytest.raises(DynamosError, match=r"non-finite loss at step \d+.*last good checkpoint"):
     train.train_and_evaluate(small, str(tmp_path))
   assert Checkpointer(str(tmp_path / "checkpoints"), 50).steps()

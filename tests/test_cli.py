@@ -26,6 +26,8 @@ def _run(args, tmp_path):
     (QUICK + ["--config.kr=0"], "kr must be in (0, 1]"),
     (QUICK + ["--config.kr=1.5"], "kr must be in (0, 1]"),
     (QUICK + ["--config.tau=0"], "tau must be > 0"),
+    (QUICK + ["--config.dynamos.tau=-1"], "temperature dynamos.tau must be > 0"),
+    (QUICK + ["--config.method=derpp", "--config.derpp.beta=-1"], "derpp.beta must be >= 0"),
     (QUICK + ["--config.batch_size=0"], "batch_size must be >= 1"),
     (QUICK + ["--config.data.source=files", "--config.data.path=/no/such/mnist.pkl.gz"],
      "/no/such/mnist.pkl.gz does not exist"),
@@ -76,7 +78,7 @@ def test_seq_svhn_tfds_end_to_end(tmp_path, tiny_config):
   tiny_config.epochs = 1
   with tfds.testing.mock_data(num_examples=60):
     exp = train.Experiment(tiny_config)
-    assert exp.dataset.train_images.shape[1:] == (32, 32, 3)  # svhn_cropped, not MNIST
+    assert exp.benchmark.image_shape == (32, 32, 3)  # svhn_cropped, not MNIST
     results = train.train_and_evaluate(tiny_config, str(tmp_path))
   assert len(results["class_il"]["matrix"]) == 6
   assert all(v is not None for v in results["class_il"]["matrix"][5])
@@ -96,7 +98,7 @@ def test_table5_configs_are_valid(name, arg):
   config_lib.validate(c)
   assert c.buffer_size == int(arg) and c.batch_size == c.minibatch_size == 16
   assert c.dataset == {"svhn": "seq-svhn", "mnist360": "mnist-360"}[name]
-  assert (c.epochs, c.warmup.epochs, c.warmup.iterations) == (
+  assert (c.epochs, c.dynamos.warmup.epochs, c.dynamos.warmup.iterations) == (
       (70, 10, 0) if name == "svhn" else (1, 0, 10))
   with pytest.raises(ValueError, match="Table 5 has buffer sizes"):
     module.get_config("300")

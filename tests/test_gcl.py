@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+from dynamos_jax import runner
 from dynamos_jax import train
 from dynamos_jax.data import mnist360
 
@@ -21,29 +22,28 @@ def gcl_config(tiny_config, use_tiny_dataset):
 def test_stream_plan_and_test_draws(gcl_config):
   config, dataset = gcl_config
   exp = train.Experiment(config)
-  data = exp.epoch_data(0, 0)
+  data = exp.benchmark.epoch_data(0, 0)
   real = np.asarray(data.mask).sum()
   # Each class 0-8 is drawn as often as it has training images; digit 9 never.
   assert real == 9 * 40
   assert 9 not in set(np.asarray(dataset.train_labels)[np.asarray(data.order)[np.asarray(data.mask)]])
   assert sum(c.stop - c.start for c in exp.chunks) == data.order.shape[0]
   assert exp.chunks[0].phase == "warmup" and exp.chunks[-1].ends_task
-  images, labels = exp.gcl_test
+  images, labels = exp.benchmark.test_set()
   assert images.shape == (9 * 6, 8, 8, 3) and set(labels) == set(range(9))
-  assert exp.model.num_classes == 9
+  assert exp.method.model.num_classes == 9
 
 
 def test_step_trains_on_rotated_images_and_stores_them(gcl_config):
   config, _ = gcl_config
   config.method = "er"  # a plain reservoir stores every sample: easy to check
   exp = train.Experiment(config)
-  data = exp.epoch_data(0, 0)
+  data = exp.benchmark.epoch_data(0, 0)
   row = int(np.argmax(np.asarray(data.mask).all(1)))  # a full batch
-  step = jax.jit(train.make_train_step(exp.model, exp.method, exp.tx, phase="main",
-                                       minibatch_size=6, only_valid=False))
+  step = jax.jit(runner.make_train_step(exp.method, "main"))
   new, _ = step(exp.initial_state(), data, np.int32(row))
   expected = mnist360.rotate_with_params(data.images[data.order[row]], data.rotation[row])
-  np.testing.assert_array_equal(new.buffer.images[:6], expected)
+  np.testing.assert_array_equal(new.learner.buffer.images[:6], expected)
   assert not np.array_equal(expected, data.images[data.order[row]])  # rotation did something
 
 
@@ -57,10 +57,10 @@ def test_run_reports_gcl_accuracy_and_joint_shuffles_the_whole_stream(gcl_config
 
   config.method = "joint"
   exp = train.Experiment(config)
-  data = exp.epoch_data(0, 0)
+  data = exp.benchmark.epoch_data(0, 0)
   mask = np.asarray(data.mask)
   assert mask.sum() == 9 * 40 and mask[:-1].all()  # full batches, only the last partial
-  labels = np.asarray(exp.dataset.train_labels)[np.asarray(data.order)[:5]]
+  labels = np.asarray(exp.benchmark.data.host.train_labels)[np.asarray(data.order)[:5]]
   assert len(set(labels.ravel())) > 2  # not the pair-by-pair order of the stream
 
 

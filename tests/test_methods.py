@@ -1,15 +1,22 @@
 """The baselines: each loss against a hand computation, buffer filling rules, runs end to end."""
 
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from dynamos_jax import buffer as buffer_lib
 from dynamos_jax import methods
+from dynamos_jax import runner
 from dynamos_jax import train
+from dynamos_jax.config import base_config
+from dynamos_jax.data.streams import Batch, EpochData
 from dynamos_jax.models.resnet import ResNet
+
+# What a method reads of the benchmark when it is built.
+TEN_CLASSES = types.SimpleNamespace(num_classes=10)
 
 
 def _np_cross_entropy(logits, labels):
@@ -25,7 +32,7 @@ def fixed(tiny_data):
   model = ResNet(10, gated=False, nf=8, reduction=4)
   variables = model.init(jax.random.key(0), jnp.zeros((2, 8, 8, 3), jnp.uint8), "off", True)
   x, y = tiny_data.train_images, tiny_data.train_labels
-  batch = methods.Batch(jnp.asarray(x[:5]), jnp.asarray(y[:5]), jnp.ones(5, bool))
+  batch = Batch(jnp.asarray(x[:5]), jnp.asarray(y[:5]), jnp.ones(5, bool))
   rng = np.random.default_rng(0)
 
   def replay(rows, real):
@@ -46,9 +53,12 @@ def _forward(model, variables, images, mask):
 
 def test_baseline_is_eq8(fixed):
   model, variables, batch, replays = fixed
-  config = train.ml_collections.ConfigDict({"alpha": 0.3, "beta": 1.7})
-  method = methods.REGISTRY["baseline"].from_config(config)
-  loss, out = method.loss(model, variables["params"], variables["batch_stats"], batch,
+  config = base_config()
+  config.dynamos.alpha, config.dynamos.beta = 0.3, 1.7  # Eq. 8 takes Eq. 7's weights.
+  config.model.nf, config.model.mlp_reduction = 8, 4
+  method = methods.REGISTRY["baseline"].from_config(config, TEN_CLASSES)
+  assert method.model == model
+  loss, out = method.loss(variables["params"], variables["batch_stats"], batch,
                           replays[:1], jax.random.key(0))
   (replay, real) = replays[0]
   z, v1 = _forward(model, variables, batch.images, batch.mask)
@@ -64,8 +74,8 @@ def test_baseline_is_eq8(fixed):
 
 def test_er_is_cross_entropy_of_the_concatenated_batch(fixed):
   model, variables, batch, replays = fixed
-  method = methods.REGISTRY["er"]()
-  loss, out = method.loss(model, variables["params"], variables["batch_stats"], batch,
+  method = methods.REGISTRY["er"](model=model, lr=0.1)
+  loss, out = method.loss(variables["params"], variables["batch_stats"], batch,
                           replays[:1], jax.random.key(0))
   replay, real = replays[0]
   r = np.asarray(real)
@@ -80,9 +90,12 @@ def test_er_is_cross_entropy_of_the_concatenated_batch(fixed):
 
 def test_derpp_uses_logits_of_the_first_draw_and_labels_of_the_second(fixed):
   model, variables, batch, replays = fixed
-  config = train.ml_collections.ConfigDict({"derpp": {"alpha": 0.4, "beta": 0.9}})
-  method = methods.REGISTRY["derpp"].from_config(config)
-  loss, out = method.loss(model, variables["params"], variables["batch_stats"], batch, replays,
+  config = base_config()
+  config.derpp.alpha, config.derpp.beta = 0.4, 0.9
+  config.model.nf, config.model.mlp_reduction = 8, 4
+  method = methods.REGISTRY["derpp"].from_config(config, TEN_CLASSES)
+  assert method.reservoir.draws == 2 and not method.reservoir.insert_if_correct
+  loss, out = method.loss(variables["params"], variables["batch_stats"], batch, replays,
                           jax.random.key(0))
   (m1, real1), (m2, real2) = replays
   z, v = _forward(model, variables, batch.images, batch.mask)
@@ -97,35 +110,31 @@ def test_derpp_uses_logits_of_the_first_draw_and_labels_of_the_second(fixed):
 
 
 def test_dynamos_nobuffer_has_no_replay_terms(tiny_data, tiny_config):
-  method = methods.REGISTRY["dynamos_nobuffer"].from_config(tiny_config)
-  assert method.gated and not method.uses_buffer
-  model = ResNet(10, gated=True, nf=8, reduction=4)
+  method = methods.REGISTRY["dynamos_nobuffer"].from_config(tiny_config, TEN_CLASSES)
+  assert method.gated and method.reservoir is None
+  model = method.model
   variables = model.init({"params": jax.random.key(0), "gates": jax.random.key(1)},
                          jnp.zeros((2, 8, 8, 3), jnp.uint8), "sample", True)
   x, y = tiny_data.train_images, tiny_data.train_labels
-  batch = methods.Batch(jnp.asarray(x[::12][:10]), jnp.asarray(y[::12][:10]), jnp.ones(10, bool))
-  loss, out = method.loss(model, variables["params"], variables["batch_stats"], batch, (),
+  batch = Batch(jnp.asarray(x[::12][:10]), jnp.asarray(y[::12][:10]), jnp.ones(10, bool))
+  loss, out = method.loss(variables["params"], variables["batch_stats"], batch, (),
                           jax.random.key(2))
   m = out.metrics
   assert not any(k.startswith(("replay", "mse")) for k in m)
   np.testing.assert_allclose(
-      loss, m["ce"] + tiny_config.gamma * m["reinforce"] + tiny_config.w_p * m["prototype"],
+      loss, m["ce"] + tiny_config.dynamos.gamma * m["reinforce"]
+      + tiny_config.dynamos.w_p * m["prototype"],
       rtol=1e-6)
 
 
 def _step_once(config, dataset):
   """One main-phase step from a fresh state on 5 samples; returns the new buffer."""
-  method = methods.get_method(config)
-  model = train.make_model(config, method, 10)
-  tx = optax.sgd(config.lr)
-  state = train.create_train_state(model, method, tx, dataset.train_images.shape[1:],
-                                   config.buffer_size, jax.random.key(0), jax.random.key(1))
+  exp = train.Experiment(config)
   order = (jnp.arange(5, dtype=jnp.int32) * 12).reshape(1, 5)
-  data = train.EpochData(jnp.asarray(dataset.train_images), jnp.asarray(dataset.train_labels),
-                         order, jnp.ones((1, 5), bool))
-  step = jax.jit(train.make_train_step(model, method, tx, phase="main",
-                                       minibatch_size=config.minibatch_size, only_valid=False))
-  return step(state, data, 0)
+  data = EpochData(jnp.asarray(dataset.train_images), jnp.asarray(dataset.train_labels),
+                   order, jnp.ones((1, 5), bool), jnp.int32(0))
+  new, metrics = jax.jit(runner.make_train_step(exp.method, "main"))(exp.initial_state(), data, 0)
+  return new.learner, metrics
 
 
 @pytest.mark.parametrize("name", ["er", "derpp"])
@@ -165,4 +174,4 @@ def test_every_method_runs_end_to_end(tiny_data, tiny_config, tmp_path, name):
     assert len(matrix) == 6 and results["train"]["steps"] == 15
     assert all(np.isfinite(v) for v in metrics.values())
   warmup = [e for e in results["log"] if e["phase"] == "warmup"]
-  assert bool(warmup) == methods.REGISTRY[name].gated
+  assert bool(warmup) == getattr(methods.REGISTRY[name], "gated")

@@ -11,7 +11,9 @@ import pytest
 
 from dynamos_jax import config as config_lib
 from dynamos_jax import parallel
+from dynamos_jax import runner
 from dynamos_jax import train
+from dynamos_jax.data.streams import EpochData
 from dynamos_jax.errors import ConfigError, DynamosError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,12 +66,11 @@ def test_vmapped_step_matches_one_seed_steps(tiny_data, tiny_config):
   differences, which is why the equality test of whole runs uses ``unroll``.
   """
   exps = [train.Experiment(tiny_config, s) for s in (0, 1)]
-  step = train.make_train_step(exps[0].model, exps[0].method, exps[0].tx, phase="main",
-                               minibatch_size=4, only_valid=False)
+  step = runner.make_train_step(exps[0].method, "main")
   states = [e.initial_state() for e in exps]
-  datas = [e.epoch_data(0, 0) for e in exps]
-  stacked_data = train.EpochData(datas[0].images, datas[0].labels,
-                                 *parallel.stack([(d.order, d.mask, None) for d in datas]))
+  datas = [e.benchmark.epoch_data(0, 0) for e in exps]
+  order, mask = parallel.stack([(d.order, d.mask) for d in datas])
+  stacked_data = EpochData(datas[0].images, datas[0].labels, order, mask, datas[0].task)
   one_step, vmapped = jax.jit(step), jax.jit(parallel.over_seeds(step, "vmap", None))
   for position in range(3):
     outs = [one_step(s, d, np.int32(position)) for s, d in zip(states, datas)]
@@ -77,12 +78,14 @@ def test_vmapped_step_matches_one_seed_steps(tiny_data, tiny_config):
     for i, (state, m) in enumerate(outs):
       # Each leaf's update agrees to 1e-4 of its size (float32 sums of
       # REINFORCE terms weighted by lam=500 lose a few digits).
-      for a, b, before in zip(jax.tree.leaves(parallel.index(batched.params, i)),
-                              jax.tree.leaves(state.params), jax.tree.leaves(states[i].params)):
+      for a, b, before in zip(jax.tree.leaves(parallel.index(batched.learner.params, i)),
+                              jax.tree.leaves(state.learner.params),
+                              jax.tree.leaves(states[i].learner.params)):
         update = np.abs(np.asarray(b) - np.asarray(before)).max()
         assert np.abs(np.asarray(a) - np.asarray(b)).max() <= 1e-4 * update + 1e-7
       np.testing.assert_allclose(metrics["loss"][i], m["loss"], rtol=1e-5)
-      assert np.array_equal(parallel.index(batched.buffer.labels, i), state.buffer.labels)
+      assert np.array_equal(parallel.index(batched.learner.buffer.labels, i),
+                            state.learner.buffer.labels)
     states = [s for s, _ in outs]  # The next step starts both from the one-seed states.
 
 
@@ -112,7 +115,7 @@ def test_seeds_sharded_over_four_devices_equal_one_device(tiny_config, tmp_path)
   the program; benchmarks/README.md has the measurement.
   """
   config = _short(tiny_config)
-  config.warmup.iterations = 0  # One phase, one compilation per process.
+  config.dynamos.warmup.iterations = 0  # One phase, one compilation per process.
   config.seeds = "0,1,2,3"
   config.train.host_devices = 4
   outputs = {}
@@ -158,12 +161,12 @@ def test_seed_mesh_and_host_devices_in_a_started_process():
 
 def test_multi_seed_run_resumes_after_a_crash(tiny_data, tiny_config, tmp_path, monkeypatch):
   config = _short(tiny_config)
-  config.warmup.iterations = 0  # One phase: fewer compilations.
+  config.dynamos.warmup.iterations = 0  # One phase: fewer compilations.
   config.seeds = "0,1"
   config.train.max_steps_per_task = 2
   config.checkpoint.every_steps = 2
   reference = train.train_and_evaluate(config, str(tmp_path / "ref"))
-  original, calls = train.ChunkRunner.run, {"n": 0}
+  original, calls = runner.ChunkRunner.run, {"n": 0}
 
   def crashing(self, *args):
     calls["n"] += 1
@@ -172,7 +175,7 @@ def test_multi_seed_run_resumes_after_a_crash(tiny_data, tiny_config, tmp_path, 
     return original(self, *args)
 
   with monkeypatch.context() as m:
-    m.setattr(train.ChunkRunner, "run", crashing)
+    m.setattr(runner.ChunkRunner, "run", crashing)
     with pytest.raises(KeyboardInterrupt):
       train.train_and_evaluate(config, str(tmp_path / "run"))
   assert os.listdir(tmp_path / "run" / "checkpoints")  # It resumes, not restarts.

@@ -5,23 +5,22 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from dynamos_jax import buffer as buffer_lib
-from dynamos_jax import methods
+from dynamos_jax import runner
 from dynamos_jax import train
-from dynamos_jax.models.resnet import ResNet
+from dynamos_jax.data.streams import Batch, EpochData
 
 
 @pytest.fixture
 def count_traces(monkeypatch):
   """Counts how often each phase's step function is traced."""
   counts = {}
-  original = train.make_train_step
+  original = runner.make_train_step
 
-  def counting(*args, phase, **kwargs):
-    step = original(*args, phase=phase, **kwargs)
+  def counting(method, phase):
+    step = original(method, phase)
 
     def traced(*a):
       counts[phase] = counts.get(phase, 0) + 1
@@ -29,7 +28,7 @@ def count_traces(monkeypatch):
 
     return traced
 
-  monkeypatch.setattr(train, "make_train_step", counting)
+  monkeypatch.setattr("dynamos_jax.seeds.make_train_step", counting)
   return counts
 
 
@@ -83,52 +82,48 @@ def test_same_seed_same_numbers(tiny_data, tiny_config, tmp_path):
 
 
 def _setup(config, dataset):
-  method = methods.get_method(config)
-  model = ResNet(10, gated=True, nf=config.model.nf, reduction=config.model.mlp_reduction)
-  tx = optax.sgd(config.lr)
-  state = train.create_train_state(model, method, tx, dataset.train_images.shape[1:],
-                                   config.buffer_size, jax.random.key(0), jax.random.key(1))
+  exp = train.Experiment(config)
   order = jnp.arange(10, dtype=jnp.int32).reshape(2, 5)
-  data = train.EpochData(jnp.asarray(dataset.train_images), jnp.asarray(dataset.train_labels),
-                         order * 12, jnp.ones((2, 5), bool))  # one image of each class
-  return method, model, tx, state, data
+  data = EpochData(jnp.asarray(dataset.train_images), jnp.asarray(dataset.train_labels),
+                   order * 12, jnp.ones((2, 5), bool), jnp.int32(0))  # one image of each class
+  return exp.method, exp.method.model, exp.initial_state(), data
 
 
 def test_warmup_leaves_agents_and_buffer_alone(tiny_data, tiny_config):
-  method, model, tx, state, data = _setup(tiny_config, tiny_data)
-  step = jax.jit(train.make_train_step(model, method, tx, phase="warmup", minibatch_size=4,
-                                       only_valid=False))
+  method, model, state, data = _setup(tiny_config, tiny_data)
+  step = jax.jit(runner.make_train_step(method, "warmup"))
   new, metrics = step(state, data, 0)
   agents = lambda p: [p["layer2_0"]["agent_a"], p["layer2_1"]["agent_b"]]
-  jax.tree.map(np.testing.assert_array_equal, agents(new.params), agents(state.params))
-  assert not np.allclose(new.params["conv1"]["kernel"], state.params["conv1"]["kernel"])
-  assert int(new.buffer.num_seen) == 0 and int(new.step) == 1
+  jax.tree.map(np.testing.assert_array_equal, agents(new.learner.params),
+               agents(state.learner.params))
+  assert not np.allclose(new.learner.params["conv1"]["kernel"],
+                         state.learner.params["conv1"]["kernel"])
+  assert int(new.learner.buffer.num_seen) == 0 and int(new.step) == 1
   assert set(metrics) == {"loss", "ce", "train_accuracy", "grad_norm", "buffer_seen"}
 
 
 def test_main_step_is_eq7_with_two_bn_updates_and_inserts_pre_update_values(tiny_data,
                                                                            tiny_config):
-  method, model, tx, state, data = _setup(tiny_config, tiny_data)
+  method, model, state, data = _setup(tiny_config, tiny_data)
   # Fill the buffer with the second row's samples, all marked correct.
   images, labels = data.images[data.order[1]], data.labels[data.order[1]]
-  filled = buffer_lib.insert(state.buffer, jnp.zeros(5, jnp.int32), images, labels,
+  filled = buffer_lib.insert(state.learner.buffer, jnp.zeros(5, jnp.int32), images, labels,
                              jax.nn.one_hot(labels, 10) * 5, jnp.ones((5, 64)),
                              jnp.ones(5, bool), jnp.ones(5, bool), only_valid=False)
-  state = state.replace(buffer=filled)
-  step = train.make_train_step(model, method, tx, phase="main", minibatch_size=4,
-                               only_valid=False)
-  new, metrics = jax.jit(step)(state, data, 0)
+  state = state.replace(learner=state.learner.replace(buffer=filled))
+  new, metrics = jax.jit(runner.make_train_step(method, "main"))(state, data, 0)
+  learner, new = state.learner, new.learner
 
   # Recompute the step by hand with the same keys.
   key = jax.random.fold_in(state.key, state.step)
   gates_key, replay_key, _ = jax.random.split(key, 3)
-  replay, replay_mask = buffer_lib.sample(state.buffer, replay_key, 4, only_valid=False)
+  replay, replay_mask = buffer_lib.sample(learner.buffer, replay_key, 4, only_valid=False)
   key_current, key_replay = jax.random.split(gates_key)
-  batch = methods.Batch(data.images[data.order[0]], data.labels[data.order[0]], data.mask[0])
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  batch = Batch(data.images[data.order[0]], data.labels[data.order[0]], data.mask[0])
+  variables = {"params": learner.params, "batch_stats": learner.batch_stats}
   (z, aux), s1 = model.apply(variables, batch.images, "sample", True, batch.mask,
                              rngs={"gates": key_current}, mutable=["batch_stats"])
-  (_, _), s2 = model.apply({"params": state.params, **s1}, replay.images, "sample", True,
+  (_, _), s2 = model.apply({"params": learner.params, **s1}, replay.images, "sample", True,
                            replay_mask, rngs={"gates": key_replay}, mutable=["batch_stats"])
   # Both forwards updated the running statistics, one after the other.
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
@@ -155,17 +150,24 @@ def test_main_step_is_eq7_with_two_bn_updates_and_inserts_pre_update_values(tiny
       np.testing.assert_array_equal(new.buffer.logits[slot], 0.0)
 
 
+def _warmup(steps):
+  """A method's phases with a warm-up of ``steps`` opening task 1 (as Dynamos declares)."""
+  return lambda task, batches: ((("warmup", steps), ("main", None)) if task == 0 and steps
+                                else (("main", None),))
+
+
 def test_plan_chunks_cuts_at_warmup_chunk_size_and_budget():
-  chunks = train.plan_chunks([5, 3], epochs=2, warmup=3, chunk_size=4)
+  chunks = runner.plan_chunks([5, 3], epochs=2, phases=_warmup(3), chunk_size=4)
   spans = [(c.task, c.epoch, c.start, c.stop, c.phase, c.ends_task) for c in chunks]
   assert spans == [
       (0, 0, 0, 3, "warmup", False), (0, 0, 3, 5, "main", False),
       (0, 1, 0, 4, "main", False), (0, 1, 4, 5, "main", True),
       (1, 0, 0, 3, "main", False), (1, 1, 0, 3, "main", True)]
-  capped = train.plan_chunks([5, 3], epochs=2, warmup=0, chunk_size=4, max_steps_per_task=6)
+  capped = runner.plan_chunks([5, 3], epochs=2, phases=_warmup(0), chunk_size=4,
+                              max_steps_per_task=6)
   assert [(c.task, c.epoch, c.start, c.stop, c.ends_task) for c in capped] == [
       (0, 0, 0, 4, False), (0, 0, 4, 5, False), (0, 1, 0, 1, True),
       (1, 0, 0, 3, False), (1, 1, 0, 3, True)]
   # Warm-up longer than an epoch (warmup.epochs) spans epochs.
-  long_warm = train.plan_chunks([4], epochs=3, warmup=8, chunk_size=10)
+  long_warm = runner.plan_chunks([4], epochs=3, phases=_warmup(8), chunk_size=10)
   assert [(c.epoch, c.phase) for c in long_warm] == [(0, "warmup"), (1, "warmup"), (2, "main")]

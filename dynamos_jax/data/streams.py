@@ -7,8 +7,50 @@ bool (the last partial batch of an epoch is kept, its padding masked out).
 
 import dataclasses
 
+import flax.struct
 import jax
 import numpy as np
+
+from dynamos_jax.data import mnist360
+
+
+@flax.struct.dataclass
+class Batch:
+  """A padded batch of the stream, as a method's step sees it.
+
+  images: uint8 [B, H, W, 3]; labels: int32 [B]; mask: bool [B] (False =
+  padding); task: int32 [] the task the batch belongs to (0 in a stream
+  without tasks).
+  """
+  images: jax.Array
+  labels: jax.Array
+  mask: jax.Array
+  task: jax.Array | int = 0
+
+
+@flax.struct.dataclass
+class EpochData:
+  """One epoch of the stream on the device.
+
+  images: uint8 [N, H, W, 3] and labels: int32 [N], the whole training set;
+  order: int32 [rows, B] sample indices of each batch; mask: bool [rows, B];
+  task: int32 [] the task; rotation: int32 [rows, B, 6] PIL's
+  nearest-neighbour map rotating each sample (MNIST-360), or None.
+  """
+  images: jax.Array
+  labels: jax.Array
+  order: jax.Array
+  mask: jax.Array
+  task: jax.Array
+  rotation: jax.Array | None = None
+
+  def batch(self, position: jax.Array) -> Batch:
+    """The padded batch of row ``position`` (traced), its images gathered (and rotated)."""
+    index = self.order[position]
+    images = self.images[index]
+    if self.rotation is not None:  # MNIST-360: the method sees, and stores, rotated images.
+      images = mnist360.rotate_with_params(images, self.rotation[position])
+    return Batch(images, self.labels[index], self.mask[position], self.task)
 
 
 @dataclasses.dataclass(frozen=True)

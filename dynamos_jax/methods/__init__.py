@@ -1,32 +1,22 @@
 """Continual-learning methods, by config name.
 
-A method says whether its network has agents, whether it keeps a replay
-buffer and how it fills it, and computes the loss of one training step
-(``Method.loss``); the trainer does the rest.
+Each module of this package defines methods and registers them with
+``@register`` (methods/base.py has the lifecycle every method follows); the
+package imports them all, so adding a method is adding a file.
 """
 
-from dynamos_jax.methods.base import Batch, Method, StepOutput
-from dynamos_jax.methods.baseline import Baseline
-from dynamos_jax.methods.derpp import DERpp
-from dynamos_jax.methods.dynamos import Dynamos, DynamosNoBuffer
-from dynamos_jax.methods.er import ER
-from dynamos_jax.methods.joint import Joint
-from dynamos_jax.methods.sgd import SGD
+import importlib
+import pkgutil
 
-REGISTRY: dict[str, type[Method]] = {
-    "dynamos": Dynamos,
-    "dynamos_nobuffer": DynamosNoBuffer,
-    "sgd": SGD,
-    "joint": Joint,
-    "baseline": Baseline,
-    "er": ER,
-    "derpp": DERpp,
-}
+from dynamos_jax.methods.base import REGISTRY, Method, register
+
+for _module in pkgutil.iter_modules(__path__):
+  importlib.import_module(f"{__name__}.{_module.name}")
 
 
-def get_method(config) -> Method:
-  """The method named by ``config.method``, built from the config."""
-  return REGISTRY[config.method].from_config(config)
+def get_method(config, benchmark) -> Method:
+  """The method named by ``config.method`` for a run on ``benchmark``."""
+  return REGISTRY[config.method].from_config(config, benchmark)
 
 
-__all__ = ["Batch", "Method", "StepOutput", "REGISTRY", "get_method"]
+__all__ = ["Method", "REGISTRY", "get_method", "register"]

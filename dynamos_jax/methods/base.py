@@ -1,114 +1,115 @@
-"""What every method provides to the trainer."""
+"""The method lifecycle: what every continual learner gives the trainer.
+
+A method is a small static object built from the config (hyperparameters,
+network definitions) plus a state pytree it owns (networks, optimiser states,
+a buffer, whatever it carries across tasks). The trainer calls, in order:
+
+  state = method.init(key, example, benchmark)
+  for each task t:
+    state = method.begin_task(state, task_t)          # host; may change shapes
+    for each chunk of steps (phase declared by method.phases):
+      state, metrics = method.step(state, batch, key, phase)   # pure, jitted
+    state = method.end_task(state, task_t)            # host; may change shapes
+    logits = method.predict(state, images, task, phase)        # evaluation
+
+``step`` is traced once per phase and per state shape, run in chunks and
+lifted over seeds by the trainer; the hooks run on the host for one seed's
+state at a time and may run their own jitted passes over the task's data.
+Hooks may change the shapes of the state's arrays, not its tree structure:
+the trainer then recompiles the step once, and a checkpoint records the
+shapes so that it restores at the task it was saved in.
+"""
 
 import abc
-from typing import Any
+from typing import Any, ClassVar
 
-import flax.struct
 import jax
-import jax.numpy as jnp
+import ml_collections
 
-from dynamos_jax import losses
-from dynamos_jax.buffer import Replay
+from dynamos_jax.data.streams import Batch
 
-
-@flax.struct.dataclass
-class Batch:
-  """A padded batch of the current stream.
-
-  images: uint8 [B, H, W, 3]; labels: int32 [B]; mask: bool [B] (False = padding).
-  """
-  images: jax.Array
-  labels: jax.Array
-  mask: jax.Array
+REGISTRY: dict[str, type["Method"]] = {}
 
 
-@flax.struct.dataclass
-class StepOutput:
-  """Auxiliary output of ``Method.loss``.
-
-  batch_stats: BN running statistics after the step's forward passes.
-  metrics: dict of scalars (loss terms, keep ratios, ...).
-  logits: [B, K] of the current batch (pre-update), for buffer insertion.
-  attention: [B, D] of the current batch, for buffer insertion (D may be 0).
-  """
-  batch_stats: Any
-  metrics: dict[str, jax.Array]
-  logits: jax.Array
-  attention: jax.Array
+def register(cls: type["Method"]) -> type["Method"]:
+  """Class decorator: makes ``cls`` available as ``--config.method=cls.name``."""
+  if cls.name in REGISTRY:
+    raise ValueError(f"two methods are named {cls.name!r}")
+  REGISTRY[cls.name] = cls
+  return cls
 
 
 class Method(abc.ABC):
-  """Base class. Subclasses set the flags and implement ``loss``.
+  """A continual learner (see the module docstring for the lifecycle).
 
-  The flags tell the trainer what to build around the loss: agents in the
-  network (``gated``, which also brings the warm-up of spec 7), a reservoir
-  buffer (``uses_buffer``), how many independent replay minibatches each step
-  draws from it (``replay_draws``), whether only correctly classified samples
-  are written into it (``insert_if_correct``, the reference's add-if-correct
-  rule) and whether all tasks are trained at once (``joint``).
+  Class attributes:
+    name: the config name, ``--config.method=NAME``.
+    namespace: the config namespace holding the method's keys
+      (``--config.NAMESPACE.KEY``); methods of one family may share one.
+      None: the method has no keys of its own.
+    joint: trains on every task's data at once (the benchmark merges the
+      tasks into one and the run is evaluated once, at the end).
   """
 
-  gated: bool = False
-  uses_buffer: bool = False
-  replay_draws: int = 1
-  insert_if_correct: bool = True
-  joint: bool = False
+  name: ClassVar[str]
+  namespace: ClassVar[str | None] = None
+  joint: ClassVar[bool] = False
 
   @classmethod
-  def from_config(cls, config) -> "Method":
+  def defaults(cls) -> ml_collections.ConfigDict:
+    """The keys of ``namespace`` with their defaults."""
+    return ml_collections.ConfigDict()
+
+  @classmethod
+  def validate(cls, config: ml_collections.ConfigDict) -> None:
+    """Raises ``ConfigError`` with a one-line hint for a bad value of this method's keys."""
     del config
-    return cls()
+
+  @classmethod
+  @abc.abstractmethod
+  def from_config(cls, config: ml_collections.ConfigDict, benchmark) -> "Method":
+    """The method for a run of ``config`` on ``benchmark`` (a ``benchmarks.Benchmark``)."""
+
+  def phases(self, task: int, batches: int) -> tuple[tuple[str, int | None], ...]:
+    """The static phases of task ``task`` (``batches`` per epoch), in order.
+
+    Each entry is ``(phase, steps)``; the last one's steps are None (the rest
+    of the task). Each phase is its own compiled step.
+    """
+    del task, batches
+    return (("main", None),)
 
   @abc.abstractmethod
-  def loss(self, model, params, batch_stats, batch: Batch,
-           replays: tuple[tuple[Replay, jax.Array], ...],
-           key: jax.Array) -> tuple[jax.Array, StepOutput]:
-    """The step's loss, differentiable w.r.t. ``params``.
+  def init(self, key: jax.Array, example: Batch, benchmark) -> Any:
+    """The whole initial state, from a key, an example batch and the benchmark."""
 
-    Args:
-      model: the flax module.
-      params, batch_stats: the network's variables.
-      batch: the current batch.
-      replays: ``replay_draws`` pairs (replay minibatch, bool [B_M] mask of its
-        real rows), drawn independently; empty for buffer-free methods.
-      key: PRNG key for this step's stochastic gates.
+  @abc.abstractmethod
+  def step(self, state: Any, batch: Batch, key: jax.Array,
+           phase: str) -> tuple[Any, dict[str, jax.Array]]:
+    """One training step: pure, traced once per (phase, state shapes).
+
+    Returns the new state and a dict of scalar metrics; ``loss`` and
+    ``train_accuracy`` are expected (the trainer shows them and stops on a
+    non-finite loss). ``key`` is this step's own key.
     """
 
+  @abc.abstractmethod
+  def predict(self, state: Any, images: jax.Array, task: jax.Array | None,
+              phase: str) -> jax.Array:
+    """Logits [N, K] of ``images`` [N, H, W, C] in evaluation mode.
 
-def forward(model, params, batch_stats, images: jax.Array, mask: jax.Array, mode: str = "off",
-            key: jax.Array | None = None):
-  """A train-mode forward over the real rows ``mask`` [B] of ``images``.
+    ``task``: the task the images come from, for methods with a head per
+    task (None: class-incremental prediction over every class). ``phase``:
+    the phase the method is in (a network still in a warm-up is evaluated as
+    it trains). Jitted by the evaluator, static in ``phase``.
+    """
 
-  Returns ``(logits [B, K], aux, batch_stats)``: BN normalises with, and
-  updates its running statistics from, the real rows only. With no real row
-  (a replay draw from an empty buffer) statistics over zero samples would be
-  NaN, so the forward normalises over all (zero) rows and the statistics are
-  left as they were; the masked loss terms are zero anyway.
-  """
-  has_rows = jnp.any(mask)
-  rngs = {"gates": key} if key is not None else None
-  (logits, aux), updates = model.apply({"params": params, "batch_stats": batch_stats}, images,
-                                       mode, True, jnp.where(has_rows, mask, True), rngs=rngs,
-                                       mutable=["batch_stats"])
-  stats = jax.tree.map(lambda new, old: jnp.where(has_rows, new, old),
-                       updates["batch_stats"], batch_stats)
-  return logits, aux, stats
+  def begin_task(self, state: Any, task) -> Any:
+    """Host hook before the first step of ``task`` (a ``benchmarks.TaskData``)."""
+    del task
+    return state
 
-
-def accuracy(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> jax.Array:
-  """Fraction of the real rows classified correctly."""
-  correct = (jnp.argmax(logits, -1) == labels) & mask
-  return jnp.sum(correct) / jnp.maximum(jnp.sum(mask), 1)
-
-
-def no_attention(batch: Batch) -> jax.Array:
-  """[B, 0]: agent-free methods store no attention vectors."""
-  return jnp.zeros((batch.labels.shape[0], 0), jnp.float32)
-
-
-def plain_cross_entropy(model, params, batch_stats, batch: Batch):
-  """Cross-entropy of an agent-free, train-mode forward (SGD, and Dynamos' warm-up)."""
-  logits, _, stats = forward(model, params, batch_stats, batch.images, batch.mask)
-  ce = losses.cross_entropy(logits, batch.labels, batch.mask)
-  metrics = {"loss": ce, "ce": ce, "train_accuracy": accuracy(logits, batch.labels, batch.mask)}
-  return ce, StepOutput(stats, metrics, logits, no_attention(batch))
+  def end_task(self, state: Any, task) -> Any:
+    """Host hook after the last step of ``task``, before it is evaluated."""
+    del task
+    return state

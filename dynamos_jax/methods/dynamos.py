@@ -5,22 +5,25 @@ L = CE(Z_B) + gamma L_R(B) + w_p L_P(B)
 
 with two separate train-mode forwards (current batch, replay batch), each
 updating the BN running statistics, as in the reference code (spec 6.1).
+Task 1 starts with a warm-up phase (spec 7): agent-free cross-entropy only.
 """
 
 import dataclasses
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from dynamos_jax import losses
-from dynamos_jax.methods.base import Batch, Method, StepOutput, forward
+from dynamos_jax.errors import ConfigError
+from dynamos_jax.methods.base import register
+from dynamos_jax.methods.loss import LossMethod, StepOutput, forward
 
-NUM_AGENTS = 4
 
-
+@register
 @dataclasses.dataclass(frozen=True)
-class Dynamos(Method):
-  """Loss weights under their paper names (see dynamos_jax.config)."""
+class Dynamos(LossMethod):
+  """Loss weights under their paper names (see ``defaults``)."""
 
   alpha: float = 0.2
   beta: float = 2.0
@@ -29,43 +32,102 @@ class Dynamos(Method):
   w_p: float = 0.3
   lam: float = 500.0
   kr: float = 0.7
-  uses_buffer: bool = True
+  warmup_iterations: int = 10
+  warmup_epochs: int = 0
 
+  name = "dynamos"
+  namespace = "dynamos"
   gated = True
+  buffer = "add_if_correct"
+  buffer_optional = True  # buffer_size=0: agents without replay (as dynamos_nobuffer)
 
   @classmethod
-  def from_config(cls, config) -> "Dynamos":
-    return cls(alpha=config.alpha, beta=config.beta, alpha_p=config.alpha_p,
-               gamma=config.gamma, w_p=config.w_p, lam=config.lam, kr=config.kr,
-               uses_buffer=config.buffer_size > 0)
+  def defaults(cls) -> ml_collections.ConfigDict:
+    """Eq. 7's weights under the paper's names, the reference's defaults."""
+    c = ml_collections.ConfigDict()
+    c.alpha = 0.2  # logit consistency on replayed samples
+    c.beta = 2.0  # replay cross-entropy and replay REINFORCE
+    c.alpha_p = 0.2  # attention-vector consistency on replayed samples
+    c.gamma = 0.5  # REINFORCE weight
+    c.w_p = 0.3  # prototype loss weight
+    c.lam = 500.0  # penalty on the reward of misclassified samples (code: -policy_penalty)
+    c.kr = 0.7  # target keep ratio per agent
+    c.tau = 0.15  # temperature of the agents' probability layer
+    # Warm-up: agent-free CE-only training at the very start of task 1.
+    # Exactly one of the two is > 0 (or both 0: no warm-up).
+    c.warmup = ml_collections.ConfigDict({"iterations": 10, "epochs": 0})
+    return c
+
+  @classmethod
+  def validate(cls, config) -> None:
+    super().validate(config)
+    from dynamos_jax import benchmarks  # The registry of benchmarks imports no method.
+    d = config.dynamos
+
+    def check(ok, message):
+      if not ok:
+        raise ConfigError(message)
+
+    check(0.0 < d.kr <= 1.0, f"keep ratio dynamos.kr must be in (0, 1] (got {d.kr})")
+    check(d.tau > 0.0, f"temperature dynamos.tau must be > 0 (got {d.tau})")
+    check(d.lam >= 0.0, f"dynamos.lam (the penalty lambda, positive in the paper's convention) "
+          f"must be >= 0 (got {d.lam}); the reference code's --policy-penalty=-500 is lam=500")
+    for name in ("alpha", "beta", "alpha_p", "gamma", "w_p"):
+      check(d[name] >= 0.0, f"dynamos.{name} must be >= 0 (got {d[name]})")
+    w = d.warmup
+    check(w.iterations >= 0 and w.epochs >= 0,
+          "dynamos.warmup.iterations and dynamos.warmup.epochs must be >= 0")
+    check(not (w.iterations and w.epochs),
+          "set only one of dynamos.warmup.iterations and dynamos.warmup.epochs (the other to 0)")
+    check(w.epochs <= config.epochs,
+          f"dynamos.warmup.epochs ({w.epochs}) exceeds epochs per task ({config.epochs})")
+    benchmark = benchmarks.REGISTRY.get(config.dataset)
+    check(not (benchmark and benchmark.single_pass and w.epochs),
+          f"{config.dataset} is a single pass over its stream: count the warm-up in iterations "
+          "(--config.dynamos.warmup.epochs=0 --config.dynamos.warmup.iterations=10)")
+
+  @classmethod
+  def from_config(cls, config, benchmark) -> "Dynamos":
+    d = config.dynamos
+    return cls(**cls.shared(config, benchmark, temperature=d.tau), alpha=d.alpha, beta=d.beta,
+               alpha_p=d.alpha_p, gamma=d.gamma, w_p=d.w_p, lam=d.lam, kr=d.kr,
+               warmup_iterations=d.warmup.iterations, warmup_epochs=d.warmup.epochs)
+
+  def phases(self, task, batches):
+    """The warm-up (spec 7) opens task 1: iterations, or epochs of task 1's batches."""
+    steps = self.warmup_iterations or self.warmup_epochs * batches
+    if task == 0 and steps:
+      return (("warmup", steps), ("main", None))
+    return (("main", None),)
 
   def _gated_terms(self, logits, aux, labels, mask):
     """CE, REINFORCE and prototype losses of one gated forward; the correct mask."""
     correct = (jnp.argmax(logits, -1) == labels) & mask
     rewards = losses.reward(logits, aux["actions"], labels, keep_ratio=self.kr,
-                            penalty=self.lam, num_agents=NUM_AGENTS)
+                            penalty=self.lam, num_agents=self.model.num_agents)
     ce = losses.cross_entropy(logits, labels, mask)
     rl = losses.reinforce_loss(aux["log_prob"], rewards, mask)
     proto = losses.prototype_loss(aux["attention"], labels, correct)
     return ce, rl, proto, correct
 
-  def loss(self, model, params, batch_stats, batch: Batch, replays, key):
+  def loss(self, params, batch_stats, batch, replays, key):
     key_current, key_replay = jax.random.split(key)
-    logits, aux, stats = forward(model, params, batch_stats, batch.images, batch.mask, "sample",
-                                 key_current)
+    logits, aux, stats = forward(self.model, params, batch_stats, batch.images, batch.mask,
+                                 "sample", key_current)
     ce, rl, proto, correct = self._gated_terms(logits, aux, batch.labels, batch.mask)
     total = ce + self.gamma * rl + self.w_p * proto
     metrics = {"ce": ce, "reinforce": rl, "prototype": proto,
                "train_accuracy": jnp.sum(correct) / jnp.maximum(jnp.sum(batch.mask), 1)}
     # Fraction of channels each agent keeps on this batch: [B, L] -> per agent.
-    keep = aux["actions"].reshape(logits.shape[0], NUM_AGENTS, -1).mean(-1)
+    agents = self.model.num_agents
+    keep = aux["actions"].reshape(logits.shape[0], agents, -1).mean(-1)
     metrics.update({f"keep_ratio_{l + 1}": losses.masked_mean(keep[:, l], batch.mask)
-                    for l in range(NUM_AGENTS)})
+                    for l in range(agents)})
 
-    if self.uses_buffer:
+    if replays:
       (replay, replay_mask), = replays
       # A second forward, after the first one's BN update (spec 14.7).
-      r_logits, r_aux, stats = forward(model, params, stats, replay.images, replay_mask,
+      r_logits, r_aux, stats = forward(self.model, params, stats, replay.images, replay_mask,
                                        "sample", key_replay)
       r_ce, r_rl, r_proto, _ = self._gated_terms(r_logits, r_aux, replay.labels, replay_mask)
       mse_logits = losses.consistency_loss(r_logits, replay.logits, replay_mask)
@@ -79,9 +141,9 @@ class Dynamos(Method):
                              jax.lax.stop_gradient(aux["attention"]))
 
 
+@register
 class DynamosNoBuffer(Dynamos):
   """Agents, reward and prototype loss on the current batch only (reference dynamos_sgd)."""
 
-  @classmethod
-  def from_config(cls, config) -> "DynamosNoBuffer":
-    return dataclasses.replace(super().from_config(config), uses_buffer=False)
+  name = "dynamos_nobuffer"
+  buffer = "none"

@@ -8,21 +8,23 @@ reservoir: every sample of the stream is a candidate, correct or not.
 import jax.numpy as jnp
 
 from dynamos_jax import losses
-from dynamos_jax.methods.base import Method, StepOutput, accuracy, forward, no_attention
+from dynamos_jax.methods.base import register
+from dynamos_jax.methods.loss import LossMethod, StepOutput, accuracy, forward, no_attention
 
 
-class ER(Method):
-  uses_buffer = True
-  insert_if_correct = False
+@register
+class ER(LossMethod):
+  name = "er"
+  buffer = "reservoir"
 
-  def loss(self, model, params, batch_stats, batch, replays, key):
+  def loss(self, params, batch_stats, batch, replays, key):
     del key  # No gates.
     (replay, replay_mask), = replays
     b = batch.labels.shape[0]
     images = jnp.concatenate([batch.images, replay.images])
     labels = jnp.concatenate([batch.labels, replay.labels])
     mask = jnp.concatenate([batch.mask, replay_mask])
-    logits, _, stats = forward(model, params, batch_stats, images, mask)
+    logits, _, stats = forward(self.model, params, batch_stats, images, mask)
     ce = losses.cross_entropy(logits, labels, mask)
     metrics = {"loss": ce, "ce": ce,
                "train_accuracy": accuracy(logits[:b], batch.labels, batch.mask)}

@@ -4,13 +4,14 @@ The paper's "neither" row (no agents, no buffer): the lower bound that
 forgets everything but the last task in class-IL.
 """
 
-from dynamos_jax.methods.base import Method, plain_cross_entropy
+from dynamos_jax.methods.base import register
+from dynamos_jax.methods.loss import LossMethod, plain_cross_entropy
 
 
-class SGD(Method):
-  gated = False
-  uses_buffer = False
+@register
+class SGD(LossMethod):
+  name = "sgd"
 
-  def loss(self, model, params, batch_stats, batch, replays, key):
+  def loss(self, params, batch_stats, batch, replays, key):
     del replays, key  # No buffer, no gates.
-    return plain_cross_entropy(model, params, batch_stats, batch)
+    return plain_cross_entropy(self.model, params, batch_stats, batch)

@@ -88,6 +88,17 @@ class ResNet(nn.Module):
   temperature: float = 0.15
   reduction: int = 16
 
+  # The agents' layout, stated once: both blocks of stage 2 gate their two
+  # convolutions, each agent 2 * nf channels wide, side by side in ``aux``.
+  @property
+  def num_agents(self) -> int:
+    return 4 if self.gated else 0
+
+  @property
+  def attention_dim(self) -> int:
+    """D: the width of ``aux["attention"]`` (0 without agents)."""
+    return self.num_agents * 2 * self.nf
+
   @nn.compact
   def __call__(self, images: jax.Array, mode: GateMode = "threshold", train: bool = False,
                mask: jax.Array | None = None) -> tuple[jax.Array, dict[str, Any] | None]:
@@ -103,8 +114,8 @@ class ResNet(nn.Module):
 
     Returns:
       logits [B, K] and, unless the agents are off, a dict with
-      ``actions`` [B, D], ``attention`` [B, D], ``probs`` [B, D] (D = 256:
-      agents 1..4 side by side) and ``log_prob`` [B, 4].
+      ``actions`` [B, D], ``attention`` [B, D], ``probs`` [B, D] (D =
+      ``attention_dim``: the agents side by side) and ``log_prob`` [B, num_agents].
     """
     x = images.astype(jnp.float32)
     if images.dtype == jnp.uint8:

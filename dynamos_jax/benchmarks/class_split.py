@@ -1,0 +1,64 @@
+"""Class-incremental splits: tasks of consecutive classes, one head over all classes.
+
+Task t holds classes ``t * c .. (t + 1) * c - 1`` in natural order. Each
+task's samples are reshuffled every epoch from the seed; the last partial
+batch is kept (padded and masked). Evaluated after every task on every
+task's test samples: class-IL (argmax over all classes) and task-IL (argmax
+over the classes of the sample's task).
+"""
+
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dynamos_jax import evaluation
+from dynamos_jax.benchmarks.base import Benchmark, TaskData
+from dynamos_jax.data.streams import ClassIncremental, EpochData, epoch_batches, num_batches
+
+
+class ClassSplit(Benchmark):
+  """Base of the class-split benchmarks; subclasses set the class attributes."""
+
+  kind = "class-incremental"
+  num_tasks: ClassVar[int] = 5
+  classes_per_task: ClassVar[int] = 2
+
+  def __init__(self, config, data, key, joint):
+    super().__init__(config, data, key, joint)
+    self.split = ClassIncremental(self.num_tasks, self.classes_per_task)
+    self.num_classes = data.host.num_classes
+    tasks = [self.split.task_indices(data.host.train_labels, t) for t in range(self.num_tasks)]
+    if joint:
+      # One task holding every task's samples; evaluated once, on all tasks.
+      self.task_indices = [np.sort(np.concatenate(tasks))]
+      self.seen_after = [self.num_tasks]
+    else:
+      self.task_indices = tasks
+      self.seen_after = list(range(1, self.num_tasks + 1))
+    self.batches = [num_batches(len(ix), config.batch_size) for ix in self.task_indices]
+    self.epochs = config.epochs
+    self.rows = max(self.batches)  # Every epoch padded to one shape: one compile.
+
+  def epoch_data(self, task, epoch):
+    key = jax.random.fold_in(jax.random.fold_in(self.key, task), epoch)
+    order, mask = epoch_batches(key, self.task_indices[task], self.config.batch_size,
+                                pad_to=self.rows)
+    return EpochData(self.data.train_images, self.data.train_labels, jnp.asarray(order),
+                     jnp.asarray(mask), jnp.int32(task))
+
+  def task_data(self, task):
+    classes = (np.arange(self.num_classes) if self.joint else self.split.task_classes(task))
+    return TaskData(task, self.data.train_images, self.data.train_labels,
+                    self.task_indices[task], classes)
+
+  def test_set(self):
+    return self.data.test_images, np.asarray(self.data.host.test_labels)
+
+  def evaluate(self, predict, batch_size):
+    images, labels = self.test_set()
+    logits = evaluation.predict_logits(lambda x: predict(x, None), images, batch_size)
+    class_il, task_il = evaluation.task_accuracies(logits, labels, self.split,
+                                                   range(self.num_tasks))
+    return {"class_il": class_il, "task_il": task_il}

@@ -1,0 +1,105 @@
+"""The seeds of a run and how their states are laid out (the multi-seed layout).
+
+One seed (``config.seeds`` empty): the plain TrainState of ``config.seed``.
+Several: every seed's state stacked along a leading axis, the step lifted by
+``parallel.over_seeds`` and the seed axis sharded over the devices; host
+hooks and evaluation see one seed's state at a time.
+"""
+
+from typing import Callable
+
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import PartitionSpec as P
+
+from dynamos_jax import config as config_lib
+from dynamos_jax import parallel
+from dynamos_jax.data.streams import EpochData
+from dynamos_jax.errors import DynamosError
+from dynamos_jax.experiment import Experiment
+from dynamos_jax.methods import Method
+from dynamos_jax.runner import ChunkRunner, make_train_step
+from dynamos_jax.state import TrainState
+
+
+class Seeds:
+  """The run's seeds: their Experiments, the mesh and the stacked layout."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.seeds = config_lib.run_seeds(config)
+    self.multi = bool(str(config.seeds).strip())
+    first = Experiment(config, self.seeds[0])
+    self.exps = [first] + [Experiment(config, s, shared_with=first) for s in self.seeds[1:]]
+    if any(e.chunks != first.chunks for e in self.exps):
+      raise DynamosError("the seeds' streams have different lengths, so they cannot share one "
+                         "program; run them one at a time (--config.seed=N)")
+    self.config = config
+    self.mesh = (parallel.seed_mesh(len(self.seeds), config.train.seed_devices)
+                 if self.multi else None)
+    data = first.benchmark.data
+    self.shared = parallel.place((data.train_images, data.train_labels), self.mesh, P())
+
+  @property
+  def chunks(self):
+    return self.exps[0].chunks
+
+  def initial_state(self) -> TrainState:
+    if not self.multi:
+      return self.exps[0].initial_state()
+    return self.place(parallel.stack([e.initial_state() for e in self.exps]))
+
+  def place(self, state: TrainState) -> TrainState:
+    return parallel.place(state, self.mesh, P(parallel.AXIS)) if self.multi else state
+
+  def make_runners(self) -> dict[str, ChunkRunner]:
+    """A chunk runner per phase of the plan (the step lifted over the seeds)."""
+    exp = self.exps[0]
+    strategy = self.config.train.seed_strategy
+    lift = ((lambda step: parallel.over_seeds(step, strategy, self.mesh)) if self.multi
+            else (lambda step: step))
+    phases = dict.fromkeys(c.phase for c in exp.chunks)
+    return {phase: ChunkRunner(lift(make_train_step(exp.method, phase)),
+                               self.config.train.chunk_strategy, self.config.train.chunk_size)
+            for phase in phases}
+
+  def epoch_data(self, task: int, epoch: int) -> EpochData:
+    if not self.multi:
+      return self.exps[0].benchmark.epoch_data(task, epoch)
+    datas = [e.benchmark.epoch_data(task, epoch) for e in self.exps]
+    per_seed = parallel.place(parallel.stack([(d.order, d.mask, d.rotation) for d in datas]),
+                              self.mesh, P(parallel.AXIS))
+    order, mask, rotation = per_seed
+    return EpochData(*self.shared, order, mask, parallel.place(datas[0].task, self.mesh, P()),
+                     rotation)
+
+  def state_of(self, state: TrainState, i: int) -> TrainState:
+    """Seed i's state, on the host (for evaluation and hooks on any device)."""
+    if not self.multi:
+      return state
+    one = parallel.index(state, i)
+    return one.replace(learner=jax.device_get(one.learner))
+
+  def run_hook(self, state: TrainState, hook: str, task: int) -> TrainState:
+    """Calls the method's ``begin_task`` or ``end_task`` on every seed's state.
+
+    Skipped for a method that does not override the hook (nothing to do).
+    """
+    exp = self.exps[0]
+    if getattr(type(exp.method), hook) is getattr(Method, hook):
+      return state
+    if not self.multi:
+      return state.replace(learner=getattr(exp.method, hook)(state.learner, exp.task_data(task)))
+    learners = [getattr(e.method, hook)(self.state_of(state, i).learner, e.task_data(task))
+                for i, e in enumerate(self.exps)]
+    shapes = {tuple(np.shape(x) for x in jax.tree.leaves(l)) for l in learners}
+    if len(shapes) > 1:
+      raise DynamosError(f"{exp.method.name}.{hook} gave the seeds states of different shapes, "
+                         "so they cannot share one program; run the seeds one at a time")
+    return self.place(state.replace(learner=parallel.stack(learners)))
+
+  def split(self, metrics: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Per-seed metrics from the runner's [steps] or [steps, S] arrays."""
+    if not self.multi:
+      return [metrics]
+    return [{k: v[:, i] for k, v in metrics.items()} for i in range(len(self.seeds))]

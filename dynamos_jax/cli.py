@@ -58,6 +58,8 @@ def parse_flags(argv: list[str]) -> list[str]:
   Overrides of keys that moved into a method's namespace keep working.
   """
   argv = renamed_overrides(argv)
+  # config_flags finds the --config.KEY overrides in sys.argv, not in argv.
+  sys.argv[1:] = argv[1:]
   try:
     argv = flags.FLAGS(argv)
     if CONFIG.value is not None:

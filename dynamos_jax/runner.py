@@ -86,6 +86,24 @@ def make_train_step(method, phase: str) -> Callable:
   return step
 
 
+def unaliased(tree):
+  """``tree`` with every leaf its own buffer (repeated leaves copied).
+
+  The runner donates the state to the step, and XLA refuses to donate one
+  buffer twice; a method's ``init`` or hook may well put one array in two
+  places (e.g. the weights and their anchor).
+  """
+  seen = set()
+
+  def own(leaf):
+    if id(leaf) in seen:
+      return jnp.copy(leaf)
+    seen.add(id(leaf))
+    return leaf
+
+  return jax.tree.map(own, tree)
+
+
 def _shapes(tree) -> tuple:
   """What a compiled program is specialised to: the tree and its leaves' shapes and dtypes."""
   leaves, treedef = jax.tree.flatten(tree)

@@ -19,7 +19,7 @@ from dynamos_jax.data.streams import EpochData
 from dynamos_jax.errors import DynamosError
 from dynamos_jax.experiment import Experiment
 from dynamos_jax.methods import Method
-from dynamos_jax.runner import ChunkRunner, make_train_step
+from dynamos_jax.runner import ChunkRunner, make_train_step, unaliased
 from dynamos_jax.state import TrainState
 
 
@@ -46,7 +46,7 @@ class Seeds:
 
   def initial_state(self) -> TrainState:
     if not self.multi:
-      return self.exps[0].initial_state()
+      return unaliased(self.exps[0].initial_state())
     return self.place(parallel.stack([e.initial_state() for e in self.exps]))
 
   def place(self, state: TrainState) -> TrainState:
@@ -89,7 +89,8 @@ class Seeds:
     if getattr(type(exp.method), hook) is getattr(Method, hook):
       return state
     if not self.multi:
-      return state.replace(learner=getattr(exp.method, hook)(state.learner, exp.task_data(task)))
+      learner = getattr(exp.method, hook)(state.learner, exp.task_data(task))
+      return unaliased(state.replace(learner=learner))
     learners = [getattr(e.method, hook)(self.state_of(state, i).learner, e.task_data(task))
                 for i, e in enumerate(self.exps)]
     shapes = {tuple(np.shape(x) for x in jax.tree.leaves(l)) for l in learners}

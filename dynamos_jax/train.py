@@ -50,6 +50,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   train = {"steps": progress["total_steps"], "seconds": seconds,
            "steps_per_second": progress["total_steps"] / max(seconds, 1e-9),
            "compile_seconds": compile_seconds,
+           "compiles": sum(r.compiles for r in runners.values()),
            "chunk_strategy": next(iter(runners.values())).strategy,
            "backend": jax.default_backend()}
   results = reporting.results_record(config, seeds, progress, train)

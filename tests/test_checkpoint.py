@@ -113,12 +113,25 @@ def test_config_change_is_refused_unless_harmless(small, tmp_path):
   small.checkpoint.keep = 4  # harmless
   train.train_and_evaluate(small, str(tmp_path))
   small.buffer_size = 9
-  small.lam = 1.0
-  with pytest.raises(DynamosError, match=r"buffer_size: 8 -> 9.*lam: 500.0 -> 1.0"):
+  small.dynamos.lam = 1.0
+  with pytest.raises(DynamosError, match=r"buffer_size: 8 -> 9.*dynamos.lam: 500.0 -> 1.0"):
     train.train_and_evaluate(small, str(tmp_path))
   small.resume = False  # starts over, keeping the old checkpoints aside
   train.train_and_evaluate(small, str(tmp_path))
   assert os.listdir(tmp_path / "checkpoints.old-1")
+
+
+def test_configs_saved_before_the_method_namespaces_compare_under_the_new_names():
+  from dynamos_jax.config import base_config
+  current = base_config()
+  old = current.to_dict()
+  old.update({k: old["dynamos"][k] for k in ("alpha", "beta", "kr", "tau")})
+  old["warmup"] = dict(old["dynamos"]["warmup"])
+  for k in ("alpha", "beta", "kr", "tau", "warmup"):
+    del old["dynamos"][k]
+  assert config_differences(old, current.to_dict()) == []
+  old["kr"] = 0.5
+  assert config_differences(old, current.to_dict()) == ["dynamos.kr: 0.5 -> 0.7"]
 
 
 def test_config_differences():

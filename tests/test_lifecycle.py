@@ -1,0 +1,125 @@
+"""The method lifecycle with a method that is not a loss: tests/toy_method.py.
+
+Its hooks run at the task boundaries, its state crosses tasks, checkpoints
+and resumes mid-task exactly, and a hook that grows a parameter between
+tasks makes the trainer recompile once per shape and resume at the saved
+task's shapes, one seed or several.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from dynamos_jax import runner
+from dynamos_jax import train
+from dynamos_jax.checkpoint import Checkpointer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import toy_method  # noqa: E402  (registers --config.method=anchored)
+
+
+class _Crash(Exception):
+  pass
+
+
+@pytest.fixture
+def toy(tiny_data, tiny_config):
+  tiny_config.method = "anchored"
+  tiny_config.epochs = 1
+  tiny_config.train.max_steps_per_task = 4
+  tiny_config.train.chunk_size = 2  # Two chunks a task: a checkpoint can fall mid-task.
+  tiny_config.checkpoint.every_steps = 1
+  tiny_config.checkpoint.keep = 50
+  return tiny_config
+
+
+def _comparable(results):
+  return {k: v for k, v in results.items() if k != "train"} | {
+      "steps": results["train"]["steps"]}
+
+
+def _final_state(workdir):
+  """The newest checkpoint's step and state fingerprint."""
+  checkpoints = Checkpointer(os.path.join(workdir, "checkpoints"), keep=50)
+  step = checkpoints.steps()[-1]
+  with open(os.path.join(workdir, "checkpoints", str(step), "progress", "metadata")) as f:
+    progress = json.load(f)
+  return step, progress["fingerprint"], progress["layout"]
+
+
+def _crash_in_chunk(monkeypatch, chunk):
+  """Makes the ``chunk``-th call of ChunkRunner.run raise after running."""
+  original, calls = runner.ChunkRunner.run, {"n": 0}
+
+  def run(self, *args):
+    out = original(self, *args)
+    calls["n"] += 1
+    if calls["n"] == chunk:
+      raise _Crash()
+    return out
+
+  monkeypatch.setattr(runner.ChunkRunner, "run", run)
+
+
+def test_hooks_run_at_task_boundaries_and_state_crosses_tasks(toy, tmp_path, monkeypatch):
+  calls = []
+  for hook in ("begin_task", "end_task"):
+    original = getattr(toy_method.Anchored, hook)
+
+    def spy(self, state, task, original=original, hook=hook):
+      calls.append((hook, task.index, int(state.steps), int(state.tasks_done)))
+      return original(self, state, task)
+
+    monkeypatch.setattr(toy_method.Anchored, hook, spy)
+  results = train.train_and_evaluate(toy, str(tmp_path))
+  # begin before the task's first step, end after its last one, in task order.
+  expected = []
+  for t in range(5):
+    expected += [("begin_task", t, 4 * t, t), ("end_task", t, 4 * t + 4, t)]
+  assert calls == expected
+  log = results["log"]
+  assert all(e["task_matches"] == 1.0 for e in log)  # each batch carries its task id
+  first = [e for e in log if e["task"] == 1]
+  later = [e for e in log if e["task"] > 1]
+  # The anchor pulls only once a task has ended: state carried across tasks.
+  assert all(e["loss"] == e["ce"] for e in first)
+  assert all(e["loss"] > e["ce"] for e in later)
+  assert len(results["class_il"]["matrix"]) == 6 and results["train"]["steps"] == 20
+
+
+@pytest.mark.parametrize("grow", [0, 3])
+def test_resume_mid_task_equals_an_uninterrupted_run(toy, tmp_path, monkeypatch, grow):
+  toy.anchored.grow = grow
+  reference = train.train_and_evaluate(toy, str(tmp_path / "ref"))
+  with monkeypatch.context() as m:
+    _crash_in_chunk(m, 4)  # The second chunk of task 2, after the task-1 hook grew.
+    with pytest.raises(_Crash):
+      train.train_and_evaluate(toy, str(tmp_path / "run"))
+  saved = Checkpointer(str(tmp_path / "run" / "checkpoints"), 50).steps()
+  assert saved[-1] == 6  # mid task 2
+  resumed = train.train_and_evaluate(toy, str(tmp_path / "run"))
+  assert _comparable(resumed) == _comparable(reference)
+  step, fingerprint, layout = _final_state(tmp_path / "run")
+  assert (step, fingerprint) == _final_state(tmp_path / "ref")[:2]
+  # The hidden layer grew at each of the five task ends; one compile per shape.
+  assert layout["learner.params.u"][0][1] == 5 * grow
+  assert reference["train"]["compiles"] == (5 if grow else 1)
+
+
+def test_growing_state_in_several_seeds_equals_their_one_seed_runs(toy, tmp_path):
+  toy.anchored.grow = 2
+  toy.train.max_steps_per_task = 2
+  toy.seeds = "0,1"
+  toy.train.seed_strategy = "unroll"
+  multi = train.train_and_evaluate(toy, str(tmp_path / "multi"))
+  for run in multi["runs"]:
+    one = toy.copy_and_resolve_references()
+    one.seeds, one.seed = "", run["seed"]
+    single = train.train_and_evaluate(one, str(tmp_path / f"seed_{run['seed']}"))
+    assert run["class_il"] == single["class_il"] and run["task_il"] == single["task_il"]
+    np.testing.assert_allclose([e["loss"] for e in run["log"]],
+                               [e["loss"] for e in single["log"]], rtol=1e-6)
+  assert multi["runs"][0]["class_il"] != multi["runs"][1]["class_il"]

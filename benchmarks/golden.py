@@ -44,7 +44,7 @@ def machine() -> dict:
   return {"cpu": model, "isa": isa, "jax": jax.__version__, "jaxlib": jaxlib.__version__}
 
 
-def runs(steps: int) -> dict[str, dict]:
+def runs(steps: int, extra: dict | None = None) -> dict[str, dict]:
   """Name -> config overrides (on configs/quickstart.py) of every golden run."""
   out = {m: {"method": m} for m in METHODS}
   out["dynamos_seeds_0_1"] = {"method": "dynamos", "seeds": "0,1",
@@ -52,7 +52,16 @@ def runs(steps: int) -> dict[str, dict]:
   out["mnist360"] = {"config": "mnist360.py:100", "method": "dynamos"}
   for overrides in out.values():
     overrides["train.max_steps_per_task"] = steps
+    overrides.update(extra or {})
   return out
+
+
+def parse_value(text: str):
+  """A --set value as JSON when it parses (numbers, true/false), else the string."""
+  try:
+    return json.loads(text)
+  except ValueError:
+    return text
 
 
 def load_config(overrides: dict):
@@ -156,6 +165,8 @@ def main() -> int:
   rec.add_argument("--out", required=True)
   rec.add_argument("--steps", type=int, default=60)
   rec.add_argument("--only", default="", help="comma-separated run names (default: all)")
+  rec.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for every run (e.g. model.nf=8)")
   chk = sub.add_parser("check")
   chk.add_argument("file")
   chk.add_argument("--only", default="")
@@ -165,7 +176,8 @@ def main() -> int:
   logging.set_verbosity(logging.WARNING)
 
   if args.command == "record":
-    todo = runs(args.steps)
+    todo = runs(args.steps, {k: parse_value(v) for k, v in
+                             (item.split("=", 1) for item in args.set)})
     if args.only:
       todo = {k: v for k, v in todo.items() if k in args.only.split(",")}
     out = {"machine": machine(), "steps": args.steps, "runs": {}}

@@ -19,14 +19,15 @@ import json
 import re
 import tempfile
 import time
+import types
 
 import jax
 import numpy as np
-import optax
 
 from dynamos_jax import methods
-from dynamos_jax import train
+from dynamos_jax import runner
 from dynamos_jax.config import base_config
+from dynamos_jax.data.streams import EpochData
 
 import throughput  # The benchmark's shapes and full-buffer state.
 
@@ -55,21 +56,17 @@ def main():
   config = base_config()
   config.method = args.method
   config.batch_size = config.minibatch_size = spec["batch"]
-  method = methods.get_method(config)
-  model = train.make_model(config, method, 10)
-  tx = optax.sgd(config.lr)
-  state = throughput.full_state(model, method, tx, spec["shape"], spec["buffer"], 0)
+  method = methods.get_method(config, types.SimpleNamespace(num_classes=10))
+  state = throughput.full_state(method, spec["shape"], spec["buffer"], 0)
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (throughput.POOL, *spec["shape"]), dtype=np.uint8)
   labels = rng.integers(0, 10, throughput.POOL, dtype=np.int32)
   orders, masks, rotation = throughput.epoch_data(images, labels, spec["batch"], 1,
                                                    spec["rotate"], rng)
-  data = train.EpochData(images, labels, orders[0], masks[0],
-                         None if rotation is None else rotation[0])
+  data = EpochData(images, labels, orders[0], masks[0], np.int32(0),
+                   None if rotation is None else rotation[0])
   data = jax.device_put(data)
-  step = jax.jit(train.make_train_step(model, method, tx, phase="main",
-                                       minibatch_size=spec["batch"], only_valid=False),
-                 donate_argnums=0)
+  step = jax.jit(runner.make_train_step(method, "main"), donate_argnums=0)
   compiled = step.lower(state, data, np.int32(0)).compile()
   metadata = dict(re.findall(r"%([\w.\-]+) = .*?metadata=\{op_name=\"([^\"]+)\"",
                              compiled.as_text()))

@@ -26,17 +26,20 @@ import statistics
 import sys
 import time
 
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import PartitionSpec as P
 
 from dynamos_jax import methods
 from dynamos_jax import parallel
-from dynamos_jax import train
+from dynamos_jax import runner as runner_lib
 from dynamos_jax.config import base_config
 from dynamos_jax.data import mnist360
+from dynamos_jax.data.streams import EpochData
+from dynamos_jax.state import TrainState
 
 # The paper's shapes (Table 5 and spec): image shape, batch size B (= replay B_M), buffer.
 SHAPES = {
@@ -48,20 +51,22 @@ STRATEGIES = {"loop": ("loop", 1), "scan10": ("scan", 10), "scan100": ("scan", 1
 POOL = 4000  # Synthetic training images per case.
 
 
-def full_state(model, method, tx, shape, buffer_size, seed):
-  """A TrainState whose buffer is full of synthetic samples, as late in a run."""
-  state = train.create_train_state(model, method, tx, shape, buffer_size,
-                                   jax.random.key(seed), jax.random.key(seed + 1000))
-  if not method.uses_buffer:
+def full_state(method, shape, buffer_size, seed):
+  """A TrainState whose buffer (if the method has one) is full, as late in a run."""
+  example = types.SimpleNamespace(images=jnp.zeros((2, *shape), jnp.uint8))
+  learner = method.init(jax.random.key(seed), example, None)
+  state = TrainState(step=jnp.zeros((), jnp.int32), key=jax.random.key(seed + 1000),
+                     learner=learner)
+  if learner.buffer is None:
     return state
   rng = np.random.default_rng(seed)
-  buf = state.buffer
-  return state.replace(buffer=buf.replace(
+  buf = learner.buffer
+  return state.replace(learner=learner.replace(buffer=buf.replace(
       images=jnp.asarray(rng.integers(0, 256, buf.images.shape, dtype=np.uint8)),
       labels=jnp.asarray(rng.integers(0, 10, buf.labels.shape, dtype=np.int32)),
       logits=jnp.asarray(rng.normal(size=buf.logits.shape).astype(np.float32)),
       attention=jnp.asarray(rng.normal(size=buf.attention.shape).astype(np.float32)),
-      num_seen=jnp.int32(5 * buffer_size)))
+      num_seen=jnp.int32(5 * buffer_size))))
 
 
 def epoch_data(images, labels, batch, seeds, rotate, rng):
@@ -84,35 +89,31 @@ def run_case(method_name: str, benchmark: str, strategy: str, seeds: int, seed_s
   config.method = method_name
   config.batch_size = config.minibatch_size = spec["batch"]
   config.buffer_size = spec["buffer"]
-  method = methods.get_method(config)
-  model = train.make_model(config, method, 10)
-  tx = optax.sgd(config.lr)
+  method = methods.get_method(config, types.SimpleNamespace(num_classes=10))
   chunk_strategy, chunk = STRATEGIES[strategy]
-  step = train.make_train_step(model, method, tx, phase="main",
-                               minibatch_size=spec["batch"], only_valid=False)
+  step = runner_lib.make_train_step(method, "main")
 
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (POOL, *spec["shape"]), dtype=np.uint8)
   labels = rng.integers(0, 10, POOL, dtype=np.int32)
   orders, masks, rotation = epoch_data(images, labels, spec["batch"], seeds, spec["rotate"],
                                         rng)
-  states = [full_state(model, method, tx, spec["shape"], spec["buffer"], s)
-            for s in range(seeds)]
+  states = [full_state(method, spec["shape"], spec["buffer"], s) for s in range(seeds)]
   if seeds == 1:  # The one-seed program of a plain run.
     mesh = None
     state = states[0]
-    data = train.EpochData(jnp.asarray(images), jnp.asarray(labels), jnp.asarray(orders[0]),
-                           jnp.asarray(masks[0]),
-                           None if rotation is None else jnp.asarray(rotation[0]))
+    data = EpochData(jnp.asarray(images), jnp.asarray(labels), jnp.asarray(orders[0]),
+                     jnp.asarray(masks[0]), jnp.int32(0),
+                     None if rotation is None else jnp.asarray(rotation[0]))
   else:
     mesh = parallel.seed_mesh(seeds)
     step = parallel.over_seeds(step, seed_strategy, mesh)
     state = parallel.place(parallel.stack(states), mesh, P(parallel.AXIS))
     shared = parallel.place((jnp.asarray(images), jnp.asarray(labels)), mesh, P())
-    per_seed = parallel.place((jnp.asarray(orders), jnp.asarray(masks),
-                               None if rotation is None else jnp.asarray(rotation)),
-                              mesh, P(parallel.AXIS))
-    data = train.EpochData(*shared, *per_seed)
+    order, mask, rotation = parallel.place(
+        (jnp.asarray(orders), jnp.asarray(masks),
+         None if rotation is None else jnp.asarray(rotation)), mesh, P(parallel.AXIS))
+    data = EpochData(*shared, order, mask, parallel.place(jnp.int32(0), mesh, P()), rotation)
   rows = orders.shape[1]
 
   # FLOPs of one step (S seeds) from XLA's cost analysis of the one-step program.
@@ -120,7 +121,7 @@ def run_case(method_name: str, benchmark: str, strategy: str, seeds: int, seed_s
   flops = float((cost[0] if isinstance(cost, list) else cost).get("flops", float("nan")))
   flops *= 1 if mesh is None else mesh.size  # A sharded program's analysis is per device.
 
-  runner = train.ChunkRunner(step, chunk_strategy, chunk)
+  runner = runner_lib.ChunkRunner(step, chunk_strategy, chunk)
   position = 0
 
   def run(n):
@@ -145,7 +146,7 @@ def run_case(method_name: str, benchmark: str, strategy: str, seeds: int, seed_s
   return {"method": method_name, "benchmark": benchmark, "strategy": strategy, "seeds": seeds,
           "seed_strategy": parallel.resolve_strategy(seed_strategy) if seeds > 1 else None,
           "devices": 1 if mesh is None else mesh.size,
-          "batch": spec["batch"], "replay": spec["batch"] if method.uses_buffer else 0,
+          "batch": spec["batch"], "replay": spec["batch"] if method.reservoir is not None else 0,
           "compile_seconds": compile_s, "steps_per_second": rate, "all_rates": rates,
           "stream_images_per_second": rate * spec["batch"] * seeds,
           "flops_per_step": flops, "flops_per_second": rate * flops}

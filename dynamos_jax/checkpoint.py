@@ -22,6 +22,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from dynamos_jax import config as config_lib
 from dynamos_jax.errors import DynamosError
 
 # Config keys that cannot change results: a resume may change them freely.
@@ -63,9 +64,8 @@ def config_differences(saved: dict, current: dict) -> list[str]:
   counts as its default value, so upgrading does not block a resume unless
   the new key is set to something else.
   """
-  from dynamos_jax.config import base_config, migrate
-  a, b = _flatten(migrate(saved)), _flatten(current)
-  defaults = _flatten(base_config().to_dict())
+  a, b = _flatten(config_lib.migrate(saved)), _flatten(current)
+  defaults = _flatten(config_lib.base_config().to_dict())
   a.update({k: defaults[k] for k in b if k not in a and k in defaults})
   return [f"{k}: {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}"
           for k in sorted(set(a) | set(b))

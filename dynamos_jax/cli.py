@@ -40,7 +40,7 @@ def _root_cause(error: BaseException) -> BaseException:
 
 def renamed_overrides(argv: list[str]) -> list[str]:
   """``--config.OLD`` overrides of keys that moved (``config.RENAMED``) under their new name."""
-  from dynamos_jax.config import RENAMED
+  from dynamos_jax.config import RENAMED  # Here, not at the top: `--help` needs no JAX.
   out = []
   for arg in argv:
     name = arg.split("=", 1)[0]

@@ -66,10 +66,11 @@ def resolve_strategy(strategy: str) -> str:
   return strategy
 
 
-def _data_axes(data, axis):
-  """EpochData's per-seed fields get ``axis``; the shared images, labels and task None."""
-  return data.replace(images=None, labels=None, task=None, order=axis, mask=axis,
-                      rotation=None if data.rotation is None else axis)
+def _data_axes(data, seed_axis, shared_axis):
+  """EpochData's per-seed fields get ``seed_axis``, the shared ones ``shared_axis``."""
+  per_seed = data.per_seed_fields()
+  return data.replace(**{name: seed_axis if name in per_seed else shared_axis
+                         for name in data.SHARED + tuple(per_seed)})
 
 
 def over_seeds(step: Callable, strategy: str, mesh: Mesh | None) -> Callable:
@@ -85,11 +86,10 @@ def over_seeds(step: Callable, strategy: str, mesh: Mesh | None) -> Callable:
 
   def local(state, data, position):
     if strategy == "vmap":
-      return jax.vmap(step, in_axes=(0, _data_axes(data, 0), None))(state, data, position)
+      return jax.vmap(step, in_axes=(0, _data_axes(data, 0, None), None))(state, data, position)
     seeds = jax.tree.leaves(state)[0].shape[0]
     return stack([step(index(state, i),
-                       data.replace(order=data.order[i], mask=data.mask[i],
-                                    rotation=None if data.rotation is None else data.rotation[i]),
+                       data.replace(**{n: getattr(data, n)[i] for n in data.per_seed_fields()}),
                        position)
                   for i in range(seeds)])
 
@@ -97,7 +97,7 @@ def over_seeds(step: Callable, strategy: str, mesh: Mesh | None) -> Callable:
     return local
 
   def sharded(state, data, position):
-    specs = (P(AXIS), _data_axes(data, P(AXIS)).replace(images=P(), labels=P(), task=P()), P())
+    specs = (P(AXIS), _data_axes(data, P(AXIS), P()), P())
     return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=P(AXIS))(
         state, data, position)
 

@@ -67,11 +67,13 @@ class Seeds:
     if not self.multi:
       return self.exps[0].benchmark.epoch_data(task, epoch)
     datas = [e.benchmark.epoch_data(task, epoch) for e in self.exps]
-    per_seed = parallel.place(parallel.stack([(d.order, d.mask, d.rotation) for d in datas]),
-                              self.mesh, P(parallel.AXIS))
-    order, mask, rotation = per_seed
-    return EpochData(*self.shared, order, mask, parallel.place(datas[0].task, self.mesh, P()),
-                     rotation)
+    first = datas[0]
+    per_seed = parallel.place(
+        parallel.stack([{n: getattr(d, n) for n in first.per_seed_fields()} for d in datas]),
+        self.mesh, P(parallel.AXIS))
+    images, labels = self.shared
+    return first.replace(images=images, labels=labels,
+                         task=parallel.place(first.task, self.mesh, P()), **per_seed)
 
   def state_of(self, state: TrainState, i: int) -> TrainState:
     """Seed i's state, on the host (for evaluation and hooks on any device)."""

@@ -5,6 +5,10 @@ import pytest
 
 from dynamos_jax.data import sources
 
+# The toy method of the README's "Adding a method" registers itself: every
+# test that runs "every method" runs it too.
+import toy_method  # noqa: F401,E402
+
 
 def tiny_dataset(per_class: int = 12, test_per_class: int = 4, size: int = 8):
   """10 classes of 8x8x3 uint8 images whose brightness pattern encodes the class."""

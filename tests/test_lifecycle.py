@@ -8,17 +8,14 @@ task's shapes, one seed or several.
 
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
+import toy_method  # Registers --config.method=anchored (conftest imported it first).
 
 from dynamos_jax import runner
 from dynamos_jax import train
 from dynamos_jax.checkpoint import Checkpointer
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import toy_method  # noqa: E402  (registers --config.method=anchored)
 
 
 class _Crash(Exception):

@@ -174,4 +174,4 @@ def test_every_method_runs_end_to_end(tiny_data, tiny_config, tmp_path, name):
     assert len(matrix) == 6 and results["train"]["steps"] == 15
     assert all(np.isfinite(v) for v in metrics.values())
   warmup = [e for e in results["log"] if e["phase"] == "warmup"]
-  assert bool(warmup) == getattr(methods.REGISTRY[name], "gated")
+  assert bool(warmup) == getattr(methods.REGISTRY[name], "gated", False)

@@ -246,18 +246,12 @@ def test_rotate_equals_pil(shape):
   params = mnist360.rotation_params(angles, shape[0], shape[1])
   exact = np.asarray(jax.jit(mnist360.rotate_with_params)(images, params))
   np.testing.assert_array_equal(exact, want)
-  # Device float32 params: exact on the listed angles, at most a stray pixel elsewhere.
-  got = np.asarray(jax.jit(mnist360.rotate)(images, angles))
-  assert got.dtype == np.uint8 and got.shape == images.shape
-  n = len(LISTED_ANGLES)
-  np.testing.assert_array_equal(got[:n], want[:n])
-  wrong = (got != want).any(-1).sum((1, 2))
-  assert wrong.max() <= 2 and (wrong > 0).sum() <= 2
+  assert exact.dtype == np.uint8
 
 
 def test_rotate_is_counter_clockwise_about_the_centre():
   image = np.arange(28 * 28, dtype=np.uint8).reshape(1, 28, 28, 1)
-  rotate = jax.jit(mnist360.rotate)
+  rotate = lambda x, d: mnist360.rotate_with_params(x, mnist360.rotation_params(d, 28, 28))
   np.testing.assert_array_equal(rotate(image, np.float32([90])), np.rot90(image, 1, axes=(1, 2)))
   np.testing.assert_array_equal(rotate(image, np.float32([-90])), np.rot90(image, -1, axes=(1, 2)))
   turned = np.asarray(rotate(image, np.float32([45])))

@@ -24,15 +24,13 @@ Reproduces the reference (Mammoth) MNIST-360 stream of the spec, §10.3:
   steps of ``360 / N_j_test``; see `test_draws`.
 
 The schedule and the draws are made on the host in NumPy from an explicit
-`jax.random` key (`train_stream`, `test_draws`); the images are rotated on the
-device (`rotate`), so the rotation can live inside a jitted train step.
+`jax.random` key (`train_stream`, `test_draws`); the host turns each angle
+into PIL's fixed-point map (`rotation_params`) and the device applies it
+(`rotate_with_params`), so the rotation lives inside the jitted train step.
 
 Exactness: angles are computed in float64 like the reference and stored as
-float32 (off by at most ~2e-5 degrees). `rotate_with_params` with host-made
-`rotation_params` equals PIL's nearest-neighbour `Image.rotate` pixel for
-pixel; `rotate`, which derives the same fixed-point map from float32 angles
-on the device, differs from PIL in about one pixel of a few images per
-thousand (see `device_rotation_params`).
+float32 (off by at most ~2e-5 degrees); the rotation equals PIL's
+nearest-neighbour `Image.rotate` pixel for pixel.
 """
 
 import dataclasses
@@ -45,9 +43,6 @@ import numpy as np
 NUM_CLASSES = 9
 ROUNDS = 3
 CHUNKS_PER_CLASS = 6  # Each class is entered twice per round.
-
-# PIL's affine transform works in 16.16 fixed point.
-_FIX_ONE = 65536
 
 
 @dataclasses.dataclass(frozen=True)
@@ -339,7 +334,7 @@ def rotation_params(degrees: np.ndarray, height: int, width: int) -> np.ndarray:
   cx, cy = width / 2, height / 2
 
   def fix(v: float) -> int:
-    return math.floor(v * 65536.0 + 0.5)
+    return math.floor(v * 65536.0 + 0.5)  # PIL's affine map is 16.16 fixed point.
 
   def one(angle: float) -> tuple[int, ...]:
     t = -math.radians(angle % 360.0)
@@ -359,63 +354,12 @@ def rotation_params(degrees: np.ndarray, height: int, width: int) -> np.ndarray:
   return np.asarray(flat, np.int32).reshape(degrees.shape + (6,))
 
 
-def device_rotation_params(degrees: jax.Array, height: int, width: int) -> jax.Array:
-  """`rotation_params` computed with float32 arithmetic, jittable.
-
-  The angle is reduced exactly to [-45, 45] degrees plus a quarter turn, and
-  the fixed-point sums are split into exact integer and small fractional
-  parts, so the only error left is float32 cos / sin (about 1e-7): a
-  coefficient can come out one unit (1 / 65536 pixel) off PIL's when PIL's
-  float64 value lies that close to a rounding boundary, which moves a source
-  pixel only when the mapped coordinate is within a few 1 / 65536 of a pixel
-  edge. Measured: a small fraction of a percent of the pixels of a small
-  fraction of angles (see tests/test_mnist360.py); multiples of 90 degrees
-  and angles with exactly representable cos / sin are exact.
-
-  Args:
-    degrees: [...] counter-clockwise angles.
-    height: H.
-    width: W.
-
-  Returns:
-    int32 [..., 6], as `rotation_params`.
-  """
-  d = jnp.mod(jnp.asarray(degrees, jnp.float32), 360.0)
-  quarter = jnp.round(d / 90.0)
-  rest = d - 90.0 * quarter  # Exact (Sterbenz), in [-45, 45].
-  rad = rest * jnp.float32(math.pi / 180.0)
-  c, s = jnp.cos(rad), jnp.sin(rad)
-  q = quarter.astype(jnp.int32) % 4
-  cos = jnp.select([q == 0, q == 1, q == 2], [c, -s, -c], s)
-  sin = jnp.select([q == 0, q == 1, q == 2], [s, c, -s], -c)
-  m0, m1, m3, m4 = cos, -sin, sin, cos  # Inverse map (destination -> source).
-
-  def split(v):  # v * 65536 = hi + lo, hi integer, 0 <= lo < 1, both exact.
-    scaled = v * _FIX_ONE
-    hi = jnp.floor(scaled)
-    return hi.astype(jnp.int32), scaled - hi
-
-  def fix(v):
-    return jnp.floor(v * _FIX_ONE + 0.5).astype(jnp.int32)
-
-  def fix_offset(centre2, u, v):
-    # FIX(centre + u * (1 - W) / 2 + v * (1 - H) / 2), centre2 = 2 * centre.
-    hu, lu = split(u)
-    hv, lv = split(v)
-    twice = centre2 * _FIX_ONE + hu * (1 - width) + hv * (1 - height) + 1  # 2 (int part + 1/2)
-    frac = (lu * (1 - width) + lv * (1 - height)) * 0.5
-    return (twice >> 1) + jnp.floor(frac + 0.5 * (twice & 1)).astype(jnp.int32)
-
-  return jnp.stack([fix(m0), fix(m1), fix_offset(width, m0, m1),
-                    fix(m3), fix(m4), fix_offset(height, m3, m4)], axis=-1)
-
-
 def rotate_with_params(images: jax.Array, params: jax.Array) -> jax.Array:
   """Applies PIL's nearest-neighbour fixed-point map to a batch, jittable.
 
   Args:
     images: uint8 (or any dtype) [N, H, W, C].
-    params: int32 [N, 6] from `rotation_params` or `device_rotation_params`.
+    params: int32 [N, 6] from `rotation_params`.
 
   Returns:
     [N, H, W, C], same dtype, zero where the source falls outside the image.
@@ -432,21 +376,3 @@ def rotate_with_params(images: jax.Array, params: jax.Array) -> jax.Array:
       images, jnp.clip(src_y, 0, h - 1), jnp.clip(src_x, 0, w - 1))
   return jnp.where(inside[..., None], gathered, jnp.zeros((), images.dtype))
 
-
-def rotate(images: jax.Array, degrees: jax.Array) -> jax.Array:
-  """Rotates each image counter-clockwise about its centre, like PIL, jittable.
-
-  Same as ``PIL.Image.rotate(angle, resample=Image.NEAREST)`` (same size,
-  black fill), up to the rare one-unit fixed-point differences documented in
-  `device_rotation_params`. For bit-exact PIL output compute the params on
-  the host with `rotation_params` and call `rotate_with_params`.
-
-  Args:
-    images: uint8 [N, H, W, C].
-    degrees: float32 [N] angles in degrees.
-
-  Returns:
-    uint8 [N, H, W, C].
-  """
-  _, h, w, _ = images.shape
-  return rotate_with_params(images, device_rotation_params(degrees, h, w))

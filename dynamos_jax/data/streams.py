@@ -36,7 +36,13 @@ class EpochData:
   order: int32 [rows, B] sample indices of each batch; mask: bool [rows, B];
   task: int32 [] the task; rotation: int32 [rows, B, 6] PIL's
   nearest-neighbour map rotating each sample (MNIST-360), or None.
+
+  A benchmark that transforms its batches otherwise subclasses this and
+  overrides ``batch``. In a multi-seed run the fields in ``SHARED`` are one
+  copy for every seed; every other (non-None) field has a leading seed axis.
   """
+  SHARED = ("images", "labels", "task")
+
   images: jax.Array
   labels: jax.Array
   order: jax.Array
@@ -51,6 +57,11 @@ class EpochData:
     if self.rotation is not None:  # MNIST-360: the method sees, and stores, rotated images.
       images = mnist360.rotate_with_params(images, self.rotation[position])
     return Batch(images, self.labels[index], self.mask[position], self.task)
+
+  def per_seed_fields(self) -> list[str]:
+    """The fields that differ between seeds (None fields left out)."""
+    return [f.name for f in dataclasses.fields(self)
+            if f.name not in self.SHARED and getattr(self, f.name) is not None]
 
 
 @dataclasses.dataclass(frozen=True)

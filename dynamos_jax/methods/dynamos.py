@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from dynamos_jax import benchmarks
 from dynamos_jax import losses
 from dynamos_jax.errors import ConfigError
 from dynamos_jax.methods.base import register
@@ -61,7 +62,6 @@ class Dynamos(LossMethod):
   @classmethod
   def validate(cls, config) -> None:
     super().validate(config)
-    from dynamos_jax import benchmarks  # The registry of benchmarks imports no method.
     d = config.dynamos
 
     def check(ok, message):

@@ -13,8 +13,11 @@ import numpy as np
 import pytest
 import toy_method  # Registers --config.method=anchored (conftest imported it first).
 
+from dynamos_jax import config as config_lib
 from dynamos_jax import runner
 from dynamos_jax import train
+from dynamos_jax.benchmarks import register as register_benchmark
+from dynamos_jax.benchmarks.class_split import ClassSplit
 from dynamos_jax.checkpoint import Checkpointer
 
 
@@ -120,3 +123,27 @@ def test_growing_state_in_several_seeds_equals_their_one_seed_runs(toy, tmp_path
     np.testing.assert_allclose([e["loss"] for e in run["log"]],
                                [e["loss"] for e in single["log"]], rtol=1e-6)
   assert multi["runs"][0]["class_il"] != multi["runs"][1]["class_il"]
+
+
+@register_benchmark
+class TwoHalves(ClassSplit):
+  """A benchmark in a few lines: MNIST's digits 0-4, then 5-9."""
+  name = "two-halves"
+  dataset = "mnist"
+  num_tasks = 2
+  classes_per_task = 5
+
+
+def test_a_benchmark_added_in_one_class_trains_with_any_method(tiny_data, tiny_config,
+                                                               tmp_path):
+  tiny_config.dataset = "two-halves"
+  tiny_config.method = "er"
+  tiny_config.epochs = 1
+  tiny_config.train.max_steps_per_task = 3
+  config_lib.validate(tiny_config)
+  results = train.train_and_evaluate(tiny_config, str(tmp_path))
+  matrix = results["class_il"]["matrix"]
+  assert len(matrix) == 3 and matrix[1][1] is None and None not in matrix[2]
+  exp = train.Experiment(tiny_config)
+  assert [len(ix) for ix in exp.benchmark.task_indices] == [5 * 12, 5 * 12]
+  assert results["train"]["steps"] == 6

@@ -26,16 +26,13 @@ def use_host_devices(count: int) -> None:
   """Exposes the CPU as ``count`` XLA devices; must run before JAX starts its backends."""
   if count <= 0:
     return
-  from jax._src import xla_bridge  # No public query for "backends already started".
-  if xla_bridge.backends_are_initialized():
+  try:
+    jax.config.update("jax_num_cpu_devices", count)
+  except RuntimeError:  # The backends have started (e.g. JAX ran earlier in this process).
     if jax.device_count() != count and jax.default_backend() == "cpu":
       raise DynamosError(f"train.host_devices={count} must be set before JAX starts; start "
-                         f"a fresh process, or set XLA_FLAGS="
-                         f"--xla_force_host_platform_device_count={count}")
-    return
-  flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
-           if not f.startswith("--xla_force_host_platform_device_count")]
-  os.environ["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={count}"])
+                         f"a fresh process, or call jax.config.update('jax_num_cpu_devices', "
+                         f"{count}) right after importing jax") from None
 
 
 def start(config) -> None:

@@ -194,8 +194,16 @@ def open_run_directory(config, workdir: str) -> Checkpointer:
   ``checkpoints.old-N`` (never deleted).
   """
   directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-  os.makedirs(workdir, exist_ok=True)
-  if not config.resume and os.path.isdir(directory) and os.listdir(directory):
+  try:
+    os.makedirs(directory, exist_ok=True)
+    probe = os.path.join(workdir, ".writable")
+    with open(probe, "w"):
+      pass
+    os.remove(probe)
+  except OSError as e:
+    raise DynamosError(f"--workdir={workdir} cannot be a run directory ({e.strerror or e}); "
+                       "choose a directory you can write to") from None
+  if not config.resume and os.listdir(directory):
     n = 1
     while os.path.exists(f"{directory}.old-{n}"):
       n += 1

@@ -39,8 +39,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   ``config.checkpoint.every_steps`` steps and on SIGINT/SIGTERM. Writes
   ``workdir/results.json`` and returns the same record.
   """
-  seeds = Seeds(config)
   checkpoints = open_run_directory(config, workdir)
+  seeds = Seeds(config)
   state, progress = _start_or_resume(config, seeds, checkpoints)
   runners = seeds.make_runners()
   state = _train(config, seeds, runners, state, progress, checkpoints)

@@ -242,3 +242,37 @@ def test_evaluate_command_reproduces_the_last_row(small, tmp_path, monkeypatch):
   assert fresh["task_il"] == results["task_il"]["matrix"][-1]
   with pytest.raises(DynamosError, match="no checkpoints"):
     evaluate.evaluate_workdir(str(tmp_path / "nothing"))
+
+
+def test_a_workdir_that_cannot_be_a_directory_is_refused_before_loading(small, tmp_path,
+                                                                        monkeypatch):
+  (tmp_path / "file").write_text("a regular file")
+  loaded = []
+  monkeypatch.setattr("dynamos_jax.benchmarks.DeviceData.load",
+                      lambda *a: loaded.append(a) or pytest.fail("data loaded first"))
+  with pytest.raises(DynamosError, match="cannot be a run directory"):
+    train.train_and_evaluate(small, str(tmp_path / "file" / "run"))
+  assert not loaded and (tmp_path / "file").read_text() == "a regular file"
+
+
+def test_evaluate_during_the_warmup_predicts_without_agents(small, tmp_path, monkeypatch):
+  from dynamos_jax import evaluate
+  small.train.max_steps_per_task = 5  # Task 1: warm-up steps 0-2 (one chunk), then main.
+  with monkeypatch.context() as m:
+    def crash():
+      raise _Crash()
+    _crash_after(m, 2, crash)  # The warm-up chunk is saved.
+    with pytest.raises(_Crash):
+      train.train_and_evaluate(small, str(tmp_path))
+  exp, state, progress = train.restore_run(str(tmp_path))
+  assert progress["total_steps"] == 3 and exp.phase_after(progress["next_chunk"]) == "warmup"
+  images, _ = exp.benchmark.test_set()
+  off = exp.predictors(state.learner, "warmup")(images, None)
+  gated = exp.predictors(state.learner, "main")(images, None)
+  assert not np.allclose(off, gated)  # The agents would change the predictions.
+  phases, original = [], train.Experiment.evaluate
+  monkeypatch.setattr(train.Experiment, "evaluate",
+                      lambda self, s, phase: phases.append(phase) or original(self, s, phase))
+  fresh = evaluate.evaluate_workdir(str(tmp_path))
+  assert phases == ["warmup"]
+  assert fresh["class_il"][0] == exp.evaluate(state, "warmup")["class_il"][0]

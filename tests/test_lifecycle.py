@@ -71,6 +71,10 @@ def test_hooks_run_at_task_boundaries_and_state_crosses_tasks(toy, tmp_path, mon
 
     def spy(self, state, task, original=original, hook=hook):
       calls.append((hook, task.index, int(state.steps), int(state.tasks_done)))
+      # The hook sees the task's training samples, e.g. for a pass over them.
+      data = task.batches(7)
+      seen = np.asarray(data.labels)[np.asarray(data.order)[np.asarray(data.mask)]]
+      assert len(seen) == task.size == 24 and set(seen) == set(task.classes)
       return original(self, state, task)
 
     monkeypatch.setattr(toy_method.Anchored, hook, spy)

@@ -60,15 +60,15 @@ class DeviceData:
 class TaskData:
   """What a task hook sees of a planned task.
 
-  index: the planned task; images uint8 [N, H, W, 3] and labels int32 [N]:
-  the whole training set on the device; indices: int32 [n] the task's
-  samples (file order); classes: the task's classes (None: a stream).
+  index: the planned task; size: its training samples; classes: its classes
+  (None: a stream); batches(B): its training samples in file order as padded
+  batches of B (an ``EpochData``: ``batches(B).batch(i)`` is batch i as the
+  step sees it, transformed by the benchmark), for passes over the task.
   """
   index: int
-  images: jax.Array
-  labels: jax.Array
-  indices: np.ndarray
+  size: int
   classes: np.ndarray | None
+  batches: Callable[[int], EpochData]
 
 
 class Benchmark(abc.ABC):
@@ -131,6 +131,16 @@ class Benchmark(abc.ABC):
   @abc.abstractmethod
   def task_data(self, task: int) -> TaskData:
     """A planned task's training samples, for the method's task hooks."""
+
+  @staticmethod
+  def fixed_order(indices: np.ndarray, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """``indices`` in their order as padded batches: order [rows, B], mask [rows, B]."""
+    rows = -(-len(indices) // batch_size)
+    order = np.zeros(rows * batch_size, np.int32)
+    order[:len(indices)] = indices
+    mask = np.arange(rows * batch_size) < len(indices)
+    return (jnp.asarray(order.reshape(rows, batch_size)),
+            jnp.asarray(mask.reshape(rows, batch_size)))
 
   @abc.abstractmethod
   def test_set(self) -> tuple[jax.Array, np.ndarray]:

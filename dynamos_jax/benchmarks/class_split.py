@@ -50,8 +50,14 @@ class ClassSplit(Benchmark):
 
   def task_data(self, task):
     classes = (np.arange(self.num_classes) if self.joint else self.split.task_classes(task))
-    return TaskData(task, self.data.train_images, self.data.train_labels,
-                    self.task_indices[task], classes)
+    indices = self.task_indices[task]
+
+    def batches(batch_size):
+      order, mask = self.fixed_order(indices, batch_size)
+      return EpochData(self.data.train_images, self.data.train_labels, order, mask,
+                       jnp.int32(task))
+
+    return TaskData(task, len(indices), classes, batches)
 
   def test_set(self):
     return self.data.test_images, np.asarray(self.data.host.test_labels)

@@ -49,7 +49,6 @@ class MNIST360(Benchmark):
     self._stream = EpochData(data.train_images, data.train_labels, jnp.asarray(index),
                              jnp.asarray(mask), jnp.int32(0),
                              jnp.asarray(mnist360.rotation_params(degrees, h, w)))
-    self._index = index[mask]
     test_index, test_degrees = mnist360.test_draws(
         jax.random.fold_in(key, _TEST_STREAM), host.test_labels, config.batch_size,
         shuffle=config.mnist360.shuffle_test)
@@ -69,8 +68,19 @@ class MNIST360(Benchmark):
     return self._stream
 
   def task_data(self, task):
-    return TaskData(task, self.data.train_images, self.data.train_labels,
-                    np.unique(self._index).astype(np.int32), None)
+    """The stream's items in stream order (rotated as trained), padding dropped."""
+    stream = self._stream
+    real = np.asarray(stream.mask).reshape(-1)
+    items = np.flatnonzero(real)
+    rotation = np.asarray(stream.rotation).reshape(-1, 6)
+
+    def batches(batch_size):
+      order, mask = self.fixed_order(np.asarray(stream.order).reshape(-1)[items], batch_size)
+      rows, _ = self.fixed_order(np.arange(len(items)), batch_size)
+      return EpochData(self.data.train_images, self.data.train_labels, order, mask,
+                       jnp.int32(0), jnp.asarray(rotation[items])[rows])
+
+    return TaskData(task, len(items), None, batches)
 
   def test_set(self):
     return self._test

@@ -57,32 +57,30 @@ def _objective(logits: jax.Array, labels: jax.Array, mask: jax.Array, kind: str)
   return jnp.sum(jnp.where(mask, per_sample, 0.0))
 
 
-def estimate(forward: Callable, params, images: jax.Array, labels: jax.Array,
-             order: jax.Array, mask: jax.Array, kind: str):
+def estimate(forward: Callable, params, data, kind: str):
   """Omega (params-shaped) and alpha (a tuple of [N_l]) of one finished task.
 
   Args:
     forward: ``forward(params, images, probes) -> (logits [B, K], pre-activations
       tuple of [B, N_l])`` in evaluation mode, the task's head already chosen.
     params: the parameters after the task.
-    images: [N_all, ...] and labels: [N_all], the training set on the device.
-    order: int32 [batches, B] the task's samples in fixed order, padded.
-    mask: bool [batches, B], the real rows.
+    data: the task's samples in fixed order as padded batches: an ``EpochData``
+      (``data.batch(i)`` is batch i as the benchmark transforms it).
     kind: ``mas`` or ``ewc``.
   """
   if kind not in OBJECTIVES:
     raise ValueError(f"unknown importance {kind!r}; expected one of {OBJECTIVES}")
-  _, pre = jax.eval_shape(lambda p, x: forward(p, x, None), params, images[order[0]])
+  first = data.batch(0)
+  _, pre = jax.eval_shape(lambda p, x: forward(p, x, None), params, first.images)
   zero_probes = tuple(jnp.zeros(z.shape, z.dtype) for z in pre)
 
-  def body(carry, rows):
+  def body(carry, row):
     omega, alpha = carry
-    index, real = rows
-    x, y = images[index], labels[index]
+    batch = data.batch(row)
 
     def objective(p, probes):
-      logits, _ = forward(p, x, probes)
-      return _objective(logits, y, real, kind)
+      logits, _ = forward(p, batch.images, probes)
+      return _objective(logits, batch.labels, batch.mask, kind)
 
     g_params, g_probes = jax.grad(objective, argnums=(0, 1))(params, zero_probes)
     grow = jnp.abs if kind == "mas" else jnp.square
@@ -92,8 +90,8 @@ def estimate(forward: Callable, params, images: jax.Array, labels: jax.Array,
 
   start = (jax.tree.map(jnp.zeros_like, params),
            tuple(jnp.zeros(z.shape[1:], z.dtype) for z in pre))
-  (omega, alpha), _ = jax.lax.scan(body, start, (order, mask))
-  count = jnp.maximum(jnp.sum(mask), 1).astype(jnp.float32)
+  (omega, alpha), _ = jax.lax.scan(body, start, jnp.arange(data.mask.shape[0]))
+  count = jnp.maximum(jnp.sum(data.mask), 1).astype(jnp.float32)
   return jax.tree.map(lambda o: o / count, omega), tuple(a / count for a in alpha)
 
 

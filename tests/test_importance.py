@@ -7,6 +7,7 @@ import optax
 import pytest
 
 from dynamos_jax import importance
+from dynamos_jax.data.streams import EpochData
 from dynamos_jax.models.mlp import MLP
 
 MODEL = MLP(8)
@@ -16,6 +17,7 @@ PARAMS = MODEL.init(jax.random.key(0), X[:2])["params"]
 # The task's 10 samples in fixed order, batches of 4: the last batch has 2 real rows.
 ORDER = jnp.array([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 0, 0]])
 MASK = jnp.arange(12).reshape(3, 4) < 10
+DATA = EpochData(X, Y, ORDER, MASK, jnp.int32(0))
 
 
 def forward(params, images, probes):
@@ -32,8 +34,7 @@ def _objective(params, x, y, kind, probes=None):
 
 @pytest.mark.parametrize("kind", importance.OBJECTIVES)
 def test_estimate_equals_a_loop_over_batches_and_samples(kind):
-  omega, alpha = jax.jit(importance.estimate, static_argnums=(0, 6))(
-      forward, PARAMS, X, Y, ORDER, MASK, kind)
+  omega, alpha = jax.jit(importance.estimate, static_argnums=(0, 3))(forward, PARAMS, DATA, kind)
   # Omega: per real batch (no padding), |g| or g^2 of the batch-summed objective; / N.
   want = jax.tree.map(jnp.zeros_like, PARAMS)
   for rows in ([0, 1, 2, 3], [4, 5, 6, 7], [8, 9]):
@@ -72,4 +73,4 @@ def test_consolidate_sums_omega_and_sums_or_averages_alpha():
   size = sum(p.size for p in jax.tree.leaves(PARAMS))
   assert float(importance.penalty(summed, PARAMS)) == pytest.approx(2.0 * size)
   with pytest.raises(ValueError, match="unknown importance"):
-    importance.estimate(forward, PARAMS, X, Y, ORDER, MASK, "fisher")
+    importance.estimate(forward, PARAMS, DATA, "fisher")

@@ -1,0 +1,252 @@
+"""SLNI (Aljundi et al., ICLR 2019) and its family on an MLP (slni-spec).
+
+L = CE + lambda_SSL sum_l R(H_l) + lambda_Omega sum_k Omega_k (theta_k - theta*_k)^2
+
+with R one of the representation regularisers (SNI, SLNI, SNID, SLNID,
+L1-Rep, DeCov: ``regularizers.py``) on both hidden layers, or a parameter
+regulariser (L2-WD, L1-Param, OrthReg) added to the gradient, or none; an
+activation (ReLU, Maxout, LwTA); and the parameter importance Omega of MAS or
+EWC (or none) estimated after each task (``importance.py``), which also gives
+the neuron importance alpha that discounts SNID and SLNID. SGD with momentum,
+its state reset at every task (a new optimiser per task, as the reference).
+The model after the last epoch of a task is kept (the reference keeps the
+epoch with the best test accuracy: not offered yet).
+"""
+
+import dataclasses
+import functools
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from dynamos_jax import benchmarks
+from dynamos_jax import importance as importance_lib
+from dynamos_jax import losses
+from dynamos_jax import regularizers as reg
+from dynamos_jax.errors import ConfigError
+from dynamos_jax.methods.base import Method, register
+from dynamos_jax.models.mlp import ACTIVATIONS, MLP
+
+REPRESENTATION = ("l1_rep", "decov", "sni", "snid", "slni", "slnid")
+PARAMETER = ("l2_wd", "l1_param", "orthreg")
+REGULARIZERS = ("no_reg",) + REPRESENTATION + PARAMETER
+IMPORTANCES = ("mas", "ewc", "none")
+HEADS = ("shared", "per_task")
+
+
+@flax.struct.dataclass
+class SLNIState:
+  """params: the MLP's; opt_state: SGD-momentum's (reset each task);
+  consolidation: Omega, the anchor, alpha (``importance.Consolidation``)."""
+  params: dict
+  opt_state: tuple
+  consolidation: importance_lib.Consolidation
+
+
+def _orthreg(beta: float, lam: float) -> optax.GradientTransformation:
+  """OrthReg's extra gradient on the hidden layers' unit weight vectors (spec 2.4):
+  beta * sum_{j != i} lam e^{lam c_ij} / (e^{lam c_ij} + e^{lam}) w_j, c = cosines."""
+
+  def update(updates, state, params):
+    def extra(path, w):
+      if not (path[-1].key == "kernel" and path[0].key.startswith("fc")):
+        return jnp.zeros_like(w)
+      unit = w / (jnp.linalg.norm(w, axis=0, keepdims=True) + 1e-10)  # columns = units
+      c = unit.T @ unit
+      coef = lam * jnp.exp(lam * c) / (jnp.exp(lam * c) + jnp.exp(lam))
+      coef = coef * (1.0 - jnp.eye(c.shape[0]))
+      return beta * unit @ coef.T
+
+    return jax.tree.map(jnp.add, updates,
+                        jax.tree_util.tree_map_with_path(extra, params)), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def _l1_param(weight: float) -> optax.GradientTransformation:
+  """L1-Param: + weight * sign(theta) on the gradient (the reference's L1 decay)."""
+  return optax.GradientTransformation(
+      lambda params: optax.EmptyState(),
+      lambda g, s, p: (jax.tree.map(lambda g, p: g + weight * jnp.sign(p), g, p), s))
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class SLNI(Method):
+  model: MLP
+  lr: float
+  regularizer: str = "slnid"
+  importance: str = "mas"
+  lambda_ssl: float = 1e-3
+  lambda_omega: float = 0.1
+  sigma_scale: float = 6.0
+  sigma: float = 0.0
+  discount: str = "product"
+  alpha_mean: bool = False
+  weight_decay: float = 0.0
+  orthreg_beta: float = 1e-3
+  orthreg_lambda: float = 10.0
+  momentum: float = 0.9
+  importance_batch: int = 200
+
+  name = "slni"
+  namespace = "slni"
+
+  @classmethod
+  def defaults(cls) -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.regularizer = "slnid"  # one of REGULARIZERS
+    c.activation = "relu"  # relu | maxout | lwta
+    c.block = 2  # units per Maxout / LwTA block
+    c.importance = "mas"  # mas | ewc | none (parameter importance Omega)
+    c.width = 128  # hidden units N
+    c.heads = "shared"  # shared | per_task
+    c.lambda_ssl = 1e-3  # weight of the representation regulariser
+    c.lambda_omega = 0.1  # weight of the Omega-weighted anchor penalty
+    c.sigma_scale = 6.0  # Gaussian locality sigma = N / sigma_scale (the code's tie to width)
+    c.sigma = 0.0  # > 0: an absolute sigma instead (the paper's free hyperparameter)
+    c.discount = "product"  # product (paper, W-Eq. 6) | min (the released code)
+    c.alpha_mean = False  # alpha across tasks: sum (MNIST demos) or running mean
+    c.weight_decay = 0.0  # L2-WD and L1-Param strength
+    c.orthreg_beta = 1e-3
+    c.orthreg_lambda = 10.0
+    c.momentum = 0.9
+    c.importance_batch = 200  # batch of the importance pass (reference: 200)
+    return c
+
+  @classmethod
+  def validate(cls, config) -> None:
+    s = config.slni
+
+    def check(ok, message):
+      if not ok:
+        raise ConfigError(message)
+
+    for key, choices in (("regularizer", REGULARIZERS), ("activation", ACTIVATIONS),
+                         ("importance", IMPORTANCES), ("discount", reg.DISCOUNTS),
+                         ("heads", HEADS)):
+      check(s[key] in choices, f"unknown slni.{key} {s[key]!r}: use one of {', '.join(choices)}")
+    for key in ("lambda_ssl", "lambda_omega", "weight_decay", "orthreg_beta"):
+      check(s[key] >= 0, f"slni.{key} must be >= 0 (got {s[key]})")
+    check(s.width >= 1 and s.block >= 1, "slni.width and slni.block must be >= 1")
+    # Maxout divides the width by the block at each of the two layers.
+    divisor = s.block**2 if s.activation == "maxout" else s.block
+    check(s.activation == "relu" or s.width % divisor == 0,
+          f"slni.width={s.width} does not split into {s.activation} blocks of {s.block} "
+          f"(needs a multiple of {divisor})")
+    check(s.sigma > 0 or s.sigma_scale > 0,
+          "the Gaussian locality needs sigma > 0: set slni.sigma_scale > 0 (sigma = N / scale) "
+          "or slni.sigma > 0")
+    check(s.sigma >= 0, f"slni.sigma must be >= 0 (0: use sigma_scale; got {s.sigma})")
+    check(s.importance_batch >= 1, "slni.importance_batch must be >= 1")
+    kind = benchmarks.REGISTRY[config.dataset].kind
+    check(s.heads == "shared" or kind == "task-incremental",
+          f"slni.heads=per_task needs a task-incremental benchmark (a head per task); "
+          f"{config.dataset} is {kind}: use --config.slni.heads=shared")
+
+  @classmethod
+  def from_config(cls, config, benchmark) -> "SLNI":
+    s = config.slni
+    heads = benchmark.num_tasks if s.heads == "per_task" else 1
+    model = MLP(s.width, benchmark.num_classes, heads, s.activation, s.block)
+    return cls(model, config.lr, s.regularizer, s.importance, s.lambda_ssl, s.lambda_omega,
+               s.sigma_scale, s.sigma, s.discount, s.alpha_mean, s.weight_decay,
+               s.orthreg_beta, s.orthreg_lambda, s.momentum, s.importance_batch)
+
+  @property
+  def tx(self) -> optax.GradientTransformation:
+    """SGD with momentum; the parameter regulariser's gradient added before it."""
+    extra = {"l2_wd": lambda: optax.add_decayed_weights(self.weight_decay),
+             "l1_param": lambda: _l1_param(self.weight_decay),
+             "orthreg": lambda: _orthreg(self.orthreg_beta, self.orthreg_lambda)}
+    first = extra[self.regularizer]() if self.regularizer in extra else optax.identity()
+    return optax.chain(first, optax.sgd(self.lr, momentum=self.momentum))
+
+  def _logits(self, params, images, task, probes=None):
+    """The logits of ``task``'s head (the shared head: the only one) and the aux."""
+    logits, aux = self.model.apply({"params": params}, images, probes)
+    k = self.model.num_classes
+    if self.model.heads > 1:
+      logits = jax.lax.dynamic_slice_in_dim(logits, task * k, k, axis=1)
+    return logits, aux
+
+  def init(self, key, example, benchmark):
+    params = self.model.init(key, example.images)["params"]
+    _, aux = self.model.apply({"params": params}, example.images)
+    widths = tuple(h.shape[-1] for h in aux["act"])
+    return SLNIState(params, self.tx.init(params),
+                     importance_lib.Consolidation.empty(params, widths))
+
+  def _representation(self, act, mask, alpha) -> jax.Array:
+    """sum over the hidden layers of R(H_l) (0 without a representation regulariser)."""
+    total = jnp.zeros(())
+    if self.regularizer not in REPRESENTATION:
+      return total
+    for h, a in zip(act, alpha):
+      n = h.shape[-1]
+      if self.regularizer == "l1_rep":
+        total += reg.l1_rep(h, mask)
+      elif self.regularizer == "decov":
+        total += reg.decov(h, mask)
+      else:
+        local = self.regularizer in ("slni", "slnid")
+        weights = reg.locality(n, (self.sigma or n / self.sigma_scale) if local else None)
+        if self.regularizer in ("snid", "slnid"):
+          weights = weights * reg.discount(a, self.discount)
+        total += reg.decorrelation(h, mask, weights)
+    return total
+
+  def step(self, state, batch, key, phase):
+    del key, phase  # Deterministic; one phase.
+    consolidation = state.consolidation
+
+    def loss_fn(params):
+      logits, aux = self._logits(params, batch.images, batch.task)
+      ce = losses.cross_entropy(logits, batch.labels, batch.mask)
+      rep = self._representation(aux["act"], batch.mask, consolidation.alpha)
+      anchor = importance_lib.penalty(consolidation, params)
+      total = ce + self.lambda_ssl * rep + self.lambda_omega * anchor
+      return total, (logits, ce, rep, anchor)
+
+    grads, (logits, ce, rep, anchor) = jax.grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    correct = (jnp.argmax(logits, -1) == batch.labels) & batch.mask
+    metrics = {"loss": ce + self.lambda_ssl * rep + self.lambda_omega * anchor, "ce": ce,
+               "representation": rep, "anchor": anchor,
+               "train_accuracy": jnp.sum(correct) / jnp.maximum(jnp.sum(batch.mask), 1)}
+    return state.replace(params=params, opt_state=opt_state), metrics
+
+  def predict(self, state, images, task, phase):
+    del phase
+    return self._logits(state.params, images, 0 if task is None else task)[0]
+
+  def begin_task(self, state, task):
+    """A fresh optimiser per task: the momentum does not carry over (as the reference)."""
+    return state.replace(opt_state=self.tx.init(state.params))
+
+  def end_task(self, state, task):
+    """Omega and alpha of the finished task from a pass over its data; the new anchor."""
+    if self.importance == "none" and self.regularizer not in ("snid", "slnid"):
+      return state
+    data = task.batches(self.importance_batch)
+    kind = "mas" if self.importance == "none" else self.importance  # alpha's objective
+    omega, alpha = _estimate(state.params, data, method=self, task=task.index, kind=kind)
+    if self.importance == "none":  # alpha only: no anchor penalty.
+      omega = jax.tree.map(jnp.zeros_like, omega)
+    return state.replace(consolidation=importance_lib.consolidate(
+        state.consolidation, omega, alpha, state.params, self.alpha_mean))
+
+
+@functools.partial(jax.jit, static_argnames=("method", "task", "kind"))
+def _estimate(params, data, *, method: SLNI, task: int, kind: str):
+  """The importance pass of ``method`` over the padded batches ``data`` of ``task``."""
+
+  def forward(p, images, probes):
+    logits, aux = method._logits(p, images, task, probes)
+    return logits, aux["pre"]
+
+  return importance_lib.estimate(forward, params, data, kind)

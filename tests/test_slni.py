@@ -1,0 +1,116 @@
+"""SLNI on permuted MNIST: the step's loss, importance after each task, the family, bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dynamos_jax import config as config_lib
+from dynamos_jax import importance
+from dynamos_jax import losses
+from dynamos_jax import regularizers as reg
+from dynamos_jax import runner
+from dynamos_jax import train
+from dynamos_jax.errors import ConfigError
+
+
+@pytest.fixture
+def slni(tiny_data, tiny_config):
+  c = tiny_config
+  c.method, c.dataset = "slni", "permuted-mnist"
+  c.lr, c.epochs, c.batch_size = 0.05, 1, 8
+  c.slni.width = 16
+  c.slni.lambda_ssl = 0.01
+  c.train.max_steps_per_task = 4
+  return c
+
+
+def test_step_loss_is_ce_plus_weighted_terms(slni):
+  slni.slni.discount = "min"
+  exp = train.Experiment(slni)
+  state = exp.initial_state()
+  # A consolidated state: nonzero Omega, alpha and an anchor away from the weights.
+  learner = state.learner
+  omega = jax.tree.map(lambda p: jnp.full_like(p, 0.5), learner.params)
+  alpha = tuple(jnp.linspace(0.0, 2.0, 16) for _ in range(2))
+  anchor = jax.tree.map(lambda p: p + 0.01, learner.params)
+  learner = learner.replace(consolidation=importance.Consolidation(
+      omega, anchor, alpha, jnp.int32(1)))
+  state = state.replace(learner=learner)
+  data = exp.benchmark.epoch_data(1, 0)
+  _, metrics = jax.jit(runner.make_train_step(exp.method, "main"))(state, data, 0)
+
+  batch = data.batch(0)
+  logits, aux = exp.method.model.apply({"params": learner.params}, batch.images)
+  ce = losses.cross_entropy(logits, batch.labels, batch.mask)
+  g = reg.locality(16, 16 / 6)
+  rep = sum(reg.decorrelation(h, batch.mask, g * reg.discount(a, "min"))
+            for h, a in zip(aux["act"], alpha))
+  size = sum(p.size for p in jax.tree.leaves(learner.params))
+  pen = 0.5 * 1e-4 * size
+  np.testing.assert_allclose(metrics["ce"], ce, rtol=1e-5)
+  np.testing.assert_allclose(metrics["representation"], rep, rtol=1e-5)
+  np.testing.assert_allclose(metrics["anchor"], pen, rtol=1e-4)
+  np.testing.assert_allclose(metrics["loss"], ce + 0.01 * rep + 0.1 * pen, rtol=1e-5)
+
+
+@pytest.mark.parametrize("regularizer, activation, kind", [
+    ("slnid", "relu", "mas"), ("snid", "relu", "ewc"), ("decov", "relu", "none"),
+    ("l1_param", "lwta", "mas"), ("orthreg", "maxout", "none")])
+def test_the_family_trains_and_consolidates(slni, tmp_path, regularizer, activation, kind):
+  slni.slni.update(regularizer=regularizer, activation=activation, importance=kind,
+                   weight_decay=1e-3)
+  config_lib.validate(slni)
+  results = train.train_and_evaluate(slni, str(tmp_path))
+  log = results["log"]
+  assert len(results["class_il"]["matrix"]) == 6 and all(np.isfinite(e["loss"]) for e in log)
+  first = [e["anchor"] for e in log if e["task"] == 1]
+  later = [e["anchor"] for e in log if e["task"] > 1]
+  assert first == [0.0] * len(first)  # No Omega before the first task ends.
+  assert (min(later) > 0) == (kind != "none")
+  rep = [e["representation"] for e in log]
+  assert (max(rep) > 0) == (regularizer in ("slnid", "snid", "decov"))
+
+
+def test_importance_is_estimated_on_the_finished_tasks_data(slni, tmp_path):
+  exp = train.Experiment(slni)
+  state = exp.initial_state().learner
+  ended = exp.method.end_task(state, exp.benchmark.task_data(0))
+  c = ended.consolidation
+  assert int(c.tasks) == 1 and all(float(jnp.sum(a)) > 0 for a in c.alpha)
+  jax.tree.map(np.testing.assert_array_equal, c.anchor, state.params)
+  assert all(float(jnp.sum(o)) > 0 for o in jax.tree.leaves(c.omega))
+  # A fresh optimiser at each task: the momentum does not carry over.
+  moved = state.replace(opt_state=jax.tree.map(lambda x: x + 1.0, state.opt_state))
+  begun = exp.method.begin_task(moved, exp.benchmark.task_data(1))
+  jax.tree.map(np.testing.assert_array_equal, begun.opt_state, state.opt_state)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"regularizer": "dropout"}, "unknown slni.regularizer"),
+    ({"activation": "maxout", "width": 18}, "does not split into maxout blocks"),
+    ({"lambda_omega": -1.0}, "lambda_omega must be >= 0"),
+    ({"sigma_scale": 0.0}, "needs sigma > 0"),
+    ({"heads": "per_task"}, "needs a task-incremental benchmark"),
+])
+def test_bad_input_is_refused(slni, change, message):
+  slni.slni.update(change)
+  with pytest.raises(ConfigError, match=message):
+    config_lib.validate(slni)
+
+
+@pytest.mark.parametrize("arg", ["mas128", "mas64", "ewc128", "ewc64"])
+def test_demo_configs(arg):
+  import importlib.util
+  import os
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  spec = importlib.util.spec_from_file_location("pm", os.path.join(root, "configs",
+                                                                   "permuted_mnist.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config(arg)
+  config_lib.validate(c)
+  assert (c.slni.importance, c.slni.width) == (arg[:3], int(arg[3:]))
+  assert (c.lr, c.batch_size, c.epochs) == (0.01, 200, 10)
+  with pytest.raises(ValueError, match="use mas128"):
+    module.get_config("si128")

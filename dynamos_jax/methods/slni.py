@@ -234,7 +234,8 @@ class SLNI(Method):
       return state
     data = task.batches(self.importance_batch)
     kind = "mas" if self.importance == "none" else self.importance  # alpha's objective
-    omega, alpha = _estimate(state.params, data, method=self, task=task.index, kind=kind)
+    head = task.index if self.model.heads > 1 else 0  # One compilation for a shared head.
+    omega, alpha = _estimate(state.params, data, method=self, task=head, kind=kind)
     if self.importance == "none":  # alpha only: no anchor penalty.
       omega = jax.tree.map(jnp.zeros_like, omega)
     return state.replace(consolidation=importance_lib.consolidate(

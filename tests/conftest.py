@@ -1,5 +1,8 @@
 """Shared fixtures: a tiny synthetic dataset and a tiny Dynamos config."""
 
+import os
+import tempfile
+
 import numpy as np
 import pytest
 
@@ -68,3 +71,9 @@ def pytest_configure(config):
   # Tiny models: compile time dominates, and XLA's optimisations do not pay for themselves.
   import jax
   jax.config.update("jax_disable_most_optimizations", True)
+  # Many tests compile the same tiny programs: keep the executables on disk, so a
+  # program is compiled once per machine (the cache changes no number).
+  jax.config.update("jax_compilation_cache_dir",
+                    os.path.join(tempfile.gettempdir(), "dynamos_jax_test_xla_cache"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -18,8 +18,8 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 # Loss terms logged by the methods, in the order they are drawn.
-LOSS_KEYS = ("loss", "ce", "reinforce", "prototype", "replay_ce", "replay_reinforce",
-             "replay_prototype", "mse_logits", "mse_attention")
+# Logged per-chunk values that are not loss terms (every other value is drawn as one).
+NOT_LOSSES = ("step", "task", "epoch", "phase", "train_accuracy", "grad_norm", "buffer_seen")
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -255,13 +255,18 @@ def training_curves(logs: Sequence[Mapping], path, loss_keys: Sequence[str] | No
       keep-ratio panel only appears if some record has a ``keep_ratio_*`` key.
       Dashed vertical lines mark where ``task`` changes.
     path: output PNG.
-    loss_keys: loss terms to draw (default :data:`LOSS_KEYS`, those present).
+    loss_keys: loss terms to draw (default: every logged value but :data:`NOT_LOSSES`
+      and the keep ratios, "loss" first, so any method's terms show).
       Their y axis is symmetric-log (the REINFORCE term can be large or negative).
     keep_ratio_target: if given, a horizontal line at the target keep ratio.
     title: figure title.
   """
   present = set().union(*(r.keys() for r in logs)) if logs else set()
-  keys = [k for k in (loss_keys if loss_keys is not None else LOSS_KEYS) if k in present]
+  if loss_keys is None:
+    loss_keys = sorted((k for k in present if k not in NOT_LOSSES
+                        and not k.startswith("keep_ratio") and isinstance(logs[-1].get(k), float)),
+                       key=lambda k: (k != "loss", k))
+  keys = [k for k in loss_keys if k in present]
   ratio_keys = sorted((k for k in present if k.startswith("keep_ratio")),
                       key=lambda k: (len(k), k))
   panels = 1 + bool(ratio_keys)

@@ -244,6 +244,13 @@ def _series(logs: Sequence[Mapping], key: str) -> tuple[np.ndarray, np.ndarray]:
   return np.asarray(xs, np.float64), np.asarray(ys, np.float64)
 
 
+def loss_terms(logs: Sequence[Mapping]) -> list[str]:
+  """The logged values that are loss terms: all but :data:`NOT_LOSSES` and keep ratios."""
+  present = set().union(*(r.keys() for r in logs)) if logs else set()
+  return sorted((k for k in present if k not in NOT_LOSSES and not k.startswith("keep_ratio")),
+                key=lambda k: (k != "loss", k))
+
+
 def training_curves(logs: Sequence[Mapping], path, loss_keys: Sequence[str] | None = None,
                     keep_ratio_target: float | None = None, title: str | None = None) -> str:
   """Loss terms and per-agent keep ratios against the step.
@@ -262,11 +269,7 @@ def training_curves(logs: Sequence[Mapping], path, loss_keys: Sequence[str] | No
     title: figure title.
   """
   present = set().union(*(r.keys() for r in logs)) if logs else set()
-  if loss_keys is None:
-    loss_keys = sorted((k for k in present if k not in NOT_LOSSES
-                        and not k.startswith("keep_ratio") and isinstance(logs[-1].get(k), float)),
-                       key=lambda k: (k != "loss", k))
-  keys = [k for k in loss_keys if k in present]
+  keys = [k for k in (loss_terms(logs) if loss_keys is None else loss_keys) if k in present]
   ratio_keys = sorted((k for k in present if k.startswith("keep_ratio")),
                       key=lambda k: (len(k), k))
   panels = 1 + bool(ratio_keys)

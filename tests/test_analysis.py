@@ -271,6 +271,13 @@ def test_every_plot_writes_a_png(tmp_path):
   assert _png_size(made["curves"])[1] > _png_size(made["curves_plain"])[1]
 
 
+def test_training_curves_draw_every_methods_loss_terms():
+  logs = [{"step": 10, "task": 1, "epoch": 1, "phase": "main", "loss": 1.0, "ce": 0.9,
+           "anchor": 0.0, "representation": 2.0, "train_accuracy": 0.5, "grad_norm": 3.0,
+           "keep_ratio_1": 0.7, "buffer_seen": 10.0}]
+  assert plots.loss_terms(logs) == ["loss", "anchor", "ce", "representation"]
+
+
 def test_index_html_links_figures_relatively(tmp_path):
   out = plots.index_html([("Fig. 3 <rates>", "fig 3.png", "Class-wise & task-wise."),
                           ("JSD", "jsd.png", "x100")], tmp_path / "analysis" / "index.html")

@@ -59,7 +59,7 @@ def _annotate(ax, values: np.ndarray, fmt: str, vmin: float, vmax: float):
 
 def activation_heatmap(rates, path, row_labels: Sequence | None = None, first_filter: int = 0,
                        separators: Sequence[int] = (), title: str | None = None,
-                       ylabel: str = "class") -> str:
+                       ylabel: str = "class", xlabel: str = "filter") -> str:
   """Filter activation rates, one row per class or task (Figs. 3 and 7).
 
   Args:
@@ -73,6 +73,7 @@ def activation_heatmap(rates, path, row_labels: Sequence | None = None, first_fi
       is drawn, e.g. ``(64, 128, 192)`` between the agents' layers.
     title: figure title.
     ylabel: ``"class"`` or ``"task"``.
+    xlabel: ``"filter"`` or ``"unit"``.
   """
   rates = np.asarray(rates, np.float64)
   r, f = rates.shape
@@ -85,11 +86,49 @@ def activation_heatmap(rates, path, row_labels: Sequence | None = None, first_fi
   ax.set_yticks(np.arange(r), _labels(row_labels, r, "{}"))
   for s in separators:
     ax.axvline(s - 0.5, color="red", linewidth=1)
-  ax.set_xlabel("filter")
+  ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
   if title:
     ax.set_title(title)
   fig.colorbar(im, ax=ax, label="activation rate", fraction=0.03, pad=0.01)
+  return _save(fig, path)
+
+
+def task_accuracy_bars(final_row: Sequence[float], path, title: str | None = None) -> str:
+  """The final accuracy on each task as bars, the average in the legend (SLNI's figures)."""
+  values = np.asarray(final_row, np.float64)
+  fig = _figure(1.5 + 0.6 * len(values), 3.2)
+  ax = fig.add_subplot()
+  ax.bar(np.arange(1, len(values) + 1), values, color="tab:blue",
+         label=f"average {np.mean(values):.2f}")
+  ax.set_xticks(np.arange(1, len(values) + 1), [f"T{t}" for t in range(1, len(values) + 1)])
+  low = max(0.0, float(values.min()) - 10.0)
+  ax.set_ylim(low, 100.0)
+  ax.set_ylabel("accuracy after the last task (%)")
+  ax.legend(loc="lower right")
+  if title:
+    ax.set_title(title)
+  return _save(fig, path)
+
+
+def matrix_image(values, path, title: str, labels: Sequence | None = None,
+                 annotate: bool = False, cmap: str = "viridis") -> str:
+  """A square matrix as an image with a colour bar (overlaps, correlation matrices)."""
+  values = np.asarray(values, np.float64)
+  n = values.shape[0]
+  size = min(1.5 + 0.55 * n, 7.0)
+  fig = _figure(size + 1.0, size)
+  ax = fig.add_subplot()
+  vmin, vmax = float(np.nanmin(values)), float(np.nanmax(values))
+  im = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax if vmax > vmin else vmin + 1,
+                 interpolation="nearest")
+  if annotate:
+    _annotate(ax, values, ".2f", vmin, vmax)
+  if labels is not None:
+    ax.set_xticks(np.arange(n), _labels(labels, n, "{}"))
+    ax.set_yticks(np.arange(n), _labels(labels, n, "{}"))
+  ax.set_title(title)
+  fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
   return _save(fig, path)
 
 

@@ -308,7 +308,7 @@ def test_analyze_command_end_to_end(tiny_data, tiny_config, tmp_path):
   assert numbers["variability"]["trials"] == 3
   html = (out / "index.html").read_text()
   pngs = sorted(p for p in os.listdir(out) if p.endswith(".png"))
-  assert len(pngs) == 10 and all(p in html for p in pngs)
+  assert len(pngs) == 11 and "task_accuracy_bars.png" in pngs and all(p in html for p in pngs)
 
 
 def test_analyze_without_agents_draws_accuracy_and_curves(tiny_data, tiny_config, tmp_path):
@@ -322,4 +322,5 @@ def test_analyze_without_agents_draws_accuracy_and_curves(tiny_data, tiny_config
   train.train_and_evaluate(tiny_config, str(tmp_path))
   analyze.analyze(str(tmp_path))
   pngs = sorted(p for p in os.listdir(tmp_path / "analysis") if p.endswith(".png"))
-  assert pngs == ["class_il_matrix.png", "task_il_matrix.png", "training_curves.png"]
+  assert pngs == ["class_il_matrix.png", "task_accuracy_bars.png", "task_il_matrix.png",
+                  "training_curves.png"]

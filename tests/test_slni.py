@@ -114,3 +114,29 @@ def test_demo_configs(arg):
   assert (c.lr, c.batch_size, c.epochs) == (0.01, 200, 10)
   with pytest.raises(ValueError, match="use mas128"):
     module.get_config("si128")
+
+
+def test_representation_statistics():
+  from dynamos_jax import representation as rep
+  acts = np.array([[1.0, 0.0, 0.0], [2.0, 3.0, 0.0]])
+  assert rep.active_per_example(acts) == 0.5
+  np.testing.assert_array_equal(rep.unit_rates(acts), [1.0, 0.5, 0.0])
+  np.testing.assert_array_equal(rep.ever_active(acts), [True, True, False])
+  sets = [np.array([True, True, False]), np.array([False, True, True]), np.zeros(3, bool)]
+  np.testing.assert_allclose(rep.overlap(sets), [[1, 1 / 3, 0], [1 / 3, 1, 0], [0, 0, 1]])
+  np.testing.assert_allclose(rep.correlation(acts), [[2.5, 3.0, 0], [3.0, 4.5, 0], [0, 0, 0]])
+
+
+def test_analyze_shows_the_hidden_layers(slni, tmp_path):
+  import json
+  import os
+  from dynamos_jax import analyze
+  train.train_and_evaluate(slni, str(tmp_path))
+  numbers = analyze.analyze(str(tmp_path))
+  pngs = set(os.listdir(tmp_path / "analysis"))
+  assert {"task_accuracy_bars.png", "layer1_overlap.png", "layer2_correlation.png",
+          "layer1_unit_rates.png"} <= pngs
+  layers = numbers["hidden_layers"]
+  assert [len(l["active_per_example"]) for l in layers] == [5, 5]
+  assert np.array(layers[0]["unit_rates"]).shape == (5, 16)
+  assert json.loads((tmp_path / "analysis" / "analysis.json").read_text())["hidden_layers"]

@@ -146,6 +146,11 @@ class Benchmark(abc.ABC):
   def test_set(self) -> tuple[jax.Array, np.ndarray]:
     """The evaluation images on the device [N, H, W, 3] and their labels [N] (host)."""
 
+  def task_test_set(self, task: int) -> tuple[jax.Array, np.ndarray]:
+    """Task ``task``'s evaluation images and labels (a stream: the whole test set)."""
+    del task
+    return self.test_set()
+
   @abc.abstractmethod
   def evaluate(self, predict: Callable, batch_size: int) -> dict:
     """Scores ``predict(images, task) -> logits`` under each of ``protocols``.

@@ -62,6 +62,11 @@ class ClassSplit(Benchmark):
   def test_set(self):
     return self.data.test_images, np.asarray(self.data.host.test_labels)
 
+  def task_test_set(self, task):
+    images, labels = self.test_set()
+    rows = np.flatnonzero(self.split.task_of_label(labels) == task)
+    return images[rows], labels[rows]
+
   def evaluate(self, predict, batch_size):
     images, labels = self.test_set()
     logits = evaluation.predict_logits(lambda x: predict(x, None), images, batch_size)

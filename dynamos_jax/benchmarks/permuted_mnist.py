@@ -93,7 +93,10 @@ class PermutedMNIST(Benchmark):
 
   def test_set(self):
     """Task 1's (unpermuted) test images and their labels."""
-    return self._permuted_test(0), np.asarray(self.data.host.test_labels)
+    return self.task_test_set(0)
+
+  def task_test_set(self, task):
+    return self._permuted_test(task), np.asarray(self.data.host.test_labels)
 
   def evaluate(self, predict, batch_size):
     labels = np.asarray(self.data.host.test_labels)

@@ -30,6 +30,7 @@ class Chunk:
   phase: str
   starts_task: bool  # the task's begin hook runs before this chunk
   ends_task: bool  # the task's end hook and evaluation run after this chunk
+  ends_epoch: bool = False  # the last chunk of an epoch (the end_epoch hook runs after it)
 
 
 def plan_chunks(batches_per_task: list[int], epochs: int, phases: Phases, chunk_size: int,
@@ -62,8 +63,9 @@ def plan_chunks(batches_per_task: list[int], epochs: int, phases: Phases, chunk_
         phase, end = next((p, e) for p, e in ends if e is None or done < e)
         if end is not None:
           stop = min(stop, position + end - done)
+        ends_task = done + stop - position == budget
         chunks.append(Chunk(task, epoch, position, stop, phase, starts_task=done == 0,
-                            ends_task=done + stop - position == budget))
+                            ends_task=ends_task, ends_epoch=stop == batches or ends_task))
         done += stop - position
         position = stop
   return chunks

@@ -101,6 +101,25 @@ class Seeds:
                          "so they cannot share one program; run the seeds one at a time")
     return self.place(state.replace(learner=parallel.stack(learners)))
 
+  def end_epoch(self, state: TrainState, chunk) -> TrainState:
+    """The method's ``end_epoch`` on every seed, with the seed's accuracy on the task."""
+    exp = self.exps[0]
+    if exp.method.end_epoch is None:
+      return state
+    learners = []
+    for i, e in enumerate(self.exps):
+      one = self.state_of(state, i)
+      scores = e.evaluate(one, chunk.phase)
+      # The planned task's own tests: one task, or all of them in a joint run.
+      seen = e.benchmark.seen_after
+      first = seen[chunk.task - 1] if chunk.task else 0
+      accuracy = (float(np.mean(scores["class_il"][first:seen[chunk.task]]))
+                  if "class_il" in scores else scores["gcl"])
+      learners.append(e.method.end_epoch(one.learner, e.task_data(chunk.task), accuracy))
+    if not self.multi:
+      return unaliased(state.replace(learner=learners[0]))
+    return self.place(state.replace(learner=parallel.stack(learners)))
+
   def split(self, metrics: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
     """Per-seed metrics from the runner's [steps] or [steps, S] arrays."""
     if not self.multi:

@@ -133,6 +133,8 @@ def _train(config, seeds: Seeds, runners, state: TrainState, progress: dict,
       bar.update(chunk.stop - chunk.start)
       bar.set_postfix(task=chunk.task + 1, loss=f"{np.mean(metrics['loss']):.3f}",
                       acc=f"{np.mean(metrics['train_accuracy']):.2f}")
+      if chunk.ends_epoch:
+        state = seeds.end_epoch(state, chunk)
       if chunk.ends_task:
         state = seeds.run_hook(state, "end_task", chunk.task)
         for i, record in enumerate(_records(progress)):

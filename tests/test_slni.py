@@ -140,3 +140,39 @@ def test_analyze_shows_the_hidden_layers(slni, tmp_path):
   assert [len(l["active_per_example"]) for l in layers] == [5, 5]
   assert np.array(layers[0]["unit_rates"]).shape == (5, 16)
   assert json.loads((tmp_path / "analysis" / "analysis.json").read_text())["hidden_layers"]
+
+
+def test_best_epoch_selection_keeps_the_best_epochs_weights(slni, tmp_path, monkeypatch):
+  slni.slni.selection = "best_epoch"
+  slni.epochs, slni.train.max_steps_per_task = 3, 0
+  exp = train.Experiment(slni)
+  state = exp.method.begin_task(exp.initial_state().learner, exp.benchmark.task_data(0))
+  keep = exp.method.end_epoch
+  first = keep(state, None, 50.0)
+  moved = first.replace(params=jax.tree.map(lambda p: p + 1.0, first.params))
+  second = keep(moved, None, 40.0)  # Worse: the first epoch's weights stay the best.
+  assert float(second.best_accuracy) == 50.0
+  jax.tree.map(np.testing.assert_array_equal, second.best, state.params)
+  third = keep(second, None, 60.0)
+  jax.tree.map(np.testing.assert_array_equal, third.best, moved.params)
+  ended = exp.method.end_task(second, exp.benchmark.task_data(0))
+  jax.tree.map(np.testing.assert_array_equal, ended.params, state.params)
+  assert float(exp.method.begin_task(ended, exp.benchmark.task_data(1)).best_accuracy) == -1.0
+  # In a run, the trainer calls it after each of a task's epochs with the task's accuracy.
+  calls = []
+  original = type(exp.method).end_epoch.fget
+
+  def spying(self):
+    inner = original(self)
+    return lambda s, task, acc: calls.append((task.index, acc)) or inner(s, task, acc)
+
+  monkeypatch.setattr(type(exp.method), "end_epoch", property(spying))
+  results = train.train_and_evaluate(slni, str(tmp_path))
+  assert [t for t, _ in calls] == [t for t in range(5) for _ in range(3)]
+  assert all(0.0 <= a <= 100.0 for _, a in calls)
+  # The row after task 1 evaluates the kept weights: the best epoch's accuracy.
+  assert results["class_il"]["matrix"][1][0] == max(a for t, a in calls if t == 0)
+
+
+def test_last_epoch_selection_asks_for_no_evaluation(slni):
+  assert train.Experiment(slni).method.end_epoch is None  # selection=last: no hook

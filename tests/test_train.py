@@ -168,6 +168,7 @@ def test_plan_chunks_cuts_at_warmup_chunk_size_and_budget():
   assert [(c.task, c.epoch, c.start, c.stop, c.ends_task) for c in capped] == [
       (0, 0, 0, 4, False), (0, 0, 4, 5, False), (0, 1, 0, 1, True),
       (1, 0, 0, 3, False), (1, 1, 0, 3, True)]
+  assert [c.ends_epoch for c in chunks] == [False, True, False, True, True, True]
   # Warm-up longer than an epoch (warmup.epochs) spans epochs.
   long_warm = runner.plan_chunks([4], epochs=3, phases=_warmup(8), chunk_size=10)
   assert [(c.epoch, c.phase) for c in long_warm] == [(0, "warmup"), (1, "warmup"), (2, "main")]

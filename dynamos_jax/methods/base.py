@@ -9,6 +9,8 @@ a buffer, whatever it carries across tasks). The trainer calls, in order:
     state = method.begin_task(state, task_t)          # host; may change shapes
     for each chunk of steps (phase declared by method.phases):
       state, metrics = method.step(state, batch, key, phase)   # pure, jitted
+      at an epoch's end, if the method defines it:
+        state = method.end_epoch(state, task_t, accuracy)      # host
     state = method.end_task(state, task_t)            # host; may change shapes
     logits = method.predict(state, images, task, phase)        # evaluation
 
@@ -108,6 +110,11 @@ class Method(abc.ABC):
     """Host hook before the first step of ``task`` (a ``benchmarks.TaskData``)."""
     del task
     return state
+
+  # Optional: a method that defines ``end_epoch(state, task, accuracy) -> state``
+  # is called after each epoch of a task with the current task's test accuracy
+  # (%), e.g. to keep the best epoch's weights; the trainer evaluates for it.
+  end_epoch = None
 
   def end_task(self, state: Any, task) -> Any:
     """Host hook after the last step of ``task``, before it is evaluated."""

@@ -9,8 +9,9 @@ activation (ReLU, Maxout, LwTA); and the parameter importance Omega of MAS or
 EWC (or none) estimated after each task (``importance.py``), which also gives
 the neuron importance alpha that discounts SNID and SLNID. SGD with momentum,
 its state reset at every task (a new optimiser per task, as the reference).
-The model after the last epoch of a task is kept (the reference keeps the
-epoch with the best test accuracy: not offered yet).
+``slni.selection``: ``last`` keeps the weights after a task's last epoch;
+``best_epoch`` (the reference) keeps those of the epoch with the best
+accuracy on the task's test set, and the next task starts from them.
 """
 
 import dataclasses
@@ -35,15 +36,19 @@ PARAMETER = ("l2_wd", "l1_param", "orthreg")
 REGULARIZERS = ("no_reg",) + REPRESENTATION + PARAMETER
 IMPORTANCES = ("mas", "ewc", "none")
 HEADS = ("shared", "per_task")
+SELECTIONS = ("last", "best_epoch")
 
 
 @flax.struct.dataclass
 class SLNIState:
   """params: the MLP's; opt_state: SGD-momentum's (reset each task);
-  consolidation: Omega, the anchor, alpha (``importance.Consolidation``)."""
+  consolidation: Omega, the anchor, alpha (``importance.Consolidation``);
+  best, best_accuracy: the task's best epoch so far (``selection=best_epoch``)."""
   params: dict
   opt_state: tuple
   consolidation: importance_lib.Consolidation
+  best: dict
+  best_accuracy: jax.Array
 
 
 def _orthreg(beta: float, lam: float) -> optax.GradientTransformation:
@@ -91,6 +96,7 @@ class SLNI(Method):
   orthreg_lambda: float = 10.0
   momentum: float = 0.9
   importance_batch: int = 200
+  selection: str = "last"
 
   name = "slni"
   namespace = "slni"
@@ -115,6 +121,7 @@ class SLNI(Method):
     c.orthreg_lambda = 10.0
     c.momentum = 0.9
     c.importance_batch = 200  # batch of the importance pass (reference: 200)
+    c.selection = "last"  # last | best_epoch (the reference: best test accuracy per task)
     return c
 
   @classmethod
@@ -127,7 +134,7 @@ class SLNI(Method):
 
     for key, choices in (("regularizer", REGULARIZERS), ("activation", ACTIVATIONS),
                          ("importance", IMPORTANCES), ("discount", reg.DISCOUNTS),
-                         ("heads", HEADS)):
+                         ("heads", HEADS), ("selection", SELECTIONS)):
       check(s[key] in choices, f"unknown slni.{key} {s[key]!r}: use one of {', '.join(choices)}")
     for key in ("lambda_ssl", "lambda_omega", "weight_decay", "orthreg_beta"):
       check(s[key] >= 0, f"slni.{key} must be >= 0 (got {s[key]})")
@@ -154,7 +161,7 @@ class SLNI(Method):
     model = MLP(s.width, benchmark.num_classes, heads, s.activation, s.block)
     return cls(model, config.lr, s.regularizer, s.importance, s.lambda_ssl, s.lambda_omega,
                s.sigma_scale, s.sigma, s.discount, s.alpha_mean, s.weight_decay,
-               s.orthreg_beta, s.orthreg_lambda, s.momentum, s.importance_batch)
+               s.orthreg_beta, s.orthreg_lambda, s.momentum, s.importance_batch, s.selection)
 
   @property
   def tx(self) -> optax.GradientTransformation:
@@ -178,7 +185,8 @@ class SLNI(Method):
     _, aux = self.model.apply({"params": params}, example.images)
     widths = tuple(h.shape[-1] for h in aux["act"])
     return SLNIState(params, self.tx.init(params),
-                     importance_lib.Consolidation.empty(params, widths))
+                     importance_lib.Consolidation.empty(params, widths), params,
+                     jnp.float32(-1.0))
 
   def _representation(self, act, mask, alpha) -> jax.Array:
     """sum over the hidden layers of R(H_l) (0 without a representation regulariser)."""
@@ -226,10 +234,27 @@ class SLNI(Method):
 
   def begin_task(self, state, task):
     """A fresh optimiser per task: the momentum does not carry over (as the reference)."""
-    return state.replace(opt_state=self.tx.init(state.params))
+    return state.replace(opt_state=self.tx.init(state.params), best_accuracy=jnp.float32(-1.0))
+
+  @property
+  def end_epoch(self):
+    """With ``best_epoch`` selection: keep the weights of the best epoch so far."""
+    if self.selection != "best_epoch":
+      return None
+
+    def keep_best(state, task, accuracy):
+      del task
+      if accuracy > float(state.best_accuracy):
+        return state.replace(best=state.params, best_accuracy=jnp.float32(accuracy))
+      return state
+
+    return keep_best
 
   def end_task(self, state, task):
-    """Omega and alpha of the finished task from a pass over its data; the new anchor."""
+    """The selected weights; Omega and alpha of the finished task from a pass over its
+    data; the new anchor."""
+    if self.selection == "best_epoch":
+      state = state.replace(params=state.best)
     if self.importance == "none" and self.regularizer not in ("snid", "slnid"):
       return state
     data = task.batches(self.importance_batch)

@@ -21,6 +21,7 @@ one-step program and the achieved FLOP/s. Prints a table; ``--out`` writes JSON.
 """
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -37,6 +38,7 @@ from dynamos_jax import methods
 from dynamos_jax import parallel
 from dynamos_jax import runner as runner_lib
 from dynamos_jax.config import base_config
+from dynamos_jax.benchmarks.permuted_mnist import PermutedEpochData
 from dynamos_jax.data import mnist360
 from dynamos_jax.data.streams import EpochData
 from dynamos_jax.state import TrainState
@@ -46,7 +48,11 @@ SHAPES = {
     "seq-mnist": dict(shape=(28, 28, 3), batch=10, buffer=500, rotate=False),
     "mnist-360": dict(shape=(28, 28, 3), batch=16, buffer=500, rotate=True),
     "seq-svhn": dict(shape=(32, 32, 3), batch=16, buffer=2000, rotate=False),
+    # SLNI's demo: the 784-128-128-10 MLP at batch 200 (slni-spec 7), permuted inputs.
+    "permuted-mnist": dict(shape=(28, 28, 3), batch=200, buffer=0, rotate=False, mlp=True),
 }
+# The benchmarks each method is measured on (the MLP methods on permuted MNIST only).
+MLP_METHODS = ("slni",)
 STRATEGIES = {"loop": ("loop", 1), "scan10": ("scan", 10), "scan100": ("scan", 100)}
 POOL = 4000  # Synthetic training images per case.
 
@@ -55,9 +61,9 @@ def full_state(method, shape, buffer_size, seed):
   """A TrainState whose buffer (if the method has one) is full, as late in a run."""
   example = types.SimpleNamespace(images=jnp.zeros((2, *shape), jnp.uint8))
   learner = method.init(jax.random.key(seed), example, None)
-  state = TrainState(step=jnp.zeros((), jnp.int32), key=jax.random.key(seed + 1000),
-                     learner=learner)
-  if learner.buffer is None:
+  state = runner_lib.unaliased(TrainState(step=jnp.zeros((), jnp.int32),
+                                          key=jax.random.key(seed + 1000), learner=learner))
+  if getattr(learner, "buffer", None) is None:
     return state
   rng = np.random.default_rng(seed)
   buf = learner.buffer
@@ -89,7 +95,9 @@ def run_case(method_name: str, benchmark: str, strategy: str, seeds: int, seed_s
   config.method = method_name
   config.batch_size = config.minibatch_size = spec["batch"]
   config.buffer_size = spec["buffer"]
-  method = methods.get_method(config, types.SimpleNamespace(num_classes=10))
+  if spec.get("mlp"):
+    config.dataset = "permuted-mnist"
+  method = methods.get_method(config, types.SimpleNamespace(num_classes=10, num_tasks=5))
   chunk_strategy, chunk = STRATEGIES[strategy]
   step = runner_lib.make_train_step(method, "main")
 
@@ -98,12 +106,17 @@ def run_case(method_name: str, benchmark: str, strategy: str, seeds: int, seed_s
   labels = rng.integers(0, 10, POOL, dtype=np.int32)
   orders, masks, rotation = epoch_data(images, labels, spec["batch"], seeds, spec["rotate"],
                                         rng)
-  states = [full_state(method, spec["shape"], spec["buffer"], s) for s in range(seeds)]
+  example_shape = (*spec["shape"][:2], 1) if spec.get("mlp") else spec["shape"]
+  states = [full_state(method, example_shape, spec["buffer"], s) for s in range(seeds)]
+  # Permuted MNIST's batches gather through a pixel permutation, as in training.
+  make_data = (functools.partial(PermutedEpochData, permutations=jnp.asarray(
+      np.stack([rng.permutation(784) for _ in range(5)]), jnp.int32))
+               if spec.get("mlp") else EpochData)
   if seeds == 1:  # The one-seed program of a plain run.
     mesh = None
     state = states[0]
-    data = EpochData(jnp.asarray(images), jnp.asarray(labels), jnp.asarray(orders[0]),
-                     jnp.asarray(masks[0]), jnp.int32(0),
+    data = make_data(jnp.asarray(images), jnp.asarray(labels), jnp.asarray(orders[0]),
+                     jnp.asarray(masks[0]), jnp.int32(1),
                      None if rotation is None else jnp.asarray(rotation[0]))
   else:
     mesh = parallel.seed_mesh(seeds)
@@ -113,7 +126,10 @@ def run_case(method_name: str, benchmark: str, strategy: str, seeds: int, seed_s
     order, mask, rotation = parallel.place(
         (jnp.asarray(orders), jnp.asarray(masks),
          None if rotation is None else jnp.asarray(rotation)), mesh, P(parallel.AXIS))
-    data = EpochData(*shared, order, mask, parallel.place(jnp.int32(0), mesh, P()), rotation)
+    data = make_data(*shared, order, mask, parallel.place(jnp.int32(1), mesh, P()), rotation)
+    if spec.get("mlp"):
+      data = data.replace(permutations=parallel.place(
+          jnp.stack([data.permutations] * seeds), mesh, P(parallel.AXIS)))
   rows = orders.shape[1]
 
   # FLOPs of one step (S seeds) from XLA's cost analysis of the one-step program.
@@ -146,7 +162,7 @@ def run_case(method_name: str, benchmark: str, strategy: str, seeds: int, seed_s
   return {"method": method_name, "benchmark": benchmark, "strategy": strategy, "seeds": seeds,
           "seed_strategy": parallel.resolve_strategy(seed_strategy) if seeds > 1 else None,
           "devices": 1 if mesh is None else mesh.size,
-          "batch": spec["batch"], "replay": spec["batch"] if method.reservoir is not None else 0,
+          "batch": spec["batch"], "replay": spec["batch"] if getattr(method, "reservoir", None) else 0,
           "compile_seconds": compile_s, "steps_per_second": rate, "all_rates": rates,
           "stream_images_per_second": rate * spec["batch"] * seeds,
           "flops_per_step": flops, "flops_per_second": rate * flops}
@@ -187,6 +203,8 @@ def main():
   cases = []
   for method_name in args.methods.split(","):
     for benchmark in args.benchmarks.split(","):
+      if (method_name in MLP_METHODS) != bool(SHAPES[benchmark].get("mlp")):
+        continue  # An MLP method on permuted MNIST; the ResNet methods on the others.
       for strategy in args.strategies.split(","):
         for seeds in seed_counts:
           r = run_case(method_name, benchmark, strategy, seeds, args.seed_strategy,

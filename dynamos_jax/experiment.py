@@ -6,6 +6,7 @@ evaluates a state. The dataset is loaded once and shared by the seeds.
 """
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from dynamos_jax import benchmarks
@@ -54,7 +55,7 @@ class Experiment:
 
   def initial_state(self) -> TrainState:
     learner = self.method.init(self.init_key, self.benchmark.example(), self.benchmark)
-    return TrainState(step=jax.numpy.zeros((), jax.numpy.int32), key=self.train_key,
+    return TrainState(step=jnp.zeros((), jnp.int32), key=self.train_key,
                       learner=learner)
 
   def phase_after(self, next_chunk: int) -> str:

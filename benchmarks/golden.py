@@ -65,7 +65,6 @@ def parse_value(text: str):
 
 
 def load_config(overrides: dict):
-  from ml_collections import config_flags  # noqa: F401  (the loader below lives there)
   import importlib.util
   name = overrides.get("config", "quickstart.py")
   path, _, arg = name.partition(":")

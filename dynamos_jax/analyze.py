@@ -128,7 +128,7 @@ def _hidden_layer_analyses(exp, state, tasks: int, out: str, add) -> list[dict]:
         "Which units each task uses: a sparse, task-specific pattern is what SLNI aims at.")
     add(f"Layer {l}: overlap of the tasks' active units",
         plots.matrix_image(jaccard, os.path.join(out, f"layer{l}_overlap.png"),
-                           f"layer {l}: Jaccard overlap of ever-active units", names, True),
+                           f"layer {l}: Jaccard overlap of ever-active units", names, ".2f"),
         f"Units active on at least one test image of each task, compared between tasks. "
         f"Active per example: {', '.join(f'{v:.2f}' for v in record['active_per_example'])}; "
         f"ever active: {', '.join(f'{v:.2f}' for v in record['ever_active'])} (by task).")

@@ -17,7 +17,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
-# Loss terms logged by the methods, in the order they are drawn.
 # Logged per-chunk values that are not loss terms (every other value is drawn as one).
 NOT_LOSSES = ("step", "task", "epoch", "phase", "train_accuracy", "grad_norm", "buffer_seen")
 
@@ -97,33 +96,33 @@ def activation_heatmap(rates, path, row_labels: Sequence | None = None, first_fi
 def task_accuracy_bars(final_row: Sequence[float], path, title: str | None = None) -> str:
   """The final accuracy on each task as bars, the average in the legend (SLNI's figures)."""
   values = np.asarray(final_row, np.float64)
-  fig = _figure(1.5 + 0.6 * len(values), 3.2)
-  ax = fig.add_subplot()
-  ax.bar(np.arange(1, len(values) + 1), values, color="tab:blue",
-         label=f"average {np.mean(values):.2f}")
-  ax.set_xticks(np.arange(1, len(values) + 1), [f"T{t}" for t in range(1, len(values) + 1)])
-  low = max(0.0, float(values.min()) - 10.0)
-  ax.set_ylim(low, 100.0)
+  tasks = np.arange(1, len(values) + 1)
+  ax = _figure(1.5 + 0.6 * len(values), 3.2).add_subplot()
+  ax.bar(tasks, values, color="tab:blue", label=f"average {np.mean(values):.2f}")
+  ax.set_xticks(tasks, [f"T{t}" for t in tasks])
+  ax.set_ylim(max(0.0, float(values.min()) - 10.0), 100.0)
   ax.set_ylabel("accuracy after the last task (%)")
   ax.legend(loc="lower right")
-  if title:
-    ax.set_title(title)
-  return _save(fig, path)
+  ax.set_title(title or "")
+  return _save(ax.figure, path)
 
 
 def matrix_image(values, path, title: str, labels: Sequence | None = None,
-                 annotate: bool = False, cmap: str = "viridis") -> str:
-  """A square matrix as an image with a colour bar (overlaps, correlation matrices)."""
+                 fmt: str | None = None, cmap: str = "viridis", vmin: float | None = None) -> str:
+  """A square matrix as an image with a colour bar (overlaps, correlations, JSD); ``fmt``
+  annotates the cells (None: not), ``vmin`` sets the scale's low end (None: the minimum)."""
   values = np.asarray(values, np.float64)
   n = values.shape[0]
   size = min(1.5 + 0.55 * n, 7.0)
   fig = _figure(size + 1.0, size)
   ax = fig.add_subplot()
-  vmin, vmax = float(np.nanmin(values)), float(np.nanmax(values))
-  im = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax if vmax > vmin else vmin + 1,
-                 interpolation="nearest")
-  if annotate:
-    _annotate(ax, values, ".2f", vmin, vmax)
+  finite = values[np.isfinite(values)]
+  low = float(finite.min()) if vmin is None and finite.size else (vmin or 0.0)
+  high = float(finite.max()) if finite.size else low
+  high = high if high > low else low + 1.0
+  im = ax.imshow(values, cmap=cmap, vmin=low, vmax=high, interpolation="nearest")
+  if fmt is not None:
+    _annotate(ax, values, fmt, low, high)
   if labels is not None:
     ax.set_xticks(np.arange(n), _labels(labels, n, "{}"))
     ax.set_yticks(np.arange(n), _labels(labels, n, "{}"))
@@ -145,19 +144,10 @@ def jsd_matrix(jsd, path, labels: Sequence | None = None, scale: float = 100.0,
     fmt: number format of the annotations.
   """
   values = scale * np.asarray(jsd, np.float64)
-  c = values.shape[0]
-  names = _labels(labels, c, "{}")
-  fig = _figure(1.5 + 0.55 * c, 1.0 + 0.5 * c)
-  ax = fig.add_subplot()
-  finite = values[np.isfinite(values)]
-  vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-  im = ax.imshow(values, cmap="magma", vmin=0.0, vmax=vmax, interpolation="nearest")
-  _annotate(ax, values, fmt, 0.0, vmax)
-  ax.set_xticks(np.arange(c), names)
-  ax.set_yticks(np.arange(c), names)
-  ax.set_title(title if title is not None else f"Jensen-Shannon divergence x {scale:g}")
-  fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-  return _save(fig, path)
+  return matrix_image(values, path,
+                      title if title is not None else f"Jensen-Shannon divergence x {scale:g}",
+                      labels if labels is not None else list(range(values.shape[0])),
+                      fmt=fmt, cmap="magma", vmin=0.0)
 
 
 def tsne_scatter(points, classes, path, class_names: Sequence | None = None,

@@ -6,8 +6,6 @@ Several: every seed's state stacked along a leading axis, the step lifted by
 hooks and evaluation see one seed's state at a time.
 """
 
-from typing import Callable
-
 import jax
 import ml_collections
 import numpy as np

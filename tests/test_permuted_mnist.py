@@ -1,6 +1,5 @@
 """Permuted MNIST: permutations from the seed, permuted batches and test sets, any method."""
 
-import jax
 import numpy as np
 
 from dynamos_jax import train

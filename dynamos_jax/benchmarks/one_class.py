@@ -1,0 +1,257 @@
+"""DGM's benchmarks: MNIST, SVHN and CIFAR-10 as ten one-class tasks (dgm-spec 1, 8, 10).
+
+Task t is class t (natural order 0..9), so a sample's label is its task. Images
+are 32x32: MNIST's 28x28 digits are resized on the host with PIL's bilinear
+filter on the uint8 image and kept as one grey channel (the reference's
+``ToPILImage`` -> ``Resize(32)``: its float round trip x / 255 * 255 is exact
+in float32 for every byte, so resizing the uint8 image is the same); SVHN and
+CIFAR-10 are 32x32x3 already. A method scales them with
+``dgm_discriminator.to_unit``.
+
+Validation hold-out (spec 8, 10), per class from the seed: the class's
+training samples are permuted and the first ``int(0.15 n)`` (MNIST) are held
+out, the rest train, in the permuted order (the reference's
+``shuffle(r, random_state=seed)``, ``r[:nvalid]`` / ``r[nvalid:]``); SVHN and
+CIFAR-10 keep ``int(0.9 n)`` to train (``random_split``'s train length) and
+hold out the rest. The permutations are JAX's, not scikit-learn's or torch's:
+the same sizes, other samples.
+
+Within a task the training samples come in ONE FIXED ORDER, the same every
+epoch (spec 12.8): batch i of every epoch holds samples i B .. i B + B - 1 of
+``task_data(t).batches(B)``'s order, the last partial batch padded and
+masked. A joint run (``joint = True`` methods: the JT upper bound) trains one
+task of every class's training part, reshuffled every epoch from the seed.
+
+Evaluated per class (= per task) on the official test split: ``class_il`` is
+each class's accuracy (%) with the argmax over the method's logits (which
+mask unseen classes), so A_t is the mean of the accuracy-matrix row t over
+the classes seen. One class per task makes task-IL 100 % by construction; it
+is reported (every run's results carry both matrices) but says nothing.
+
+ImageNet-50 (spec 1, 2.5): ``imagenet_class_indices`` gives the reference's
+class selection; no ImageNet loader exists in this project (``data/sources``
+knows 10-class datasets only), so ``dgm-imagenet50`` is registered to say so
+in one line (``validate``), and configs/dgm_imagenet50.py records the
+hyperparameters.
+"""
+
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from dynamos_jax import evaluation
+from dynamos_jax.benchmarks.base import Benchmark, DeviceData, TaskData, register
+from dynamos_jax.data import sources
+from dynamos_jax.data.streams import EpochData, epoch_batches, num_batches
+from dynamos_jax.errors import ConfigError, DataError
+
+SIZE = 32  # every DGM network takes 32x32 images
+# fold_in constant of the hold-out permutations' key (the joint epochs use
+# fold_in(task) then fold_in(epoch), with task = 0).
+_HOLDOUT = 2**31 - 3
+
+# ImageNet-50 (spec 1): task t uses these indices + 100 t of the
+# alphabetically sorted class folders (cfg_imnet_dgmw.yml: class_idx_imnet).
+IMAGENET_BASE_CLASSES = (1, 15, 29, 45, 59, 65, 81, 89, 90, 99)
+
+
+def imagenet_class_indices(num_tasks: int = 5) -> np.ndarray:
+  """[num_tasks, 10] the sorted-synset indices of each ImageNet-50 task's classes."""
+  return np.asarray(IMAGENET_BASE_CLASSES)[None, :] + 100 * np.arange(num_tasks)[:, None]
+
+
+def resize_bilinear(images: np.ndarray, size: int = SIZE) -> np.ndarray:
+  """uint8 [N, H, W, C] (C = 1 or 3) -> uint8 [N, size, size, C], PIL's bilinear per image.
+
+  PIL resamples uint8 images in fixed point, horizontally then vertically,
+  rounding to uint8 in between; going through PIL gives its exact bytes.
+  """
+  if images.shape[1:3] == (size, size):
+    return images
+  mode = {1: "L", 3: "RGB"}[images.shape[-1]]
+  out = np.empty((images.shape[0], size, size, images.shape[-1]), np.uint8)
+  for i, image in enumerate(images):
+    pil = Image.fromarray(image[..., 0] if mode == "L" else image, mode)
+    out[i] = np.asarray(pil.resize((size, size), Image.BILINEAR)).reshape(size, size, -1)
+  return out
+
+
+def holdout_split(key: jax.Array, labels: np.ndarray, num_classes: int, fraction: float,
+                  train_rounding: bool) -> tuple[list[np.ndarray], list[np.ndarray]]:
+  """Per class, a seeded permutation of its samples split into (train, valid) index arrays.
+
+  Args:
+    key: the seed's data key (folded with ``_HOLDOUT`` and the class).
+    labels: int [N] the training labels.
+    num_classes: K.
+    fraction: the held-out share.
+    train_rounding: False: hold out ``int(fraction n)`` (MNIST's reference);
+      True: train on ``int((1 - fraction) n)`` (SVHN's ``random_split``).
+
+  Returns:
+    train, valid: per class, int32 sample indices in the permuted order.
+  """
+  key = jax.random.fold_in(key, _HOLDOUT)
+  train, valid = [], []
+  for c in range(num_classes):
+    idx = np.flatnonzero(labels == c).astype(np.int32)
+    n = len(idx)
+    held = n - int((1 - fraction) * n) if train_rounding else int(fraction * n)
+    perm = idx[np.asarray(jax.random.permutation(jax.random.fold_in(key, c), n))]
+    valid.append(perm[:held])
+    train.append(perm[held:])
+  return train, valid
+
+
+def _prepare(data: DeviceData, channels: int, name: str) -> DeviceData:
+  """``data`` with 32x32 images of ``channels`` channels, on the host and the device.
+
+  A run's later seeds receive the first seed's prepared data (``Experiment``'s
+  ``shared_with``), which is returned as it is.
+  """
+  host = data.host
+  if host.train_images.shape[1:] == (SIZE, SIZE, channels):
+    return data
+
+  def convert(images):
+    images = images[..., :1] if channels == 1 else images  # grey: the 3 channels are equal
+    if images.shape[-1] != channels:
+      raise DataError(f"{name}: images have {images.shape[-1]} channels, expected {channels}")
+    return resize_bilinear(images)
+
+  train, test = convert(host.train_images), convert(host.test_images)
+  prepared = sources.ArrayDataset(host.name, train, host.train_labels, test, host.test_labels,
+                                  host.num_classes)
+  return DeviceData(prepared, jax.device_put(train), jax.device_put(host.train_labels),
+                    jax.device_put(test))
+
+
+class OneClass(Benchmark):
+  """Ten one-class tasks over a 10-class dataset (see the module docstring).
+
+  Class attributes (set by the subclasses):
+    channels: 1 (grey, MNIST) or 3.
+    holdout: the per-class validation share.
+    train_rounding: how the hold-out's size is rounded (``holdout_split``).
+  """
+
+  kind = "class-incremental"
+  num_tasks: ClassVar[int] = 10
+  classes_per_task: ClassVar[int] = 1
+  channels: ClassVar[int] = 3
+  holdout: ClassVar[float] = 0.1
+  train_rounding: ClassVar[bool] = True
+
+  def __init__(self, config, data, key, joint):
+    data = _prepare(data, self.channels, self.name)
+    super().__init__(config, data, key, joint)
+    host = data.host
+    self.num_classes = host.num_classes
+    self.train_parts, self.valid_parts = holdout_split(key, host.train_labels,
+                                                       self.num_classes, self.holdout,
+                                                       self.train_rounding)
+    if joint:
+      self.task_indices = [np.concatenate(self.train_parts)]
+      self.seen_after = [self.num_tasks]
+    else:
+      self.task_indices = list(self.train_parts)
+      self.seen_after = list(range(1, self.num_tasks + 1))
+    self.batches = [num_batches(len(ix), config.batch_size) for ix in self.task_indices]
+    self.epochs = config.epochs
+    self.rows = max(self.batches)  # Every epoch padded to one shape (one order array shape).
+    valid = np.concatenate(self.valid_parts)
+    self._valid = (data.train_images[valid], np.asarray(host.train_labels)[valid])
+
+  def _epoch(self, task: int, order, mask) -> EpochData:
+    return EpochData(self.data.train_images, self.data.train_labels, jnp.asarray(order),
+                     jnp.asarray(mask), jnp.int32(task))
+
+  def epoch_data(self, task, epoch):
+    indices = self.task_indices[task]
+    if self.joint:  # JT: every class at once, reshuffled each epoch from the seed.
+      key = jax.random.fold_in(jax.random.fold_in(self.key, task), epoch)
+      return self._epoch(task, *epoch_batches(key, indices, self.config.batch_size,
+                                              pad_to=self.rows))
+    order, mask = self.fixed_order(indices, self.config.batch_size)
+    pad = self.rows - order.shape[0]
+    order = jnp.pad(order, ((0, pad), (0, 0)))
+    mask = jnp.pad(mask, ((0, pad), (0, 0)))
+    return self._epoch(task, order, mask)
+
+  def task_data(self, task):
+    indices = self.task_indices[task]
+    classes = np.arange(self.num_classes) if self.joint else np.array([task])
+    return TaskData(task, len(indices), classes,
+                    lambda b: self._epoch(task, *self.fixed_order(indices, b)))
+
+  def test_set(self):
+    return self.data.test_images, np.asarray(self.data.host.test_labels)
+
+  def validation_set(self) -> tuple[jax.Array, np.ndarray]:
+    """The held-out training images of every class on the device [N_v, 32, 32, C], labels [N_v]."""
+    return self._valid
+
+  def task_test_set(self, task):
+    images, labels = self.test_set()
+    rows = np.flatnonzero(labels == task)
+    return images[rows], labels[rows]
+
+  @staticmethod
+  def per_class_accuracy(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> list[float]:
+    """[num_classes] accuracy (%) on each class's samples (argmax over all logits)."""
+    correct = np.argmax(logits, -1) == labels
+    return [100.0 * float(np.mean(correct[labels == c])) for c in range(num_classes)]
+
+  def evaluate(self, predict, batch_size, split: str = "test"):
+    """Each class's accuracy (%) on the test split (``split="valid"``: the hold-out)."""
+    images, labels = self.test_set() if split == "test" else self.validation_set()
+    logits = evaluation.predict_logits(lambda x: predict(x, None), images, batch_size)
+    class_il = self.per_class_accuracy(logits, labels, self.num_classes)
+    # Task-IL: the argmax over the sample's task's classes, one class here: 100 %.
+    return {"class_il": class_il, "task_il": [100.0] * self.num_classes}
+
+
+@register
+class OneClassMNIST(OneClass):
+  name = "dgm-mnist"
+  dataset = "mnist"
+  channels = 1
+  holdout = 0.15
+  train_rounding = False
+
+
+@register
+class OneClassSVHN(OneClass):
+  name = "dgm-svhn"
+  dataset = "svhn"
+
+
+@register
+class OneClassCIFAR10(OneClass):
+  name = "dgm-cifar10"
+  dataset = "cifar10"
+
+  @classmethod
+  def validate(cls, config):
+    if ("cifar10", config.data.source) not in getattr(sources, "_LOADERS", {}):
+      raise ConfigError(f"dgm-cifar10: no CIFAR-10 loader for data.source={config.data.source} "
+                        "in this version (dynamos_jax/data/sources.py); use dgm-mnist or dgm-svhn")
+
+
+@register
+class ImageNet50(OneClass):
+  """ImageNet-50 (spec 1): 5 tasks of 10 classes; not runnable here (no ImageNet loader)."""
+
+  name = "dgm-imagenet50"
+  dataset = "imagenet"
+  num_tasks = 5
+  classes_per_task = 10
+
+  @classmethod
+  def validate(cls, config):
+    raise ConfigError("dgm-imagenet50: this project has no ImageNet loader nor the ResNet "
+                      "generator and discriminator of dgm-spec 2.5; configs/dgm_imagenet50.py "
+                      "records the reference's settings only")

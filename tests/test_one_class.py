@@ -188,6 +188,15 @@ def test_imagenet50_class_selection_and_refusal():
     validate(c)
 
 
+def test_cifar10_needs_a_cifar_source():
+  c = base_config()
+  c.dataset, c.data.source = "dgm-cifar10", "bundled"
+  with pytest.raises(ConfigError, match="CIFAR-10 has no data.source='bundled'"):
+    validate(c)
+  c.data.source = "tfds"
+  validate(c)
+
+
 def test_registered_one_class_benchmarks():
   for name, dataset in (("dgm-mnist", "mnist"), ("dgm-svhn", "svhn"),
                         ("dgm-cifar10", "cifar10")):

@@ -29,9 +29,9 @@ the classes seen. One class per task makes task-IL 100 % by construction; it
 is reported (every run's results carry both matrices) but says nothing.
 
 ImageNet-50 (spec 1, 2.5): ``imagenet_class_indices`` gives the reference's
-class selection; no ImageNet loader exists in this project (``data/sources``
-knows 10-class datasets only), so ``dgm-imagenet50`` is registered to say so
-in one line (``validate``), and configs/dgm_imagenet50.py records the
+class selection; this project has no ILSVRC-2012 loader (``data/sources``)
+nor the ResNet networks of spec 2.5, so ``dgm-imagenet50`` is registered to
+say so in one line (``validate``), and configs/dgm_imagenet50.py records the
 hyperparameters.
 """
 
@@ -236,9 +236,10 @@ class OneClassCIFAR10(OneClass):
 
   @classmethod
   def validate(cls, config):
-    if ("cifar10", config.data.source) not in getattr(sources, "_LOADERS", {}):
-      raise ConfigError(f"dgm-cifar10: no CIFAR-10 loader for data.source={config.data.source} "
-                        "in this version (dynamos_jax/data/sources.py); use dgm-mnist or dgm-svhn")
+    loaders = sorted(s for d, s in getattr(sources, "_LOADERS", {}) if d == "cifar10")
+    if config.data.source not in loaders:
+      raise ConfigError(f"dgm-cifar10: CIFAR-10 has no data.source={config.data.source!r}; use "
+                        f"--config.data.source= one of {', '.join(loaders) or '(none here)'}")
 
 
 @register

@@ -6,10 +6,11 @@ yet seen None; ``before[j]`` is the accuracy on task j just before training
 it (``before[0]`` is the untrained model's). With T tasks:
 
 - final average: mean over j of matrix[T][j];
-- forgetting: mean over j < T-1 of max_{j < i < T} matrix[i][j] - matrix[T][j]
-  (the best accuracy on j after learning it and before the last task,
-  minus the final one; the reference framework also takes the untrained and
-  "before learning" entries into the max);
+- forgetting: mean over j < T-1 of max_{j < i <= T} matrix[i][j] - matrix[T][j]
+  (the best accuracy on j once learned, the final row included, minus the
+  final one, so forgetting >= 0, as in the spec and Mammoth; Mammoth also
+  takes the untrained and "before learning" entries into the max, which
+  only matters when a task is better before it is learned);
 - backward transfer (BWT): mean over j < T-1 of matrix[T][j] - matrix[j+1][j];
 - forward transfer (FWT): mean over j >= 1 of before[j] - matrix[0][j].
 
@@ -29,7 +30,7 @@ def forgetting(matrix: list[list[float | None]]) -> float | None:
   a, tasks = _sequential(matrix)
   if a is None:
     return None
-  return float(np.mean([max(a[i][j] for i in range(j + 1, tasks)) - a[tasks][j]
+  return float(np.mean([max(a[i][j] for i in range(j + 1, tasks + 1)) - a[tasks][j]
                         for j in range(tasks - 1)]))
 
 

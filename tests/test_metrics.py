@@ -25,6 +25,15 @@ def test_forgetting_takes_the_best_accuracy_after_learning():
   assert metrics.forgetting(m) == pytest.approx(((90 - 60) + (80 - 50)) / 2)
 
 
+def test_forgetting_counts_the_final_row_and_is_never_negative():
+  # Issue 16's counter-example: a task that ends at its best has forgotten nothing.
+  # Leaving the final row out of the max gave ((90 - 92) + (95 - 96)) / 2 = -1.5.
+  m = [[10.0, 10.0, 10.0], [90.0, None, None], [80.0, 95.0, None], [92.0, 96.0, 97.0]]
+  assert metrics.forgetting(m) == pytest.approx(0.0)
+  m[3][0] = 85.0  # now task 1 lost 5 from its best (90)
+  assert metrics.forgetting(m) == pytest.approx(2.5)
+
+
 def test_backward_transfer_compares_with_the_accuracy_right_after_learning():
   # Task 1: 60 - 90 = -30; task 2: 50 - 80 = -30.
   assert metrics.backward_transfer(MATRIX) == pytest.approx(-30.0)

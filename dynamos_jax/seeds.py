@@ -111,8 +111,10 @@ class Seeds:
       # The planned task's own tests: one task, or all of them in a joint run.
       seen = e.benchmark.seen_after
       first = seen[chunk.task - 1] if chunk.task else 0
-      accuracy = (float(np.mean(scores["class_il"][first:seen[chunk.task]]))
-                  if "class_il" in scores else scores["gcl"])
+      # A task-incremental benchmark selects on the task's own head (task-IL).
+      protocol = "task_il" if e.benchmark.kind == "task-incremental" else "class_il"
+      accuracy = (float(np.mean(scores[protocol][first:seen[chunk.task]]))
+                  if protocol in scores else scores["gcl"])
       learners.append(e.method.end_epoch(one.learner, e.task_data(chunk.task), accuracy))
     if not self.multi:
       return unaliased(state.replace(learner=learners[0]))

@@ -24,6 +24,7 @@ from PIL import Image
 from dynamos_jax.errors import DataError
 
 _FOLDER = 'tiny-imagenet-200'
+CLASSES = 200  # ids in wnids.txt
 _HELP = ('give the folder tiny-imagenet-200 (wnids.txt, train/<wnid>/images/*.JPEG, '
          'val/images/*.JPEG, val/val_annotations.txt) or the folder above it, unzipped from '
          'http://cs231n.stanford.edu/tiny-imagenet-200.zip')
@@ -83,10 +84,10 @@ def _wnids(root: str) -> list[str]:
     raise DataError(f'tiny-imagenet/files: {path} not found; {_HELP}.')
   with open(path) as f:
     wnids = [line.strip() for line in f if line.strip()]
-  if not wnids or len(set(wnids)) != len(wnids):
+  if len(wnids) != CLASSES or len(set(wnids)) != len(wnids):
     raise DataError(f'tiny-imagenet/files: {path} lists {len(wnids)} class ids '
-                    f'({len(set(wnids))} distinct), expected distinct ids one a line; '
-                    're-download the dataset.')
+                    f'({len(set(wnids))} distinct), expected {CLASSES} distinct ids one a '
+                    'line; re-download the dataset.')
   return sorted(wnids)
 
 

@@ -1,0 +1,117 @@
+"""Task-incremental splits (a head per task, task identity at test time), and split CIFAR-100.
+
+Task t holds classes ``t * K .. (t + 1) * K - 1`` of the dataset in natural
+order (K = ``classes_per_task``; the class order of the papers is not known,
+slni-spec 6.3 and 15); a sample's label is its class's place in its task,
+0..K-1, so ``num_classes`` is K, the width of one head. Each task's samples
+are reshuffled every epoch from the seed; the last partial batch is kept
+(padded and masked). After every task, every task's test samples are scored
+under two protocols:
+
+- ``task_il``: the argmax of the task's own head (``predict(images, t)``), the
+  benchmark's protocol (slni-spec 8).
+- ``class_il``: without the task: the argmax over ``predict(images, None)``.
+  A method with a head per task gives every head's logits side by side
+  [M, T * K], scored against the class over all tasks (``t * K + label``);
+  a method with one shared head gives K logits, which cannot tell the tasks
+  apart, so there it equals ``task_il``.
+"""
+
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dynamos_jax import evaluation
+from dynamos_jax.benchmarks.base import Benchmark, TaskData, register
+from dynamos_jax.data.streams import ClassIncremental, EpochData, epoch_batches, num_batches
+from dynamos_jax.errors import ConfigError
+
+
+class TaskSplit(Benchmark):
+  """Base of the task-incremental splits; subclasses set the class attributes."""
+
+  kind = "task-incremental"
+  num_tasks: ClassVar[int] = 10
+  classes_per_task: ClassVar[int] = 10
+
+  def __init__(self, config, data, key, joint):
+    super().__init__(config, data, key, joint)
+    classes = self.num_tasks * self.classes_per_task
+    if data.host.num_classes != classes:
+      raise ConfigError(f"{self.name} splits {classes} classes into {self.num_tasks} tasks, "
+                        f"but its dataset has {data.host.num_classes}: use a {self.dataset} "
+                        "source")
+    self.split = ClassIncremental(self.num_tasks, self.classes_per_task)
+    self.num_classes = self.classes_per_task
+    k = self.classes_per_task
+    # Labels within the task, on the device once (shared by the seeds).
+    self.train_labels = jax.device_put(np.asarray(data.host.train_labels % k, np.int32))
+    self.test_labels = np.asarray(data.host.test_labels % k, np.int32)
+    self.test_task = np.asarray(data.host.test_labels // k)
+    tasks = [self.split.task_indices(data.host.train_labels, t) for t in range(self.num_tasks)]
+    if joint:
+      self.task_indices, self.seen_after = [np.sort(np.concatenate(tasks))], [self.num_tasks]
+    else:
+      self.task_indices, self.seen_after = tasks, list(range(1, self.num_tasks + 1))
+    self.batches = [num_batches(len(ix), config.batch_size) for ix in self.task_indices]
+    self.epochs = config.epochs
+    self.rows = max(self.batches)  # Every epoch padded to one shape: one compile.
+    self._test_images = None
+
+  def _data(self, order, mask, task: int, key: jax.Array | None) -> EpochData:
+    """The padded batches ``order``, ``mask`` of ``task``; ``key``: the epoch's key
+    for a benchmark that augments (None: no augmentation, as the hooks see them)."""
+    del key
+    return EpochData(self.data.train_images, self.train_labels, order, mask, jnp.int32(task))
+
+  def eval_view(self, images: jax.Array) -> jax.Array:
+    """The test images as the methods see them (a subclass may crop them)."""
+    return images
+
+  def epoch_data(self, task, epoch):
+    key = jax.random.fold_in(jax.random.fold_in(self.key, task), epoch)
+    order, mask = epoch_batches(key, self.task_indices[task], self.config.batch_size,
+                                pad_to=self.rows)
+    return self._data(jnp.asarray(order), jnp.asarray(mask), task, key)
+
+  def task_data(self, task):
+    classes = (np.arange(self.num_classes) if self.joint
+               else np.arange(self.classes_per_task))
+    indices = self.task_indices[task]
+    return TaskData(task, len(indices), classes,
+                    lambda b: self._data(*self.fixed_order(indices, b), task, None))
+
+  def test_set(self):
+    """Every test image as the methods see it [N, H, W, 3]; labels within their task."""
+    if self._test_images is None:
+      self._test_images = self.eval_view(self.data.test_images)
+    return self._test_images, self.test_labels
+
+  def task_test_set(self, task):
+    images, labels = self.test_set()
+    rows = np.flatnonzero(self.test_task == task)
+    return images[rows], labels[rows]
+
+  def evaluate(self, predict, batch_size):
+    k = self.classes_per_task
+    class_il, task_il = [], []
+    for t in range(self.num_tasks):
+      images, labels = self.task_test_set(t)
+      own = evaluation.predict_logits(lambda x: predict(x, jnp.int32(t)), images, batch_size)
+      task_il.append(100.0 * float(np.mean(np.argmax(own, -1) == labels)))
+      every = evaluation.predict_logits(lambda x: predict(x, None), images, batch_size)
+      target = labels + t * k if every.shape[1] == self.num_tasks * k else labels
+      class_il.append(100.0 * float(np.mean(np.argmax(every, -1) == target)))
+    return {"class_il": class_il, "task_il": task_il}
+
+
+@register
+class SplitCIFAR100(TaskSplit):
+  """CIFAR-100 in 10 tasks of 10 classes (slni-spec 6.3), 32x32x3."""
+
+  name = "split-cifar100"
+  dataset = "cifar100"
+  num_tasks = 10
+  classes_per_task = 10

@@ -27,7 +27,8 @@ from dynamos_jax.errors import DynamosError
 
 # Config keys that cannot change results: a resume may change them freely.
 RESUME_SAFE_KEYS = frozenset({"resume", "checkpoint.every_steps", "checkpoint.keep",
-                              "train.progress", "train.eval_batch_size", "train.distributed"})
+                              "train.progress", "train.eval_batch_size", "train.distributed",
+                              "train.live_metrics"})
 
 
 def fingerprint(tree) -> str:

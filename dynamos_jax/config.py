@@ -82,6 +82,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.chunk_size = 100  # steps between host syncs (progress, logs)
   c.train.chunk_strategy = "auto"  # loop | scan | auto (loop on CPU, scan elsewhere)
   c.train.progress = True
+  # Per-chunk metrics as the run goes: WORKDIR/live/seed_N/ (JSON lines, TensorBoard).
+  c.train.live_metrics = True
   c.train.eval_batch_size = 1000
   # How one program runs several seeds: vmap batches them into every op;
   # unroll repeats the step once per seed (XLA:CPU turns a vmapped

@@ -24,6 +24,7 @@ from dynamos_jax.checkpoint import (Checkpointer, Interrupted, StopSignals, conf
 from dynamos_jax.errors import DynamosError
 from dynamos_jax.evaluation import seen_row
 from dynamos_jax.experiment import Experiment
+from dynamos_jax.live import LiveMetrics
 from dynamos_jax.seeds import Seeds
 from dynamos_jax.state import TrainState
 
@@ -42,8 +43,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   checkpoints = open_run_directory(config, workdir)
   seeds = Seeds(config)
   state, progress = _start_or_resume(config, seeds, checkpoints)
+  live = _open_live(config, workdir, seeds, progress)
   runners = seeds.make_runners()
-  state = _train(config, seeds, runners, state, progress, checkpoints)
+  try:
+    state = _train(config, seeds, runners, state, progress, checkpoints, live)
+  finally:
+    live.close()
   checkpoints.close()
   compile_seconds = sum(r.compile_seconds for r in runners.values())
   seconds = progress["train_seconds"]
@@ -97,13 +102,24 @@ def _start_or_resume(config, seeds: Seeds, checkpoints: Checkpointer) -> tuple[T
   return state, progress
 
 
+def _open_live(config, workdir: str, seeds: Seeds, progress: dict) -> LiveMetrics:
+  """The live metric streams, with the untrained model's evaluation on a fresh start."""
+  live = LiveMetrics(workdir, seeds.seeds, progress["total_steps"], config.train.live_metrics)
+  if progress["total_steps"] == 0:
+    for i, record in enumerate(_records(progress)):
+      if "before" in record:  # GCL evaluates once, at the end of the stream.
+        live.evaluation(i, 0, 0, {p: float(np.mean(record[p][0])) for p in record["before"]})
+    live.flush()
+  return live
+
+
 def _records(progress: dict) -> list[dict]:
   """Each seed's record of accuracies and log (one seed: the progress record itself)."""
   return progress["seeds"] if "seeds" in progress else [progress]
 
 
 def _train(config, seeds: Seeds, runners, state: TrainState, progress: dict,
-           checkpoints: Checkpointer) -> TrainState:
+           checkpoints: Checkpointer, live: LiveMetrics) -> TrainState:
   """Runs the planned chunks from ``progress["next_chunk"]``; updates ``progress`` in place."""
   chunks = seeds.chunks
   bar = reporting.progress_bar(sum(c.stop - c.start for c in chunks), config.train.progress)
@@ -126,10 +142,11 @@ def _train(config, seeds: Seeds, runners, state: TrainState, progress: dict,
       _check_finite(per_seed, seeds, chunk, progress, checkpoints)
       progress["total_steps"] += chunk.stop - chunk.start
       progress["next_chunk"] = index + 1
-      for record, m in zip(_records(progress), per_seed):
+      for i, (record, m) in enumerate(zip(_records(progress), per_seed)):
         record["log"].append({
             "step": progress["total_steps"], "task": chunk.task + 1, "epoch": chunk.epoch + 1,
             "phase": chunk.phase, **{k: float(np.mean(v)) for k, v in m.items()}})
+        live.log(i, record["log"][-1])
       bar.update(chunk.stop - chunk.start)
       bar.set_postfix(task=chunk.task + 1, loss=f"{np.mean(metrics['loss']):.3f}",
                       acc=f"{np.mean(metrics['train_accuracy']):.2f}")
@@ -138,8 +155,10 @@ def _train(config, seeds: Seeds, runners, state: TrainState, progress: dict,
       if chunk.ends_task:
         state = seeds.run_hook(state, "end_task", chunk.task)
         for i, record in enumerate(_records(progress)):
-          _evaluate_task_end(seeds.exps[i], seeds.state_of(state, i), chunk, record, bar,
-                             f"seed {seeds.seeds[i]}: " if seeds.multi else "")
+          scores = _evaluate_task_end(seeds.exps[i], seeds.state_of(state, i), chunk, record,
+                                      bar, f"seed {seeds.seeds[i]}: " if seeds.multi else "")
+          live.evaluation(i, progress["total_steps"], chunk.task + 1, scores)
+      live.flush()
       due = progress["total_steps"] - last_saved >= config.checkpoint.every_steps
       if chunk.ends_task or due or stop.received:
         checkpoints.save(progress["total_steps"], state, progress)
@@ -169,13 +188,16 @@ def _check_finite(per_seed: list[dict], seeds: Seeds, chunk, progress: dict,
 
 
 def _evaluate_task_end(exp: Experiment, state: TrainState, chunk, record: dict, bar,
-                       prefix: str) -> None:
-  """Adds the accuracies after ``chunk``'s task (or the stream's GCL accuracy) to ``record``."""
+                       prefix: str) -> dict[str, float]:
+  """Adds the accuracies after ``chunk``'s task (or the stream's GCL accuracy) to ``record``.
+
+  Returns each protocol's accuracy on the tasks seen so far (or the GCL accuracy).
+  """
   scores = exp.evaluate(state, chunk.phase)
   if exp.gcl:
     record["gcl"] = scores["gcl"]
     bar.write(f"{prefix}end of the stream: GCL accuracy {record['gcl']:.2f}")
-    return
+    return {"gcl": float(scores["gcl"])}
   seen = exp.benchmark.seen_after[chunk.task]
   for protocol, accuracies in scores.items():
     record[protocol].append(seen_row(accuracies, seen))
@@ -183,6 +205,7 @@ def _evaluate_task_end(exp: Experiment, state: TrainState, chunk, record: dict, 
       record["before"][protocol].append(accuracies[seen])
   bar.write(f"{prefix}task {seen}: " + "  ".join(
       f"{p.replace('_il', '-IL')} {np.mean(a[:seen]):.2f}" for p, a in scores.items()))
+  return {p: float(np.mean(a[:seen])) for p, a in scores.items()}
 
 
 def restore_run(workdir: str) -> tuple[Experiment, TrainState, dict]:

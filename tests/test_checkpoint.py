@@ -17,6 +17,7 @@ from dynamos_jax import runner
 from dynamos_jax import train
 from dynamos_jax.checkpoint import Checkpointer, config_differences
 from dynamos_jax.errors import DynamosError
+from test_live import read_lines
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -91,6 +92,8 @@ def test_crash_and_resume_equals_uninterrupted_run(small, tmp_path, monkeypatch)
   resumed = train.train_and_evaluate(small, str(tmp_path / "run"))
   assert _comparable(resumed) == _comparable(reference)
   assert _final_fingerprint(tmp_path / "run") == _final_fingerprint(tmp_path / "ref")
+  # The live stream reads like the uninterrupted run's (the re-run steps once).
+  assert read_lines(tmp_path / "run") == read_lines(tmp_path / "ref")
 
 
 def test_sigterm_saves_and_resumes(small, tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ from dynamos_jax import runner
 from dynamos_jax import train
 from dynamos_jax.data.streams import EpochData
 from dynamos_jax.errors import ConfigError, DynamosError
+from test_live import read_lines
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -181,6 +182,10 @@ def test_multi_seed_run_resumes_after_a_crash(tiny_data, tiny_config, tmp_path, 
   assert os.listdir(tmp_path / "run" / "checkpoints")  # It resumes, not restarts.
   resumed = train.train_and_evaluate(config, str(tmp_path / "run"))
   assert resumed["runs"] == reference["runs"] and resumed["summary"] == reference["summary"]
+  for i, seed in enumerate((0, 1)):  # One live stream per seed, as if uninterrupted.
+    lines = read_lines(tmp_path / "run", seed)
+    assert lines == read_lines(tmp_path / "ref", seed)
+    assert [l for l in lines if "eval" not in l] == reference["runs"][i]["log"]
   # evaluate and analyze read one-seed runs and say so.
   with pytest.raises(DynamosError, match="multi-seed run"):
     train.restore_run(str(tmp_path / "run"))

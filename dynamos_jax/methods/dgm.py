@@ -1,31 +1,120 @@
 """DGM (Dynamic Generative Memory; Ostapenko et al., CVPR 2019): DGMw and DGMa (dgm-spec).
 
-An AC-GAN learns the classes one task at a time: the discriminator D is also
-the classifier (its aux head); the generator G is the only memory. G's three
+An AC-GAN learns the classes one task at a time: the discriminator D
+(``models/dgm_discriminator.py``) is also the classifier (its aux head); the
+generator G (``models/dgm_generator.py``) is the only memory. G's three
 masked transposed convolutions carry HAT-style attention masks per task
 (``hat.py``): DGMw masks every weight, DGMa every output channel. After each
-task the masks are binarised and cumulated, the weights they reserve are
-frozen for later tasks (gradient conditioning), and G grows so that the next
-task finds as many free weights (units) as the first one did (spec 6).
+task the masks are binarised at s_max and cumulated, the weights they reserve
+are frozen for later tasks (gradient conditioning), and G grows so that the
+next task finds as many free weights (units) as the first one did (spec 6).
 
-This first version declares the ``dgm.*`` keys and their validation; the
-state, the step and the task hooks follow in the same file.
+One step (spec 7, 15.3), for a real batch of task t (class t) at scale s of
+the schedule (spec 3.1, from the step counter: epoch e = k // batches,
+position j = k % batches):
+  1. t + 1 Adam steps on D's aux cross-entropy (``lax.scan``), over the real
+     batch and, for every past class c < t, the replay images at the same
+     indices of the task's fixed order, shuffled together and cut into t + 1
+     chunks of the batch's size (unseen classes' logits at -inf);
+  2. one Adam step on D with WGAN-GP: mean c(fake) - mean c(real) + lambda_GP
+     mean (|grad_xhat c(xhat)| - 1)^2 (a nested ``jax.grad``, D in training mode);
+  3. one Adam step on G: -lambda_adv mean c(G_t(z, s)) + lambda_RU alpha R^t
+     [+ CE(aux(fake), t) with ``aux_g``]; gradients conditioned by 1 - M^{<t}
+     (DGMa: HAT's min rule), the embeddings' gradient compensated (3.3),
+     clipped at norm 1e4; frozen entries restored after the update.
+D's BN statistics follow every training-mode forward in that order.
+
+State (``DGMState``): G's params and BN statistics at the task's common
+shapes, D's variables, two Adam states (re-created at every task start: a
+carried state would move frozen weights, spec 12.4), the finished tasks'
+embeddings (float: past tasks generate with the soft masks sigmoid(S e),
+spec 12.5), the cumulative binary masks, per-task active channel counts, the
+reserved counts of the growth rule, a snapshot of G's weights at the task
+start, the task's sizes and the step counter.
+
+Choices and deviations (the README's DGM section should say them):
+- Replay (spec 5, 15.6): not stored. Past class c's image at position q of
+  the task's fixed order is generated inside the step from the task-start
+  snapshot of G (eval-mode BN, s = S, task c's masks, BN and head) with noise
+  keyed by (task, c, q): a fixed set per task, as the reference's, that a
+  resumed run regenerates exactly; it costs a G forward per replayed image
+  (G is ~3 % of D's cost). The reference permutes each generated set once;
+  with i.i.d. noise per index that permutation changes no distribution.
+- Growth happens after every task, the last one included; each seed grows by
+  its own masks, and arrays are padded to a common shape (multiples of
+  ``dgm.shape_multiple``) with existence masks (spec 15.1).
+- D's aux head has all K outputs, unseen ones masked (spec 15.4); at t = 0
+  its CE is identically 0 (one seen class), as the reference's.
+- The paper's schedule (``dgm.schedule=paper``): eqs. 3-4, reaching s_max.
 """
 
 import dataclasses
+import functools
 
+import flax.struct
+import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
+import optax
 
 from dynamos_jax import benchmarks
+from dynamos_jax import hat
+from dynamos_jax import losses
 from dynamos_jax.errors import ConfigError
 from dynamos_jax.methods.base import Method, register
+from dynamos_jax.models import dgm_generator as gen
+from dynamos_jax.models.dgm_discriminator import Discriminator, init_discriminator, to_unit
 
 VARIANTS = ("w", "a")
 SCHEDULES = ("code", "paper")
 PLACEMENTS = ("reference", "hat")
 EXPANSIONS = ("code", "paper", "none")
 REPLAYS = ("fixed", "fresh")
-SELECTIONS = ("final", "best_valid")
+SELECTIONS = ("final",)
+
+# fold_in constants of the named keys (design.md 3: never reuse a key).
+_D_INIT, _HEAD, _BN, _GROW, _REPLAY, _G_INIT = 1, 2, 3, 4, 5, 6
+# Per step: the step's key split into these consumers.
+_STEP_KEYS = ("perm", "z_d", "gp", "z_g")
+
+
+@flax.struct.dataclass
+class DGMState:
+  """The method's state (the module docstring). L = 3 masked layers; T tasks.
+
+  g, g_stats: G's params and BN statistics (``models/dgm_generator.py``).
+  d, d_stats: D's params and batch_stats.
+  g_opt, d_opt: Adam states (fresh at each task start).
+  past_emb: L x [T, *emb] the finished tasks' embeddings (row t after task t).
+  cum: L x emb-shaped float 0/1, M^{<t} (DGMw: per weight, DGMa: per channel).
+  counts: int32 [T, L] active output channels of task t's sub-network.
+  reserved: int32 [L] ones of M counted at the growths so far.
+  snapshot: L x G's conv weights at the task start (the replay's generator).
+  seen: int32 [t + 1] the classes seen (its length makes t static in the step).
+  samples, batches, step_in_task: int32 [] N_t, batches per epoch, steps taken.
+  key: uint32 raw key data of the method's named keys.
+  """
+  g: dict
+  g_stats: dict
+  d: dict
+  d_stats: dict
+  g_opt: tuple
+  d_opt: tuple
+  past_emb: tuple
+  cum: tuple
+  counts: jax.Array
+  reserved: jax.Array
+  snapshot: tuple
+  seen: jax.Array
+  samples: jax.Array
+  batches: jax.Array
+  step_in_task: jax.Array
+  key: jax.Array
+
+  @property
+  def task(self) -> jax.Array:
+    return self.seen[-1]
 
 
 @register
@@ -33,10 +122,28 @@ SELECTIONS = ("final", "best_valid")
 class DGM(Method):
   """The DGM method (see the module docstring); fields are set by ``from_config``."""
 
+  spec: gen.GeneratorSpec
   num_classes: int
-  num_tasks: int
-  channels: int
-  variant: str = "w"
+  epochs: int
+  batch_size: int
+  smax: float = 1e4
+  lambda_ru: float = 0.08
+  lambda_gp: float = 1.0
+  lambda_adv: float = 1.0
+  aux_g: bool = False
+  reinit_d: bool = True
+  lr_d: float = 2e-3
+  lr_g: float = 2e-3
+  beta1: float = 0.5
+  beta2: float = 0.999
+  ndf: int = 32
+  onehot: bool = True
+  schedule: str = "code"
+  expansion: str = "code"
+  shape_multiple: int = 8
+  thres_cosh: float = 50.0
+  clip_norm: float = 1e4
+  replay: str = "fixed"
 
   name = "dgm"
   namespace = "dgm"
@@ -76,8 +183,9 @@ class DGM(Method):
     c.replay = "fixed"
     # final: report the model after each task; best_valid: also record the
     # test accuracy at the evaluation with the best validation accuracy.
+    # final: the model after each task (the only selection offered so far).
     c.selection = "final"
-    c.eval_every = 2  # epochs between validation evaluations (best_valid)
+    c.eval_every = 2  # epochs between validation evaluations (the reference's; unused yet)
     return c
 
   @classmethod
@@ -119,13 +227,317 @@ class DGM(Method):
 
   @classmethod
   def from_config(cls, config, benchmark) -> "DGM":
-    raise ConfigError("the dgm method is not finished yet (only its config keys are)")
+    d = config.dgm
+    channels = benchmark.image_shape[-1]
+    spec = gen.GeneratorSpec(d.variant, d.ngf, d.nz, channels, benchmark.num_tasks,
+                             d.mask_placement)
+    return cls(spec, benchmark.num_classes, config.epochs, config.batch_size,
+               float(d.smax), d.lambda_ru, d.lambda_gp, d.lambda_adv, bool(d.aux_g),
+               bool(d.reinit_d), d.lr_d, d.lr_g, d.beta1, d.beta2, d.ndf, bool(d.onehot),
+               d.schedule, d.expansion, d.shape_multiple, d.thres_cosh, d.clip_norm, d.replay)
+
+  # --- pieces --------------------------------------------------------------------------------
+
+  @property
+  def discriminator(self) -> Discriminator:
+    return Discriminator(self.num_classes, self.ndf)
+
+  @property
+  def tx_d(self) -> optax.GradientTransformation:
+    return optax.adam(self.lr_d, b1=self.beta1, b2=self.beta2)
+
+  @property
+  def tx_g(self) -> optax.GradientTransformation:
+    return optax.chain(optax.clip_by_global_norm(self.clip_norm),
+                       optax.adam(self.lr_g, b1=self.beta1, b2=self.beta2))
+
+  def _key(self, state, name: int, task) -> jax.Array:
+    return jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.key), name),
+                              task)
+
+  def _d_apply(self, params, stats, x, train: bool, mask=None):
+    """D on x [N, 32, 32, C] in [-1, 1]: (critic [N], logits [N, K], batch_stats)."""
+    variables = {"params": params, "batch_stats": stats}
+    if not train:
+      critic, logits = self.discriminator.apply(variables, x, train=False)
+      return critic, logits, stats
+    (critic, logits), updated = self.discriminator.apply(variables, x, train=True, mask=mask,
+                                                         mutable=["batch_stats"])
+    return critic, logits, updated["batch_stats"]
+
+  def _exists(self, g, counts):
+    """The existence masks shaped as the embeddings (DGMw: weights, DGMa: channels)."""
+    if self.spec.variant == "w":
+      return gen.weight_exist(counts, [w.shape for w in g["w"]])
+    return gen.channel_exist(counts, gen.widths_of(g))
+
+  def _masks(self, embeddings, s, exists):
+    return tuple(hat.mask(e, s, x) for e, x in zip(embeddings, exists))
+
+  def _conditioners(self, g, cum, counts):
+    """Per conv weight, the gradient factor: 0 on reserved (frozen) and absent entries."""
+    wexist = gen.weight_exist(counts, [w.shape for w in g["w"]])
+    if self.spec.variant == "w":
+      return tuple(hat.weight_conditioner_w(c, x) for c, x in zip(cum, wexist))
+    return tuple(hat.weight_conditioner_a(cum[l], cum[l - 1] if l else None, wexist[l])
+                 for l in range(len(cum)))
+
+  def _noise(self, key, n, label):
+    return gen.noise(key, n, self.spec.nz, jnp.full((n,), label, jnp.int32),
+                     self.num_classes if self.onehot else 0)
+
+  def _seen_logits(self, logits, t):
+    return jnp.where(jnp.arange(logits.shape[-1]) <= t, logits, -jnp.inf)
+
+  # --- lifecycle -----------------------------------------------------------------------------
 
   def init(self, key, example, benchmark):
-    raise NotImplementedError
+    del example, benchmark
+    d_key, g_key, own = jax.random.split(key, 3)
+    g, g_stats, counts = gen.init(g_key, self.spec, self.shape_multiple)
+    variables = init_discriminator(d_key, self.num_classes, self.spec.channels, self.ndf)
+    t = self.spec.num_tasks
+    layers = len(g["w"])
+    zeros = jnp.zeros((), jnp.int32)
+    return DGMState(
+        g=g, g_stats=g_stats, d=variables["params"], d_stats=variables["batch_stats"],
+        g_opt=self.tx_g.init(g), d_opt=self.tx_d.init(variables["params"]),
+        past_emb=tuple(jnp.zeros((t, *e.shape)) for e in g["emb"]),
+        cum=tuple(jnp.zeros(e.shape) for e in g["emb"]),
+        counts=jnp.tile(jnp.asarray(counts)[None], (t, 1)),
+        reserved=jnp.zeros((layers,), jnp.int32), snapshot=g["w"],
+        seen=jnp.zeros((1,), jnp.int32), samples=zeros, batches=zeros + 1,
+        step_in_task=zeros, key=jax.random.key_data(own))
+
+  def begin_task(self, state, task):
+    """D re-initialised (t > 0), task t's head drawn, fresh Adam states, the replay's snapshot."""
+    t = task.index
+    d, d_stats = state.d, state.d_stats
+    if t > 0:
+      fresh = init_discriminator(self._key(state, _D_INIT, t), self.num_classes,
+                                 self.spec.channels, self.ndf)
+      if self.reinit_d:
+        d, d_stats = fresh["params"], fresh["batch_stats"]
+      else:  # The reference's ImageNet path: only the critic and aux heads are reset.
+        d = dict(d, critic=fresh["params"]["critic"], aux=fresh["params"]["aux"])
+    counts = np.asarray(state.counts[t])
+    width = state.g["head"].shape[1]
+    head = gen.head_init(self._key(state, _HEAD, t), self.spec, int(counts[2]), width)
+    g = dict(state.g, head=state.g["head"].at[t].set(head))
+    return state.replace(
+        g=g, d=d, d_stats=d_stats, g_opt=self.tx_g.init(g), d_opt=self.tx_d.init(d),
+        snapshot=tuple(jnp.copy(w) for w in g["w"]), seen=jnp.arange(t + 1, dtype=jnp.int32),
+        samples=jnp.int32(task.size), batches=jnp.int32(-(-task.size // self.batch_size)),
+        step_in_task=jnp.zeros((), jnp.int32))
+
+  def _replay(self, state, positions, t: int):
+    """Past classes' images at sample positions [B] of the task's order: [t, B, 32, 32, C].
+
+    G as it was at the task start (the snapshot's weights; past tasks' BN,
+    heads and statistics do not change within a task), eval-mode BN, s = S,
+    each class's own masks and sub-network; noise keyed by (task, class,
+    position), plus the step with ``replay=fresh``.
+    """
+    key = self._key(state, _REPLAY, t)
+    if self.replay == "fresh":
+      key = jax.random.fold_in(key, state.step_in_task)
+    g = dict(state.g, w=state.snapshot)
+
+    def one(_, c):
+      kc = jax.random.fold_in(key, c)
+      z = jax.vmap(lambda q: jax.random.normal(jax.random.fold_in(kc, q), (self.spec.nz,)))(
+          positions)
+      if self.onehot:
+        z = z.at[:, :self.num_classes].set(jax.nn.one_hot(jnp.full(z.shape[:1], c),
+                                                          self.num_classes))
+      counts = state.counts[c]
+      exists = self._exists(g, counts)
+      masks = self._masks(tuple(e[c] for e in state.past_emb), self.smax, exists)
+      images, _ = gen.forward(self.spec, g, state.g_stats, z, c, masks, counts, train=False)
+      return None, images
+
+    return jax.lax.scan(one, None, jnp.arange(t))[1]
+
+  def _ce_chunks(self, state, key, real, labels, valid, replay, t: int):
+    """The t + 1 CE steps on D over real + replay, shuffled and cut into chunks (spec 7)."""
+    b = real.shape[0]
+    x = real if replay is None else jnp.concatenate([real[None], replay]).reshape(
+        ((t + 1) * b, *real.shape[1:]))
+    y = jnp.concatenate([labels] + [jnp.full((b,), c, jnp.int32) for c in range(t)])
+    ok = jnp.tile(valid, t + 1)
+    n = jnp.sum(valid)
+    # A random order with the real (unpadded) rows first; chunk i takes rows i n .. i n + n - 1.
+    u = jax.random.uniform(key, ok.shape)
+    order = jnp.argsort(jnp.where(ok, u, u + 2.0))
+    r = jnp.arange(b)
+    rows = order[jnp.minimum(jnp.arange(t + 1)[:, None] * n + r[None], (t + 1) * b - 1)]
+    chunk_mask = jnp.broadcast_to(r[None] < n, rows.shape)
+
+    def ce_step(carry, chunk):
+      d, d_stats, d_opt = carry
+      idx, m = chunk
+
+      def loss_fn(params):
+        _, logits, stats = self._d_apply(params, d_stats, x[idx], True, m)
+        logits = self._seen_logits(logits, t)
+        return losses.cross_entropy(logits, y[idx], m), (logits, stats)
+
+      (ce, (logits, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d)
+      updates, d_opt = self.tx_d.update(grads, d_opt, d)
+      correct = jnp.sum((jnp.argmax(logits, -1) == y[idx]) & m)
+      return (optax.apply_updates(d, updates), stats, d_opt), (ce, correct)
+
+    carry, (ce, correct) = jax.lax.scan(ce_step, (state.d, state.d_stats, state.d_opt),
+                                        (rows, chunk_mask))
+    return carry, jnp.mean(ce), jnp.sum(correct) / jnp.maximum((t + 1) * n, 1)
 
   def step(self, state, batch, key, phase):
-    raise NotImplementedError
+    del phase  # One phase.
+    t = state.seen.shape[0] - 1  # static: the state's shapes change with the task
+    keys = dict(zip(_STEP_KEYS, jax.random.split(key, len(_STEP_KEYS))))
+    k = state.step_in_task
+    epoch, position = k // state.batches, k % state.batches
+    s, s_e = hat.scale(self.schedule, epoch, position, self.epochs, state.batches,
+                       state.samples, self.batch_size, self.smax, self.spec.variant == "w")
+    valid = batch.mask
+    n = jnp.maximum(jnp.sum(valid), 1)
+    real = to_unit(batch.images)
+    b = real.shape[0]
+    replay = None
+    if t > 0:
+      replay = self._replay(state, position * self.batch_size + jnp.arange(b), t)
+
+    # 1. The classifier: t + 1 CE steps on real + replay.
+    (d, d_stats, d_opt), ce, accuracy = self._ce_chunks(state, keys["perm"], real,
+                                                       batch.labels, valid, replay, t)
+
+    # 2. WGAN-GP on D: real vs G_t's fakes (G in training mode: its BN_t moves).
+    g, counts = state.g, state.counts[t]
+    exists = self._exists(g, counts)
+    masks = self._masks(g["emb"], s, exists)
+    fake, g_stats = gen.forward(self.spec, g, state.g_stats, self._noise(keys["z_d"], b, t),
+                                t, masks, counts, train=True, sample_mask=valid)
+    fake = jax.lax.stop_gradient(fake)
+    alpha = jax.random.uniform(keys["gp"], (b, 1, 1, 1))
+    mixed = alpha * real + (1.0 - alpha) * fake
+    vmean = lambda v: jnp.sum(v * valid) / n
+
+    def d_loss_fn(params):
+      c_real, _, st = self._d_apply(params, d_stats, real, True, valid)
+      c_fake, _, st = self._d_apply(params, st, fake, True, valid)
+
+      def critic_sum(xh):
+        c, _, new = self._d_apply(params, st, xh, True, valid)
+        return jnp.sum(c * valid), new
+
+      grad_x, st = jax.grad(critic_sum, has_aux=True)(mixed)
+      # Padding rows have a zero gradient: keep sqrt's derivative at 0 out of the sum.
+      sq = jnp.sum(grad_x**2, axis=(1, 2, 3))
+      norm = jnp.where(valid, jnp.sqrt(jnp.where(valid, sq, 1.0)), 0.0)
+      gp = vmean((norm - 1.0) ** 2)
+      w_dist = vmean(c_real) - vmean(c_fake)
+      return -w_dist + self.lambda_gp * gp, (st, gp, w_dist)
+
+    (d_loss, (d_stats, gp, w_dist)), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(d)
+    updates, d_opt = self.tx_d.update(grads, d_opt, d)
+    d = optax.apply_updates(d, updates)
+
+    # 3. G: fool the critic; sparse masks on the free entries.
+    cond = self._conditioners(g, state.cum, counts)
+    reg_weight = self.lambda_ru * jnp.sum(counts) / sum(self.spec.start)
+    z_g = self._noise(keys["z_g"], b, t)
+
+    def g_loss_fn(params):
+      m = self._masks(params["emb"], s, exists)
+      x, stats = gen.forward(self.spec, params, g_stats, z_g, t, m, counts, train=True,
+                             sample_mask=valid)
+      c, logits, dst = self._d_apply(d, d_stats, x, True, valid)
+      reg = hat.regulariser(m, state.cum, exists)
+      loss = -self.lambda_adv * vmean(c) + reg_weight * reg
+      if self.aux_g:
+        loss += losses.cross_entropy(self._seen_logits(logits, t), batch.labels, valid)
+      return loss, (stats, dst, reg, vmean(c))
+
+    (g_loss, (g_stats, d_stats, reg, g_critic)), grads = jax.value_and_grad(
+        g_loss_fn, has_aux=True)(g)
+    grads = dict(grads, w=tuple(gw * f for gw, f in zip(grads["w"], cond)),
+                 emb=tuple(hat.compensate(ge, e, s, s_e, self.thres_cosh) * x
+                           for ge, e, x in zip(grads["emb"], g["emb"], exists)))
+    updates, g_opt = self.tx_g.update(grads, state.g_opt, g)
+    new_g = optax.apply_updates(g, updates)
+    # Frozen and absent weights keep their exact values (a no-op with a fresh Adam state).
+    new_g["w"] = tuple(jnp.where(f > 0, w1, w0) for w0, w1, f in zip(g["w"], new_g["w"], cond))
+    metrics = {"loss": ce + d_loss + g_loss, "ce": ce, "d_loss": d_loss, "gp": gp,
+               "wasserstein": w_dist, "g_loss": g_loss, "g_critic": g_critic, "reg": reg,
+               "s": s, "train_accuracy": accuracy}
+    return state.replace(g=new_g, g_stats=g_stats, d=d, d_stats=d_stats, g_opt=g_opt,
+                         d_opt=d_opt, step_in_task=k + 1), metrics
 
   def predict(self, state, images, task, phase):
-    raise NotImplementedError
+    """D's aux logits in eval mode, classes not seen yet at -inf."""
+    del task, phase
+    _, logits, _ = self._d_apply(state.d, state.d_stats, to_unit(images), False)
+    return self._seen_logits(logits, state.task)
+
+  def generate(self, state, z: jax.Array, task: int, finished: bool = True) -> jax.Array:
+    """Images [N, 32, 32, C] of class ``task`` from noise z [N, nz] (its one-hot prefix
+    written): eval-mode BN, s = S, the class's own sub-network and masks (its kept
+    embedding once ``finished``, else the embedding being trained)."""
+    counts = state.counts[task]
+    exists = self._exists(state.g, counts)
+    emb = tuple(e[task] for e in state.past_emb) if finished else state.g["emb"]
+    masks = self._masks(emb, self.smax, exists)
+    return gen.forward(self.spec, state.g, state.g_stats, z, task, masks, counts, False)[0]
+
+  def end_task(self, state, task):
+    """Binarise at s_max, cumulate, keep the embeddings, grow (spec 3.2, 6)."""
+    t = task.index
+    g = state.g
+    counts = np.asarray(state.counts[t])
+    exists = self._exists(g, counts)
+    binary = tuple(hat.binarise(e, self.smax, x) for e, x in zip(g["emb"], exists))
+    cum = tuple(hat.cumulate(c, b) for c, b in zip(state.cum, binary))
+    past_emb = tuple(p.at[t].set(e) for p, e in zip(state.past_emb, g["emb"]))
+    ones = np.asarray([int(jnp.sum(c)) for c in cum])
+    delta = ones - np.asarray(state.reserved)
+    if self.expansion == "none":
+      add = (0,) * len(counts)
+    elif self.spec.variant == "a":
+      add = hat.growth_a(delta)
+    else:
+      add = hat.growth_w(delta, self.spec.inputs(counts), counts, gen.KERNEL,
+                         credit=self.expansion == "code")
+    new = counts + np.asarray(add, np.int32)
+    widths = tuple(max(gen.round_up(c, self.shape_multiple), w)
+                   for c, w in zip(new, gen.widths_of(g)))
+    state = state.replace(cum=cum, past_emb=past_emb, reserved=jnp.asarray(ones, jnp.int32))
+    return self.pad(state, widths, grown=(t, counts, new))
+
+  def pad(self, state, widths, grown=None):
+    """``state`` at common widths ``widths`` (>= its own); ``grown=(t, old, new)``: task
+    t's end also grows the active counts old -> new and draws task t + 1's BN."""
+    g = state.g
+    if grown is None:  # Padding only: the active entries all kept, no draw used.
+      t = None
+      key, old = self._key(state, _GROW, self.spec.num_tasks), np.asarray(state.counts[-1])
+      new = old
+    else:
+      t, old, new = grown
+      key = self._key(state, _GROW, t)
+    if grown is None and tuple(widths) == gen.widths_of(g):
+      return state
+    params, stats = gen.grow(key, self.spec, g, state.g_stats, old, new, widths)
+    params["emb"] = tuple(jnp.zeros_like(e) for e in params["emb"]) if t is not None \
+        else params["emb"]
+    counts = state.counts
+    if t is not None and t + 1 < self.spec.num_tasks:
+      counts = counts.at[t + 1:].set(jnp.asarray(new, jnp.int32))
+      scale = gen.bn_init(self._key(state, _BN, t + 1), new, widths, first=False)
+      params["scale"] = tuple(x.at[t + 1].set(v) for x, v in zip(params["scale"], scale))
+    shapes = [e.shape for e in params["emb"]]
+    pad = lambda x, shape: jnp.pad(x, [(0, a - b) for a, b in zip(shape, x.shape)])
+    return state.replace(
+        g=params, g_stats=stats, g_opt=self.tx_g.init(params),
+        past_emb=tuple(pad(p, (p.shape[0], *sh)) for p, sh in zip(state.past_emb, shapes)),
+        cum=tuple(pad(c, sh) for c, sh in zip(state.cum, shapes)), counts=counts,
+        snapshot=tuple(pad(w, nw.shape) for w, nw in zip(state.snapshot, params["w"])))

@@ -513,6 +513,12 @@ class DGM(Method):
     state = state.replace(cum=cum, past_emb=past_emb, reserved=jnp.asarray(ones, jnp.int32))
     return self.pad(state, widths, grown=(t, counts, new))
 
+  def common_shape(self, states: list) -> list:
+    """Several seeds' states (each grown by its own masks) padded to their widest widths
+    (the trainer calls this after each hook of a multi-seed run)."""
+    widths = tuple(int(w) for w in np.max([gen.widths_of(s.g) for s in states], axis=0))
+    return [self.pad(s, widths) for s in states]
+
   def pad(self, state, widths, grown=None):
     """``state`` at common widths ``widths`` (>= its own); ``grown=(t, old, new)``: task
     t's end also grows the active counts old -> new and draws task t + 1's BN."""

@@ -132,3 +132,47 @@ def test_slni_on_a_generated_tiny_imagenet_folder(tiny_config, tmp_path):
   results = train.train_and_evaluate(c, str(tmp_path / "run"))
   _check_results(results)
   assert results["config"]["dataset"] == "tiny-imagenet"
+
+
+def _load_config(name, arg=None):
+  import importlib.util
+  import os
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  spec = importlib.util.spec_from_file_location(name, os.path.join(root, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+@pytest.mark.parametrize("name, dataset, side", [("tiny_imagenet", "tiny-imagenet", 56),
+                                                 ("split_cifar100", "split-cifar100", 32)])
+def test_configs(name, dataset, side):
+  from dynamos_jax import benchmarks, methods
+  c = _load_config(name)
+  c.data.path = "/data"
+  config_lib.validate(c)
+  assert c.dataset == dataset and (c.lr, c.batch_size, c.slni.momentum) == (0.01, 200, 0.9)
+  s = c.slni
+  assert (s.model, s.width, s.heads, s.importance, s.lambda_ssl, s.lambda_omega, s.sigma_scale,
+          s.alpha_mean, s.selection) == ("vgg11_slim", 500, "per_task", "mas", 1e-6, 4.0, 6.0,
+                                         True, "best_epoch")
+  assert _load_config(name, "no_reg").slni.regularizer == "no_reg"
+
+  class Shapes:  # What from_config reads of the benchmark.
+    num_tasks = 10
+    num_classes = benchmarks.REGISTRY[dataset].classes_per_task
+
+  model = methods.REGISTRY["slni"].from_config(c, Shapes).model
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, side, side, 3), jnp.uint8))
+  count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
+  if name == "tiny_imagenet":  # slni-spec 4.2 with one head, plus nine more Dense(500, 20).
+    assert count == 17_305_884 + 9 * (500 * 20 + 20)
+
+
+def test_permuted_mnist_width_sweep():
+  for width in (8, 16, 32, 64, 128, 256, 512):
+    c = _load_config("permuted_mnist", f"ewc{width}")
+    config_lib.validate(c)
+    assert (c.slni.width, c.slni.importance, c.slni.lambda_omega) == (width, "ewc", 10.0)
+  with pytest.raises(ValueError, match="use mas128"):
+    _load_config("permuted_mnist", "mas100")

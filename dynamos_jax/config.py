@@ -208,4 +208,5 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(config.train.seed_devices >= 0, "train.seed_devices must be >= 0 (0: all that fit)")
   run_seeds(config)
   _check(config.data.source != "files" or bool(config.data.path),
-         "data.source=files needs --config.data.path=PATH (mnist.pkl.gz or a folder of IDX files)")
+         "data.source=files needs --config.data.path=PATH (MNIST: mnist.pkl.gz or a folder of IDX "
+         "files; other datasets: their folder, see the README's Benchmarks)")

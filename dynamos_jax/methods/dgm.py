@@ -312,6 +312,7 @@ class DGM(Method):
   def begin_task(self, state, task):
     """D re-initialised (t > 0), task t's head drawn, fresh Adam states, the replay's snapshot."""
     t = task.index
+    state = jax.tree.map(jnp.asarray, state)  # a multi-seed run hands hooks host arrays
     d, d_stats = state.d, state.d_stats
     if t > 0:
       fresh = init_discriminator(self._key(state, _D_INIT, t), self.num_classes,
@@ -479,19 +480,25 @@ class DGM(Method):
     _, logits, _ = self._d_apply(state.d, state.d_stats, to_unit(images), False)
     return self._seen_logits(logits, state.task)
 
-  def generate(self, state, z: jax.Array, task: int, finished: bool = True) -> jax.Array:
+  def generate(self, state, z: jax.Array, task: int, finished: bool = True,
+               binary: bool = False) -> jax.Array:
     """Images [N, 32, 32, C] of class ``task`` from noise z [N, nz] (its one-hot prefix
     written): eval-mode BN, s = S, the class's own sub-network and masks (its kept
-    embedding once ``finished``, else the embedding being trained)."""
+    embedding once ``finished``, else the embedding being trained); ``binary``: the
+    masks binarised (1[sigmoid(S e) >= 0.5]) instead of the soft sigmoid(S e)."""
     counts = state.counts[task]
     exists = self._exists(state.g, counts)
     emb = tuple(e[task] for e in state.past_emb) if finished else state.g["emb"]
-    masks = self._masks(emb, self.smax, exists)
+    if binary:
+      masks = tuple(hat.binarise(e, self.smax, x) for e, x in zip(emb, exists))
+    else:
+      masks = self._masks(emb, self.smax, exists)
     return gen.forward(self.spec, state.g, state.g_stats, z, task, masks, counts, False)[0]
 
   def end_task(self, state, task):
     """Binarise at s_max, cumulate, keep the embeddings, grow (spec 3.2, 6)."""
     t = task.index
+    state = jax.tree.map(jnp.asarray, state)
     g = state.g
     counts = np.asarray(state.counts[t])
     exists = self._exists(g, counts)
@@ -517,7 +524,7 @@ class DGM(Method):
     """Several seeds' states (each grown by its own masks) padded to their widest widths
     (the trainer calls this after each hook of a multi-seed run)."""
     widths = tuple(int(w) for w in np.max([gen.widths_of(s.g) for s in states], axis=0))
-    return [self.pad(s, widths) for s in states]
+    return [self.pad(jax.tree.map(jnp.asarray, s), widths) for s in states]
 
   def pad(self, state, widths, grown=None):
     """``state`` at common widths ``widths`` (>= its own); ``grown=(t, old, new)``: task

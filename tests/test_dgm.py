@@ -1,0 +1,290 @@
+"""The dgm method end to end through the trainer on two tiny one-class tasks.
+
+One uninterrupted DGMw run (module fixture) is recorded at every task hook;
+the tests read it: the growth rule on the binarised masks, weights reserved
+by task 0 bit-identical after task 1 trains, task 0's generated images at
+s = S unchanged (up to the soft-mask drift of spec 12.5), a resume mid-task
+after growth equal to the uninterrupted run, two seeds in one program, DGMa,
+and bad input.
+"""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import tiny_dataset
+
+from dynamos_jax import config as config_lib
+from dynamos_jax import hat
+from dynamos_jax import runner
+from dynamos_jax import train
+from dynamos_jax.benchmarks import register as register_benchmark
+from dynamos_jax.benchmarks.one_class import OneClassMNIST
+from dynamos_jax.checkpoint import Checkpointer
+from dynamos_jax.data import sources
+from dynamos_jax.errors import ConfigError
+from dynamos_jax.methods.dgm import DGM
+from dynamos_jax.models import dgm_generator as gen
+
+S = 1e4
+
+
+@register_benchmark
+class TwoDigits(OneClassMNIST):
+  """dgm-mnist's first two one-class tasks (digits 0 and 1)."""
+  name = "dgm-two"
+  num_tasks = 2
+
+  def __init__(self, config, data, key, joint):
+    super().__init__(config, data, key, joint)
+    self.task_indices = self.task_indices[:2]
+    self.batches = self.batches[:2]
+    self.seen_after = self.seen_after[:2]
+
+
+def _config(variant="w"):
+  c = config_lib.base_config()
+  c.method, c.dataset, c.data.source = "dgm", "dgm-two", "bundled"
+  c.dgm.update(variant=variant, ngf=2, ndf=4, nz=16, lambda_ru=0.5)
+  c.batch_size, c.epochs = 4, 2  # 11 training images per class: batches of 4, 4, 3
+  c.train.chunk_size = 2  # chunks [0, 2), [2, 3) of each epoch: checkpoints mid-task
+  c.train.progress, c.train.eval_batch_size = False, 16
+  c.checkpoint.every_steps, c.checkpoint.keep = 1, 50
+  return c
+
+
+class _Crash(Exception):
+  pass
+
+
+@pytest.fixture(scope="module")
+def patched():
+  dataset = tiny_dataset(per_class=12, test_per_class=4, size=8)
+  with pytest.MonkeyPatch.context() as m:
+    m.setattr(sources, "load_dataset", lambda *a, **k: dataset)
+    yield m
+
+
+@pytest.fixture(scope="module")
+def reference(patched, tmp_path_factory):
+  """The uninterrupted DGMw run and the states around each end_task: {t: (before, after)}."""
+  hooks, original = {}, DGM.end_task
+
+  def spy(self, state, task):
+    out = original(self, state, task)
+    hooks[task.index] = (jax.device_get(state), jax.device_get(out))
+    return out
+
+  workdir = str(tmp_path_factory.mktemp("dgm") / "ref")
+  with pytest.MonkeyPatch.context() as m:
+    m.setattr(DGM, "end_task", spy)
+    config = _config()
+    config_lib.validate(config)
+    results = train.train_and_evaluate(config, workdir)
+  return results, hooks, workdir
+
+
+def _method():
+  return train.Experiment(_config()).method
+
+
+def test_runs_two_tasks_and_grows_by_the_rule(reference):
+  results, hooks, _ = reference
+  matrix = results["class_il"]["matrix"]
+  assert len(matrix) == 3 and results["train"]["steps"] == 12
+  assert matrix[1][0] == 100.0  # one seen class: the argmax over seen classes is it
+  assert all(np.isfinite(e["loss"]) and np.isfinite(e["gp"]) for e in results["log"])
+  # Task 0 has one seen class: its CE is identically 0; task 1 classifies two.
+  assert all(e["ce"] == 0.0 for e in results["log"] if e["task"] == 1)
+  assert any(e["ce"] > 0.0 for e in results["log"] if e["task"] == 2)
+  assert results["train"]["compiles"] == 2  # one step program per task's shapes
+  method = _method()
+  reserved = np.zeros(3, int)
+  for t in range(2):
+    before, after = hooks[t]
+    counts = np.asarray(before.counts[t])
+    # The binarised masks recounted in NumPy: 1[sigmoid(S e) >= 0.5] on the active weights.
+    exists = gen.weight_exist(counts, [w.shape for w in before.g["w"]])
+    ones = []
+    for e, cum, exist in zip(before.g["emb"], before.cum, exists):
+      b = (1 / (1 + np.exp(-S * np.asarray(e, np.float64))) >= 0.5) * np.asarray(exist)
+      ones.append(int(np.maximum(np.asarray(cum), b).sum()))
+    delta = np.asarray(ones) - reserved
+    reserved = np.asarray(ones)
+    add = hat.growth_w(delta, method.spec.inputs(counts), counts, 4)
+    assert sum(add) > 0
+    np.testing.assert_array_equal(after.reserved, reserved)
+    if t == 0:  # the next task's sub-network
+      np.testing.assert_array_equal(after.counts[1], counts + np.asarray(add))
+      np.testing.assert_array_equal(after.counts[0], counts)  # task 0 keeps its own
+      grown = gen.masked_count(method.spec, np.asarray(after.counts[1]))
+      assert grown > gen.masked_count(method.spec, counts)
+      # Free weights after the growth >= the free weights task 0 started with (spec 6).
+      free = grown - sum(ones)
+      assert free >= gen.masked_count(method.spec, counts)
+
+
+def test_reserved_weights_are_bit_identical_after_the_next_task(reference):
+  _, hooks, _ = reference
+  _, after0 = hooks[0]
+  before1, _ = hooks[1]
+  counts0 = np.asarray(after0.counts[0])
+  changed = 0
+  for w0, w1, cum in zip(after0.g["w"], before1.g["w"], after0.cum):
+    frozen = np.asarray(cum) == 1
+    assert frozen.any()
+    np.testing.assert_array_equal(np.asarray(w1)[frozen], np.asarray(w0)[frozen])
+    changed += int(np.sum(np.asarray(w1)[~frozen] != np.asarray(w0)[~frozen]))
+  assert changed > 0  # the free weights did train
+  # Task 0's private parts do not move either.
+  for key in ("scale", "bias"):
+    for x0, x1 in zip(after0.g[key], before1.g[key]):
+      np.testing.assert_array_equal(x1[0], x0[0])
+  np.testing.assert_array_equal(before1.g["head"][0], after0.g["head"][0])
+  for key in ("mean", "var"):
+    for x0, x1 in zip(after0.g_stats[key], before1.g_stats[key]):
+      np.testing.assert_array_equal(x1[0], x0[0])
+  np.testing.assert_array_equal(before1.counts[0], counts0)
+
+
+def test_past_class_images_survive_the_next_task(reference):
+  _, hooks, _ = reference
+  _, after0 = hooks[0]
+  before1, _ = hooks[1]
+  method = _method()
+  z = gen.noise(jax.random.key(7), 8, 16, jnp.zeros(8, jnp.int32), 10)
+  # With the masks binarised, task 0 runs only on the weights it reserved,
+  # which are frozen, and on its own BN, head and statistics, which task 1
+  # does not touch: its images are bit-identical after task 1.
+  np.testing.assert_array_equal(method.generate(before1, z, 0, binary=True),
+                                method.generate(after0, z, 0, binary=True))
+  # With the soft masks sigmoid(S e) that generation uses (spec 12.5), free
+  # weights whose task-0 embedding ended just below 0 (mask in (0, 0.5)) still
+  # reach task 0's output, and task 1 trains them: its images drift. In this
+  # run (6 Adam steps of lr 2e-3 per task after the reversed first-epoch
+  # schedule, so many embeddings end within ~1e-4 of 0) the drift is ~1e-3 on
+  # images of magnitude ~0.2; 1e-2 (images lie in [-1, 1]) bounds it with
+  # margin and is far below a class the generator lost (differences ~0.1-1).
+  old = method.generate(after0, z, 0)
+  new = method.generate(before1, z, 0)
+  assert float(jnp.max(jnp.abs(old))) > 0.01  # a real image, not zeros
+  np.testing.assert_allclose(new, old, atol=1e-2)
+  # The class being trained, through the same code, does change.
+  z1 = gen.noise(jax.random.key(7), 8, 16, jnp.ones(8, jnp.int32), 10)
+  other = method.generate(before1, z1, 1, finished=False)
+  assert float(jnp.max(jnp.abs(other - new))) > 1e-3
+
+
+def _crash_in_chunk(monkeypatch, chunk):
+  original, calls = runner.ChunkRunner.run, {"n": 0}
+
+  def run(self, *args):
+    out = original(self, *args)
+    calls["n"] += 1
+    if calls["n"] == chunk:
+      raise _Crash()
+    return out
+
+  monkeypatch.setattr(runner.ChunkRunner, "run", run)
+
+
+def _final_state(workdir):
+  checkpoints = Checkpointer(os.path.join(workdir, "checkpoints"), keep=50)
+  step = checkpoints.steps()[-1]
+  with open(os.path.join(workdir, "checkpoints", str(step), "progress", "metadata")) as f:
+    progress = json.load(f)
+  return step, progress["fingerprint"], progress["layout"]
+
+
+def _comparable(results):
+  return {k: v for k, v in results.items() if k != "train"} | {
+      "steps": results["train"]["steps"]}
+
+
+def test_resume_mid_task_after_growth_equals_the_uninterrupted_run(reference, tmp_path):
+  results, _, ref_dir = reference
+  workdir = str(tmp_path / "run")
+  with pytest.MonkeyPatch.context() as m:
+    _crash_in_chunk(m, 6)  # task 1's second chunk, after task 0's end grew G
+    with pytest.raises(_Crash):
+      train.train_and_evaluate(_config(), workdir)
+  saved = Checkpointer(os.path.join(workdir, "checkpoints"), 50).steps()
+  assert 6 < saved[-1] < 12  # mid task 1
+  resumed = train.train_and_evaluate(_config(), workdir)
+  assert _comparable(resumed) == _comparable(results)
+  step, fingerprint, layout = _final_state(workdir)
+  assert (step, fingerprint) == _final_state(ref_dir)[:2]
+  start = [w.shape[1] for w in gen.init(jax.random.key(0), _method().spec)[0]["w"]]
+  grown = layout["learner.g.w.0"][0][1]
+  assert grown >= start[0]
+
+
+def test_two_seeds_in_one_program(reference, tmp_path):
+  results, _, _ = reference
+  config = _config()
+  config.seeds = "0,1"
+  config.train.seed_strategy = "vmap"
+  config.checkpoint.every_steps = 1000
+  multi = train.train_and_evaluate(config, str(tmp_path / "multi"))
+  first = multi["runs"][0]
+  assert first["seed"] == 0
+  # Seed 0 in a program shared with seed 1 (its arrays perhaps padded wider)
+  # trains as it does alone, up to float rounding.
+  np.testing.assert_allclose([e["loss"] for e in first["log"]],
+                             [e["loss"] for e in results["log"]], rtol=1e-3, atol=1e-4)
+  assert first["class_il"] == results["class_il"]
+  second = [e["loss"] for e in multi["runs"][1]["log"]]
+  assert np.all(np.isfinite(second)) and second != [e["loss"] for e in first["log"]]
+
+
+def test_dgma_runs_and_freezes_reserved_channels(patched, tmp_path):
+  hooks, original = {}, DGM.end_task
+
+  def spy(self, state, task):
+    out = original(self, state, task)
+    hooks[task.index] = (jax.device_get(state), jax.device_get(out))
+    return out
+
+  config = _config("a")
+  config.dgm.mask_placement = "hat"
+  config.checkpoint.every_steps = 1000
+  with pytest.MonkeyPatch.context() as m:
+    m.setattr(DGM, "end_task", spy)
+    results = train.train_and_evaluate(config, str(tmp_path))
+  assert all(np.isfinite(e["loss"]) for e in results["log"])
+  _, after0 = hooks[0]
+  before1, _ = hooks[1]
+  # Units grow by the units reserved: a_l = delta_l.
+  reserved = [int(np.sum(c)) for c in after0.cum]
+  np.testing.assert_array_equal(after0.counts[1], np.asarray(after0.counts[0]) + reserved)
+  # A weight is frozen where both its output and its input unit are reserved.
+  for l, (w0, w1) in enumerate(zip(after0.g["w"], before1.g["w"])):
+    out = np.asarray(after0.cum[l])[None, :]
+    inp = np.ones((w0.shape[0], 1)) if l == 0 else np.asarray(after0.cum[l - 1])[:, None]
+    frozen = np.minimum(out, inp) == 1
+    np.testing.assert_array_equal(np.asarray(w1)[frozen], np.asarray(w0)[frozen])
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("variant", "x", "unknown dgm.variant"), ("smax", 0.0, "dgm.smax must be > 0"),
+    ("lr_g", -1.0, "dgm.lr_g must be > 0"), ("lr_d", 0.0, "dgm.lr_d must be > 0"),
+    ("shape_multiple", 0, "dgm.shape_multiple"), ("expansion", "linear", "unknown dgm.expansion"),
+    ("schedule", "cosine", "unknown dgm.schedule")])
+def test_bad_input_is_one_line(key, value, message):
+  config = _config()
+  config.dgm[key] = value
+  with pytest.raises(ConfigError, match=message) as err:
+    config_lib.validate(config)
+  assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("dataset, message", [("permuted-mnist", "class-incremental"),
+                                              ("seq-mnist", "one-class")])
+def test_benchmark_must_be_one_class_incremental(dataset, message):
+  config = _config()
+  config.dataset = dataset
+  with pytest.raises(ConfigError, match=message):
+    config_lib.validate(config)

@@ -157,7 +157,9 @@ def test_baseline_stores_only_correct_samples(tiny_data, tiny_config):
   assert int(new.buffer.num_seen) == 5
 
 
-@pytest.mark.parametrize("name", sorted(methods.REGISTRY))
+# dgm needs a one-class benchmark (32x32 images, ten tasks, a step compiled per
+# task): tests/test_dgm.py runs it end to end through the trainer instead.
+@pytest.mark.parametrize("name", sorted(set(methods.REGISTRY) - {"dgm"}))
 def test_every_method_runs_end_to_end(tiny_data, tiny_config, tmp_path, name):
   tiny_config.method = name
   tiny_config.epochs = 1

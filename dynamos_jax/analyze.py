@@ -1,7 +1,8 @@
-"""Analysis of a run: ``python -m dynamos_jax.analyze --workdir=DIR``.
+"""Analysis of a run: ``python -m dynamos_jax.analyze --workdir=DIR [--seed=N]``.
 
 Restores the newest checkpoint of a finished or interrupted run and writes
-DIR/analysis/: PNG figures, analysis.json with the numbers behind them, and
+DIR/analysis/ (a multi-seed run: DIR/analysis/seed_N/ for every seed, or for
+``--seed``): PNG figures, analysis.json with the numbers behind them, and
 index.html showing them all. For every run: the accuracy matrices and the
 training curves (loss terms, keep ratios). For runs with agents, on the test
 set in eval mode (spec 15.2): filter activation rates per class and per task
@@ -21,7 +22,7 @@ from absl import logging
 import jax
 import numpy as np
 
-from dynamos_jax.cli import fail, run_dir_from_flags
+from dynamos_jax.cli import SEED, fail, run_dir_from_flags
 from dynamos_jax.errors import DynamosError
 from dynamos_jax.models.mlp import MLP
 
@@ -33,17 +34,34 @@ _TSNE_POINTS = flags.DEFINE_integer("tsne_points", 2000,
 _TSNE_THREADS = flags.DEFINE_integer(
     "tsne_threads", 1, "scikit-learn threads for t-SNE (1 is fastest next to JAX on small "
     "machines; 0: scikit-learn's default).")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the t-SNE, its subset and the sampled trials.")
+_TSNE_SEED = flags.DEFINE_integer("tsne_seed", 0,
+                                  "Seed of the t-SNE, its subset and the sampled trials.")
 
 
 def analyze(workdir: str, trials: int = 4, trial_images: int = 100, tsne_points: int = 2000,
-            tsne_threads: int | None = 1, seed: int = 0) -> dict:
-  """Writes ``workdir/analysis`` (figures, analysis.json, index.html); returns the numbers."""
-  from dynamos_jax import plots
-  from dynamos_jax.train import restore_run
+            tsne_threads: int | None = 1, seed: int = 0,
+            run_seed: int | None = None) -> dict | dict[int, dict]:
+  """Writes ``workdir/analysis`` (figures, analysis.json, index.html); returns the numbers.
 
-  exp, state, progress = restore_run(workdir)
-  out = os.path.join(workdir, "analysis")
+  ``seed`` seeds the t-SNE and the sampled trials; ``run_seed`` picks one seed
+  of a multi-seed run (None: every seed, each in ``analysis/seed_N`` and
+  returned as ``{seed: numbers}``).
+  """
+  from dynamos_jax.train import restore_seeds
+
+  out = {}
+  for exp, state, progress in restore_seeds(workdir, run_seed):
+    # A seed's record of a multi-seed run carries its seed: its own folder.
+    where = (os.path.join(workdir, "analysis", f"seed_{exp.seed}") if "seed" in progress
+             else os.path.join(workdir, "analysis"))
+    out[exp.seed] = _analyze_seed(exp, state, progress, where, workdir, trials, trial_images,
+                                  tsne_points, tsne_threads, seed)
+  return out if len(out) > 1 else next(iter(out.values()))
+
+
+def _analyze_seed(exp, state, progress, out, workdir, trials, trial_images, tsne_points,
+                  tsne_threads, seed) -> dict:
+  from dynamos_jax import plots
   os.makedirs(out, exist_ok=True)
   figures, numbers = [], {"step": progress["total_steps"], "method": exp.config.method,
                           "dataset": exp.config.dataset}
@@ -262,7 +280,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   try:
     analyze(workdir, _TRIALS.value, _TRIAL_IMAGES.value, _TSNE_POINTS.value,
-            _TSNE_THREADS.value, _SEED.value)
+            _TSNE_THREADS.value, _TSNE_SEED.value, SEED.value)
   except DynamosError as e:
     fail(str(e))
 

@@ -16,6 +16,10 @@ WORKDIR = flags.DEFINE_string(
     "workdir", None, "The run's directory: where run writes results.json and checkpoints, what "
     "evaluate and analyze read; compare's directory of runs.")
 
+SEED = flags.DEFINE_integer(
+    "seed", None, "evaluate and analyze: the seed of a multi-seed run to read (default: every "
+    "seed). run and compare take theirs from --config.seed / --config.seeds and --seeds.")
+
 
 def fail(message: str) -> None:
   """Ends the program with a one-line error and exit code 2."""

@@ -3,12 +3,17 @@
   python -m dynamos_jax.compare --config=configs/seq_mnist.py:500 \
       --methods=sgd,baseline,dynamos --seeds=0,1,2 --workdir=DIR [--config.KEY=VALUE ...]
 
-Runs every (method, seed) in DIR/METHOD/seed_SEED with the config's other
-values (``--config.*`` overrides apply to all), skipping runs whose
-results.json is already there for the same config and resuming interrupted
-ones from their checkpoints. Writes DIR/comparison.json (every run's metrics
-and their mean and standard deviation per method), DIR/comparison.png, and
-prints the table.
+Runs every (method, seed) with the config's other values (``--config.*``
+overrides apply to all), skipping runs whose DIR/METHOD/seed_SEED/results.json
+is already there for the same config and resuming interrupted ones from their
+checkpoints. A method's missing seeds train in one program
+(DIR/METHOD/seeds_A_B_..., ``--config.seeds`` of that run), which then writes
+each seed's results to its seed_SEED folder; ``--one_program=False`` trains
+them one at a time in their folders. On CPU the seeds are unrolled and each
+seed's accuracies equal its one-seed run's (README "Many seeds"); with vmap
+(the GPU default) they agree to rounding. Writes DIR/comparison.json (every
+run's metrics and their mean and standard deviation per method),
+DIR/comparison.png, and prints the table.
 """
 
 import json
@@ -25,6 +30,8 @@ from dynamos_jax.cli import CONFIG, WORKDIR, fail, parse_flags
 
 _METHODS = flags.DEFINE_list("methods", None, "Methods to compare, e.g. sgd,baseline,dynamos.")
 _SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds, e.g. 0,1,2.")
+_ONE_PROGRAM = flags.DEFINE_bool("one_program", True,
+                                 "Train a method's missing seeds in one program.")
 
 # Display names; a run's protocols and metrics are whatever its results.json has.
 PROTOCOLS = {"class_il": "class-IL", "task_il": "task-IL", "gcl": "GCL"}
@@ -52,6 +59,35 @@ def _finished(config, directory: str) -> dict | None:
   if config_differences(results["config"], config.to_dict()):
     return None  # Same directory, another config: train_and_evaluate explains or starts over.
   return results
+
+
+def _train_alone(config, directory: str) -> dict:
+  from dynamos_jax import train
+  print(f"== {config.method}, seed {config.seed}: training in {directory}", file=sys.stderr)
+  return train.train_and_evaluate(config, directory)
+
+
+def _train_together(configs: dict, method: str, seeds: list[int], workdir: str) -> dict:
+  """``{seed: results}`` of ``seeds`` trained in one program, each also written as its
+  one-seed run's results.json (the config of that run, so later comparisons find it)."""
+  from dynamos_jax import reporting
+  from dynamos_jax import train
+  config = configs[method, seeds[0]].copy_and_resolve_references()
+  config.seeds = ",".join(map(str, seeds))
+  directory = os.path.join(workdir, method, "seeds_" + "_".join(map(str, seeds)))
+  print(f"== {method}, seeds {config.seeds} in one program: training in {directory}",
+        file=sys.stderr)
+  together = train.train_and_evaluate(config, directory)
+  out = {}
+  for run in together["runs"]:
+    seed = run["seed"]
+    results = {"config": configs[method, seed].to_dict(),
+               **{k: v for k, v in run.items() if k != "seed"},
+               "train": {**together["train"], "trained_in": directory}}
+    os.makedirs(run_dir(workdir, method, seed), exist_ok=True)
+    reporting.write_results(results, run_dir(workdir, method, seed))
+    out[seed] = results
+  return out
 
 
 def summarize(runs: dict[str, dict[int, dict]]) -> dict:
@@ -122,10 +158,12 @@ def plot_comparison(summary: dict, runs: dict[str, dict[int, dict]], path: str) 
   return path
 
 
-def run_comparison(config, methods: list[str], seeds: list[int], workdir: str) -> dict:
+def run_comparison(config, methods: list[str], seeds: list[int], workdir: str,
+                   one_program: bool = True) -> dict:
   """Trains what is missing, then writes and returns the comparison."""
   from dynamos_jax import config as config_lib
-  from dynamos_jax import train
+  if str(config.seeds).strip():
+    raise DynamosError("compare takes its seeds from --seeds=0,1,2; drop --config.seeds")
   configs = {}
   for method in methods:  # Check everything before training anything.
     for seed in seeds:
@@ -134,15 +172,22 @@ def run_comparison(config, methods: list[str], seeds: list[int], workdir: str) -
       config_lib.validate(c)
       configs[method, seed] = c
   runs = {m: {} for m in methods}
-  for (method, seed), c in configs.items():
-    directory = run_dir(workdir, method, seed)
-    results = _finished(c, directory)
-    if results is None:
-      print(f"== {method}, seed {seed}: training in {directory}", file=sys.stderr)
-      results = train.train_and_evaluate(c, directory)
+  for method in methods:
+    missing = []
+    for seed in seeds:
+      directory = run_dir(workdir, method, seed)
+      results = _finished(configs[method, seed], directory)
+      if results is None:
+        missing.append(seed)
+      else:
+        print(f"== {method}, seed {seed}: done earlier ({directory})", file=sys.stderr)
+        runs[method][seed] = results
+    if one_program and len(missing) > 1:
+      runs[method].update(_train_together(configs, method, missing, workdir))
     else:
-      print(f"== {method}, seed {seed}: done earlier ({directory})", file=sys.stderr)
-    runs[method][seed] = results
+      for seed in missing:
+        runs[method][seed] = _train_alone(configs[method, seed], run_dir(workdir, method, seed))
+    runs[method] = dict(sorted(runs[method].items()))
   summary = summarize(runs)
   comparison = {
       "methods": methods, "seeds": seeds, "config": config.to_dict(), "summary": summary,
@@ -178,9 +223,14 @@ def main(argv: list[str]) -> None:
   if len(set(_METHODS.value)) != len(_METHODS.value) or len(set(seeds)) != len(seeds):
     fail("--methods and --seeds must not repeat an entry")
   logging.set_verbosity(logging.WARNING)
+  from dynamos_jax import parallel
   from dynamos_jax import train
   try:
-    run_comparison(CONFIG.value, list(_METHODS.value), seeds, WORKDIR.value)
+    if str(CONFIG.value.seeds).strip():
+      fail("compare takes its seeds from --seeds=0,1,2; drop --config.seeds")
+    parallel.start(CONFIG.value)  # host devices and multi-host, as run does
+    run_comparison(CONFIG.value, list(_METHODS.value), seeds, WORKDIR.value,
+                   _ONE_PROGRAM.value)
   except train.Interrupted as e:
     print(str(e) + " (the comparison resumes too: run it again)", file=sys.stderr)
     sys.exit(e.exit_code)

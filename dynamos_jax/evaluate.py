@@ -1,9 +1,9 @@
-"""Re-evaluation: ``python -m dynamos_jax.evaluate --workdir=DIR``.
+"""Re-evaluation: ``python -m dynamos_jax.evaluate --workdir=DIR [--seed=N]``.
 
 Restores the newest usable checkpoint of a run (finished or not) and
 evaluates it, without training, on every task it has trained on; prints the
 run's accuracy tables so far and the fresh evaluation (for MNIST-360, the
-GCL accuracy).
+GCL accuracy). A multi-seed run: every seed, or the one of ``--seed``.
 """
 
 
@@ -11,17 +11,28 @@ from absl import app
 from absl import logging
 import numpy as np
 
-from dynamos_jax.cli import fail, run_dir_from_flags
+from dynamos_jax.cli import SEED, fail, run_dir_from_flags
 from dynamos_jax.errors import DynamosError
 
 
+def evaluate_workdir(workdir: str, seed: int | None = None) -> dict | dict[int, dict]:
+  """Evaluates the newest checkpoint in ``workdir``; returns the fresh rows and the step.
 
-def evaluate_workdir(workdir: str) -> dict:
-  """Evaluates the newest checkpoint in ``workdir``; returns the fresh rows and the step."""
-  from dynamos_jax import reporting
+  A multi-seed run without ``seed``: ``{seed: that record}`` for every seed.
+  """
   from dynamos_jax import train
+  restored = train.restore_seeds(workdir, seed)
+  out = {}
+  for exp, state, progress in restored:
+    if "seed" in progress:  # A seed's record of a multi-seed run.
+      print(f"== seed {exp.seed}")
+    out[exp.seed] = _evaluate(exp, state, progress)
+  return out if len(out) > 1 else next(iter(out.values()))
+
+
+def _evaluate(exp, state, progress) -> dict:
+  from dynamos_jax import reporting
   from dynamos_jax.evaluation import seen_row
-  exp, state, progress = train.restore_run(workdir)
   label = f"step {progress['total_steps']}"
   scores = exp.evaluate(state, exp.phase_after(progress["next_chunk"]))
   if exp.gcl:
@@ -46,7 +57,7 @@ def main(argv):
   workdir = run_dir_from_flags(argv)
   logging.set_verbosity(logging.WARNING)
   try:
-    evaluate_workdir(workdir)
+    evaluate_workdir(workdir, SEED.value)
   except DynamosError as e:
     fail(str(e))
 

@@ -9,7 +9,7 @@ import sys
 from absl import app
 from absl import logging
 
-from dynamos_jax.cli import CONFIG, WORKDIR, fail, parse_flags
+from dynamos_jax.cli import CONFIG, SEED, WORKDIR, fail, parse_flags
 from dynamos_jax.errors import DynamosError
 
 
@@ -20,6 +20,8 @@ def main(argv: list[str]) -> None:
     fail("--config is required, e.g. --config=configs/quickstart.py")
   if WORKDIR.value is None:
     fail("--workdir is required: the directory to write results.json to")
+  if SEED.value is not None:
+    fail("run takes its seed from --config.seed=N (or several: --config.seeds=0,1,2), not --seed")
   # Library INFO logs (orbax's per-save records, JAX's backend probing) drown
   # the progress bar; warnings and errors still show.
   logging.set_verbosity(logging.WARNING)

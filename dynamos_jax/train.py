@@ -28,7 +28,8 @@ from dynamos_jax.live import LiveMetrics
 from dynamos_jax.seeds import Seeds
 from dynamos_jax.state import TrainState
 
-__all__ = ["Experiment", "Interrupted", "TrainState", "restore_run", "train_and_evaluate"]
+__all__ = ["Experiment", "Interrupted", "TrainState", "restore_run", "restore_seeds",
+           "train_and_evaluate"]
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -208,8 +209,16 @@ def _evaluate_task_end(exp: Experiment, state: TrainState, chunk, record: dict, 
   return {p: float(np.mean(a[:seen])) for p, a in scores.items()}
 
 
-def restore_run(workdir: str) -> tuple[Experiment, TrainState, dict]:
-  """``(experiment, state, progress)`` of the newest usable checkpoint in ``workdir``."""
+def restore_seeds(workdir: str, seed: int | None = None
+                  ) -> list[tuple[Experiment, TrainState, dict]]:
+  """``(experiment, state, progress)`` of each seed of the newest usable checkpoint in ``workdir``.
+
+  A multi-seed run gives every seed (``seed``: only that one) with its own
+  record of accuracies and log in ``progress``; a one-seed run gives its seed.
+
+  Raises:
+    DynamosError: no run there, no readable checkpoint, or ``seed`` not one of the run's.
+  """
   directory = os.path.join(os.path.abspath(workdir), "checkpoints")
   if not os.path.isdir(directory):
     raise DynamosError(f"no checkpoints in {directory}: is --workdir the directory of a run?")
@@ -219,9 +228,24 @@ def restore_run(workdir: str) -> tuple[Experiment, TrainState, dict]:
   # Over the defaults: keys added since the run was saved keep their defaults.
   config = config_lib.base_config()
   config.update(config_lib.migrate(progress["config"]))
-  if str(config.seeds).strip():
-    raise DynamosError(f"{workdir} is a multi-seed run (seeds {config.seeds}); evaluate and "
-                       "analyze read one-seed runs: rerun a seed with --config.seed=N")
-  exp = Experiment(config)
-  state, progress = Checkpointer(directory, keep=1_000_000).restore_latest(exp.initial_state())
-  return exp, state, progress
+  run_seeds = config_lib.run_seeds(config)
+  if seed is not None and seed not in run_seeds:
+    raise DynamosError(f"seed {seed} is not one of the run's seeds {run_seeds}: drop --seed or "
+                       f"pick one of them")
+  layout = Seeds(config)
+  state, progress = Checkpointer(directory, keep=1_000_000).restore_latest(layout.initial_state())
+  if not layout.multi:
+    return [(layout.exps[0], state, progress)]
+  shared = {k: v for k, v in progress.items() if k != "seeds"}
+  return [(layout.exps[i], layout.state_of(state, i), {**shared, **progress["seeds"][i]})
+          for i, s in enumerate(run_seeds) if seed is None or s == seed]
+
+
+def restore_run(workdir: str, seed: int | None = None) -> tuple[Experiment, TrainState, dict]:
+  """One seed's ``(experiment, state, progress)`` (``restore_seeds``); a multi-seed run
+  needs ``seed``."""
+  restored = restore_seeds(workdir, seed)
+  if len(restored) > 1:
+    seeds = [e.seed for e, _, _ in restored]
+    raise DynamosError(f"{workdir} is a multi-seed run (seeds {seeds}): pick one with --seed=N")
+  return restored[0]

@@ -7,6 +7,7 @@ import pytest
 
 from dynamos_jax import compare
 from dynamos_jax import train
+from dynamos_jax.errors import DynamosError
 
 
 def _results(final, forgetting):
@@ -36,9 +37,10 @@ def test_comparison_runs_each_pair_once_and_skips_finished(tiny_data, tiny_confi
   calls = []
   original = train.train_and_evaluate
   monkeypatch.setattr(train, "train_and_evaluate",
-                      lambda c, d: calls.append((c.method, c.seed)) or original(c, d))
+                      lambda c, d: calls.append((c.method, c.seeds or c.seed)) or original(c, d))
   out = compare.run_comparison(tiny_config, ["sgd", "er"], [0, 1], str(tmp_path))
-  assert sorted(calls) == [("er", 0), ("er", 1), ("sgd", 0), ("sgd", 1)]
+  # Each method's seeds in one program.
+  assert sorted(calls) == [("er", "0,1"), ("sgd", "0,1")]
   on_disk = json.loads((tmp_path / "comparison.json").read_text())
   assert on_disk["summary"] == json.loads(json.dumps(out["summary"]))
   finals = [out["runs"]["er"][str(s)]["class_il"]["final_average"] for s in (0, 1)]
@@ -49,11 +51,23 @@ def test_comparison_runs_each_pair_once_and_skips_finished(tiny_data, tiny_confi
 
   calls.clear()
   again = compare.run_comparison(tiny_config, ["sgd", "er"], [0, 1], str(tmp_path))
-  assert calls == []  # everything was finished
+  assert calls == []  # everything was finished, the seeds trained together included
   assert again["summary"] == out["summary"]
+  # Trained one at a time, the seeds' accuracies are the same (unrolled seeds on CPU).
+  alone = compare.run_comparison(tiny_config, ["er"], [0, 1], str(tmp_path / "alone"),
+                                 one_program=False)
+  assert sorted(calls) == [("er", 0), ("er", 1)]
+  for seed in ("0", "1"):
+    for protocol in ("class_il", "task_il"):
+      assert (alone["runs"]["er"][seed][protocol]["matrix"]
+              == out["runs"]["er"][seed][protocol]["matrix"])
+  calls.clear()
   tiny_config.lr = 0.01  # a different config is not "finished"
   compare.run_comparison(tiny_config, ["sgd"], [0], str(tmp_path / "other"))
   assert calls == [("sgd", 0)]
+  tiny_config.seeds = "0,1"
+  with pytest.raises(DynamosError, match="drop --config.seeds"):
+    compare.run_comparison(tiny_config, ["sgd"], [0], str(tmp_path / "other"))
 
 
 def test_a_bad_method_fails_before_anything_trains(tiny_data, tiny_config, tmp_path):

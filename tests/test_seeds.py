@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from dynamos_jax import config as config_lib
+from dynamos_jax import evaluate
 from dynamos_jax import parallel
 from dynamos_jax import runner
 from dynamos_jax import train
@@ -186,9 +187,16 @@ def test_multi_seed_run_resumes_after_a_crash(tiny_data, tiny_config, tmp_path, 
     lines = read_lines(tmp_path / "run", seed)
     assert lines == read_lines(tmp_path / "ref", seed)
     assert [l for l in lines if "eval" not in l] == reference["runs"][i]["log"]
-  # evaluate and analyze read one-seed runs and say so.
-  with pytest.raises(DynamosError, match="multi-seed run"):
+  # evaluate reads every seed of the run, or the one asked for; restore_run needs one.
+  fresh = evaluate.evaluate_workdir(str(tmp_path / "run"))
+  assert sorted(fresh) == [0, 1]
+  for seed, run in zip((0, 1), reference["runs"]):
+    assert fresh[seed]["class_il"] == run["class_il"]["matrix"][-1]
+  assert evaluate.evaluate_workdir(str(tmp_path / "run"), seed=1) == fresh[1]
+  with pytest.raises(DynamosError, match="pick one with --seed"):
     train.restore_run(str(tmp_path / "run"))
+  with pytest.raises(DynamosError, match="seed 5 is not one of the run's seeds"):
+    train.restore_seeds(str(tmp_path / "run"), seed=5)
 
 
 def test_distributed_start_reads_the_process_count_and_id(tmp_path):

@@ -36,7 +36,10 @@ class Seeds:
     self.mesh = (parallel.seed_mesh(len(self.seeds), config.train.seed_devices)
                  if self.multi else None)
     data = first.benchmark.data
-    self.shared = parallel.place((data.train_images, data.train_labels), self.mesh, P())
+    # The labels the benchmark's batches carry: the dataset's, or a benchmark's own
+    # (``train_labels``: a task-incremental split's are within the task).
+    labels = getattr(first.benchmark, "train_labels", data.train_labels)
+    self.shared = parallel.place((data.train_images, labels), self.mesh, P())
 
   @property
   def chunks(self):

@@ -77,10 +77,9 @@ class TaskSplit(Benchmark):
     return self._data(jnp.asarray(order), jnp.asarray(mask), task, key)
 
   def task_data(self, task):
-    classes = (np.arange(self.num_classes) if self.joint
-               else np.arange(self.classes_per_task))
     indices = self.task_indices[task]
-    return TaskData(task, len(indices), classes,
+    # Its labels: the places within a task (a joint run's merged task too).
+    return TaskData(task, len(indices), np.arange(self.classes_per_task),
                     lambda b: self._data(*self.fixed_order(indices, b), task, None))
 
   def test_set(self):

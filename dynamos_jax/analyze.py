@@ -96,6 +96,9 @@ def _analyze_seed(exp, state, progress, out, workdir, trials, trial_images, tsne
   if gated:
     numbers.update(_agent_analyses(exp, state, out, add, trials, trial_images, tsne_points,
                                    tsne_threads, seed))
+  elif exp.config.method == "dgm":  # samples, growth, mask occupancy, A_t, size on disk
+    from dynamos_jax import dgm_plots
+    numbers["dgm"] = dgm_plots.analyze_dgm(exp, state, progress, out, add)
   elif isinstance(getattr(exp.method, "model", None), MLP):
     numbers["hidden_layers"] = _hidden_layer_analyses(exp, state, len(final), out, add)
   else:

@@ -22,8 +22,11 @@ accuracy matrix; every figure function takes plain arrays, writes a PNG
 """
 
 import os
+import sys
 from collections.abc import Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from dynamos_jax import plots
@@ -191,3 +194,115 @@ def generator_size(directory, weights: dict[str, np.ndarray],
   np.savez(m_path, **sparse)
   sizes = {"weights": os.path.getsize(w_path), "masks": os.path.getsize(m_path)}
   return {**sizes, "total": sizes["weights"] + sizes["masks"], "mask_ones": ones}
+
+
+# --- a DGM run's checkpoint ---------------------------------------------------------------
+
+SAMPLES_PER_CLASS = 8
+_GRID_KEY = 20190603  # the fixed noise of the sample grids (any run, any checkpoint)
+
+
+def finished_tasks(progress: dict) -> int:
+  """Tasks ended and evaluated in the run's record (rows of its class-IL matrix but row 0)."""
+  return max(len(progress.get("class_il", [])) - 1, 0)
+
+
+def dgm_numbers(method, learner, finished: int) -> dict:
+  """The arrays behind the figures, from a DGM state (``methods/dgm.py``'s ``DGMState``).
+
+  Returns counts [rows, 3] (the active channels each trained task ran on; row
+  0 the start), binaries / exists [finished][3] (each finished task's binary
+  mask at s_max and its capacity, broadcast to the embedding's shape), the
+  generator's weights (active entries) and sparse masks by name.
+  """
+  spec = method.spec
+  counts = np.asarray(learner.counts)
+  g = learner.g
+  binaries, exists, weights, masks = [], [], {}, {}
+  for t in range(finished):
+    exist = method._exists(g, counts[t])
+    emb = [np.asarray(e[t]) for e in learner.past_emb]
+    shape_exist = [np.broadcast_to(np.asarray(x) > 0, e.shape) for x, e in zip(exist, emb)]
+    binary = [(np.asarray(e) >= 0) & x for e, x in zip(emb, shape_exist)]
+    binaries.append(binary)
+    exists.append(shape_exist)
+    inputs = spec.inputs(counts[t])
+    for l, b in enumerate(binary):
+      c_out = int(counts[t][l])
+      masks[f"task{t}.conv{l + 1}"] = (b[:inputs[l], :c_out] if spec.variant == "w"
+                                       else b[:c_out])
+    c = counts[t]
+    weights[f"task{t}.head"] = np.asarray(g["head"][t][:int(c[2])])
+    for l in range(3):
+      weights[f"task{t}.bn{l + 1}.scale"] = np.asarray(g["scale"][l][t][:int(c[l])])
+      weights[f"task{t}.bn{l + 1}.bias"] = np.asarray(g["bias"][l][t][:int(c[l])])
+  # G now: the widths the next task runs on (after the last growth, where the state has them).
+  now = counts[min(finished, len(counts) - 1)]
+  inputs = spec.inputs(now)
+  for l, w in enumerate(g["w"]):
+    weights[f"conv{l + 1}"] = np.asarray(w)[:inputs[l], :int(now[l])]
+  rows = counts[:min(finished + 1, len(counts))]
+  return {"counts": rows, "binaries": binaries, "exists": exists, "weights": weights,
+          "masks": masks}
+
+
+def generated_grid(method, learner, classes: int, n: int = SAMPLES_PER_CLASS) -> np.ndarray:
+  """[classes, n, 32, 32, C] images: the same noise for every class (its one-hot prefix set)."""
+  base = jax.random.normal(jax.random.key(_GRID_KEY), (n, method.spec.nz))
+  out = []
+  for c in range(classes):
+    z = base
+    if method.onehot:
+      z = z.at[:, :method.num_classes].set(
+          jax.nn.one_hot(jnp.full((n,), c), method.num_classes))
+    out.append(np.asarray(method.generate(learner, z, c)))
+  return np.stack(out)
+
+
+def analyze_dgm(exp, state, progress: dict, out: str, add) -> dict:
+  """The DGM figures of a run (module docstring) into ``out``; returns their numbers."""
+  method, learner = exp.method, state.learner
+  finished = finished_tasks(progress)
+  numbers: dict = {"finished_tasks": finished}
+  matrix = progress.get("class_il")
+  if matrix and finished:
+    values = average_accuracy(matrix)
+    numbers["A_t"] = values
+    mnist = exp.config.dataset == "dgm-mnist"
+    add("A_t: average accuracy over the classes seen",
+        at_curve(values, os.path.join(out, "dgm_at.png"),
+                 reference=PAPER_MNIST if mnist else None),
+        "Mean of the class-IL row after task t over the classes seen so far"
+        + ("; markers: the paper's Table 1 (A5, A10)." if mnist else "."))
+  if not finished:
+    print("no task finished yet: only the accuracy figures", file=sys.stderr)
+    return numbers
+  numbers_ = dgm_numbers(method, learner, finished)
+  counts = numbers_["counts"]
+  numbers["channels"] = counts.tolist()
+  numbers["masked_params"] = masked_params(counts, method.spec.nz).tolist()
+  add("Generator growth per layer",
+      growth_curve(counts, os.path.join(out, "dgm_growth.png"), method.spec.nz,
+                   title=f"DGM{method.spec.variant} generator growth"),
+      "Output channels of conv1-3 each task trained on (tasks learned before it on the x "
+      "axis), dashed: the linear worst case; right: conv1-3 weights. Masked weights: "
+      + ", ".join(str(v) for v in numbers["masked_params"]) + ".")
+  occ = occupancy(numbers_["binaries"], numbers_["exists"])
+  numbers["occupancy"] = {k: v.tolist() for k, v in occ.items()}
+  add("Mask occupancy per layer and task",
+      occupancy_bars(occ["new"], occ["reused"], os.path.join(out, "dgm_occupancy.png")),
+      "Each task's binary mask at s_max as a share of the layer the task ran on: reused "
+      "(reserved by earlier tasks) and newly reserved; free after the last task: "
+      + ", ".join(f"{v:.2f}" for v in occ["free"][-1]) + " (conv1-3).")
+  images = generated_grid(method, learner, finished)
+  add("Generated samples of every class learned",
+      sample_grid(images, os.path.join(out, "dgm_samples.png"),
+                  title=f"G after task {finished}: fixed noise, s = s_max, eval BN"),
+      "One row per class, each through its own task's masks, BN and head; the same noise "
+      "in every row (its one-hot prefix set to the class).")
+  sizes = generator_size(os.path.join(out, "generator"), numbers_["weights"],
+                         numbers_["masks"])
+  numbers["size_bytes"] = sizes
+  print(f"generator on disk: weights {sizes['weights'] / 1e6:.3f} MB, masks (sparse) "
+        f"{sizes['masks'] / 1e6:.3f} MB", file=sys.stderr)
+  return numbers

@@ -67,3 +67,78 @@ def test_figures_are_written(tmp_path):
                                tmp_path / "occ.png"),
   ]
   assert all(_is_png(p) for p in paths)
+
+
+# --- analyze on a real (tiny) DGM run ---------------------------------------------------
+
+import json  # noqa: E402
+import os  # noqa: E402
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+from conftest import tiny_dataset  # noqa: E402
+
+from dynamos_jax import analyze  # noqa: E402
+from dynamos_jax import config as config_lib  # noqa: E402
+from dynamos_jax import train  # noqa: E402
+from dynamos_jax.benchmarks import REGISTRY, register  # noqa: E402
+from dynamos_jax.benchmarks.one_class import OneClassMNIST  # noqa: E402
+from dynamos_jax.data import sources  # noqa: E402
+
+
+if "dgm-plots-two" not in REGISTRY:
+  @register
+  class _TwoDigits(OneClassMNIST):
+    """dgm-mnist's first two one-class tasks."""
+    name = "dgm-plots-two"
+    num_tasks = 2
+
+    def __init__(self, config, data, key, joint):
+      super().__init__(config, data, key, joint)
+      self.task_indices, self.batches = self.task_indices[:2], self.batches[:2]
+      self.seen_after = self.seen_after[:2]
+
+
+def test_analyze_a_dgm_run(monkeypatch, tmp_path):
+  dataset = tiny_dataset(per_class=12, test_per_class=4, size=8)
+  monkeypatch.setattr(sources, "load_dataset", lambda *a, **k: dataset)
+  c = config_lib.base_config()
+  c.method, c.dataset, c.data.source = "dgm", "dgm-plots-two", "bundled"
+  c.dgm.update(variant="w", ngf=2, ndf=4, nz=16, lambda_ru=0.5)
+  c.batch_size, c.epochs = 4, 1
+  c.train.progress, c.train.eval_batch_size = False, 16
+  config_lib.validate(c)
+  workdir = str(tmp_path / "run")
+  results = train.train_and_evaluate(c, workdir)
+  numbers = analyze.analyze(workdir)["dgm"]
+  out = os.path.join(workdir, "analysis")
+  for name in ("dgm_at.png", "dgm_growth.png", "dgm_occupancy.png", "dgm_samples.png"):
+    assert _is_png(os.path.join(out, name)), name
+  assert numbers["A_t"] == dgm_plots.average_accuracy(results["class_il"]["matrix"])
+  assert numbers["finished_tasks"] == 2
+
+  exp, state, _ = train.restore_run(workdir)
+  learner, method = state.learner, exp.method
+  counts = np.asarray(learner.counts)
+  assert numbers["channels"] == counts[:2].tolist()
+  assert numbers["channels"][0] == [8, 4, 2]  # 4 ngf, 2 ngf, ngf at the start
+  assert numbers["masked_params"][0] == 16 * 8 * 16 + 8 * 4 * 16 + 4 * 2 * 16
+  # Task 0 reserved what its embeddings at s_max keep (e >= 0) on its active weights.
+  for l in range(3):
+    inputs = (16, counts[0][0], counts[0][1])[l]
+    emb = np.asarray(learner.past_emb[l][0])[:inputs, :counts[0][l]]
+    assert numbers["occupancy"]["new"][0][l] == pytest.approx(np.mean(emb >= 0))
+    assert numbers["occupancy"]["reused"][0][l] == 0.0
+  occ = {k: np.asarray(v) for k, v in numbers["occupancy"].items()}
+  assert np.all(occ["new"] + occ["reused"] <= 1 + 1e-9) and np.all(occ["free"] >= 0)
+  sizes = numbers["size_bytes"]
+  assert sizes["weights"] > 4 * numbers["masked_params"][1] and sizes["masks"] > 0
+  with open(os.path.join(out, "analysis.json")) as f:
+    assert json.load(f)["dgm"]["size_bytes"] == sizes
+  grid = dgm_plots.generated_grid(method, learner, 2, n=3)
+  assert grid.shape == (2, 3, 32, 32, 1) and np.all(np.abs(grid) <= 1)
+  # The grid's noise is fixed: the same images twice, and class 0 is what G makes of it.
+  np.testing.assert_array_equal(grid, dgm_plots.generated_grid(method, learner, 2, n=3))
+  z = jax.random.normal(jax.random.key(dgm_plots._GRID_KEY), (3, 16))
+  z = z.at[:, :10].set(jax.nn.one_hot(np.zeros(3, int), 10))
+  np.testing.assert_allclose(grid[0], np.asarray(method.generate(learner, z, 0)), atol=1e-6)

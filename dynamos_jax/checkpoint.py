@@ -23,6 +23,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from dynamos_jax import config as config_lib
+from dynamos_jax import parallel
 from dynamos_jax.errors import DynamosError
 
 # Config keys that cannot change results: a resume may change them freely.
@@ -112,7 +113,8 @@ class Checkpointer:
 
   def save(self, step: int, state, progress: dict) -> None:
     """Writes checkpoint ``step`` synchronously (returns once it is complete on disk)."""
-    host_state = jax.device_get(state.replace(key=jax.random.key_data(state.key)))
+    # Gathered on every process of a multi-host run; Orbax writes from process 0.
+    host_state = parallel.to_host(state.replace(key=jax.random.key_data(state.key)))
     named, _ = _leaves(host_state)
     progress = dict(progress, fingerprint=fingerprint(host_state),
                     layout={k: [list(np.shape(v)), str(np.result_type(v))]
@@ -197,19 +199,20 @@ def open_run_directory(config, workdir: str) -> Checkpointer:
   directory = os.path.join(os.path.abspath(workdir), "checkpoints")
   try:
     os.makedirs(directory, exist_ok=True)
-    probe = os.path.join(workdir, ".writable")
+    probe = os.path.join(workdir, f".writable-{jax.process_index()}")
     with open(probe, "w"):
       pass
     os.remove(probe)
   except OSError as e:
     raise DynamosError(f"--workdir={workdir} cannot be a run directory ({e.strerror or e}); "
                        "choose a directory you can write to") from None
-  if not config.resume and os.listdir(directory):
+  if not config.resume and os.listdir(directory) and parallel.is_writer():
     n = 1
     while os.path.exists(f"{directory}.old-{n}"):
       n += 1
     os.rename(directory, f"{directory}.old-{n}")
     print(f"resume=False: moved the earlier checkpoints to {directory}.old-{n}", file=sys.stderr)
+  parallel.barrier("checkpoint directory")  # Every process sees the same directory.
   return Checkpointer(directory, config.checkpoint.keep)
 
 

@@ -6,7 +6,10 @@ every seed's batch order along the leading axis of EpochData's ``order``,
 turns the one-seed step into the S-seed step, and ``seed_mesh`` lays the seed
 axis over the devices. Seeds never exchange data, so the sharded program has
 no collectives: each device runs its own seeds (its own core on a CPU exposed
-as several host devices, ``train.host_devices``).
+as several host devices, ``train.host_devices``). Across hosts
+(``train.distributed``) the mesh spans every process's devices; the host-side
+work (task hooks, evaluation, checkpoints) sees the whole state gathered by
+``to_host`` on every process, and only process 0 writes files.
 """
 
 import os
@@ -15,6 +18,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from dynamos_jax.errors import DynamosError
@@ -45,7 +49,35 @@ def start(config) -> None:
     counts = {name: int(os.environ[var]) for name, var in
               (("num_processes", "JAX_NUM_PROCESSES"), ("process_id", "JAX_PROCESS_ID"))
               if var in os.environ}
+    # CPU processes gather the state through gloo (the other backends bring their own).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(**counts)
+
+
+def to_host(tree):
+  """A pytree's arrays as host NumPy arrays, gathered from every process when the
+  arrays span several (a multi-host run; every process must call it). Typed PRNG
+  keys come back typed."""
+
+  def get(x):
+    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(get(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return jax.device_get(x)
+
+  return jax.tree.map(get, tree)
+
+
+def is_writer() -> bool:
+  """Whether this process writes the run's files (process 0 of a multi-host run)."""
+  return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+  """Waits for every process (no-op in a one-process run)."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
 
 
 def seed_mesh(num_seeds: int, max_devices: int = 0) -> Mesh | None:
@@ -115,4 +147,16 @@ def place(tree, mesh: Mesh | None, spec: P):
   """Puts a pytree on the mesh (``P(AXIS)``: split by seed; ``P()``: replicated)."""
   if mesh is None:
     return tree
-  return jax.device_put(tree, NamedSharding(mesh, spec))
+  sharding = NamedSharding(mesh, spec)
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+
+  def put(x):  # Every process holds the whole value and builds its own shards from it.
+    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(put(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      return x if x.sharding == sharding else jax.device_put(x, sharding)
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+  return jax.tree.map(put, tree)

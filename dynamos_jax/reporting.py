@@ -94,8 +94,13 @@ def results_record(config, seeds, progress: dict, train: dict) -> dict:
 
 
 def write_results(results: dict, workdir: str) -> str:
-  """Writes ``workdir/results.json`` atomically (never a half-written file); returns its path."""
+  """Writes ``workdir/results.json`` atomically (never a half-written file); returns its path.
+
+  In a multi-host run only process 0 writes.
+  """
   path = os.path.join(workdir, "results.json")
+  if not parallel.is_writer():
+    return path
   with open(path + ".tmp", "w") as f:
     json.dump(results, f, indent=1)
   os.replace(path + ".tmp", path)

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dynamos_jax import parallel
 from dynamos_jax.state import TrainState
 
 # A method's phases of one task: ((phase, steps or None for the rest), ...).
@@ -166,7 +167,7 @@ class ChunkRunner:
         args = (state, data, np.int32(position))
         state, metrics = self._program(*args)(*args)
         history.append(metrics)
-      return state, jax.tree.map(lambda *xs: np.stack(xs), *jax.device_get(history))
+      return state, jax.tree.map(lambda *xs: np.stack(xs), *parallel.to_host(history))
     args = (state, data, np.int32(start), np.int32(stop))
     state, metrics = self._program(*args)(*args)
-    return state, jax.tree.map(lambda x: np.asarray(x)[:stop - start], metrics)
+    return state, jax.tree.map(lambda x: x[:stop - start], parallel.to_host(metrics))

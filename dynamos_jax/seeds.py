@@ -80,6 +80,9 @@ class Seeds:
     """Seed i's state, on the host (for evaluation and hooks on any device)."""
     if not self.multi:
       return state
+    if not all(getattr(x, "is_fully_addressable", True) for x in jax.tree.leaves(state.learner)):
+      # Other hosts hold some seeds: every process gathers the whole state.
+      return parallel.index(parallel.to_host(state), i)
     one = parallel.index(state, i)
     return one.replace(learner=jax.device_get(one.learner))
 

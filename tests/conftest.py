@@ -14,14 +14,22 @@ import toy_method  # noqa: F401,E402
 
 
 def tiny_dataset(per_class: int = 12, test_per_class: int = 4, size: int = 8):
-  """10 classes of 8x8x3 uint8 images whose brightness pattern encodes the class."""
+  """10 classes of 8x8x3 uint8 images whose brightness pattern encodes the class.
+
+  Noise in [0, 40) plus, for class c, a bright row ``c % size`` raised by
+  120 + 10 c: at most 39 + 210 = 249, so nothing wraps in uint8, and classes
+  that share a row (c and c + 8 at size 8) differ by 80 in its brightness, more
+  than the noise's range.
+  """
   rng = np.random.default_rng(0)
 
   def make(n):
     labels = np.repeat(np.arange(10, dtype=np.int32), n)
-    images = rng.integers(0, 60, (len(labels), size, size, 3))
+    images = rng.integers(0, 40, (len(labels), size, size, 3))
     for c in range(10):  # A bright row per class makes the task learnable.
-      images[labels == c, c % size, :, :] += 150 + 9 * c
+      images[labels == c, c % size, :, :] += 120 + 10 * c
+    # A value over 255 would wrap in the cast and scramble the class pattern.
+    assert 0 <= images.min() and images.max() <= 255, images.max()
     return images.astype(np.uint8), labels
 
   train_x, train_y = make(per_class)

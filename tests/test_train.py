@@ -10,7 +10,9 @@ import pytest
 from dynamos_jax import buffer as buffer_lib
 from dynamos_jax import runner
 from dynamos_jax import train
-from dynamos_jax.data.streams import Batch, EpochData
+from dynamos_jax.data.streams import EpochData
+
+import dynamos_reference as ref
 
 
 @pytest.fixture
@@ -102,52 +104,139 @@ def test_warmup_leaves_agents_and_buffer_alone(tiny_data, tiny_config):
   assert set(metrics) == {"loss", "ce", "train_accuracy", "grad_norm", "buffer_seen"}
 
 
+# Eq. 7's weights, all different (and none the default), so a swapped or
+# dropped weight changes the total.
+DISTINCT_WEIGHTS = dict(alpha=0.3, beta=1.7, alpha_p=0.45, gamma=0.6, w_p=0.25, lam=37.0,
+                        kr=0.55)
+
+
+def _eq7(xp, w, tau, out, labels, r_out, r_labels, replay, consts):
+  """Eq. 7 from the two forwards' raw outputs, by ``dynamos_reference`` (spec 6).
+
+  out, r_out: (logits, actions, attention) of the current and replay forwards;
+  consts: host constants (rewards and correct masks of both forwards).
+  Returns (total, dict of the terms).
+  """
+  (z, a, v), (zm, am, vm) = out, r_out
+  reward, reward_m, correct, correct_m = consts
+  t = {"ce": ref.cross_entropy(xp, z, labels),
+       "reinforce": ref.reinforce(xp, ref.log_prob(xp, v, a, tau, 4), reward),
+       "prototype": ref.prototype(xp, v, labels, correct),
+       "mse_logits": ref.mse(xp, zm, replay.logits),
+       "mse_attention": ref.mse(xp, vm, replay.attention),
+       "replay_ce": ref.cross_entropy(xp, zm, r_labels),
+       "replay_reinforce": ref.reinforce(xp, ref.log_prob(xp, vm, am, tau, 4), reward_m),
+       "replay_prototype": ref.prototype(xp, vm, r_labels, correct_m)}
+  total = (t["ce"] + w["gamma"] * t["reinforce"] + w["w_p"] * t["prototype"]
+           + w["alpha"] * t["mse_logits"] + w["alpha_p"] * t["mse_attention"]
+           + w["beta"] * (t["replay_ce"] + w["gamma"] * t["replay_reinforce"])
+           + w["w_p"] * t["replay_prototype"])
+  return total, t
+
+
 def test_main_step_is_eq7_with_two_bn_updates_and_inserts_pre_update_values(tiny_data,
                                                                            tiny_config):
+  tiny_config.dynamos.update(DISTINCT_WEIGHTS)
+  w, tau = DISTINCT_WEIGHTS, tiny_config.dynamos.tau
   method, model, state, data = _setup(tiny_config, tiny_data)
-  # Fill the buffer with the second row's samples, all marked correct.
-  images, labels = data.images[data.order[1]], data.labels[data.order[1]]
-  filled = buffer_lib.insert(state.learner.buffer, jnp.zeros(5, jnp.int32), images, labels,
-                             jax.nn.one_hot(labels, 10) * 5, jnp.ones((5, 64)),
-                             jnp.ones(5, bool), jnp.ones(5, bool), only_valid=False)
-  state = state.replace(learner=state.learner.replace(buffer=filled))
-  new, metrics = jax.jit(runner.make_train_step(method, "main"))(state, data, 0)
-  learner, new = state.learner, new.learner
+  learner = state.learner
+  rng = np.random.default_rng(0)
+  # The buffer holds the second row's five samples (n = 5 of capacity 8), with
+  # stored logits and attention that the fresh forward will not reproduce.
+  stored_logits = jnp.asarray(rng.normal(size=(5, 10)), jnp.float32)
+  stored_attention = jnp.asarray(rng.normal(size=(5, 64)), jnp.float32)
 
-  # Recompute the step by hand with the same keys.
+  def fill(labels):
+    return buffer_lib.insert(learner.buffer, jnp.zeros(5, jnp.int32),
+                             data.images[data.order[1]], jnp.asarray(labels, jnp.int32),
+                             stored_logits, stored_attention, jnp.ones(5, bool),
+                             jnp.ones(5, bool), only_valid=False)
+
+  # The step's keys, derived as the trainer does.
   key = jax.random.fold_in(state.key, state.step)
   gates_key, replay_key, _ = jax.random.split(key, 3)
-  replay, replay_mask = buffer_lib.sample(learner.buffer, replay_key, 4, only_valid=False)
   key_current, key_replay = jax.random.split(gates_key)
-  batch = Batch(data.images[data.order[0]], data.labels[data.order[0]], data.mask[0])
-  variables = {"params": learner.params, "batch_stats": learner.batch_stats}
-  (z, aux), s1 = model.apply(variables, batch.images, "sample", True, batch.mask,
-                             rngs={"gates": key_current}, mutable=["batch_stats"])
-  (_, _), s2 = model.apply({"params": learner.params, **s1}, replay.images, "sample", True,
-                           replay_mask, rngs={"gates": key_replay}, mutable=["batch_stats"])
+  # Which slots the replay draw takes does not depend on the labels: a buffer
+  # labelled with slot numbers tells them.
+  slots_drawn, replay_mask = buffer_lib.sample(fill(np.arange(5)), replay_key, 4,
+                                               only_valid=False)
+  slots_drawn = np.asarray(slots_drawn.labels)
+  assert np.all(replay_mask)
+
+  # Both train-mode forwards, one after the other (the second sees the first's
+  # BN update). Neither depends on the labels.
+  images = data.images[data.order[0]]
+
+  def forwards(params):
+    (z, aux), s1 = model.apply({"params": params, "batch_stats": learner.batch_stats}, images,
+                               "sample", True, jnp.ones(5, bool), rngs={"gates": key_current},
+                               mutable=["batch_stats"])
+    (zm, auxm), s2 = model.apply({"params": params, **s1}, data.images[data.order[1]][slots_drawn],
+                                 "sample", True, jnp.ones(4, bool), rngs={"gates": key_replay},
+                                 mutable=["batch_stats"])
+    return ((z, aux["actions"], aux["attention"]), (zm, auxm["actions"], auxm["attention"]),
+            s1, s2)
+
+  out, r_out, s1, s2 = jax.jit(forwards)(learner.params)
+  # Labels chosen from the predictions: three correct of five in each forward
+  # (so the prototype terms are on and three samples are inserted), two wrong.
+  pred, pred_m = np.argmax(out[0], -1), np.argmax(r_out[0], -1)
+  labels = np.where(np.arange(5) < 3, pred, (pred + 1) % 10).astype(np.int32)
+  r_labels = np.where(np.arange(4) < 3, pred_m, (pred_m + 1) % 10).astype(np.int32)
+  slot_labels = np.full(5, 9, np.int32)
+  slot_labels[slots_drawn] = r_labels
+  data = data.replace(labels=data.labels.at[data.order[0]].set(jnp.asarray(labels)))
+  state = state.replace(learner=learner.replace(buffer=fill(slot_labels)))
+  learner = state.learner
+
+  new, metrics = jax.jit(runner.make_train_step(method, "main"))(state, data, 0)
+  new = new.learner
+
   # Both forwards updated the running statistics, one after the other.
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                new.batch_stats, s2["batch_stats"])
   assert not np.allclose(s1["batch_stats"]["bn1"]["mean"], s2["batch_stats"]["bn1"]["mean"])
 
-  m = metrics
-  eq7 = (m["ce"] + 0.5 * m["reinforce"] + 0.3 * m["prototype"] + 0.2 * m["mse_logits"]
-         + 0.2 * m["mse_attention"] + 2.0 * (m["replay_ce"] + 0.5 * m["replay_reinforce"])
-         + 0.3 * m["replay_prototype"])
-  np.testing.assert_allclose(m["loss"], eq7, rtol=1e-5)
-  assert float(m["mse_logits"]) > 0 and float(m["replay_ce"]) > 0
+  # Eq. 7 recomputed in float64 NumPy from the forwards' raw outputs.
+  replay, _ = buffer_lib.sample(learner.buffer, replay_key, 4, only_valid=False)
+  np.testing.assert_array_equal(replay.labels, r_labels)
+  f64 = lambda t: tuple(np.asarray(x, np.float64) for x in t)
+  out64, r_out64 = f64(out), f64(r_out)
+  replay64 = buffer_lib.Replay(*(np.asarray(x, np.float64) for x in
+                                 (replay.images, replay.labels, replay.logits, replay.attention)))
+  consts = (ref.rewards(out[0], out[1], labels, w["kr"], w["lam"], 4),
+            ref.rewards(r_out[0], r_out[1], r_labels, w["kr"], w["lam"], 4),
+            ref.correct(out[0], labels), ref.correct(r_out[0], r_labels))
+  assert consts[2].sum() == consts[3].sum() == 3
+  total, terms = _eq7(np, w, tau, out64, labels, r_out64, r_labels, replay64, consts)
+  for name, value in terms.items():
+    assert abs(float(value)) > 1e-3, name  # every term is on, so every weight matters
+    np.testing.assert_allclose(metrics[name], value, rtol=2e-5, err_msg=name)
+  np.testing.assert_allclose(metrics["loss"], total, rtol=2e-5)
 
-  # Buffer: counter advanced by 5; written rows hold the pre-update logits.
+  # The update is one SGD step on the gradient of that same loss (an
+  # independent JAX version, differentiated through both forwards).
+  def loss(params):
+    o, ro, _, _ = forwards(params)
+    return _eq7(jnp, w, tau, o, labels, ro, r_labels, replay, consts)[0]
+
+  grads = jax.jit(jax.grad(loss))(learner.params)
+  expected = jax.tree.map(lambda p, g: p - tiny_config.lr * g, learner.params, grads)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+               new.params, expected)
+
+  # Buffer: counter advanced by 5. The batch's samples n = 5, 6, 7 fill slots
+  # 5-7; being correct they are written, with the pre-update logits and V.
+  # The two wrong ones (n = 8, 9: random slots) write nothing.
   assert int(new.buffer.num_seen) == 10
-  correct = np.asarray(jnp.argmax(z, -1) == batch.labels)
-  slots = np.arange(5, 10)  # fill phase: n = 5..9 -> slots 5..9 (capacity 8: 5, 6, 7)
-  for b, slot in enumerate(slots[:3]):
-    if correct[b]:
-      np.testing.assert_allclose(new.buffer.logits[slot], z[b], rtol=1e-5, atol=1e-6)
-      np.testing.assert_allclose(new.buffer.attention[slot], aux["attention"][b], rtol=1e-5,
-                                 atol=1e-6)
-    else:
-      np.testing.assert_array_equal(new.buffer.logits[slot], 0.0)
+  for b, slot in enumerate(range(5, 8)):
+    assert int(new.buffer.labels[slot]) == labels[b]
+    np.testing.assert_array_equal(new.buffer.images[slot], images[b])
+    np.testing.assert_allclose(new.buffer.logits[slot], out[0][b], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(new.buffer.attention[slot], out[2][b], rtol=1e-5, atol=1e-6)
+  for field in ("images", "labels", "logits", "attention"):
+    np.testing.assert_array_equal(getattr(new.buffer, field)[:5],
+                                  getattr(learner.buffer, field)[:5])
 
 
 def _warmup(steps):

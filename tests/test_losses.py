@@ -1,5 +1,6 @@
 """Each loss term against values worked out by hand, and the gradient paths."""
 
+import flax.traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -113,37 +114,99 @@ def gated_forward():
   return forward, variables["params"]
 
 
-def _agent_leaves(tree):
-  return [v for path, v in jax.tree_util.tree_leaves_with_path(tree)
-          if any("agent" in str(k) for k in path)]
+# The four agents in the order of aux's columns (spec 1.1), and the backbone
+# units upstream of each agent's input: agent l's losses may reach exactly
+# these (and agent l itself), nothing else.
+AGENTS = [("layer2_0", "agent_a"), ("layer2_0", "agent_b"), ("layer2_1", "agent_a"),
+          ("layer2_1", "agent_b")]
+_STAGE_1 = {"conv1", "bn1", "layer1_0", "layer1_1"}
+_BLOCK_1 = {"layer2_0/" + u for u in ("conv_a", "bn_a", "conv_b", "bn_b", "shortcut_conv",
+                                      "shortcut_bn")}
+UPSTREAM = [
+    _STAGE_1,  # agent 1 reads the stage-1 output
+    _STAGE_1 | {"layer2_0/conv_a", "layer2_0/bn_a"},  # agent 2: block 2.1's masked conv a
+    _STAGE_1 | _BLOCK_1,  # agent 3: block 2.1's output
+    _STAGE_1 | _BLOCK_1 | {"layer2_1/conv_a", "layer2_1/bn_a"},  # agent 4: block 2.2's conv a
+]
 
 
-def test_cross_entropy_does_not_reach_agents(gated_forward):
+def _leaves_by_owner(grads):
+  """{(owner, leaf path): gradient}; owner is an agent index 0-3 or a backbone unit name."""
+  out = {}
+  for path, g in flax.traverse_util.flatten_dict(grads).items():
+    if path[1:2] and path[1].startswith("agent"):
+      owner = AGENTS.index(path[:2])
+    elif path[0].startswith("layer2"):
+      owner = "/".join(path[:2])
+    else:
+      owner = path[0]
+    out[owner, "/".join(path)] = np.asarray(g)
+  return out
+
+
+@pytest.fixture(scope="module")
+def loss_gradients(gated_forward):
+  """Gradients w.r.t. every parameter of: agent l's policy and prototype losses (l = 1..4),
+  both losses over all agents, and the cross-entropy; one jacobian, one compile."""
   forward, params = gated_forward
   labels = jnp.array([0, 1, 2, 3, 0, 1])
   mask = jnp.ones(6, bool)
-  g = jax.grad(lambda p: losses.cross_entropy(forward(p)[0], labels, mask))(params)
-  assert all(float(jnp.abs(x).max()) == 0.0 for x in _agent_leaves(g))
-  assert float(jnp.abs(g["head"]["kernel"]).max()) > 0.0
+  width = 16  # 2 * nf channels per agent
 
-
-def test_policy_and_prototype_losses_reach_agents_and_backbone(gated_forward):
-  forward, params = gated_forward
-  labels = jnp.array([0, 1, 2, 3, 0, 1])
-  mask = jnp.ones(6, bool)
-
-  def policy(p):
+  def all_losses(p):
     logits, aux = forward(p)
     r = losses.reward(logits, aux["actions"], labels, keep_ratio=0.7, penalty=500.0,
                       num_agents=4)
-    return losses.reinforce_loss(aux["log_prob"], r, mask)
+    policy = [losses.reinforce_loss(aux["log_prob"][:, l:l + 1], r[:, l:l + 1], mask)
+              for l in range(4)]
+    proto = [losses.prototype_loss(aux["attention"][:, l * width:(l + 1) * width], labels, mask)
+             for l in range(4)]
+    return jnp.stack(policy + proto + [
+        losses.reinforce_loss(aux["log_prob"], r, mask),
+        losses.prototype_loss(aux["attention"], labels, mask),
+        losses.cross_entropy(logits, labels, mask)])
 
-  def proto(p):
-    _, aux = forward(p)
-    return losses.prototype_loss(aux["attention"], labels, mask)
+  jac = jax.jit(jax.jacrev(all_losses))(params)
+  rows = {}
+  for l in range(4):
+    rows["policy", l] = jax.tree.map(lambda x, l=l: x[l], jac)
+    rows["prototype", l] = jax.tree.map(lambda x, l=l: x[4 + l], jac)
+  rows["policy", "all"] = jax.tree.map(lambda x: x[8], jac)
+  rows["prototype", "all"] = jax.tree.map(lambda x: x[9], jac)
+  rows["ce"] = jax.tree.map(lambda x: x[10], jac)
+  return {k: _leaves_by_owner(v) for k, v in rows.items()}
 
-  for fn in (policy, proto):
-    g = jax.grad(fn)(params)
-    assert all(float(jnp.abs(x).max()) > 0.0 for x in _agent_leaves(g)[:1])
-    assert float(jnp.abs(g["conv1"]["kernel"]).max()) > 0.0  # through the agents' input
-    assert float(jnp.abs(g["head"]["kernel"]).max()) == 0.0  # the head is not on the path
+
+def _nonzero(g):
+  return float(np.abs(g).max()) > 0.0
+
+
+def test_cross_entropy_does_not_reach_agents(loss_gradients):
+  g = loss_gradients["ce"]
+  for (owner, path), value in g.items():
+    if isinstance(owner, int):
+      assert not _nonzero(value), path  # actions are sampled: no path into any agent
+    else:
+      assert _nonzero(value), path  # every backbone unit and the head are on CE's path
+  assert {o for o, _ in g if isinstance(o, int)} == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("loss", ["policy", "prototype"])
+@pytest.mark.parametrize("agent", [0, 1, 2, 3])
+def test_each_agents_losses_reach_that_agent_and_what_feeds_it_only(loss_gradients, loss,
+                                                                    agent):
+  g = loss_gradients[loss, agent]
+  for (owner, path), value in g.items():
+    should = owner == agent or owner in UPSTREAM[agent]
+    assert _nonzero(value) == should, (path, "expected a gradient" if should else
+                                       "expected none")
+
+
+@pytest.mark.parametrize("loss", ["policy", "prototype"])
+def test_policy_and_prototype_losses_reach_all_agents_and_backbone(loss_gradients, loss):
+  g = loss_gradients[loss, "all"]
+  for (owner, path), value in g.items():
+    # Every agent's every leaf, and everything that feeds an agent; not the
+    # last block's conv b nor the head, which come after every agent's input.
+    should = owner not in ("layer2_1/conv_b", "layer2_1/bn_b", "head")
+    assert _nonzero(value) == should, path

@@ -15,6 +15,8 @@ from dynamos_jax.config import base_config
 from dynamos_jax.data.streams import Batch, EpochData
 from dynamos_jax.models.resnet import ResNet
 
+import dynamos_reference as ref
+
 # What a method reads of the benchmark when it is built.
 TEN_CLASSES = types.SimpleNamespace(num_classes=10)
 
@@ -109,31 +111,61 @@ def test_derpp_uses_logits_of_the_first_draw_and_labels_of_the_second(fixed):
   jax.tree.map(np.testing.assert_array_equal, out.batch_stats, v["batch_stats"])
 
 
-def test_dynamos_nobuffer_has_no_replay_terms(tiny_data, tiny_config):
+def test_dynamos_nobuffer_is_eq7_without_the_replay_terms(tiny_data, tiny_config):
+  # Weights all different from each other and from the defaults.
+  tiny_config.dynamos.update(gamma=0.6, w_p=0.25, kr=0.55, lam=37.0, alpha=0.3, beta=1.7,
+                             alpha_p=0.45)
+  d = tiny_config.dynamos
   method = methods.REGISTRY["dynamos_nobuffer"].from_config(tiny_config, TEN_CLASSES)
   assert method.gated and method.reservoir is None
   model = method.model
   variables = model.init({"params": jax.random.key(0), "gates": jax.random.key(1)},
                          jnp.zeros((2, 8, 8, 3), jnp.uint8), "sample", True)
-  x, y = tiny_data.train_images, tiny_data.train_labels
-  batch = Batch(jnp.asarray(x[::12][:10]), jnp.asarray(y[::12][:10]), jnp.ones(10, bool))
-  loss, out = method.loss(variables["params"], variables["batch_stats"], batch, (),
-                          jax.random.key(2))
-  m = out.metrics
-  assert not any(k.startswith(("replay", "mse")) for k in m)
-  np.testing.assert_allclose(
-      loss, m["ce"] + tiny_config.dynamos.gamma * m["reinforce"]
-      + tiny_config.dynamos.w_p * m["prototype"],
-      rtol=1e-6)
+  images = jnp.asarray(tiny_data.train_images[::12][:10])
+  key = jax.random.key(2)
+  # The loss's own forward: train mode, gates drawn with the first half of its key.
+  (z, aux), _ = jax.jit(lambda v, x, k: model.apply(
+      v, x, "sample", True, jnp.ones(10, bool), rngs={"gates": k}, mutable=["batch_stats"]))(
+          variables, images, jax.random.split(key)[0])
+  # Labels from the predictions: four right (the prototype term is on), six wrong.
+  pred = np.argmax(z, -1)
+  labels = np.where(np.arange(10) < 4, pred, (pred + 1) % 10).astype(np.int32)
+  batch = Batch(images, jnp.asarray(labels), jnp.ones(10, bool))
+  loss, out = jax.jit(lambda p, s, b, k: method.loss(p, s, b, (), k))(
+      variables["params"], variables["batch_stats"], batch, key)
+  assert not any(k.startswith(("replay", "mse")) for k in out.metrics)
+
+  z64, a64, v64 = (np.asarray(x, np.float64) for x in (z, aux["actions"], aux["attention"]))
+  is_correct = ref.correct(z, labels)
+  assert is_correct.sum() == 4
+  terms = {"ce": ref.cross_entropy(np, z64, labels),
+           "reinforce": ref.reinforce(np, ref.log_prob(np, v64, a64, d.tau, 4),
+                                      ref.rewards(z, a64, labels, d.kr, d.lam, 4)),
+           "prototype": ref.prototype(np, v64, labels, is_correct)}
+  for name, value in terms.items():
+    assert abs(value) > 1e-3, name
+    np.testing.assert_allclose(out.metrics[name], value, rtol=2e-5, err_msg=name)
+  expected = terms["ce"] + d.gamma * terms["reinforce"] + d.w_p * terms["prototype"]
+  np.testing.assert_allclose(loss, expected, rtol=2e-5)
+  np.testing.assert_allclose(out.metrics["train_accuracy"], 0.4, rtol=1e-6)
+  np.testing.assert_allclose(out.logits, z, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out.attention, aux["attention"], rtol=1e-5, atol=1e-6)
 
 
-def _step_once(config, dataset):
-  """One main-phase step from a fresh state on 5 samples; returns the new buffer."""
+def _step_once(config, dataset, edit=None):
+  """One main-phase step from a fresh state on 5 samples (classes 0-4).
+
+  ``edit(learner) -> learner`` changes the initial state first. Returns the
+  new learner state and the step's metrics.
+  """
   exp = train.Experiment(config)
   order = (jnp.arange(5, dtype=jnp.int32) * 12).reshape(1, 5)
   data = EpochData(jnp.asarray(dataset.train_images), jnp.asarray(dataset.train_labels),
                    order, jnp.ones((1, 5), bool), jnp.int32(0))
-  new, metrics = jax.jit(runner.make_train_step(exp.method, "main"))(exp.initial_state(), data, 0)
+  state = exp.initial_state()
+  if edit is not None:
+    state = state.replace(learner=edit(state.learner))
+  new, metrics = jax.jit(runner.make_train_step(exp.method, "main"))(state, data, 0)
   return new.learner, metrics
 
 
@@ -149,12 +181,25 @@ def test_plain_reservoir_methods_store_every_sample(tiny_data, tiny_config, name
 
 def test_baseline_stores_only_correct_samples(tiny_data, tiny_config):
   tiny_config.method = "baseline"
-  new, metrics = _step_once(tiny_config, tiny_data)
-  # An untrained network on 10 classes gets few right: the rest leave zero slots (label 0).
-  stored = np.asarray(new.buffer.labels[:5])
-  truth = tiny_data.train_labels[::12][:5]
-  assert np.all((stored == truth) | (stored == 0))
-  assert int(new.buffer.num_seen) == 5
+
+  def predict_class_2(learner):
+    # A head bias far above every other logit: the network predicts class 2 for
+    # every input, so of the batch's classes 0-4 exactly sample 2 is right.
+    head = dict(learner.params["head"], bias=learner.params["head"]["bias"].at[2].add(1e3))
+    return learner.replace(params=dict(learner.params, head=head))
+
+  new, metrics = _step_once(tiny_config, tiny_data, predict_class_2)
+  images = tiny_data.train_images[::12][:5]
+  assert int(new.buffer.num_seen) == 5  # every sample counts; buffer 8 > 5: slot n = sample n
+  # The correct sample is written, with its image and pre-update logits ...
+  assert int(new.buffer.labels[2]) == 2
+  np.testing.assert_array_equal(new.buffer.images[2], images[2])
+  assert int(np.argmax(new.buffer.logits[2])) == 2 and float(new.buffer.logits[2, 2]) > 900
+  # ... the four wrong ones leave their slots all zero (the reference's fill phase).
+  wrong = [0, 1, 3, 4]
+  assert np.all(np.asarray(new.buffer.images)[wrong] == 0)
+  assert np.all(np.asarray(new.buffer.labels)[wrong] == 0)
+  assert np.all(np.asarray(new.buffer.logits)[wrong] == 0)
 
 
 # dgm needs a one-class benchmark (32x32 images, ten tasks, a step compiled per

@@ -70,6 +70,9 @@ def base_config() -> ml_collections.ConfigDict:
   # fresh shuffle of the class, so an image's angle depends on draw order);
   # False: Mammoth's later fix, each test image once, in order (README).
   c.mnist360.shuffle_test = True
+  # Draws per chunk item: 1 is the reference's stream; r > 1 a stream r times as
+  # long over the same chunks (small datasets: configs/mnist360_quick.py).
+  c.mnist360.repeats = 1
 
   c.resume = True  # continue from WORKDIR/checkpoints if there are any
 

@@ -256,3 +256,23 @@ def test_rotate_is_counter_clockwise_about_the_centre():
   np.testing.assert_array_equal(rotate(image, np.float32([-90])), np.rot90(image, -1, axes=(1, 2)))
   turned = np.asarray(rotate(image, np.float32([45])))
   assert turned[0, 0, 0, 0] == 0 and turned[0, 14, 14, 0] != 0  # corners black, centre kept
+
+
+def test_repeats_lengthen_the_stream_with_one_turn_per_class():
+  counts = [47, 61, 40, 83, 52, 71, 44, 90, 58, 9]
+  labels = synthetic_labels(counts, seed=2)
+  once = mnist360.train_stream(jax.random.key(5), labels, 7)
+  thrice = mnist360.train_stream(jax.random.key(5), labels, 7, repeats=3)
+  assert thrice.num_batches > 2.5 * once.num_batches
+  pairs = mnist360.segment_pairs(9, 3)
+  drawn = labels[thrice.index]
+  for row in range(thrice.num_batches):  # every draw from its segment's pair
+    assert set(drawn[row][thrice.mask[row]]) <= set(pairs[thrice.segment[row]])
+  # Class j's n-th draw turns by 360 / (3 N_j): still one turn over the longer stream.
+  for j in range(9):
+    got = thrice.degrees[thrice.mask][drawn[thrice.mask] == j]
+    want = np.asarray([(n * 360.0 / (3 * counts[j]) + (j - 1) * 60) % 360
+                       for n in range(len(got))], np.float32)
+    np.testing.assert_allclose(got, want, atol=1e-3)
+  with pytest.raises(ValueError, match="repeats"):
+    mnist360.train_stream(jax.random.key(5), labels, 7, repeats=0)

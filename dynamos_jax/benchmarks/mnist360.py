@@ -31,13 +31,16 @@ class MNIST360(Benchmark):
   def validate(cls, config):
     if config.epochs != 1:
       raise ConfigError("mnist-360 is a single pass over its stream: set --config.epochs=1")
+    if config.mnist360.repeats < 1:
+      raise ConfigError(f"mnist360.repeats must be >= 1 (got {config.mnist360.repeats}); 1 is "
+                        "the reference's stream")
 
   def __init__(self, config, data, key, joint):
     super().__init__(config, data, key, joint)
     self.num_classes = mnist360.NUM_CLASSES
     host = data.host
     stream = mnist360.train_stream(jax.random.fold_in(key, 0), host.train_labels,
-                                   config.batch_size)
+                                   config.batch_size, repeats=config.mnist360.repeats)
     index, degrees, mask = stream.index, stream.degrees, stream.mask
     if joint:
       # The whole stream's items (rotations included), shuffled, in full batches.

@@ -133,7 +133,7 @@ def split_segment(remaining0: int, remaining1: int, batch_size: int) -> list[tup
 
 def train_stream(key: jax.Array, labels: np.ndarray, batch_size: int,
                  num_classes: int = NUM_CLASSES, rounds: int = ROUNDS,
-                 chunks_per_class: int = CHUNKS_PER_CLASS) -> Stream:
+                 chunks_per_class: int = CHUNKS_PER_CLASS, repeats: int = 1) -> Stream:
   """The MNIST-360 training stream: schedule, draws and rotation angles.
 
   Args:
@@ -146,6 +146,9 @@ def train_stream(key: jax.Array, labels: np.ndarray, batch_size: int,
     chunks_per_class: C; the chunks are used last to first, and each class is
       entered 2 * rounds times, so C >= 2 * rounds (with more, the first
       C - 2 * rounds chunks are never used).
+    repeats: r draws per chunk item instead of one (r times the steps, each
+      digit still turning once over the stream): not the reference's stream,
+      a longer one for small datasets (configs/mnist360_quick.py). 1: the reference.
 
   Small classes (n_j < 36 or so) leave some chunks empty. As in the
   reference, a segment with one empty chunk is one batch of the other class;
@@ -162,6 +165,8 @@ def train_stream(key: jax.Array, labels: np.ndarray, batch_size: int,
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   if num_classes < 2:
     raise ValueError(f"MNIST-360 needs at least 2 classes, got {num_classes}")
+  if repeats < 1:
+    raise ValueError(f"repeats must be >= 1, got {repeats}")
   if chunks_per_class < 2 * rounds:
     raise ValueError(f"{rounds} rounds enter each class {2 * rounds} times, "
                      f"but there are only chunks_per_class={chunks_per_class} chunks")
@@ -174,7 +179,8 @@ def train_stream(key: jax.Array, labels: np.ndarray, batch_size: int,
   chunk_class, chunk_id, batch_fill, batch_segment = [], [], [], []
   for s, (c0, c1) in enumerate(segment_pairs(num_classes, rounds)):
     k0, k1 = unused[c0].pop(), unused[c1].pop()
-    for b0, b1 in split_segment(len(chunks[c0][k0]), len(chunks[c1][k1]), batch_size):
+    for b0, b1 in split_segment(repeats * len(chunks[c0][k0]), repeats * len(chunks[c1][k1]),
+                                batch_size):
       chunk_class += [c0] * b0 + [c1] * b1
       chunk_id += [k0] * b0 + [k1] * b1
       batch_fill.append(b0 + b1)
@@ -196,7 +202,8 @@ def train_stream(key: jax.Array, labels: np.ndarray, batch_size: int,
   for j in range(num_classes):
     drawn = draw_class == j
     draw_number[drawn] = np.arange(drawn.sum())
-  flat_degrees = _incremental_degrees(draw_number, counts[draw_class], (draw_class - 1) * 60)
+  flat_degrees = _incremental_degrees(draw_number, repeats * counts[draw_class],
+                                      (draw_class - 1) * 60)
 
   fill = np.asarray(batch_fill, np.int64)
   mask = np.arange(batch_size)[None, :] < fill[:, None]

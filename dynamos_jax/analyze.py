@@ -208,17 +208,26 @@ def _agent_analyses(exp, state, out, add, trials, trial_images, tsne_points, tsn
         "Task-wise rates over each task's test images.")
 
   # Fig. 4: Jensen-Shannon divergence between class rate vectors, last gated layer.
-  jsd = analysis.jensen_shannon(analysis.last_layer(class_rates, model.num_agents), base=2.0)
-  summary = analysis.jsd_summary(jsd, scale=100.0)
-  numbers["jsd"] = {"matrix_x100": (100 * jsd).tolist(), **_jsonable(summary),
-                    "normalisation": "each class's rate vector divided by its sum over the "
-                                     f"{width} filters", "log_base": 2}
-  add("Jensen-Shannon divergence between classes (Fig. 4)",
-      plots.jsd_matrix(jsd, os.path.join(out, "jsd.png"), labels=class_names,
-                       title="JSD x 100, last gated layer (log base 2)"),
-      f"Lowest pair {tuple(summary['lowest_pair'])} ({summary['lowest']:.2f}), highest "
-      f"{tuple(summary['highest_pair'])} ({summary['highest']:.2f}); lowest / mean = "
-      f"{summary['lowest_over_mean']:.3f}. Rates normalised to sum 1 over the filters.")
+  last_rates = analysis.last_layer(class_rates, model.num_agents)
+  silent = [class_names[c] for c in np.flatnonzero(last_rates.sum(axis=1) == 0)]
+  if silent:  # No distribution to compare (e.g. an early checkpoint): say so, draw the rest.
+    print(f"note: no JSD figure (Fig. 4): class {', '.join(map(str, silent))} has no active "
+          "filter in the last gated layer at this checkpoint; analyze a later one for it",
+          file=sys.stderr)
+    numbers["jsd"] = {"skipped": f"no active filter in the last gated layer for class "
+                                 f"{', '.join(map(str, silent))}"}
+  else:
+    jsd = analysis.jensen_shannon(last_rates, base=2.0)
+    summary = analysis.jsd_summary(jsd, scale=100.0)
+    numbers["jsd"] = {"matrix_x100": (100 * jsd).tolist(), **_jsonable(summary),
+                      "normalisation": "each class's rate vector divided by its sum over the "
+                                       f"{width} filters", "log_base": 2}
+    add("Jensen-Shannon divergence between classes (Fig. 4)",
+        plots.jsd_matrix(jsd, os.path.join(out, "jsd.png"), labels=class_names,
+                         title="JSD x 100, last gated layer (log base 2)"),
+        f"Lowest pair {tuple(summary['lowest_pair'])} ({summary['lowest']:.2f}), highest "
+        f"{tuple(summary['highest_pair'])} ({summary['highest']:.2f}); lowest / mean = "
+        f"{summary['lowest_over_mean']:.3f}. Rates normalised to sum 1 over the filters.")
 
   # Fig. 5: t-SNE of the last agent's attention vectors.
   key = jax.random.key(seed)

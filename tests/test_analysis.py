@@ -288,7 +288,7 @@ def test_index_html_links_figures_relatively(tmp_path):
   assert str(tmp_path) not in text and text.count("<figure>") == 2
 
 
-def test_analyze_command_end_to_end(tiny_data, tiny_config, tmp_path):
+def test_analyze_command_end_to_end(tiny_data, tiny_config, tmp_path, monkeypatch, capsys):
   import json
   import os
 
@@ -309,6 +309,23 @@ def test_analyze_command_end_to_end(tiny_data, tiny_config, tmp_path):
   html = (out / "index.html").read_text()
   pngs = sorted(p for p in os.listdir(out) if p.endswith(".png"))
   assert len(pngs) == 11 and "task_accuracy_bars.png" in pngs and all(p in html for p in pngs)
+
+  # A class whose last-layer filters are all off (an early checkpoint) has no JSD:
+  # analyze says so in one line and draws the rest.
+  from dynamos_jax import analysis
+  rates = analysis.activation_rates
+
+  def silent_class_2(actions, labels, n):
+    out = np.array(rates(actions, labels, n))
+    if n == 10:
+      out[2] = 0.0
+    return out
+
+  monkeypatch.setattr(analysis, "activation_rates", silent_class_2)
+  numbers = analyze.analyze(str(tmp_path), trials=3, trial_images=8, tsne_points=0)
+  assert "no active filter" in numbers["jsd"]["skipped"]
+  assert "no JSD figure" in capsys.readouterr().err
+  assert "jsd.png" not in (out / "index.html").read_text()
 
 
 def test_analyze_without_agents_draws_accuracy_and_curves(tiny_data, tiny_config, tmp_path):

@@ -71,6 +71,7 @@ SCHEDULES = ("code", "paper")
 PLACEMENTS = ("reference", "hat")
 EXPANSIONS = ("code", "paper", "none")
 REPLAYS = ("fixed", "fresh")
+LOOPS = ("auto", "scan", "unroll")
 SELECTIONS = ("final",)
 
 # fold_in constants of the named keys (design.md 3: never reuse a key).
@@ -144,6 +145,7 @@ class DGM(Method):
   thres_cosh: float = 50.0
   clip_norm: float = 1e4
   replay: str = "fixed"
+  unroll: bool = False
 
   name = "dgm"
   namespace = "dgm"
@@ -185,6 +187,11 @@ class DGM(Method):
     # test accuracy at the evaluation with the best validation accuracy.
     # final: the model after each task (the only selection offered so far).
     c.selection = "final"
+    # The step's loops over the t + 1 CE chunks and the t replayed classes:
+    # scan (one body, compiled once) | unroll (a copy per iteration: XLA:CPU runs
+    # convolution gradients inside a rolled loop on a slow path, design.md 4) |
+    # auto (unroll on CPU, scan elsewhere).
+    c.loops = "auto"
     c.eval_every = 2  # epochs between validation evaluations (the reference's; unused yet)
     return c
 
@@ -196,9 +203,13 @@ class DGM(Method):
       if not ok:
         raise ConfigError(message)
 
+    check(d.selection != "best_valid",
+          "dgm.selection=best_valid (the reference's best-validation report) is not offered "
+          "yet: use dgm.selection=final")
     for key, choices in (("variant", VARIANTS), ("schedule", SCHEDULES),
                          ("mask_placement", PLACEMENTS), ("expansion", EXPANSIONS),
-                         ("replay", REPLAYS), ("selection", SELECTIONS)):
+                         ("replay", REPLAYS), ("selection", SELECTIONS),
+                         ("loops", LOOPS)):
       check(d[key] in choices, f"unknown dgm.{key} {d[key]!r}: use one of {', '.join(choices)}")
     check(d.smax > 0, f"dgm.smax must be > 0 (got {d.smax}): the mask scale, e.g. 1e4")
     for key in ("lr_d", "lr_g"):
@@ -234,7 +245,8 @@ class DGM(Method):
     return cls(spec, benchmark.num_classes, config.epochs, config.batch_size,
                float(d.smax), d.lambda_ru, d.lambda_gp, d.lambda_adv, bool(d.aux_g),
                bool(d.reinit_d), d.lr_d, d.lr_g, d.beta1, d.beta2, d.ndf, bool(d.onehot),
-               d.schedule, d.expansion, d.shape_multiple, d.thres_cosh, d.clip_norm, d.replay)
+               d.schedule, d.expansion, d.shape_multiple, d.thres_cosh, d.clip_norm, d.replay,
+               d.loops == "unroll" or (d.loops == "auto" and jax.default_backend() == "cpu"))
 
   # --- pieces --------------------------------------------------------------------------------
 
@@ -357,7 +369,7 @@ class DGM(Method):
       images, _ = gen.forward(self.spec, g, state.g_stats, z, c, masks, counts, train=False)
       return None, images
 
-    return jax.lax.scan(one, None, jnp.arange(t))[1]
+    return jax.lax.scan(one, None, jnp.arange(t), unroll=self.unroll)[1]
 
   def _ce_chunks(self, state, key, real, labels, valid, replay, t: int):
     """The t + 1 CE steps on D over real + replay, shuffled and cut into chunks (spec 7)."""
@@ -389,7 +401,7 @@ class DGM(Method):
       return (optax.apply_updates(d, updates), stats, d_opt), (ce, correct)
 
     carry, (ce, correct) = jax.lax.scan(ce_step, (state.d, state.d_stats, state.d_opt),
-                                        (rows, chunk_mask))
+                                        (rows, chunk_mask), unroll=self.unroll)
     return carry, jnp.mean(ce), jnp.sum(correct) / jnp.maximum((t + 1) * n, 1)
 
   def step(self, state, batch, key, phase):

@@ -235,3 +235,23 @@ def test_seeds_in_one_program_see_their_own_crops_and_the_tasks_labels(tiny_conf
   np.testing.assert_allclose(losses(first), losses(one), rtol=1e-6)
   assert losses(second) != losses(first)
   assert max(losses(first)) < 10  # Labels within the task: CE near log 20, not garbage.
+
+
+def test_epoch_selection_reads_the_tasks_own_head(tiny_config, tmp_path, monkeypatch):
+  from dynamos_jax import train
+  from dynamos_jax.methods import slni
+  host = _dataset("cifar100", 100, 2, 8)
+  monkeypatch.setattr(sources, "load_dataset", lambda *a, **k: host)
+  seen = []
+  monkeypatch.setattr(slni.SLNI, "end_epoch",
+                      property(lambda self: lambda state, task, accuracy: seen.append(accuracy)
+                               or state))
+  c = tiny_config
+  c.method, c.dataset, c.lr, c.epochs, c.batch_size = "slni", "split-cifar100", 0.05, 1, 4
+  c.slni.update(width=8, heads="per_task", importance="none", regularizer="slni")
+  c.train.max_steps_per_task, c.train.chunk_size = 3, 3
+  results = train.train_and_evaluate(c, str(tmp_path))
+  # One epoch a task: its accuracy is the task-IL entry of the evaluation after it.
+  task_il = results["task_il"]["matrix"]
+  np.testing.assert_allclose(seen, [task_il[t + 1][t] for t in range(10)])
+  assert seen != [results["class_il"]["matrix"][t + 1][t] for t in range(10)]  # Not class-IL.

@@ -223,16 +223,22 @@ def test_sigkill_at_a_random_moment_then_resume(tmp_path):
   while time.time() < deadline and not glob.glob(str(workdir / "checkpoints" / "[0-9]*")):
     time.sleep(0.2)
   time.sleep(random.Random().uniform(0.0, 1.5))  # a random moment, saves included
-  killed = proc.poll() is None
+  assert proc.poll() is None, "the run finished before it could be killed"
   proc.kill()
-  proc.wait()
+  assert proc.wait() == -signal.SIGKILL
+  # Killed mid-run: no results, and the newest complete checkpoint is short of the end.
+  total = json.loads((tmp_path / "ref" / "results.json").read_text())["train"]["steps"]
+  assert total == 5 * 6
+  assert not (workdir / "results.json").exists()
+  saved = Checkpointer(str(workdir / "checkpoints"), keep=2).steps()
+  assert saved and saved[-1] < total, saved
   resumed = subprocess.run(args + [f"--workdir={workdir}"], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=600)
   assert resumed.returncode == 0, resumed.stderr
+  assert f"resuming from step {saved[-1]} " in resumed.stderr
   load = lambda d: _comparable(json.loads((d / "results.json").read_text()))
   assert load(workdir) == load(tmp_path / "ref")
   assert _final_fingerprint(workdir) == _final_fingerprint(tmp_path / "ref")
-  print(f"killed mid-run: {killed}")
 
 
 def test_evaluate_command_reproduces_the_last_row(small, tmp_path, monkeypatch):

@@ -288,3 +288,26 @@ def test_benchmark_must_be_one_class_incremental(dataset, message):
   config.dataset = dataset
   with pytest.raises(ConfigError, match=message):
     config_lib.validate(config)
+
+
+def test_mask_statistics_and_generator_size(reference):
+  _, hooks, _ = reference
+  _, after1 = hooks[1]
+  method = _method()
+  rows = method.mask_statistics(after1, 2)
+  assert [(r["task"], r["layer"]) for r in rows] == [(t, l) for t in range(2) for l in (1, 2, 3)]
+  for r in rows:
+    assert r["new"] + r["reused"] == r["reserved"] <= r["entries"]
+    if r["task"] == 0:
+      assert r["reused"] == 0
+  # The reserved counts the growth rule used: the cumulative ones after each task.
+  first = [r["reserved"] for r in rows if r["task"] == 0]
+  np.testing.assert_array_equal(hooks[0][1].reserved, first)
+  total = [a + r["new"] for a, r in zip(first, [r for r in rows if r["task"] == 1])]
+  np.testing.assert_array_equal(after1.reserved, total)
+  size = method.generator_size(after1, 2)
+  counts = np.asarray(after1.counts)
+  assert size["masked_params"] == gen.masked_count(method.spec, counts[1])
+  assert size["masked_params_grown"] == gen.masked_count(method.spec, counts[2])
+  assert size["masks_sparse_bytes"] == 4 * sum(r["reserved"] for r in rows)
+  assert size["masks_bitmap_bytes"] == -(-sum(r["entries"] for r in rows) // 8)

@@ -80,7 +80,8 @@ class DGMState:
   g_opt, d_opt: Adam states (fresh at each task start).
   past_emb: L x [T, *emb] the finished tasks' embeddings (row t after task t).
   cum: L x emb-shaped float 0/1, M^{<t} (DGMw: per weight, DGMa: per channel).
-  counts: int32 [T, L] active output channels of task t's sub-network.
+  counts: int32 [T + 1, L] active output channels of task t's sub-network (row T:
+    after the growth that follows the last task).
   reserved: int32 [L] ones of M counted at the growths so far.
   snapshot: L x G's conv weights at the task start (the replay's generator).
   seen: int32 [t + 1] the classes seen (its length makes t static in the step).
@@ -229,7 +230,7 @@ class DGM(Method):
         g_opt=self.tx_g.init(g), d_opt=self.tx_d.init(variables["params"]),
         past_emb=tuple(jnp.zeros((t, *e.shape)) for e in g["emb"]),
         cum=tuple(jnp.zeros(e.shape) for e in g["emb"]),
-        counts=jnp.tile(jnp.asarray(counts)[None], (t, 1)),
+        counts=jnp.tile(jnp.asarray(counts)[None], (t + 1, 1)),
         reserved=jnp.zeros((layers,), jnp.int32), snapshot=g["w"],
         seen=jnp.zeros((1,), jnp.int32), samples=zeros, batches=zeros + 1,
         step_in_task=zeros, key=jax.random.key_data(own))
@@ -420,6 +421,61 @@ class DGM(Method):
       masks = self._masks(emb, self.smax, exists)
     return gen.forward(self.spec, state.g, state.g_stats, z, task, masks, counts, False)[0]
 
+  # --- what a user looks at (spec 16) ------------------------------------------------------
+
+  def task_masks(self, state, tasks: int) -> list[tuple[np.ndarray, ...]]:
+    """The binary masks b^t (host, per layer) of the first ``tasks`` finished tasks, each
+    on its own sub-network: 1[sigmoid(S e^t) >= 0.5]."""
+    g = jax.tree.map(jnp.asarray, state.g)
+    out = []
+    for t in range(tasks):
+      exists = self._exists(g, state.counts[t])
+      out.append(tuple(np.asarray(hat.binarise(jnp.asarray(e[t]), self.smax, x))
+                       for e, x in zip(state.past_emb, exists)))
+    return out
+
+  def mask_statistics(self, state, tasks: int) -> list[dict]:
+    """Per finished task and layer: entries (weights or units) of its sub-network, the ones
+    its mask reserves, of them those new (free before it) and those reused (reserved by
+    an earlier task), the free entries left after it (Fig. 3a's shares, spec 16)."""
+    rows, cum = [], None
+    for t, masks in enumerate(self.task_masks(state, tasks)):
+      counts = np.asarray(state.counts[t])
+      if cum is None:
+        cum = tuple(np.zeros_like(m) for m in masks)
+      exists = self._exists(jax.tree.map(jnp.asarray, state.g), counts)
+      new_cum = tuple(np.maximum(c, m) for c, m in zip(cum, masks))
+      for l, (m, c, nc, x) in enumerate(zip(masks, cum, new_cum, exists)):
+        size = int(np.sum(np.broadcast_to(np.asarray(x), m.shape)))
+        rows.append({"task": t, "layer": l + 1, "entries": size, "reserved": int(m.sum()),
+                     "new": int((m * (1 - c)).sum()), "reused": int((m * c).sum()),
+                     "free_after": size - int(nc.sum()), "channels": int(counts[l])})
+      cum = new_cum
+    return rows
+
+  def generator_size(self, state, tasks: int) -> dict:
+    """G after ``tasks`` finished tasks (Table 3 and 4's quantities).
+
+    masked_params: conv1-3 weights of the network the last of them trained on;
+    masked_params_grown: after the growth that followed it. Bytes (float32):
+    the grown conv1-3 weights plus each task's BN and head; the masks as the
+    bits of each task's binary mask over its sub-network, or as a sparse list
+    of int32 indices of its ones.
+    """
+    trained = gen.masked_count(self.spec, np.asarray(state.counts[tasks - 1]))
+    grown = gen.masked_count(self.spec, np.asarray(state.counts[tasks]))
+    private = sum(sum(gen.private_count(self.spec, np.asarray(state.counts[t])))
+                  for t in range(tasks))
+    g = jax.tree.map(jnp.asarray, state.g)
+    bits = ones = 0
+    for t, masks in enumerate(self.task_masks(state, tasks)):
+      for m, x in zip(masks, self._exists(g, state.counts[t])):
+        bits += int(np.sum(np.broadcast_to(np.asarray(x), m.shape)))
+        ones += int(m.sum())
+    return {"masked_params": trained, "masked_params_grown": grown,
+            "weights_bytes": 4 * (grown + private), "masks_bitmap_bytes": -(-bits // 8),
+            "masks_sparse_bytes": 4 * ones}
+
   def end_task(self, state, task):
     """Binarise at s_max, cumulate, keep the embeddings, grow (spec 3.2, 6)."""
     t = task.index
@@ -468,8 +524,9 @@ class DGM(Method):
     params["emb"] = tuple(jnp.zeros_like(e) for e in params["emb"]) if t is not None \
         else params["emb"]
     counts = state.counts
-    if t is not None and t + 1 < self.spec.num_tasks:
+    if t is not None:
       counts = counts.at[t + 1:].set(jnp.asarray(new, jnp.int32))
+    if t is not None and t + 1 < self.spec.num_tasks:
       scale = gen.bn_init(self._key(state, _BN, t + 1), new, widths, first=False)
       params["scale"] = tuple(x.at[t + 1].set(v) for x, v in zip(params["scale"], scale))
     shapes = [e.shape for e in params["emb"]]

@@ -137,6 +137,9 @@ def main(argv=None):
   acc = next(v for k, v in results.items() if "seq_acc" in k and net in k)
   forgetting = next(v for k, v in results.items() if "seq_forgetting" in k and net in k)
   (key, per_task), = acc.items()
+  if not isinstance(per_task, list):  # their demo stores 0 / -1 when its run raised
+    print(f"error: their demo failed (stored {per_task!r}); see the traceback above", file=sys.stderr)
+    sys.exit(1)
   per_task = [float(a) for a in per_task]
   out = {"demo": args.demo, "seed": args.seed, "hsize": args.hsize, "setting": key,
          "per_task": per_task, "average": float(np.mean(per_task)),

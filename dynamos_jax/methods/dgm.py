@@ -66,7 +66,7 @@ from dynamos_jax.models import dgm_generator as gen
 from dynamos_jax.models.dgm_discriminator import Discriminator, init_discriminator, to_unit
 
 # fold_in constants of the named keys (design.md 3: never reuse a key).
-_D_INIT, _HEAD, _BN, _GROW, _REPLAY, _G_INIT = 1, 2, 3, 4, 5, 6
+_D_INIT, _HEAD, _BN, _GROW, _REPLAY = 1, 2, 3, 4, 5
 # Per step: the step's key split into these consumers.
 _STEP_KEYS = ("perm", "z_d", "gp", "z_g")
 

@@ -210,38 +210,36 @@ def finished_tasks(progress: dict) -> int:
 def dgm_numbers(method, learner, finished: int) -> dict:
   """The arrays behind the figures, from a DGM state (``methods/dgm.py``'s ``DGMState``).
 
-  Returns counts [rows, 3] (the active channels each trained task ran on; row
-  0 the start), binaries / exists [finished][3] (each finished task's binary
-  mask at s_max and its capacity, broadcast to the embedding's shape), the
-  generator's weights (active entries) and sparse masks by name.
+  Returns counts [finished + 1, 3] (the active output channels each task ran
+  on, row 0 the start, the last row after the growth that followed the last
+  finished task), binaries / exists [finished][3] (each finished task's
+  binary mask at s_max, ``method.task_masks``, and its sub-network,
+  broadcast to the mask's shape), the generator's weights (its active
+  entries now, each task's head and BN) and the masks cut to each task's
+  sub-network, by name.
   """
   spec = method.spec
   counts = np.asarray(learner.counts)
   g = learner.g
   binaries, exists, weights, masks = [], [], {}, {}
-  for t in range(finished):
-    exist = method._exists(g, counts[t])
-    emb = [np.asarray(e[t]) for e in learner.past_emb]
-    shape_exist = [np.broadcast_to(np.asarray(x) > 0, e.shape) for x, e in zip(exist, emb)]
-    binary = [(np.asarray(e) >= 0) & x for e, x in zip(emb, shape_exist)]
+  for t, binary in enumerate(method.task_masks(learner, finished)):
+    exist = method._exists(jax.tree.map(jnp.asarray, g), counts[t])
+    binary = [np.asarray(b) > 0 for b in binary]
     binaries.append(binary)
-    exists.append(shape_exist)
-    inputs = spec.inputs(counts[t])
+    exists.append([np.broadcast_to(np.asarray(x) > 0, b.shape) for x, b in zip(exist, binary)])
+    inputs, c = spec.inputs(counts[t]), counts[t]
     for l, b in enumerate(binary):
-      c_out = int(counts[t][l])
-      masks[f"task{t}.conv{l + 1}"] = (b[:inputs[l], :c_out] if spec.variant == "w"
-                                       else b[:c_out])
-    c = counts[t]
+      masks[f"task{t}.conv{l + 1}"] = (b[:inputs[l], :int(c[l])] if spec.variant == "w"
+                                       else b[:int(c[l])])
     weights[f"task{t}.head"] = np.asarray(g["head"][t][:int(c[2])])
     for l in range(3):
       weights[f"task{t}.bn{l + 1}.scale"] = np.asarray(g["scale"][l][t][:int(c[l])])
       weights[f"task{t}.bn{l + 1}.bias"] = np.asarray(g["bias"][l][t][:int(c[l])])
-  # G now: the widths the next task runs on (after the last growth, where the state has them).
-  now = counts[min(finished, len(counts) - 1)]
-  inputs = spec.inputs(now)
-  for l, w in enumerate(g["w"]):
-    weights[f"conv{l + 1}"] = np.asarray(w)[:inputs[l], :int(now[l])]
+  # G now: the widths after the growth that followed the last finished task.
   rows = counts[:min(finished + 1, len(counts))]
+  inputs = spec.inputs(rows[-1])
+  for l, w in enumerate(g["w"]):
+    weights[f"conv{l + 1}"] = np.asarray(w)[:inputs[l], :int(rows[-1][l])]
   return {"counts": rows, "binaries": binaries, "exists": exists, "weights": weights,
           "masks": masks}
 
@@ -303,6 +301,9 @@ def analyze_dgm(exp, state, progress: dict, out: str, add) -> dict:
   sizes = generator_size(os.path.join(out, "generator"), numbers_["weights"],
                          numbers_["masks"])
   numbers["size_bytes"] = sizes
+  # The method's own counts (Table 3 and 4's quantities) next to the files' sizes.
+  numbers["generator"] = {k: int(v) for k, v in
+                          method.generator_size(learner, finished).items()}
   print(f"generator on disk: weights {sizes['weights'] / 1e6:.3f} MB, masks (sparse) "
         f"{sizes['masks'] / 1e6:.3f} MB", file=sys.stderr)
   return numbers

@@ -120,7 +120,7 @@ def test_analyze_a_dgm_run(monkeypatch, tmp_path):
   exp, state, _ = train.restore_run(workdir)
   learner, method = state.learner, exp.method
   counts = np.asarray(learner.counts)
-  assert numbers["channels"] == counts[:2].tolist()
+  assert numbers["channels"] == counts[:3].tolist()  # the start, after task 1, after task 2
   assert numbers["channels"][0] == [8, 4, 2]  # 4 ngf, 2 ngf, ngf at the start
   assert numbers["masked_params"][0] == 16 * 8 * 16 + 8 * 4 * 16 + 4 * 2 * 16
   # Task 0 reserved what its embeddings at s_max keep (e >= 0) on its active weights.
@@ -130,9 +130,17 @@ def test_analyze_a_dgm_run(monkeypatch, tmp_path):
     assert numbers["occupancy"]["new"][0][l] == pytest.approx(np.mean(emb >= 0))
     assert numbers["occupancy"]["reused"][0][l] == 0.0
   occ = {k: np.asarray(v) for k, v in numbers["occupancy"].items()}
+  for row in method.mask_statistics(learner, 2):  # the method's counts, the same shares
+    t, l = row["task"], row["layer"] - 1
+    assert occ["new"][t][l] == pytest.approx(row["new"] / row["entries"])
+    assert occ["reused"][t][l] == pytest.approx(row["reused"] / row["entries"])
+    assert occ["free"][t][l] == pytest.approx(row["free_after"] / row["entries"])
   assert np.all(occ["new"] + occ["reused"] <= 1 + 1e-9) and np.all(occ["free"] >= 0)
-  sizes = numbers["size_bytes"]
-  assert sizes["weights"] > 4 * numbers["masked_params"][1] and sizes["masks"] > 0
+  sizes, counted = numbers["size_bytes"], numbers["generator"]
+  assert sizes["weights"] > 4 * numbers["masked_params"][-1] and sizes["masks"] > 0
+  # The files hold what the method counts (float32 weights, int32 indices), plus npz headers.
+  assert counted["weights_bytes"] <= sizes["weights"] < counted["weights_bytes"] + 8000
+  assert counted["masks_sparse_bytes"] == 4 * sizes["mask_ones"] <= sizes["masks"]
   with open(os.path.join(out, "analysis.json")) as f:
     assert json.load(f)["dgm"]["size_bytes"] == sizes
   grid = dgm_plots.generated_grid(method, learner, 2, n=3)

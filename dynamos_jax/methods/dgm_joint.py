@@ -26,7 +26,7 @@ from dynamos_jax import benchmarks
 from dynamos_jax import losses
 from dynamos_jax.errors import ConfigError
 from dynamos_jax.methods.base import Method, register
-from dynamos_jax.methods.dgm import DGM
+from dynamos_jax.methods import dgm_config
 from dynamos_jax.models.dgm_discriminator import Discriminator, to_unit
 
 
@@ -53,7 +53,7 @@ class DGMJoint(Method):
 
   @classmethod
   def defaults(cls):
-    return DGM.defaults()  # one namespace, whichever of the two the config sees first
+    return dgm_config.defaults()  # one namespace, whichever of the two the config sees first
 
   @classmethod
   def validate(cls, config) -> None:

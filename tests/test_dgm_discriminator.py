@@ -91,3 +91,27 @@ def test_running_statistics_follow_pytorch_momentum():
                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
   expected = 0.1 * np.asarray(h).reshape(-1, 8).mean(0)
   np.testing.assert_allclose(state["batch_stats"]["bn2"]["mean"], expected, rtol=1e-4, atol=1e-7)
+
+
+def test_imagenet_resnet_discriminator_counts():
+  """Spec 2.5: the ResNet-18 trunk has 11 168 832 parameters; D ~ 12.25 M with 10 outputs."""
+  model = dgm_d.ResNetDiscriminator(10)
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((2, 32, 32, 3)),
+                                                train=False))
+  params = variables["params"]
+  trunk = {k: v for k, v in params.items() if k not in ("neck", "neck_bn", "critic", "aux")}
+  assert dgm_d.param_count(trunk) == 11_168_832
+  # + neck 512 x 2048 + 2048, BN1d 2 x 2048, aux 2048 x 10 (no bias), critic 2049.
+  assert dgm_d.param_count(params) == 11_168_832 + 1_050_624 + 4_096 + 20_480 + 2_049
+  assert "bias" not in params["aux"]
+
+
+def test_imagenet_resnet_discriminator_runs_with_masked_bn():
+  model = dgm_d.ResNetDiscriminator(3, feature_size=16)
+  x = jax.random.uniform(jax.random.key(1), (4, 32, 32, 3), minval=-1, maxval=1)
+  variables = model.init(jax.random.key(2), x, train=False)
+  (critic, logits), _ = model.apply(variables, x, train=True, mask=jnp.array([1, 1, 1, 0], bool),
+                                    mutable=["batch_stats"])
+  assert critic.shape == (4,) and logits.shape == (4, 3)
+  scale = np.asarray(variables["params"]["neck_bn"]["scale"])
+  assert scale.min() >= 0 and scale.max() <= 1 and scale.std() > 0.1  # PyTorch 1.0: U(0, 1)

@@ -21,6 +21,9 @@ outputs because D is re-initialised at every task.
 
 Flattening is NHWC (H, W, C) here where PyTorch flattens (C, H, W): a fixed
 permutation of the 2048 features, irrelevant for a net trained from scratch.
+
+``ResNetDiscriminator`` is the ImageNet-50 D of spec 2.5 (ResNet-18 trunk,
+2048-unit neck), with its parameter counts checked; nothing runs it yet.
 """
 
 import flax.linen as nn
@@ -100,6 +103,77 @@ class Discriminator(nn.Module):
                       bias_init=torch_linear_init(fan_in), name="critic")(h)[:, 0]
     logits = nn.Dense(self.num_classes, kernel_init=torch_linear_init(fan_in),
                       bias_init=torch_linear_init(fan_in), name="aux")(h)
+    return critic, logits
+
+
+# --- ImageNet (spec 2.5): a CIFAR-style ResNet-18 trunk, a 2048-unit neck, the two heads ------
+# PyTorch 1.0's defaults (the ImageNet D is not passed through the DCGAN initialiser):
+# convolutions and linear layers U(+-1/sqrt(fan_in)), BatchNorm scale U(0, 1), bias 0.
+torch_conv_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
+
+
+def torch10_bn_scale_init(key, shape, dtype=jnp.float32):
+  """PyTorch 1.0's BatchNorm weight default, U(0, 1) (1 from PyTorch 1.2 on)."""
+  return jax.random.uniform(key, shape, dtype)
+
+
+class _Block(nn.Module):
+  """The reference's BasicBlock: 3x3 conv, BN, ReLU, 3x3 conv, BN, + shortcut, ReLU."""
+  features: int
+  stride: int = 1
+
+  @nn.compact
+  def __call__(self, x, train: bool, bn_mask=None):
+    bn = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                                   scale_init=torch10_bn_scale_init, name=name)
+    conv = lambda f, k, s, name: nn.Conv(f, (k, k), strides=(s, s),
+                                         padding=((k // 2, k // 2),) * 2, use_bias=False,
+                                         kernel_init=torch_conv_init, name=name)
+    h = nn.relu(bn("bn_a")(conv(self.features, 3, self.stride, "conv_a")(x), mask=bn_mask))
+    h = bn("bn_b")(conv(self.features, 3, 1, "conv_b")(h), mask=bn_mask)
+    if self.stride != 1 or x.shape[-1] != self.features:
+      x = bn("bn_short")(conv(self.features, 1, self.stride, "conv_short")(x), mask=bn_mask)
+    return nn.relu(h + x)
+
+
+class ResNetDiscriminator(nn.Module):
+  """The ImageNet-50 critic + classifier (spec 2.5; ``networks/net_DGMw_imnet.py``'s netD).
+
+  CIFAR-style ResNet-18 (3x3 stem of 64, no max-pool, [2, 2, 2, 2] basic
+  blocks of 64-512 channels, 4x4 average pool) -> Linear(512 -> 2048), BN1d
+  (momentum 0.01), ReLU -> critic Linear(2048 -> 1) and aux Linear(2048 -> K,
+  no bias). Not used by any runnable config: this project has no ImageNet
+  pipeline (configs/dgm_imagenet50.py).
+  """
+
+  num_classes: int
+  feature_size: int = 2048
+
+  @nn.compact
+  def __call__(self, x, train: bool, mask=None):
+    """x float32 [N, 32, 32, 3] -> (critic [N], logits [N, num_classes])."""
+    bn_mask = None if mask is None else mask[:, None, None, None]
+    h = nn.Conv(64, (3, 3), padding=((1, 1), (1, 1)), use_bias=False,
+                kernel_init=torch_conv_init, name="stem")(x)
+    h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                     scale_init=torch10_bn_scale_init, name="stem_bn")(h, mask=bn_mask)
+    h = nn.relu(h)
+    for stage, features in enumerate((64, 128, 256, 512)):
+      for b in range(2):
+        h = _Block(features, 2 if stage and not b else 1, name=f"layer{stage + 1}_{b}")(
+            h, train, bn_mask)
+    h = jnp.mean(h, axis=(1, 2))  # the 4x4 average pool of a 32x32 input
+    h = nn.Dense(self.feature_size, kernel_init=torch_linear_init(512),
+                 bias_init=torch_linear_init(512), name="neck")(h)
+    h = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-5,
+                     scale_init=torch10_bn_scale_init, name="neck_bn")(
+                         h, mask=None if mask is None else mask[:, None])
+    h = nn.relu(h)
+    fan_in = self.feature_size
+    critic = nn.Dense(1, kernel_init=torch_linear_init(fan_in),
+                      bias_init=torch_linear_init(fan_in), name="critic")(h)[:, 0]
+    logits = nn.Dense(self.num_classes, use_bias=False, kernel_init=torch_linear_init(fan_in),
+                      name="aux")(h)
     return critic, logits
 
 

@@ -78,13 +78,15 @@ def test_vmapped_step_matches_one_seed_steps(tiny_data, tiny_config):
     outs = [one_step(s, d, np.int32(position)) for s, d in zip(states, datas)]
     batched, metrics = vmapped(parallel.stack(states), stacked_data, np.int32(position))
     for i, (state, m) in enumerate(outs):
-      # Each leaf's update agrees to 1e-4 of its size (float32 sums of
-      # REINFORCE terms weighted by lam=500 lose a few digits).
+      # Each leaf's update agrees to 5e-4 of its size: float32 sums of
+      # REINFORCE terms weighted by lam=500 nearly cancel and lose a few
+      # digits (measured up to 1.7e-4 on the tiny data's second step; a wrong
+      # seed's keys or data would differ by O(1)).
       for a, b, before in zip(jax.tree.leaves(parallel.index(batched.learner.params, i)),
                               jax.tree.leaves(state.learner.params),
                               jax.tree.leaves(states[i].learner.params)):
         update = np.abs(np.asarray(b) - np.asarray(before)).max()
-        assert np.abs(np.asarray(a) - np.asarray(b)).max() <= 1e-4 * update + 1e-7
+        assert np.abs(np.asarray(a) - np.asarray(b)).max() <= 5e-4 * update + 1e-7
       np.testing.assert_allclose(metrics["loss"][i], m["loss"], rtol=1e-5)
       assert np.array_equal(parallel.index(batched.learner.buffer.labels, i),
                             state.learner.buffer.labels)

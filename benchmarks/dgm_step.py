@@ -130,9 +130,9 @@ def measure(variant: str, task: int, steps: int, repeats: int, final_params: flo
     run(steps)
     rates.append(steps / (time.perf_counter() - t1))
   rate = statistics.median(rates)
-  return {"variant": variant, "task": task, "loops": "unroll" if method.unroll else "scan",
+  return {"variant": variant, "task": int(task), "loops": "unroll" if method.unroll else "scan",
           "counts": counts.tolist(),
-          "masked_params": gen.masked_count(method.spec, counts),
+          "masked_params": int(gen.masked_count(method.spec, counts)),
           "compile_s": round(compile_s, 2), "iterations_per_s": round(rate, 3),
           "gflop_per_iteration": round(flops / 1e9, 3),
           "gflop_per_s": round(flops * rate / 1e9, 2)}

@@ -46,6 +46,14 @@ Choices and deviations (the README's DGM section should say them):
 - D's aux head has all K outputs, unseen ones masked (spec 15.4); at t = 0
   its CE is identically 0 (one seen class), as the reference's.
 - The paper's schedule (``dgm.schedule=paper``): eqs. 3-4, reaching s_max.
+- ``dgm.loops``: on CPU the t + 1 CE chunks and the replay classes are
+  unrolled (XLA:CPU runs convolution gradients in a rolled loop on a slow
+  path); elsewhere scanned (one compiled body).
+- The reference's "best validation" report is not offered yet
+  (``dgm.selection=final`` only); ``dgm.eval_every`` is recorded, unused.
+- For a user (spec 16): ``generate`` (a class's images at s = S, soft or
+  binarised masks), ``mask_statistics`` (per task and layer: reserved, new,
+  reused, free), ``generator_size`` (Table 3/4's parameters and bytes).
 """
 
 import dataclasses

@@ -220,7 +220,11 @@ def test_sigkill_at_a_random_moment_then_resume(tmp_path):
   proc = subprocess.Popen(args + [f"--workdir={workdir}"], cwd=ROOT, env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + 300
-  while time.time() < deadline and not glob.glob(str(workdir / "checkpoints" / "[0-9]*")):
+  # Until the first checkpoint is complete: Orbax writes STEP.orbax-checkpoint-tmp-*
+  # and renames it to STEP when done.
+  complete = lambda: [p for p in glob.glob(str(workdir / "checkpoints" / "[0-9]*"))
+                      if os.path.basename(p).isdigit()]
+  while time.time() < deadline and not complete():
     time.sleep(0.2)
   time.sleep(random.Random().uniform(0.0, 1.5))  # a random moment, saves included
   assert proc.poll() is None, "the run finished before it could be killed"

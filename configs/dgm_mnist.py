@@ -9,7 +9,7 @@ The argument: dgmw (default; masks on G's weights), dgma (masks on G's
 channels) or jt (the joint-training upper bound: DGM's discriminator as a
 plain classifier on all real data, ``dgm_joint``). 32x32 grey digits, 15 % of
 each class held out for validation; batch 64, 101 epochs per task (about
-81 000 iterations of 10 + 3t optimiser steps each: a GPU job; dgm-spec 14),
+81 000 iterations of t + 3 optimiser steps each: a GPU job; dgm-spec 14),
 Adam lr 2e-3 for D and G with betas (0.5, 0.999), lambda_GP = lambda_adv = 1,
 no class term in G's loss, D re-initialised at every task, seed 0.
 DGMw: ngf 6, s_max 1e4, lambda_RU 0.08, validation every 2 epochs; DGMa:

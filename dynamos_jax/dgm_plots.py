@@ -164,7 +164,8 @@ def occupancy_bars(new: np.ndarray, reused: np.ndarray, path,
     ax.set_title(LAYERS[l] if l < len(LAYERS) else f"layer {l + 1}", fontsize=9)
     if l == 0:
       ax.set_ylabel("% of the task's layer")
-      ax.legend(fontsize=8)
+  handles, labels = axes[0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=8)  # off the bars
   fig.suptitle(title, fontsize=10)
   return plots._save(fig, path)
 

@@ -101,6 +101,23 @@ def test_runs_two_tasks_and_grows_by_the_rule(reference):
   assert all(e["ce"] == 0.0 for e in results["log"] if e["task"] == 1)
   assert any(e["ce"] > 0.0 for e in results["log"] if e["task"] == 2)
   assert results["train"]["compiles"] == 2  # one step program per task's shapes
+  # Each logged chunk: the loss terms compose as spec 4 says (means over the chunk's
+  # steps, so the identities hold for them too), and s follows the code's schedule
+  # from the step counter: chunks [0, 2) and [2, 3) of each epoch, N_t = 11, B = 4, I = 2.
+  log = results["log"]
+  assert len(log) == 8
+  starts = [sum(hooks[0][0].counts[0])] * 4 + [sum(hooks[0][1].counts[1])] * 4
+  for i, (e, channels) in enumerate(zip(log, starts)):
+    alpha = float(channels) / sum(_method().spec.start)
+    np.testing.assert_allclose(e["g_loss"] + e["g_critic"], 0.5 * alpha * e["reg"], rtol=1e-4,
+                               atol=1e-6)
+    np.testing.assert_allclose(e["d_loss"], -e["wasserstein"] + 1.0 * e["gp"], rtol=1e-4,
+                               atol=1e-5)
+    np.testing.assert_allclose(e["loss"], e["ce"] + e["d_loss"] + e["g_loss"], rtol=1e-4,
+                               atol=1e-5)
+    epoch, positions = (i // 2) % 2, [(0, 1), (2,)][i % 2]
+    expected = np.mean([hat.scale("code", epoch, p, 2, 3, 11, 4, S, True)[0] for p in positions])
+    np.testing.assert_allclose(e["s"], expected, rtol=1e-5)
   method = _method()
   reserved = np.zeros(3, int)
   for t in range(2):

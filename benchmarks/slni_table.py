@@ -34,11 +34,12 @@ DEMOS = ("mas128", "mas64", "ewc128", "ewc64")
 REGULARIZERS = ("no_reg", "l1_rep", "decov", "sni", "snid", "slni", "slnid", "l2_wd", "l1_param",
                 "orthreg")
 VARIANTS = REGULARIZERS + ("slnid_min", "maxout", "lwta")
-# The settings of the README's table (issue 13), in its order.
+# The settings of the README's table (issue 13) and of its comparison with the authors' code.
 DEFAULT = ("mas128:slnid,mas128:slnid_min,mas128:no_reg,mas128:l1_rep,mas128:decov,"
            "mas128:l2_wd,mas128:l1_param,mas128:orthreg,mas128:maxout,mas128:lwta,mas128:sni,"
            "mas128:slni,mas128:snid,ewc128:slnid,ewc128:no_reg,mas64:slnid,mas64:no_reg,"
-           "mas128:slnid@best,mas128:no_reg@best")
+           "mas128:slnid@best,mas128:no_reg@best,mas128:slnid_min@best,ewc128:slnid@best,"
+           "ewc128:slnid_min@best,ewc128:no_reg@best")
 SHORT_STEPS = 20  # per task in a --short run
 
 

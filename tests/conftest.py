@@ -75,13 +75,22 @@ def tiny_config():
   return c
 
 
+XLA_CACHE = os.path.join(tempfile.gettempdir(), "dynamos_jax_test_xla_cache")
+
+
+def subprocess_env(**extra) -> dict[str, str]:
+  """The environment of a test's subprocess: the JAX settings of pytest_configure."""
+  return dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1", JAX_COMPILATION_CACHE_DIR=XLA_CACHE,
+              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0", **extra)
+
+
 def pytest_configure(config):
   # Tiny models: compile time dominates, and XLA's optimisations do not pay for themselves.
   import jax
   jax.config.update("jax_disable_most_optimizations", True)
   # Many tests compile the same tiny programs: keep the executables on disk, so a
   # program is compiled once per machine (the cache changes no number).
-  jax.config.update("jax_compilation_cache_dir",
-                    os.path.join(tempfile.gettempdir(), "dynamos_jax_test_xla_cache"))
+  jax.config.update("jax_compilation_cache_dir", XLA_CACHE)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -17,6 +17,7 @@ from dynamos_jax import runner
 from dynamos_jax import train
 from dynamos_jax.checkpoint import Checkpointer, config_differences
 from dynamos_jax.errors import DynamosError
+from conftest import subprocess_env
 from test_live import read_lines
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -212,7 +213,7 @@ def test_sigkill_at_a_random_moment_then_resume(tmp_path):
           "--config.train.max_steps_per_task=6", "--config.train.chunk_size=2",
           "--config.checkpoint.every_steps=2", "--config.checkpoint.keep=2",
           "--config.train.progress=False"]
-  env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1")
+  env = subprocess_env()
   ref = subprocess.run(args + [f"--workdir={tmp_path / 'ref'}"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=600)
   assert ref.returncode == 0, ref.stderr

@@ -7,13 +7,15 @@ import sys
 
 import pytest
 
+from conftest import subprocess_env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = ["--config=configs/quickstart.py"]
 
 
 def _run(args, tmp_path):
   # Tiny models: XLA's optimisations cost more compile time than they save (as in conftest).
-  env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1")
+  env = subprocess_env()
   return subprocess.run([sys.executable, "-m", "dynamos_jax.run", *args,
                          f"--workdir={tmp_path}"], cwd=ROOT, env=env, capture_output=True,
                         text=True, timeout=300)

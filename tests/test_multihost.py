@@ -9,19 +9,16 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
+
+from conftest import subprocess_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "tests", "multihost_run.py")
 
 
 def _env(**extra):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1",
-             # The processes share compiled programs through the tests' cache.
-             JAX_COMPILATION_CACHE_DIR=os.path.join(tempfile.gettempdir(),
-                                                    "dynamos_jax_test_xla_cache"),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", **extra)
+  env = subprocess_env(JAX_PLATFORMS="cpu", **extra)  # the tests' compilation cache included
   env.pop("XLA_FLAGS", None)
   return env
 

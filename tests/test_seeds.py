@@ -16,6 +16,7 @@ from dynamos_jax import runner
 from dynamos_jax import train
 from dynamos_jax.data.streams import EpochData
 from dynamos_jax.errors import ConfigError, DynamosError
+from conftest import subprocess_env
 from test_live import read_lines
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,7 +128,7 @@ def test_seeds_sharded_over_four_devices_equal_one_device(tiny_config, tmp_path)
     config.train.seed_devices = devices
     script = _SCRIPT.format(tests=os.path.join(ROOT, "tests"), config=config.to_json(),
                             workdir=str(tmp_path / f"devices_{devices}"))
-    env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1", JAX_PLATFORMS="cpu")
+    env = subprocess_env(JAX_PLATFORMS="cpu")
     env.pop("XLA_FLAGS", None)
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)

@@ -56,7 +56,7 @@ def test_step_loss_is_ce_plus_weighted_terms(slni):
 
 @pytest.mark.parametrize("regularizer, activation, kind", [
     ("slnid", "relu", "mas"), ("snid", "relu", "ewc"), ("decov", "relu", "none"),
-    ("l1_param", "lwta", "mas"), ("orthreg", "maxout", "none")])
+    ("l1_param", "lwta", "mas"), ("orthreg", "maxout", "none"), ("no_reg", "maxout", "mas")])
 def test_the_family_trains_and_consolidates(slni, tmp_path, regularizer, activation, kind):
   slni.slni.update(regularizer=regularizer, activation=activation, importance=kind,
                    weight_decay=1e-3)
@@ -176,3 +176,40 @@ def test_best_epoch_selection_keeps_the_best_epochs_weights(slni, tmp_path, monk
 
 def test_last_epoch_selection_asks_for_no_evaluation(slni):
   assert train.Experiment(slni).method.end_epoch is None  # selection=last: no hook
+
+
+def test_maxout_alpha_is_the_importance_of_each_maxout_unit(slni):
+  """alpha of a Maxout layer: per output unit h, the mean over samples of |dJ/dh| (MAS's J)."""
+  slni.slni.update(activation="maxout", importance="mas")
+  exp = train.Experiment(slni)
+  learner = exp.initial_state().learner
+  task = exp.benchmark.task_data(0)
+  alpha = exp.method.end_task(learner, task).consolidation.alpha
+  model = exp.method.model
+  assert [a.shape for a in alpha] == [(8,), (4,)]  # width 16: 16 / 2, then 8 / 2
+  # Independently: probes on the Maxout outputs (h = maxout(z)), gradient of MAS's
+  # squared logit norm per batch, |.| per sample, summed.
+  want = [np.zeros(8), np.zeros(4)]
+  data = task.batches(exp.method.importance_batch)
+  for i in range(data.order.shape[0]):
+    batch = data.batch(i)
+    _, aux = model.apply({"params": learner.params}, batch.images)
+    probes = tuple(jnp.zeros_like(h) for h in aux["act"])
+
+    def objective(probes):
+      x = batch.images.reshape(batch.images.shape[0], -1).astype(jnp.float32) / 255.0
+      params = learner.params
+      hs = []
+      for layer, name in enumerate(("fc1", "fc2")):
+        z = x @ params[name]["kernel"] + params[name]["bias"]
+        x = z.reshape(z.shape[0], -1, 2).max(-1) + probes[layer]
+        hs.append(x)
+      logits = x @ params["head"]["kernel"] + params["head"]["bias"]
+      return jnp.sum(jnp.sum(logits**2, -1) * batch.mask)  # summed over the batch
+
+    grads = jax.grad(objective)(probes)
+    for layer in range(2):
+      want[layer] += np.sum(np.abs(np.asarray(grads[layer])) * np.asarray(batch.mask)[:, None], 0)
+  samples = float(np.sum(np.asarray(data.mask)))
+  for got, w in zip(alpha, want):
+    np.testing.assert_allclose(np.asarray(got), w / samples, rtol=1e-4, atol=1e-7)

@@ -299,6 +299,11 @@ class SLNI(Method):
     # every task.
     head = jnp.int32(task.index if self.model.heads > 1 else 0)
     omega, alpha = _estimate(state.params, data, head, method=self, kind=kind)
+    if self.model.activation == "maxout":
+      # alpha is |dJ/dz| of the N pre-activation units; the regularisers see the N / block
+      # Maxout outputs. Per sample only a block's winner passes a gradient, so the
+      # block's sum is |dJ/dh| of its output unit.
+      alpha = tuple(a.reshape(-1, self.model.block).sum(-1) for a in alpha)
     if self.importance == "none":  # alpha only: no anchor penalty.
       omega = jax.tree.map(jnp.zeros_like, omega)
     return state.replace(consolidation=importance_lib.consolidate(

@@ -20,20 +20,19 @@ The discount is the paper's product; the released code's is
 ``--config.slni.discount=min``.
 """
 
-from dynamos_jax.config import base_config
+import importlib.util
+import os
+
+# Config files are loaded by path, not as a package: load the sibling the same way.
+_spec = importlib.util.spec_from_file_location(
+    "tiny_imagenet", os.path.join(os.path.dirname(os.path.abspath(__file__)), "tiny_imagenet.py"))
+tiny_imagenet = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tiny_imagenet)
 
 
 def get_config(arg: str | None = None):
-  c = base_config()
-  c.method = "slni"
+  c = tiny_imagenet.get_config(arg)  # the Tiny ImageNet demo's settings, on CIFAR-100
   c.dataset = "split-cifar100"
-  c.lr = 0.01
-  c.batch_size = 200
-  c.epochs = 60
-  c.buffer_size = 0  # No replay buffer.
-  c.slni.update(model="vgg11_slim", width=500, channels=64, heads="per_task",
-                regularizer=arg or "slnid", importance="mas", lambda_ssl=1e-6,
-                lambda_omega=4.0, sigma_scale=6.0, alpha_mean=True, selection="best_epoch")
   c.data.source = "tfds"
-  c.checkpoint.every_steps = 2000
+  c.train.eval_batch_size = 1000
   return c

@@ -116,6 +116,11 @@ class Method(abc.ABC):
   # (%), e.g. to keep the best epoch's weights; the trainer evaluates for it.
   end_epoch = None
 
+  # Optional: a method whose hooks may grow each seed's state by its own data (DGM)
+  # defines ``common_shape(states: list) -> list``, which pads the seeds' states to
+  # one shape after a hook, so that several seeds still share one program.
+  common_shape = None
+
   def end_task(self, state: Any, task) -> Any:
     """Host hook after the last step of ``task``, before it is evaluated."""
     del task

@@ -13,14 +13,9 @@ images, not more images. Buffer 200 with Table 5's weights for 200. Not the
 paper's protocol: its numbers come from configs/mnist360.py on full MNIST.
 """
 
-import importlib.util
-import os
+from dynamos_jax.config import sibling_config
 
-# Config files are loaded by path, not as a package: load the sibling the same way.
-_spec = importlib.util.spec_from_file_location(
-    "mnist360", os.path.join(os.path.dirname(os.path.abspath(__file__)), "mnist360.py"))
-mnist360 = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(mnist360)
+mnist360 = sibling_config(__file__, "mnist360.py")
 
 
 def get_config(arg: str | None = None):

@@ -7,14 +7,9 @@ class, one epoch per task (80 steps) is too little for any method to learn
 continually, so this config trains several epochs per task (see README).
 """
 
-import importlib.util
-import os
+from dynamos_jax.config import sibling_config
 
-# Config files are loaded by path, not as a package: load the sibling the same way.
-_spec = importlib.util.spec_from_file_location(
-    "seq_mnist", os.path.join(os.path.dirname(os.path.abspath(__file__)), "seq_mnist.py"))
-seq_mnist = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(seq_mnist)
+seq_mnist = sibling_config(__file__, "seq_mnist.py")
 
 
 def get_config(arg: str | None = None):

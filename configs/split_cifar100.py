@@ -20,14 +20,9 @@ The discount is the paper's product; the released code's is
 ``--config.slni.discount=min``.
 """
 
-import importlib.util
-import os
+from dynamos_jax.config import sibling_config
 
-# Config files are loaded by path, not as a package: load the sibling the same way.
-_spec = importlib.util.spec_from_file_location(
-    "tiny_imagenet", os.path.join(os.path.dirname(os.path.abspath(__file__)), "tiny_imagenet.py"))
-tiny_imagenet = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tiny_imagenet)
+tiny_imagenet = sibling_config(__file__, "tiny_imagenet.py")
 
 
 def get_config(arg: str | None = None):

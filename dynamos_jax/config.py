@@ -5,6 +5,9 @@ benchmark needs; ``validate`` turns bad values into one-line ``ConfigError``s
 that say what to change.
 """
 
+import importlib.util
+import os
+
 import ml_collections
 
 from dynamos_jax import benchmarks
@@ -143,6 +146,19 @@ def table5_config(table: dict[int, dict], arg: str | None, default: int, name: s
   c.dynamos.update(dynamos)
   c.dynamos.update(table[buffer_size])
   return c
+
+
+def sibling_config(here: str, name: str):
+  """The config module ``name`` (e.g. "seq_mnist.py") next to the config file ``here``.
+
+  Config files are loaded by path, not as a package, so one that builds on
+  another loads it the same way.
+  """
+  spec = importlib.util.spec_from_file_location(
+      name.removesuffix(".py"), os.path.join(os.path.dirname(os.path.abspath(here)), name))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def migrate(saved: dict) -> dict:

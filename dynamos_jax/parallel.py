@@ -54,13 +54,18 @@ def start(config) -> None:
     jax.distributed.initialize(**counts)
 
 
+def _is_key(x) -> bool:
+  """A typed PRNG key array (its raw data travels; the key type is rewrapped)."""
+  return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
 def to_host(tree):
   """A pytree's arrays as host NumPy arrays, gathered from every process when the
   arrays span several (a multi-host run; every process must call it). Typed PRNG
   keys come back typed."""
 
   def get(x):
-    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    if _is_key(x):
       return jax.random.wrap_key_data(get(jax.random.key_data(x)), impl=jax.random.key_impl(x))
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
       return np.asarray(multihost_utils.process_allgather(x, tiled=True))
@@ -152,7 +157,7 @@ def place(tree, mesh: Mesh | None, spec: P):
     return jax.device_put(tree, sharding)
 
   def put(x):  # Every process holds the whole value and builds its own shards from it.
-    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    if _is_key(x):
       return jax.random.wrap_key_data(put(jax.random.key_data(x)), impl=jax.random.key_impl(x))
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
       return x if x.sharding == sharding else jax.device_put(x, sharding)

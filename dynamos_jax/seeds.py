@@ -100,9 +100,8 @@ class Seeds:
     learners = [getattr(e.method, hook)(self.state_of(state, i).learner, e.task_data(task))
                 for i, e in enumerate(self.exps)]
     # A method whose hooks grow each seed by its own data (DGM) pads them to one shape.
-    common = getattr(exp.method, "common_shape", None)
-    if common is not None:
-      learners = common(learners)
+    if exp.method.common_shape is not None:
+      learners = exp.method.common_shape(learners)
     shapes = {tuple(np.shape(x) for x in jax.tree.leaves(l)) for l in learners}
     if len(shapes) > 1:
       raise DynamosError(f"{exp.method.name}.{hook} gave the seeds states of different shapes, "

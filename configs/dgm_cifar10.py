@@ -24,13 +24,9 @@ Data: `tfds build cifar10 --file_format=array_record` once with internet, or
 the python pickles (cifar-10-batches-py) through source files.
 """
 
-import importlib.util
-import os
+from dynamos_jax.config import sibling_config
 
-_spec = importlib.util.spec_from_file_location(
-    "dgm_svhn", os.path.join(os.path.dirname(os.path.abspath(__file__)), "dgm_svhn.py"))
-dgm_svhn = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(dgm_svhn)
+dgm_svhn = sibling_config(__file__, "dgm_svhn.py")
 
 
 def get_config(arg: str | None = None):

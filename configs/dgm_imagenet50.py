@@ -29,13 +29,9 @@ have; the replay re-permuted every epoch with len(task) / 10 samples per
 class (spec 5) likewise.
 """
 
-import importlib.util
-import os
+from dynamos_jax.config import sibling_config
 
-_spec = importlib.util.spec_from_file_location(
-    "dgm_mnist", os.path.join(os.path.dirname(os.path.abspath(__file__)), "dgm_mnist.py"))
-dgm_mnist = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(dgm_mnist)
+dgm_mnist = sibling_config(__file__, "dgm_mnist.py")
 
 VARIANTS = {"dgmw": dict(variant="w", ngf=64, smax=1e4, lambda_ru=0.001, eval_every=2)}
 SHARED = {**dgm_mnist.SHARED, "lr_d": 2e-4, "lr_g": 2e-4, "lambda_gp": 0.6, "aux_g": True,

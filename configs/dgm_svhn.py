@@ -23,14 +23,9 @@ offline, the official .mat files (source files). No GPU-free schedule: a run
 is about 156 000 iterations (dgm-spec 14).
 """
 
-import importlib.util
-import os
+from dynamos_jax.config import sibling_config
 
-# Config files are loaded by path, not as a package: load the sibling the same way.
-_spec = importlib.util.spec_from_file_location(
-    "dgm_mnist", os.path.join(os.path.dirname(os.path.abspath(__file__)), "dgm_mnist.py"))
-dgm_mnist = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(dgm_mnist)
+dgm_mnist = sibling_config(__file__, "dgm_mnist.py")
 
 VARIANTS = {
     "dgmw": dict(variant="w", ngf=6, smax=1e4, lambda_ru=0.001, eval_every=2),

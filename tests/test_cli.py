@@ -35,6 +35,9 @@ def _run(args, tmp_path):
      "/no/such/mnist.pkl.gz does not exist"),
     (QUICK + ["--config.no_such_key=1"], "unknown config key 'no_such_key'"),
     (["--config=configs/no_such_config.py"], "No such file or directory"),
+    (QUICK + ["--seed=3"], "run takes its seed from --config.seed"),
+    (["--config=configs/mnist360_quick.py", "--config.mnist360.repeats=0"],
+     "mnist360.repeats must be >= 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, expected, tmp_path):
   result = _run(args, tmp_path)

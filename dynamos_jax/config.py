@@ -57,6 +57,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.nf = 32
   c.model.mlp_reduction = 16
+  # True: each agent's pointwise conv -> BN -> pool computed from its input's
+  # moments (W mean_hw(x), W^T E[x x^T] W), never the [B, H, W, C] conv output:
+  # the same function and BN running statistics, other float rounding, a
+  # faster step (benchmarks/README.md). False: the Flax layers (the README's results).
+  c.model.agent_moments = False
 
   c.buffer = ml_collections.ConfigDict()
   # False: reference semantics (spec 8; misclassified fill-phase samples leave
@@ -104,6 +109,11 @@ def base_config() -> ml_collections.ConfigDict:
   # XLA:CPU's kernels split work by the process's thread pool, so a process
   # with another device count may round differently (benchmarks/README.md).
   c.train.host_devices = 0
+  # True: a one-seed Dynamos step runs its two train-mode passes (current
+  # batch, replay batch) side by side on two devices (on CPU: two cores with
+  # train.host_devices=2), gradients summed; the BN running statistics are
+  # chained as in the one-device step (benchmarks/README.md).
+  c.train.parallel_passes = False
   # Multi-host: call jax.distributed.initialize() first (README "Many seeds").
   c.train.distributed = False
   return c

@@ -42,6 +42,10 @@ def base_config() -> ml_collections.ConfigDict:
   # Several seeds in one program, e.g. "0,1,2,3" (then `seed` is unused):
   # results.json holds each seed's results and their mean and std.
   c.seeds = ""
+  # Several settings of numeric hyperparameters in one program (a grid, members =
+  # settings x seeds), e.g. "dynamos.alpha=0.1,0.5;lr=0.05,0.1": each setting's
+  # results in WORKDIR/sweep/<setting>/ and a table of them (README "Sweeps").
+  c.sweep = ""
   # The protocol every loss-style method shares (the reference code's):
   # plain SGD at `lr`, the batch sizes, the reservoir buffer.
   c.buffer_size = 500

@@ -24,7 +24,6 @@ import numpy as np
 
 from dynamos_jax.cli import SEED, fail, run_dir_from_flags
 from dynamos_jax.errors import DynamosError
-from dynamos_jax.models.mlp import MLP
 
 _TRIALS = flags.DEFINE_integer("trials", 4, "Sample-mode passes per image for Fig. 6.")
 _TRIAL_IMAGES = flags.DEFINE_integer("trial_images", 100,
@@ -99,8 +98,11 @@ def _analyze_seed(exp, state, progress, out, workdir, trials, trial_images, tsne
   elif exp.config.method == "dgm":  # samples, growth, mask occupancy, A_t, size on disk
     from dynamos_jax import dgm_plots
     numbers["dgm"] = dgm_plots.analyze_dgm(exp, state, progress, out, add)
-  elif isinstance(getattr(exp.method, "model", None), MLP):
-    numbers["hidden_layers"] = _hidden_layer_analyses(exp, state, len(final), out, add)
+  elif exp.config.method == "slni":  # its hidden layers, finally and after each task
+    from dynamos_jax import slni_plots
+    numbers["hidden_layers"] = slni_plots.final_state(exp, state, exp.benchmark.num_tasks, out,
+                                                         add)
+    numbers["hidden_layers_by_task"] = slni_plots.after_each_task(workdir, exp.seed, out, add)
   else:
     print(f"method {exp.config.method} has no agents: only accuracy and training curves",
           file=sys.stderr)
@@ -111,55 +113,6 @@ def _analyze_seed(exp, state, progress, out, workdir, trials, trial_images, tsne
                    title=f"{exp.config.method} on {exp.config.dataset}, step "
                          f"{progress['total_steps']} ({os.path.abspath(workdir)})")
   print(f"analysis in {out}/index.html")
-  return numbers
-
-
-def _hidden_layer_analyses(exp, state, tasks: int, out: str, add) -> list[dict]:
-  """Per hidden layer of an MLP (SLNI's family), on each task's test images: the
-  fraction of units active per example, the units ever active, their overlap
-  between tasks, and the last task's correlation matrix."""
-  from dynamos_jax import plots
-  from dynamos_jax import representation as rep
-
-  apply = jax.jit(lambda params, x: exp.method.model.apply({"params": params}, x)[1]["act"])
-  layers = None
-  for t in range(tasks):
-    images, _ = exp.benchmark.task_test_set(t)
-    acts = [np.concatenate([np.asarray(a[i]) for a in
-                            [apply(state.learner.params, images[s:s + 1000])
-                             for s in range(0, images.shape[0], 1000)]])
-            for i in range(2)]
-    layers = layers or [{"active_per_example": [], "ever_active": [], "sets": [], "rates": []}
-                        for _ in acts]
-    for record, a in zip(layers, acts):
-      record["active_per_example"].append(rep.active_per_example(a))
-      record["rates"].append(rep.unit_rates(a))
-      record["sets"].append(rep.ever_active(a))
-      record["ever_active"].append(float(np.mean(record["sets"][-1])))
-      record["last_acts"] = a
-  numbers = []
-  for l, record in enumerate(layers, start=1):
-    jaccard = rep.overlap(record.pop("sets"))
-    names = [f"T{t + 1}" for t in range(tasks)]
-    rates = np.stack(record.pop("rates"))
-    add(f"Layer {l}: activation rate of each unit on each task",
-        plots.activation_heatmap(rates, os.path.join(out, f"layer{l}_unit_rates.png"), names,
-                                 title=f"layer {l}: fraction of test images on which a unit "
-                                       "is active", ylabel="task", xlabel="unit"),
-        "Which units each task uses: a sparse, task-specific pattern is what SLNI aims at.")
-    add(f"Layer {l}: overlap of the tasks' active units",
-        plots.matrix_image(jaccard, os.path.join(out, f"layer{l}_overlap.png"),
-                           f"layer {l}: Jaccard overlap of ever-active units", names, ".2f"),
-        f"Units active on at least one test image of each task, compared between tasks. "
-        f"Active per example: {', '.join(f'{v:.2f}' for v in record['active_per_example'])}; "
-        f"ever active: {', '.join(f'{v:.2f}' for v in record['ever_active'])} (by task).")
-    add(f"Layer {l}: correlation matrix",
-        plots.matrix_image(rep.correlation(record.pop("last_acts")),
-                           os.path.join(out, f"layer{l}_correlation.png"),
-                           f"layer {l}: C = H^T H / N on task {tasks}'s test images"),
-        "The uncentred correlation of the hidden units that SNI and SLNI decorrelate.")
-    numbers.append({"layer": l, **record, "overlap": jaccard.tolist(),
-                    "unit_rates": rates.tolist()})
   return numbers
 
 

@@ -39,3 +39,31 @@ def correlation(acts: np.ndarray) -> np.ndarray:
   """[n, n] C = H^T H / N (no centring, as the regularisers)."""
   h = np.asarray(acts, np.float64)
   return h.T @ h / max(len(h), 1)
+
+
+HISTOGRAM_BINS = 30
+
+
+def layer_report(acts: list[np.ndarray]) -> dict[str, np.ndarray]:
+  """One hidden layer after a task, from its activations on each seen task's test images.
+
+  Args:
+    acts: per seen task s (in order), the layer's post-activation values [N_s, n].
+
+  Returns:
+    active_per_example [T]; ever_active bool [T, n]; unit_rates [T, n];
+    overlap [T, T] (Jaccard of ``ever_active``); correlation [n, n] on the
+    last task's images; hist [T, B] counts of the positive values over the
+    edges hist_edges [B + 1] (shared by the tasks: 0 to the largest value).
+  """
+  sets = np.stack([ever_active(a) for a in acts])
+  top = max(float(np.max(a)) for a in acts)
+  edges = np.linspace(0.0, top if top > 0 else 1.0, HISTOGRAM_BINS + 1)
+  return {"active_per_example": np.array([active_per_example(a) for a in acts]),
+          "ever_active": sets,
+          "unit_rates": np.stack([unit_rates(a) for a in acts]),
+          "overlap": overlap(list(sets)),
+          "correlation": correlation(acts[-1]),
+          "hist": np.stack([np.histogram(np.asarray(a)[np.asarray(a) > 0], edges)[0]
+                            for a in acts]),
+          "hist_edges": edges}

@@ -19,6 +19,7 @@ import numpy as np
 
 from dynamos_jax import config as config_lib
 from dynamos_jax import reporting
+from dynamos_jax import task_reports
 from dynamos_jax.checkpoint import (Checkpointer, Interrupted, StopSignals, config_differences,
                                     open_run_directory)
 from dynamos_jax.errors import DynamosError
@@ -45,9 +46,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   seeds = Seeds(config)
   state, progress = _start_or_resume(config, seeds, checkpoints)
   live = _open_live(config, workdir, seeds, progress)
+  # The reports of the tasks the checkpoint has not finished are written again.
+  task_reports.keep_finished(workdir, seeds.seeds, sum(
+      c.ends_task for c in seeds.chunks[:progress["next_chunk"]]))
   runners = seeds.make_runners()
   try:
-    state = _train(config, seeds, runners, state, progress, checkpoints, live)
+    state = _train(config, workdir, seeds, runners, state, progress, checkpoints, live)
   finally:
     live.close()
   checkpoints.close()
@@ -119,7 +123,7 @@ def _records(progress: dict) -> list[dict]:
   return progress["seeds"] if "seeds" in progress else [progress]
 
 
-def _train(config, seeds: Seeds, runners, state: TrainState, progress: dict,
+def _train(config, workdir: str, seeds: Seeds, runners, state: TrainState, progress: dict,
            checkpoints: Checkpointer, live: LiveMetrics) -> TrainState:
   """Runs the planned chunks from ``progress["next_chunk"]``; updates ``progress`` in place."""
   chunks = seeds.chunks
@@ -156,9 +160,11 @@ def _train(config, seeds: Seeds, runners, state: TrainState, progress: dict,
       if chunk.ends_task:
         state = seeds.run_hook(state, "end_task", chunk.task)
         for i, record in enumerate(_records(progress)):
-          scores = _evaluate_task_end(seeds.exps[i], seeds.state_of(state, i), chunk, record,
-                                      bar, f"seed {seeds.seeds[i]}: " if seeds.multi else "")
+          one = seeds.state_of(state, i)
+          scores = _evaluate_task_end(seeds.exps[i], one, chunk, record, bar,
+                                      f"seed {seeds.seeds[i]}: " if seeds.multi else "")
           live.evaluation(i, progress["total_steps"], chunk.task + 1, scores)
+          task_reports.report(workdir, seeds.exps[i], one, chunk.task)
       live.flush()
       due = progress["total_steps"] - last_saved >= config.checkpoint.every_steps
       if chunk.ends_task or due or stop.received:

@@ -1,5 +1,7 @@
 """SLNI on permuted MNIST: the step's loss, importance after each task, the family, bad input."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -213,3 +215,57 @@ def test_maxout_alpha_is_the_importance_of_each_maxout_unit(slni):
   samples = float(np.sum(np.asarray(data.mask)))
   for got, w in zip(alpha, want):
     np.testing.assert_allclose(np.asarray(got), w / samples, rtol=1e-4, atol=1e-7)
+
+
+def test_after_task_reports_are_each_tasks_state_on_the_seen_tasks(slni, tmp_path, monkeypatch):
+  """The trainer keeps SLNI's report after every task, computed from that task's weights on
+  the test images of the tasks seen so far (recomputed here in NumPy), and analyze draws them."""
+  from dynamos_jax import analyze
+  from dynamos_jax import task_reports
+  from dynamos_jax.methods.slni import SLNI
+  seen_params = []
+  original = SLNI.after_task
+
+  def spying(self, state, task, benchmark):
+    seen_params.append((task.index, jax.device_get(state.params)))
+    return original(self, state, task, benchmark)
+
+  monkeypatch.setattr(SLNI, "after_task", spying)
+  train.train_and_evaluate(slni, str(tmp_path))
+  reports = task_reports.load(str(tmp_path), slni.seed)
+  assert [t for t, _ in seen_params] == list(range(5)) and len(reports) == 5
+  exp = train.Experiment(slni)
+  for (t, params), report in zip(seen_params, reports):
+    for s in range(t + 1):
+      images = np.asarray(exp.benchmark.task_test_set(s)[0], np.float64)
+      images = images.reshape(len(images), -1) / 255
+      p = {k: {n: np.asarray(v, np.float64) for n, v in d.items()} for k, d in params.items()}
+      h1 = np.maximum(images @ p["fc1"]["kernel"] + p["fc1"]["bias"], 0)
+      h2 = np.maximum(h1 @ p["fc2"]["kernel"] + p["fc2"]["bias"], 0)
+      for n, h in ((1, h1), (2, h2)):
+        assert report[f"l{n}_active_per_example"].shape == (t + 1,)
+        np.testing.assert_allclose(report[f"l{n}_active_per_example"][s], np.mean(h > 0),
+                                   atol=2e-3)
+        # float32 there, float64 here: a unit at the edge (|h| < 1e-5) may differ.
+        edge = np.any(np.abs(h) < 1e-5, 0) & ~np.any(h > 1e-5, 0)
+        np.testing.assert_array_equal(report[f"l{n}_ever_active"][s][~edge],
+                                      np.any(h > 0, 0)[~edge])
+    if t:  # alpha accumulates from the first task's end on (SLNID + MAS).
+      assert np.all(report["l1_alpha"] >= 0) and report["l1_alpha"].sum() > 0
+  # Different weights after each task: the reports are not the final state's five times.
+  assert not np.array_equal(reports[1]["l1_unit_rates"][0], reports[4]["l1_unit_rates"][0])
+  numbers = analyze.analyze(str(tmp_path))
+  assert [len(v) for v in numbers["hidden_layers_by_task"][0]["active_per_example"]] == \
+      [1, 2, 3, 4, 5]
+  assert (tmp_path / "analysis" / "layer2_overlap_by_task.png").exists()
+
+
+def test_task_reports_of_unfinished_tasks_are_dropped(tmp_path):
+  from dynamos_jax import task_reports
+  folder = task_reports.directory(str(tmp_path), 3)
+  os.makedirs(folder)
+  for t in (1, 2, 3, 5):
+    np.savez(os.path.join(folder, f"task_{t}.npz"), x=np.full(2, t))
+  assert [int(r["x"][0]) for r in task_reports.load(str(tmp_path), 3)] == [1, 2, 3]  # gap at 4
+  task_reports.keep_finished(str(tmp_path), [3], 2)
+  assert sorted(os.listdir(folder)) == ["task_1.npz", "task_2.npz"]

@@ -12,6 +12,8 @@ a buffer, whatever it carries across tasks). The trainer calls, in order:
       at an epoch's end, if the method defines it:
         state = method.end_epoch(state, task_t, accuracy)      # host
     state = method.end_task(state, task_t)            # host; may change shapes
+    (evaluation; then, if the method defines it:)
+    arrays = method.after_task(state, task_t, benchmark)       # host; kept for analyze
     logits = method.predict(state, images, task, phase)        # evaluation
 
 ``step`` is traced once per phase and per state shape, run in chunks and
@@ -120,6 +122,12 @@ class Method(abc.ABC):
   # defines ``common_shape(states: list) -> list``, which pads the seeds' states to
   # one shape after a hook, so that several seeds still share one program.
   common_shape = None
+
+  # Optional: a method that defines ``after_task(state, task, benchmark) -> dict[str,
+  # np.ndarray]`` reports what a user looks at after each task (after its end hook and
+  # evaluation): the trainer keeps the arrays per seed and task for analyze
+  # (``task_reports``: WORKDIR/after_task/seed_N/task_T.npz).
+  after_task = None
 
   def end_task(self, state: Any, task) -> Any:
     """Host hook after the last step of ``task``, before it is evaluated."""

@@ -31,12 +31,14 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from dynamos_jax import benchmarks
 from dynamos_jax import importance as importance_lib
 from dynamos_jax import losses
 from dynamos_jax import regularizers as reg
+from dynamos_jax import representation as rep
 from dynamos_jax.errors import ConfigError
 from dynamos_jax.methods.base import Method, register
 from dynamos_jax.models.mlp import ACTIVATIONS, MLP
@@ -286,6 +288,29 @@ class SLNI(Method):
 
     return keep_best
 
+  def hidden(self, params, images, batch: int = 1000) -> list[np.ndarray]:
+    """Per hidden layer, the post-activation values [M, N_l] of ``images`` [M, H, W, C]."""
+    parts = [_hidden(params, images[s:s + batch], method=self)
+             for s in range(0, images.shape[0], batch)]
+    return [np.concatenate([np.asarray(p[l]) for p in parts]) for l in range(len(parts[0]))]
+
+  def after_task(self, state, task, benchmark) -> dict[str, np.ndarray]:
+    """What slni-spec 14 shows after each task: per hidden layer l (``l{l}_`` keys of
+    ``representation.layer_report``) on the test images of every task seen so far, its
+    neuron importance alpha [N_l]; and Omega's mean and max per parameter array."""
+    acts = [self.hidden(state.params, benchmark.task_test_set(s)[0])
+            for s in range(task.index + 1)]
+    out = {}
+    for l in range(len(acts[0])):
+      report = rep.layer_report([a[l] for a in acts])
+      out.update({f"l{l + 1}_{k}": v for k, v in report.items()})
+      out[f"l{l + 1}_alpha"] = np.asarray(state.consolidation.alpha[l])
+    named = jax.tree_util.tree_flatten_with_path(state.consolidation.omega)[0]
+    out["omega_names"] = np.array([jax.tree_util.keystr(p) for p, _ in named])
+    out["omega_mean"] = np.array([float(jnp.mean(w)) for _, w in named])
+    out["omega_max"] = np.array([float(jnp.max(w)) for _, w in named])
+    return out
+
   def end_task(self, state, task):
     """The selected weights; Omega and alpha of the finished task from a pass over its
     data; the new anchor."""
@@ -308,6 +333,12 @@ class SLNI(Method):
       omega = jax.tree.map(jnp.zeros_like, omega)
     return state.replace(consolidation=importance_lib.consolidate(
         state.consolidation, omega, alpha, state.params, self.alpha_mean))
+
+
+@functools.partial(jax.jit, static_argnames=("method",))
+def _hidden(params, images, *, method: SLNI):
+  """The hidden layers' post-activation values of ``images``: a tuple of [M, N_l]."""
+  return method.model.apply({"params": params}, images)[1]["act"]
 
 
 @functools.partial(jax.jit, static_argnames=("method", "kind"))

@@ -88,8 +88,10 @@ class LossMethod(Method):
           config.buffer_size, config.minibatch_size, cls.replay_draws,
           insert_if_correct=cls.buffer == "add_if_correct",
           only_valid=config.buffer.only_valid)
+    # .get: configs saved before the option existed resume with the Flax layers.
     model = ResNet(num_classes=benchmark.num_classes, gated=cls.gated, nf=config.model.nf,
-                   temperature=temperature, reduction=config.model.mlp_reduction)
+                   temperature=temperature, reduction=config.model.mlp_reduction,
+                   agent_moments=bool(config.model.get("agent_moments", False)))
     return dict(model=model, lr=config.lr, reservoir=reservoir)
 
   @classmethod

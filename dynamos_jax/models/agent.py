@@ -45,6 +45,69 @@ def bernoulli_log_prob(probs: jax.Array, actions: jax.Array) -> jax.Array:
   return jnp.sum(actions * jnp.log(p) + (1 - actions) * jnp.log1p(-p), axis=-1)
 
 
+class PointwiseKernel(nn.Module):
+  """The [1, 1, C_in, features] kernel of a bias-free 1x1 ``nn.Conv``, declared alone.
+
+  Same name, shape and initialiser as the ``nn.Conv`` it stands in for, so
+  both layouts have one parameter tree and ``init`` draws the same values.
+  """
+
+  features: int
+
+  @nn.compact
+  def __call__(self, in_features: int) -> jax.Array:
+    return self.param("kernel", torch_default_init, (1, 1, in_features, self.features))
+
+
+class MomentBatchNorm(nn.Module):
+  """BatchNorm of a pointwise conv's output, then the spatial mean, from input moments.
+
+  The agent needs only ``u = mean_hw(BN(x W))`` [B, C]. A 1x1 convolution is
+  linear, so BN's batch mean is ``mean_bhw(x) W`` and its second moment is
+  ``diag(W^T E_bhw[x x^T] W)``; neither needs the [B, H, W, C] output. The
+  variables (``scale``, ``bias``; ``batch_stats`` ``mean``, ``var``), the
+  momentum convention, the biased "fast" variance ``E[h^2] - E[h]^2``
+  clipped at 0, and the running-statistics update (skipped at init) are
+  Flax ``nn.BatchNorm``'s, so the two layouts are interchangeable and
+  differ only in float rounding.
+  """
+
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x: jax.Array, kernel: jax.Array, train: bool, mask=None) -> jax.Array:
+    """Args: x [B, H, W, C_in]; kernel [C_in, C]; mask [B, 1, 1, 1] bool or None.
+
+    Returns u [B, C], the spatial mean of the normalised conv output.
+    """
+    features = kernel.shape[-1]
+    ra_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
+    ra_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
+    scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+    sample_means = jnp.mean(x, axis=(1, 2))  # [B, C_in]
+    u_lin = sample_means @ kernel  # [B, C]: mean_hw of the conv output
+    if train:
+      rows = (jnp.ones(x.shape[:1], x.dtype) if mask is None
+              else mask.reshape(x.shape[0]).astype(x.dtype))
+      count = jnp.sum(rows)
+      # Every counted sample has H x W positions, so the mean over (B, H, W)
+      # is the mean of the counted samples' spatial means.
+      mean = (rows @ u_lin) / count
+      # E_bhw[x x^T] over the counted rows: per-sample Gram matrices, weighted.
+      gram = jnp.einsum("b,bij->ij", rows, jnp.einsum("bhwi,bhwj->bij", x, x))
+      second = gram / (count * x.shape[1] * x.shape[2])  # [C_in, C_in]
+      mean_sq = jnp.sum((second @ kernel) * kernel, axis=0)  # diag(W^T E[x x^T] W)
+      var = jnp.maximum(0.0, mean_sq - mean * mean)
+      if not self.is_initializing():
+        ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+        ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+    else:
+      mean, var = ra_mean.value, ra_var.value
+    return (u_lin - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias
+
+
 class Agent(nn.Module):
   """Pointwise conv -> BN -> global pool -> squeeze-excite MLP -> gate.
 
@@ -52,12 +115,16 @@ class Agent(nn.Module):
     features: number of channels gated (the gated conv's output channels).
     reduction: hidden width of the MLP is ``features // reduction``.
     temperature: tau of the probability layer ``sigmoid(v / tau)``.
+    moments: compute conv -> BN -> pool from the input's moments
+      (``MomentBatchNorm``) instead of materialising the [B, H, W, features]
+      conv output: the same function and variables, other float rounding,
+      less work (benchmarks/README.md).
   """
 
   features: int
   reduction: int = 16
   temperature: float = 0.15
-
+  moments: bool = False
   @nn.compact
   def __call__(self, x: jax.Array, mode: GateMode, train: bool, bn_mask=None):
     """Computes the agent's actions.
@@ -74,11 +141,15 @@ class Agent(nn.Module):
       paper's v) [B, features], ``probs`` [B, features] and ``log_prob`` [B]
       (log pi of the actions; meaningful in ``sample`` mode).
     """
-    h = nn.Conv(self.features, (1, 1), use_bias=False, kernel_init=torch_default_init,
-                name="pointwise")(x)
-    h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                     name="bn")(h, mask=bn_mask)
-    u = jnp.mean(h, axis=(1, 2))  # [B, features]
+    if self.moments:
+      kernel = PointwiseKernel(self.features, name="pointwise")(x.shape[-1])
+      u = MomentBatchNorm(name="bn")(x, kernel.reshape(kernel.shape[2:]), train, bn_mask)
+    else:
+      h = nn.Conv(self.features, (1, 1), use_bias=False, kernel_init=torch_default_init,
+                  name="pointwise")(x)
+      h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                       name="bn")(h, mask=bn_mask)
+      u = jnp.mean(h, axis=(1, 2))  # [B, features]
     hidden = self.features // self.reduction
     s = nn.Dense(hidden, kernel_init=torch_default_init,
                  bias_init=torch_default_bias_init(self.features), name="fc1")(u)

@@ -41,6 +41,7 @@ class BasicBlock(nn.Module):
   gated: bool = False
   temperature: float = 0.15
   reduction: int = 16
+  agent_moments: bool = False
 
   @nn.compact
   def __call__(self, x, mode: GateMode, train: bool, bn_mask=None):
@@ -50,8 +51,8 @@ class BasicBlock(nn.Module):
     h = _conv(self.features, 3, self.stride, "conv_a")(x)
     h = _bn(train, "bn_a")(h, mask=bn_mask)
     if use_agents:
-      gate = Agent(self.features, self.reduction, self.temperature, name="agent_a")(
-          x, mode, train, bn_mask)
+      gate = Agent(self.features, self.reduction, self.temperature, self.agent_moments,
+                   name="agent_a")(x, mode, train, bn_mask)
       h = h * gate["actions"][:, None, None, :]
       agents.append(gate)
     h = nn.relu(h)
@@ -64,8 +65,8 @@ class BasicBlock(nn.Module):
       shortcut = x
     y = y + shortcut
     if use_agents:
-      gate = Agent(self.features, self.reduction, self.temperature, name="agent_b")(
-          h, mode, train, bn_mask)
+      gate = Agent(self.features, self.reduction, self.temperature, self.agent_moments,
+                   name="agent_b")(h, mode, train, bn_mask)
       y = y * gate["actions"][:, None, None, :]
       agents.append(gate)
     return nn.relu(y), agents
@@ -80,6 +81,8 @@ class ResNet(nn.Module):
     nf: base width.
     temperature: tau of the agents' probability layer.
     reduction: squeeze-excite reduction of the agents' MLP.
+    agent_moments: the agents' conv -> BN -> pool from their input's moments
+      (``Agent.moments``; config ``model.agent_moments``).
   """
 
   num_classes: int
@@ -87,6 +90,7 @@ class ResNet(nn.Module):
   nf: int = 32
   temperature: float = 0.15
   reduction: int = 16
+  agent_moments: bool = False
 
   # The agents' layout, stated once: both blocks of stage 2 gate their two
   # convolutions, each agent 2 * nf channels wide, side by side in ``aux``.
@@ -129,7 +133,7 @@ class ResNet(nn.Module):
       for block in range(2):
         x, block_gates = BasicBlock(
             features, stride if block == 0 else 1, gated, self.temperature, self.reduction,
-            name=f"layer{stage}_{block}")(x, mode, train, bn_mask)
+            self.agent_moments, name=f"layer{stage}_{block}")(x, mode, train, bn_mask)
         gates += block_gates
     x = jnp.mean(x, axis=(1, 2))
     logits = nn.Dense(self.num_classes, kernel_init=torch_default_init,

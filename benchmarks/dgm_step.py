@@ -38,6 +38,7 @@ import numpy as np
 from dynamos_jax import runner
 from dynamos_jax.config import base_config
 from dynamos_jax.data.streams import Batch, EpochData
+from dynamos_jax.methods import dgm_shapes
 from dynamos_jax.methods.dgm import DGM
 from dynamos_jax.models import dgm_generator as gen
 from dynamos_jax.state import TrainState
@@ -89,7 +90,8 @@ def method_and_state(variant: str, task: int, final_params: float, loops: str = 
   if t > 0:
     counts = grown_counts(method.spec, t, 10, final_params)
     widths = tuple(gen.round_up(x, method.shape_multiple) for x in counts)
-    state = method.pad(state, widths, grown=(t - 1, np.asarray(state.counts[0]), counts))
+    state = dgm_shapes.pad(method, state, widths,
+                           grown=(t - 1, np.asarray(state.counts[0]), counts))
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (SAMPLES, 32, 32, 1), np.uint8))
   labels = jnp.full((SAMPLES,), t, jnp.int32)

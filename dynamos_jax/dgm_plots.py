@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dynamos_jax import plots
+from dynamos_jax.methods import dgm_summary
 
 # The paper's Table 1 (A5, A10) on MNIST, drawn next to a run's curve.
 PAPER_MNIST = {"DGMw": {5: 98.75, 10: 96.46}, "DGMa": {5: 99.17, 10: 97.92},
@@ -214,7 +215,7 @@ def dgm_numbers(method, learner, finished: int) -> dict:
   Returns counts [finished + 1, 3] (the active output channels each task ran
   on, row 0 the start, the last row after the growth that followed the last
   finished task), binaries / exists [finished][3] (each finished task's
-  binary mask at s_max, ``method.task_masks``, and its sub-network,
+  binary mask at s_max, ``dgm_summary.task_masks``, and its sub-network,
   broadcast to the mask's shape), the generator's weights (its active
   entries now, each task's head and BN) and the masks cut to each task's
   sub-network, by name.
@@ -223,7 +224,7 @@ def dgm_numbers(method, learner, finished: int) -> dict:
   counts = np.asarray(learner.counts)
   g = learner.g
   binaries, exists, weights, masks = [], [], {}, {}
-  for t, binary in enumerate(method.task_masks(learner, finished)):
+  for t, binary in enumerate(dgm_summary.task_masks(method, learner, finished)):
     exist = method._exists(jax.tree.map(jnp.asarray, g), counts[t])
     binary = [np.asarray(b) > 0 for b in binary]
     binaries.append(binary)
@@ -254,7 +255,7 @@ def generated_grid(method, learner, classes: int, n: int = SAMPLES_PER_CLASS) ->
     if method.onehot:
       z = z.at[:, :method.num_classes].set(
           jax.nn.one_hot(jnp.full((n,), c), method.num_classes))
-    out.append(np.asarray(method.generate(learner, z, c)))
+    out.append(np.asarray(dgm_summary.generate(method, learner, z, c)))
   return np.stack(out)
 
 
@@ -304,7 +305,7 @@ def analyze_dgm(exp, state, progress: dict, out: str, add) -> dict:
   numbers["size_bytes"] = sizes
   # The method's own counts (Table 3 and 4's quantities) next to the files' sizes.
   numbers["generator"] = {k: int(v) for k, v in
-                          method.generator_size(learner, finished).items()}
+                          dgm_summary.generator_size(method, learner, finished).items()}
   print(f"generator on disk: weights {sizes['weights'] / 1e6:.3f} MB, masks (sparse) "
         f"{sizes['masks'] / 1e6:.3f} MB", file=sys.stderr)
   return numbers

@@ -84,6 +84,7 @@ from dynamos_jax import train  # noqa: E402
 from dynamos_jax.benchmarks import REGISTRY, register  # noqa: E402
 from dynamos_jax.benchmarks.one_class import OneClassMNIST  # noqa: E402
 from dynamos_jax.data import sources  # noqa: E402
+from dynamos_jax.methods import dgm_summary  # noqa: E402
 
 
 if "dgm-plots-two" not in REGISTRY:
@@ -130,7 +131,8 @@ def test_analyze_a_dgm_run(monkeypatch, tmp_path):
     assert numbers["occupancy"]["new"][0][l] == pytest.approx(np.mean(emb >= 0))
     assert numbers["occupancy"]["reused"][0][l] == 0.0
   occ = {k: np.asarray(v) for k, v in numbers["occupancy"].items()}
-  for row in method.mask_statistics(learner, 2):  # the method's counts, the same shares
+  # The method's counts, the same shares.
+  for row in dgm_summary.mask_statistics(method, learner, 2):
     t, l = row["task"], row["layer"] - 1
     assert occ["new"][t][l] == pytest.approx(row["new"] / row["entries"])
     assert occ["reused"][t][l] == pytest.approx(row["reused"] / row["entries"])
@@ -149,4 +151,5 @@ def test_analyze_a_dgm_run(monkeypatch, tmp_path):
   np.testing.assert_array_equal(grid, dgm_plots.generated_grid(method, learner, 2, n=3))
   z = jax.random.normal(jax.random.key(dgm_plots._GRID_KEY), (3, 16))
   z = z.at[:, :10].set(jax.nn.one_hot(np.zeros(3, int), 10))
-  np.testing.assert_allclose(grid[0], np.asarray(method.generate(learner, z, 0)), atol=1e-6)
+  np.testing.assert_allclose(grid[0], np.asarray(dgm_summary.generate(method, learner, z, 0)),
+                             atol=1e-6)

@@ -24,7 +24,7 @@ position j = k % batches):
      clipped at norm 1e4; frozen entries restored after the update.
 D's BN statistics follow every training-mode forward in that order.
 
-State (``DGMState``): G's params and BN statistics at the task's common
+State (``dgm_state.DGMState``): G's params and BN statistics at the task's common
 shapes, D's variables, two Adam states (re-created at every task start: a
 carried state would move frozen weights, spec 12.4), the finished tasks'
 embeddings (float: past tasks generate with the soft masks sigmoid(S e),
@@ -42,7 +42,7 @@ Choices and deviations (the README's DGM section should say them):
   with i.i.d. noise per index that permutation changes no distribution.
 - Growth happens after every task, the last one included; each seed grows by
   its own masks, and arrays are padded to a common shape (multiples of
-  ``dgm.shape_multiple``) with existence masks (spec 15.1).
+  ``dgm.shape_multiple``) with existence masks (spec 15.1; ``dgm_shapes``).
 - D's aux head has all K outputs, unseen ones masked (spec 15.4); at t = 0
   its CE is identically 0 (one seen class), as the reference's.
 - The paper's schedule (``dgm.schedule=paper``): eqs. 3-4, reaching s_max.
@@ -51,15 +51,14 @@ Choices and deviations (the README's DGM section should say them):
   path); elsewhere scanned (one compiled body).
 - The reference's "best validation" report is not offered yet
   (``dgm.selection=final`` only); ``dgm.eval_every`` is recorded, unused.
-- For a user (spec 16): ``generate`` (a class's images at s = S, soft or
-  binarised masks), ``mask_statistics`` (per task and layer: reserved, new,
-  reused, free), ``generator_size`` (Table 3/4's parameters and bytes).
+- For a user (spec 16), in ``dgm_summary``: ``generate`` (a class's images at
+  s = S, soft or binarised masks), ``mask_statistics`` (per task and layer:
+  reserved, new, reused, free), ``generator_size`` (Table 3/4's parameters
+  and bytes).
 """
 
 import dataclasses
-import functools
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -68,54 +67,17 @@ import optax
 
 from dynamos_jax import hat
 from dynamos_jax import losses
-from dynamos_jax.methods import dgm_config
+from dynamos_jax.methods import dgm_config, dgm_shapes
 from dynamos_jax.methods.base import Method, register
+from dynamos_jax.methods.dgm_state import DGMState
 from dynamos_jax.models import dgm_generator as gen
 from dynamos_jax.models.dgm_discriminator import Discriminator, init_discriminator, to_unit
 
 # fold_in constants of the named keys (design.md 3: never reuse a key).
-_D_INIT, _HEAD, _BN, _GROW, _REPLAY = 1, 2, 3, 4, 5
+# 3 and 4 (BN, GROW) are dgm_shapes'.
+_D_INIT, _HEAD, _REPLAY = 1, 2, 5
 # Per step: the step's key split into these consumers.
 _STEP_KEYS = ("perm", "z_d", "gp", "z_g")
-
-
-@flax.struct.dataclass
-class DGMState:
-  """The method's state (the module docstring). L = 3 masked layers; T tasks.
-
-  g, g_stats: G's params and BN statistics (``models/dgm_generator.py``).
-  d, d_stats: D's params and batch_stats.
-  g_opt, d_opt: Adam states (fresh at each task start).
-  past_emb: L x [T, *emb] the finished tasks' embeddings (row t after task t).
-  cum: L x emb-shaped float 0/1, M^{<t} (DGMw: per weight, DGMa: per channel).
-  counts: int32 [T + 1, L] active output channels of task t's sub-network (row T:
-    after the growth that follows the last task).
-  reserved: int32 [L] ones of M counted at the growths so far.
-  snapshot: L x G's conv weights at the task start (the replay's generator).
-  seen: int32 [t + 1] the classes seen (its length makes t static in the step).
-  samples, batches, step_in_task: int32 [] N_t, batches per epoch, steps taken.
-  key: uint32 raw key data of the method's named keys.
-  """
-  g: dict
-  g_stats: dict
-  d: dict
-  d_stats: dict
-  g_opt: tuple
-  d_opt: tuple
-  past_emb: tuple
-  cum: tuple
-  counts: jax.Array
-  reserved: jax.Array
-  snapshot: tuple
-  seen: jax.Array
-  samples: jax.Array
-  batches: jax.Array
-  step_in_task: jax.Array
-  key: jax.Array
-
-  @property
-  def task(self) -> jax.Array:
-    return self.seen[-1]
 
 
 @register
@@ -414,76 +376,6 @@ class DGM(Method):
     _, logits, _ = self._d_apply(state.d, state.d_stats, to_unit(images), False)
     return self._seen_logits(logits, state.task)
 
-  def generate(self, state, z: jax.Array, task: int, finished: bool = True,
-               binary: bool = False) -> jax.Array:
-    """Images [N, 32, 32, C] of class ``task`` from noise z [N, nz] (its one-hot prefix
-    written): eval-mode BN, s = S, the class's own sub-network and masks (its kept
-    embedding once ``finished``, else the embedding being trained); ``binary``: the
-    masks binarised (1[sigmoid(S e) >= 0.5]) instead of the soft sigmoid(S e)."""
-    counts = state.counts[task]
-    exists = self._exists(state.g, counts)
-    emb = tuple(e[task] for e in state.past_emb) if finished else state.g["emb"]
-    if binary:
-      masks = tuple(hat.binarise(e, self.smax, x) for e, x in zip(emb, exists))
-    else:
-      masks = self._masks(emb, self.smax, exists)
-    return gen.forward(self.spec, state.g, state.g_stats, z, task, masks, counts, False)[0]
-
-  # --- what a user looks at (spec 16) ------------------------------------------------------
-
-  def task_masks(self, state, tasks: int) -> list[tuple[np.ndarray, ...]]:
-    """The binary masks b^t (host, per layer) of the first ``tasks`` finished tasks, each
-    on its own sub-network: 1[sigmoid(S e^t) >= 0.5]."""
-    g = jax.tree.map(jnp.asarray, state.g)
-    out = []
-    for t in range(tasks):
-      exists = self._exists(g, state.counts[t])
-      out.append(tuple(np.asarray(hat.binarise(jnp.asarray(e[t]), self.smax, x))
-                       for e, x in zip(state.past_emb, exists)))
-    return out
-
-  def mask_statistics(self, state, tasks: int) -> list[dict]:
-    """Per finished task and layer: entries (weights or units) of its sub-network, the ones
-    its mask reserves, of them those new (free before it) and those reused (reserved by
-    an earlier task), the free entries left after it (Fig. 3a's shares, spec 16)."""
-    rows, cum = [], None
-    for t, masks in enumerate(self.task_masks(state, tasks)):
-      counts = np.asarray(state.counts[t])
-      if cum is None:
-        cum = tuple(np.zeros_like(m) for m in masks)
-      exists = self._exists(jax.tree.map(jnp.asarray, state.g), counts)
-      new_cum = tuple(np.maximum(c, m) for c, m in zip(cum, masks))
-      for l, (m, c, nc, x) in enumerate(zip(masks, cum, new_cum, exists)):
-        size = int(np.sum(np.broadcast_to(np.asarray(x), m.shape)))
-        rows.append({"task": t, "layer": l + 1, "entries": size, "reserved": int(m.sum()),
-                     "new": int((m * (1 - c)).sum()), "reused": int((m * c).sum()),
-                     "free_after": size - int(nc.sum()), "channels": int(counts[l])})
-      cum = new_cum
-    return rows
-
-  def generator_size(self, state, tasks: int) -> dict:
-    """G after ``tasks`` finished tasks (Table 3 and 4's quantities).
-
-    masked_params: conv1-3 weights of the network the last of them trained on;
-    masked_params_grown: after the growth that followed it. Bytes (float32):
-    the grown conv1-3 weights plus each task's BN and head; the masks as the
-    bits of each task's binary mask over its sub-network, or as a sparse list
-    of int32 indices of its ones.
-    """
-    trained = gen.masked_count(self.spec, np.asarray(state.counts[tasks - 1]))
-    grown = gen.masked_count(self.spec, np.asarray(state.counts[tasks]))
-    private = sum(sum(gen.private_count(self.spec, np.asarray(state.counts[t])))
-                  for t in range(tasks))
-    g = jax.tree.map(jnp.asarray, state.g)
-    bits = ones = 0
-    for t, masks in enumerate(self.task_masks(state, tasks)):
-      for m, x in zip(masks, self._exists(g, state.counts[t])):
-        bits += int(np.sum(np.broadcast_to(np.asarray(x), m.shape)))
-        ones += int(m.sum())
-    return {"masked_params": trained, "masked_params_grown": grown,
-            "weights_bytes": 4 * (grown + private), "masks_bitmap_bytes": -(-bits // 8),
-            "masks_sparse_bytes": 4 * ones}
-
   def end_task(self, state, task):
     """Binarise at s_max, cumulate, keep the embeddings, grow (spec 3.2, 6)."""
     t = task.index
@@ -495,52 +387,11 @@ class DGM(Method):
     cum = tuple(hat.cumulate(c, b) for c, b in zip(state.cum, binary))
     past_emb = tuple(p.at[t].set(e) for p, e in zip(state.past_emb, g["emb"]))
     ones = np.asarray([int(jnp.sum(c)) for c in cum])
-    delta = ones - np.asarray(state.reserved)
-    if self.expansion == "none":
-      add = (0,) * len(counts)
-    elif self.spec.variant == "a":
-      add = hat.growth_a(delta)
-    else:
-      add = hat.growth_w(delta, self.spec.inputs(counts), counts, gen.KERNEL,
-                         credit=self.expansion == "code")
-    new = counts + np.asarray(add, np.int32)
-    widths = tuple(max(gen.round_up(c, self.shape_multiple), w)
-                   for c, w in zip(new, gen.widths_of(g)))
+    new, widths = dgm_shapes.grown(self, g, counts, ones - np.asarray(state.reserved))
     state = state.replace(cum=cum, past_emb=past_emb, reserved=jnp.asarray(ones, jnp.int32))
-    return self.pad(state, widths, grown=(t, counts, new))
+    return dgm_shapes.pad(self, state, widths, grown=(t, counts, new))
 
   def common_shape(self, states: list) -> list:
     """Several seeds' states (each grown by its own masks) padded to their widest widths
-    (the trainer calls this after each hook of a multi-seed run)."""
-    widths = tuple(int(w) for w in np.max([gen.widths_of(s.g) for s in states], axis=0))
-    return [self.pad(jax.tree.map(jnp.asarray, s), widths) for s in states]
-
-  def pad(self, state, widths, grown=None):
-    """``state`` at common widths ``widths`` (>= its own); ``grown=(t, old, new)``: task
-    t's end also grows the active counts old -> new and draws task t + 1's BN."""
-    g = state.g
-    if grown is None:  # Padding only: the active entries all kept, no draw used.
-      t = None
-      key, old = self._key(state, _GROW, self.spec.num_tasks), np.asarray(state.counts[-1])
-      new = old
-    else:
-      t, old, new = grown
-      key = self._key(state, _GROW, t)
-    if grown is None and tuple(widths) == gen.widths_of(g):
-      return state
-    params, stats = gen.grow(key, self.spec, g, state.g_stats, old, new, widths)
-    params["emb"] = tuple(jnp.zeros_like(e) for e in params["emb"]) if t is not None \
-        else params["emb"]
-    counts = state.counts
-    if t is not None:
-      counts = counts.at[t + 1:].set(jnp.asarray(new, jnp.int32))
-    if t is not None and t + 1 < self.spec.num_tasks:
-      scale = gen.bn_init(self._key(state, _BN, t + 1), new, widths, first=False)
-      params["scale"] = tuple(x.at[t + 1].set(v) for x, v in zip(params["scale"], scale))
-    shapes = [e.shape for e in params["emb"]]
-    pad = lambda x, shape: jnp.pad(x, [(0, a - b) for a, b in zip(shape, x.shape)])
-    return state.replace(
-        g=params, g_stats=stats, g_opt=self.tx_g.init(params),
-        past_emb=tuple(pad(p, (p.shape[0], *sh)) for p, sh in zip(state.past_emb, shapes)),
-        cum=tuple(pad(c, sh) for c, sh in zip(state.cum, shapes)), counts=counts,
-        snapshot=tuple(pad(w, nw.shape) for w, nw in zip(state.snapshot, params["w"])))
+    (the trainer calls this after each hook of a multi-seed run; ``dgm_shapes``)."""
+    return dgm_shapes.common_shape(self, states)

@@ -269,3 +269,58 @@ def test_task_reports_of_unfinished_tasks_are_dropped(tmp_path):
   assert [int(r["x"][0]) for r in task_reports.load(str(tmp_path), 3)] == [1, 2, 3]  # gap at 4
   task_reports.keep_finished(str(tmp_path), [3], 2)
   assert sorted(os.listdir(folder)) == ["task_1.npz", "task_2.npz"]
+
+
+def test_plateau_decays_the_lr_and_stops_the_task(slni):
+  """lr_patience / stop_patience (the Tiny ImageNet trainer): x lr_factor after every
+  lr_patience epochs without a gain, stopped after more than stop_patience; a stopped
+  task's steps change nothing and a decayed step is the scaled step."""
+  slni.slni.update(lr_patience=2, lr_factor=0.1, stop_patience=3)
+  exp = train.Experiment(slni)
+  method = exp.method
+  state = method.begin_task(exp.initial_state().learner, exp.benchmark.task_data(0))
+  history = []
+  for accuracy in (50.0, 60.0, 55.0, 60.0, 59.0, 58.0, 70.0):
+    state = method.end_epoch(state, None, accuracy)
+    history.append((int(state.since_best), round(float(state.lr_scale), 6),
+                    bool(state.stopped)))
+  assert history[:6] == [(0, 1.0, False), (0, 1.0, False), (1, 1.0, False), (2, 0.1, False),
+                         (3, 0.1, False), (4, 0.01, True)]
+  assert history[6] == history[5]  # A stopped task ignores later epochs.
+  data = exp.benchmark.epoch_data(0, 0)
+  step = jax.jit(lambda s: method.step(s, data.batch(0), jax.random.key(0), "main")[0])
+  stopped = step(state)
+  jax.tree.map(np.testing.assert_array_equal, stopped.params, state.params)
+  jax.tree.map(np.testing.assert_array_equal, stopped.opt_state, state.opt_state)
+  fresh = method.begin_task(state, exp.benchmark.task_data(0))
+  assert float(fresh.lr_scale) == 1.0 and not bool(fresh.stopped)
+  full, half = step(fresh), step(fresh.replace(lr_scale=jnp.float32(0.5)))
+  jax.tree.map(lambda p, f, h: np.testing.assert_allclose(h - p, 0.5 * (f - p), rtol=1e-4,
+                                                          atol=1e-7),
+               fresh.params, full.params, half.params)
+
+
+def test_a_stopped_task_keeps_its_weights_in_a_run(slni, tmp_path, monkeypatch):
+  slni.slni.update(stop_patience=1)
+  slni.epochs, slni.train.max_steps_per_task = 5, 0
+  from dynamos_jax.methods.slni import SLNI
+  params = []
+  original = SLNI.end_epoch.fget
+
+  def constant(self):  # The same accuracy every epoch: no gain after the first.
+    inner = original(self)
+
+    def hook(state, task, accuracy):
+      params.append((task.index, jax.device_get(state.params)))
+      return inner(state, task, 50.0)
+    return hook
+
+  monkeypatch.setattr(SLNI, "end_epoch", property(constant))
+  train.train_and_evaluate(slni, str(tmp_path))
+  first = [p for t, p in params if t == 0]
+  assert len(first) == 5  # the epochs still run: the plan is fixed
+  # Epoch 1 improves, 2 and 3 do not: stopped after epoch 3, so 4 and 5 change nothing.
+  leaves = lambda p: jax.tree.leaves(p)  # noqa: E731
+  assert any(not np.array_equal(a, b) for a, b in zip(leaves(first[1]), leaves(first[2])))
+  for later in first[3:]:
+    jax.tree.map(np.testing.assert_array_equal, later, first[2])

@@ -132,6 +132,12 @@ def test_slni_on_a_generated_tiny_imagenet_folder(tiny_config, tmp_path):
   results = train.train_and_evaluate(c, str(tmp_path / "run"))
   _check_results(results)
   assert results["config"]["dataset"] == "tiny-imagenet"
+  # analyze draws VGG11-slim's two regularised Dense layers, finally and after each task.
+  from dynamos_jax import analyze
+  numbers = analyze.analyze(str(tmp_path / "run"))
+  assert [len(layer["unit_rates"][0]) for layer in numbers["hidden_layers"]] == [16, 16]
+  assert [len(v) for v in numbers["hidden_layers_by_task"][1]["ever_active"]] == list(
+      range(1, 11))
 
 
 def _load_config(name, arg=None):
@@ -157,6 +163,8 @@ def test_configs(name, dataset, side):
           s.alpha_mean, s.selection) == ("vgg11_slim", 500, "per_task", "mas", 1e-6, 4.0, 6.0,
                                          True, "best_epoch")
   assert _load_config(name, "no_reg").slni.regularizer == "no_reg"
+  if name == "tiny_imagenet":  # the demo's plateau schedule (slni-spec 7)
+    assert (s.lr_patience, s.lr_factor, s.stop_patience) == (5, 0.1, 10)
 
   class Shapes:  # What from_config reads of the benchmark.
     num_tasks = 10

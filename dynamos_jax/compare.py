@@ -23,26 +23,16 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
-import numpy as np
 
 from dynamos_jax.errors import DynamosError
 from dynamos_jax.cli import CONFIG, WORKDIR, fail, parse_flags
+# The table and the chart live with the other reports (a sweep prints them too).
+from dynamos_jax.reporting import format_summary, plot_comparison  # noqa: F401
 
 _METHODS = flags.DEFINE_list("methods", None, "Methods to compare, e.g. sgd,baseline,dynamos.")
 _SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds, e.g. 0,1,2.")
 _ONE_PROGRAM = flags.DEFINE_bool("one_program", True,
                                  "Train a method's missing seeds in one program.")
-
-# Display names; a run's protocols and metrics are whatever its results.json has.
-PROTOCOLS = {"class_il": "class-IL", "task_il": "task-IL", "gcl": "GCL"}
-METRICS = {"final_average": "final avg", "forgetting": "forgetting",
-           "backward_transfer": "BWT", "forward_transfer": "FWT", "accuracy": "accuracy"}
-
-
-def _headline(protocol_metrics: dict) -> str:
-  """The metric a protocol is judged by: the final average, or GCL's accuracy."""
-  return "final_average" if "final_average" in protocol_metrics else "accuracy"
-
 
 def run_dir(workdir: str, method: str, seed: int) -> str:
   return os.path.join(workdir, method, f"seed_{seed}")
@@ -99,63 +89,6 @@ def summarize(runs: dict[str, dict[int, dict]]) -> dict:
   from dynamos_jax import metrics
   return {method: metrics.over_seeds([by_seed[s] for s in sorted(by_seed)])
           for method, by_seed in runs.items()}
-
-
-def format_summary(summary: dict, seeds: list[int]) -> str:
-  """The comparison as a text table, mean +- std over the seeds."""
-  first = next(iter(summary.values()))
-  columns = [(p, m) for p in first for m in first[p]]
-  header = f"{'method':>16} | " + " | ".join(
-      f"{PROTOCOLS.get(p, p) + ' ' + METRICS.get(m, m):>20}" for p, m in columns)
-  lines = [f"mean +- std over seeds {', '.join(map(str, seeds))}", header]
-  for method, protocols in summary.items():
-    cells = []
-    for p, m in columns:
-      entry = protocols[p][m]
-      cells.append(f"{'-':>20}" if entry["mean"] is None
-                   else f"{entry['mean']:12.2f} +- {entry['std']:5.2f}")
-    lines.append(f"{method:>16} | " + " | ".join(cells))
-  return "\n".join(lines)
-
-
-def plot_comparison(summary: dict, runs: dict[str, dict[int, dict]], path: str) -> str:
-  """Final averages per method (bars, +- std) and average accuracy after each task (curves)."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  names = list(summary)
-  protocols = list(summary[names[0]])
-  fig, (bars, curves) = plt.subplots(1, 2, figsize=(12, 4.5))
-  width = 0.8 / len(protocols)
-  for k, protocol in enumerate(protocols):
-    headline = [summary[n][protocol][_headline(summary[n][protocol])] for n in names]
-    x = np.arange(len(names)) + (k - (len(protocols) - 1) / 2) * width
-    bars.bar(x, [h["mean"] for h in headline], width, yerr=[h["std"] for h in headline],
-             capsize=3, label=PROTOCOLS.get(protocol, protocol))
-  bars.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
-  bars.set_ylabel("final average accuracy (%)")
-  bars.set_ylim(0, 100)
-  bars.legend()
-  bars.set_title("At the end of the stream")
-  for name in names:
-    # Mean over seeds of the average accuracy on the tasks seen after each task.
-    rows = [[np.mean([v for v in row if v is not None]) for row in r["class_il"]["matrix"][1:]]
-            for r in runs[name].values() if "class_il" in r]
-    if rows and len(rows[0]) > 1:
-      curve = np.mean(rows, axis=0)
-      curves.plot(np.arange(1, len(curve) + 1), curve, marker="o", label=name)
-      curves.set_xticks(np.arange(1, len(curve) + 1))
-  curves.set_xlabel("tasks trained")
-  curves.set_ylabel("class-IL average accuracy on seen tasks (%)")
-  curves.set_ylim(0, 100)
-  if curves.lines:
-    curves.legend()
-  curves.set_title("After each task (class-IL)")
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
 
 
 def run_comparison(config, methods: list[str], seeds: list[int], workdir: str,

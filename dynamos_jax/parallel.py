@@ -107,33 +107,62 @@ def _data_axes(data, seed_axis, shared_axis):
                          for name in data.SHARED + tuple(per_seed)})
 
 
-def over_seeds(step: Callable, strategy: str, mesh: Mesh | None) -> Callable:
+def over_seeds(step: Callable | list[Callable], strategy: str, mesh: Mesh | None,
+               traced: tuple[Callable, Any] | None = None) -> Callable:
   """The step of S seeds from the step of one: ``(state[S], data, position) -> (state[S], metrics[S])``.
 
   Args:
-    step: the pure one-seed step ``(state, data, position) -> (state, metrics)``.
+    step: the pure one-seed step ``(state, data, position) -> (state, metrics)``;
+      for a sweep under ``unroll``, a list of S such steps, member i's own
+      (its method's hyperparameters as constants).
     strategy: ``vmap`` (one batched op per op) or ``unroll`` (the step once
       per seed, stacked; see config ``train.seed_strategy``).
     mesh: shard the seed axis over these devices (None: one device).
+    traced: for a sweep under ``vmap``: ``(make_step, values)``, ``values`` a
+      pytree of [S] arrays (each member's hyperparameters) and
+      ``make_step(values_i)`` the one-member step with those values traced.
   """
   strategy = resolve_strategy(strategy)
+  steps = step if isinstance(step, list) else None
+  if strategy == "vmap" and steps is not None:
+    raise DynamosError("a list of per-member steps cannot be vmapped: pass traced=(make_step, "
+                       "values) or use seed_strategy=unroll")
 
-  def local(state, data, position):
+  def unrolled(members, state, data, position):
+    return stack([members[i](index(state, i),
+                             data.replace(**{n: getattr(data, n)[i]
+                                             for n in data.per_seed_fields()}),
+                             position)
+                  for i in range(len(members))])
+
+  def local(state, data, position, values):
+    count = jax.tree.leaves(state)[0].shape[0]
     if strategy == "vmap":
-      return jax.vmap(step, in_axes=(0, _data_axes(data, 0, None), None))(state, data, position)
-    seeds = jax.tree.leaves(state)[0].shape[0]
-    return stack([step(index(state, i),
-                       data.replace(**{n: getattr(data, n)[i] for n in data.per_seed_fields()}),
-                       position)
-                  for i in range(seeds)])
+      axes = _data_axes(data, 0, None)
+      if traced is None:
+        return jax.vmap(step, in_axes=(0, axes, None))(state, data, position)
+      make_step = traced[0]
+      return jax.vmap(lambda s, d, v: make_step(v)(s, d, position),
+                      in_axes=(0, axes, 0))(state, data, values)
+    if steps is None:
+      return unrolled([step] * count, state, data, position)
+    if mesh is None or count == len(steps):
+      return unrolled(steps, state, data, position)
+    # Under the mesh every device runs this one program, yet each holds other
+    # members (device d: members d*count ... d*count + count - 1): a branch per
+    # device, each with its members' constants, picked by the device's index.
+    branches = [lambda s, d, p, first=first: unrolled(steps[first:first + count], s, d, p)
+                for first in range(0, len(steps), count)]
+    return jax.lax.switch(jax.lax.axis_index(AXIS), branches, state, data, position)
 
+  values = None if traced is None else traced[1]
   if mesh is None:
-    return local
+    return lambda state, data, position: local(state, data, position, values)
 
   def sharded(state, data, position):
-    specs = (P(AXIS), _data_axes(data, P(AXIS), P()), P())
+    specs = (P(AXIS), _data_axes(data, P(AXIS), P()), P(), P(AXIS))
     return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=P(AXIS))(
-        state, data, position)
+        state, data, position, values)
 
   return sharded
 

@@ -3,10 +3,13 @@
 import json
 import os
 
+import ml_collections
 import numpy as np
 
+from dynamos_jax import config as config_lib
 from dynamos_jax import metrics as metrics_lib
 from dynamos_jax import parallel
+from dynamos_jax import sweep as sweep_lib
 
 
 def format_table(matrix: list[list[float | None]], title: str,
@@ -45,6 +48,8 @@ def format_results(results: dict) -> str:
 
   A multi-seed run: each seed's headline figures, then their mean and std.
   """
+  if "sweep" in results:
+    return format_sweep(results)
   if "runs" in results:
     lines = []
     for run in results["runs"]:
@@ -79,8 +84,20 @@ def results_record(config, seeds, progress: dict, train: dict) -> dict:
   """results.json: the config, each seed's accuracies, metrics and log, the timings.
 
   One seed: its record at the top level; several: ``seeds``, ``runs`` (one
-  record each) and ``summary`` (every metric's values, mean and std).
+  record each) and ``summary`` (every metric's values, mean and std); a
+  sweep: ``runs`` (one per member, with its ``setting``) and ``sweep``
+  (``sweep_record``).
   """
+  if seeds.sweep is not None:
+    runs = [{"seed": r["seed"], "setting": setting, "label": seeds.sweep.label(setting),
+             **accuracy_results(r), "log": r["log"]}
+            for r, setting in zip(progress["seeds"], seeds.settings)]
+    train.update(members=len(seeds.seeds), settings=len(seeds.sweep.settings),
+                 seed_strategy=parallel.resolve_strategy(config.train.seed_strategy),
+                 devices=1 if seeds.mesh is None else seeds.mesh.size)
+    return {"config": config.to_dict(), "seeds": config_lib.run_seeds(config), "runs": runs,
+            "sweep": sweep_record(seeds.sweep, runs, headline(seeds.exps[0].benchmark)),
+            "train": train}
   if seeds.multi:
     runs = [{"seed": r["seed"], **accuracy_results(r), "log": r["log"]}
             for r in progress["seeds"]]
@@ -96,14 +113,175 @@ def results_record(config, seeds, progress: dict, train: dict) -> dict:
 def write_results(results: dict, workdir: str) -> str:
   """Writes ``workdir/results.json`` atomically (never a half-written file); returns its path.
 
-  In a multi-host run only process 0 writes.
+  A sweep also writes each setting's results as if run alone
+  (``workdir/sweep/<label>/results.json``) and its chart. In a multi-host run
+  only process 0 writes.
   """
   path = os.path.join(workdir, "results.json")
   if not parallel.is_writer():
     return path
+  _write_json(results, path)
+  if "sweep" in results:
+    for label, record in setting_results(results, workdir).items():
+      directory = os.path.join(workdir, sweep_lib.DIRECTORY, label)
+      os.makedirs(directory, exist_ok=True)
+      _write_json(record, os.path.join(directory, "results.json"))
+    runs = {label: {r["seed"]: r for r in results["runs"] if r["label"] == label}
+            for label in results["sweep"]["settings"]}
+    plot_comparison({label: s["summary"] for label, s in results["sweep"]["settings"].items()},
+                    runs, os.path.join(workdir, sweep_lib.DIRECTORY, "sweep.png"),
+                    title=f"{len(runs)} settings of {', '.join(results['sweep']['keys'])}")
+  return path
+
+
+def _write_json(record: dict, path: str) -> None:
   with open(path + ".tmp", "w") as f:
-    json.dump(results, f, indent=1)
+    json.dump(record, f, indent=1)
   os.replace(path + ".tmp", path)
+
+
+# ---- sweeps: each setting's record, the table of settings, the best one ----
+
+def headline(benchmark) -> tuple[str, str]:
+  """(protocol, metric) a benchmark's settings are ranked by: the GCL accuracy, a
+  task-incremental benchmark's task-IL final average, else the class-IL one."""
+  if benchmark.protocols == ("gcl",):
+    return "gcl", "accuracy"
+  if benchmark.kind == "task-incremental":
+    return "task_il", "final_average"
+  return "class_il", "final_average"
+
+
+def sweep_record(sweep, runs: list[dict], ranked_by: tuple[str, str]) -> dict:
+  """results.json's ``sweep``: the keys, each setting's values and summary over its
+  seeds (``metrics.over_seeds``), the ranking metric and the best setting (the
+  highest mean; the first listed among equals)."""
+  settings = {}
+  for setting in sweep.settings:
+    label = sweep.label(setting)
+    mine = [r for r in runs if r["label"] == label]
+    settings[label] = {"values": setting, "seeds": [r["seed"] for r in mine],
+                       "summary": metrics_lib.over_seeds(mine)}
+  protocol, metric = ranked_by
+  best = max(settings, key=lambda l: settings[l]["summary"][protocol][metric]["mean"])
+  return {"keys": list(sweep.keys), "settings": settings, "ranked_by": [protocol, metric],
+          "best": best}
+
+
+def setting_results(results: dict, workdir: str) -> dict[str, dict]:
+  """``{label: the results.json of that setting run alone}`` from a sweep's results.
+
+  One seed: the one-seed record; several: the multi-seed record. The config is
+  the setting's (``sweep.setting_config``), so it reads as that run's.
+  """
+  config = ml_collections.ConfigDict(results["config"])
+  out = {}
+  for label, entry in results["sweep"]["settings"].items():
+    alone = sweep_lib.setting_config(config, entry["values"]).to_dict()
+    runs = [{k: v for k, v in r.items() if k not in ("setting", "label")}
+            for r in results["runs"] if r["label"] == label]
+    train = {**results["train"], "trained_in": os.path.abspath(workdir), "setting": label}
+    if len(runs) == 1:
+      out[label] = {"config": alone, **{k: v for k, v in runs[0].items() if k != "seed"},
+                    "train": train}
+    else:
+      out[label] = {"config": alone, "seeds": entry["seeds"], "runs": runs,
+                    "summary": entry["summary"], "train": train}
+  return out
+
+
+def format_sweep(results: dict) -> str:
+  """The sweep's table (a row per setting, mean +- std over its seeds) and the best."""
+  record = results["sweep"]
+  summary = {label: s["summary"] for label, s in record["settings"].items()}
+  protocol, metric = record["ranked_by"]
+  best = record["settings"][record["best"]]["summary"][protocol][metric]
+  return "\n".join([
+      format_summary(summary, results["seeds"], name="setting", headlines_only=True),
+      f"best setting by {PROTOCOLS.get(protocol, protocol)} {METRICS.get(metric, metric)}: "
+      f"{record['best']} ({best['mean']:.2f} +- {best['std']:.2f})"])
+
+
+# ---- the comparison table and chart (compare.py and sweeps) ----
+
+# Display names; a run's protocols and metrics are whatever its results.json has.
+PROTOCOLS = {"class_il": "class-IL", "task_il": "task-IL", "gcl": "GCL"}
+METRICS = {"final_average": "final avg", "forgetting": "forgetting",
+           "backward_transfer": "BWT", "forward_transfer": "FWT", "accuracy": "accuracy"}
+
+
+def _headline(protocol_metrics: dict) -> str:
+  """The metric a protocol is judged by: the final average, or GCL's accuracy."""
+  return "final_average" if "final_average" in protocol_metrics else "accuracy"
+
+
+def format_summary(summary: dict, seeds: list[int], name: str = "method",
+                   headlines_only: bool = False) -> str:
+  """The comparison as a text table, mean +- std over the seeds.
+
+  Args:
+    summary: ``{row name: metrics.over_seeds(...)}`` (a method, or a sweep's setting).
+    seeds: the seeds averaged over. name: the first column's title.
+    headlines_only: a column per protocol, its final average (or GCL accuracy).
+  """
+  first = next(iter(summary.values()))
+  columns = [(p, m) for p in first for m in first[p]
+             if not headlines_only or m == _headline(first[p])]
+  width = max(16, *(len(n) for n in summary))
+  header = f"{name:>{width}} | " + " | ".join(
+      f"{PROTOCOLS.get(p, p) + ' ' + METRICS.get(m, m):>20}" for p, m in columns)
+  lines = [f"mean +- std over seeds {', '.join(map(str, seeds))}", header]
+  for row, protocols in summary.items():
+    cells = []
+    for p, m in columns:
+      entry = protocols[p][m]
+      cells.append(f"{'-':>20}" if entry["mean"] is None
+                   else f"{entry['mean']:12.2f} +- {entry['std']:5.2f}")
+    lines.append(f"{row:>{width}} | " + " | ".join(cells))
+  return "\n".join(lines)
+
+
+def plot_comparison(summary: dict, runs: dict[str, dict[int, dict]], path: str,
+                    title: str | None = None) -> str:
+  """Final averages per method or setting (bars, +- std) and average accuracy after
+  each task (curves); ``title`` over both."""
+  import matplotlib  # Imported here: only the charts need it.
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  names = list(summary)
+  protocols = list(summary[names[0]])
+  fig, (bars, curves) = plt.subplots(1, 2, figsize=(12, 4.5))
+  width = 0.8 / len(protocols)
+  for k, protocol in enumerate(protocols):
+    headline = [summary[n][protocol][_headline(summary[n][protocol])] for n in names]
+    x = np.arange(len(names)) + (k - (len(protocols) - 1) / 2) * width
+    bars.bar(x, [h["mean"] for h in headline], width, yerr=[h["std"] for h in headline],
+             capsize=3, label=PROTOCOLS.get(protocol, protocol))
+  bars.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
+  bars.set_ylabel("final average accuracy (%)")
+  bars.set_ylim(0, 100)
+  bars.legend()
+  bars.set_title("At the end of the stream")
+  for name in names:
+    # Mean over seeds of the average accuracy on the tasks seen after each task.
+    rows = [[np.mean([v for v in row if v is not None]) for row in r["class_il"]["matrix"][1:]]
+            for r in runs[name].values() if "class_il" in r]
+    if rows and len(rows[0]) > 1:
+      curve = np.mean(rows, axis=0)
+      curves.plot(np.arange(1, len(curve) + 1), curve, marker="o", label=name)
+      curves.set_xticks(np.arange(1, len(curve) + 1))
+  curves.set_xlabel("tasks trained")
+  curves.set_ylabel("class-IL average accuracy on seen tasks (%)")
+  curves.set_ylim(0, 100)
+  if curves.lines:
+    curves.legend()
+  curves.set_title("After each task (class-IL)")
+  if title:
+    fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
   return path
 
 

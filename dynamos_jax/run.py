@@ -1,7 +1,8 @@
 """Command line: ``python -m dynamos_jax.run --config=configs/NAME.py --workdir=DIR``.
 
-Any config key can be overridden with ``--config.KEY=VALUE``. Bad input ends
-with a one-line message and exit code 2.
+Any config key can be overridden with ``--config.KEY=VALUE``;
+``--config.sweep="dynamos.alpha=0.1,0.5;lr=0.05,0.1"`` trains a grid of settings
+in one program (sweep.py). Bad input ends with a one-line message and exit code 2.
 """
 
 import sys
@@ -28,9 +29,11 @@ def main(argv: list[str]) -> None:
   # Imported after flag parsing so `--help` and flag errors are quick.
   from dynamos_jax import config as config_lib
   from dynamos_jax import parallel
+  from dynamos_jax import sweep
   from dynamos_jax import train
   try:
     config_lib.validate(CONFIG.value)
+    sweep.validate(CONFIG.value)  # each setting's config too, before anything trains
     parallel.start(CONFIG.value)
     train.train_and_evaluate(CONFIG.value, WORKDIR.value)
   except train.Interrupted as e:

@@ -6,32 +6,58 @@ Several: every seed's state stacked along a leading axis, the step lifted by
 hooks and evaluation see one seed's state at a time.
 """
 
+import os
+
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from dynamos_jax import config as config_lib
+from dynamos_jax import evaluation
 from dynamos_jax import parallel
+from dynamos_jax import sweep as sweep_lib
 from dynamos_jax.data.streams import EpochData
 from dynamos_jax.errors import DynamosError
 from dynamos_jax.experiment import Experiment
+from dynamos_jax.live import LiveMetrics
 from dynamos_jax.methods import Method
 from dynamos_jax.runner import ChunkRunner, make_train_step, unaliased
 from dynamos_jax.state import TrainState
 
 
 class Seeds:
-  """The run's seeds: their Experiments, the mesh and the stacked layout."""
+  """The run's members: their Experiments, the mesh and the stacked layout.
+
+  Without a sweep the members are the seeds; with one (sweep.py), every
+  setting's seeds, setting-major: ``seeds[i]`` and ``settings[i]`` are member
+  i's seed and ``{key: value}``.
+  """
 
   def __init__(self, config: ml_collections.ConfigDict):
-    self.seeds = config_lib.run_seeds(config)
-    self.multi = bool(str(config.seeds).strip())
-    first = Experiment(config, self.seeds[0])
-    self.exps = [first] + [Experiment(config, s, shared_with=first) for s in self.seeds[1:]]
+    self.sweep = sweep_lib.validate(config)
+    run_seeds = config_lib.run_seeds(config)
+    grid = self.sweep.settings if self.sweep else ({},)
+    self.settings = [setting for setting in grid for _ in run_seeds]
+    self.seeds = [seed for _ in grid for seed in run_seeds]
+    self.multi = bool(str(config.seeds).strip()) or self.sweep is not None
+    self.exps, predictors, first = [], {}, None
+    for seed, setting in zip(self.seeds, self.settings):
+      exp = Experiment(sweep_lib.setting_config(config, setting), seed, shared_with=first)
+      if first is None:
+        first = exp
+        if self.sweep:
+          sweep_lib.check_read(type(exp.method), config, self.sweep, exp.benchmark)
+      # Prediction may read a swept value (a temperature): each setting its own jits.
+      name = tuple(setting.items())
+      if name not in predictors:
+        predictors[name] = exp.predictors if exp is first else evaluation.Predictors(exp.method)
+      exp.predictors = predictors[name]
+      self.exps.append(exp)
     if any(e.chunks != first.chunks for e in self.exps):
-      raise DynamosError("the seeds' streams have different lengths, so they cannot share one "
-                         "program; run them one at a time (--config.seed=N)")
+      raise DynamosError("the members' plans differ (stream lengths or phases), so they cannot "
+                         "share one program; run them one at a time (--config.seed=N)")
     self.config = config
     self.mesh = (parallel.seed_mesh(len(self.seeds), config.train.seed_devices)
                  if self.multi else None)
@@ -45,24 +71,74 @@ class Seeds:
   def chunks(self):
     return self.exps[0].chunks
 
+  def name(self, i: int) -> str:
+    """Member i as the progress lines and errors name it: ``seed 2`` or ``SETTING seed 2``."""
+    setting = f"{self.sweep.label(self.settings[i])} " if self.sweep else ""
+    return f"{setting}seed {self.seeds[i]}"
+
+  def directory(self, workdir: str, i: int) -> str:
+    """Where member i's own files go: the run's directory, or its setting's folder."""
+    if self.sweep is None:
+      return workdir
+    return os.path.join(workdir, sweep_lib.DIRECTORY, self.sweep.label(self.settings[i]))
+
+  def directories(self, workdir: str) -> list[tuple[str, list[int]]]:
+    """``(directory, its seeds)`` of each folder of member files (one without a sweep)."""
+    run_seeds = config_lib.run_seeds(self.config)
+    if self.sweep is None:
+      return [(workdir, run_seeds)]
+    return [(os.path.join(workdir, sweep_lib.DIRECTORY, label), run_seeds)
+            for label in self.sweep.labels]
+
+  def live_metrics(self, workdir: str, resume_step: int, enabled: bool):
+    """The members' live streams: WORKDIR/live/seed_N, or each setting's folder's."""
+    if self.sweep is None:
+      return LiveMetrics(workdir, self.seeds, resume_step, enabled)
+    return sweep_lib.SweepLive(workdir, self.sweep, config_lib.run_seeds(self.config),
+                               resume_step, enabled)
+
   def initial_state(self) -> TrainState:
     if not self.multi:
       return unaliased(self.exps[0].initial_state())
-    return self.place(parallel.stack([e.initial_state() for e in self.exps]))
+    states = [e.initial_state() for e in self.exps]
+    shapes = {tuple(np.shape(x) for x in jax.tree.leaves(s)) for s in states}
+    if len(shapes) > 1:
+      raise DynamosError("the members' states have different shapes, so they cannot share one "
+                         "program; sweep only keys that keep the shapes")
+    return self.place(parallel.stack(states))
 
   def place(self, state: TrainState) -> TrainState:
     return parallel.place(state, self.mesh, P(parallel.AXIS)) if self.multi else state
 
   def make_runners(self) -> dict[str, ChunkRunner]:
-    """A chunk runner per phase of the plan (the step lifted over the seeds)."""
+    """A chunk runner per phase of the plan (the step lifted over the members)."""
     exp = self.exps[0]
-    strategy = self.config.train.seed_strategy
-    lift = ((lambda step: parallel.over_seeds(step, strategy, self.mesh)) if self.multi
-            else (lambda step: step))
     phases = dict.fromkeys(c.phase for c in exp.chunks)
-    return {phase: ChunkRunner(lift(make_train_step(exp.method, phase)),
-                               self.config.train.chunk_strategy, self.config.train.chunk_size)
+    return {phase: ChunkRunner(self._step(phase), self.config.train.chunk_strategy,
+                               self.config.train.chunk_size)
             for phase in phases}
+
+  def _step(self, phase: str):
+    """The phase's step of all members: one seed's, lifted over the seeds; a sweep's
+    per-member steps (unroll) or its step with traced hyperparameters (vmap)."""
+    exp = self.exps[0]
+    strategy = parallel.resolve_strategy(self.config.train.seed_strategy)
+    if not self.multi:
+      return make_train_step(exp.method, phase)
+    if self.sweep is None:
+      return parallel.over_seeds(make_train_step(exp.method, phase), strategy, self.mesh)
+    if strategy == "unroll":
+      return parallel.over_seeds([make_train_step(e.method, phase) for e in self.exps],
+                                 strategy, self.mesh)
+    varying = sweep_lib.varying_fields([e.method for e in self.exps])
+    values = {".".join(path): jnp.asarray(v, jnp.float32) for path, v in varying.items()}
+
+    def make_step(mine):
+      method = sweep_lib.with_values(
+          exp.method, {tuple(name.split(".")): v for name, v in mine.items()})
+      return make_train_step(method, phase)
+
+    return parallel.over_seeds(None, strategy, self.mesh, traced=(make_step, values))
 
   def epoch_data(self, task: int, epoch: int) -> EpochData:
     if not self.multi:

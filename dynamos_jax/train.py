@@ -19,6 +19,7 @@ import numpy as np
 
 from dynamos_jax import config as config_lib
 from dynamos_jax import reporting
+from dynamos_jax import sweep as sweep_lib
 from dynamos_jax import task_reports
 from dynamos_jax.checkpoint import (Checkpointer, Interrupted, StopSignals, config_differences,
                                     open_run_directory)
@@ -47,8 +48,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state, progress = _start_or_resume(config, seeds, checkpoints)
   live = _open_live(config, workdir, seeds, progress)
   # The reports of the tasks the checkpoint has not finished are written again.
-  task_reports.keep_finished(workdir, seeds.seeds, sum(
-      c.ends_task for c in seeds.chunks[:progress["next_chunk"]]))
+  for directory, member_seeds in seeds.directories(workdir):
+    task_reports.keep_finished(directory, member_seeds, sum(
+        c.ends_task for c in seeds.chunks[:progress["next_chunk"]]))
   runners = seeds.make_runners()
   try:
     state = _train(config, workdir, seeds, runners, state, progress, checkpoints, live)
@@ -66,8 +68,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   results = reporting.results_record(config, seeds, progress, train)
   path = reporting.write_results(results, workdir)
   print(reporting.format_results(results))
-  print(f"trained {progress['total_steps']} steps"
-        f"{f' x {len(seeds.seeds)} seeds' if seeds.multi else ''} in {seconds:.1f} s "
+  members = f" x {len(seeds.seeds)} {'members' if seeds.sweep else 'seeds'}" if seeds.multi else ""
+  print(f"trained {progress['total_steps']} steps{members} in {seconds:.1f} s "
         f"({train['steps_per_second']:.1f} steps/s; compile {compile_seconds:.1f} s); "
         f"results in {path}")
   return results
@@ -109,7 +111,7 @@ def _start_or_resume(config, seeds: Seeds, checkpoints: Checkpointer) -> tuple[T
 
 def _open_live(config, workdir: str, seeds: Seeds, progress: dict) -> LiveMetrics:
   """The live metric streams, with the untrained model's evaluation on a fresh start."""
-  live = LiveMetrics(workdir, seeds.seeds, progress["total_steps"], config.train.live_metrics)
+  live = seeds.live_metrics(workdir, progress["total_steps"], config.train.live_metrics)
   if progress["total_steps"] == 0:
     for i, record in enumerate(_records(progress)):
       if "before" in record:  # GCL evaluates once, at the end of the stream.
@@ -162,9 +164,9 @@ def _train(config, workdir: str, seeds: Seeds, runners, state: TrainState, progr
         for i, record in enumerate(_records(progress)):
           one = seeds.state_of(state, i)
           scores = _evaluate_task_end(seeds.exps[i], one, chunk, record, bar,
-                                      f"seed {seeds.seeds[i]}: " if seeds.multi else "")
+                                      f"{seeds.name(i)}: " if seeds.multi else "")
           live.evaluation(i, progress["total_steps"], chunk.task + 1, scores)
-          task_reports.report(workdir, seeds.exps[i], one, chunk.task)
+          task_reports.report(seeds.directory(workdir, i), seeds.exps[i], one, chunk.task)
       live.flush()
       due = progress["total_steps"] - last_saved >= config.checkpoint.every_steps
       if chunk.ends_task or due or stop.received:
@@ -183,14 +185,14 @@ def _train(config, workdir: str, seeds: Seeds, runners, state: TrainState, progr
 def _check_finite(per_seed: list[dict], seeds: Seeds, chunk, progress: dict,
                   checkpoints: Checkpointer) -> None:
   """The NaN guard: a non-finite loss stops the run, naming the last good checkpoint."""
-  for seed, m in zip(seeds.seeds, per_seed):
+  for i, m in enumerate(per_seed):
     if not np.all(np.isfinite(m["loss"])):
       bad = progress["total_steps"] + int(np.argmin(np.isfinite(m["loss"])))
       saved = (f"the last good checkpoint is step {checkpoints.steps()[-1]} in "
                f"{checkpoints.directory} (kept)" if checkpoints.steps()
                else "no checkpoint was saved yet")
       raise DynamosError(f"non-finite loss at step {bad} (task {chunk.task + 1}"
-                         f"{f', seed {seed}' if seeds.multi else ''}); {saved}; "
+                         f"{f', {seeds.name(i)}' if seeds.multi else ''}); {saved}; "
                          "lower --config.lr or check the loss weights")
 
 
@@ -221,11 +223,15 @@ def restore_seeds(workdir: str, seed: int | None = None
 
   A multi-seed run gives every seed (``seed``: only that one) with its own
   record of accuracies and log in ``progress``; a one-seed run gives its seed.
+  A sweep's setting is read through its folder, ``workdir`` = SWEEP/sweep/<setting>.
 
   Raises:
-    DynamosError: no run there, no readable checkpoint, or ``seed`` not one of the run's.
+    DynamosError: no run there, no readable checkpoint, ``seed`` not one of the
+      run's, or a sweep's directory rather than one of its settings'.
   """
-  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  member = (None if os.path.isdir(os.path.join(workdir, "checkpoints"))
+            else sweep_lib.member_directory(workdir))
+  directory = os.path.join(os.path.abspath(member[0] if member else workdir), "checkpoints")
   if not os.path.isdir(directory):
     raise DynamosError(f"no checkpoints in {directory}: is --workdir the directory of a run?")
   progress = Checkpointer(directory, keep=1_000_000).latest_progress()
@@ -239,12 +245,21 @@ def restore_seeds(workdir: str, seed: int | None = None
     raise DynamosError(f"seed {seed} is not one of the run's seeds {run_seeds}: drop --seed or "
                        f"pick one of them")
   layout = Seeds(config)
+  labels = layout.sweep.labels if layout.sweep else []
+  if layout.sweep and member is None:
+    raise DynamosError(f"{workdir} is a sweep of {len(labels)} settings: read one with "
+                       f"--workdir={os.path.join(workdir, sweep_lib.DIRECTORY, labels[0])} "
+                       f"(settings: {', '.join(labels)})")
+  if member and member[1] not in labels:
+    raise DynamosError(f"{member[1]} is not a setting of the sweep in {member[0]}: use one of "
+                       f"{', '.join(labels) or '(none: it is not a sweep)'}")
   state, progress = Checkpointer(directory, keep=1_000_000).restore_latest(layout.initial_state())
   if not layout.multi:
     return [(layout.exps[0], state, progress)]
   shared = {k: v for k, v in progress.items() if k != "seeds"}
   return [(layout.exps[i], layout.state_of(state, i), {**shared, **progress["seeds"][i]})
-          for i, s in enumerate(run_seeds) if seed is None or s == seed]
+          for i, s in enumerate(layout.seeds) if (seed is None or s == seed)
+          and (member is None or layout.sweep.label(layout.settings[i]) == member[1])]
 
 
 def restore_run(workdir: str, seed: int | None = None) -> tuple[Experiment, TrainState, dict]:

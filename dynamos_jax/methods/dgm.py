@@ -24,22 +24,11 @@ position j = k % batches):
      clipped at norm 1e4; frozen entries restored after the update.
 D's BN statistics follow every training-mode forward in that order.
 
-State (``dgm_state.DGMState``): G's params and BN statistics at the task's common
-shapes, D's variables, two Adam states (re-created at every task start: a
-carried state would move frozen weights, spec 12.4), the finished tasks'
-embeddings (float: past tasks generate with the soft masks sigmoid(S e),
-spec 12.5), the cumulative binary masks, per-task active channel counts, the
-reserved counts of the growth rule, a snapshot of G's weights at the task
-start, the task's sizes and the step counter.
+State: ``dgm_state.DGMState``.
 
 Choices and deviations (the README's DGM section should say them):
-- Replay (spec 5, 15.6): not stored. Past class c's image at position q of
-  the task's fixed order is generated inside the step from the task-start
-  snapshot of G (eval-mode BN, s = S, task c's masks, BN and head) with noise
-  keyed by (task, c, q): a fixed set per task, as the reference's, that a
-  resumed run regenerates exactly; it costs a G forward per replayed image
-  (G is ~3 % of D's cost). The reference permutes each generated set once;
-  with i.i.d. noise per index that permutation changes no distribution.
+- Replay (spec 5, 15.6): not stored, generated inside the step from the
+  task-start snapshot of G (``dgm_replay``).
 - Growth happens after every task, the last one included; each seed grows by
   its own masks, and arrays are padded to a common shape (multiples of
   ``dgm.shape_multiple``) with existence masks (spec 15.1; ``dgm_shapes``).
@@ -49,8 +38,9 @@ Choices and deviations (the README's DGM section should say them):
 - ``dgm.loops``: on CPU the t + 1 CE chunks and the replay classes are
   unrolled (XLA:CPU runs convolution gradients in a rolled loop on a slow
   path); elsewhere scanned (one compiled body).
-- The reference's "best validation" report is not offered yet
-  (``dgm.selection=final`` only); ``dgm.eval_every`` is recorded, unused.
+- ``dgm.selection=best_valid``: the reference's "best validation" report,
+  recorded beside the final model's accuracies (D not reverted;
+  ``dgm_selection``).
 - For a user (spec 16), in ``dgm_summary``: ``generate`` (a class's images at
   s = S, soft or binarised masks), ``mask_statistics`` (per task and layer:
   reserved, new, reused, free), ``generator_size`` (Table 3/4's parameters
@@ -67,15 +57,16 @@ import optax
 
 from dynamos_jax import hat
 from dynamos_jax import losses
-from dynamos_jax.methods import dgm_config, dgm_shapes
+from dynamos_jax.methods import (dgm_config, dgm_replay, dgm_selection, dgm_shapes,
+                                 dgm_summary)
 from dynamos_jax.methods.base import Method, register
 from dynamos_jax.methods.dgm_state import DGMState
 from dynamos_jax.models import dgm_generator as gen
 from dynamos_jax.models.dgm_discriminator import Discriminator, init_discriminator, to_unit
 
 # fold_in constants of the named keys (design.md 3: never reuse a key).
-# 3 and 4 (BN, GROW) are dgm_shapes'.
-_D_INIT, _HEAD, _REPLAY = 1, 2, 5
+# 3 and 4 (BN, GROW) are dgm_shapes', 5 (REPLAY) dgm_replay's.
+_D_INIT, _HEAD = 1, 2
 # Per step: the step's key split into these consumers.
 _STEP_KEYS = ("perm", "z_d", "gp", "z_g")
 
@@ -108,6 +99,12 @@ class DGM(Method):
   clip_norm: float = 1e4
   replay: str = "fixed"
   unroll: bool = False
+  selection: str = "final"
+  eval_every: int = 2
+  max_steps: int = 0  # train.max_steps_per_task (0: none): when a task's last epoch ends
+  eval_batch_size: int = 256
+  # The seed's benchmark, for best_valid's evaluations (its hold-out is the seed's).
+  benchmark: object = dataclasses.field(default=None, compare=False, repr=False)
 
   name = "dgm"
   namespace = "dgm"
@@ -130,7 +127,10 @@ class DGM(Method):
                float(d.smax), d.lambda_ru, d.lambda_gp, d.lambda_adv, bool(d.aux_g),
                bool(d.reinit_d), d.lr_d, d.lr_g, d.beta1, d.beta2, d.ndf, bool(d.onehot),
                d.schedule, d.expansion, d.shape_multiple, d.thres_cosh, d.clip_norm, d.replay,
-               d.loops == "unroll" or (d.loops == "auto" and jax.default_backend() == "cpu"))
+               d.loops == "unroll" or (d.loops == "auto" and jax.default_backend() == "cpu"),
+               selection=d.selection, eval_every=d.eval_every,
+               max_steps=config.train.max_steps_per_task,
+               eval_batch_size=config.train.eval_batch_size, benchmark=benchmark)
 
   # --- pieces --------------------------------------------------------------------------------
 
@@ -203,7 +203,8 @@ class DGM(Method):
         counts=jnp.tile(jnp.asarray(counts)[None], (t + 1, 1)),
         reserved=jnp.zeros((layers,), jnp.int32), snapshot=g["w"],
         seen=jnp.zeros((1,), jnp.int32), samples=zeros, batches=zeros + 1,
-        step_in_task=zeros, key=jax.random.key_data(own))
+        step_in_task=zeros, key=jax.random.key_data(own),
+        selection=dgm_selection.empty(self.selection, t, self.num_classes))
 
   def begin_task(self, state, task):
     """D re-initialised (t > 0), task t's head drawn, fresh Adam states, the replay's snapshot."""
@@ -226,34 +227,6 @@ class DGM(Method):
         snapshot=tuple(jnp.copy(w) for w in g["w"]), seen=jnp.arange(t + 1, dtype=jnp.int32),
         samples=jnp.int32(task.size), batches=jnp.int32(-(-task.size // self.batch_size)),
         step_in_task=jnp.zeros((), jnp.int32))
-
-  def _replay(self, state, positions, t: int):
-    """Past classes' images at sample positions [B] of the task's order: [t, B, 32, 32, C].
-
-    G as it was at the task start (the snapshot's weights; past tasks' BN,
-    heads and statistics do not change within a task), eval-mode BN, s = S,
-    each class's own masks and sub-network; noise keyed by (task, class,
-    position), plus the step with ``replay=fresh``.
-    """
-    key = self._key(state, _REPLAY, t)
-    if self.replay == "fresh":
-      key = jax.random.fold_in(key, state.step_in_task)
-    g = dict(state.g, w=state.snapshot)
-
-    def one(_, c):
-      kc = jax.random.fold_in(key, c)
-      z = jax.vmap(lambda q: jax.random.normal(jax.random.fold_in(kc, q), (self.spec.nz,)))(
-          positions)
-      if self.onehot:
-        z = z.at[:, :self.num_classes].set(jax.nn.one_hot(jnp.full(z.shape[:1], c),
-                                                          self.num_classes))
-      counts = state.counts[c]
-      exists = self._exists(g, counts)
-      masks = self._masks(tuple(e[c] for e in state.past_emb), self.smax, exists)
-      images, _ = gen.forward(self.spec, g, state.g_stats, z, c, masks, counts, train=False)
-      return None, images
-
-    return jax.lax.scan(one, None, jnp.arange(t), unroll=self.unroll)[1]
 
   def _ce_chunks(self, state, key, real, labels, valid, replay, t: int):
     """The t + 1 CE steps on D over real + replay, shuffled and cut into chunks (spec 7)."""
@@ -302,7 +275,7 @@ class DGM(Method):
     b = real.shape[0]
     replay = None
     if t > 0:
-      replay = self._replay(state, position * self.batch_size + jnp.arange(b), t)
+      replay = dgm_replay.replay(self, state, position * self.batch_size + jnp.arange(b), t)
 
     # 1. The classifier: t + 1 CE steps on real + replay.
     (d, d_stats, d_opt), ce, accuracy = self._ce_chunks(state, keys["perm"], real,
@@ -390,6 +363,22 @@ class DGM(Method):
     new, widths = dgm_shapes.grown(self, g, counts, ones - np.asarray(state.reserved))
     state = state.replace(cum=cum, past_emb=past_emb, reserved=jnp.asarray(ones, jnp.int32))
     return dgm_shapes.pad(self, state, widths, grown=(t, counts, new))
+
+  @property
+  def end_epoch(self):
+    """With ``best_valid``: the code's validation evaluations (``dgm_selection``)."""
+    if self.selection != "best_valid":
+      return None
+    return lambda state, task, accuracy: dgm_selection.end_epoch(self, state, task)
+
+  def after_task(self, state, task, benchmark) -> dict[str, np.ndarray]:
+    """After task t: samples uint8 [t + 1, n, 32, 32, C] of every seen class from fixed
+    noise (``dgm_summary.samples``); with ``best_valid``, the task's record."""
+    del benchmark
+    out = {"samples": dgm_summary.samples(self, state, task.index + 1)}
+    if self.selection == "best_valid":
+      out.update(dgm_selection.task_record(state, task.index))
+    return out
 
   def common_shape(self, states: list) -> list:
     """Several seeds' states (each grown by its own masks) padded to their widest widths

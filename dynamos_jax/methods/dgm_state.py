@@ -1,7 +1,15 @@
 """DGM's state pytree (``methods/dgm.py``): what a seed carries across steps and tasks.
 
-Its arrays change shapes between tasks (G grows, ``dgm_shapes``), never its
-tree structure; a checkpoint records the shapes (``checkpoint.py``).
+G's params and BN statistics at the task's common shapes, D's variables,
+two Adam states (re-created at every task start: a carried state would move
+frozen weights, spec 12.4), the finished tasks' embeddings (float: past
+tasks generate with the soft masks sigmoid(S e), spec 12.5), the cumulative
+binary masks, per-task active channel counts, the reserved counts of the
+growth rule, a snapshot of G's weights at the task start (the replay's
+generator), the task's sizes, the step counter, the method's own key and
+``best_valid``'s records. Its arrays change shapes between tasks (G grows,
+``dgm_shapes``), never its tree structure; a checkpoint records the shapes
+(``checkpoint.py``).
 """
 
 import flax.struct
@@ -24,6 +32,8 @@ class DGMState:
   seen: int32 [t + 1] the classes seen (its length makes t static in the step).
   samples, batches, step_in_task: int32 [] N_t, batches per epoch, steps taken.
   key: uint32 raw key data of the method's named keys.
+  selection: ``dgm.selection=best_valid``'s records per task (``dgm_selection``);
+    {} (no leaves) for ``final``.
   """
   g: dict
   g_stats: dict
@@ -41,6 +51,7 @@ class DGMState:
   batches: jax.Array
   step_in_task: jax.Array
   key: jax.Array
+  selection: dict
 
   @property
   def task(self) -> jax.Array:

@@ -14,6 +14,12 @@ import numpy as np
 from dynamos_jax import hat
 from dynamos_jax.models import dgm_generator as gen
 
+# fold_in constant of the after-task samples' noise, off the method's own key (state.key;
+# the other named keys, 1-5, are dgm.py's, dgm_shapes' and dgm_replay's): no task folded
+# in, so the same noise after every task.
+SAMPLES_KEY = 16
+SAMPLES_PER_CLASS = 8
+
 
 def generate(method, state, z: jax.Array, task: int, finished: bool = True,
              binary: bool = False) -> jax.Array:
@@ -29,6 +35,29 @@ def generate(method, state, z: jax.Array, task: int, finished: bool = True,
   else:
     masks = method._masks(emb, method.smax, exists)
   return gen.forward(method.spec, state.g, state.g_stats, z, task, masks, counts, False)[0]
+
+
+def sample_noise(method, state, n: int = SAMPLES_PER_CLASS) -> jax.Array:
+  """float32 [n, nz] the samples' noise: from the seed (``state.key``) and ``SAMPLES_KEY``
+  only, so the same after every task; its one-hot prefix is each class's (``samples``)."""
+  key = jax.random.fold_in(jax.random.wrap_key_data(jnp.asarray(state.key)), SAMPLES_KEY)
+  return jax.random.normal(key, (n, method.spec.nz))
+
+
+def samples(method, state, classes: int, n: int = SAMPLES_PER_CLASS) -> np.ndarray:
+  """uint8 [classes, n, 32, 32, C] images of classes 0..classes-1 (``generate``: s = S, eval
+  BN, each class's own masks and sub-network) from the same noise in every row (column j:
+  ``sample_noise``'s row j, its one-hot prefix set to the class); pixels round(127.5 (x + 1))."""
+  state = jax.tree.map(jnp.asarray, state)
+  base = sample_noise(method, state, n)
+  rows = []
+  for c in range(classes):
+    z = base
+    if method.onehot:
+      z = z.at[:, :method.num_classes].set(jax.nn.one_hot(jnp.full((n,), c), method.num_classes))
+    images = np.asarray(generate(method, state, z, c), np.float32)
+    rows.append(np.clip(np.round(127.5 * (images + 1.0)), 0, 255).astype(np.uint8))
+  return np.stack(rows)
 
 
 def task_masks(method, state, tasks: int) -> list[tuple[np.ndarray, ...]]:

@@ -1,0 +1,138 @@
+"""What the authors' Dynamos run reads from us and writes back to us, without torch.
+
+- ``mnist_arrays``: MNIST through our own loader (``dynamos_jax.data.sources``,
+  the ``files`` or ``bundled`` source), as torchvision's MNIST holds it (grey uint8
+  [N, 28, 28], int64 labels), so their run trains and tests on the bytes ours does.
+- ``accuracy_record``: their ``evaluate`` calls, in the order their training loop
+  makes them, as our results.json's ``class_il`` / ``task_il`` entries and
+  ``metrics`` (computed by ``dynamos_jax.metrics``, so both sides share one
+  definition of forgetting and transfer).
+- ``StepLog``: their per-step loss dictionaries under our log's metric names,
+  averaged over chunks of steps as our log is.
+
+numpy and dynamos_jax's numpy-only modules only (tests/test_reference_dynamos.py).
+"""
+
+import numpy as np
+
+from dynamos_jax import metrics
+from dynamos_jax.data import sources
+from dynamos_jax.errors import DataError
+
+# Their observe()'s loss keys -> our Dynamos metric names (methods/dynamos.py).
+LOSS_NAMES = {"CE_curr": "ce", "Rwd_curr": "reinforce", "Prototype_loss": "prototype",
+              "Logits_buff": "mse_logits", "Logits_Policy_buff": "mse_attention",
+              "CE_buff": "replay_ce", "Rwd_buff": "replay_reinforce",
+              "Buf_Prototype_loss": "replay_prototype", "Total_loss": "loss"}
+
+
+def mnist_arrays(source: str, path: str | None):
+  """MNIST as our ``source`` loads it, in torchvision's layout.
+
+  Returns:
+    (train_images uint8 [N, 28, 28], train_labels int64 [N], test_images uint8
+    [M, 28, 28], test_labels int64 [M]). Our loader replicates the grey image to
+    3 channels; their MyMNIST does the same from the grey one, so channel 0 is it.
+
+  Raises:
+    DataError: from our loader, or when the 3 channels differ (not grey MNIST).
+  """
+  data = sources.load_dataset("mnist", source, path)
+  out = []
+  for split, images, labels in (("train", data.train_images, data.train_labels),
+                                ("test", data.test_images, data.test_labels)):
+    if not (np.array_equal(images[..., 0], images[..., 1])
+            and np.array_equal(images[..., 0], images[..., 2])):
+      raise DataError(f"mnist/{source}: the {split} images' 3 channels differ; give grey MNIST")
+    out += [np.ascontiguousarray(images[..., 0]), labels.astype(np.int64)]
+  return tuple(out)
+
+
+def accuracy_record(calls, num_tasks: int) -> dict:
+  """Our results.json's accuracy entries from their ``evaluate`` calls.
+
+  Args:
+    calls: one ``(last, class_il, task_il)`` per call of their evaluate, in call
+      order: the untrained ("random") model on every task; then per task t an
+      evaluation of task t alone before training it (``last=True``, t > 0) and
+      one of tasks 0..t after it. ``class_il`` / ``task_il``: percent per task
+      evaluated. A run cut short has fewer calls; its rows stop there.
+    num_tasks: T.
+
+  Returns:
+    ``{"class_il": {"matrix", "before", "final_average"}, "task_il": {...},
+    "metrics": {protocol: dynamos_jax.metrics.summarize(...)}}``: matrix rows
+    0..t (row 0 the untrained model, row i after task i-1; tasks not yet seen
+    None), ``before[j]`` the accuracy on task j just before training it
+    (``before[0]`` the untrained model's).
+
+  Raises:
+    ValueError: the calls are not in that order.
+  """
+  if not calls or calls[0][0] or len(calls[0][1]) != num_tasks:
+    raise ValueError(f"the first evaluation must be the untrained model on all {num_tasks} tasks")
+  out = {}
+  for p, protocol in ((1, "class_il"), (2, "task_il")):
+    matrix = [[float(a) for a in calls[0][p]]]
+    before = [float(calls[0][p][0])]
+    for last, *accs in calls[1:]:
+      acc = [float(a) for a in accs[p - 1]]
+      task = len(matrix) - 1  # the task trained next
+      if last:
+        if len(acc) != 1 or task == 0 or len(before) != task:
+          raise ValueError(f"unexpected 'before' evaluation ahead of task {task}")
+        before.append(acc[0])
+      else:
+        if len(acc) != task + 1 or len(before) != task + 1:
+          raise ValueError(f"evaluation after task {task} covers {len(acc)} tasks")
+        matrix.append(acc + [None] * (num_tasks - len(acc)))
+    out[protocol] = {"matrix": matrix, "before": before,
+                     "final_average": metrics.final_average(matrix)}
+  complete = len(out["class_il"]["matrix"]) == num_tasks + 1
+  out["metrics"] = {protocol: (metrics.summarize(out[protocol]["matrix"], out[protocol]["before"])
+                               if complete else
+                               {"final_average": out[protocol]["final_average"]})
+                    for protocol in ("class_il", "task_il")}
+  return out
+
+
+class StepLog:
+  """Their per-step losses as our log: means over chunks of ``every`` steps.
+
+  A chunk also ends at a task or phase ("warmup" / "main") change, as our
+  chunks do. Our Dynamos logs a prototype term of 0 when fewer than 3 samples
+  are right (theirs leaves the key out), so a missing prototype key counts 0 in
+  a step whose pass ran; every other metric is averaged over the steps that
+  have it.
+  """
+
+  def __init__(self, every: int):
+    self.every = every
+    self.entries = []
+    self._steps = []
+    self._where = None
+
+  def add(self, step: int, task: int, phase: str, values: dict):
+    """values: their loss dict plus any of our names (keep_ratio_l, train_accuracy, ...)."""
+    if self._where is not None and self._where != (task, phase):
+      self.flush()
+    self._where = (task, phase)
+    row = {LOSS_NAMES.get(k, k): float(v) for k, v in values.items()}
+    if phase == "main":
+      row.setdefault("prototype", 0.0)
+      if "replay_ce" in row:
+        row.setdefault("replay_prototype", 0.0)
+    self._steps.append((step, row))
+    if len(self._steps) == self.every:
+      self.flush()
+
+  def flush(self):
+    if not self._steps:
+      return
+    task, phase = self._where
+    entry = {"step": self._steps[-1][0], "task": task, "phase": phase}
+    names = sorted({k for _, row in self._steps for k in row})
+    for name in names:
+      entry[name] = float(np.mean([row[name] for _, row in self._steps if name in row]))
+    self.entries.append(entry)
+    self._steps = []

@@ -1,0 +1,416 @@
+"""Runs the authors' Dynamos (NeurAI-Lab/DynamicContinualLearning) on CPU torch, beside ours.
+
+  # (a) their training step's throughput at Seq-MNIST shapes, tensors fed directly
+  python run_reference.py throughput --ref=/tmp/dynamos_ref --threads=1,2 --steps=200
+  # (b) their whole Seq-MNIST (buffer 500, class-IL) for one seed, on our MNIST bytes
+  python run_reference.py train --ref=/tmp/dynamos_ref --seed=0 --source=files \
+      --path=/path/to/mnist.pkl.gz --workdir=/tmp/ref_dynamos/seed_0
+
+--ref is a work tree of NeurAI-Lab/DynamicContinualLearning at commit
+e6d5509bc0c96a3a503c19d0eab74ab40a345869 (README.md here says how to get one).
+Their files are not changed. What this driver adds around them (README.md here):
+
+- imports: torchvision is stubs/torchvision (their MNIST layout over our arrays,
+  ToTensor, Compose); their modules are imported from --ref with --ref as the
+  working directory (their models/__init__.py lists ``models/``);
+- (b) runs their main_policy.py itself (``--load_best_args``: Table 5), with
+  MNIST from our loader (refdata.mnist_arrays: the ``files`` / ``bundled``
+  source, the bytes a dynamos_jax run reads); their DataLoader(num_workers=4)
+  runs with num_workers=0 (the same batches and RNG draws, no worker
+  processes; --worker_loader keeps theirs); their evaluate, train and
+  observe are wrapped to record, never to change, what they compute; writes
+  WORKDIR/results.json shaped like ours (class_il / task_il matrices and
+  ``before``, metrics by dynamos_jax.metrics, train seconds, a chunked log);
+- (a) builds their model and Dynamos learner as their main does (best args of
+  seq-mnist at --buffer_size), fills the buffer (every slot written, the
+  reservoir counter at 5x capacity, as benchmarks/throughput.py does), and
+  times their ``observe`` (forwards, loss, backward, SGD step, buffer insertion)
+  on synthetic images fed as tensors.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import runpy
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))  # this repository: dynamos_jax, for refdata
+REPO = "github.com/NeurAI-Lab/DynamicContinualLearning"
+COMMIT = "e6d5509bc0c96a3a503c19d0eab74ab40a345869"
+# Git blob ids at COMMIT of the files this driver runs: a mismatch is reported.
+BLOBS = {
+    "main_policy.py": "ba9b98f91964e25bbf364b9aeefdc0dd990c1976",
+    "models/dynamos.py": "04b626fc5837d4dffee5e8a8c5fd64fdc50db39f",
+    "models/dynamos_sgd.py": "959d42141810a34b2daec8502045a6f12e9f50e3",
+    "models/utils/continual_model.py": "572cb4a2d9a13956e7b8187acac00ec2b82fa082",
+    "backbone/GatedResNet.py": "fce834a18175b08074598d8a2cfb15127751ab44",
+    "backbone/TinyResNet18.py": "1a0fbe4e1e98d91a36072ed7e08e6d67f529a96a",
+    "backbone/__init__.py": "d41e56b508718465457ec4d534fb6e6717b6c1ce",
+    "utils/buffer.py": "ccc3cdf2b179d501160431dbfa676248d299997c",
+    "utils/policy_training.py": "5d1537896fdf32b62ad974e98c7586d14f66b402",
+    "utils/policy_losses.py": "e19a70f1682ad0b1add12d4beed8579b76397a0d",
+    "utils/best_args.py": "abbb97ba591048616323be2fa2c060f8e1162d0d",
+    "utils/args.py": "cb89392797eeb0576439a091ba7afb7ece9df46a",
+    "utils/conf.py": "e1700b3eedb10fe5129ca19cbe4fb04d009ab328",
+    "datasets/seq_mnist.py": "73995fc2bdc4956c159e959e07aaa381e6c6b8f0",
+    "datasets/utils/continual_dataset.py": "ae95d19f2823abaf9f9f4d2e7641ff6ba655fb60",
+}
+NUM_TASKS = 5
+POOL = 4000  # synthetic images for (a), as benchmarks/throughput.py
+
+
+def fail(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def parse(argv):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  sub = p.add_subparsers(dest="command", required=True)
+  for name in ("throughput", "train"):
+    s = sub.add_parser(name)
+    s.add_argument("--ref", required=True, help=f"work tree of {REPO} at {COMMIT[:7]}")
+    s.add_argument("--buffer_size", type=int, default=500, choices=(500, 1000, 2000))
+    s.add_argument("--seed", type=int, default=0)
+  t = sub.choices["throughput"]
+  t.add_argument("--threads", default="1,2", help="torch.set_num_threads values, one case each")
+  t.add_argument("--steps", type=int, default=200, help="steps per timed repeat")
+  t.add_argument("--repeats", type=int, default=3)
+  t.add_argument("--warmup_steps", type=int, default=20)
+  t.add_argument("--out", default="", help="also write the cases as JSON here")
+  r = sub.choices["train"]
+  r.add_argument("--source", default="files", choices=("files", "bundled"),
+                 help="our MNIST source (dynamos_jax.data.sources)")
+  r.add_argument("--path", default=None, help="mnist.pkl.gz or IDX directory (source files)")
+  r.add_argument("--workdir", required=True, help="a new directory: results.json, their outputs")
+  r.add_argument("--threads", type=int, default=2)
+  r.add_argument("--max_steps_per_task", type=int, default=0,
+                 help="stop each task's epoch after this many steps (0: all); smoke tests only")
+  r.add_argument("--log_every", type=int, default=100, help="steps per log entry")
+  r.add_argument("--worker_loader", action="store_true",
+                 help="keep their DataLoader(num_workers=4) (worker processes)")
+  args = p.parse_args(argv)
+  if not os.path.isfile(os.path.join(args.ref, "main_policy.py")):
+    fail(f"--ref={args.ref}: no main_policy.py; give a work tree of {REPO} at {COMMIT[:7]}")
+  if args.command == "throughput":
+    try:
+      args.threads = [int(x) for x in args.threads.split(",")]
+    except ValueError:
+      fail(f"--threads={args.threads!r}: give comma-separated integers, e.g. 1,2")
+    if args.steps < 1 or args.repeats < 1 or args.warmup_steps < 0:
+      fail("--steps and --repeats must be >= 1, --warmup_steps >= 0")
+    args.out = os.path.abspath(args.out) if args.out else ""  # the driver changes directory
+  else:
+    if os.path.exists(os.path.join(args.workdir, "results.json")) or os.path.exists(
+        os.path.join(args.workdir, "out")):
+      fail(f"--workdir={args.workdir} holds an earlier run (their CSV log appends): use a new one")
+    if args.max_steps_per_task < 0 or args.log_every < 1:
+      fail("--max_steps_per_task must be >= 0 and --log_every >= 1")
+  return args
+
+
+def tree_check(ref):
+  """Names the files of --ref that differ from the pinned commit (empty: all match)."""
+  changed = []
+  for name, blob in BLOBS.items():
+    try:
+      with open(os.path.join(ref, name), "rb") as f:
+        data = f.read()
+    except OSError:
+      changed.append(name)
+      continue
+    if hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest() != blob:
+      changed.append(name)
+  if changed:
+    print(f"warning: --ref differs from {COMMIT[:7]} in {', '.join(changed)}", file=sys.stderr)
+  return changed
+
+
+def machine(torch):
+  model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor())
+  return {"cpu": model, "cpus": os.cpu_count(), "torch": torch.__version__,
+          "python": platform.python_version(), "loadavg": os.getloadavg()}
+
+
+def enter(ref, threads):
+  """Makes their modules importable (stub torchvision first) with --ref the working directory."""
+  os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), MPLBACKEND="Agg")
+  sys.dont_write_bytecode = True  # leave their tree as it was
+  ref = os.path.abspath(ref)
+  sys.path[:0] = [os.path.join(HERE, "stubs"), ref]
+  os.chdir(ref)
+  import torch
+  torch.set_num_threads(threads)
+  return torch
+
+
+def their_args(buffer_size, seed, extra=()):
+  """The Namespace their main builds with --load_best_args for seq-mnist / dynamos."""
+  from argparse import ArgumentParser
+  from utils.args import add_management_args, add_policy_args
+  from utils.best_args import best_args
+  parser = ArgumentParser(allow_abbrev=False)
+  parser.add_argument("--model", required=True)
+  parser.add_argument("--load_best_args", action="store_true")
+  add_management_args(parser)
+  parser.add_argument("--dataset", required=True)
+  parser.add_argument("--data-path", required=True)
+  parser.add_argument("--buffer_size", type=int, required=True)
+  add_policy_args(parser)
+  args = parser.parse_args(["--model", "dynamos", "--load_best_args", "--dataset", "seq-mnist",
+                            "--data-path", "unused/", "--buffer_size", str(buffer_size),
+                            "--seed", str(seed), "--save-path", "unused", *extra])
+  for key, value in best_args["seq-mnist"]["dynamos"][buffer_size].items():
+    setattr(args, key, value)
+  return args
+
+
+# ------------------------------------------------------------------- (a) throughput
+
+
+def throughput_case(torch, threads, args):
+  """Steps/s of their observe() at Seq-MNIST shapes with a full buffer, `threads` threads."""
+  import numpy as np
+  from backbone import get_classifier
+  from datasets.seq_mnist import SequentialMNIST
+  from models import get_model
+  from utils.conf import set_random_seed
+  from utils.policy_losses import filter_loss
+  torch.set_num_threads(threads)
+  a = their_args(args.buffer_size, args.seed)
+  set_random_seed(a.seed)
+  net = get_classifier(nclasses=10, policy=True, args=a)
+  model = get_model(a, net, filter_loss, SequentialMNIST.get_transform())
+  model.net.to(model.device)
+  model.net.train()
+  model.net.set_warmup(False)  # after the 10 warm-up iterations, as late in a run
+  rng = np.random.default_rng(a.seed)
+  grey = rng.integers(0, 256, (POOL, 28, 28), dtype=np.uint8)
+  images = torch.from_numpy(np.repeat(grey[:, None], 3, axis=1)).float().div(255)
+  labels = torch.from_numpy(rng.integers(0, 10, POOL))
+  m = a.buffer_size
+  fill = torch.randperm(POOL)[:m]
+  # Logits whose argmax is the label: add-if-correct writes every slot.
+  logits = torch.nn.functional.one_hot(labels[fill], 10).float() * 10
+  model.buffer.add_data(examples=images[fill], labels=labels[fill], logits=logits,
+                        policy_logits=torch.randn(m, 256))
+  model.buffer.num_seen_examples = 5 * m
+  b = a.batch_size
+  order = iter(())
+  prototype_steps = [0, 0]
+
+  def step():
+    nonlocal order
+    index = next(order, None)
+    if index is None:
+      order = iter(torch.randperm(POOL)[:POOL // b * b].view(-1, b))
+      index = next(order)
+    x, y = images[index], labels[index]
+    losses = model.observe(x, y, x)
+    prototype_steps[0] += "Prototype_loss" in losses
+    prototype_steps[1] += "Buf_Prototype_loss" in losses
+
+  for _ in range(args.warmup_steps):
+    step()
+  prototype_steps[:] = [0, 0]
+  rates = []
+  for _ in range(args.repeats):
+    start = time.perf_counter()
+    for _ in range(args.steps):
+      step()
+    rates.append(args.steps / (time.perf_counter() - start))
+  timed = args.steps * args.repeats
+  return {"threads": threads, "steps_per_second": statistics.median(rates), "repeats": rates,
+          "ms_per_step": 1000 / statistics.median(rates), "batch": b,
+          "minibatch": a.minibatch_size, "buffer": m, "timed_steps": timed,
+          "prototype_fraction": prototype_steps[0] / timed,
+          "replay_prototype_fraction": prototype_steps[1] / timed}
+
+
+def throughput(args):
+  torch = enter(args.ref, max(args.threads))
+  changed = tree_check(".")
+  info = {**machine(torch), "reference": REPO, "commit": COMMIT, "changed_files": changed}
+  cases = [throughput_case(torch, t, args) for t in args.threads]
+  info["loadavg_after"] = os.getloadavg()
+  print(f"their Dynamos step, seq-mnist buffer {args.buffer_size}, batch 10 + replay 10; "
+        f"{info['cpu']}, torch {info['torch']}, load {info['loadavg'][0]:.2f}")
+  print("threads  steps/s  ms/step  repeats")
+  for c in cases:
+    print(f"{c['threads']:>7}  {c['steps_per_second']:7.2f}  {c['ms_per_step']:7.1f}  "
+          + " ".join(f"{r:.2f}" for r in c["repeats"]))
+  print("prototype loss computed in "
+        + ", ".join(f"{c['prototype_fraction']:.0%} / {c['replay_prototype_fraction']:.0%}"
+                    for c in cases) + " of timed steps (current / replay; random labels)")
+  if args.out:
+    with open(args.out, "w") as f:
+      json.dump({"machine": info, "cases": cases}, f, indent=1)
+
+
+# ------------------------------------------------------------------------ (b) train
+
+
+class Recorder:
+  """Wraps their evaluate / train / observe to record a run; computes nothing of its own."""
+
+  def __init__(self, torch, log_every):
+    import refdata
+    self.torch = torch
+    self.calls, self.buffers, self.log = [], [], refdata.StepLog(log_every)
+    self.steps, self.train_seconds, self.eval_seconds, self.args = 0, 0.0, 0.0, None
+    self._capture = None
+
+  def evaluate(self, original):
+    def wrapped(model, dataset, last=False, threshold=0.5):
+      start = time.perf_counter()
+      accs = original(model, dataset, last=last, threshold=threshold)
+      self.eval_seconds += time.perf_counter() - start
+      # Copies: their CsvLogger pads the lists it is given in place.
+      self.calls.append((bool(last), list(accs[0]), list(accs[1])))
+      if len(self.calls) > 1 and not last:
+        self.buffers.append(self.buffer_summary(model))
+      return accs
+    return wrapped
+
+  def train(self, original):
+    def wrapped(model, dataset, args):
+      self.args = args
+      model.net.register_forward_hook(self.hook)
+      model.observe = self.observe(model, model.observe)
+      return original(model, dataset, args)
+    return wrapped
+
+  def task(self):
+    return sum(1 for last, *_ in self.calls[1:] if not last) + 1  # 1-based, as our log
+
+  def observe(self, model, original):
+    def wrapped(inputs, labels, not_aug_inputs):
+      phase = "warmup" if model.net.get_warmup() else "main"
+      self._capture = {"labels": labels}
+      start = time.perf_counter()
+      losses = original(inputs, labels, not_aug_inputs)
+      self.train_seconds += time.perf_counter() - start
+      self.steps += 1
+      extra, self._capture = self._capture, None
+      extra.pop("labels")
+      extra["buffer_seen"] = float(getattr(model.buffer, "num_seen_examples", 0))
+      self.log.add(self.steps, self.task(), phase, {**losses, **extra})
+      return losses
+    return wrapped
+
+  def hook(self, net, inputs, output):
+    """The first training forward of a step (the current batch): accuracy, keep ratios."""
+    if self._capture is None or "train_accuracy" in self._capture or not net.training:
+      return
+    torch = self.torch
+    with torch.no_grad():
+      logits = output[0] if isinstance(output, tuple) else output
+      labels = self._capture["labels"]
+      self._capture["train_accuracy"] = float((logits.argmax(1) == labels).float().mean())
+      if isinstance(output, tuple):
+        bounds = net.agent_boundaries
+        for l in range(len(bounds) - 1):
+          keep = output[1][:, bounds[l]:bounds[l + 1]].mean()
+          self._capture[f"keep_ratio_{l + 1}"] = float(keep)
+
+  def buffer_summary(self, model):
+    """After a task: the buffer's labels over its sampled slots, and its never-written zero slots."""
+    buf = model.buffer
+    if not hasattr(buf, "examples"):
+      return {"task": len(self.buffers) + 1, "seen": buf.num_seen_examples}
+    n = min(buf.num_seen_examples, buf.buffer_size)
+    zero = buf.examples[:n].flatten(1).abs().sum(1) == 0
+    return {"task": len(self.buffers) + 1, "seen": buf.num_seen_examples, "slots": n,
+            "label_counts": self.torch.bincount(buf.labels[:n], minlength=10).tolist(),
+            "zero_slots": int(zero.sum())}
+
+
+def capped_loader(torch, cap, workers):
+  """Their DataLoader(...): num_workers -> `workers`; shuffled (training) loaders cut at `cap`."""
+  import itertools
+  original = torch.utils.data.DataLoader
+
+  class Capped:
+    def __init__(self, loader):
+      self.loader, self.dataset = loader, loader.dataset
+
+    def __len__(self):
+      return min(len(self.loader), cap)
+
+    def __iter__(self):
+      return itertools.islice(iter(self.loader), cap)
+
+  def make(dataset, *args, **kwargs):
+    if workers is not None:
+      kwargs["num_workers"] = workers
+    loader = original(dataset, *args, **kwargs)
+    return Capped(loader) if cap and kwargs.get("shuffle") else loader
+
+  return make
+
+
+def train(args):
+  sys.path[:0] = [HERE, ROOT]
+  import refdata
+  from dynamos_jax.errors import DataError
+  try:
+    arrays = refdata.mnist_arrays(args.source, args.path)
+  except DataError as e:
+    fail(str(e))
+  workdir = os.path.abspath(args.workdir)
+  os.makedirs(workdir, exist_ok=True)
+  torch = enter(args.ref, args.threads)
+  changed = tree_check(".")
+  import torchvision
+  torchvision.datasets.MNIST.install(*arrays)
+  import datasets.utils.continual_dataset as continual_dataset
+  import utils.policy_training as policy_training
+  continual_dataset.DataLoader = capped_loader(
+      torch, args.max_steps_per_task, None if args.worker_loader else 0)
+  rec = Recorder(torch, args.log_every)
+  policy_training.evaluate = rec.evaluate(policy_training.evaluate)
+  policy_training.train = rec.train(policy_training.train)
+  info = {**machine(torch), "threads": args.threads}
+  sys.argv = ["main_policy.py", "--model", "dynamos", "--load_best_args",
+              "--dataset", "seq-mnist", "--data-path", workdir + "/",
+              "--buffer_size", str(args.buffer_size), "--seed", str(args.seed),
+              "--save-path", os.path.join(workdir, "out"), "--exp-name", f"seed_{args.seed}",
+              "--csv_log"]
+  start = time.time()
+  runpy.run_path("main_policy.py", run_name="__main__")
+  wall = time.time() - start
+  rec.log.flush()
+  record = refdata.accuracy_record(rec.calls, NUM_TASKS)
+  config = {k: v for k, v in vars(rec.args).items() if isinstance(v, (int, float, str, bool))}
+  out = {"reference": {"repo": REPO, "commit": COMMIT, "changed_files": changed,
+                       "data": {"source": args.source, "path": args.path,
+                                "train": len(arrays[1]), "test": len(arrays[3])},
+                       "max_steps_per_task": args.max_steps_per_task,
+                       "num_workers": "theirs (4)" if args.worker_loader else 0},
+         "config": config, "seed": args.seed, **record,
+         "train": {"steps": rec.steps, "seconds": rec.train_seconds,
+                   "steps_per_second": rec.steps / max(rec.train_seconds, 1e-9),
+                   "eval_seconds": rec.eval_seconds, "wall_seconds": wall, **info,
+                   "loadavg_after": os.getloadavg()},
+         "buffer": rec.buffers, "log": rec.log.entries}
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(out, f, indent=1)
+  c, t = record["class_il"], record["task_il"]
+  print(f"seed {args.seed}: class-IL {c['final_average']:.2f} / task-IL {t['final_average']:.2f}"
+        f" after {len(c['matrix']) - 1} tasks; {rec.steps} steps in {rec.train_seconds:.1f} s "
+        f"({out['train']['steps_per_second']:.2f} steps/s); {os.path.join(workdir, 'results.json')}")
+
+
+def main(argv=None):
+  args = parse(argv)
+  (throughput if args.command == "throughput" else train)(args)
+
+
+if __name__ == "__main__":
+  main()

@@ -97,7 +97,7 @@ def _analyze_seed(exp, state, progress, out, workdir, trials, trial_images, tsne
                                    tsne_threads, seed))
   elif exp.config.method == "dgm":  # samples, growth, mask occupancy, A_t, size on disk
     from dynamos_jax import dgm_plots
-    numbers["dgm"] = dgm_plots.analyze_dgm(exp, state, progress, out, add)
+    numbers["dgm"] = dgm_plots.analyze_dgm(exp, state, progress, out, add, workdir)
   elif exp.config.method == "slni":  # its hidden layers, finally and after each task
     from dynamos_jax import slni_plots
     numbers["hidden_layers"] = slni_plots.final_state(exp, state, exp.benchmark.num_tasks, out,

@@ -5,9 +5,14 @@ The numbers come from a DGM run's checkpoint (``analyze_dgm``, called by
 accuracy matrix; every figure function takes plain arrays, writes a PNG
 (matplotlib's Agg canvas, as ``plots.py``) and returns its path.
 
-- A grid of generated images for every seen class: fixed noise (the same z
-  for every class, its one-hot prefix set to the class), each class through
-  its own task's sub-network, BN and head at s = s_max, BN in eval mode.
+- A grid of generated images for every seen class after each task, from the
+  method's after-task reports (``task_reports``: ``samples``, drawn by
+  ``dgm_summary.samples`` from one fixed noise per seed, the same after every
+  task): one row per class seen, column j the same noise in every row and in
+  every task's grid, so a class's row can be compared across tasks; each
+  class's drift (its samples' mean absolute change since the task that
+  learned it) is reported. A run without reports (older ones) gets one grid
+  of the checkpoint's G (``generated_grid``).
 - The growth curve: the active output channels of conv1-3 after each task
   against the linear worst case (the start width plus one start width per
   expansion, spec 6), and the masked parameters.
@@ -15,7 +20,9 @@ accuracy matrix; every figure function takes plain arrays, writes a PNG
   mask, the share of the layer that it newly reserves and the share it reuses
   from earlier tasks, and what is left free.
 - The A_t curve: the mean of the class-IL row after task t over the classes
-  seen (the paper's A5 and A10 marked for MNIST).
+  seen (the paper's A5 and A10 marked for MNIST); with
+  ``dgm.selection=best_valid`` also the code's best-validation report
+  (``methods/dgm_selection.py``), read from the after-task reports.
 - The generator's size on disk: its weights (float32) and the binary masks
   of the tasks stored sparse (the int32 flat indices of their ones), written
   as .npz files whose sizes are reported (paper Table 4).
@@ -30,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dynamos_jax import plots
+from dynamos_jax import task_reports
 from dynamos_jax.methods import dgm_summary
 
 # The paper's Table 1 (A5, A10) on MNIST, drawn next to a run's curve.
@@ -44,18 +52,25 @@ def average_accuracy(matrix: Sequence[Sequence[float | None]]) -> list[float]:
 
 
 def at_curve(values: Sequence[float], path, reference: dict | None = None,
-             title: str = "A_t: average accuracy over the classes seen") -> str:
-  """A_t after each task; ``reference``: {name: {task: value}} drawn as markers."""
+             title: str = "A_t: average accuracy over the classes seen",
+             selected: Sequence[float] | None = None) -> str:
+  """A_t after each task; ``reference``: {name: {task: value}} drawn as markers;
+  ``selected``: the best-validation report's A_t (``dgm.selection=best_valid``)."""
   t = np.arange(1, len(values) + 1)
   ax = plots._figure(5.5, 3.4).add_subplot()
-  ax.plot(t, values, "o-", color="tab:blue", label="this run")
+  ax.plot(t, values, "o-", color="tab:blue", label="this run (final model)")
+  lowest = min(values)
+  if selected is not None:
+    ax.plot(np.arange(1, len(selected) + 1), selected, "x--", color="tab:gray",
+            label="best-validation report")
+    lowest = min(lowest, *selected)
   for (name, points), marker in zip((reference or {}).items(), "s^dv"):
     xs = [k for k in sorted(points) if k <= len(values)]
     ax.plot(xs, [points[k] for k in xs], marker, linestyle="none", label=f"paper {name}")
   ax.set_xticks(t)
   ax.set_xlabel("after task t")
   ax.set_ylabel("A_t (%)")
-  ax.set_ylim(max(0.0, min(values) - 5.0), 100.5)
+  ax.set_ylim(max(0.0, lowest - 5.0), 100.5)
   ax.legend(loc="lower left", fontsize=8)
   ax.set_title(title)
   return plots._save(ax.figure, path)
@@ -63,9 +78,13 @@ def at_curve(values: Sequence[float], path, reference: dict | None = None,
 
 def sample_grid(images: np.ndarray, path, class_names: Sequence | None = None,
                 title: str = "Generated samples (fixed noise)") -> str:
-  """images float [K, n, H, W, C] in [-1, 1] (K classes, n samples each): one row per class."""
+  """images [K, n, H, W, C] (K classes, n samples each), float in [-1, 1] or uint8: one
+  row per class."""
   k, n = images.shape[:2]
-  pixels = np.clip((np.asarray(images, np.float32) + 1.0) / 2.0, 0.0, 1.0)
+  if np.asarray(images).dtype == np.uint8:
+    pixels = np.asarray(images, np.float32) / 255.0
+  else:
+    pixels = np.clip((np.asarray(images, np.float32) + 1.0) / 2.0, 0.0, 1.0)
   names = plots._labels(class_names, k, "class {}")
   fig = plots._figure(0.6 * n + 1.0, 0.6 * k + 0.6)
   axes = fig.subplots(k, n, squeeze=False)
@@ -259,11 +278,52 @@ def generated_grid(method, learner, classes: int, n: int = SAMPLES_PER_CLASS) ->
   return np.stack(out)
 
 
-def analyze_dgm(exp, state, progress: dict, out: str, add) -> dict:
-  """The DGM figures of a run (module docstring) into ``out``; returns their numbers."""
+def sample_drift(samples: Sequence[np.ndarray]) -> list[list[float]]:
+  """samples: per task T (from 1), uint8 [T, n, H, W, C] (``after_task``'s). Returns, per
+  task T, each seen class c's mean absolute pixel change (in [0, 1]) of its samples since
+  the task that learned it (c + 1): 0 for the newest class, growing if G forgets c."""
+  return [[float(np.mean(np.abs(s[c].astype(np.float32) - samples[c][c].astype(np.float32))))
+           / 255.0 for c in range(len(s))] for s in samples]
+
+
+def best_valid_report(reports: Sequence[dict]) -> list[dict] | None:
+  """The best-validation records of the after-task reports (None: not a best_valid run)."""
+  if not reports or "best_valid" not in reports[0]:
+    return None
+  return [{"task": t + 1, "valid": float(r["best_valid"]), "epoch": int(r["best_valid_epoch"]),
+           "test": [float(v) for v in r["best_valid_test"]],
+           "test_average": float(np.mean(r["best_valid_test"]))}
+          for t, r in enumerate(reports)]
+
+
+def task_grids(reports: Sequence[dict], out: str, add, seed: int) -> list[list[float]]:
+  """One grid per task of the reports' samples (module docstring); returns the drift."""
+  samples = [r["samples"] for r in reports]
+  drift = sample_drift(samples)
+  for t, images in enumerate(samples):
+    add(f"Generated samples after task {t + 1}",
+        sample_grid(images, os.path.join(out, f"dgm_samples_task{t + 1}.png"),
+                    title=f"G after task {t + 1}: fixed noise (seed {seed}), s = s_max, "
+                          "eval BN"),
+        "One row per class seen, each through its own task's masks, BN and head; column j "
+        "is the same noise in every row and in every task's grid (its one-hot prefix set "
+        "to the class). Mean absolute change of each class's samples since it was "
+        "learned: " + ", ".join(f"{d:.3f}" for d in drift[t]) + ".")
+  return drift
+
+
+def analyze_dgm(exp, state, progress: dict, out: str, add, workdir: str | None = None) -> dict:
+  """The DGM figures of a run (module docstring) into ``out``; returns their numbers.
+
+  ``workdir``: the run's directory, for the after-task reports (None: none read).
+  """
   method, learner = exp.method, state.learner
   finished = finished_tasks(progress)
   numbers: dict = {"finished_tasks": finished}
+  reports = task_reports.load(workdir, exp.seed)[:finished] if workdir else []
+  selected = best_valid_report(reports)
+  if selected is not None:
+    numbers["best_valid"] = selected
   matrix = progress.get("class_il")
   if matrix and finished:
     values = average_accuracy(matrix)
@@ -271,9 +331,12 @@ def analyze_dgm(exp, state, progress: dict, out: str, add) -> dict:
     mnist = exp.config.dataset == "dgm-mnist"
     add("A_t: average accuracy over the classes seen",
         at_curve(values, os.path.join(out, "dgm_at.png"),
-                 reference=PAPER_MNIST if mnist else None),
+                 reference=PAPER_MNIST if mnist else None,
+                 selected=None if selected is None else [r["test_average"] for r in selected]),
         "Mean of the class-IL row after task t over the classes seen so far"
-        + ("; markers: the paper's Table 1 (A5, A10)." if mnist else "."))
+        + ("; markers: the paper's Table 1 (A5, A10)" if mnist else "")
+        + ("; dashed: the test A_t at each task's best validation evaluation (the code's "
+           "report; the final model is the accuracy matrix's)." if selected else "."))
   if not finished:
     print("no task finished yet: only the accuracy figures", file=sys.stderr)
     return numbers
@@ -294,12 +357,15 @@ def analyze_dgm(exp, state, progress: dict, out: str, add) -> dict:
       "Each task's binary mask at s_max as a share of the layer the task ran on: reused "
       "(reserved by earlier tasks) and newly reserved; free after the last task: "
       + ", ".join(f"{v:.2f}" for v in occ["free"][-1]) + " (conv1-3).")
-  images = generated_grid(method, learner, finished)
-  add("Generated samples of every class learned",
-      sample_grid(images, os.path.join(out, "dgm_samples.png"),
-                  title=f"G after task {finished}: fixed noise, s = s_max, eval BN"),
-      "One row per class, each through its own task's masks, BN and head; the same noise "
-      "in every row (its one-hot prefix set to the class).")
+  if reports and all("samples" in r for r in reports):
+    numbers["sample_drift"] = task_grids(reports, out, add, exp.seed)
+  else:  # A run without after-task reports: the checkpoint's G only.
+    images = generated_grid(method, learner, finished)
+    add("Generated samples of every class learned",
+        sample_grid(images, os.path.join(out, "dgm_samples.png"),
+                    title=f"G after task {finished}: fixed noise, s = s_max, eval BN"),
+        "One row per class, each through its own task's masks, BN and head; the same noise "
+        "in every row (its one-hot prefix set to the class).")
   sizes = generator_size(os.path.join(out, "generator"), numbers_["weights"],
                          numbers_["masks"])
   numbers["size_bytes"] = sizes

@@ -58,6 +58,9 @@ def test_figures_are_written(tmp_path):
   paths = [
       dgm_plots.at_curve([100.0, 99.0, 97.5, 96.0, 95.0], tmp_path / "at.png",
                          reference=dgm_plots.PAPER_MNIST),
+      dgm_plots.at_curve([100.0, 90.0], tmp_path / "at2.png", selected=[100.0, 95.0]),
+      dgm_plots.sample_grid(rng.integers(0, 256, (2, 3, 32, 32, 1), np.uint8),
+                            tmp_path / "grid8.png"),
       dgm_plots.sample_grid(rng.uniform(-1, 1, (3, 4, 32, 32, 1)), tmp_path / "grid.png"),
       dgm_plots.sample_grid(rng.uniform(-1, 1, (2, 3, 32, 32, 3)), tmp_path / "grid3.png"),
       dgm_plots.growth_curve(np.array([[24, 12, 6], [30, 20, 9], [36, 27, 12]]),
@@ -67,6 +70,18 @@ def test_figures_are_written(tmp_path):
                                tmp_path / "occ.png"),
   ]
   assert all(_is_png(p) for p in paths)
+
+
+def test_sample_drift_since_each_class_was_learned():
+  """Three tasks of 1-pixel "images": class 0 moves by 51 then 102 grey levels, class 1
+  by 255; the newest class has no drift."""
+  first = np.array([[[100]]], np.uint8)
+  second = np.array([[[151]], [[0]]], np.uint8)
+  third = np.array([[[202]], [[255]], [[9]]], np.uint8)
+  drift = dgm_plots.sample_drift([first, second, third])
+  np.testing.assert_allclose(drift[0], [0.0])
+  np.testing.assert_allclose(drift[1], [51 / 255, 0.0])
+  np.testing.assert_allclose(drift[2], [102 / 255, 1.0, 0.0])
 
 
 # --- analyze on a real (tiny) DGM run ---------------------------------------------------
@@ -80,6 +95,7 @@ from conftest import tiny_dataset  # noqa: E402
 
 from dynamos_jax import analyze  # noqa: E402
 from dynamos_jax import config as config_lib  # noqa: E402
+from dynamos_jax import task_reports  # noqa: E402
 from dynamos_jax import train  # noqa: E402
 from dynamos_jax.benchmarks import REGISTRY, register  # noqa: E402
 from dynamos_jax.benchmarks.one_class import OneClassMNIST  # noqa: E402
@@ -113,8 +129,16 @@ def test_analyze_a_dgm_run(monkeypatch, tmp_path):
   results = train.train_and_evaluate(c, workdir)
   numbers = analyze.analyze(workdir)["dgm"]
   out = os.path.join(workdir, "analysis")
-  for name in ("dgm_at.png", "dgm_growth.png", "dgm_occupancy.png", "dgm_samples.png"):
+  for name in ("dgm_at.png", "dgm_growth.png", "dgm_occupancy.png", "dgm_samples_task1.png",
+               "dgm_samples_task2.png"):  # one sample grid per task, from the reports
     assert _is_png(os.path.join(out, name)), name
+  reports = task_reports.load(workdir, 0)
+  drift = dgm_plots.sample_drift([r["samples"] for r in reports])
+  assert numbers["sample_drift"] == drift and drift[1][1] == 0.0
+  # Class 0 after task 2 from the same noise as after task 1: a small change only
+  # (soft-mask drift, spec 12.5), which a reader would see in the grids' first rows.
+  assert 0.0 <= drift[1][0] < 0.02
+  assert "best_valid" not in numbers  # a selection=final run
   assert numbers["A_t"] == dgm_plots.average_accuracy(results["class_il"]["matrix"])
   assert numbers["finished_tasks"] == 2
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from conftest import tiny_dataset
 
+from dynamos_jax import analyze
 from dynamos_jax import config as config_lib
 from dynamos_jax import runner
 from dynamos_jax import task_reports
@@ -207,6 +208,17 @@ def test_samples_after_each_task_come_from_one_fixed_noise(reference):
     np.testing.assert_array_equal(direct["samples"], reports[1]["samples"])
     first.append(reports[0]["samples"].astype(int))
   assert np.abs(first[1] - first[0]).max() > 10  # each seed its own noise
+
+
+def test_analyze_reports_the_records_per_seed(reference):
+  _, workdir, _ = reference
+  numbers = analyze.analyze(workdir)
+  for exp, state, _ in train.restore_seeds(workdir):
+    dgm = numbers[exp.seed]["dgm"]
+    assert dgm["best_valid"] == dgm_selection.summary(state.learner, 2)
+    out = os.path.join(workdir, "analysis", f"seed_{exp.seed}")
+    for t in (1, 2):
+      assert os.path.getsize(os.path.join(out, f"dgm_samples_task{t}.png")) > 0
 
 
 @pytest.mark.parametrize("key, value, message", [

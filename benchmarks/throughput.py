@@ -41,6 +41,7 @@ from dynamos_jax.config import base_config
 from dynamos_jax.benchmarks.permuted_mnist import PermutedEpochData
 from dynamos_jax.data import mnist360
 from dynamos_jax.data.streams import EpochData
+from dynamos_jax.methods import two_pass
 from dynamos_jax.state import TrainState
 
 # The paper's shapes (Table 5 and spec): image shape, batch size B (= replay B_M), buffer.
@@ -88,11 +89,20 @@ def epoch_data(images, labels, batch, seeds, rotate, rng):
   return orders, masks, rotation
 
 
+def step_flops(step, state, data) -> float:
+  """XLA's cost-analysis FLOPs of the one-step program (per device if sharded)."""
+  cost = jax.jit(step).lower(state, data, np.int32(0)).compile().cost_analysis()
+  return float((cost[0] if isinstance(cost, list) else cost).get("flops", float("nan")))
+
+
 def run_case(method_name: str, benchmark: str, strategy: str, seeds: int, seed_strategy: str,
-             steps: int, repeats: int) -> dict:
+             steps: int, repeats: int, agent_moments: bool = False,
+             parallel_passes: bool = False) -> dict:
   spec = SHAPES[benchmark]
   config = base_config()
   config.method = method_name
+  config.model.agent_moments = agent_moments
+  config.train.parallel_passes = parallel_passes
   config.batch_size = config.minibatch_size = spec["batch"]
   config.buffer_size = spec["buffer"]
   if spec.get("mlp"):
@@ -118,6 +128,8 @@ def run_case(method_name: str, benchmark: str, strategy: str, seeds: int, seed_s
     data = make_data(jnp.asarray(images), jnp.asarray(labels), jnp.asarray(orders[0]),
                      jnp.asarray(masks[0]), jnp.int32(1),
                      None if rotation is None else jnp.asarray(rotation[0]))
+    if parallel_passes:  # The step's program spans two devices: its inputs live there.
+      state, data = parallel.place((state, data), two_pass.pass_mesh(), P())
   else:
     mesh = parallel.seed_mesh(seeds)
     step = parallel.over_seeds(step, seed_strategy, mesh)
@@ -133,9 +145,15 @@ def run_case(method_name: str, benchmark: str, strategy: str, seeds: int, seed_s
   rows = orders.shape[1]
 
   # FLOPs of one step (S seeds) from XLA's cost analysis of the one-step program.
-  cost = jax.jit(step).lower(state, data, np.int32(0)).compile().cost_analysis()
-  flops = float((cost[0] if isinstance(cost, list) else cost).get("flops", float("nan")))
-  flops *= 1 if mesh is None else mesh.size  # A sharded program's analysis is per device.
+  if parallel_passes:
+    # The two-device program's analysis is per device (one pass plus the replicated
+    # rest): count the work of the step from its one-device form instead.
+    config.train.parallel_passes = False
+    plain = runner_lib.make_train_step(
+        methods.get_method(config, types.SimpleNamespace(num_classes=10, num_tasks=5)), "main")
+    flops = step_flops(plain, states[0], jax.device_get(data))
+  else:
+    flops = step_flops(step, state, data) * (1 if mesh is None else mesh.size)
 
   runner = runner_lib.ChunkRunner(step, chunk_strategy, chunk)
   position = 0
@@ -160,6 +178,7 @@ def run_case(method_name: str, benchmark: str, strategy: str, seeds: int, seed_s
     rates.append(steps / (time.perf_counter() - t0))
   rate = statistics.median(rates)
   return {"method": method_name, "benchmark": benchmark, "strategy": strategy, "seeds": seeds,
+          "agent_moments": agent_moments, "parallel_passes": parallel_passes,
           "seed_strategy": parallel.resolve_strategy(seed_strategy) if seeds > 1 else None,
           "devices": 1 if mesh is None else mesh.size,
           "batch": spec["batch"], "replay": spec["batch"] if getattr(method, "reservoir", None) else 0,
@@ -179,6 +198,11 @@ def main():
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--host_devices", type=int, default=0,
                       help="expose the CPU as this many devices (seeds sharded over them)")
+  parser.add_argument("--agent_moments", action="store_true",
+                      help="the agents from moments (config model.agent_moments)")
+  parser.add_argument("--parallel_passes", action="store_true",
+                      help="one seed's two passes on two devices (train.parallel_passes; "
+                           "needs --host_devices=2 on a CPU)")
   parser.add_argument("--out", default="")
   args = parser.parse_args()
   try:
@@ -208,7 +232,7 @@ def main():
       for strategy in args.strategies.split(","):
         for seeds in seed_counts:
           r = run_case(method_name, benchmark, strategy, seeds, args.seed_strategy,
-                       args.steps, args.repeats)
+                       args.steps, args.repeats, args.agent_moments, args.parallel_passes)
           cases.append(r)
           print(f"{r['method']:>9} {r['benchmark']:>10} {r['strategy']:>8} {r['seeds']:>5} "
                 f"{r['devices']:>3} {r['compile_seconds']:9.1f} {r['steps_per_second']:8.2f} "

@@ -17,6 +17,7 @@ import ml_collections
 from dynamos_jax import benchmarks
 from dynamos_jax import losses
 from dynamos_jax.errors import ConfigError
+from dynamos_jax.methods import two_pass
 from dynamos_jax.methods.base import register
 from dynamos_jax.methods.loss import LossMethod, StepOutput, forward
 
@@ -139,6 +140,77 @@ class Dynamos(LossMethod):
     metrics["loss"] = total
     return total, StepOutput(stats, metrics, jax.lax.stop_gradient(logits),
                              jax.lax.stop_gradient(aux["attention"]))
+
+  def _pass_loss(self, params, p):
+    """One pass's share of Eq. 7 and its contribution to the step's outputs (two_pass).
+
+    ``p`` holds the pass's BN statistics, images, labels, mask, gates key,
+    stored logits and attention (zeros for the current batch), ``weights``
+    (alpha, alpha_p, beta): (0, 0, 1) for the current batch, and the flags
+    ``is_replay`` and ``replay_has_rows``. Each output slot is filled by one
+    pass and zero in the other, so the sum over the passes is the step's.
+    """
+    logits, aux, stats = forward(self.model, params, p["stats"], p["images"], p["mask"],
+                                 "sample", p["key"])
+    ce, rl, proto, correct = self._gated_terms(logits, aux, p["labels"], p["mask"])
+    mse_logits = losses.consistency_loss(logits, p["old_logits"], p["mask"])
+    mse_attention = losses.consistency_loss(aux["attention"], p["old_attention"], p["mask"])
+    w = p["weights"]
+    total = (w[0] * mse_logits + w[1] * mse_attention + w[2] * (ce + self.gamma * rl)
+             + self.w_p * proto)
+    agents = self.model.num_agents
+    keep = aux["actions"].reshape(logits.shape[0], agents, -1).mean(-1)
+    replay, current = p["is_replay"], ~p["is_replay"]
+    sg = jax.lax.stop_gradient
+    terms = {"ce": ce, "reinforce": rl, "prototype": proto}
+    contribution = {
+        "stats": two_pass.running_stats_share(stats, replay, p["replay_has_rows"]),
+        "logits": two_pass.share(sg(logits), current),
+        "attention": two_pass.share(sg(aux["attention"]), current),
+        "metrics": {
+            **two_pass.share(sg(terms), current),
+            **two_pass.share({f"replay_{k}": sg(v) for k, v in terms.items()}, replay),
+            **two_pass.share({"mse_logits": sg(mse_logits),
+                              "mse_attention": sg(mse_attention)}, replay),
+            **two_pass.share({"train_accuracy": jnp.sum(correct)
+                              / jnp.maximum(jnp.sum(p["mask"]), 1)}, current),
+            **two_pass.share({f"keep_ratio_{l + 1}": losses.masked_mean(keep[:, l], p["mask"])
+                              for l in range(agents)}, current),
+            "loss": sg(total)}}
+    return total, contribution
+
+  def parallel_grads(self, params, batch_stats, batch, replays, key):
+    """``loss``'s gradient and output, the two passes on two devices (two_pass.py).
+
+    The same terms, gates keys and BN chaining as ``loss``; the sums are
+    grouped per pass, so the float rounding may differ.
+    """
+    (replay, replay_mask), = replays
+    if replay.labels.shape != batch.labels.shape:
+      raise ConfigError("train.parallel_passes needs batch_size = minibatch_size")
+    both = lambda current, replayed: jnp.stack([current, replayed])
+    has_rows = jnp.any(replay_mask)
+    passes = {
+        # The replay pass from zero statistics: its update is (1 - m) mu_r alone.
+        "stats": jax.tree.map(lambda s: both(s, jnp.zeros_like(s)), batch_stats),
+        "images": both(batch.images, replay.images),
+        "labels": both(batch.labels, replay.labels),
+        "mask": both(batch.mask, replay_mask),
+        "key": jax.random.split(key),  # loss's (key_current, key_replay)
+        "old_logits": both(jnp.zeros_like(replay.logits), replay.logits),
+        "old_attention": both(jnp.zeros_like(replay.attention), replay.attention),
+        "weights": jnp.array([[0.0, 0.0, 1.0], [self.alpha, self.alpha_p, self.beta]],
+                             jnp.float32),
+        "is_replay": jnp.array([False, True]),
+        "replay_has_rows": both(has_rows, has_rows),
+    }
+    grads, out = two_pass.sum_of_passes(self._pass_loss, params, passes)
+    metrics = {k: out["metrics"][k] for k in (
+        "ce", "reinforce", "prototype", "train_accuracy",
+        *(f"keep_ratio_{l + 1}" for l in range(self.model.num_agents)),
+        "replay_ce", "replay_reinforce", "replay_prototype", "mse_logits", "mse_attention",
+        "loss")}
+    return grads, StepOutput(out["stats"], metrics, out["logits"], out["attention"])
 
 
 @register

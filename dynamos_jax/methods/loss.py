@@ -68,11 +68,14 @@ class LossMethod(Method):
     model: the network.
     lr: SGD's learning rate.
     reservoir: the buffer component, or None.
+    parallel_passes: the current and replay passes on two devices
+      (``train.parallel_passes``; only methods with ``parallel_grads``).
   """
 
   model: ResNet
   lr: float
   reservoir: buffer_lib.Reservoir | None = None
+  parallel_passes: bool = False
 
   gated: ClassVar[bool] = False
   buffer: ClassVar[str] = "none"
@@ -92,7 +95,8 @@ class LossMethod(Method):
     model = ResNet(num_classes=benchmark.num_classes, gated=cls.gated, nf=config.model.nf,
                    temperature=temperature, reduction=config.model.mlp_reduction,
                    agent_moments=bool(config.model.get("agent_moments", False)))
-    return dict(model=model, lr=config.lr, reservoir=reservoir)
+    return dict(model=model, lr=config.lr, reservoir=reservoir,
+                parallel_passes=bool(config.train.get("parallel_passes", False)))
 
   @classmethod
   def from_config(cls, config, benchmark) -> "LossMethod":
@@ -100,6 +104,18 @@ class LossMethod(Method):
 
   @classmethod
   def validate(cls, config) -> None:
+    if config.train.get("parallel_passes", False):
+      if cls.parallel_grads is LossMethod.parallel_grads:
+        raise ConfigError(f"train.parallel_passes is implemented for dynamos only, not "
+                          f"{cls.name}: set --config.train.parallel_passes=False")
+      if config.batch_size != config.minibatch_size:
+        raise ConfigError("train.parallel_passes stacks the current and replay batches: set "
+                          f"batch_size = minibatch_size (got {config.batch_size} and "
+                          f"{config.minibatch_size}) or train.parallel_passes=False")
+      if len(str(config.seeds).split(",")) > 1:
+        raise ConfigError("train.parallel_passes runs one seed's passes on two devices; "
+                          "several seeds already share the cores (train.host_devices): "
+                          "set train.parallel_passes=False")
     if cls.buffer != "none" and not cls.buffer_optional and config.buffer_size < 1:
       raise ConfigError(f"method {cls.name} replays from a buffer: set --config.buffer_size "
                         ">= 1 (or use --config.method=sgd for no buffer)")
@@ -121,6 +137,11 @@ class LossMethod(Method):
         real rows), drawn independently; empty without a buffer.
       key: PRNG key for this step's stochastic gates.
     """
+
+  def parallel_grads(self, params, batch_stats, batch: Batch, replays,
+                     key: jax.Array) -> tuple[Any, StepOutput]:
+    """``jax.grad`` of ``loss`` with its two passes on two devices (two_pass.py)."""
+    raise NotImplementedError(f"{self.name} has no two-device step")
 
   def init(self, key, example: Batch, benchmark) -> LossState:
     """PyTorch-style initialisation, an empty buffer."""
@@ -148,7 +169,10 @@ class LossMethod(Method):
     else:
       replays = self.reservoir.sample(state.buffer, replay_key) if use_buffer else ()
       loss_fn = lambda p: self.loss(p, state.batch_stats, batch, replays, gates_key)
-    grads, out = jax.grad(loss_fn, has_aux=True)(state.params)
+    if phase != "warmup" and self.parallel_passes and replays:
+      grads, out = self.parallel_grads(state.params, state.batch_stats, batch, replays, gates_key)
+    else:
+      grads, out = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
 

@@ -114,3 +114,18 @@ def test_mnist_arrays_refuses_colour_images(monkeypatch):
   monkeypatch.setattr(sources, "load_dataset", lambda *a: data)
   with pytest.raises(DataError, match="channels differ"):
     refdata.mnist_arrays("files", "unused")
+
+
+def test_seed_table_row_means_and_spread_by_hand():
+  first = {"seed": 3, **refdata.accuracy_record(_calls(), 3)}
+  calls = _calls()
+  calls[-1] = (False, [60, 75, 99], [90, 92, 94])  # final class-IL 78, task-IL 92
+  second = {"seed": 4, **refdata.accuracy_record(calls, 3)}
+  lines = refdata.seed_table([first, second]).splitlines()
+  assert lines[0].split() == ["seed", "cil@1", "cil@2", "cil@3", "til", "forget"]
+  # Row means: 90; (80 + 85) / 2; (70 + 75 + 99) / 3. Task-IL final (90 + 92 + 98) / 3.
+  assert lines[1].split() == ["3", "90.00", "82.50", "81.33", "93.33", "15.00"]
+  # Forgetting of seed 4: (90 - 60 + 85 - 75) / 2.
+  assert lines[2].split()[0] == "4" and lines[2].split()[-1] == "20.00"
+  # Class-IL finals 81.33 and 78: mean 79.67, std (ddof 1) |81.33 - 78| / sqrt(2) = 2.36.
+  assert "class-IL 79.67 +- 2.36" in lines[3] and lines[3].startswith("2 seeds")

@@ -136,3 +136,29 @@ class StepLog:
       entry[name] = float(np.mean([row[name] for _, row in self._steps if name in row]))
     self.entries.append(entry)
     self._steps = []
+
+
+def seed_table(records: list[dict]) -> str:
+  """A per-seed table of results.json records (ours or theirs) and the mean +- std (ddof 1).
+
+  Per seed: the class-IL mean over the seen tasks after each task (the row
+  means, i.e. the figure their log prints after each task), then the final
+  task-IL average and class-IL forgetting.
+  """
+  tasks = len(records[0]["class_il"]["matrix"]) - 1
+  head = ["seed"] + [f"cil@{t}" for t in range(1, tasks + 1)] + ["til", "forget"]
+  lines = ["  ".join(f"{h:>7}" for h in head)]
+  for r in records:
+    rows = r["class_il"]["matrix"][1:]
+    means = [metrics.final_average(r["class_il"]["matrix"][:i + 2]) for i in range(len(rows))]
+    forget = r["metrics"]["class_il"].get("forgetting")
+    cells = [str(r.get("seed", "?"))] + [f"{m:.2f}" for m in means] + [
+        f"{r['task_il']['final_average']:.2f}", "-" if forget is None else f"{forget:.2f}"]
+    lines.append("  ".join(f"{c:>7}" for c in cells))
+  summary = metrics.over_seeds(records)
+  parts = []
+  for protocol, name in (("class_il", "class-IL"), ("task_il", "task-IL")):
+    s = summary[protocol]["final_average"]
+    parts.append(f"{name} {s['mean']:.2f} +- {s['std']:.2f}")
+  lines.append(f"{len(records)} seeds: " + ", ".join(parts) + " (std over seeds, ddof 1)")
+  return "\n".join(lines)

@@ -72,6 +72,9 @@ def fail(message: str) -> None:
 def parse(argv):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   sub = p.add_subparsers(dest="command", required=True)
+  summary = sub.add_parser("summary", help="per-seed table and mean +- std of results.json files")
+  summary.add_argument("files", nargs="+",
+                       help="results.json files: theirs (one seed each) or ours (one or several seeds)")
   for name in ("throughput", "train"):
     s = sub.add_parser(name)
     s.add_argument("--ref", required=True, help=f"work tree of {REPO} at {COMMIT[:7]}")
@@ -95,6 +98,8 @@ def parse(argv):
   r.add_argument("--worker_loader", action="store_true",
                  help="keep their DataLoader(num_workers=4) (worker processes)")
   args = p.parse_args(argv)
+  if args.command == "summary":
+    return args
   if not os.path.isfile(os.path.join(args.ref, "main_policy.py")):
     fail(f"--ref={args.ref}: no main_policy.py; give a work tree of {REPO} at {COMMIT[:7]}")
   if args.command == "throughput":
@@ -273,8 +278,10 @@ class Recorder:
       self.eval_seconds += time.perf_counter() - start
       # Copies: their CsvLogger pads the lists it is given in place.
       self.calls.append((bool(last), list(accs[0]), list(accs[1])))
-      if len(self.calls) > 1 and not last:
-        self.buffers.append(self.buffer_summary(model))
+      if len(self.calls) > 1 and not last:  # after a task: its size, the buffer's state
+        self.buffers.append({**self.buffer_summary(model),
+                             "task_train_samples": len(dataset.train_loader.dataset),
+                             "task_test_samples": len(dataset.test_loaders[-1].dataset)})
       return accs
     return wrapped
 
@@ -407,9 +414,29 @@ def train(args):
         f"({out['train']['steps_per_second']:.2f} steps/s); {os.path.join(workdir, 'results.json')}")
 
 
+def summary(args):
+  sys.path[:0] = [HERE, ROOT]
+  import refdata
+  records = []
+  for name in args.files:
+    try:
+      with open(name) as f:
+        record = json.load(f)
+    except (OSError, ValueError) as e:
+      fail(f"{name}: not a readable results.json ({e})")
+    if "runs" in record:  # ours with several seeds: one record per seed
+      records += record["runs"]
+    else:
+      records.append({"seed": record.get("config", {}).get("seed", "?"), **record})
+  if any("class_il" not in r or "metrics" not in r for r in records):
+    fail("give results.json files of runs (class_il, metrics): theirs, or ours of one or "
+         "several seeds")
+  print(refdata.seed_table(records))
+
+
 def main(argv=None):
   args = parse(argv)
-  (throughput if args.command == "throughput" else train)(args)
+  {"throughput": throughput, "train": train, "summary": summary}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -127,6 +127,12 @@ def over_seeds(step: Callable | list[Callable], strategy: str, mesh: Mesh | None
   if strategy == "vmap" and steps is not None:
     raise DynamosError("a list of per-member steps cannot be vmapped: pass traced=(make_step, "
                        "values) or use seed_strategy=unroll")
+  if steps is not None and mesh is not None:
+    # Every device runs the one sharded program, so per-member constants would
+    # need a branch per device (lax.switch on the device index), which XLA:CPU
+    # rounds differently from the member's setting alone (measured).
+    raise DynamosError("an unrolled sweep cannot be sharded over devices: set "
+                       "--config.train.seed_devices=1, or seed_strategy=vmap")
 
   def unrolled(members, state, data, position):
     return stack([members[i](index(state, i),
@@ -144,16 +150,7 @@ def over_seeds(step: Callable | list[Callable], strategy: str, mesh: Mesh | None
       make_step = traced[0]
       return jax.vmap(lambda s, d, v: make_step(v)(s, d, position),
                       in_axes=(0, axes, 0))(state, data, values)
-    if steps is None:
-      return unrolled([step] * count, state, data, position)
-    if mesh is None or count == len(steps):
-      return unrolled(steps, state, data, position)
-    # Under the mesh every device runs this one program, yet each holds other
-    # members (device d: members d*count ... d*count + count - 1): a branch per
-    # device, each with its members' constants, picked by the device's index.
-    branches = [lambda s, d, p, first=first: unrolled(steps[first:first + count], s, d, p)
-                for first in range(0, len(steps), count)]
-    return jax.lax.switch(jax.lax.axis_index(AXIS), branches, state, data, position)
+    return unrolled(steps or [step] * count, state, data, position)
 
   values = None if traced is None else traced[1]
   if mesh is None:

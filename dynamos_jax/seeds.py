@@ -19,7 +19,7 @@ from dynamos_jax import evaluation
 from dynamos_jax import parallel
 from dynamos_jax import sweep as sweep_lib
 from dynamos_jax.data.streams import EpochData
-from dynamos_jax.errors import DynamosError
+from dynamos_jax.errors import ConfigError, DynamosError
 from dynamos_jax.experiment import Experiment
 from dynamos_jax.live import LiveMetrics
 from dynamos_jax.methods import Method
@@ -59,8 +59,19 @@ class Seeds:
       raise DynamosError("the members' plans differ (stream lengths or phases), so they cannot "
                          "share one program; run them one at a time (--config.seed=N)")
     self.config = config
+    unrolled_sweep = (self.sweep is not None
+                      and parallel.resolve_strategy(config.train.seed_strategy) == "unroll")
+    if unrolled_sweep and config.train.seed_devices > 1:
+      # One sharded program runs on every device, so each device's members would
+      # need their constants picked by the device's index (a branch per device),
+      # which rounds differently from a setting alone (measured): refused.
+      raise ConfigError("an unrolled sweep cannot be sharded over devices (each member's "
+                        "constants would need a branch per device, which rounds differently "
+                        "from the setting alone): set --config.train.seed_devices=1, or "
+                        "--config.train.seed_strategy=vmap")
+    # An unrolled sweep runs on one device (seed_devices 0 or 1).
     self.mesh = (parallel.seed_mesh(len(self.seeds), config.train.seed_devices)
-                 if self.multi else None)
+                 if self.multi and not unrolled_sweep else None)
     data = first.benchmark.data
     # The labels the benchmark's batches carry: the dataset's, or a benchmark's own
     # (``train_labels``: a task-incremental split's are within the task).

@@ -187,6 +187,18 @@ def test_a_key_the_method_does_not_read_is_refused(tiny_data, tiny_config):
   assert len(Seeds(tiny_config).exps) == 2
 
 
+def test_an_unrolled_sweep_is_not_sharded(tiny_data, tiny_config):
+  """Per-member constants under one sharded program would need a branch per device,
+  which XLA:CPU rounds differently: refused when asked for, not sharded by default."""
+  tiny_config.sweep = "dynamos.alpha=0.1,0.5"
+  tiny_config.train.seed_strategy = "unroll"
+  tiny_config.train.seed_devices = 2
+  with pytest.raises(ConfigError, match="an unrolled sweep cannot be sharded over devices"):
+    Seeds(tiny_config)
+  tiny_config.train.seed_devices = 0
+  assert Seeds(tiny_config).mesh is None
+
+
 @pytest.mark.parametrize("sweep, expected", [
     ("batch_size=5,10", "batch_size cannot be swept"),
     ("dynamos.alpha=0.1,x", "must be numbers"),

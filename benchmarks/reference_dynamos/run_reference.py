@@ -261,110 +261,10 @@ def throughput(args):
 # ------------------------------------------------------------------------ (b) train
 
 
-class Recorder:
-  """Wraps their evaluate / train / observe to record a run; computes nothing of its own."""
-
-  def __init__(self, torch, log_every):
-    import refdata
-    self.torch = torch
-    self.calls, self.buffers, self.log = [], [], refdata.StepLog(log_every)
-    self.steps, self.train_seconds, self.eval_seconds, self.args = 0, 0.0, 0.0, None
-    self._capture = None
-
-  def evaluate(self, original):
-    def wrapped(model, dataset, last=False, threshold=0.5):
-      start = time.perf_counter()
-      accs = original(model, dataset, last=last, threshold=threshold)
-      self.eval_seconds += time.perf_counter() - start
-      # Copies: their CsvLogger pads the lists it is given in place.
-      self.calls.append((bool(last), list(accs[0]), list(accs[1])))
-      if len(self.calls) > 1 and not last:  # after a task: its size, the buffer's state
-        self.buffers.append({**self.buffer_summary(model),
-                             "task_train_samples": len(dataset.train_loader.dataset),
-                             "task_test_samples": len(dataset.test_loaders[-1].dataset)})
-      return accs
-    return wrapped
-
-  def train(self, original):
-    def wrapped(model, dataset, args):
-      self.args = args
-      model.net.register_forward_hook(self.hook)
-      model.observe = self.observe(model, model.observe)
-      return original(model, dataset, args)
-    return wrapped
-
-  def task(self):
-    return sum(1 for last, *_ in self.calls[1:] if not last) + 1  # 1-based, as our log
-
-  def observe(self, model, original):
-    def wrapped(inputs, labels, not_aug_inputs):
-      phase = "warmup" if model.net.get_warmup() else "main"
-      self._capture = {"labels": labels}
-      start = time.perf_counter()
-      losses = original(inputs, labels, not_aug_inputs)
-      self.train_seconds += time.perf_counter() - start
-      self.steps += 1
-      extra, self._capture = self._capture, None
-      extra.pop("labels")
-      extra["buffer_seen"] = float(getattr(model.buffer, "num_seen_examples", 0))
-      self.log.add(self.steps, self.task(), phase, {**losses, **extra})
-      return losses
-    return wrapped
-
-  def hook(self, net, inputs, output):
-    """The first training forward of a step (the current batch): accuracy, keep ratios."""
-    if self._capture is None or "train_accuracy" in self._capture or not net.training:
-      return
-    torch = self.torch
-    with torch.no_grad():
-      logits = output[0] if isinstance(output, tuple) else output
-      labels = self._capture["labels"]
-      self._capture["train_accuracy"] = float((logits.argmax(1) == labels).float().mean())
-      if isinstance(output, tuple):
-        bounds = net.agent_boundaries
-        for l in range(len(bounds) - 1):
-          keep = output[1][:, bounds[l]:bounds[l + 1]].mean()
-          self._capture[f"keep_ratio_{l + 1}"] = float(keep)
-
-  def buffer_summary(self, model):
-    """After a task: the buffer's labels over its sampled slots, and its never-written zero slots."""
-    buf = model.buffer
-    if not hasattr(buf, "examples"):
-      return {"task": len(self.buffers) + 1, "seen": buf.num_seen_examples}
-    n = min(buf.num_seen_examples, buf.buffer_size)
-    zero = buf.examples[:n].flatten(1).abs().sum(1) == 0
-    return {"task": len(self.buffers) + 1, "seen": buf.num_seen_examples, "slots": n,
-            "label_counts": self.torch.bincount(buf.labels[:n], minlength=10).tolist(),
-            "zero_slots": int(zero.sum())}
-
-
-def capped_loader(torch, cap, workers):
-  """Their DataLoader(...): num_workers -> `workers`; shuffled (training) loaders cut at `cap`."""
-  import itertools
-  original = torch.utils.data.DataLoader
-
-  class Capped:
-    def __init__(self, loader):
-      self.loader, self.dataset = loader, loader.dataset
-
-    def __len__(self):
-      return min(len(self.loader), cap)
-
-    def __iter__(self):
-      return itertools.islice(iter(self.loader), cap)
-
-  def make(dataset, *args, **kwargs):
-    if workers is not None:
-      kwargs["num_workers"] = workers
-    loader = original(dataset, *args, **kwargs)
-    return Capped(loader) if cap and kwargs.get("shuffle") else loader
-
-  return make
-
-
 def train(args):
   sys.path[:0] = [HERE, ROOT]
   import refdata
+  import trainhooks
   from dynamos_jax.errors import DataError
   try:
     arrays = refdata.mnist_arrays(args.source, args.path)
@@ -378,9 +278,9 @@ def train(args):
   torchvision.datasets.MNIST.install(*arrays)
   import datasets.utils.continual_dataset as continual_dataset
   import utils.policy_training as policy_training
-  continual_dataset.DataLoader = capped_loader(
+  continual_dataset.DataLoader = trainhooks.capped_loader(
       torch, args.max_steps_per_task, None if args.worker_loader else 0)
-  rec = Recorder(torch, args.log_every)
+  rec = trainhooks.Recorder(torch, args.log_every)
   policy_training.evaluate = rec.evaluate(policy_training.evaluate)
   policy_training.train = rec.train(policy_training.train)
   info = {**machine(torch), "threads": args.threads}

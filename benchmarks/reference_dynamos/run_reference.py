@@ -137,9 +137,16 @@ def tree_check(ref):
 
 
 def machine(torch):
-  model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor())
-  return {"cpu": model, "cpus": os.cpu_count(), "torch": torch.__version__,
+  """The CPU (model name, family / model: Zen 3 is 25 / 1, Zen 4 25 / 17; AVX-512 or not)."""
+  info = {}
+  with open("/proc/cpuinfo") as f:
+    for line in f:
+      key, _, value = line.partition(":")
+      info.setdefault(key.strip(), value.strip())
+  cpu = (f"{info.get('model name', platform.processor())} (family {info.get('cpu family', '?')} "
+         f"model {info.get('model', '?')}, "
+         f"{'AVX-512' if 'avx512f' in info.get('flags', '').split() else 'no AVX-512'})")
+  return {"cpu": cpu, "cpus": os.cpu_count(), "torch": torch.__version__,
           "python": platform.python_version(), "loadavg": os.getloadavg()}
 
 

@@ -21,6 +21,7 @@ from conftest import tiny_dataset
 from dynamos_jax import analyze
 from dynamos_jax import config as config_lib
 from dynamos_jax import runner
+from dynamos_jax import sweep
 from dynamos_jax import task_reports
 from dynamos_jax import train
 from dynamos_jax.benchmarks import REGISTRY, register
@@ -219,6 +220,18 @@ def test_analyze_reports_the_records_per_seed(reference):
     out = os.path.join(workdir, "analysis", f"seed_{exp.seed}")
     for t in (1, 2):
       assert os.path.getsize(os.path.join(out, f"dgm_samples_task{t}.png")) > 0
+
+
+def test_the_seeds_benchmark_is_no_setting(patched):
+  """Two seeds' methods hold their own benchmarks (their own held-out splits) and are
+  still one method to jit and to a sweep, which sees only the settings that differ."""
+  config = _config()
+  first, second = train.Experiment(config, 0).method, train.Experiment(config, 1).method
+  assert first.data.benchmark is not second.data.benchmark
+  assert first == second and hash(first) == hash(second)
+  config.dgm.lr_g = 2e-2
+  other = train.Experiment(config, 1).method
+  assert sweep.varying_fields([first, other]) == {("lr_g",): [1e-2, 2e-2]}
 
 
 @pytest.mark.parametrize("key, value, message", [

@@ -104,7 +104,7 @@ class DGM(Method):
   max_steps: int = 0  # train.max_steps_per_task (0: none): when a task's last epoch ends
   eval_batch_size: int = 256
   # The seed's benchmark, for best_valid's evaluations (its hold-out is the seed's).
-  benchmark: object = dataclasses.field(default=None, compare=False, repr=False)
+  data: dgm_selection.Data | None = dataclasses.field(default=None, repr=False)
 
   name = "dgm"
   namespace = "dgm"
@@ -130,7 +130,8 @@ class DGM(Method):
                d.loops == "unroll" or (d.loops == "auto" and jax.default_backend() == "cpu"),
                selection=d.selection, eval_every=d.eval_every,
                max_steps=config.train.max_steps_per_task,
-               eval_batch_size=config.train.eval_batch_size, benchmark=benchmark)
+               eval_batch_size=config.train.eval_batch_size,
+               data=dgm_selection.Data(benchmark))
 
   # --- pieces --------------------------------------------------------------------------------
 

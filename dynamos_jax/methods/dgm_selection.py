@@ -39,6 +39,24 @@ from dynamos_jax import evaluation
 NONE_YET = -1.0  # the validation average a task has before its first evaluation
 
 
+class Data:
+  """The seed's benchmark, held by the method for its evaluations (``DGM.data``).
+
+  Every ``Data`` compares equal (and hashes alike): the held-out split is the
+  seed's data, not a setting, so methods that differ only in it are the same
+  method to jit's cache and to a sweep's comparison of its members' fields.
+  """
+
+  def __init__(self, benchmark):
+    self.benchmark = benchmark
+
+  def __eq__(self, other):
+    return isinstance(other, Data)
+
+  def __hash__(self):
+    return hash(Data)
+
+
 def empty(selection: str, num_tasks: int, num_classes: int) -> dict:
   """The state's records: {} for ``final`` (no leaves: a final run's checkpoint layout is
   unchanged), else valid float32 [T], epoch int32 [T], test float32 [T, K]."""
@@ -89,7 +107,7 @@ def end_epoch(method, state, task):
   epoch = due(method, state)
   if epoch is None:
     return state
-  t, benchmark = task.index, method.benchmark
+  t, benchmark = task.index, method.data.benchmark
   classes = t + 1  # one class per task (dgm_config.validate): classes 0..t are seen
   valid = float(np.mean(seen_accuracies(method, state, *benchmark.validation_set(), classes)))
   records = jax.tree.map(jnp.asarray, state.selection)

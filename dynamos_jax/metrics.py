@@ -9,8 +9,9 @@ it (``before[0]`` is the untrained model's). With T tasks:
 - forgetting: mean over j < T-1 of max_{j < i <= T} matrix[i][j] - matrix[T][j]
   (the best accuracy on j once learned, the final row included, minus the
   final one, so forgetting >= 0, as in the spec and Mammoth; Mammoth also
-  takes the untrained and "before learning" entries into the max, which
-  only matters when a task is better before it is learned);
+  takes each task's "before learning" entry into the max (it appends it to
+  the previous row), which only matters when a task is better before it is
+  learned);
 - backward transfer (BWT): mean over j < T-1 of matrix[T][j] - matrix[j+1][j];
 - forward transfer (FWT): mean over j >= 1 of before[j] - matrix[0][j].
 

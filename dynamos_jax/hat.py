@@ -60,6 +60,11 @@ def scale(schedule: str, epoch, position, epochs: int, batches, samples, batch_s
   s_e = jnp.float32(inv) + jnp.float32(smax - inv) * global_ratio
   if not local:
     return s_e, s_e
+  if schedule == "paper":
+    # The ramp reaches its end (ratio 1) here, where 1/s^e + (s^e - 1/s^e) cancels to
+    # exactly 0 in float32 at s^e = 1/S (1e4 - 9999.9999 == 0), and the compensation
+    # divides by s: weighted as (1 - r) a + r b, both ends are exact.
+    return (1.0 / s_e) * (1.0 - local_ratio) + s_e * local_ratio, s_e
   return 1.0 / s_e + (s_e - 1.0 / s_e) * local_ratio, s_e
 
 

@@ -11,7 +11,9 @@ per seed.
 """
 
 import os
+import types
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -242,3 +244,48 @@ def test_bad_selection_input_is_one_line(key, value, message):
   with pytest.raises(ConfigError, match=message) as err:
     config_lib.validate(config)
   assert "\n" not in str(err.value)
+
+
+@flax.struct.dataclass
+class _Stub:
+  """The fields of DGMState that dgm_selection reads."""
+  step_in_task: jax.Array
+  batches: jax.Array
+  selection: dict
+
+
+def test_selection_rule_on_scripted_accuracies(monkeypatch):
+  """Scripted seen-class accuracies through end_epoch: when it evaluates (every second
+  epoch from the first, and the task's last, here cut by max_steps), the first of tied
+  best averages kept even when they are not float32 numbers (200 / 3), a better one taken."""
+  valid = iter([[100.0, 100 / 3], [100.0, 0.0], [100 / 3, 100.0], [100.0, 100.0]])
+  test = iter([[90.0, 10.0], [80.0, 70.0]])
+  calls = []
+
+  def scripted(method, state, images, labels, classes):
+    calls.append(images)
+    return np.asarray(next(valid if images == "valid" else test))
+
+  monkeypatch.setattr(dgm_selection, "seen_accuracies", scripted)
+  bench = types.SimpleNamespace(validation_set=lambda: ("valid", None),
+                                test_set=lambda: ("test", None))
+  method = types.SimpleNamespace(epochs=10, eval_every=2, max_steps=21,
+                                 data=dgm_selection.Data(bench))
+  state = _Stub(jnp.int32(0), jnp.int32(3), dgm_selection.empty("best_valid", 2, 10))
+  task = types.SimpleNamespace(index=1)
+  after = {}
+  for epoch in range(1, 8):  # 21 steps: the 7th epoch is the task's last
+    state = state.replace(step_in_task=jnp.int32(3 * epoch))
+    state = dgm_selection.end_epoch(method, state, task)
+    after[epoch] = jax.device_get(state.selection)
+  # Evaluated after epochs 1, 3, 5 (e = 0, 2, 4) and 7 (the task's last); the test split
+  # only when the validation average beats the best so far: epochs 1 and 7.
+  assert calls == ["valid", "test", "valid", "valid", "valid", "test"]
+  # Epoch 5 ties epoch 1 at 200 / 3 %: the record stays epoch 1's.
+  assert list(after[5]["epoch"]) == [0, 1]
+  np.testing.assert_allclose(after[5]["valid"], [-1.0, 200 / 3], rtol=1e-6)
+  np.testing.assert_allclose(after[5]["test"][1][:2], [90.0, 10.0])
+  assert list(after[7]["epoch"]) == [0, 7]
+  np.testing.assert_allclose(after[7]["valid"], [-1.0, 100.0], rtol=1e-6)
+  np.testing.assert_allclose(after[7]["test"][1], [80.0, 70.0] + [0.0] * 8)
+  assert dgm_selection.due(method, state.replace(step_in_task=jnp.int32(6))) is None

@@ -1,6 +1,7 @@
 """Where the training step's time goes: XLA ops grouped by layer kind and by op kind.
 
-  python benchmarks/profile_step.py [--method=dynamos] [--benchmark=seq-mnist] [--steps=20]
+  python benchmarks/profile_step.py [--method=dynamos] [--benchmark=seq-mnist] [--steps=20] \
+      [--agent_moments]
 
 Traces ``--steps`` steps of the jitted one-seed step (full buffer, as in
 benchmarks/throughput.py) with ``jax.profiler``, then sums the durations of
@@ -50,12 +51,15 @@ def main():
   parser.add_argument("--method", default="dynamos")
   parser.add_argument("--benchmark", default="seq-mnist", choices=list(throughput.SHAPES))
   parser.add_argument("--steps", type=int, default=20)
+  parser.add_argument("--agent_moments", action="store_true",
+                      help="the agents from moments (config model.agent_moments)")
   args = parser.parse_args()
 
   spec = throughput.SHAPES[args.benchmark]
   config = base_config()
   config.method = args.method
   config.batch_size = config.minibatch_size = spec["batch"]
+  config.model.agent_moments = args.agent_moments
   method = methods.get_method(config, types.SimpleNamespace(num_classes=10))
   state = throughput.full_state(method, spec["shape"], spec["buffer"], 0)
   rng = np.random.default_rng(0)

@@ -1,9 +1,10 @@
 """Training throughput at the paper's shapes: compile time, steps/s, images/s, FLOP/s.
 
-  python benchmarks/throughput.py [--methods=dynamos,baseline] \
-      [--benchmarks=seq-mnist,mnist-360,seq-svhn] [--strategies=loop,scan10,scan100] \
-      [--seeds=1,2,4,8] [--seed_strategy=auto] [--host_devices=0] [--steps=200] [--repeats=3] \
-      [--out=FILE.json]
+  python benchmarks/throughput.py [--methods=dynamos,dynamos_nobuffer,baseline,er,derpp,sgd,\
+      slni,dgm] [--benchmarks=seq-mnist,mnist-360,seq-svhn,permuted-mnist,dgm-mnist] \
+      [--strategies=loop,scan10,scan100] [--seeds=1,2,4,8] [--seed_strategy=auto] \
+      [--host_devices=0] [--agent_moments] [--parallel_passes] [--dgm_tasks=1,10] \
+      [--peak_gflops=0] [--steps=200] [--repeats=3] [--tiny] [--out=FILE.json]
 
 Every case trains the real step (the library's make_train_step, lifted to S
 seeds by parallel.over_seeds and sharded over the devices like a run) on
@@ -17,7 +18,13 @@ Reported per case: compile seconds (the first chunk's compilation, apart),
 steady-state steps/s (median of ``--repeats`` timed runs of ``--steps`` steps
 after a warm-up chunk, each ended by block_until_ready), stream images/s
 (steps/s x batch x seeds), the step's FLOPs from XLA's cost analysis of the
-one-step program and the achieved FLOP/s. Prints a table; ``--out`` writes JSON.
+one-step program, the achieved FLOP/s and its fraction of the machine's peak
+(``--peak_gflops``, or measured: XLA's best 2048 x 2048 float32 matmul, which
+uses every core; the cores x clock x 32 FLOP/cycle figure is printed beside
+it). Each method runs on its kind of benchmark: the ResNet methods on the
+image shapes, SLNI's MLP on permuted MNIST, DGM's iteration on ``dgm-mnist``
+(benchmarks/dgm_step.py's setup, at ``--dgm_tasks``; one seed, no chunk
+strategies). Prints a table; ``--out`` writes JSON.
 """
 
 import argparse
@@ -28,6 +35,8 @@ import sys
 import time
 
 import types
+import os
+import subprocess
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +53,8 @@ from dynamos_jax.data.streams import EpochData
 from dynamos_jax.methods import two_pass
 from dynamos_jax.state import TrainState
 
+import dgm_step  # The DGM iteration's setup and timing (benchmarks/dgm_step.py).
+
 # The paper's shapes (Table 5 and spec): image shape, batch size B (= replay B_M), buffer.
 SHAPES = {
     "seq-mnist": dict(shape=(28, 28, 3), batch=10, buffer=500, rotate=False),
@@ -51,9 +62,26 @@ SHAPES = {
     "seq-svhn": dict(shape=(32, 32, 3), batch=16, buffer=2000, rotate=False),
     # SLNI's demo: the 784-128-128-10 MLP at batch 200 (slni-spec 7), permuted inputs.
     "permuted-mnist": dict(shape=(28, 28, 3), batch=200, buffer=0, rotate=False, mlp=True),
+    # One DGM iteration at MNIST shapes (32x32x1, batch 64): benchmarks/dgm_step.py's.
+    "dgm-mnist": dict(shape=(32, 32, 1), batch=dgm_step.BATCH, buffer=0, rotate=False, dgm=True),
 }
-# The benchmarks each method is measured on (the MLP methods on permuted MNIST only).
+# --tiny: the same programs at toy sizes (tests/test_throughput.py), not for timing.
+TINY = {
+    "seq-mnist": dict(shape=(8, 8, 3), batch=2, buffer=8, rotate=False),
+    "mnist-360": dict(shape=(8, 8, 3), batch=2, buffer=8, rotate=True),
+    "seq-svhn": dict(shape=(8, 8, 3), batch=2, buffer=8, rotate=False),
+    "permuted-mnist": dict(shape=(28, 28, 3), batch=4, buffer=0, rotate=False, mlp=True),
+    "dgm-mnist": SHAPES["dgm-mnist"],
+}
+# The benchmarks each method is measured on: the MLP methods on permuted MNIST,
+# DGM on its own shapes, the ResNet methods on the others. joint's step is sgd's
+# (only its stream differs), dgm_joint's a DGM variant: both are left out by default.
 MLP_METHODS = ("slni",)
+DGM_METHODS = ("dgm",)
+DEFAULT_METHODS = "dynamos,dynamos_nobuffer,baseline,er,derpp,sgd,slni,dgm"
+# Assumed FP32 FLOP per cycle and core for the theoretical peak: two 256-bit FMA
+# pipes (x86 with AVX2 or Zen 4's AVX-512, which issues 512-bit ops as two halves).
+FLOP_PER_CYCLE = 32
 STRATEGIES = {"loop": ("loop", 1), "scan10": ("scan", 10), "scan100": ("scan", 100)}
 POOL = 4000  # Synthetic training images per case.
 
@@ -95,11 +123,58 @@ def step_flops(step, state, data) -> float:
   return float((cost[0] if isinstance(cost, list) else cost).get("flops", float("nan")))
 
 
+def matmul_peak_flops(n: int = 2048, repeats: int = 10) -> float:
+  """FLOP/s of XLA's best [n, n] x [n, n] float32 matmul here (it uses every core)."""
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)), jnp.float32)
+  dot = jax.jit(lambda a: a @ a)
+  jax.block_until_ready(dot(x))
+  best = float("inf")
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(dot(x))
+    best = min(best, time.perf_counter() - t0)
+  return 2 * n**3 / best
+
+
+def theoretical_peak_flops() -> tuple[float, str]:
+  """cores x clock x FLOP_PER_CYCLE from /proc/cpuinfo (nan where it says no clock)."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      mhz = [float(l.split(":")[1]) for l in f if l.startswith("cpu MHz")]
+  except OSError:
+    mhz = []
+  if not mhz:
+    return float("nan"), "no clock in /proc/cpuinfo"
+  cores = os.cpu_count() or 1
+  return (cores * max(mhz) * 1e6 * FLOP_PER_CYCLE,
+          f"{cores} cores x {max(mhz):.0f} MHz x {FLOP_PER_CYCLE} FLOP/cycle")
+
+
+def cpu_name() -> str:
+  out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+  return next((l.split(":", 1)[1].strip() for l in out.splitlines()
+               if l.startswith("Model name")), "unknown")
+
+
+def run_dgm(task: int, steps: int, repeats: int) -> dict:
+  """One DGMw iteration at task ``task`` (dgm_step.measure), as a throughput row."""
+  r = dgm_step.measure("w", task, steps, repeats, dgm_step.TARGET["w"], "auto")
+  rate, flops = r["iterations_per_s"], r["gflop_per_iteration"] * 1e9
+  return {"method": "dgm", "benchmark": "dgm-mnist", "strategy": f"task{task}", "seeds": 1,
+          "agent_moments": False, "parallel_passes": False, "seed_strategy": None,
+          "devices": 1, "batch": dgm_step.BATCH, "replay": 0,
+          "compile_seconds": r["compile_s"], "steps_per_second": rate, "all_rates": [rate],
+          "stream_images_per_second": rate * dgm_step.BATCH,
+          "flops_per_step": flops, "flops_per_second": rate * flops}
+
+
 def run_case(method_name: str, benchmark: str, strategy: str, seeds: int, seed_strategy: str,
              steps: int, repeats: int, agent_moments: bool = False,
-             parallel_passes: bool = False) -> dict:
-  spec = SHAPES[benchmark]
+             parallel_passes: bool = False, tiny: bool = False) -> dict:
+  spec = (TINY if tiny else SHAPES)[benchmark]
   config = base_config()
+  if tiny:
+    config.model.nf, config.model.mlp_reduction = 8, 4
   config.method = method_name
   config.model.agent_moments = agent_moments
   config.train.parallel_passes = parallel_passes
@@ -187,9 +262,9 @@ def run_case(method_name: str, benchmark: str, strategy: str, seeds: int, seed_s
           "flops_per_step": flops, "flops_per_second": rate * flops}
 
 
-def main():
+def main(argv=None) -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--methods", default="dynamos,baseline")
+  parser.add_argument("--methods", default=DEFAULT_METHODS)
   parser.add_argument("--benchmarks", default=",".join(SHAPES))
   parser.add_argument("--strategies", default=",".join(STRATEGIES))
   parser.add_argument("--seeds", default="1,2,4,8")
@@ -203,8 +278,14 @@ def main():
   parser.add_argument("--parallel_passes", action="store_true",
                       help="one seed's two passes on two devices (train.parallel_passes; "
                            "needs --host_devices=2 on a CPU)")
+  parser.add_argument("--dgm_tasks", default="1,10",
+                      help="the DGM iteration at these tasks (dgm_step.py fakes the later ones)")
+  parser.add_argument("--peak_gflops", type=float, default=0.0,
+                      help="the machine's peak for the %%peak column (0: measure a matmul)")
+  parser.add_argument("--tiny", action="store_true",
+                      help="toy shapes and widths: checks that every case runs (no timing)")
   parser.add_argument("--out", default="")
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
   try:
     seed_counts = [int(s) for s in args.seeds.split(",")]
   except ValueError:
@@ -219,31 +300,50 @@ def main():
     if bad:
       sys.exit(f"error: unknown --{name} {bad}; choose from {', '.join(choices)}")
   device = jax.devices()[0]
-  header = (f"device: {device.device_kind} ({jax.default_backend()}), "
-            f"{jax.device_count()} device(s); jax {jax.__version__}")
-  print(header)
-  print(f"{'method':>9} {'benchmark':>10} {'chunks':>8} {'seeds':>5} {'dev':>3} "
-        f"{'compile s':>9} {'steps/s':>8} {'images/s':>9} {'GFLOP/step':>10} {'GFLOP/s':>8}")
+  peak = args.peak_gflops * 1e9 or matmul_peak_flops(512 if args.tiny else 2048)
+  theory, how = theoretical_peak_flops()
+  print(f"device: {device.device_kind} ({jax.default_backend()}), {jax.device_count()} "
+        f"device(s); {cpu_name()}; jax {jax.__version__}")
+  print(f"peak: {peak / 1e9:.1f} GFLOP/s "
+        f"({'given' if args.peak_gflops else 'measured: best float32 matmul'}); "
+        f"theoretical {theory / 1e9:.1f} GFLOP/s ({how}); load {os.getloadavg()[0]:.1f}")
+  print(f"{'method':>16} {'benchmark':>14} {'chunks':>8} {'seeds':>5} {'dev':>3} "
+        f"{'compile s':>9} {'steps/s':>8} {'images/s':>9} {'GFLOP/step':>10} {'GFLOP/s':>8} "
+        f"{'%peak':>6}")
   cases = []
+
+  def report(r):
+    r["peak_fraction"] = r["flops_per_second"] / peak
+    cases.append(r)
+    print(f"{r['method']:>16} {r['benchmark']:>14} {r['strategy']:>8} {r['seeds']:>5} "
+          f"{r['devices']:>3} {r['compile_seconds']:9.1f} {r['steps_per_second']:8.2f} "
+          f"{r['stream_images_per_second']:9.0f} {r['flops_per_step'] / 1e9:10.3f} "
+          f"{r['flops_per_second'] / 1e9:8.1f} {100 * r['peak_fraction']:5.1f}%", flush=True)
+
   for method_name in args.methods.split(","):
     for benchmark in args.benchmarks.split(","):
-      if (method_name in MLP_METHODS) != bool(SHAPES[benchmark].get("mlp")):
-        continue  # An MLP method on permuted MNIST; the ResNet methods on the others.
+      spec = SHAPES[benchmark]
+      if ((method_name in MLP_METHODS) != bool(spec.get("mlp"))
+          or (method_name in DGM_METHODS) != bool(spec.get("dgm"))):
+        continue  # Each method on its own kind of benchmark (see MLP_METHODS).
+      if spec.get("dgm"):  # One seed, its own jitted iteration (no chunk strategies).
+        for task in args.dgm_tasks.split(","):
+          report(run_dgm(int(task), 1 if args.tiny else args.steps, args.repeats))
+        continue
       for strategy in args.strategies.split(","):
         for seeds in seed_counts:
-          r = run_case(method_name, benchmark, strategy, seeds, args.seed_strategy,
-                       args.steps, args.repeats, args.agent_moments, args.parallel_passes)
-          cases.append(r)
-          print(f"{r['method']:>9} {r['benchmark']:>10} {r['strategy']:>8} {r['seeds']:>5} "
-                f"{r['devices']:>3} {r['compile_seconds']:9.1f} {r['steps_per_second']:8.2f} "
-                f"{r['stream_images_per_second']:9.0f} {r['flops_per_step'] / 1e9:10.2f} "
-                f"{r['flops_per_second'] / 1e9:8.1f}", flush=True)
+          report(run_case(method_name, benchmark, strategy, seeds, args.seed_strategy,
+                          args.steps, args.repeats, args.agent_moments, args.parallel_passes,
+                          args.tiny))
   if args.out:
     with open(args.out, "w") as f:
-      json.dump({"device": device.device_kind, "backend": jax.default_backend(),
-                 "device_count": jax.device_count(), "jax": jax.__version__,
+      json.dump({"device": device.device_kind, "cpu": cpu_name(),
+                 "backend": jax.default_backend(), "device_count": jax.device_count(),
+                 "jax": jax.__version__, "peak_flops_per_second": peak,
+                 "theoretical_peak": [theory, how], "load": os.getloadavg(),
                  "steps": args.steps, "repeats": args.repeats, "cases": cases}, f, indent=1)
     print(f"wrote {args.out}")
+  return cases
 
 
 if __name__ == "__main__":

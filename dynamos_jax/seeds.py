@@ -147,7 +147,18 @@ class Seeds:
     def make_step(mine):
       method = sweep_lib.with_values(
           exp.method, {tuple(name.split(".")): v for name, v in mine.items()})
-      return make_train_step(method, phase)
+      one = make_train_step(method, phase)
+
+      def step(state, data, position):
+        try:
+          return one(state, data, position)
+        except jax.errors.ConcretizationTypeError:
+          # The method branches in Python on a swept value: it needs its constants.
+          raise ConfigError(f"sweep: {exp.method.name} uses {', '.join(values)} in Python "
+                            "control flow, so the sweep cannot be vmapped; use "
+                            "--config.train.seed_strategy=unroll") from None
+
+      return step
 
     return parallel.over_seeds(None, strategy, self.mesh, traced=(make_step, values))
 

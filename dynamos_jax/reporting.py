@@ -130,7 +130,8 @@ def write_results(results: dict, workdir: str) -> str:
             for label in results["sweep"]["settings"]}
     plot_comparison({label: s["summary"] for label, s in results["sweep"]["settings"].items()},
                     runs, os.path.join(workdir, sweep_lib.DIRECTORY, "sweep.png"),
-                    title=f"{len(runs)} settings of {', '.join(results['sweep']['keys'])}")
+                    title=f"{len(runs)} settings of {', '.join(results['sweep']['keys'])}; "
+                          f"best: {results['sweep']['best']}")
   return path
 
 

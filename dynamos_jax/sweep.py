@@ -26,6 +26,7 @@ WORKDIR/sweep/<label>/results.json is each setting as if run alone, and
 import dataclasses
 import itertools
 import json
+import math
 import os
 
 import flax.linen as nn
@@ -125,7 +126,9 @@ def parse(config: ml_collections.ConfigDict) -> Sweep | None:
     try:
       numbers = [float(v) for v in items]
     except ValueError:
-      raise ConfigError(f"sweep: the values of {key} must be numbers (got {listed!r})") from None
+      numbers = []
+    if len(numbers) != len(items) or not all(math.isfinite(v) for v in numbers):
+      raise ConfigError(f"sweep: the values of {key} must be finite numbers (got {listed!r})")
     if len(set(numbers)) != len(numbers):
       raise ConfigError(f"sweep: {key} repeats a value ({listed!r})")
     keys.append(key)

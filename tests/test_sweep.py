@@ -166,7 +166,8 @@ def test_with_values_sets_nested_fields(tiny_data, tiny_config):
     ("no_such=0.1,0.2", "unknown config key 'no_such'"),
     ("dynamos.alpha=", "empty value list"),
     ("dynamos.alpha=0.1,,0.2", "empty value"),
-    ("dynamos.alpha=0.1,high", "must be numbers"),
+    ("dynamos.alpha=0.1,high", "must be finite numbers"),
+    ("lr=0.1,inf", "must be finite numbers"),
     ("dynamos.alpha=0.1,0.1", "repeats a value"),
     ("dynamos.alpha", "is not KEY=V1,V2"),
     ("lr=0.1;lr=0.2", "listed twice"),
@@ -201,7 +202,7 @@ def test_an_unrolled_sweep_is_not_sharded(tiny_data, tiny_config):
 
 @pytest.mark.parametrize("sweep, expected", [
     ("batch_size=5,10", "batch_size cannot be swept"),
-    ("dynamos.alpha=0.1,x", "must be numbers"),
+    ("dynamos.alpha=0.1,x", "must be finite numbers"),
     ("derpp.beta=0.1,0.2", "does not read derpp.beta"),
 ])
 def test_the_cli_refuses_bad_sweeps_with_exit_2(sweep, expected, tmp_path):

@@ -97,6 +97,9 @@ def run_comparison(config, methods: list[str], seeds: list[int], workdir: str,
   from dynamos_jax import config as config_lib
   if str(config.seeds).strip():
     raise DynamosError("compare takes its seeds from --seeds=0,1,2; drop --config.seeds")
+  if str(config.sweep).strip():
+    raise DynamosError("compare compares methods; a sweep of one method's settings prints its "
+                       "own table: python -m dynamos_jax.run --config.sweep=... (README Sweeps)")
   configs = {}
   for method in methods:  # Check everything before training anything.
     for seed in seeds:

@@ -291,3 +291,10 @@ def test_a_vmapped_sweep_sharded_over_two_devices(tiny_config, tmp_path):
   # The members differ by far more than that: a device given the other's tau would show.
   a, b = out["unroll"]["loss"]
   assert abs(a - b) > 1e-2 * abs(a)
+
+
+def test_compare_refuses_a_sweep(tiny_config, tmp_path):
+  from dynamos_jax import compare
+  tiny_config.sweep = "dynamos.alpha=0.1,0.5"
+  with pytest.raises(DynamosError, match="compare compares methods"):
+    compare.run_comparison(tiny_config, ["dynamos"], [0], str(tmp_path))

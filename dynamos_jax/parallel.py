@@ -9,7 +9,9 @@ no collectives: each device runs its own seeds (its own core on a CPU exposed
 as several host devices, ``train.host_devices``). Across hosts
 (``train.distributed``) the mesh spans every process's devices; the host-side
 work (task hooks, evaluation, checkpoints) sees the whole state gathered by
-``to_host`` on every process, and only process 0 writes files.
+``to_host`` on every process, and only process 0 writes files. A sweep's members
+(sweep.py) are stacked the same way; ``over_seeds`` then takes one step per member
+(unroll) or a step built from each member's traced hyperparameters (vmap).
 """
 
 import os

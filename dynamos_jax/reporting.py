@@ -90,7 +90,7 @@ def results_record(config, seeds, progress: dict, train: dict) -> dict:
   """
   if seeds.sweep is not None:
     runs = [{"seed": r["seed"], "setting": setting, "label": seeds.sweep.label(setting),
-             **accuracy_results(r), "log": r["log"]}
+             **accuracy_results(r), **_method(r), "log": r["log"]}
             for r, setting in zip(progress["seeds"], seeds.settings)]
     train.update(members=len(seeds.seeds), settings=len(seeds.sweep.settings),
                  seed_strategy=parallel.resolve_strategy(config.train.seed_strategy),
@@ -99,15 +99,20 @@ def results_record(config, seeds, progress: dict, train: dict) -> dict:
             "sweep": sweep_record(seeds.sweep, runs, headline(seeds.exps[0].benchmark)),
             "train": train}
   if seeds.multi:
-    runs = [{"seed": r["seed"], **accuracy_results(r), "log": r["log"]}
+    runs = [{"seed": r["seed"], **accuracy_results(r), **_method(r), "log": r["log"]}
             for r in progress["seeds"]]
     train.update(seeds=len(seeds.seeds),
                  seed_strategy=parallel.resolve_strategy(config.train.seed_strategy),
                  devices=1 if seeds.mesh is None else seeds.mesh.size)
     return {"config": config.to_dict(), "seeds": seeds.seeds, "runs": runs,
             "summary": metrics_lib.over_seeds(runs), "train": train}
-  return {"config": config.to_dict(), **accuracy_results(progress), "train": train,
-          "log": progress["log"]}
+  return {"config": config.to_dict(), **accuracy_results(progress), **_method(progress),
+          "train": train, "log": progress["log"]}
+
+
+def _method(record: dict) -> dict:
+  """What the method added to a seed's record (``Method.results``), if anything."""
+  return {"method": record["method"]} if "method" in record else {}
 
 
 def write_results(results: dict, workdir: str) -> str:

@@ -57,6 +57,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   finally:
     live.close()
   checkpoints.close()
+  _method_results(seeds, state, progress)
   compile_seconds = sum(r.compile_seconds for r in runners.values())
   seconds = progress["train_seconds"]
   train = {"steps": progress["total_steps"], "seconds": seconds,
@@ -73,6 +74,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         f"({train['steps_per_second']:.1f} steps/s; compile {compile_seconds:.1f} s); "
         f"results in {path}")
   return results
+
+
+def _method_results(seeds: Seeds, state: TrainState, progress: dict) -> None:
+  """Each seed's record gets what its method adds to results.json (``Method.results``)."""
+  if seeds.exps[0].method.results is None:
+    return
+  for i, record in enumerate(_records(progress)):
+    exp = seeds.exps[i]
+    record["method"] = exp.method.results(seeds.state_of(state, i).learner, exp.benchmark)
 
 
 def _start_or_resume(config, seeds: Seeds, checkpoints: Checkpointer) -> tuple[TrainState, dict]:

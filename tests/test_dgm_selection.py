@@ -132,6 +132,7 @@ def test_the_record_is_the_test_accuracy_of_the_best_validation_evaluation(refer
       np.testing.assert_allclose(matrix[t + 1][:t + 1], test[-1], atol=1e-4)
     summary = dgm_selection.summary(state.learner, 2)
     assert [r["epoch"] for r in summary] == list(records["epoch"])
+    assert results["runs"][i]["method"] == {"best_valid": summary}  # results.json has it
     assert summary[1]["test_average"] == pytest.approx(np.mean(records["test"][1][:2]))
   assert varied  # D's accuracies moved between evaluations: the selection was exercised
 

@@ -118,6 +118,11 @@ class Method(abc.ABC):
   # (%), e.g. to keep the best epoch's weights; the trainer evaluates for it.
   end_epoch = None
 
+  # Optional: a method that defines ``results(state, benchmark) -> dict`` adds its own
+  # JSON-ready record to each seed's results.json (key ``method``) at the end of a run
+  # (e.g. DGM's best-validation report).
+  results = None
+
   # Optional: a method whose hooks may grow each seed's state by its own data (DGM)
   # defines ``common_shape(states: list) -> list``, which pads the seeds' states to
   # one shape after a hook, so that several seeds still share one program.

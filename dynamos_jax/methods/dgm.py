@@ -381,6 +381,16 @@ class DGM(Method):
       out.update(dgm_selection.task_record(state, task.index))
     return out
 
+  @property
+  def results(self):
+    """With ``best_valid``: results.json's ``method.best_valid``, one record per task
+    (``dgm_selection.summary``: the best validation average, its epoch, the test accuracies
+    then and their mean)."""
+    if self.selection != "best_valid":
+      return None
+    return lambda state, benchmark: {"best_valid": dgm_selection.summary(
+        state, benchmark.num_tasks)}
+
   def common_shape(self, states: list) -> list:
     """Several seeds' states (each grown by its own masks) padded to their widest widths
     (the trainer calls this after each hook of a multi-seed run; ``dgm_shapes``)."""

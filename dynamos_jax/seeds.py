@@ -214,18 +214,22 @@ class Seeds:
     learners = []
     for i, e in enumerate(self.exps):
       one = self.state_of(state, i)
-      scores = e.evaluate(one, chunk.phase)
-      # The planned task's own tests: one task, or all of them in a joint run.
-      seen = e.benchmark.seen_after
-      first = seen[chunk.task - 1] if chunk.task else 0
-      # A task-incremental benchmark selects on the task's own head (task-IL).
-      protocol = "task_il" if e.benchmark.kind == "task-incremental" else "class_il"
-      accuracy = (float(np.mean(scores[protocol][first:seen[chunk.task]]))
-                  if protocol in scores else scores["gcl"])
+      accuracy = self._task_accuracy(e, one, chunk) if e.method.epoch_accuracy else None
       learners.append(e.method.end_epoch(one.learner, e.task_data(chunk.task), accuracy))
     if not self.multi:
       return unaliased(state.replace(learner=learners[0]))
     return self.place(state.replace(learner=parallel.stack(learners)))
+
+  @staticmethod
+  def _task_accuracy(exp: Experiment, state: TrainState, chunk) -> float:
+    """The planned task's test accuracy (%): one task's, or every task's in a joint run."""
+    scores = exp.evaluate(state, chunk.phase)
+    seen = exp.benchmark.seen_after
+    first = seen[chunk.task - 1] if chunk.task else 0
+    # A task-incremental benchmark selects on the task's own head (task-IL).
+    protocol = "task_il" if exp.benchmark.kind == "task-incremental" else "class_il"
+    return (float(np.mean(scores[protocol][first:seen[chunk.task]]))
+            if protocol in scores else scores["gcl"])
 
   def split(self, metrics: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
     """Per-seed metrics from the runner's [steps] or [steps, S] arrays."""

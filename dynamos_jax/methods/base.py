@@ -117,6 +117,9 @@ class Method(abc.ABC):
   # is called after each epoch of a task with the current task's test accuracy
   # (%), e.g. to keep the best epoch's weights; the trainer evaluates for it.
   end_epoch = None
+  # Whether ``end_epoch`` needs that accuracy (False: it gets None and the trainer does not
+  # evaluate, for a method that scores itself, e.g. DGM on its held-out split).
+  epoch_accuracy: ClassVar[bool] = True
 
   # Optional: a method that defines ``results(state, benchmark) -> dict`` adds its own
   # JSON-ready record to each seed's results.json (key ``method``) at the end of a run

@@ -365,6 +365,8 @@ class DGM(Method):
     state = state.replace(cum=cum, past_emb=past_emb, reserved=jnp.asarray(ones, jnp.int32))
     return dgm_shapes.pad(self, state, widths, grown=(t, counts, new))
 
+  epoch_accuracy = False  # best_valid evaluates D itself (dgm_selection)
+
   @property
   def end_epoch(self):
     """With ``best_valid``: the code's validation evaluations (``dgm_selection``)."""

@@ -30,13 +30,12 @@ strategies). Prints a table; ``--out`` writes JSON.
 import argparse
 import functools
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
-
 import types
-import os
-import subprocess
 
 import jax
 import jax.numpy as jnp
@@ -299,6 +298,9 @@ def main(argv=None) -> list[dict]:
     bad = [v for v in values.split(",") if v not in choices]
     if bad:
       sys.exit(f"error: unknown --{name} {bad}; choose from {', '.join(choices)}")
+  if "dgm_joint" in args.methods.split(","):
+    sys.exit("error: dgm_joint's iteration is not measured here (benchmarks/dgm_step.py "
+             "measures DGM's); choose other --methods")
   device = jax.devices()[0]
   peak = args.peak_gflops * 1e9 or matmul_peak_flops(512 if args.tiny else 2048)
   theory, how = theoretical_peak_flops()

@@ -7,6 +7,7 @@ float tolerance, train and eval mode, masked rows; and both must match an
 independent float64 NumPy computation of the BN statistics.
 """
 
+import os
 import types
 
 import jax
@@ -20,8 +21,6 @@ from dynamos_jax.config import sibling_config
 from dynamos_jax.data import sources
 from dynamos_jax.data.streams import Batch
 from dynamos_jax.models.agent import Agent
-
-import os
 
 QUICKSTART = os.path.join(os.path.dirname(__file__), "..", "configs", "quickstart.py")
 

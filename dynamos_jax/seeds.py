@@ -23,6 +23,7 @@ from dynamos_jax.errors import ConfigError, DynamosError
 from dynamos_jax.experiment import Experiment
 from dynamos_jax.live import LiveMetrics
 from dynamos_jax.methods import Method
+from dynamos_jax.methods import two_pass
 from dynamos_jax.runner import ChunkRunner, make_train_step, unaliased
 from dynamos_jax.state import TrainState
 
@@ -76,7 +77,11 @@ class Seeds:
     # The labels the benchmark's batches carry: the dataset's, or a benchmark's own
     # (``train_labels``: a task-incremental split's are within the task).
     labels = getattr(first.benchmark, "train_labels", data.train_labels)
-    self.shared = parallel.place((data.train_images, labels), self.mesh, P())
+    # One seed with train.parallel_passes: its state and data replicated on the two devices
+    # of the passes once, not copied there from device 0 at every step.
+    self.replicas = (two_pass.pass_mesh() if config.train.get("parallel_passes", False)
+                     and not self.multi else None)
+    self.shared = parallel.place((data.train_images, labels), self.mesh or self.replicas, P())
 
   @property
   def chunks(self):
@@ -110,7 +115,7 @@ class Seeds:
 
   def initial_state(self) -> TrainState:
     if not self.multi:
-      return unaliased(self.exps[0].initial_state())
+      return self.place(unaliased(self.exps[0].initial_state()))
     states = [e.initial_state() for e in self.exps]
     shapes = {tuple(np.shape(x) for x in jax.tree.leaves(s)) for s in states}
     if len(shapes) > 1:
@@ -119,7 +124,10 @@ class Seeds:
     return self.place(parallel.stack(states))
 
   def place(self, state: TrainState) -> TrainState:
-    return parallel.place(state, self.mesh, P(parallel.AXIS)) if self.multi else state
+    """The state where the step runs: split by seed, replicated for the two passes, or as is."""
+    if self.multi:
+      return parallel.place(state, self.mesh, P(parallel.AXIS))
+    return parallel.place(state, self.replicas, P())
 
   def make_runners(self) -> dict[str, ChunkRunner]:
     """A chunk runner per phase of the plan (the step lifted over the members)."""
@@ -164,7 +172,11 @@ class Seeds:
 
   def epoch_data(self, task: int, epoch: int) -> EpochData:
     if not self.multi:
-      return self.exps[0].benchmark.epoch_data(task, epoch)
+      data = self.exps[0].benchmark.epoch_data(task, epoch)
+      if self.replicas is None:
+        return data
+      images, labels = self.shared
+      return parallel.place(data.replace(images=images, labels=labels), self.replicas, P())
     datas = [e.benchmark.epoch_data(task, epoch) for e in self.exps]
     first = datas[0]
     per_seed = parallel.place(
@@ -194,7 +206,7 @@ class Seeds:
       return state
     if not self.multi:
       learner = getattr(exp.method, hook)(state.learner, exp.task_data(task))
-      return unaliased(state.replace(learner=learner))
+      return self.place(unaliased(state.replace(learner=learner)))
     learners = [getattr(e.method, hook)(self.state_of(state, i).learner, e.task_data(task))
                 for i, e in enumerate(self.exps)]
     # A method whose hooks grow each seed by its own data (DGM) pads them to one shape.
@@ -217,7 +229,7 @@ class Seeds:
       accuracy = self._task_accuracy(e, one, chunk) if e.method.epoch_accuracy else None
       learners.append(e.method.end_epoch(one.learner, e.task_data(chunk.task), accuracy))
     if not self.multi:
-      return unaliased(state.replace(learner=learners[0]))
+      return self.place(unaliased(state.replace(learner=learners[0])))
     return self.place(state.replace(learner=parallel.stack(learners)))
 
   @staticmethod

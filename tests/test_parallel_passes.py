@@ -65,6 +65,10 @@ for position in range(6):
       "buffer_logits": rel(a.learner.buffer.logits, b.learner.buffer.logits),
       "devices": len(b.learner.params["head"]["kernel"].sharding.device_set)}})
 c.train.parallel_passes = True
+from dynamos_jax.seeds import Seeds
+layout = Seeds(c)  # the run's state and data: replicated on the two devices once
+report["placed"] = [len(layout.initial_state().learner.params["head"]["kernel"].sharding.device_set),
+                    len(layout.epoch_data(0, 0).images.sharding.device_set)]
 results = train.train_and_evaluate(c, {workdir!r})
 report["run_class_il"] = results["class_il"]["matrix"]
 print(json.dumps(report))
@@ -94,6 +98,7 @@ def test_two_device_passes_equal_one_device_step(tiny_config, tmp_path):
     # a missed statistics chain by ~10% of a running mean.
     assert s["metrics"] < 1e-4 and s["stats"] < 1e-5 and s["params"] < 1e-4, s
     assert s["buffer_logits"] < 1e-4, s
+  assert report["placed"] == [2, 2]
   matrix = report["run_class_il"]
   # The run went through every task's training and evaluation (the last row: all 5 tasks).
   assert len(matrix[-1]) == 5 and all(x is not None and 0.0 <= x <= 100.0 for x in matrix[-1])
@@ -109,6 +114,10 @@ def test_parallel_passes_refused_where_it_cannot_run(tiny_config):
   with pytest.raises(ConfigError, match="one seed"):
     config_lib.validate(tiny_config)
   tiny_config.seeds = ""
+  tiny_config.sweep = "dynamos.alpha=0.1,0.2"
+  with pytest.raises(ConfigError, match="sweep"):
+    config_lib.validate(tiny_config)
+  tiny_config.sweep = ""
   tiny_config.method = "derpp"
   with pytest.raises(ConfigError, match="dynamos only"):
     config_lib.validate(tiny_config)

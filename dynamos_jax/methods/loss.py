@@ -112,6 +112,9 @@ class LossMethod(Method):
         raise ConfigError("train.parallel_passes stacks the current and replay batches: set "
                           f"batch_size = minibatch_size (got {config.batch_size} and "
                           f"{config.minibatch_size}) or train.parallel_passes=False")
+      if str(config.get("sweep", "")).strip():
+        raise ConfigError("train.parallel_passes runs one seed's passes on two devices, not a "
+                          "sweep's members: set train.parallel_passes=False")
       if len(str(config.seeds).split(",")) > 1:
         raise ConfigError("train.parallel_passes runs one seed's passes on two devices; "
                           "several seeds already share the cores (train.host_devices): "

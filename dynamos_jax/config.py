@@ -116,7 +116,9 @@ def base_config() -> ml_collections.ConfigDict:
   # True: a one-seed Dynamos step runs its two train-mode passes (current
   # batch, replay batch) side by side on two devices (on CPU: two cores with
   # train.host_devices=2), gradients summed; the BN running statistics are
-  # chained as in the one-device step (benchmarks/README.md).
+  # chained as in the one-device step (benchmarks/README.md). Experimental: two
+  # quick-start runs on the loaded 2-core CPU hung in the devices' all-reduce
+  # (XLA:CPU's rendezvous timed out after 40 s and aborted the process).
   c.train.parallel_passes = False
   # Multi-host: call jax.distributed.initialize() first (README "Many seeds").
   c.train.distributed = False

@@ -6,6 +6,7 @@ import tempfile
 import numpy as np
 import pytest
 
+from dynamos_jax import runner
 from dynamos_jax.data import sources
 
 # The toy method of the README's "Adding a method" registers itself: every
@@ -76,6 +77,25 @@ def tiny_config():
 
 
 XLA_CACHE = os.path.join(tempfile.gettempdir(), "dynamos_jax_test_xla_cache")
+
+
+class Crash(Exception):
+  """A simulated crash of a run (``crash_in_chunk``)."""
+
+
+def crash_in_chunk(monkeypatch, chunk: int) -> None:
+  """Makes the ``chunk``-th call of ChunkRunner.run raise ``Crash`` after running (a crash
+  between checkpoints, for resume tests)."""
+  original, calls = runner.ChunkRunner.run, {"n": 0}
+
+  def run(self, *args):
+    out = original(self, *args)
+    calls["n"] += 1
+    if calls["n"] == chunk:
+      raise Crash()
+    return out
+
+  monkeypatch.setattr(runner.ChunkRunner, "run", run)
 
 
 def subprocess_env(**extra) -> dict[str, str]:

@@ -15,11 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_dataset
+from conftest import Crash, crash_in_chunk, tiny_dataset
 
 from dynamos_jax import config as config_lib
 from dynamos_jax import hat
-from dynamos_jax import runner
 from dynamos_jax import train
 from dynamos_jax.benchmarks import register as register_benchmark
 from dynamos_jax.benchmarks.one_class import OneClassMNIST
@@ -56,9 +55,6 @@ def _config(variant="w"):
   c.checkpoint.every_steps, c.checkpoint.keep = 1, 50
   return c
 
-
-class _Crash(Exception):
-  pass
 
 
 @pytest.fixture(scope="module")
@@ -196,18 +192,6 @@ def test_past_class_images_survive_the_next_task(reference):
   assert float(jnp.max(jnp.abs(other - new))) > 1e-3
 
 
-def _crash_in_chunk(monkeypatch, chunk):
-  original, calls = runner.ChunkRunner.run, {"n": 0}
-
-  def run(self, *args):
-    out = original(self, *args)
-    calls["n"] += 1
-    if calls["n"] == chunk:
-      raise _Crash()
-    return out
-
-  monkeypatch.setattr(runner.ChunkRunner, "run", run)
-
 
 def _final_state(workdir):
   checkpoints = Checkpointer(os.path.join(workdir, "checkpoints"), keep=50)
@@ -226,8 +210,8 @@ def test_resume_mid_task_after_growth_equals_the_uninterrupted_run(reference, tm
   results, _, ref_dir = reference
   workdir = str(tmp_path / "run")
   with pytest.MonkeyPatch.context() as m:
-    _crash_in_chunk(m, 6)  # task 1's second chunk, after task 0's end grew G
-    with pytest.raises(_Crash):
+    crash_in_chunk(m, 6)  # task 1's second chunk, after task 0's end grew G
+    with pytest.raises(Crash):
       train.train_and_evaluate(_config(), workdir)
   saved = Checkpointer(os.path.join(workdir, "checkpoints"), 50).steps()
   assert 6 < saved[-1] < 12  # mid task 1

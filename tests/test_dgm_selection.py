@@ -18,11 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_dataset
+from conftest import Crash, crash_in_chunk, tiny_dataset
 
 from dynamos_jax import analyze
 from dynamos_jax import config as config_lib
-from dynamos_jax import runner
 from dynamos_jax import sweep
 from dynamos_jax import task_reports
 from dynamos_jax import train
@@ -142,21 +141,6 @@ def test_the_record_is_the_test_accuracy_of_the_best_validation_evaluation(refer
   assert varied  # D's accuracies moved between evaluations: the selection was exercised
 
 
-class _Crash(Exception):
-  pass
-
-
-def _crash_in_chunk(monkeypatch, chunk):
-  original, calls = runner.ChunkRunner.run, {"n": 0}
-
-  def run(self, *args):
-    out = original(self, *args)
-    calls["n"] += 1
-    if calls["n"] == chunk:
-      raise _Crash()
-    return out
-
-  monkeypatch.setattr(runner.ChunkRunner, "run", run)
 
 
 def _same_reports(a, b):
@@ -174,8 +158,8 @@ def test_a_resume_mid_task_keeps_the_records(reference, tmp_path):
   # epoch (step 33); the resume starts from step 30's checkpoint, after task 2's first
   # evaluation, and runs its second one again.
   with pytest.MonkeyPatch.context() as m:
-    _crash_in_chunk(m, 22)
-    with pytest.raises(_Crash):
+    crash_in_chunk(m, 22)
+    with pytest.raises(Crash):
       train.train_and_evaluate(_config(), workdir)
   assert len(task_reports.load(workdir, 0)) == 1
   assert Checkpointer(os.path.join(workdir, "checkpoints"), 20).steps()[-1] == 30

@@ -11,18 +11,15 @@ import os
 
 import numpy as np
 import pytest
+from conftest import Crash, crash_in_chunk
 import toy_method  # Registers --config.method=anchored (conftest imported it first).
 
 from dynamos_jax import config as config_lib
-from dynamos_jax import runner
 from dynamos_jax import train
 from dynamos_jax.benchmarks import register as register_benchmark
 from dynamos_jax.benchmarks.class_split import ClassSplit
 from dynamos_jax.checkpoint import Checkpointer
 
-
-class _Crash(Exception):
-  pass
 
 
 @pytest.fixture
@@ -49,19 +46,6 @@ def _final_state(workdir):
     progress = json.load(f)
   return step, progress["fingerprint"], progress["layout"]
 
-
-def _crash_in_chunk(monkeypatch, chunk):
-  """Makes the ``chunk``-th call of ChunkRunner.run raise after running."""
-  original, calls = runner.ChunkRunner.run, {"n": 0}
-
-  def run(self, *args):
-    out = original(self, *args)
-    calls["n"] += 1
-    if calls["n"] == chunk:
-      raise _Crash()
-    return out
-
-  monkeypatch.setattr(runner.ChunkRunner, "run", run)
 
 
 def test_hooks_run_at_task_boundaries_and_state_crosses_tasks(toy, tmp_path, monkeypatch):
@@ -99,8 +83,8 @@ def test_resume_mid_task_equals_an_uninterrupted_run(toy, tmp_path, monkeypatch,
   toy.anchored.grow = grow
   reference = train.train_and_evaluate(toy, str(tmp_path / "ref"))
   with monkeypatch.context() as m:
-    _crash_in_chunk(m, 4)  # The second chunk of task 2, after the task-1 hook grew.
-    with pytest.raises(_Crash):
+    crash_in_chunk(m, 4)  # The second chunk of task 2, after the task-1 hook grew.
+    with pytest.raises(Crash):
       train.train_and_evaluate(toy, str(tmp_path / "run"))
   saved = Checkpointer(str(tmp_path / "run" / "checkpoints"), 50).steps()
   assert saved[-1] == 6  # mid task 2

@@ -75,6 +75,9 @@ def load_config(overrides: dict):
   config = module.get_config(arg or None)
   config.data.source = "bundled"
   config.train.progress = False
+  # The goldens were recorded with the agents' plain Flax layers (model.agent_moments
+  # off, the default until 2026-12-01); they keep pinning that step bit for bit.
+  config.model.agent_moments = False
   for key, value in overrides.items():
     if key == "config":
       continue

@@ -1,7 +1,7 @@
 """Where the training step's time goes: XLA ops grouped by layer kind and by op kind.
 
   python benchmarks/profile_step.py [--method=dynamos] [--benchmark=seq-mnist] [--steps=20] \
-      [--agent_moments]
+      [--no-agent_moments]
 
 Traces ``--steps`` steps of the jitted one-seed step (full buffer, as in
 benchmarks/throughput.py) with ``jax.profiler``, then sums the durations of
@@ -51,8 +51,9 @@ def main():
   parser.add_argument("--method", default="dynamos")
   parser.add_argument("--benchmark", default="seq-mnist", choices=list(throughput.SHAPES))
   parser.add_argument("--steps", type=int, default=20)
-  parser.add_argument("--agent_moments", action="store_true",
-                      help="the agents from moments (config model.agent_moments)")
+  parser.add_argument("--agent_moments", action=argparse.BooleanOptionalAction, default=True,
+                      help="the agents from moments (config model.agent_moments, on by "
+                           "default; --no-agent_moments: the plain Flax layers)")
   args = parser.parse_args()
 
   spec = throughput.SHAPES[args.benchmark]

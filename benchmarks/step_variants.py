@@ -4,9 +4,10 @@
       [--benchmark=seq-mnist] [--variants=plain,moments,passes,both] [--out=FILE.json]
 
 Each variant is one ``benchmarks/throughput.py`` process (a process's host
-device count is fixed when JAX starts): ``plain`` the default step in a
-default process; ``moments`` with ``--agent_moments``; ``passes`` with
-``--parallel_passes --host_devices=2``; ``both`` with all three. A round
+device count is fixed when JAX starts): ``plain`` the agents' Flax layers
+(``--no-agent_moments``) in a one-device process; ``moments`` the default
+step (agents from moments); ``passes`` the plain step with
+``--parallel_passes --host_devices=2``; ``both`` moments and passes. A round
 runs every variant once, the order rotated from round to round, so that the
 load of a shared machine falls on all variants alike. Printed per variant:
 the median over rounds of steps/s and compile seconds, every round's
@@ -23,10 +24,10 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VARIANTS = {
-    "plain": [],
-    "moments": ["--agent_moments"],
-    "passes": ["--parallel_passes", "--host_devices=2"],
-    "both": ["--agent_moments", "--parallel_passes", "--host_devices=2"],
+    "plain": ["--no-agent_moments"],
+    "moments": [],
+    "passes": ["--no-agent_moments", "--parallel_passes", "--host_devices=2"],
+    "both": ["--parallel_passes", "--host_devices=2"],
 }
 
 

@@ -3,7 +3,7 @@
   python benchmarks/throughput.py [--methods=dynamos,dynamos_nobuffer,baseline,er,derpp,sgd,\
       slni,dgm] [--benchmarks=seq-mnist,mnist-360,seq-svhn,permuted-mnist,dgm-mnist] \
       [--strategies=loop,scan10,scan100] [--seeds=1,2,4,8] [--seed_strategy=auto] \
-      [--host_devices=0] [--agent_moments] [--parallel_passes] [--dgm_tasks=1,10] \
+      [--host_devices=0] [--no-agent_moments] [--parallel_passes] [--dgm_tasks=1,10] \
       [--peak_gflops=0] [--steps=200] [--repeats=3] [--tiny] [--out=FILE.json]
 
 Every case trains the real step (the library's make_train_step, lifted to S
@@ -168,7 +168,7 @@ def run_dgm(task: int, steps: int, repeats: int) -> dict:
 
 
 def run_case(method_name: str, benchmark: str, strategy: str, seeds: int, seed_strategy: str,
-             steps: int, repeats: int, agent_moments: bool = False,
+             steps: int, repeats: int, agent_moments: bool = True,
              parallel_passes: bool = False, tiny: bool = False) -> dict:
   spec = (TINY if tiny else SHAPES)[benchmark]
   config = base_config()
@@ -272,8 +272,9 @@ def main(argv=None) -> list[dict]:
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--host_devices", type=int, default=0,
                       help="expose the CPU as this many devices (seeds sharded over them)")
-  parser.add_argument("--agent_moments", action="store_true",
-                      help="the agents from moments (config model.agent_moments)")
+  parser.add_argument("--agent_moments", action=argparse.BooleanOptionalAction, default=True,
+                      help="the agents from moments (config model.agent_moments, on by "
+                           "default; --no-agent_moments: the plain Flax layers)")
   parser.add_argument("--parallel_passes", action="store_true",
                       help="one seed's two passes on two devices (train.parallel_passes; "
                            "needs --host_devices=2 on a CPU)")

@@ -64,8 +64,9 @@ def base_config() -> ml_collections.ConfigDict:
   # True: each agent's pointwise conv -> BN -> pool computed from its input's
   # moments (W mean_hw(x), W^T E[x x^T] W), never the [B, H, W, C] conv output:
   # the same function and BN running statistics, other float rounding, a
-  # faster step (benchmarks/README.md). False: the Flax layers (the README's results).
-  c.model.agent_moments = False
+  # faster step (benchmarks/README.md; the default since the Zen 4 measurements of
+  # 2026-12-01). False: the Flax layers (the step the golden outputs pin).
+  c.model.agent_moments = True
 
   c.buffer = ml_collections.ConfigDict()
   # False: reference semantics (spec 8; misclassified fill-phase samples leave

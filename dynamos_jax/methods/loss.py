@@ -91,10 +91,11 @@ class LossMethod(Method):
           config.buffer_size, config.minibatch_size, cls.replay_draws,
           insert_if_correct=cls.buffer == "add_if_correct",
           only_valid=config.buffer.only_valid)
-    # .get: configs saved before the option existed resume with the Flax layers.
+    # .get: configs saved before the option existed resume with the Flax layers. Only a
+    # gated network has agents, so the ungated methods' model is the same either way.
     model = ResNet(num_classes=benchmark.num_classes, gated=cls.gated, nf=config.model.nf,
                    temperature=temperature, reduction=config.model.mlp_reduction,
-                   agent_moments=bool(config.model.get("agent_moments", False)))
+                   agent_moments=cls.gated and bool(config.model.get("agent_moments", False)))
     return dict(model=model, lr=config.lr, reservoir=reservoir,
                 parallel_passes=bool(config.train.get("parallel_passes", False)))
 

@@ -15,10 +15,9 @@ iterations); here each task gets 20 epochs of ceil(340 / 32) = 11 batches
 digits are rougher, and ndf = 16 instead of 32. Its A10 is a smoke-level
 figure for this CPU, not a reproduction (README, "DGM").
 
-Measured (seed 0, 2-core AMD EPYC shared with other runs at a load of ~13):
-A10 71.4 (A_t 100, 50.0, 40.3, 63.8, 62.0, 29.3, 87.3, 87.4, 43.3, 71.4),
-44.8 minutes wall (10.3 of them compiling, once per task), 14.7 minutes of
-CPU; an idle machine should need about the CPU time. :jt (the same D as a
+Measured (seed 0, the idle 2-core AMD EPYC Zen 4, 2026-12-01): A10 71.4
+(A_t 100, 50.0, 40.3, 63.8, 62.0, 29.3, 87.3, 87.4, 43.3, 71.4), 9 min 47 s
+wall (353 s training, 112 s compiling, once per task). :jt (the same D as a
 plain classifier, 20 epochs of the merged subset): A10 97.0 in 1.6 minutes.
 """
 

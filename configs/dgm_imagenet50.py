@@ -5,10 +5,13 @@
 
 What is missing in this project: an ILSVRC-2012 loader (Resize(32) of the
 shorter side + CenterCrop(32) of the train folders; test = the official
-validation images, 50 per class), the ResNet generator (masked linear
-projection + three residual up-blocks, per-class conv heads) and the
-CIFAR-style ResNet-18 discriminator with its 2048-unit neck of spec 2.5, and
-ten-class tasks in the dgm method (it trains one generator head per class).
+validation images, 50 per class), and ten-class tasks in the dgm method (it
+trains one generator head per class) running spec 2.5's nets. Those nets
+exist as models that nothing runs yet: the ResNet generator (masked linear
+projection + three residual up-blocks, per-class conv heads, its growth rule)
+in ``models/dgm_generator_resnet.py``, the CIFAR-style ResNet-18
+discriminator with its 2048-unit neck as ``ResNetDiscriminator`` in
+``models/dgm_discriminator.py``.
 The benchmark ``dgm-imagenet50`` exists to refuse the run in one line, and
 ``benchmarks.one_class.imagenet_class_indices`` gives the class selection.
 

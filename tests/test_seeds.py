@@ -121,6 +121,9 @@ def test_seeds_sharded_over_four_devices_equal_one_device(tiny_config, tmp_path)
   """
   config = _short(tiny_config)
   config.dynamos.warmup.iterations = 0  # One phase, one compilation per process.
+  # The guarantee is the Flax-layer agents': with agent_moments the unrolled and the
+  # sharded programs round the moments' sums differently (README "Many seeds").
+  config.model.agent_moments = False
   config.seeds = "0,1,2,3"
   config.train.host_devices = 4
   outputs = {}

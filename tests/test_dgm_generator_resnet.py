@@ -19,7 +19,7 @@ def _set_heads(spec, params, task, active, key):
 
 
 def _pad_like(xs, params):
-  return tuple(gen._pad(x, w.shape) for x, w in zip(xs, params["w"]))
+  return tuple(gen.pad(x, w.shape) for x, w in zip(xs, params["w"]))
 
 
 def test_count_and_initialisation_at_spec_2_5():

@@ -100,7 +100,7 @@ def widths_of(params) -> tuple[int, int, int]:
   return tuple(int(w.shape[1]) for w in params["w"])
 
 
-def _batch_norm(h, scale, bias, mean, var, sample_mask, train):
+def batch_norm(h, scale, bias, mean, var, sample_mask, train):
   """Per-channel BN of h [N, H, W, P]; returns (out, batch mean, unbiased batch var)."""
   if not train:
     return (h - mean) / jnp.sqrt(var + EPS) * scale + bias, None, None
@@ -140,7 +140,7 @@ def forward(spec: GeneratorSpec, params, stats, z: jax.Array, task, masks, count
     y = conv_transpose(h, w, stride, pad)
     if spec.variant == "a" and spec.placement == "reference":
       y = y * masks[l]
-    y, mu, var = _batch_norm(y, params["scale"][l][task], params["bias"][l][task],
+    y, mu, var = batch_norm(y, params["scale"][l][task], params["bias"][l][task],
                              stats["mean"][l][task], stats["var"][l][task], sample_mask, train)
     if train:
       new["mean"][l] = stats["mean"][l].at[task].set(
@@ -175,7 +175,7 @@ def _xavier(key, shape, gain=np.sqrt(2.0)):
   return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
 
 
-def _pad(x: jax.Array, shape, value=0.0) -> jax.Array:
+def pad(x: jax.Array, shape, value=0.0) -> jax.Array:
   """``x`` zero- (or ``value``-) padded at the end of each axis to ``shape``."""
   return jnp.pad(x, [(0, s - d) for s, d in zip(shape, x.shape)], constant_values=value)
 
@@ -191,7 +191,7 @@ def head_init(key, spec: GeneratorSpec, active: int, width: int) -> jax.Array:
   bound = 1.0 / np.sqrt(spec.channels * KERNEL * KERNEL)
   w = jax.random.uniform(key, (active, spec.channels, KERNEL, KERNEL), jnp.float32,
                          -bound, bound)
-  return _pad(w, (width, spec.channels, KERNEL, KERNEL))
+  return pad(w, (width, spec.channels, KERNEL, KERNEL))
 
 
 def bn_init(key, active, widths, first: bool) -> tuple[jax.Array, ...]:
@@ -201,7 +201,7 @@ def bn_init(key, active, widths, first: bool) -> tuple[jax.Array, ...]:
   for l, (a, p) in enumerate(zip(active, widths)):
     k = jax.random.fold_in(key, l)
     g = (1.0 + 0.02 * jax.random.normal(k, (a,))) if first else jax.random.uniform(k, (a,))
-    out.append(_pad(g, (p,)))
+    out.append(pad(g, (p,)))
   return tuple(out)
 
 
@@ -215,7 +215,7 @@ def init(key: jax.Array, spec: GeneratorSpec, multiple: int = 8):
                                         weight_shapes(spec, widths))):
     k = jax.random.fold_in(w_key, l)
     w = _xavier(k, shape) if spec.variant == "w" else 0.02 * jax.random.normal(k, shape)
-    ws.append(_pad(w, full))
+    ws.append(pad(w, full))
   t = spec.num_tasks
   scale0 = bn_init(bn_key, active, widths, first=True)
   params = {
@@ -266,17 +266,17 @@ def grow(key: jax.Array, spec: GeneratorSpec, params, stats, old_counts, new_cou
     cols = jnp.arange(new[1])[None, :] < old[1]
     keep = (rows & cols)[:, :, None, None]
     # The old weights on the new active block (zeros outside the old active one).
-    block = _pad(w, np.maximum(w.shape, new))[:new[0], :new[1]]
-    ws.append(_pad(jnp.where(keep, block, fresh), f))
+    block = pad(w, np.maximum(w.shape, new))[:new[0], :new[1]]
+    ws.append(pad(jnp.where(keep, block, fresh), f))
   t = spec.num_tasks
-  pad_rows = lambda xs, value=0.0: tuple(_pad(x, (t, p), value) for x, p in zip(xs, widths))
+  pad_rows = lambda xs, value=0.0: tuple(pad(x, (t, p), value) for x, p in zip(xs, widths))
   params = {
       "w": tuple(ws),
-      "emb": tuple(_pad(e, s.shape) for e, s in zip(params["emb"],
+      "emb": tuple(pad(e, s.shape) for e, s in zip(params["emb"],
                                                      _zero_embeddings(spec, widths))),
       "scale": pad_rows(params["scale"]),
       "bias": pad_rows(params["bias"]),
-      "head": _pad(params["head"], (t, widths[2], spec.channels, KERNEL, KERNEL)),
+      "head": pad(params["head"], (t, widths[2], spec.channels, KERNEL, KERNEL)),
   }
   stats = {"mean": pad_rows(stats["mean"]), "var": pad_rows(stats["var"], 1.0)}
   return params, stats

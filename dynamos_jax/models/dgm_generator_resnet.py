@@ -215,7 +215,7 @@ def forward(spec: ResNetGeneratorSpec, params, stats, z: jax.Array, task, masks,
   new = {"mean": list(stats["mean"]), "var": list(stats["var"])}
 
   def bn_relu(h, l):
-    y, mu, var = gen._batch_norm(h, params["scale"][l][task], params["bias"][l][task],
+    y, mu, var = gen.batch_norm(h, params["scale"][l][task], params["bias"][l][task],
                                  stats["mean"][l][task], stats["var"][l][task], sample_mask,
                                  train)
     if train:
@@ -269,7 +269,7 @@ def _xavier(key, shape, linear: bool):
 
 def bn_init(key, group_counts, widths) -> tuple[jax.Array, ...]:
   """A task's 7 BN scales [P_g]: PyTorch 1.0's default U(0, 1) on the active channels."""
-  return tuple(gen._pad(jax.random.uniform(jax.random.fold_in(key, l), (int(a),)), (p,))
+  return tuple(gen.pad(jax.random.uniform(jax.random.fold_in(key, l), (int(a),)), (p,))
                for l, (a, p) in enumerate(zip(group_counts, widths)))
 
 
@@ -282,7 +282,7 @@ def head_init(key, spec: ResNetGeneratorSpec, active: int, width: int):
   w = jax.random.uniform(w_key, (c, active, n_c, HEAD_KERNEL, HEAD_KERNEL), jnp.float32,
                          -bound, bound)
   bias = jax.random.uniform(b_key, (c, n_c), jnp.float32, -bound, bound)
-  return gen._pad(w, (c, width, n_c, HEAD_KERNEL, HEAD_KERNEL)), bias
+  return gen.pad(w, (c, width, n_c, HEAD_KERNEL, HEAD_KERNEL)), bias
 
 
 def embeddings(params, value: float = 0.0) -> tuple[jax.Array, ...]:
@@ -299,7 +299,7 @@ def init(key: jax.Array, spec: ResNetGeneratorSpec, multiple: int = 8):
   active = size_widths(sizes)
   widths = tuple(gen.round_up(a, multiple) for a in active)
   w_key, bn_key = jax.random.split(key)
-  ws = [gen._pad(_xavier(jax.random.fold_in(w_key, l), shape, l == FC), full)
+  ws = [gen.pad(_xavier(jax.random.fold_in(w_key, l), shape, l == FC), full)
         for l, (shape, full) in enumerate(zip(weight_shapes(spec, active),
                                               weight_shapes(spec, widths)))]
   t = spec.num_tasks
@@ -337,16 +337,16 @@ def grow(key: jax.Array, spec: ResNetGeneratorSpec, params, stats, old_sizes, ne
     shape = (int(new[0]), int(new[1]), *f[2:])
     fresh = _xavier(jax.random.fold_in(key, l), shape, l == FC)
     keep = ((jnp.arange(shape[0])[:, None] < old[0]) & (jnp.arange(shape[1])[None, :] < old[1]))
-    block = gen._pad(w, np.maximum(w.shape, shape))[:shape[0], :shape[1]]
-    ws.append(gen._pad(jnp.where(keep[:, :, None, None], block, fresh), f))
+    block = gen.pad(w, np.maximum(w.shape, shape))[:shape[0], :shape[1]]
+    ws.append(gen.pad(jnp.where(keep[:, :, None, None], block, fresh), f))
   t = spec.num_tasks
-  pad_rows = lambda xs, value=0.0: tuple(gen._pad(x, (t, p), value) for x, p in zip(xs, widths))
+  pad_rows = lambda xs, value=0.0: tuple(gen.pad(x, (t, p), value) for x, p in zip(xs, widths))
   params = {
       "w": tuple(ws),
-      "emb": tuple(gen._pad(e, s) for e, s in zip(params["emb"], full)),
+      "emb": tuple(gen.pad(e, s) for e, s in zip(params["emb"], full)),
       "scale": pad_rows(params["scale"]),
       "bias": pad_rows(params["bias"]),
-      "head": gen._pad(params["head"], (spec.num_classes, widths[6], *params["head"].shape[2:])),
+      "head": gen.pad(params["head"], (spec.num_classes, widths[6], *params["head"].shape[2:])),
       "head_bias": params["head_bias"],
   }
   stats = {"mean": pad_rows(stats["mean"]), "var": pad_rows(stats["var"], 1.0)}

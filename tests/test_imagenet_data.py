@@ -8,6 +8,7 @@ test's own size/crop arithmetic, PIL's decode and bilinear resize, numpy slicing
 
 import csv
 import glob
+import io
 import os
 import shutil
 
@@ -16,7 +17,7 @@ import pytest
 from PIL import Image
 
 from dynamos_jax.benchmarks import one_class
-from dynamos_jax.data import imagenet, npz_cache, sources
+from dynamos_jax.data import imagenet, imagenet_tfds, npz_cache, sources
 from dynamos_jax.errors import DataError
 
 
@@ -332,20 +333,74 @@ def test_tfds_mock_controlled(tmp_path):
   assert len(glob.glob(str(tmp_path / 'imagenet50-tfds-*.npz'))) == 1
 
 
-def test_tfds_random_mock_against_raw_labels(tmp_path):
+def _jpeg_bytes(rng, size, mode='RGB') -> bytes:
+  buf = io.BytesIO()
+  image = Image.fromarray(rng.integers(0, 256, size + (3,), dtype=np.uint8))
+  (image.convert(mode) if mode != 'RGB' else image).save(buf, format='JPEG', quality=90)
+  return buf.getvalue()
+
+
+def write_tfds_imagenet(data_dir: str, spec: dict) -> dict:
+  """A real (tiny) TFDS imagenet2012 in array_record, written without TensorFlow:
+  spec[split] = [(label, file name, jpeg bytes)]. Returns the builder's data folder."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top (slow import)
-  selection = tuple(range(3, 1000, 10))  # 100 classes: some of the mock's random labels
-  with tfds.testing.mock_data(num_examples=60):
-    raw = tfds.data_source('imagenet2012', split='train', data_dir=str(tmp_path),
-                           download=False, builder_kwargs={'file_format': 'array_record'})
-    labels = [int(raw[i]['label']) for i in range(len(raw))]
-    x, y, tx, ty = imagenet.load_tfds(None, str(tmp_path), selection=selection,
-                                      cache_dir=str(tmp_path / 'c'), progress=False)
-  want = sorted(selection.index(c) for c in labels if c in selection)
-  assert len(want) > 0
-  np.testing.assert_array_equal(y, want)
-  assert x.shape == (len(want), 32, 32, 3) and x.dtype == np.uint8
-  np.testing.assert_array_equal(ty, want)  # the mock's validation split repeats train
+  from array_record.python.array_record_module import ArrayRecordWriter  # pylint: disable=g-import-not-at-top
+  builder = tfds.builder('imagenet2012', data_dir=data_dir, file_format='array_record')
+  features = builder.info.features
+  os.makedirs(builder.data_dir, exist_ok=True)
+  infos = []
+  for split, records in spec.items():
+    path = os.path.join(builder.data_dir, f'imagenet2012-{split}.array_record-00000-of-00001')
+    writer = ArrayRecordWriter(path, 'group_size:1')
+    for label, name, jpeg in records:
+      writer.write(features.serialize_example(
+          {'image': io.BytesIO(jpeg), 'label': label, 'file_name': name}))
+    writer.close()
+    infos.append(tfds.core.SplitInfo(name=split, shard_lengths=[len(records)],
+                                     num_bytes=os.path.getsize(path)))
+  builder.info.set_splits(tfds.core.SplitDict(infos))
+  builder.info.write_to_directory(builder.data_dir)
+  return builder.data_dir
+
+
+def test_tfds_real_array_record(tmp_path, monkeypatch):
+  rng = np.random.default_rng(4)
+  spec = {'train': [(245, 'n_q_2.JPEG', _jpeg_bytes(rng, (37, 53))),
+                    (3, 'n_x.JPEG', _jpeg_bytes(rng, (40, 40))),
+                    (1, 'n_c.JPEG', _jpeg_bytes(rng, (53, 37), 'L')),
+                    (245, 'n_q_1.JPEG', _jpeg_bytes(rng, (32, 100))),
+                    (999, 'n_y.JPEG', _jpeg_bytes(rng, (45, 45)))],
+          'validation': [(499, 'v_9.JPEG', _jpeg_bytes(rng, (31, 40))),
+                         (1, 'v_5.JPEG', _jpeg_bytes(rng, (100, 33)))]}
+  write_tfds_imagenet(str(tmp_path), spec)
+  ds = sources.load_dataset('imagenet50', 'tfds', tfds_data_dir=str(tmp_path))
+  # Kept: 1 -> label 0, 245 -> label 23 (n_q_1 before n_q_2), 499 -> label 49.
+  np.testing.assert_array_equal(ds.train_labels, [0, 23, 23])
+  np.testing.assert_array_equal(ds.test_labels, [0, 49])
+  for image, (split, i) in zip(list(ds.train_images) + list(ds.test_images),
+                               [('train', 2), ('train', 3), ('train', 0),
+                                ('validation', 1), ('validation', 0)]):
+    with Image.open(io.BytesIO(spec[split][i][2])) as pil:
+      np.testing.assert_array_equal(image, _expected(pil.convert('RGB')))
+  assert len(glob.glob(str(tmp_path / 'imagenet50-tfds-*.npz'))) == 1
+
+  def no_decoding(record):
+    raise AssertionError('decoded although cached')
+
+  monkeypatch.setattr(imagenet_tfds, '_decode_record', no_decoding)
+  again = sources.load_dataset('imagenet50', 'tfds', tfds_data_dir=str(tmp_path))
+  np.testing.assert_array_equal(again.train_images, ds.train_images)
+
+
+def test_tfds_corrupt_record(tmp_path):
+  rng = np.random.default_rng(5)
+  spec = {'train': [(1, 'n_ok.JPEG', _jpeg_bytes(rng, (40, 50))),
+                    (15, 'n_bad.JPEG', b'\xff\xd8\xff\xe0 not a jpeg')],
+          'validation': [(1, 'v_1.JPEG', _jpeg_bytes(rng, (40, 50)))]}
+  write_tfds_imagenet(str(tmp_path), spec)
+  with pytest.raises(DataError, match='n_bad.JPEG') as info:
+    imagenet_tfds.load(None, str(tmp_path), progress=False)
+  assert 'record 1' in str(info.value) and '\n' not in str(info.value)
 
 
 def test_tfds_not_prepared(tmp_path):

@@ -38,13 +38,8 @@ Delete the file to force a rebuild; a corrupt one is rebuilt with a warning.
 Images come class by class in label order, files in sorted order within a
 class (ImageFolder's order); test = the official validation images.
 
-Source ``tfds``: TFDS ``imagenet2012`` (manual download; its labels are the
-sorted-synset positions, so the same ``SELECTION`` applies), the ``train``
-and ``validation`` splits filtered to the 50 classes, the same preprocessing,
-each class's images ordered by file name as above. TFDS re-encoded its 22
-CMYK JPEGs and one PNG as RGB JPEGs, so those images differ slightly. Every
-record is decoded to read its label (about 1.33 M images, hours of CPU once);
-the result is cached in ``tfds_data_dir`` (or the user cache) like above.
+Source ``tfds``: data/imagenet_tfds.py (TFDS ``imagenet2012``, the same
+selection, preprocessing and order).
 """
 
 import concurrent.futures
@@ -66,7 +61,7 @@ NUM_SYNSETS = 1000  # ILSVRC-2012's classes, sorted wnids = class positions
 BASE_CLASSES = (1, 15, 29, 45, 59, 65, 81, 89, 90, 99)
 NUM_TASKS = 5  # ImageNet-50 (the reference loops 10, the paper reports 5)
 # Bump when the preprocessing or the file order changes: old caches then miss.
-_FORMAT = 1
+FORMAT = 1
 # The reference's ImageFolder extensions (utils/folder.py), compared lower-case.
 _EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm')
 _CSV = 'LOC_val_solution.csv'
@@ -98,7 +93,7 @@ def crop_offsets(height: int, width: int, size: int = SIZE) -> tuple[int, int]:
   return int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
 
 
-def _resize_center_crop_pil(image: Image.Image, size: int) -> np.ndarray:
+def resize_center_crop_pil(image: Image.Image, size: int = SIZE) -> np.ndarray:
   """An RGB PIL image -> uint8 [size, size, 3] (see ``resize_center_crop``)."""
   width, height = image.size
   new_height, new_width = resized_size(height, width, size)
@@ -122,14 +117,14 @@ def resize_center_crop(image: np.ndarray, size: int = SIZE) -> np.ndarray:
                     'expected uint8 [H, W, 3] or [H, W]; check the data source.')
   if image.ndim == 3 and image.shape[-1] == 1:
     image = image[..., 0]
-  return _resize_center_crop_pil(Image.fromarray(image).convert('RGB'), size)
+  return resize_center_crop_pil(Image.fromarray(image).convert('RGB'), size)
 
 
 def decode_file(path: str, size: int = SIZE) -> np.ndarray:
   """The image file at ``path`` -> uint8 [size, size, 3], as ImageFolder loads it."""
   try:
     with open(path, 'rb') as f, Image.open(f) as image:
-      return _resize_center_crop_pil(image.convert('RGB'), size)
+      return resize_center_crop_pil(image.convert('RGB'), size)
   except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
     raise DataError(f'imagenet50/files: {path} is not a readable image ({type(e).__name__}); '
                     'replace it from the ILSVRC-2012 archive.') from e
@@ -188,7 +183,7 @@ def load_files(path: str | None, tfds_data_dir: str | None = None, *,
 
   # The key covers the file names, so adding or removing images rebuilds the cache.
   rel = lambda files: [[os.path.relpath(f, root) for f in fs] for fs in files]
-  key = npz_cache.cache_key({'imagenet50': _FORMAT, 'selection': list(selection),
+  key = npz_cache.cache_key({'imagenet50': FORMAT, 'selection': list(selection),
                              'wnids': wnids, 'train': rel(train), 'val': rel(val)})
   if cache_dir is not None:
     folders = [os.path.expanduser(cache_dir)]
@@ -301,91 +296,3 @@ def _read_csv(path: str) -> list[tuple[str, str]]:
                         '<box> ..."; check that it is Kaggle\'s ' + _CSV + '.')
       rows.append((row[0].strip(), fields[0]))
   return rows
-
-
-# ---------------------------------------------------------------------- tfds
-
-_TFDS_NAME = 'imagenet2012'
-_TFDS_SPLITS = ('train', 'validation')
-
-
-def load_tfds(path: str | None, tfds_data_dir: str | None, *,
-              selection: Sequence[int] = SELECTION, cache_dir: str | None = None,
-              progress: bool = True) -> tuple[np.ndarray, ...]:
-  """The ``tfds`` loader: TFDS imagenet2012 (train, validation) reduced as ``load_files``.
-
-  Args:
-    path: unused (the files source's argument).
-    tfds_data_dir: the TFDS data folder (None: ~/tensorflow_datasets).
-    selection: TFDS labels (= sorted-synset positions), label k = ``selection[k]``.
-    cache_dir: where the decoded arrays are cached (default: tfds_data_dir if
-      writable, else the user cache).
-    progress: show a progress bar while reading.
-
-  Returns:
-    As ``load_files``: images uint8 [N, 32, 32, 3], int64 labels [N], train then test.
-  """
-  del path  # TFDS finds its files under tfds_data_dir.
-  where = tfds_data_dir or '~/tensorflow_datasets (the TFDS default)'
-  try:
-    # Imported here: tensorflow_datasets takes seconds to import.
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise DataError('imagenet50/tfds: tensorflow_datasets is not installed; run '
-                    '`pip install tensorflow-datasets` or use source files.') from e
-  try:
-    # download=False: imagenet2012 is a manual download anyway; fail at once with the recipe.
-    splits = tfds.data_source(_TFDS_NAME, split=list(_TFDS_SPLITS), data_dir=tfds_data_dir,
-                              download=False, builder_kwargs={'file_format': 'array_record'})
-  except Exception as e:  # pylint: disable=broad-except
-    # TFDS reports an unprepared dataset through several exception types.
-    raise DataError(
-        f'imagenet50/tfds: {_TFDS_NAME} (array_record, splits train and validation) is not '
-        f'prepared in {where} ({type(e).__name__}); put ILSVRC2012_img_train.tar and '
-        'ILSVRC2012_img_val.tar in DIR/downloads/manual and run `tfds build '
-        f'{_TFDS_NAME} --file_format=array_record --data_dir=DIR` once (needs tensorflow), '
-        'or use source files.') from e
-  label = {int(c): k for k, c in enumerate(selection)}
-  if len(label) != len(selection):
-    raise DataError(f'imagenet50/tfds: the class selection {list(selection)} repeats a class.')
-
-  def build():
-    out = []
-    for name, ds in zip(_TFDS_SPLITS, splits):
-      out += _read_tfds_split(ds, label, f'imagenet50 tfds {name}', progress)
-    return out
-
-  info = getattr(splits[0], 'dataset_info', None)
-  key = npz_cache.cache_key({
-      'imagenet50_tfds': _FORMAT, 'selection': [int(c) for c in selection],
-      'version': str(getattr(info, 'version', '')), 'lengths': [len(ds) for ds in splits],
-      'data_dir': os.path.abspath(os.path.expanduser(tfds_data_dir or '~/tensorflow_datasets'))})
-  if cache_dir is not None:
-    folders = [os.path.expanduser(cache_dir)]
-  else:
-    data_dir = tfds_data_dir and os.path.expanduser(tfds_data_dir)
-    folders = ([data_dir] if data_dir and os.access(data_dir, os.W_OK) else []) + [
-        npz_cache.user_cache()]
-  return npz_cache.cached('imagenet50-tfds', key, folders, (SIZE, SIZE, 3), build)
-
-
-def _read_tfds_split(ds, label: dict[int, int], what: str,
-                     progress: bool) -> list[np.ndarray]:
-  """[images uint8 [N, 32, 32, 3], labels int64 [N]] of the selected classes of ``ds``.
-
-  Every record is read (and TFDS decodes its image) to see its label; the kept
-  ones come class by class in label order, sorted by file name within a class
-  (the order ``load_files`` gives).
-  """
-  kept = []
-  for i in tqdm.tqdm(range(len(ds)), desc=what, unit='img', disable=not progress,
-                     file=sys.stderr, dynamic_ncols=True, mininterval=2.0):
-    item = ds[i]  # One by one: the batched __getitems__ fails under tfds.testing.mock_data.
-    k = label.get(int(item['label']))
-    if k is not None:
-      name = item.get('file_name', b'')
-      name = name.decode() if isinstance(name, bytes) else str(name)
-      kept.append((k, name, i, resize_center_crop(np.asarray(item['image']))))
-  kept.sort(key=lambda x: x[:3])
-  images = np.stack([x[3] for x in kept]) if kept else np.zeros((0, SIZE, SIZE, 3), np.uint8)
-  return [images, np.asarray([x[0] for x in kept], np.int64)]

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from dynamos_jax.data import cifar, imagenet, tfds_source, tiny_imagenet
+from dynamos_jax.data import cifar, imagenet, imagenet_tfds, tfds_source, tiny_imagenet
 from dynamos_jax.errors import DataError
 
 _NUM_CLASSES = 10
@@ -373,5 +373,5 @@ _LOADERS: dict[tuple[str, str], _Loader] = {
     ('cifar100', 'tfds'): tfds_source.loader('cifar100', 'cifar100'),
     ('tiny-imagenet', 'files'): tiny_imagenet.load,
     ('imagenet50', 'files'): imagenet.load_files,
-    ('imagenet50', 'tfds'): imagenet.load_tfds,
+    ('imagenet50', 'tfds'): imagenet_tfds.load,
 }

@@ -252,6 +252,11 @@ def test_files_errors(tmp_path):
   assert 'distinct positions' in _error(root, selection=(1, 1))
   shutil.rmtree(os.path.join(root, 'val', chosen[2]))
   assert chosen[2] in _error(root)  # val has class folders, but not this one
+  for w in chosen[:2]:
+    shutil.rmtree(os.path.join(root, 'val', w))
+  os.makedirs(os.path.join(root, 'val', 'n00000001'))  # only an unselected class
+  message = _error(root)
+  assert chosen[0] in message and '3 selected classes missing' in message
   shutil.rmtree(os.path.join(root, 'val'))
   assert 'no val/' in _error(root)
   os.makedirs(os.path.join(root, 'val'))

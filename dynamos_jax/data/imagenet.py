@@ -13,7 +13,7 @@ RGB): the shorter side becomes 32 and the longer ``int(32 * long / short)``
 (truncated), resampled by PIL's bilinear filter (PIL antialiases when it
 shrinks); then the central 32x32, its offset ``int(round((L - 32) / 2))`` on
 the long side (Python's round: halves go to even, so 33 -> 0, 35 -> 2, 37 -> 2;
-torchvision 0.8 rounded halves up instead, 0.9 and later are back to round()).
+torchvision 0.8 rounded halves up instead, later versions use round() again).
 Pixels can differ from the reference's by PIL version (it used Pillow 5.1).
 
 Source ``files``: ``path`` is the ILSVRC-2012 root holding
@@ -27,9 +27,10 @@ Source ``files``: ``path`` is the ILSVRC-2012 root holding
                                     above ROOT (Kaggle's ILSVRC/Data/CLS-LOC root).
 
 All 1,000 class folders must be in train/ (a class is its position in sorted
-order, so a partial copy would pick other classes; hidden folders are ignored). Only the 50 selected
-classes are decoded (about 65,000 JPEGs train + 2,500 val: minutes of CPU, a
-progress bar on stderr; a thread pool decodes, as Pillow releases the GIL then).
+order, so a partial copy would pick other classes; hidden folders are ignored).
+Only the 50 selected classes are decoded (about 65,000 JPEGs train + 2,500
+val: minutes of CPU, a progress bar on stderr; a thread pool decodes, as
+Pillow releases the GIL while it decodes and resamples).
 The preprocessed arrays are cached once in one ``imagenet50-<key>.npz`` (about
 200 MB), the key hashing the format version, the selection and the file
 names: in ROOT when it is writable, else in ``$XDG_CACHE_HOME/dynamos_jax``
@@ -239,9 +240,9 @@ def _class_files(folder: str) -> list[str]:
 def _val_files(root: str, wnids: list[str]) -> list[list[str]]:
   """Per selected class (label order), its validation images in sorted order."""
   val = os.path.join(root, 'val')
-  present = [w for w in wnids if os.path.isdir(os.path.join(val, w))]
-  if present:  # The class-subfolder layout: every selected class must be there.
-    missing = [w for w in wnids if w not in present]
+  if any(os.path.isdir(os.path.join(val, d)) for d in os.listdir(val) if not d.startswith('.')):
+    # The class-subfolder layout: every selected class must be there.
+    missing = [w for w in wnids if not os.path.isdir(os.path.join(val, w))]
     if missing:
       raise DataError(f'imagenet50/files: {val} has class folders but not {missing[0]} '
                       f'({len(missing)} selected classes missing); {_HELP}.')

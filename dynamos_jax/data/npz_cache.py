@@ -89,6 +89,8 @@ def cached(name: str, key: str, folders: list[str], image_shape: tuple,
     arrays = _read(os.path.join(folder, file), key, tuple(image_shape))
     if arrays is not None:
       return arrays
+  print(f'{name}: decoding the images once; they will be cached as {file} in the first '
+        f'writable of {folders}.', file=sys.stderr)
   arrays = tuple(build())
   for folder in folders:
     if _write(folder, os.path.join(folder, file), key, arrays):

@@ -23,7 +23,8 @@ Flattening is NHWC (H, W, C) here where PyTorch flattens (C, H, W): a fixed
 permutation of the 2048 features, irrelevant for a net trained from scratch.
 
 ``ResNetDiscriminator`` is the ImageNet-50 D of spec 2.5 (ResNet-18 trunk,
-2048-unit neck), with its parameter counts checked; nothing runs it yet.
+2048-unit neck), with its parameter counts checked; the dgm method runs it on
+``dgm-imagenet50`` (``methods/dgm_imagenet.py``).
 """
 
 import flax.linen as nn
@@ -142,29 +143,31 @@ class ResNetDiscriminator(nn.Module):
   CIFAR-style ResNet-18 (3x3 stem of 64, no max-pool, [2, 2, 2, 2] basic
   blocks of 64-512 channels, 4x4 average pool) -> Linear(512 -> 2048), BN1d
   (momentum 0.01), ReLU -> critic Linear(2048 -> 1) and aux Linear(2048 -> K,
-  no bias). Not used by any runnable config: this project has no ImageNet
-  pipeline (configs/dgm_imagenet50.py).
+  no bias). ``width`` scales the four stages (width, 2, 4, 8 width) and
+  ``blocks`` is their depth (64 and 2: ResNet-18's), for tests at tiny sizes.
   """
 
   num_classes: int
   feature_size: int = 2048
+  width: int = 64
+  blocks: int = 2
 
   @nn.compact
   def __call__(self, x, train: bool, mask=None):
     """x float32 [N, 32, 32, 3] -> (critic [N], logits [N, num_classes])."""
     bn_mask = None if mask is None else mask[:, None, None, None]
-    h = nn.Conv(64, (3, 3), padding=((1, 1), (1, 1)), use_bias=False,
+    h = nn.Conv(self.width, (3, 3), padding=((1, 1), (1, 1)), use_bias=False,
                 kernel_init=torch_conv_init, name="stem")(x)
     h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                      scale_init=torch10_bn_scale_init, name="stem_bn")(h, mask=bn_mask)
     h = nn.relu(h)
-    for stage, features in enumerate((64, 128, 256, 512)):
-      for b in range(2):
+    for stage, features in enumerate(self.width * m for m in (1, 2, 4, 8)):
+      for b in range(self.blocks):
         h = _Block(features, 2 if stage and not b else 1, name=f"layer{stage + 1}_{b}")(
             h, train, bn_mask)
     h = jnp.mean(h, axis=(1, 2))  # the 4x4 average pool of a 32x32 input
-    h = nn.Dense(self.feature_size, kernel_init=torch_linear_init(512),
-                 bias_init=torch_linear_init(512), name="neck")(h)
+    h = nn.Dense(self.feature_size, kernel_init=torch_linear_init(8 * self.width),
+                 bias_init=torch_linear_init(8 * self.width), name="neck")(h)
     h = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-5,
                      scale_init=torch10_bn_scale_init, name="neck_bn")(
                          h, mask=None if mask is None else mask[:, None])

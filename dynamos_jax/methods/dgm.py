@@ -45,6 +45,9 @@ Choices and deviations (the README's DGM section should say them):
   s = S, soft or binarised masks), ``mask_statistics`` (per task and layer:
   reserved, new, reused, free), ``generator_size`` (Table 3/4's parameters
   and bytes).
+- Ten classes a task (ImageNet-50, ``dgm.generator=resnet``): the ResNet G
+  with per-class heads and the ResNet-18 D; the labels, replay, growth and
+  options that differ are ``dgm_imagenet``'s (its docstring).
 """
 
 import dataclasses
@@ -57,12 +60,14 @@ import optax
 
 from dynamos_jax import hat
 from dynamos_jax import losses
-from dynamos_jax.methods import (dgm_config, dgm_replay, dgm_selection, dgm_shapes,
-                                 dgm_summary)
+from dynamos_jax.methods import (dgm_chunks, dgm_config, dgm_imagenet, dgm_replay,
+                                 dgm_selection, dgm_shapes, dgm_summary)
 from dynamos_jax.methods.base import Method, register
 from dynamos_jax.methods.dgm_state import DGMState
 from dynamos_jax.models import dgm_generator as gen
-from dynamos_jax.models.dgm_discriminator import Discriminator, init_discriminator, to_unit
+from dynamos_jax.models import dgm_generator_resnet as rg
+from dynamos_jax.models.dgm_discriminator import (Discriminator, ResNetDiscriminator,
+                                                  init_discriminator, to_unit)
 
 # fold_in constants of the named keys (design.md 3: never reuse a key).
 # 3 and 4 (BN, GROW) are dgm_shapes', 5 (REPLAY) dgm_replay's.
@@ -76,7 +81,7 @@ _STEP_KEYS = ("perm", "z_d", "gp", "z_g")
 class DGM(Method):
   """The DGM method (see the module docstring); fields are set by ``from_config``."""
 
-  spec: gen.GeneratorSpec
+  spec: gen.GeneratorSpec | rg.ResNetGeneratorSpec
   num_classes: int
   epochs: int
   batch_size: int
@@ -103,6 +108,15 @@ class DGM(Method):
   eval_every: int = 2
   max_steps: int = 0  # train.max_steps_per_task (0: none): when a task's last epoch ends
   eval_batch_size: int = 256
+  # Ten classes a task (dgm_imagenet): the G family and the options of the ImageNet code.
+  classes_per_task: int = 1
+  generator: str = "dcgan"
+  past_masks: str = "soft"
+  aux_head: str = "reset"
+  g_noise: str = "fresh"
+  onehot_dims: int = 0  # 0: K
+  replay_slots: int = 0  # resnet: the largest task's size (its replay sets' static size)
+  d_blocks: int = 2  # the ResNet D's blocks per stage (2: ResNet-18)
   # The seed's benchmark, for best_valid's evaluations (its hold-out is the seed's).
   data: dgm_selection.Data | None = dataclasses.field(default=None, repr=False)
 
@@ -121,8 +135,13 @@ class DGM(Method):
   def from_config(cls, config, benchmark) -> "DGM":
     d = config.dgm
     channels = benchmark.image_shape[-1]
-    spec = gen.GeneratorSpec(d.variant, d.ngf, d.nz, channels, benchmark.num_tasks,
-                             d.mask_placement)
+    family = dgm_config.generator(config)
+    c = getattr(benchmark, "classes_per_task", 1)
+    if family == "resnet":
+      spec = rg.ResNetGeneratorSpec(d.ngf, d.nz, channels, benchmark.num_tasks, c)
+    else:
+      spec = gen.GeneratorSpec(d.variant, d.ngf, d.nz, channels, benchmark.num_tasks,
+                               d.mask_placement)
     return cls(spec, benchmark.num_classes, config.epochs, config.batch_size,
                float(d.smax), d.lambda_ru, d.lambda_gp, d.lambda_adv, bool(d.aux_g),
                bool(d.reinit_d), d.lr_d, d.lr_g, d.beta1, d.beta2, d.ndf, bool(d.onehot),
@@ -131,13 +150,29 @@ class DGM(Method):
                selection=d.selection, eval_every=d.eval_every,
                max_steps=config.train.max_steps_per_task,
                eval_batch_size=config.train.eval_batch_size,
-               data=dgm_selection.Data(benchmark))
+               data=dgm_selection.Data(benchmark), classes_per_task=c, generator=family,
+               past_masks=d.past_masks, aux_head=d.aux_head, g_noise=d.g_noise,
+               onehot_dims=d.onehot_dims, d_blocks=d.d_blocks, replay_slots=max(
+                   benchmark.task_data(i).size for i in range(benchmark.num_tasks))
+               if family == "resnet" else 0)
 
   # --- pieces --------------------------------------------------------------------------------
 
   @property
-  def discriminator(self) -> Discriminator:
+  def resnet(self) -> bool:
+    return self.generator == "resnet"
+
+  @property
+  def discriminator(self) -> Discriminator | ResNetDiscriminator:
+    if self.resnet:  # ndf: the stem's width (64: ResNet-18)
+      return ResNetDiscriminator(self.num_classes, width=self.ndf, blocks=self.d_blocks)
     return Discriminator(self.num_classes, self.ndf)
+
+  def _init_d(self, key) -> dict:
+    if self.resnet:
+      x = jnp.zeros((2, 32, 32, self.spec.channels))
+      return dict(self.discriminator.init(key, x, train=False))
+    return init_discriminator(key, self.num_classes, self.spec.channels, self.ndf)
 
   @property
   def tx_d(self) -> optax.GradientTransformation:
@@ -184,12 +219,23 @@ class DGM(Method):
                      self.num_classes if self.onehot else 0)
 
   def _seen_logits(self, logits, t):
+    if self.resnet:  # tasks 0..t hold classes 0 .. C (t + 1) - 1
+      return jnp.where(jnp.arange(logits.shape[-1]) < (t + 1) * self.classes_per_task, logits,
+                       -jnp.inf)
     return jnp.where(jnp.arange(logits.shape[-1]) <= t, logits, -jnp.inf)
+
+  def _forward(self, g, stats, z, t, masks, counts, labels, train, valid):
+    """G's images of task t (both families; the DCGAN G has one head per task)."""
+    if self.resnet:
+      return rg.forward(self.spec, g, stats, z, t, masks, counts, labels, train, valid)
+    return gen.forward(self.spec, g, stats, z, t, masks, counts, train=train, sample_mask=valid)
 
   # --- lifecycle -----------------------------------------------------------------------------
 
   def init(self, key, example, benchmark):
     del example, benchmark
+    if self.resnet:
+      return dgm_imagenet.init(self, key)
     d_key, g_key, own = jax.random.split(key, 3)
     g, g_stats, counts = gen.init(g_key, self.spec, self.shape_multiple)
     variables = init_discriminator(d_key, self.num_classes, self.spec.channels, self.ndf)
@@ -213,54 +259,27 @@ class DGM(Method):
     state = jax.tree.map(jnp.asarray, state)  # a multi-seed run hands hooks host arrays
     d, d_stats = state.d, state.d_stats
     if t > 0:
-      fresh = init_discriminator(self._key(state, _D_INIT, t), self.num_classes,
-                                 self.spec.channels, self.ndf)
+      fresh = self._init_d(self._key(state, _D_INIT, t))
       if self.reinit_d:
         d, d_stats = fresh["params"], fresh["batch_stats"]
       else:  # The reference's ImageNet path: only the critic and aux heads are reset.
-        d = dict(d, critic=fresh["params"]["critic"], aux=fresh["params"]["aux"])
-    counts = np.asarray(state.counts[t])
-    width = state.g["head"].shape[1]
-    head = gen.head_init(self._key(state, _HEAD, t), self.spec, int(counts[2]), width)
-    g = dict(state.g, head=state.g["head"].at[t].set(head))
+        aux = fresh["params"]["aux"]
+        if self.aux_head == "grow":  # ... the aux head's seen-class columns kept
+          aux = dgm_imagenet.grown_aux(self._key(state, dgm_imagenet.AUX, t), d["aux"], t,
+                                       self.classes_per_task)
+        d = dict(d, critic=fresh["params"]["critic"], aux=aux)
+    if self.resnet:
+      g = dgm_imagenet.new_heads(self, state, self._key(state, _HEAD, t), t)
+    else:
+      counts = np.asarray(state.counts[t])
+      width = state.g["head"].shape[1]
+      head = gen.head_init(self._key(state, _HEAD, t), self.spec, int(counts[2]), width)
+      g = dict(state.g, head=state.g["head"].at[t].set(head))
     return state.replace(
         g=g, d=d, d_stats=d_stats, g_opt=self.tx_g.init(g), d_opt=self.tx_d.init(d),
         snapshot=tuple(jnp.copy(w) for w in g["w"]), seen=jnp.arange(t + 1, dtype=jnp.int32),
         samples=jnp.int32(task.size), batches=jnp.int32(-(-task.size // self.batch_size)),
         step_in_task=jnp.zeros((), jnp.int32))
-
-  def _ce_chunks(self, state, key, real, labels, valid, replay, t: int):
-    """The t + 1 CE steps on D over real + replay, shuffled and cut into chunks (spec 7)."""
-    b = real.shape[0]
-    x = real if replay is None else jnp.concatenate([real[None], replay]).reshape(
-        ((t + 1) * b, *real.shape[1:]))
-    y = jnp.concatenate([labels] + [jnp.full((b,), c, jnp.int32) for c in range(t)])
-    ok = jnp.tile(valid, t + 1)
-    n = jnp.sum(valid)
-    # A random order with the real (unpadded) rows first; chunk i takes rows i n .. i n + n - 1.
-    u = jax.random.uniform(key, ok.shape)
-    order = jnp.argsort(jnp.where(ok, u, u + 2.0))
-    r = jnp.arange(b)
-    rows = order[jnp.minimum(jnp.arange(t + 1)[:, None] * n + r[None], (t + 1) * b - 1)]
-    chunk_mask = jnp.broadcast_to(r[None] < n, rows.shape)
-
-    def ce_step(carry, chunk):
-      d, d_stats, d_opt = carry
-      idx, m = chunk
-
-      def loss_fn(params):
-        _, logits, stats = self._d_apply(params, d_stats, x[idx], True, m)
-        logits = self._seen_logits(logits, t)
-        return losses.cross_entropy(logits, y[idx], m), (logits, stats)
-
-      (ce, (logits, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d)
-      updates, d_opt = self.tx_d.update(grads, d_opt, d)
-      correct = jnp.sum((jnp.argmax(logits, -1) == y[idx]) & m)
-      return (optax.apply_updates(d, updates), stats, d_opt), (ce, correct)
-
-    carry, (ce, correct) = jax.lax.scan(ce_step, (state.d, state.d_stats, state.d_opt),
-                                        (rows, chunk_mask), unroll=self.unroll)
-    return carry, jnp.mean(ce), jnp.sum(correct) / jnp.maximum((t + 1) * n, 1)
 
   def step(self, state, batch, key, phase):
     del phase  # One phase.
@@ -268,26 +287,39 @@ class DGM(Method):
     keys = dict(zip(_STEP_KEYS, jax.random.split(key, len(_STEP_KEYS))))
     k = state.step_in_task
     epoch, position = k // state.batches, k % state.batches
-    s, s_e = hat.scale(self.schedule, epoch, position, self.epochs, state.batches,
-                       state.samples, self.batch_size, self.smax, self.spec.variant == "w")
+    if self.schedule == "imagenet":
+      s, s_e = dgm_imagenet.scale(epoch, position, self.epochs, state.samples,
+                                  self.batch_size, self.smax)
+    else:
+      s, s_e = hat.scale(self.schedule, epoch, position, self.epochs, state.batches,
+                         state.samples, self.batch_size, self.smax, self.spec.variant == "w")
     valid = batch.mask
     n = jnp.maximum(jnp.sum(valid), 1)
     real = to_unit(batch.images)
     b = real.shape[0]
-    replay = None
-    if t > 0:
+    replay = replay_labels = replay_valid = None
+    if t > 0 and self.resnet:
+      replay, replay_labels, replay_valid = dgm_imagenet.replay(self, state, position, b, t)
+    elif t > 0:
       replay = dgm_replay.replay(self, state, position * self.batch_size + jnp.arange(b), t)
 
     # 1. The classifier: t + 1 CE steps on real + replay.
-    (d, d_stats, d_opt), ce, accuracy = self._ce_chunks(state, keys["perm"], real,
-                                                       batch.labels, valid, replay, t)
+    (d, d_stats, d_opt), ce, accuracy = dgm_chunks.ce_chunks(
+        self, state, keys["perm"], real, batch.labels, valid, replay, t, replay_labels,
+        replay_valid)
 
-    # 2. WGAN-GP on D: real vs G_t's fakes (G in training mode: its BN_t moves).
+    # 2. WGAN-GP on D: real vs G_t's fakes (G in training mode: its BN_t moves); with ten
+    # classes a task the fakes carry the real batch's labels (the code's).
     g, counts = state.g, state.counts[t]
-    exists = self._exists(g, counts)
+    if self.resnet:
+      exists = dgm_imagenet.exists(g, state.sizes)
+      z_d = dgm_imagenet.noise(self, keys["z_d"], batch.labels)
+    else:
+      exists = self._exists(g, counts)
+      z_d = self._noise(keys["z_d"], b, t)
     masks = self._masks(g["emb"], s, exists)
-    fake, g_stats = gen.forward(self.spec, g, state.g_stats, self._noise(keys["z_d"], b, t),
-                                t, masks, counts, train=True, sample_mask=valid)
+    fake, g_stats = self._forward(g, state.g_stats, z_d, t, masks, counts, batch.labels, True,
+                                  valid)
     fake = jax.lax.stop_gradient(fake)
     alpha = jax.random.uniform(keys["gp"], (b, 1, 1, 1))
     mixed = alpha * real + (1.0 - alpha) * fake
@@ -314,14 +346,22 @@ class DGM(Method):
     d = optax.apply_updates(d, updates)
 
     # 3. G: fool the critic; sparse masks on the free entries.
-    cond = self._conditioners(g, state.cum, counts)
-    reg_weight = self.lambda_ru * jnp.sum(counts) / sum(self.spec.start)
-    z_g = self._noise(keys["z_g"], b, t)
+    if self.resnet:
+      cond = dgm_imagenet.conditioners(g, state.cum, state.sizes)
+      reg_weight = dgm_imagenet.reg_weight(self, state.sizes)
+    else:
+      cond = self._conditioners(g, state.cum, counts)
+      reg_weight = self.lambda_ru * jnp.sum(counts) / sum(self.spec.start)
+    if self.g_noise == "shared":  # the ImageNet code's G step reuses the D step's noise
+      z_g = z_d
+    elif self.resnet:
+      z_g = dgm_imagenet.noise(self, keys["z_g"], batch.labels)
+    else:
+      z_g = self._noise(keys["z_g"], b, t)
 
     def g_loss_fn(params):
       m = self._masks(params["emb"], s, exists)
-      x, stats = gen.forward(self.spec, params, g_stats, z_g, t, m, counts, train=True,
-                             sample_mask=valid)
+      x, stats = self._forward(params, g_stats, z_g, t, m, counts, batch.labels, True, valid)
       c, logits, dst = self._d_apply(d, d_stats, x, True, valid)
       reg = hat.regulariser(m, state.cum, exists)
       loss = -self.lambda_adv * vmean(c) + reg_weight * reg
@@ -352,6 +392,8 @@ class DGM(Method):
 
   def end_task(self, state, task):
     """Binarise at s_max, cumulate, keep the embeddings, grow (spec 3.2, 6)."""
+    if self.resnet:
+      return dgm_imagenet.end_task(self, state, task)
     t = task.index
     state = jax.tree.map(jnp.asarray, state)
     g = state.g
@@ -378,7 +420,12 @@ class DGM(Method):
     """After task t: samples uint8 [t + 1, n, 32, 32, C] of every seen class from fixed
     noise (``dgm_summary.samples``); with ``best_valid``, the task's record."""
     del benchmark
-    out = {"samples": dgm_summary.samples(self, state, task.index + 1)}
+    if self.resnet:  # every seen class, from the same noise
+      base = dgm_summary.sample_noise(self, jax.tree.map(jnp.asarray, state))
+      c = (task.index + 1) * self.classes_per_task
+      out = {"samples": dgm_imagenet.samples(self, state, c, base.shape[0], base)}
+    else:
+      out = {"samples": dgm_summary.samples(self, state, task.index + 1)}
     if self.selection == "best_valid":
       out.update(dgm_selection.task_record(state, task.index))
     return out
@@ -396,4 +443,6 @@ class DGM(Method):
   def common_shape(self, states: list) -> list:
     """Several seeds' states (each grown by its own masks) padded to their widest widths
     (the trainer calls this after each hook of a multi-seed run; ``dgm_shapes``)."""
+    if self.resnet:
+      return dgm_imagenet.common_shape(self, states)
     return dgm_shapes.common_shape(self, states)

@@ -10,12 +10,16 @@ from dynamos_jax import benchmarks
 from dynamos_jax.errors import ConfigError
 
 VARIANTS = ("w", "a")
-SCHEDULES = ("code", "paper")
+SCHEDULES = ("code", "paper", "imagenet")
 PLACEMENTS = ("reference", "hat")
 EXPANSIONS = ("code", "paper", "none")
 REPLAYS = ("fixed", "fresh")
 LOOPS = ("auto", "scan", "unroll")
 SELECTIONS = ("final", "best_valid")
+GENERATORS = ("auto", "dcgan", "resnet")
+PAST_MASKS = ("soft", "binary")
+AUX_HEADS = ("reset", "grow")
+G_NOISES = ("fresh", "shared")
 
 
 def defaults() -> ml_collections.ConfigDict:
@@ -37,7 +41,8 @@ def defaults() -> ml_collections.ConfigDict:
   c.nz = 128  # noise size
   c.onehot = True  # write one-hot(class) into z[0:K] (the reference)
   # code: the released code's scale schedule (global (I-1)/I ramp; DGMw's
-  # batch ramp runs downwards in each task's first epoch); paper: eqs. 3-4.
+  # batch ramp runs downwards in each task's first epoch); paper: eqs. 3-4;
+  # imagenet: the ImageNet code's ((e + 1) / I, the ramp over floor(N / B) + 1 batches).
   c.schedule = "code"
   # DGMa: where the channel mask multiplies: reference (conv output, before
   # the task's BN) | hat (after the ReLU, as HAT).
@@ -67,7 +72,28 @@ def defaults() -> ml_collections.ConfigDict:
   # best_valid: D evaluated after epochs e (from 0) with e % eval_every == 0 (the
   # reference: 2 DGMw, 5 DGMa), and after the task's last epoch.
   c.eval_every = 2
+  # Ten classes a task (methods/dgm_imagenet.py). generator: auto (the benchmark's:
+  # the DCGAN G of spec 2.1 for the one-class splits, the ResNet G and D of spec 2.5
+  # for dgm-imagenet50) | dcgan | resnet (ndf is then the ResNet D's stem width).
+  c.generator = "auto"
+  # soft: past tasks generate with sigmoid(S e) (the MNIST code) | binary: with
+  # 1[sigmoid(S e) >= 0.5] (the ImageNet code's stored masks, spec 12.5).
+  c.past_masks = "soft"
+  # With reinit_d=False, the aux head at a task start: reset (drawn afresh) | grow
+  # (the ImageNet code: the seen classes' columns kept, the others drawn).
+  c.aux_head = "reset"
+  # G's step: fresh noise (the MNIST code) | shared: the D step's (the ImageNet code).
+  c.g_noise = "fresh"
+  c.onehot_dims = 0  # the one-hot prefix's width (0: the number of classes; ImageNet 100)
+  c.d_blocks = 2  # the ResNet D's basic blocks per stage (2: ResNet-18; fewer: tests)
   return c
+
+
+def generator(config) -> str:
+  """The G family of a run: dgm.generator, or the benchmark's with ``auto``."""
+  if config.dgm.generator != "auto":
+    return config.dgm.generator
+  return getattr(benchmarks.REGISTRY[config.dataset], "generator", "dcgan")
 
 def validate(config) -> None:
   """Raises ConfigError with a one-line hint for a bad dgm.* value or benchmark."""
@@ -80,7 +106,9 @@ def validate(config) -> None:
   for key, choices in (("variant", VARIANTS), ("schedule", SCHEDULES),
                        ("mask_placement", PLACEMENTS), ("expansion", EXPANSIONS),
                        ("replay", REPLAYS), ("selection", SELECTIONS),
-                       ("loops", LOOPS)):
+                       ("loops", LOOPS), ("generator", GENERATORS),
+                       ("past_masks", PAST_MASKS), ("aux_head", AUX_HEADS),
+                       ("g_noise", G_NOISES)):
     check(d[key] in choices, f"unknown dgm.{key} {d[key]!r}: use one of {', '.join(choices)}")
   check(d.smax > 0, f"dgm.smax must be > 0 (got {d.smax}): the mask scale, e.g. 1e4")
   for key in ("lr_d", "lr_g"):
@@ -97,12 +125,28 @@ def validate(config) -> None:
   check(d.eval_every >= 1, f"dgm.eval_every must be >= 1 (got {d.eval_every})")
   benchmark = benchmarks.REGISTRY[config.dataset]
   check(benchmark.kind == "class-incremental",
-        f"dgm needs a class-incremental benchmark (one class per task, e.g. the one-class "
-        f"splits); {config.dataset} is {benchmark.kind}")
+        f"dgm needs a class-incremental benchmark (e.g. the one-class splits or "
+        f"dgm-imagenet50); {config.dataset} is {benchmark.kind}")
   classes = getattr(benchmark, "classes_per_task", 1)
-  check(classes == 1,
-        f"dgm trains one generator head per class: {config.dataset} has {classes} classes "
-        "per task; use a one-class benchmark")
-  check(d.nz >= (10 if d.onehot else 1),
+  family = generator(config)
+  check(classes == 1 or family == "resnet",
+        f"the DCGAN generator has one head per task: {config.dataset} has {classes} classes "
+        "per task; use --config.dgm.generator=resnet (per-class heads) or auto")
+  check(family != "resnet" or d.variant == "w",
+        "the ResNet generator is DGMw only (masks on weights): use --config.dgm.variant=w")
+  check(family != "resnet" or getattr(benchmark, "channels", 3) == 3,
+        f"the ResNet generator makes RGB images; {config.dataset} is grey: use "
+        "--config.dgm.generator=dcgan")
+  check(d.onehot_dims >= 0 and d.d_blocks >= 1,
+        f"dgm.onehot_dims must be >= 0 and dgm.d_blocks >= 1 (got {d.onehot_dims}, "
+        f"{d.d_blocks})")
+  labels = getattr(benchmark, "num_tasks", 1) * classes
+  check(not d.onehot or d.onehot_dims == 0 or d.onehot_dims >= labels,
+        f"dgm.onehot_dims={d.onehot_dims} cannot one-hot {config.dataset}'s {labels} labels: "
+        "use 0 (the number of classes) or more")
+  check(d.nz >= (max(d.onehot_dims or labels, 10) if d.onehot else 1),
         f"dgm.nz={d.nz} cannot hold the one-hot class prefix: use dgm.nz >= the number of "
-        "classes or dgm.onehot=False")
+        "classes (and dgm.onehot_dims) or dgm.onehot=False")
+  check(not (d.selection == "best_valid" and getattr(benchmark, "holdout", 1) == 0),
+        f"{config.dataset} holds no validation images out (the reference validates on its "
+        "test images): use --config.dgm.selection=final")

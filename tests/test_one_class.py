@@ -183,8 +183,8 @@ def test_imagenet50_class_selection_and_refusal():
   assert list(classes[0]) == [1, 15, 29, 45, 59, 65, 81, 89, 90, 99]
   assert list(classes[4]) == [401, 415, 429, 445, 459, 465, 481, 489, 490, 499]
   c = base_config()
-  c.dataset = "dgm-imagenet50"
-  with pytest.raises(ConfigError, match="no ImageNet loader"):
+  c.dataset, c.data.source = "dgm-imagenet50", "files"
+  with pytest.raises(ConfigError, match="no ILSVRC-2012 folder"):  # no data.path
     validate(c)
 
 

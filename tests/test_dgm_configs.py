@@ -1,4 +1,5 @@
-"""The DGM configs: each variant validates with the released settings; ImageNet-50 is refused."""
+"""The DGM configs: each variant validates with the released settings; ImageNet-50 is refused
+without its data."""
 
 import importlib.util
 import os
@@ -45,7 +46,7 @@ def test_released_settings():
   i = _load("dgm_imagenet50")()
   assert (i.batch_size, i.epochs, i.dgm.lr_d, i.dgm.lambda_gp, i.dgm.aux_g, i.dgm.reinit_d,
           i.dgm.ngf) == (70, 101, 2e-4, 0.6, True, False, 64)
-  with pytest.raises(ConfigError, match="no ImageNet loader"):
+  with pytest.raises(ConfigError, match="no ILSVRC-2012 folder"):  # no data.path given
     validate(i)
   with pytest.raises(ValueError, match="use one of dgmw, dgma, jt"):
     _load("dgm_mnist")("dgmx")

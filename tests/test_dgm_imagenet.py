@@ -1,0 +1,286 @@
+"""DGM with ten classes a task (methods/dgm_imagenet.py, benchmarks/one_class.py's ImageNet-50).
+
+One tiny end-to-end run of dgm-imagenet50's first two tasks on a fake
+ILSVRC-2012 folder (1,000 class folders, a few 40x36 JPEGs in the 50
+selected ones) through the real loader, with the ResNet G (ngf 8) and a
+one-block ResNet D of width 4; the hooks' states are kept and checked: the
+HAT guarantee with binary past masks, the replay's classes and counts, the
+masked aux logits and the grown aux head, the per-class heads, padding to
+common widths, the benchmark's tasks and per-task matrix.
+"""
+
+import importlib.util
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from dynamos_jax import config as config_lib
+from dynamos_jax import train
+from dynamos_jax.benchmarks import REGISTRY, register
+from dynamos_jax.benchmarks.base import DeviceData
+from dynamos_jax.benchmarks.one_class import ImageNet50
+from dynamos_jax.data import imagenet
+from dynamos_jax.errors import ConfigError
+from dynamos_jax.methods import dgm_imagenet
+from dynamos_jax.methods.dgm import DGM
+from dynamos_jax.models import dgm_generator_resnet as rg
+
+if "dgm-imagenet-two" not in REGISTRY:
+  @register
+  class _TwoTasks(ImageNet50):
+    """dgm-imagenet50's first two tasks (classes 0..19)."""
+    name = "dgm-imagenet-two"
+    num_tasks = 2
+
+C, B, TRAIN = 10, 8, 3  # classes a task, batch, train images a class
+SHORT = 13  # class 13 (task 1) has TRAIN - 1 images: N_1 = 29, floor(29 / 10) = 2 a class
+
+
+def _fake_ilsvrc(root):
+  """ROOT/train/<wnid>/ for 1,000 wnids, JPEGs in the 50 selected; ROOT/val/<wnid>/ one each."""
+  wnids = [f"n{i:08d}" for i in range(imagenet.NUM_SYNSETS)]
+  rng = np.random.default_rng(0)
+  for w in wnids:
+    os.makedirs(os.path.join(root, "train", w))
+  for label, position in enumerate(imagenet.SELECTION):
+    w = wnids[position]
+    os.makedirs(os.path.join(root, "val", w))
+    for split, n in (("train", TRAIN - (label == SHORT)), ("val", 1)):
+      for i in range(n):
+        pixels = rng.integers(0, 60, (36, 40, 3)) + 3 * label
+        Image.fromarray(pixels.astype(np.uint8)).save(
+            os.path.join(root, split, w, f"{w}_{i}.JPEG"))
+
+
+CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
+                      "dgm_imagenet50.py")
+
+
+def _imagenet_config():
+  spec = importlib.util.spec_from_file_location("dgm_imagenet50", CONFIG)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def _config(path):
+  """configs/dgm_imagenet50.py at tiny sizes on the first two tasks."""
+  c = _imagenet_config()
+  c.dataset, c.data.path = "dgm-imagenet-two", path
+  c.dgm.update(ngf=8, ndf=4, d_blocks=1, loops="scan")
+  c.batch_size, c.epochs, c.train.max_steps_per_task = B, 1, 3
+  c.train.chunk_size, c.train.progress, c.train.eval_batch_size = 1, False, 64
+  c.checkpoint.every_steps = 1000
+  return c
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  """(results, method, config, {hook: {task: (state in, state out)}}) of the tiny run."""
+  root = str(tmp_path_factory.mktemp("ilsvrc"))
+  _fake_ilsvrc(root)
+  hooks = {"begin_task": {}, "end_task": {}, "method": []}
+
+  def spy(name):
+    original = getattr(DGM, name)
+
+    def hook(self, state, task):
+      out = original(self, state, task)
+      hooks[name][task.index] = (jax.device_get(state), jax.device_get(out))
+      hooks["method"].append(self)
+      return out
+    return hook
+
+  config = _config(root)
+  config_lib.validate(config)
+  with pytest.MonkeyPatch.context() as m:
+    for name in ("begin_task", "end_task"):
+      m.setattr(DGM, name, spy(name))
+    results = train.train_and_evaluate(config, str(tmp_path_factory.mktemp("run")))
+  return results, hooks["method"][0], config, hooks
+
+
+def _past_images(method, state, classes, n=4):
+  base = jax.random.normal(jax.random.key(7), (n, method.spec.nz))
+  return dgm_imagenet.samples(method, state, classes, n, base)
+
+
+def test_results_hold_the_per_task_matrix(run):
+  results, method, _, _ = run
+  assert (method.resnet, method.classes_per_task, method.num_classes) == (True, C, 50)
+  matrix = results["class_il"]["matrix"]
+  assert len(matrix) == 3 and all(len(row) == 2 for row in matrix)
+  assert matrix[1][1] is None and matrix[2][1] is not None
+  # One test image a class: a task's entry is a multiple of 10 % (ten classes, balanced).
+  for row in matrix[1:]:
+    for v in row:
+      assert v is None or abs(v / 10 - round(v / 10)) < 1e-9
+
+
+def test_hat_guarantee_with_binary_past_masks(run):
+  """Task 0's images from its binary masks: identical after training task 1."""
+  _, method, _, hooks = run
+  after_task0 = hooks["end_task"][0][1]
+  after_task1 = hooks["end_task"][1][0]  # before task 1's own growth
+  np.testing.assert_array_equal(_past_images(method, after_task0, C),
+                                _past_images(method, after_task1, C))
+  # Not vacuous: task 1 moved G's weights (its free entries).
+  moved = [bool(np.any(a != b)) for a, b in zip(after_task0.g["w"], after_task1.g["w"])]
+  assert any(moved)
+  # Nor are task 0's masks empty: some weights are reserved and were frozen.
+  assert int(np.sum(after_task0.reserved)) > 0
+
+
+def test_growth_records_sizes_counts_and_next_embeddings(run):
+  _, method, _, hooks = run
+  before, after = hooks["end_task"][0]
+  sizes, counts = np.asarray(before.sizes), np.asarray(before.counts[0])
+  np.testing.assert_array_equal(sizes, method.spec.start_sizes())
+  cum = [np.asarray(c) for c in after.cum]
+  ones = np.asarray([int(c.sum()) for c in cum])
+  np.testing.assert_array_equal(np.asarray(after.reserved), ones)
+  new_sizes, new_counts = rg.grown_sizes(method.spec, sizes, ones)
+  np.testing.assert_array_equal(np.asarray(after.sizes), new_sizes)
+  np.testing.assert_array_equal(np.asarray(after.counts[1]), new_counts)
+  np.testing.assert_array_equal(np.asarray(after.counts[0]), counts)
+  # The next task's embeddings start at 6 / s_max (the code's expand_embeddings).
+  assert all(np.all(np.asarray(e) == np.float32(6.0 / method.smax)) for e in after.g["emb"])
+  # The padded arrays stay at multiples of 8 and hold the allocation.
+  for w, (i, o) in zip(after.g["w"], new_sizes):
+    assert w.shape[0] >= i and w.shape[1] >= o
+
+
+def test_replay_holds_every_past_class_with_its_counts(run):
+  """Task 1's replay of task 0: floor(N_1 / 10) = 2 images a class, the set re-permuted
+  every epoch, the same images (a fixed set), nothing past the set's 20 slots."""
+  _, method, _, hooks = run
+  state = jax.tree.map(jnp.asarray, hooks["begin_task"][1][1])
+  n1 = int(state.samples)
+  assert n1 == C * TRAIN - 1 and method.replay_slots == C * TRAIN
+  batches = int(state.batches)
+  replay = jax.jit(lambda s, p: dgm_imagenet.replay(method, s, p, B, 1))
+  epochs = []
+  for epoch in range(2):
+    s = state.replace(step_in_task=jnp.int32(epoch * batches))
+    out = [jax.device_get(replay(s, jnp.int32(p))) for p in range(batches)]
+    images = np.concatenate([o[0][0] for o in out])
+    labels = np.concatenate([o[1][0] for o in out])
+    valid = np.concatenate([o[2][0] for o in out])
+    assert valid.sum() == C * (n1 // C) == 20 and not valid[20:].any()
+    np.testing.assert_array_equal(np.bincount(labels[valid], minlength=C), [n1 // C] * C)
+    epochs.append((images[valid], labels[valid]))
+  (x0, y0), (x1, y1) = epochs
+  assert not np.array_equal(y0, y1)  # re-permuted
+  key = lambda x: np.lexsort(x.reshape(len(x), -1).T[:8])
+  np.testing.assert_array_equal(x0[key(x0)], x1[key(x1)])
+  np.testing.assert_array_equal(y0[key(x0)], y1[key(x1)])
+
+
+def test_replay_labels_pick_their_heads(run):
+  """A replayed image is G's image of its label: swapping two heads' weights swaps them."""
+  _, method, _, hooks = run
+  state = jax.tree.map(jnp.asarray, hooks["end_task"][0][1])
+  z = jax.random.normal(jax.random.key(3), (4, method.spec.nz))
+  ex = dgm_imagenet.exists(state.g, state.sizes)
+  masks = dgm_imagenet.past_masks(method, state, 0, ex)
+
+  def images(g, label):
+    labels = jnp.full((4,), label, jnp.int32)
+    return np.asarray(rg.forward(method.spec, g, state.g_stats, z, 0, masks, state.counts[0],
+                                 labels, False)[0])
+
+  g = state.g
+  swap = lambda x: x.at[jnp.asarray([2, 5])].set(x[jnp.asarray([5, 2])])
+  swapped = dict(g, head=swap(g["head"]), head_bias=swap(g["head_bias"]))
+  np.testing.assert_array_equal(images(swapped, 2), images(g, 5))
+  np.testing.assert_array_equal(images(swapped, 5), images(g, 2))
+  assert not np.array_equal(images(g, 2), images(g, 5))
+
+
+def test_unseen_classes_masked_and_aux_head_grown(run):
+  _, method, _, hooks = run
+  state = hooks["end_task"][0][1]
+  x = jnp.zeros((3, 32, 32, 3), jnp.uint8)
+  logits = np.asarray(method.predict(jax.tree.map(jnp.asarray, state), x, None, "main"))
+  assert logits.shape == (3, 50)
+  assert np.all(np.isfinite(logits[:, :C])) and np.all(logits[:, C:] == -np.inf)
+  before, after = hooks["begin_task"][1]
+  kb, ka = np.asarray(before.d["aux"]["kernel"]), np.asarray(after.d["aux"]["kernel"])
+  np.testing.assert_array_equal(ka[:, :C], kb[:, :C])
+  assert not np.any(ka[:, C:] == kb[:, C:])
+  bound = np.sqrt(6.0 / (ka.shape[0] + 2 * C))  # Xavier on the code's Linear(F -> 20)
+  assert np.abs(ka[:, C:]).max() <= bound and "bias" not in after.d["aux"]
+  assert not np.array_equal(after.d["critic"]["kernel"], before.d["critic"]["kernel"])
+  np.testing.assert_array_equal(after.d["stem"]["kernel"], before.d["stem"]["kernel"])
+
+
+def test_padding_to_wider_widths_changes_no_image(run):
+  _, method, _, hooks = run
+  state = hooks["end_task"][0][1]
+  wider = tuple(w + 8 for w in rg.widths_of(state.g))
+  padded = dgm_imagenet.common_shape(method, [state, dgm_imagenet.pad(method, state, wider)])[0]
+  assert rg.widths_of(padded.g) == wider
+  np.testing.assert_array_equal(_past_images(method, padded, C), _past_images(method, state, C))
+
+
+def test_benchmark_tasks_and_per_task_evaluation(run):
+  _, method, config, _ = run
+  data = DeviceData.load(config, "imagenet50")
+  b = REGISTRY["dgm-imagenet-two"](config, data, jax.random.key(0), joint=False)
+  labels = np.asarray(data.host.train_labels)
+  for t in range(2):
+    assert set(labels[b.task_indices[t]]) == set(range(C * t, C * t + C))
+    assert list(b.task_data(t).classes) == list(range(C * t, C * t + C))
+  assert len(b.task_indices[1]) == C * TRAIN - 1 and len(b.validation_set()[1]) == 0
+  # Reshuffled every epoch: the same samples, another order.
+  e0, e1 = (np.asarray(b.epoch_data(1, e).order)[np.asarray(b.epoch_data(1, e).mask)]
+            for e in range(2))
+  assert sorted(e0) == sorted(b.task_indices[1]) == sorted(e1) and list(e0) != list(e1)
+  # Always class 1: class-IL 100 % on class 1 only (task 0: 10 %); task-IL: the argmax
+  # over the task's classes of a one-hot on class 1 is class 1 in task 0, the task's first
+  # class (all logits 0) in task 1.
+  one = lambda images, task: jax.nn.one_hot(jnp.full(images.shape[:1], 1), 50)
+  scores = b.evaluate(one, batch_size=16)
+  assert scores["class_il"] == pytest.approx([10.0, 0.0])
+  assert scores["task_il"] == pytest.approx([10.0, 10.0])
+  images, y = b.task_test_set(1)
+  assert sorted(y) == list(range(C, 2 * C)) and images.shape[0] == C
+
+
+def test_validate_refuses_a_missing_source(tmp_path):
+  c = _imagenet_config()
+  with pytest.raises(ConfigError, match="no ILSVRC-2012 folder at data.path=''"):
+    config_lib.validate(c)
+  c.data.path = str(tmp_path / "absent")
+  with pytest.raises(ConfigError, match="no ILSVRC-2012 folder"):
+    config_lib.validate(c)
+  c.data.source = "bundled"
+  with pytest.raises(ConfigError, match="no ILSVRC-2012 loader for data.source='bundled'"):
+    config_lib.validate(c)
+  c.data.source, c.data.path = "files", str(tmp_path)
+  config_lib.validate(c)
+  c.dgm.selection = "best_valid"
+  with pytest.raises(ConfigError, match="holds no validation images"):
+    config_lib.validate(c)
+
+
+def test_the_config_records_the_imagenet_codes_options():
+  c = _imagenet_config()
+  d = c.dgm
+  assert (d.schedule, d.past_masks, d.aux_head, d.g_noise, d.onehot_dims, d.ndf, d.generator,
+          c.data.source) == ("imagenet", "binary", "grow", "shared", 100, 64, "auto", "files")
+
+
+def test_imagenet_schedule_by_hand():
+  """s^e = 1/S + (S - 1/S)(e + 1)/I; s = 1/s^e + (s^e - 1/s^e) i / (floor(N / B) + 1)."""
+  S, I, N = 100.0, 4, 20  # floor(20 / 8) + 1 = 3 batches in the ramp's denominator
+  s, s_e = dgm_imagenet.scale(0, 0, I, N, B, S)
+  assert float(s_e) == pytest.approx(0.01 + 99.99 / 4, rel=1e-6)
+  assert float(s) == pytest.approx(1 / (0.01 + 99.99 / 4), rel=1e-6)
+  s, s_e = dgm_imagenet.scale(3, 2, I, N, B, S)
+  assert float(s_e) == pytest.approx(100.0, rel=1e-6)
+  assert float(s) == pytest.approx(0.01 + (100.0 - 0.01) * 2 / 3, rel=1e-6)

@@ -131,12 +131,12 @@ def validate(config) -> None:
   family = generator(config)
   check(classes == 1 or family == "resnet",
         f"the DCGAN generator has one head per task: {config.dataset} has {classes} classes "
-        "per task; use --config.dgm.generator=resnet (per-class heads) or auto")
+        "per task; use a one-class benchmark or dgm-imagenet50 (the ResNet G's per-class heads)")
   check(family != "resnet" or d.variant == "w",
         "the ResNet generator is DGMw only (masks on weights): use --config.dgm.variant=w")
-  check(family != "resnet" or getattr(benchmark, "channels", 3) == 3,
-        f"the ResNet generator makes RGB images; {config.dataset} is grey: use "
-        "--config.dgm.generator=dcgan")
+  check(family != "resnet" or (hasattr(benchmark, "generator") and benchmark.channels == 3),
+        f"the ResNet generator makes 32x32 RGB images; {config.dataset} is not one of DGM's "
+        "RGB benchmarks (dgm-svhn, dgm-cifar10, dgm-imagenet50): use --config.dgm.generator=auto")
   check(d.onehot_dims >= 0 and d.d_blocks >= 1,
         f"dgm.onehot_dims must be >= 0 and dgm.d_blocks >= 1 (got {d.onehot_dims}, "
         f"{d.d_blocks})")

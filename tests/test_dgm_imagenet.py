@@ -178,10 +178,20 @@ def test_replay_holds_every_past_class_with_its_counts(run):
   key = lambda x: np.lexsort(x.reshape(len(x), -1).T[:8])
   np.testing.assert_array_equal(x0[key(x0)], x1[key(x1)])
   np.testing.assert_array_equal(y0[key(x0)], y1[key(x1)])
+  # Each replayed image comes from its label's head: swapping the heads of classes 2 and 5
+  # changes exactly the images labelled 2 or 5.
+  g = state.g
+  swap = lambda x: x.at[jnp.asarray([2, 5])].set(x[jnp.asarray([5, 2])])
+  swapped = state.replace(g=dict(g, head=swap(g["head"]), head_bias=swap(g["head_bias"])))
+  for p in range(batches):
+    images, labels, valid = jax.device_get(replay(state, jnp.int32(p)))
+    other = jax.device_get(replay(swapped, jnp.int32(p)))[0]
+    changed = np.any(images[0] != other[0], axis=(1, 2, 3))
+    np.testing.assert_array_equal(changed[valid[0]], np.isin(labels[0], [2, 5])[valid[0]])
 
 
-def test_replay_labels_pick_their_heads(run):
-  """A replayed image is G's image of its label: swapping two heads' weights swaps them."""
+def test_per_class_heads_are_picked_by_label(run):
+  """G's image of a label: swapping two heads' weights swaps the images."""
   _, method, _, hooks = run
   state = jax.tree.map(jnp.asarray, hooks["end_task"][0][1])
   z = jax.random.normal(jax.random.key(3), (4, method.spec.nz))

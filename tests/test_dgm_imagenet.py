@@ -276,6 +276,9 @@ def test_validate_refuses_a_missing_source(tmp_path):
   c.dgm.selection = "best_valid"
   with pytest.raises(ConfigError, match="holds no validation images"):
     config_lib.validate(c)
+  c.method = "dgm_joint"  # configs/dgm_imagenet50.py:jt
+  with pytest.raises(ConfigError, match="no JT is built"):
+    config_lib.validate(c)
 
 
 def test_the_config_records_the_imagenet_codes_options():

@@ -64,10 +64,13 @@ class DGMJoint(Method):
       raise ConfigError(f"dgm.beta1 and dgm.beta2 must be in [0, 1) (got {d.beta1}, {d.beta2})")
     if d.ndf < 1:
       raise ConfigError(f"dgm.ndf must be >= 1 (got {d.ndf})")
-    kind = benchmarks.REGISTRY[config.dataset].kind
-    if kind != "class-incremental":
+    benchmark = benchmarks.REGISTRY[config.dataset]
+    if benchmark.kind != "class-incremental":
       raise ConfigError(f"dgm_joint is DGM's upper bound on a class-incremental benchmark "
-                        f"(e.g. dgm-mnist); {config.dataset} is {kind}")
+                        f"(e.g. dgm-mnist); {config.dataset} is {benchmark.kind}")
+    if dgm_config.generator(config) == "resnet":
+      raise ConfigError(f"dgm_joint trains the DCGAN discriminator; {config.dataset}'s is the "
+                        "ResNet-18 one, for which no JT is built: drop :jt")
 
   @classmethod
   def from_config(cls, config, benchmark) -> "DGMJoint":

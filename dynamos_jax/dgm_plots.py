@@ -15,7 +15,10 @@ accuracy matrix; every figure function takes plain arrays, writes a PNG
   of the checkpoint's G (``generated_grid``).
 - The growth curve: the active output channels of conv1-3 after each task
   against the linear worst case (the start width plus one start width per
-  expansion, spec 6), and the masked parameters.
+  expansion, spec 6), and the masked parameters. The ResNet G (ImageNet-50):
+  its seven channel groups (each named by the weight that outputs it) and
+  its allocated masked weights (``dgm_summary_resnet``); ten classes a task,
+  each class's drift measured since its task.
 - Mask occupancy per layer and task (paper Fig. 3a): of each task's binary
   mask, the share of the layer that it newly reserves and the share it reuses
   from earlier tasks, and what is left free.
@@ -39,11 +42,14 @@ import numpy as np
 from dynamos_jax import plots
 from dynamos_jax import task_reports
 from dynamos_jax.methods import dgm_summary
+from dynamos_jax.methods import dgm_summary_resnet
 
 # The paper's Table 1 (A5, A10) on MNIST, drawn next to a run's curve.
 PAPER_MNIST = {"DGMw": {5: 98.75, 10: 96.46}, "DGMa": {5: 99.17, 10: 97.92},
                "JT": {5: 97.66, 10: 98.10}}
 LAYERS = ("conv1", "conv2", "conv3")
+COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:brown", "tab:pink",
+          "tab:olive", "tab:cyan", "tab:gray", "tab:purple")
 
 
 def average_accuracy(matrix: Sequence[Sequence[float | None]]) -> list[float]:
@@ -111,28 +117,36 @@ def masked_params(counts: np.ndarray, nz: int, kernel: int = 4) -> np.ndarray:
   return (inputs * counts * kernel * kernel).sum(axis=1)
 
 
-def growth_curve(counts: np.ndarray, path, nz: int, title: str = "Generator growth") -> str:
-  """counts int [T + 1, 3]: conv1-3 output channels at the start (row 0) and after each task.
+def growth_curve(counts: np.ndarray, path, nz: int, title: str = "Generator growth",
+                 names: Sequence[str] = LAYERS, params: Sequence[int] | None = None,
+                 worst: Sequence[int] | None = None, ylabel: str = "conv1-3 weights") -> str:
+  """counts int [T + 1, L]: each layer's output channels at the start (row 0) and after each
+  task (DCGAN: conv1-3).
 
   Left: channels per layer, with the linear worst case start x (1 + t) dashed
   (each expansion adds at most about the start width, spec 6). Right: the
-  masked parameters, with the worst case of those widths.
+  masked parameters, with the worst case of those widths (``params``,
+  ``worst``: [T + 1] each; None: conv1-3's, ``masked_params``).
   """
   counts = np.asarray(counts)
   t = np.arange(len(counts))
   fig = plots._figure(9.0, 3.4)
   left, right = fig.subplots(1, 2)
-  for l, (name, color) in enumerate(zip(LAYERS, ("tab:blue", "tab:orange", "tab:green"))):
+  for l, (name, color) in enumerate(zip(names, COLORS)):
     left.plot(t, counts[:, l], "o-", color=color, label=name)
     left.plot(t, counts[0, l] * (1 + t), "--", color=color, alpha=0.5)
   left.set_xlabel("tasks learned")
   left.set_ylabel("output channels")
-  left.legend(fontsize=8, title="dashed: linear worst case", title_fontsize=7)
-  worst = masked_params(counts[0][None, :] * (1 + t)[:, None], nz)
-  right.plot(t, masked_params(counts, nz), "o-", color="tab:purple", label="masked weights")
+  left.legend(fontsize=8 if len(names) <= 3 else 6, title="dashed: linear worst case",
+              title_fontsize=7)
+  if worst is None:
+    worst = masked_params(counts[0][None, :] * (1 + t)[:, None], nz)
+  if params is None:
+    params = masked_params(counts, nz)
+  right.plot(t, params, "o-", color="tab:purple", label="masked weights")
   right.plot(t, worst, "--", color="tab:purple", alpha=0.5, label="linear worst case widths")
   right.set_xlabel("tasks learned")
-  right.set_ylabel("conv1-3 weights")
+  right.set_ylabel(ylabel)
   right.legend(fontsize=8)
   fig.suptitle(title, fontsize=10)
   return plots._save(fig, path)
@@ -168,12 +182,19 @@ def occupancy(binaries: Sequence[Sequence[np.ndarray]],
 
 
 def occupancy_bars(new: np.ndarray, reused: np.ndarray, path,
-                   title: str = "Mask occupancy per layer and task") -> str:
-  """Stacked bars per task, one panel per layer: newly reserved and reused shares."""
+                   title: str = "Mask occupancy per layer and task",
+                   names: Sequence[str] = LAYERS) -> str:
+  """Stacked bars per task, one panel per layer: newly reserved and reused shares (more
+  than five layers: rows of five panels)."""
   new, reused = np.asarray(new), np.asarray(reused)
   tasks, layers = new.shape
-  fig = plots._figure(3.2 * layers, 3.2)
-  axes = fig.subplots(1, layers, squeeze=False)[0]
+  rows = -(-layers // 5)
+  cols = -(-layers // rows)
+  fig = plots._figure(3.2 * cols, 3.2 * rows)
+  axes = fig.subplots(rows, cols, squeeze=False).ravel()
+  for ax in axes[layers:]:
+    ax.set_visible(False)
+  axes = axes[:layers]
   x = np.arange(1, tasks + 1)
   for l, ax in enumerate(axes):
     ax.bar(x, 100 * reused[:, l], color="tab:blue", label="reused")
@@ -181,8 +202,8 @@ def occupancy_bars(new: np.ndarray, reused: np.ndarray, path,
            label="newly reserved")
     ax.set_xticks(x)
     ax.set_xlabel("task")
-    ax.set_title(LAYERS[l] if l < len(LAYERS) else f"layer {l + 1}", fontsize=9)
-    if l == 0:
+    ax.set_title(names[l] if l < len(names) else f"layer {l + 1}", fontsize=9)
+    if l % cols == 0:
       ax.set_ylabel("% of the task's layer")
   handles, labels = axes[0].get_legend_handles_labels()
   fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=8)  # off the bars
@@ -237,8 +258,18 @@ def dgm_numbers(method, learner, finished: int) -> dict:
   binary mask at s_max, ``dgm_summary.task_masks``, and its sub-network,
   broadcast to the mask's shape), the generator's weights (its active
   entries now, each task's head and BN) and the masks cut to each task's
-  sub-network, by name.
+  sub-network, by name; names (the counts' columns), params and worst [finished + 1]
+  (the growth curve's masked weights and their linear worst case), layers (the masks'
+  names). The ResNet G's: ``dgm_summary_resnet.arrays`` (its groups and allocation).
   """
+  if method.resnet:
+    out = dgm_summary_resnet.arrays(method, learner, finished)
+    params = [int(v) for v in dgm_summary_resnet.masked_params(method, learner, finished,
+                                                               out["sizes"])]
+    worst = [dgm_summary_resnet.masked_count_worst(method.spec, t)
+             for t in range(len(out["counts"]))]
+    return {**out, "names": dgm_summary_resnet.GROUPS, "params": params, "worst": worst,
+            "layers": dgm_summary_resnet.LAYERS, "ylabel": "allocated masked weights"}
   spec = method.spec
   counts = np.asarray(learner.counts)
   g = learner.g
@@ -261,29 +292,35 @@ def dgm_numbers(method, learner, finished: int) -> dict:
   inputs = spec.inputs(rows[-1])
   for l, w in enumerate(g["w"]):
     weights[f"conv{l + 1}"] = np.asarray(w)[:inputs[l], :int(rows[-1][l])]
+  t = np.arange(len(rows))
   return {"counts": rows, "binaries": binaries, "exists": exists, "weights": weights,
-          "masks": masks}
+          "masks": masks, "names": LAYERS, "params": masked_params(rows, spec.nz).tolist(),
+          "worst": masked_params(rows[0][None, :] * (1 + t)[:, None], spec.nz).tolist(),
+          "layers": LAYERS, "ylabel": "conv1-3 weights"}
 
 
 def generated_grid(method, learner, classes: int, n: int = SAMPLES_PER_CLASS) -> np.ndarray:
   """[classes, n, 32, 32, C] images: the same noise for every class (its one-hot prefix set)."""
   base = jax.random.normal(jax.random.key(_GRID_KEY), (n, method.spec.nz))
+  width = dgm_summary.onehot_width(method)
   out = []
   for c in range(classes):
     z = base
-    if method.onehot:
-      z = z.at[:, :method.num_classes].set(
-          jax.nn.one_hot(jnp.full((n,), c), method.num_classes))
+    if width:
+      z = z.at[:, :width].set(jax.nn.one_hot(jnp.full((n,), c), width))
     out.append(np.asarray(dgm_summary.generate(method, learner, z, c)))
   return np.stack(out)
 
 
-def sample_drift(samples: Sequence[np.ndarray]) -> list[list[float]]:
-  """samples: per task T (from 1), uint8 [T, n, H, W, C] (``after_task``'s). Returns, per
-  task T, each seen class c's mean absolute pixel change (in [0, 1]) of its samples since
-  the task that learned it (c + 1): 0 for the newest class, growing if G forgets c."""
-  return [[float(np.mean(np.abs(s[c].astype(np.float32) - samples[c][c].astype(np.float32))))
-           / 255.0 for c in range(len(s))] for s in samples]
+def sample_drift(samples: Sequence[np.ndarray], classes_per_task: int = 1) -> list[list[float]]:
+  """samples: per task T (from 1), uint8 [C T, n, H, W, C'] (``after_task``'s, C classes a
+  task). Returns, per task T, each seen class c's mean absolute pixel change (in [0, 1]) of
+  its samples since the task that learned it (c // C + 1): 0 for the newest task's classes,
+  growing if G forgets c."""
+  c_ = classes_per_task
+  return [[float(np.mean(np.abs(s[c].astype(np.float32)
+                                - samples[c // c_][c].astype(np.float32)))) / 255.0
+           for c in range(len(s))] for s in samples]
 
 
 def best_valid_report(reports: Sequence[dict]) -> list[dict] | None:
@@ -296,10 +333,11 @@ def best_valid_report(reports: Sequence[dict]) -> list[dict] | None:
           for t, r in enumerate(reports)]
 
 
-def task_grids(reports: Sequence[dict], out: str, add, seed: int) -> list[list[float]]:
+def task_grids(reports: Sequence[dict], out: str, add, seed: int,
+               classes_per_task: int = 1) -> list[list[float]]:
   """One grid per task of the reports' samples (module docstring); returns the drift."""
   samples = [r["samples"] for r in reports]
-  drift = sample_drift(samples)
+  drift = sample_drift(samples, classes_per_task)
   for t, images in enumerate(samples):
     add(f"Generated samples after task {t + 1}",
         sample_grid(images, os.path.join(out, f"dgm_samples_task{t + 1}.png"),
@@ -310,6 +348,10 @@ def task_grids(reports: Sequence[dict], out: str, add, seed: int) -> list[list[f
         "to the class). Mean absolute change of each class's samples since it was "
         "learned: " + ", ".join(f"{d:.3f}" for d in drift[t]) + ".")
   return drift
+
+
+def _names(names: Sequence[str]) -> str:
+  return "conv1-3" if tuple(names) == LAYERS else ", ".join(names)
 
 
 def analyze_dgm(exp, state, progress: dict, out: str, add, workdir: str | None = None) -> dict:
@@ -340,31 +382,35 @@ def analyze_dgm(exp, state, progress: dict, out: str, add, workdir: str | None =
   if not finished:
     print("no task finished yet: only the accuracy figures", file=sys.stderr)
     return numbers
-  if getattr(method, "resnet", False):  # not written for it yet (methods/dgm_imagenet.py)
-    print("the ResNet generator (ImageNet-50) has no growth, occupancy, sample or size "
-          "figures here: only the accuracy figures", file=sys.stderr)
-    return numbers
   numbers_ = dgm_numbers(method, learner, finished)
-  counts = numbers_["counts"]
+  counts, names = numbers_["counts"], numbers_["names"]
   numbers["channels"] = counts.tolist()
-  numbers["masked_params"] = masked_params(counts, method.spec.nz).tolist()
+  numbers["masked_params"] = numbers_["params"]
+  resnet = method.resnet
+  variant = "w (ResNet G)" if resnet else method.spec.variant
   add("Generator growth per layer",
       growth_curve(counts, os.path.join(out, "dgm_growth.png"), method.spec.nz,
-                   title=f"DGM{method.spec.variant} generator growth"),
-      "Output channels of conv1-3 each task trained on (tasks learned before it on the x "
-      "axis), dashed: the linear worst case; right: conv1-3 weights. Masked weights: "
-      + ", ".join(str(v) for v in numbers["masked_params"]) + ".")
+                   title=f"DGM{variant} generator growth", names=names,
+                   params=numbers_["params"], worst=numbers_["worst"],
+                   ylabel=numbers_["ylabel"]),
+      f"Output channels of {_names(names)} each task trained on (tasks learned before it on "
+      f"the x axis), dashed: the linear worst case; right: {numbers_['ylabel']}"
+      + (" (the allocated shapes, idle shortcut convs included)" if resnet else "")
+      + ". Masked weights: " + ", ".join(str(v) for v in numbers["masked_params"]) + ".")
   occ = occupancy(numbers_["binaries"], numbers_["exists"])
   numbers["occupancy"] = {k: v.tolist() for k, v in occ.items()}
   add("Mask occupancy per layer and task",
-      occupancy_bars(occ["new"], occ["reused"], os.path.join(out, "dgm_occupancy.png")),
-      "Each task's binary mask at s_max as a share of the layer the task ran on: reused "
+      occupancy_bars(occ["new"], occ["reused"], os.path.join(out, "dgm_occupancy.png"),
+                     names=numbers_["layers"]),
+      "Each task's binary mask at s_max as a share of the layer the task ran on"
+      + (" (its allocation then)" if resnet else "") + ": reused "
       "(reserved by earlier tasks) and newly reserved; free after the last task: "
-      + ", ".join(f"{v:.2f}" for v in occ["free"][-1]) + " (conv1-3).")
+      + ", ".join(f"{v:.2f}" for v in occ["free"][-1]) + f" ({_names(numbers_['layers'])}).")
+  per_task = getattr(method, "classes_per_task", 1)
   if reports and all("samples" in r for r in reports):
-    numbers["sample_drift"] = task_grids(reports, out, add, exp.seed)
+    numbers["sample_drift"] = task_grids(reports, out, add, exp.seed, per_task)
   else:  # A run without after-task reports: the checkpoint's G only.
-    images = generated_grid(method, learner, finished)
+    images = generated_grid(method, learner, finished * per_task)
     add("Generated samples of every class learned",
         sample_grid(images, os.path.join(out, "dgm_samples.png"),
                     title=f"G after task {finished}: fixed noise, s = s_max, eval BN"),

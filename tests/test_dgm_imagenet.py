@@ -6,9 +6,12 @@ selected ones) through the real loader, with the ResNet G (ngf 8) and a
 one-block ResNet D of width 4; the hooks' states are kept and checked: the
 HAT guarantee with binary past masks, the replay's classes and counts, the
 masked aux logits and the grown aux head, the per-class heads, padding to
-common widths, the benchmark's tasks and per-task matrix.
+common widths, the benchmark's tasks and per-task matrix; and what a user
+reads off it (spec 16): mask statistics, generator size, per-class samples
+and ``analyze``'s figures.
 """
 
+import dataclasses
 import importlib.util
 import os
 
@@ -18,14 +21,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dynamos_jax import analyze
 from dynamos_jax import config as config_lib
+from dynamos_jax import dgm_plots
+from dynamos_jax import task_reports
 from dynamos_jax import train
 from dynamos_jax.benchmarks import REGISTRY, register
 from dynamos_jax.benchmarks.base import DeviceData
 from dynamos_jax.benchmarks.one_class import ImageNet50
 from dynamos_jax.data import imagenet
 from dynamos_jax.errors import ConfigError
-from dynamos_jax.methods import dgm_imagenet
+from dynamos_jax.methods import dgm_imagenet, dgm_summary, dgm_summary_resnet
 from dynamos_jax.methods.dgm import DGM
 from dynamos_jax.models import dgm_generator_resnet as rg
 
@@ -97,10 +103,11 @@ def run(tmp_path_factory):
 
   config = _config(root)
   config_lib.validate(config)
+  hooks["workdir"] = str(tmp_path_factory.mktemp("run"))  # analyze's input (the summaries)
   with pytest.MonkeyPatch.context() as m:
     for name in ("begin_task", "end_task"):
       m.setattr(DGM, name, spy(name))
-    results = train.train_and_evaluate(config, str(tmp_path_factory.mktemp("run")))
+    results = train.train_and_evaluate(config, hooks["workdir"])
   return results, hooks["method"][0], config, hooks
 
 
@@ -297,3 +304,139 @@ def test_imagenet_schedule_by_hand():
   s, s_e = dgm_imagenet.scale(3, 2, I, N, B, S)
   assert float(s_e) == pytest.approx(100.0, rel=1e-6)
   assert float(s) == pytest.approx(0.01 + (100.0 - 0.01) * 2 / 3, rel=1e-6)
+
+
+# --- what a user reads off the run (dgm-spec 16; methods/dgm_summary.py, dgm_plots.py) -------
+
+KERNELS = [4] + [3, 3, 1] * 3  # fc1's 4x4 "kernel", then conv1, conv2, the 1x1 shortcut
+NAMES = ["fc1"] + [f"block{b}.{n}" for b in (1, 2, 3) for n in ("conv1", "conv2", "short")]
+
+
+def _count(sizes):
+  """Masked weights of an allocation [10, 2], from the shapes (independent of rg)."""
+  return sum(int(i) * int(o) * k * k for (i, o), k in zip(np.asarray(sizes), KERNELS))
+
+
+def _allocations(hooks):
+  """The run's own records: sizes while task 0 and 1 trained, and after task 1's growth."""
+  return [np.asarray(hooks["end_task"][0][0].sizes), np.asarray(hooks["end_task"][1][0].sizes),
+          np.asarray(hooks["end_task"][1][1].sizes)]
+
+
+def test_summary_mask_statistics_count_the_binarised_embeddings(run):
+  _, method, _, hooks = run
+  state = hooks["end_task"][1][1]
+  sizes = _allocations(hooks)
+  np.testing.assert_array_equal(dgm_summary_resnet.allocations(method, state, 2), sizes)
+  rows = dgm_summary.mask_statistics(method, state, 2)
+  assert len(rows) == 20 and [r["name"] for r in rows] == NAMES * 2
+  new_total = np.zeros(10, np.int64)
+  for l in range(10):
+    cum = np.zeros((0, 0, KERNELS[l], KERNELS[l]), bool)
+    for t in range(2):
+      i, o = sizes[t][l]
+      b = np.asarray(state.past_emb[l][t])[:i, :o] >= 0  # sigmoid(S e) >= 1/2
+      prev = np.pad(cum, [(0, i - cum.shape[0]), (0, o - cum.shape[1]), (0, 0), (0, 0)])
+      row = rows[10 * t + l]
+      assert (row["task"], row["layer"]) == (t, l + 1)
+      assert row["entries"] == b.size == i * o * KERNELS[l] ** 2
+      assert row["reserved"] == b.sum()
+      assert (row["new"], row["reused"]) == ((b & ~prev).sum(), (b & prev).sum())
+      cum = b | prev
+      assert row["free_after"] == b.size - cum.sum()
+      new_total[l] += row["new"]
+  # The masks' ones over both tasks are what end_task reserved (its cumulated masks).
+  np.testing.assert_array_equal(new_total, np.asarray(state.reserved))
+  assert new_total.sum() > 0 and sizes[2].sum() > sizes[0].sum()  # not vacuous: it grew
+
+
+def test_summary_generator_size_counts_the_resnet_shapes(run):
+  _, method, _, hooks = run
+  state = hooks["end_task"][1][1]
+  sizes = _allocations(hooks)
+  size = dgm_summary.generator_size(method, state, 2)
+  # ngf 8, nz 128 at the start: 128 * 16 * 8 + 3 (2 * 9 * 8 * 8 + 8 * 8) = 20 032.
+  assert _count(sizes[0]) == 20_032 == rg.masked_count(method.spec.start_sizes())
+  assert size["masked_params"] == _count(sizes[1]) == rg.masked_count(sizes[1])
+  assert size["masked_params_grown"] == _count(sizes[2]) == rg.masked_count(state.sizes)
+  counts = np.asarray(state.counts)
+  # Each task: 7 BN (scale, bias) on its channel groups, 10 heads 3x3 O_3 -> 3 with bias.
+  private = sum(2 * counts[t][[0, 1, 2, 4, 5, 7, 8]].sum() + C * (counts[t][8] * 27 + 3)
+                for t in range(2))
+  assert size["weights_bytes"] == 4 * (_count(sizes[2]) + private)
+  bits = _count(sizes[0]) + _count(sizes[1])
+  assert size["masks_bitmap_bytes"] == -(-bits // 8)
+  ones = sum(int((np.asarray(state.past_emb[l][t])[:i, :o] >= 0).sum())
+             for t in range(2) for l, (i, o) in enumerate(sizes[t]))
+  assert size["masks_sparse_bytes"] == 4 * ones
+
+
+def test_summary_samples_per_class_from_their_heads(run):
+  _, method, config, hooks = run
+  state = jax.tree.map(jnp.asarray, hooks["end_task"][1][1])
+  reports = task_reports.load(hooks["workdir"], config.seed)
+  full = dgm_summary.samples(method, state, 2 * C)
+  assert full.shape == (2 * C, dgm_summary.SAMPLES_PER_CLASS, 32, 32, 3) and full.dtype == np.uint8
+  np.testing.assert_array_equal(reports[1]["samples"], full)  # what after_task kept
+  assert reports[0]["samples"].shape[0] == C
+  g = state.g
+  swap = lambda x: x.at[jnp.asarray([12, 17])].set(x[jnp.asarray([17, 12])])
+  swapped = state.replace(g=dict(g, head=swap(g["head"]), head_bias=swap(g["head_bias"])))
+  # Without the one-hot prefix, the same noise in both rows: swapping heads swaps rows.
+  plain = dataclasses.replace(method, onehot=False)
+  a, b = (dgm_summary.samples(plain, s, 2 * C, n=2) for s in (state, swapped))
+  order = list(range(2 * C))
+  order[12], order[17] = 17, 12
+  np.testing.assert_array_equal(b, a[order])
+  assert not np.array_equal(a[12], a[17])
+  # With it, row 12 is class 12's noise (one-hot 12 of 100 dims) through head 17.
+  rows = dgm_summary.samples(method, swapped, 2 * C, n=2)
+  base = dgm_summary.sample_noise(method, state, 2)
+  z = base.at[:, :100].set(jax.nn.one_hot(jnp.full((2,), 12), 100))
+  masks = tuple(jnp.asarray(np.asarray(e[1]) >= 0, jnp.float32)
+                * dgm_imagenet.exists(state.g, state.sizes)[l]
+                for l, e in enumerate(state.past_emb))
+  x = rg.forward(method.spec, g, state.g_stats, z, 1, masks, state.counts[1],
+                 jnp.full((2,), 17), False)[0]
+  np.testing.assert_array_equal(rows[12], np.clip(np.round(127.5 * (np.asarray(x) + 1)), 0,
+                                                   255).astype(np.uint8))
+
+
+def test_sample_drift_by_the_class_to_task_map():
+  """Two classes a task, 1-pixel images: class c is compared with its task c // 2's grid."""
+  first = np.array([[[10]], [[20]]], np.uint8)
+  second = np.array([[[61]], [[20]], [[7]], [[9]]], np.uint8)
+  drift = dgm_plots.sample_drift([first, second], classes_per_task=2)
+  np.testing.assert_allclose(drift[0], [0.0, 0.0])
+  np.testing.assert_allclose(drift[1], [51 / 255, 0.0, 0.0, 0.0])
+
+
+def test_analyze_writes_the_dgm_figures_of_an_imagenet_run(run):
+  _, method, config, hooks = run
+  workdir = hooks["workdir"]
+  numbers = analyze.analyze(workdir)["dgm"]
+  out = os.path.join(workdir, "analysis")
+  for name in ("dgm_at.png", "dgm_growth.png", "dgm_occupancy.png", "dgm_samples_task1.png",
+               "dgm_samples_task2.png"):
+    with open(os.path.join(out, name), "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n", name
+  state = hooks["end_task"][1][1]
+  counts = np.asarray(state.counts)
+  assert numbers["channels"] == counts[:, [0, 1, 2, 4, 5, 7, 8]].tolist()
+  assert numbers["masked_params"] == [_count(s) for s in _allocations(hooks)]
+  for row in dgm_summary.mask_statistics(method, state, 2):
+    t, l = row["task"], row["layer"] - 1
+    assert numbers["occupancy"]["new"][t][l] == pytest.approx(row["new"] / row["entries"])
+    assert numbers["occupancy"]["reused"][t][l] == pytest.approx(row["reused"] / row["entries"])
+  # Drift by class -> task: task 0's classes against their first grid; binary past masks
+  # and frozen weights keep them exactly (the HAT guarantee, seen in the reports).
+  reports = task_reports.load(workdir, config.seed)
+  first, second = (r["samples"].astype(np.float32) for r in reports)
+  drift = numbers["sample_drift"]
+  assert len(drift[0]) == C and len(drift[1]) == 2 * C
+  assert drift[1][:C] == [float(np.mean(np.abs(second[c] - first[c]))) / 255 for c in range(C)]
+  assert drift[1] == [0.0] * (2 * C)
+  sizes, counted = numbers["size_bytes"], numbers["generator"]
+  arrays = len(np.load(os.path.join(out, "generator", "generator_weights.npz")).files)
+  assert counted["weights_bytes"] <= sizes["weights"] < counted["weights_bytes"] + 400 * arrays
+  assert counted["masks_sparse_bytes"] == 4 * sizes["mask_ones"] <= sizes["masks"]

@@ -263,13 +263,7 @@ def dgm_numbers(method, learner, finished: int) -> dict:
   names). The ResNet G's: ``dgm_summary_resnet.arrays`` (its groups and allocation).
   """
   if method.resnet:
-    out = dgm_summary_resnet.arrays(method, learner, finished)
-    params = [int(v) for v in dgm_summary_resnet.masked_params(method, learner, finished,
-                                                               out["sizes"])]
-    worst = [dgm_summary_resnet.masked_count_worst(method.spec, t)
-             for t in range(len(out["counts"]))]
-    return {**out, "names": dgm_summary_resnet.GROUPS, "params": params, "worst": worst,
-            "layers": dgm_summary_resnet.LAYERS, "ylabel": "allocated masked weights"}
+    return dgm_summary_resnet.arrays(method, learner, finished)
   spec = method.spec
   counts = np.asarray(learner.counts)
   g = learner.g

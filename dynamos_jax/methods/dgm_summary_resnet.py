@@ -116,7 +116,8 @@ def arrays(method, state, finished: int, sizes=None) -> dict:
   the last after the growth that followed the last finished task), binaries / exists
   [finished][10] bool (each finished task's binary mask over its allocation), and the files'
   weights (the allocation now; each finished task's BN, its classes' heads) and masks cut
-  to each task's allocation, by name."""
+  to each task's allocation, by name; the growth curve's names (GROUPS), params and worst
+  [finished + 1] (``masked_params``, ``masked_count_worst``), layers (LAYERS), ylabel."""
   sizes = allocations(method, state, finished) if sizes is None else sizes
   counts = np.asarray(state.counts)
   exists = task_exists(method, state, finished, sizes)
@@ -142,4 +143,7 @@ def arrays(method, state, finished: int, sizes=None) -> dict:
   rows = counts[:min(finished + 1, len(counts))]
   widths = np.asarray([rg.groups(r) for r in rows])
   return {"counts": widths, "binaries": binaries, "exists": cut_exists, "weights": weights,
-          "masks": masks, "sizes": sizes}
+          "masks": masks, "sizes": sizes, "names": GROUPS, "layers": LAYERS,
+          "params": masked_params(method, state, finished, sizes),
+          "worst": [masked_count_worst(method.spec, t) for t in range(len(widths))],
+          "ylabel": "allocated masked weights"}

@@ -440,3 +440,15 @@ def test_analyze_writes_the_dgm_figures_of_an_imagenet_run(run):
   arrays = len(np.load(os.path.join(out, "generator", "generator_weights.npz")).files)
   assert counted["weights_bytes"] <= sizes["weights"] < counted["weights_bytes"] + 400 * arrays
   assert counted["masks_sparse_bytes"] == 4 * sizes["mask_ones"] <= sizes["masks"]
+
+
+def test_checkpoint_grid_without_reports(run):
+  """analyze's fallback grid: class c from the grid's noise with a 100-dim one-hot of c."""
+  _, method, _, hooks = run
+  state = hooks["end_task"][1][1]
+  grid = dgm_plots.generated_grid(method, state, 2 * C, n=2)
+  assert grid.shape == (2 * C, 2, 32, 32, 3) and np.all(np.abs(grid) <= 1)
+  z = jax.random.normal(jax.random.key(dgm_plots._GRID_KEY), (2, method.spec.nz))
+  z = z.at[:, :100].set(jax.nn.one_hot(jnp.full((2,), 13), 100))
+  np.testing.assert_array_equal(grid[13], dgm_summary.generate(method, state, z, 13))
+  assert not np.array_equal(grid[13], dgm_summary.generate(method, state, z, 3))

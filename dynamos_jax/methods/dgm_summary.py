@@ -7,7 +7,7 @@ everything here is recomputed from the state, for any number of finished
 tasks. The ResNet G (ImageNet-50, ``dgm.generator=resnet``) has its own
 shapes: ``_family`` picks, by the spec's type, the few functions that
 differ (the DCGAN G's here, the ResNet G's in ``dgm_summary_resnet``); with
-ten classes a task, class c is task c // 10's (``task_of``).
+ten classes a task, class c is task c // 10's.
 """
 
 import jax
@@ -80,11 +80,6 @@ def layer_names(method) -> tuple[str, ...]:
 def onehot_width(method) -> int:
   """The noise's one-hot prefix width (0: none)."""
   return _family(method).onehot_width(method)
-
-
-def task_of(method, label: int) -> int:
-  """The task that learned class ``label``."""
-  return label // getattr(method, "classes_per_task", 1)
 
 
 def generate(method, state, z: jax.Array, task: int, finished: bool = True,

@@ -238,19 +238,22 @@ class DGM(Method):
       return dgm_imagenet.init(self, key)
     d_key, g_key, own = jax.random.split(key, 3)
     g, g_stats, counts = gen.init(g_key, self.spec, self.shape_multiple)
-    variables = init_discriminator(d_key, self.num_classes, self.spec.channels, self.ndf)
+    return DGMState(**self.fresh_fields(g, g_stats, counts, self._init_d(d_key), own))
+
+  def fresh_fields(self, g, g_stats, counts, variables, key) -> dict:
+    """The fields a fresh state of either G family shares: G, D ({params, batch_stats}),
+    their Adam states, empty masks and records, ``counts`` [layers] at every task."""
     t = self.spec.num_tasks
-    layers = len(g["w"])
     zeros = jnp.zeros((), jnp.int32)
-    return DGMState(
+    return dict(
         g=g, g_stats=g_stats, d=variables["params"], d_stats=variables["batch_stats"],
         g_opt=self.tx_g.init(g), d_opt=self.tx_d.init(variables["params"]),
         past_emb=tuple(jnp.zeros((t, *e.shape)) for e in g["emb"]),
         cum=tuple(jnp.zeros(e.shape) for e in g["emb"]),
         counts=jnp.tile(jnp.asarray(counts)[None], (t + 1, 1)),
-        reserved=jnp.zeros((layers,), jnp.int32), snapshot=g["w"],
+        reserved=jnp.zeros((len(g["w"]),), jnp.int32), snapshot=g["w"],
         seen=jnp.zeros((1,), jnp.int32), samples=zeros, batches=zeros + 1,
-        step_in_task=zeros, key=jax.random.key_data(own),
+        step_in_task=zeros, key=jax.random.key_data(key),
         selection=dgm_selection.empty(self.selection, t, self.num_classes))
 
   def begin_task(self, state, task):

@@ -165,20 +165,9 @@ def init(method, key) -> ResNetDGMState:
   """The method's fresh state (``DGM.init``'s, with the ResNet G)."""
   d_key, g_key, own = jax.random.split(key, 3)
   g, g_stats, sizes = rg.init(g_key, method.spec, method.shape_multiple)
-  variables = method._init_d(d_key)
-  t = method.spec.num_tasks
-  zeros = jnp.zeros((), jnp.int32)
-  return ResNetDGMState(
-      g=g, g_stats=g_stats, d=variables["params"], d_stats=variables["batch_stats"],
-      g_opt=method.tx_g.init(g), d_opt=method.tx_d.init(variables["params"]),
-      past_emb=tuple(jnp.zeros((t, *e.shape)) for e in g["emb"]),
-      cum=tuple(jnp.zeros(e.shape) for e in g["emb"]),
-      counts=jnp.tile(jnp.asarray(method.spec.start_counts())[None], (t + 1, 1)),
-      reserved=jnp.zeros((len(g["w"]),), jnp.int32), snapshot=g["w"],
-      seen=jnp.zeros((1,), jnp.int32), samples=zeros, batches=zeros + 1,
-      step_in_task=zeros, key=jax.random.key_data(own),
-      selection=dgm_selection.empty(method.selection, t, method.num_classes),
-      sizes=jnp.asarray(sizes, jnp.int32))
+  fields = method.fresh_fields(g, g_stats, method.spec.start_counts(), method._init_d(d_key),
+                               own)
+  return ResNetDGMState(**fields, sizes=jnp.asarray(sizes, jnp.int32))
 
 
 def grown_aux(key, old: dict, t: int, c: int) -> dict:

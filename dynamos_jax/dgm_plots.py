@@ -42,7 +42,6 @@ import numpy as np
 from dynamos_jax import plots
 from dynamos_jax import task_reports
 from dynamos_jax.methods import dgm_summary
-from dynamos_jax.methods import dgm_summary_resnet
 
 # The paper's Table 1 (A5, A10) on MNIST, drawn next to a run's curve.
 PAPER_MNIST = {"DGMw": {5: 98.75, 10: 96.46}, "DGMa": {5: 99.17, 10: 97.92},
@@ -249,50 +248,6 @@ def finished_tasks(progress: dict) -> int:
   return max(len(progress.get("class_il", [])) - 1, 0)
 
 
-def dgm_numbers(method, learner, finished: int) -> dict:
-  """The arrays behind the figures, from a DGM state (``methods/dgm.py``'s ``DGMState``).
-
-  Returns counts [finished + 1, 3] (the active output channels each task ran
-  on, row 0 the start, the last row after the growth that followed the last
-  finished task), binaries / exists [finished][3] (each finished task's
-  binary mask at s_max, ``dgm_summary.task_masks``, and its sub-network,
-  broadcast to the mask's shape), the generator's weights (its active
-  entries now, each task's head and BN) and the masks cut to each task's
-  sub-network, by name; names (the counts' columns), params and worst [finished + 1]
-  (the growth curve's masked weights and their linear worst case), layers (the masks'
-  names). The ResNet G's: ``dgm_summary_resnet.arrays`` (its groups and allocation).
-  """
-  if method.resnet:
-    return dgm_summary_resnet.arrays(method, learner, finished)
-  spec = method.spec
-  counts = np.asarray(learner.counts)
-  g = learner.g
-  binaries, exists, weights, masks = [], [], {}, {}
-  for t, binary in enumerate(dgm_summary.task_masks(method, learner, finished)):
-    exist = method._exists(jax.tree.map(jnp.asarray, g), counts[t])
-    binary = [np.asarray(b) > 0 for b in binary]
-    binaries.append(binary)
-    exists.append([np.broadcast_to(np.asarray(x) > 0, b.shape) for x, b in zip(exist, binary)])
-    inputs, c = spec.inputs(counts[t]), counts[t]
-    for l, b in enumerate(binary):
-      masks[f"task{t}.conv{l + 1}"] = (b[:inputs[l], :int(c[l])] if spec.variant == "w"
-                                       else b[:int(c[l])])
-    weights[f"task{t}.head"] = np.asarray(g["head"][t][:int(c[2])])
-    for l in range(3):
-      weights[f"task{t}.bn{l + 1}.scale"] = np.asarray(g["scale"][l][t][:int(c[l])])
-      weights[f"task{t}.bn{l + 1}.bias"] = np.asarray(g["bias"][l][t][:int(c[l])])
-  # G now: the widths after the growth that followed the last finished task.
-  rows = counts[:min(finished + 1, len(counts))]
-  inputs = spec.inputs(rows[-1])
-  for l, w in enumerate(g["w"]):
-    weights[f"conv{l + 1}"] = np.asarray(w)[:inputs[l], :int(rows[-1][l])]
-  t = np.arange(len(rows))
-  return {"counts": rows, "binaries": binaries, "exists": exists, "weights": weights,
-          "masks": masks, "names": LAYERS, "params": masked_params(rows, spec.nz).tolist(),
-          "worst": masked_params(rows[0][None, :] * (1 + t)[:, None], spec.nz).tolist(),
-          "layers": LAYERS, "ylabel": "conv1-3 weights"}
-
-
 def generated_grid(method, learner, classes: int, n: int = SAMPLES_PER_CLASS) -> np.ndarray:
   """[classes, n, 32, 32, C] images: the same noise for every class (its one-hot prefix set)."""
   base = jax.random.normal(jax.random.key(_GRID_KEY), (n, method.spec.nz))
@@ -376,7 +331,7 @@ def analyze_dgm(exp, state, progress: dict, out: str, add, workdir: str | None =
   if not finished:
     print("no task finished yet: only the accuracy figures", file=sys.stderr)
     return numbers
-  numbers_ = dgm_numbers(method, learner, finished)
+  numbers_ = dgm_summary.arrays(method, learner, finished)
   counts, names = numbers_["counts"], numbers_["names"]
   numbers["channels"] = counts.tolist()
   numbers["masked_params"] = numbers_["params"]

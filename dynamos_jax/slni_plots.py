@@ -114,7 +114,7 @@ def after_each_task(workdir: str, seed: int, out: str, add) -> list[dict]:
       add(f"Layer {n}: {what}, after each task",
           plots.matrix_image(values, os.path.join(out, f"layer{n}_{key}_by_task.png"),
                              f"layer {n}: {what}", names, ".2f"),
-          f"Row t: after training task t; column s: on task s's test images. "
+          "Row t: after training task t; column s: on task s's test images. "
           "Sparse representations keep these low; stable rows mean old tasks' codes persist.")
     add(f"Layer {n}: overlap of the tasks' active units, after each task",
         matrix_grid(get("overlap"), os.path.join(out, f"layer{n}_overlap_by_task.png"), after,

@@ -202,7 +202,7 @@ def test_per_class_heads_are_picked_by_label(run):
   _, method, _, hooks = run
   state = jax.tree.map(jnp.asarray, hooks["end_task"][0][1])
   z = jax.random.normal(jax.random.key(3), (4, method.spec.nz))
-  ex = dgm_imagenet.exists(state.g, state.sizes)
+  ex = dgm_imagenet.allocated(state.g, state.sizes)
   masks = dgm_imagenet.past_masks(method, state, 0, ex)
 
   def images(g, label):
@@ -394,7 +394,7 @@ def test_summary_samples_per_class_from_their_heads(run):
   base = dgm_summary.sample_noise(method, state, 2)
   z = base.at[:, :100].set(jax.nn.one_hot(jnp.full((2,), 12), 100))
   masks = tuple(jnp.asarray(np.asarray(e[1]) >= 0, jnp.float32)
-                * dgm_imagenet.exists(state.g, state.sizes)[l]
+                * dgm_imagenet.allocated(state.g, state.sizes)[l]
                 for l, e in enumerate(state.past_emb))
   x = rg.forward(method.spec, g, state.g_stats, z, 1, masks, state.counts[1],
                  jnp.full((2,), 17), False)[0]

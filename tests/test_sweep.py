@@ -16,7 +16,6 @@ import pytest
 
 from dynamos_jax import evaluate
 from dynamos_jax import metrics
-from dynamos_jax import parallel
 from dynamos_jax import runner
 from dynamos_jax import sweep as sweep_lib
 from dynamos_jax import train

@@ -45,10 +45,15 @@ Choices and deviations (the README's DGM section should say them):
   s = S, soft or binarised masks), ``mask_statistics`` (per task and layer:
   reserved, new, reused, free), ``generator_size`` (Table 3/4's parameters
   and bytes).
-- Ten classes a task (ImageNet-50, ``dgm.generator=resnet``): the ResNet G
-  with per-class heads and the ResNet-18 D; the labels, replay, growth and
-  options that differ are ``dgm_imagenet``'s (its docstring).
+- What depends on G's family is one module per family with the same
+  functions (``DGM.family``; the list is in ``dgm_dcgan``'s docstring):
+  ``dgm_dcgan`` (one class a task, the DCGAN G and D) and ``dgm_imagenet``
+  (ten classes a task, ImageNet-50, ``dgm.generator=resnet``: the ResNet G
+  with per-class heads and the ResNet-18 D; its docstring has the labels,
+  replay, growth and options that differ).
 """
+
+import types
 
 import dataclasses
 
@@ -60,14 +65,13 @@ import optax
 
 from dynamos_jax import hat
 from dynamos_jax import losses
-from dynamos_jax.methods import (dgm_chunks, dgm_config, dgm_imagenet, dgm_replay,
-                                 dgm_selection, dgm_shapes, dgm_summary)
+from dynamos_jax.methods import (dgm_chunks, dgm_config, dgm_dcgan, dgm_imagenet,
+                                 dgm_selection, dgm_summary)
 from dynamos_jax.methods.base import Method, register
 from dynamos_jax.methods.dgm_state import DGMState
 from dynamos_jax.models import dgm_generator as gen
 from dynamos_jax.models import dgm_generator_resnet as rg
-from dynamos_jax.models.dgm_discriminator import (Discriminator, ResNetDiscriminator,
-                                                  init_discriminator, to_unit)
+from dynamos_jax.models.dgm_discriminator import Discriminator, ResNetDiscriminator, to_unit
 
 # fold_in constants of the named keys (design.md 3: never reuse a key).
 # 3 and 4 (BN, GROW) are dgm_shapes', 5 (REPLAY) dgm_replay's.
@@ -163,16 +167,13 @@ class DGM(Method):
     return self.generator == "resnet"
 
   @property
-  def discriminator(self) -> Discriminator | ResNetDiscriminator:
-    if self.resnet:  # ndf: the stem's width (64: ResNet-18)
-      return ResNetDiscriminator(self.num_classes, width=self.ndf, blocks=self.d_blocks)
-    return Discriminator(self.num_classes, self.ndf)
+  def family(self) -> types.ModuleType:
+    """The module of G's family: ``dgm_imagenet`` (ResNet G) or ``dgm_dcgan``."""
+    return dgm_imagenet if self.resnet else dgm_dcgan
 
-  def _init_d(self, key) -> dict:
-    if self.resnet:
-      x = jnp.zeros((2, 32, 32, self.spec.channels))
-      return dict(self.discriminator.init(key, x, train=False))
-    return init_discriminator(key, self.num_classes, self.spec.channels, self.ndf)
+  @property
+  def discriminator(self) -> Discriminator | ResNetDiscriminator:
+    return self.family.discriminator(self)
 
   @property
   def tx_d(self) -> optax.GradientTransformation:
@@ -197,48 +198,20 @@ class DGM(Method):
                                                          mutable=["batch_stats"])
     return critic, logits, updated["batch_stats"]
 
-  def _exists(self, g, counts):
-    """The existence masks shaped as the embeddings (DGMw: weights, DGMa: channels)."""
-    if self.spec.variant == "w":
-      return gen.weight_exist(counts, [w.shape for w in g["w"]])
-    return gen.channel_exist(counts, gen.widths_of(g))
-
   def _masks(self, embeddings, s, exists):
     return tuple(hat.mask(e, s, x) for e, x in zip(embeddings, exists))
 
-  def _conditioners(self, g, cum, counts):
-    """Per conv weight, the gradient factor: 0 on reserved (frozen) and absent entries."""
-    wexist = gen.weight_exist(counts, [w.shape for w in g["w"]])
-    if self.spec.variant == "w":
-      return tuple(hat.weight_conditioner_w(c, x) for c, x in zip(cum, wexist))
-    return tuple(hat.weight_conditioner_a(cum[l], cum[l - 1] if l else None, wexist[l])
-                 for l in range(len(cum)))
-
-  def _noise(self, key, n, label):
-    return gen.noise(key, n, self.spec.nz, jnp.full((n,), label, jnp.int32),
-                     self.num_classes if self.onehot else 0)
-
   def _seen_logits(self, logits, t):
-    if self.resnet:  # tasks 0..t hold classes 0 .. C (t + 1) - 1
-      return jnp.where(jnp.arange(logits.shape[-1]) < (t + 1) * self.classes_per_task, logits,
-                       -jnp.inf)
-    return jnp.where(jnp.arange(logits.shape[-1]) <= t, logits, -jnp.inf)
-
-  def _forward(self, g, stats, z, t, masks, counts, labels, train, valid):
-    """G's images of task t (both families; the DCGAN G has one head per task)."""
-    if self.resnet:
-      return rg.forward(self.spec, g, stats, z, t, masks, counts, labels, train, valid)
-    return gen.forward(self.spec, g, stats, z, t, masks, counts, train=train, sample_mask=valid)
+    """Logits [..., K] with the classes of tasks after t at -inf (tasks 0..t hold classes
+    0 .. C (t + 1) - 1)."""
+    seen = jnp.arange(logits.shape[-1]) < (t + 1) * self.classes_per_task
+    return jnp.where(seen, logits, -jnp.inf)
 
   # --- lifecycle -----------------------------------------------------------------------------
 
-  def init(self, key, example, benchmark):
+  def init(self, key, example, benchmark) -> DGMState:
     del example, benchmark
-    if self.resnet:
-      return dgm_imagenet.init(self, key)
-    d_key, g_key, own = jax.random.split(key, 3)
-    g, g_stats, counts = gen.init(g_key, self.spec, self.shape_multiple)
-    return DGMState(**self.fresh_fields(g, g_stats, counts, self._init_d(d_key), own))
+    return self.family.init(self, key)
 
   def fresh_fields(self, g, g_stats, counts, variables, key) -> dict:
     """The fields a fresh state of either G family shares: G, D ({params, batch_stats}),
@@ -262,7 +235,7 @@ class DGM(Method):
     state = jax.tree.map(jnp.asarray, state)  # a multi-seed run hands hooks host arrays
     d, d_stats = state.d, state.d_stats
     if t > 0:
-      fresh = self._init_d(self._key(state, _D_INIT, t))
+      fresh = self.family.init_d(self, self._key(state, _D_INIT, t))
       if self.reinit_d:
         d, d_stats = fresh["params"], fresh["batch_stats"]
       else:  # The reference's ImageNet path: only the critic and aux heads are reset.
@@ -271,13 +244,7 @@ class DGM(Method):
           aux = dgm_imagenet.grown_aux(self._key(state, dgm_imagenet.AUX, t), d["aux"], t,
                                        self.classes_per_task)
         d = dict(d, critic=fresh["params"]["critic"], aux=aux)
-    if self.resnet:
-      g = dgm_imagenet.new_heads(self, state, self._key(state, _HEAD, t), t)
-    else:
-      counts = np.asarray(state.counts[t])
-      width = state.g["head"].shape[1]
-      head = gen.head_init(self._key(state, _HEAD, t), self.spec, int(counts[2]), width)
-      g = dict(state.g, head=state.g["head"].at[t].set(head))
+    g = self.family.new_heads(self, state, self._key(state, _HEAD, t), t)
     return state.replace(
         g=g, d=d, d_stats=d_stats, g_opt=self.tx_g.init(g), d_opt=self.tx_d.init(d),
         snapshot=tuple(jnp.copy(w) for w in g["w"]), seen=jnp.arange(t + 1, dtype=jnp.int32),
@@ -300,11 +267,10 @@ class DGM(Method):
     n = jnp.maximum(jnp.sum(valid), 1)
     real = to_unit(batch.images)
     b = real.shape[0]
+    family = self.family
     replay = replay_labels = replay_valid = None
-    if t > 0 and self.resnet:
-      replay, replay_labels, replay_valid = dgm_imagenet.replay(self, state, position, b, t)
-    elif t > 0:
-      replay = dgm_replay.replay(self, state, position * self.batch_size + jnp.arange(b), t)
+    if t > 0:
+      replay, replay_labels, replay_valid = family.replay(self, state, position, b, t)
 
     # 1. The classifier: t + 1 CE steps on real + replay.
     (d, d_stats, d_opt), ce, accuracy = dgm_chunks.ce_chunks(
@@ -314,15 +280,11 @@ class DGM(Method):
     # 2. WGAN-GP on D: real vs G_t's fakes (G in training mode: its BN_t moves); with ten
     # classes a task the fakes carry the real batch's labels (the code's).
     g, counts = state.g, state.counts[t]
-    if self.resnet:
-      exists = dgm_imagenet.exists(g, state.sizes)
-      z_d = dgm_imagenet.noise(self, keys["z_d"], batch.labels)
-    else:
-      exists = self._exists(g, counts)
-      z_d = self._noise(keys["z_d"], b, t)
+    exists = family.exists(self, g, state, t)
+    z_d = family.noise(self, keys["z_d"], batch.labels, t)
     masks = self._masks(g["emb"], s, exists)
-    fake, g_stats = self._forward(g, state.g_stats, z_d, t, masks, counts, batch.labels, True,
-                                  valid)
+    fake, g_stats = family.forward(self, g, state.g_stats, z_d, t, masks, counts, batch.labels,
+                                   True, valid)
     fake = jax.lax.stop_gradient(fake)
     alpha = jax.random.uniform(keys["gp"], (b, 1, 1, 1))
     mixed = alpha * real + (1.0 - alpha) * fake
@@ -349,22 +311,15 @@ class DGM(Method):
     d = optax.apply_updates(d, updates)
 
     # 3. G: fool the critic; sparse masks on the free entries.
-    if self.resnet:
-      cond = dgm_imagenet.conditioners(g, state.cum, state.sizes)
-      reg_weight = dgm_imagenet.reg_weight(self, state.sizes)
-    else:
-      cond = self._conditioners(g, state.cum, counts)
-      reg_weight = self.lambda_ru * jnp.sum(counts) / sum(self.spec.start)
-    if self.g_noise == "shared":  # the ImageNet code's G step reuses the D step's noise
-      z_g = z_d
-    elif self.resnet:
-      z_g = dgm_imagenet.noise(self, keys["z_g"], batch.labels)
-    else:
-      z_g = self._noise(keys["z_g"], b, t)
+    cond = family.conditioners(self, g, state, t)
+    reg_weight = family.reg_weight(self, state, t)
+    # The ImageNet code's G step reuses the D step's noise (``dgm.g_noise=shared``).
+    z_g = z_d if self.g_noise == "shared" else family.noise(self, keys["z_g"], batch.labels, t)
 
     def g_loss_fn(params):
       m = self._masks(params["emb"], s, exists)
-      x, stats = self._forward(params, g_stats, z_g, t, m, counts, batch.labels, True, valid)
+      x, stats = family.forward(self, params, g_stats, z_g, t, m, counts, batch.labels, True,
+                                valid)
       c, logits, dst = self._d_apply(d, d_stats, x, True, valid)
       reg = hat.regulariser(m, state.cum, exists)
       loss = -self.lambda_adv * vmean(c) + reg_weight * reg
@@ -395,20 +350,7 @@ class DGM(Method):
 
   def end_task(self, state, task):
     """Binarise at s_max, cumulate, keep the embeddings, grow (spec 3.2, 6)."""
-    if self.resnet:
-      return dgm_imagenet.end_task(self, state, task)
-    t = task.index
-    state = jax.tree.map(jnp.asarray, state)
-    g = state.g
-    counts = np.asarray(state.counts[t])
-    exists = self._exists(g, counts)
-    binary = tuple(hat.binarise(e, self.smax, x) for e, x in zip(g["emb"], exists))
-    cum = tuple(hat.cumulate(c, b) for c, b in zip(state.cum, binary))
-    past_emb = tuple(p.at[t].set(e) for p, e in zip(state.past_emb, g["emb"]))
-    ones = np.asarray([int(jnp.sum(c)) for c in cum])
-    new, widths = dgm_shapes.grown(self, g, counts, ones - np.asarray(state.reserved))
-    state = state.replace(cum=cum, past_emb=past_emb, reserved=jnp.asarray(ones, jnp.int32))
-    return dgm_shapes.pad(self, state, widths, grown=(t, counts, new))
+    return self.family.end_task(self, state, task)
 
   epoch_accuracy = False  # best_valid evaluates D itself (dgm_selection)
 
@@ -423,12 +365,8 @@ class DGM(Method):
     """After task t: samples uint8 [t + 1, n, 32, 32, C] of every seen class from fixed
     noise (``dgm_summary.samples``); with ``best_valid``, the task's record."""
     del benchmark
-    if self.resnet:  # every seen class, from the same noise
-      base = dgm_summary.sample_noise(self, jax.tree.map(jnp.asarray, state))
-      c = (task.index + 1) * self.classes_per_task
-      out = {"samples": dgm_imagenet.samples(self, state, c, base.shape[0], base)}
-    else:
-      out = {"samples": dgm_summary.samples(self, state, task.index + 1)}
+    seen = (task.index + 1) * self.classes_per_task
+    out = {"samples": dgm_summary.samples(self, state, seen)}
     if self.selection == "best_valid":
       out.update(dgm_selection.task_record(state, task.index))
     return out
@@ -446,6 +384,4 @@ class DGM(Method):
   def common_shape(self, states: list) -> list:
     """Several seeds' states (each grown by its own masks) padded to their widest widths
     (the trainer calls this after each hook of a multi-seed run; ``dgm_shapes``)."""
-    if self.resnet:
-      return dgm_imagenet.common_shape(self, states)
-    return dgm_shapes.common_shape(self, states)
+    return self.family.common_shape(self, states)

@@ -1,10 +1,9 @@
 """DGM with ten classes a task on the ResNet G and D (ImageNet-50; dgm-spec 1, 2.5, 3.1, 5, 6, 12.5).
 
-The pieces of ``methods/dgm.py`` that differ when G is the ResNet generator
-(``models/dgm_generator_resnet.py``, ``dgm.generator=resnet``), each read off
-the authors' ImageNet code (``approaches/DGMw_imnet.py``,
-``networks/net_DGMw_imnet.py``). Functions of a ``DGM`` method and its state,
-like ``dgm_shapes``.
+The ResNet family of ``methods/dgm.py`` (G: ``models/dgm_generator_resnet.py``,
+``dgm.generator=resnet``): the functions ``dgm_dcgan`` lists, with the same
+signatures, and their helpers, each read off the authors' ImageNet code
+(``approaches/DGMw_imnet.py``, ``networks/net_DGMw_imnet.py``).
 
 - State (``ResNetDGMState``): DGM's plus ``sizes`` int32 [10, 2], each masked
   weight's allocated (in, out). The masks, the regulariser, the cumulative
@@ -51,12 +50,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from dynamos_jax import hat
-from dynamos_jax.methods import dgm_selection
 from dynamos_jax.methods.dgm_replay import REPLAY
 from dynamos_jax.methods.dgm_shapes import BN, GROW
 from dynamos_jax.methods.dgm_state import DGMState
 from dynamos_jax.models import dgm_generator as gen
 from dynamos_jax.models import dgm_generator_resnet as rg
+from dynamos_jax.models.dgm_discriminator import ResNetDiscriminator
 
 # fold_in constant of the grown aux head's draw (methods/dgm.py holds 1-2, dgm_shapes 3-4,
 # dgm_replay 5, dgm_summary 16).
@@ -83,15 +82,23 @@ def scale(epoch, position, epochs: int, samples, batch_size: int, smax: float):
   return 1.0 / s_e + (s_e - 1.0 / s_e) * ratio, s_e
 
 
-def exists(g, sizes) -> tuple[jax.Array, ...]:
+def allocated(g, sizes) -> tuple[jax.Array, ...]:
   """[C_in, C_out, 1, 1] float 1 on each weight's allocated entries (sizes traced ok)."""
   return rg.weight_exist([(sizes[l, 0], sizes[l, 1]) for l in range(len(g["w"]))],
                          [w.shape for w in g["w"]])
 
 
-def conditioners(g, cum, sizes) -> tuple[jax.Array, ...]:
+def exists(method, g, state, t) -> tuple[jax.Array, ...]:
+  """The masks' existence while a task trains: the weights' allocation (``allocated``)."""
+  del method, t
+  return allocated(g, state.sizes)
+
+
+def conditioners(method, g, state, t) -> tuple[jax.Array, ...]:
   """Per weight, the gradient factor 1 - M^{<t} on the allocated entries (DGMw's)."""
-  return tuple(hat.weight_conditioner_w(c, x) for c, x in zip(cum, exists(g, sizes)))
+  del method, t
+  return tuple(hat.weight_conditioner_w(c, x)
+               for c, x in zip(state.cum, allocated(g, state.sizes)))
 
 
 def logged_size(spec, sizes):
@@ -100,19 +107,26 @@ def logged_size(spec, sizes):
   return 10 * 16 * spec.ngf + jnp.sum(sizes[1:, 0] * sizes[1:, 1] * k2)
 
 
-def reg_weight(method, sizes):
+def reg_weight(method, state, t):
   """lambda_RU times the code's size ratio (now over the start), float32 []."""
+  del t
   start = rg.logged_count(method.spec, method.spec.start_sizes())
-  return method.lambda_ru * logged_size(method.spec, sizes).astype(jnp.float32) / start
+  return method.lambda_ru * logged_size(method.spec, state.sizes).astype(jnp.float32) / start
 
 
 def onehot_width(method) -> int:
   return (method.onehot_dims or method.num_classes) if method.onehot else 0
 
 
-def noise(method, key, labels):
+def noise(method, key, labels, t=None):
   """z [N, nz] with the labels' one-hot prefix (``onehot_width`` dims)."""
+  del t  # each row's own class
   return gen.noise(key, labels.shape[0], method.spec.nz, labels, onehot_width(method))
+
+
+def forward(method, g, stats, z, t, masks, counts, labels, train, valid):
+  """Task t's images, each row through its label's head (``rg.forward``)."""
+  return rg.forward(method.spec, g, stats, z, t, masks, counts, labels, train, valid)
 
 
 def past_masks(method, state, u, ex):
@@ -137,7 +151,7 @@ def replay(method, state, position, b: int, t: int):
   q = position * method.batch_size + jnp.arange(b)
   ok = q < total
   g = dict(state.g, w=state.snapshot)
-  ex = exists(g, state.sizes)
+  ex = allocated(g, state.sizes)
 
   def one(_, u):
     k_order, k_noise = jax.random.split(jax.random.fold_in(key, u))
@@ -161,11 +175,21 @@ def replay(method, state, position, b: int, t: int):
 # --- lifecycle (host) ------------------------------------------------------------------------
 
 
+def discriminator(method) -> ResNetDiscriminator:
+  """The ResNet D; ``dgm.ndf`` is its stem's width (64: ResNet-18)."""
+  return ResNetDiscriminator(method.num_classes, width=method.ndf, blocks=method.d_blocks)
+
+
+def init_d(method, key) -> dict:
+  return dict(discriminator(method).init(key, jnp.zeros((2, 32, 32, method.spec.channels)),
+                                         train=False))
+
+
 def init(method, key) -> ResNetDGMState:
   """The method's fresh state (``DGM.init``'s, with the ResNet G)."""
   d_key, g_key, own = jax.random.split(key, 3)
   g, g_stats, sizes = rg.init(g_key, method.spec, method.shape_multiple)
-  fields = method.fresh_fields(g, g_stats, method.spec.start_counts(), method._init_d(d_key),
+  fields = method.fresh_fields(g, g_stats, method.spec.start_counts(), init_d(method, d_key),
                                own)
   return ResNetDGMState(**fields, sizes=jnp.asarray(sizes, jnp.int32))
 
@@ -212,7 +236,7 @@ def end_task(method, state, task):
   t = task.index
   state = jax.tree.map(jnp.asarray, state)
   g, sizes = state.g, np.asarray(state.sizes)
-  ex = exists(g, sizes)
+  ex = allocated(g, sizes)
   binary = tuple(hat.binarise(e, method.smax, x) for e, x in zip(g["emb"], ex))
   cum = tuple(hat.cumulate(c, b) for c, b in zip(state.cum, binary))
   past_emb = tuple(p.at[t].set(e) for p, e in zip(state.past_emb, g["emb"]))
@@ -258,7 +282,7 @@ def samples(method, state, classes: int, n: int, base: jax.Array) -> np.ndarray:
   (its one-hot prefix set per class): s = S, eval BN, each class's task's masks (as the
   replay's), heads and sub-network."""
   state = jax.tree.map(jnp.asarray, state)
-  ex = exists(state.g, state.sizes)
+  ex = allocated(state.g, state.sizes)
   rows = []
   for k in range(classes):
     u = k // method.classes_per_task

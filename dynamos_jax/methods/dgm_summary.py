@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dynamos_jax import hat
-from dynamos_jax.methods import dgm_imagenet
+from dynamos_jax.methods import dgm_dcgan, dgm_imagenet
 from dynamos_jax.methods import dgm_summary_resnet as resnet
 from dynamos_jax.models import dgm_generator as gen
 from dynamos_jax.models import dgm_generator_resnet as rg
@@ -39,7 +39,7 @@ class _DCGAN:
   @staticmethod
   def task_exists(method, state, tasks: int) -> list[tuple]:
     g = jax.tree.map(jnp.asarray, state.g)
-    return [method._exists(g, state.counts[t]) for t in range(tasks)]
+    return [dgm_dcgan.mask_exists(method, g, state.counts[t]) for t in range(tasks)]
 
   @staticmethod
   def masked_params(method, state, tasks: int) -> list[int]:
@@ -53,6 +53,10 @@ class _DCGAN:
   def row(method, state, t: int, l: int) -> dict:
     return {"channels": int(np.asarray(state.counts[t])[l])}
 
+  @staticmethod
+  def arrays(method, state, finished: int) -> dict:
+    return _dcgan_arrays(method, state, finished)
+
 
 class _ResNet:
   """The ResNet G's pieces (``dgm_summary_resnet``): masks over each task's allocation."""
@@ -62,6 +66,8 @@ class _ResNet:
   task_exists = staticmethod(resnet.task_exists)
   masked_params = staticmethod(resnet.masked_params)
   private_params = staticmethod(resnet.private_params)
+
+  arrays = staticmethod(resnet.arrays)
 
   @staticmethod
   def row(method, state, t: int, l: int) -> dict:
@@ -93,7 +99,7 @@ def generate(method, state, z: jax.Array, task: int, finished: bool = True,
   if _family(method) is _ResNet:
     return resnet.generate(method, state, z, task, finished, binary)
   counts = state.counts[task]
-  exists = method._exists(state.g, counts)
+  exists = dgm_dcgan.mask_exists(method, state.g, counts)
   emb = tuple(e[task] for e in state.past_emb) if finished else state.g["emb"]
   if binary:
     masks = tuple(hat.binarise(e, method.smax, x) for e, x in zip(emb, exists))
@@ -187,3 +193,50 @@ def generator_size(method, state, tasks: int) -> dict:
   return {"masked_params": trained, "masked_params_grown": grown,
           "weights_bytes": 4 * (grown + private), "masks_bitmap_bytes": -(-bits // 8),
           "masks_sparse_bytes": 4 * ones}
+
+
+def arrays(method, state, finished: int) -> dict:
+  """The arrays behind ``analyze``'s DGM figures (``dgm_plots``), after ``finished`` tasks.
+
+  counts [finished + 1, L] (the widths each task ran on, row 0 the start,
+  the last row after the growth that followed the last finished task: the
+  DCGAN G's active output channels, the ResNet G's groups), binaries / exists
+  [finished][L] (each finished task's binary mask at s_max, ``task_masks``,
+  and its sub-network, broadcast to the mask's shape), the generator's
+  weights (its active entries now, each task's head(s) and BN) and the masks
+  cut to each task's sub-network, by name; names (the counts' columns),
+  params and worst [finished + 1] (the growth curve's masked weights and
+  their linear worst case), layers (the masks' names), ylabel.
+  """
+  return _family(method).arrays(method, state, finished)
+
+
+def _dcgan_arrays(method, state, finished: int) -> dict:
+  spec = method.spec
+  counts = np.asarray(state.counts)
+  g = jax.tree.map(jnp.asarray, state.g)
+  layers = _DCGAN.layers
+  binaries, exists, weights, masks = [], [], {}, {}
+  for t, binary in enumerate(task_masks(method, state, finished)):
+    exist = dgm_dcgan.mask_exists(method, g, counts[t])
+    binary = [np.asarray(b) > 0 for b in binary]
+    binaries.append(binary)
+    exists.append([np.broadcast_to(np.asarray(x) > 0, b.shape) for x, b in zip(exist, binary)])
+    inputs, c = spec.inputs(counts[t]), counts[t]
+    for l, b in enumerate(binary):
+      masks[f"task{t}.{layers[l]}"] = (b[:inputs[l], :int(c[l])] if spec.variant == "w"
+                                       else b[:int(c[l])])
+    weights[f"task{t}.head"] = np.asarray(g["head"][t][:int(c[2])])
+    for l in range(3):
+      weights[f"task{t}.bn{l + 1}.scale"] = np.asarray(g["scale"][l][t][:int(c[l])])
+      weights[f"task{t}.bn{l + 1}.bias"] = np.asarray(g["bias"][l][t][:int(c[l])])
+  # G now: the widths after the growth that followed the last finished task.
+  rows = counts[:min(finished + 1, len(counts))]
+  inputs = spec.inputs(rows[-1])
+  for l, w in enumerate(g["w"]):
+    weights[layers[l]] = np.asarray(w)[:inputs[l], :int(rows[-1][l])]
+  worst = rows[0][None, :] * (1 + np.arange(len(rows)))[:, None]
+  return {"counts": rows, "binaries": binaries, "exists": exists, "weights": weights,
+          "masks": masks, "names": layers, "layers": layers, "ylabel": "conv1-3 weights",
+          "params": [gen.masked_count(spec, r) for r in rows],
+          "worst": [gen.masked_count(spec, r) for r in worst]}

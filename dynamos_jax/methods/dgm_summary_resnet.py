@@ -40,7 +40,7 @@ def allocations(method, state, tasks: int) -> np.ndarray:
   g = jax.tree.map(jnp.asarray, state.g)
   counts = np.asarray(state.counts)
   for t in range(tasks):
-    ex = dgm_imagenet.exists(g, sizes)
+    ex = dgm_imagenet.allocated(g, sizes)
     binary = [np.asarray(hat.binarise(jnp.asarray(e[t]), method.smax, x))
               for e, x in zip(state.past_emb, ex)]
     cum = binary if cum is None else [np.maximum(c, b) for c, b in zip(cum, binary)]
@@ -62,7 +62,7 @@ def task_exists(method, state, tasks: int, sizes=None) -> list[tuple[np.ndarray,
   (the entries its mask, binarised at end_task, covers)."""
   sizes = allocations(method, state, tasks) if sizes is None else sizes
   g = jax.tree.map(jnp.asarray, state.g)
-  return [tuple(np.asarray(x) for x in dgm_imagenet.exists(g, sizes[t])) for t in range(tasks)]
+  return [tuple(np.asarray(x) for x in dgm_imagenet.allocated(g, sizes[t])) for t in range(tasks)]
 
 
 def generate(method, state, z: jax.Array, label: int, finished: bool = True,
@@ -72,7 +72,7 @@ def generate(method, state, z: jax.Array, label: int, finished: bool = True,
   else the one being trained; binarised per ``binary``, None: per ``dgm.past_masks``, as
   the replay), BN and counts, and its own head."""
   u = label // method.classes_per_task
-  ex = dgm_imagenet.exists(state.g, state.sizes)
+  ex = dgm_imagenet.allocated(state.g, state.sizes)
   if binary is None:
     binary = method.past_masks == "binary"
   emb = tuple(e[u] for e in state.past_emb) if finished else state.g["emb"]

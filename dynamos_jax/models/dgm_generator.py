@@ -238,7 +238,7 @@ def _zero_embeddings(spec, widths):
 
 def masked_count(spec: GeneratorSpec, counts) -> int:
   """The active conv1-3 weights (the code's "network size")."""
-  return sum(i * o * KERNEL * KERNEL for i, o in zip(spec.inputs(counts), counts))
+  return sum(i * int(o) * KERNEL * KERNEL for i, o in zip(spec.inputs(counts), counts))
 
 
 def private_count(spec: GeneratorSpec, counts) -> tuple[int, int]:

@@ -17,7 +17,9 @@ import jax
 import ml_collections
 import numpy as np
 
+from dynamos_jax import benchmarks
 from dynamos_jax import config as config_lib
+from dynamos_jax import methods
 from dynamos_jax import reporting
 from dynamos_jax import sweep as sweep_lib
 from dynamos_jax import task_reports
@@ -250,6 +252,12 @@ def restore_seeds(workdir: str, seed: int | None = None
   # Over the defaults: keys added since the run was saved keep their defaults.
   config = config_lib.base_config()
   config.update(config_lib.migrate(progress["config"]))
+  for kind, name, registry in (("method", config.method, methods.REGISTRY),
+                               ("dataset", config.dataset, benchmarks.REGISTRY)):
+    if name not in registry:
+      raise DynamosError(f"{directory} holds a run of {kind} {name!r}, which this installation "
+                         f"does not define (it has {', '.join(sorted(registry))}): read it with "
+                         "the code that wrote it")
   run_seeds = config_lib.run_seeds(config)
   if seed is not None and seed not in run_seeds:
     raise DynamosError(f"seed {seed} is not one of the run's seeds {run_seeds}: drop --seed or "

@@ -290,3 +290,17 @@ def test_evaluate_during_the_warmup_predicts_without_agents(small, tmp_path, mon
   fresh = evaluate.evaluate_workdir(str(tmp_path))
   assert phases == ["warmup"]
   assert fresh["class_il"][0] == exp.evaluate(state, "warmup")["class_il"][0]
+
+
+def test_reading_a_run_whose_dataset_or_method_is_not_defined_is_one_error(
+    small, tmp_path, monkeypatch):
+  from dynamos_jax import benchmarks, methods
+  small.train.max_steps_per_task = 1
+  train.train_and_evaluate(small, str(tmp_path))
+  for table, kind, name in ((benchmarks.REGISTRY, "dataset", small.dataset),
+                            (methods.REGISTRY, "method", small.method)):
+    with monkeypatch.context() as m:
+      m.delitem(table, name)
+      with pytest.raises(DynamosError, match=f"run of {kind} '{name}', which this installation"):
+        train.restore_seeds(str(tmp_path))
+  assert train.restore_seeds(str(tmp_path))  # both back: the run reads again

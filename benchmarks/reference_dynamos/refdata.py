@@ -7,8 +7,11 @@
   makes them, as our results.json's ``class_il`` / ``task_il`` entries and
   ``metrics`` (computed by ``dynamos_jax.metrics``, so both sides share one
   definition of forgetting and transfer).
+- ``gcl_record``: their MNIST-360 evaluation (one accuracy, plus the per-class
+  counts the driver records) as our results.json's ``gcl`` / ``metrics`` entries.
 - ``StepLog``: their per-step loss dictionaries under our log's metric names,
   averaged over chunks of steps as our log is.
+- ``seed_table`` / ``gcl_seed_table``: per-seed tables and mean +- std.
 
 numpy and dynamos_jax's numpy-only modules only (tests/test_reference_dynamos.py).
 """
@@ -96,6 +99,35 @@ def accuracy_record(calls, num_tasks: int) -> dict:
   return out
 
 
+def gcl_record(accuracy: float, correct: list[int], total: list[int]) -> dict:
+  """Our MNIST-360 results.json entries from their final GCL evaluation.
+
+  Args:
+    accuracy: what their ``evaluate`` returned: correct / total over every test
+      draw of all classes, in percent (sample-weighted, spec 10.4).
+    correct, total: [K] per-class counts of the same draws (the driver's hook).
+
+  Returns:
+    ``{"gcl": {"accuracy"}, "metrics": {"gcl": {"accuracy"}}, "gcl_per_class":
+    {"accuracy", "correct", "total", "matches_accuracy"}}``: the first two as ours
+    writes them; per-class accuracy None for a class with no draw;
+    ``matches_accuracy`` whether sum(correct) / sum(total) is their accuracy.
+
+  Raises:
+    ValueError: counts of different lengths, or a class right more often than drawn.
+  """
+  correct, total = [int(c) for c in correct], [int(t) for t in total]
+  if len(correct) != len(total) or any(c < 0 or c > t for c, t in zip(correct, total)):
+    raise ValueError(f"per-class counts disagree: correct {correct}, total {total}")
+  accuracy = float(accuracy)
+  pooled = 100.0 * sum(correct) / sum(total) if sum(total) else None
+  return {"gcl": {"accuracy": accuracy}, "metrics": {"gcl": {"accuracy": accuracy}},
+          "gcl_per_class": {
+              "accuracy": [100.0 * c / t if t else None for c, t in zip(correct, total)],
+              "correct": correct, "total": total,
+              "matches_accuracy": pooled is not None and abs(pooled - accuracy) < 1e-9}}
+
+
 class StepLog:
   """Their per-step losses as our log: means over chunks of ``every`` steps.
 
@@ -161,4 +193,23 @@ def seed_table(records: list[dict]) -> str:
     s = summary[protocol]["final_average"]
     parts.append(f"{name} {s['mean']:.2f} +- {s['std']:.2f}")
   lines.append(f"{len(records)} seeds: " + ", ".join(parts) + " (std over seeds, ddof 1)")
+  return "\n".join(lines)
+
+
+def gcl_seed_table(records: list[dict]) -> str:
+  """A per-seed table of MNIST-360 results.json records (ours or theirs) and the mean +- std.
+
+  Per seed: the GCL accuracy, then the per-class accuracies where the record has
+  them (theirs, from the driver; ours writes none).
+  """
+  classes = max((len(r.get("gcl_per_class", {}).get("accuracy", [])) for r in records), default=0)
+  head = ["seed", "gcl"] + [f"c{k}" for k in range(classes)]
+  lines = ["  ".join(f"{h:>6}" for h in head)]
+  for r in records:
+    per_class = r.get("gcl_per_class", {}).get("accuracy", [])
+    cells = [str(r.get("seed", "?")), f"{r['gcl']['accuracy']:.2f}"] + [
+        "-" if a is None else f"{a:.1f}" for a in per_class] + ["-"] * (classes - len(per_class))
+    lines.append("  ".join(f"{c:>6}" for c in cells))
+  s = metrics.over_seeds(records)["gcl"]["accuracy"]
+  lines.append(f"{len(records)} seeds: GCL {s['mean']:.2f} +- {s['std']:.2f} (std over seeds, ddof 1)")
   return "\n".join(lines)

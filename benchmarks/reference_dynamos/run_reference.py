@@ -5,13 +5,15 @@
   # (b) their whole Seq-MNIST (buffer 500, class-IL) for one seed, on our MNIST bytes
   python run_reference.py train --ref=/tmp/dynamos_ref --seed=0 --source=files \
       --path=/path/to/mnist.pkl.gz --workdir=/tmp/ref_dynamos/seed_0
+  # (b') their MNIST-360 (general continual, one final accuracy), buffer 100
+  python run_reference.py train --dataset=mnist-360 --buffer_size=100 ... --workdir=...
 
 --ref is a work tree of NeurAI-Lab/DynamicContinualLearning at commit
 e6d5509bc0c96a3a503c19d0eab74ab40a345869 (README.md here says how to get one).
 Their files are not changed. What this driver adds around them (README.md here):
 
 - imports: torchvision is stubs/torchvision (their MNIST layout over our arrays,
-  ToTensor, Compose); their modules are imported from --ref with --ref as the
+  ToTensor, Compose, MNIST-360's PIL rotation); their modules are imported from --ref with --ref as the
   working directory (their models/__init__.py lists ``models/``);
 - (b) runs their main_policy.py itself (``--load_best_args``: Table 5), with
   MNIST from our loader (refdata.mnist_arrays: the ``files`` / ``bundled``
@@ -21,6 +23,9 @@ Their files are not changed. What this driver adds around them (README.md here):
   observe are wrapped to record, never to change, what they compute; writes
   WORKDIR/results.json shaped like ours (class_il / task_il matrices and
   ``before``, metrics by dynamos_jax.metrics, train seconds, a chunked log);
+  for mnist-360 their general-continual loop (utils/policy_continual_training.py)
+  runs instead, on their MNIST360 stream (loaders already in-process), and
+  results.json holds ``gcl`` / ``metrics`` as ours plus per-class counts;
 - (a) builds their model and Dynamos learner as their main does (best args of
   seq-mnist at --buffer_size), fills the buffer (every slot written, the
   reservoir counter at 5x capacity, as benchmarks/throughput.py does), and
@@ -59,7 +64,16 @@ BLOBS = {
     "utils/conf.py": "e1700b3eedb10fe5129ca19cbe4fb04d009ab328",
     "datasets/seq_mnist.py": "73995fc2bdc4956c159e959e07aaa381e6c6b8f0",
     "datasets/utils/continual_dataset.py": "ae95d19f2823abaf9f9f4d2e7641ff6ba655fb60",
+    # MNIST-360 (train --dataset=mnist-360)
+    "datasets/__init__.py": "71af45d686307385e351f3e8612a29163d073142",
+    "datasets/mnist_360.py": "de95eb0ce450eef6fbf8f1299cc5c50ba8a287ba",
+    "datasets/transforms/rotation.py": "80f82b64020129590aeb8669f47e6d603166967d",
+    "utils/policy_continual_training.py": "ee2b25be709e3b3652517fe78d8b98f14dab2073",
+    "utils/status.py": "4e3a37e973b9aa4490f96716c6e295d6cb95c3a2",
+    "utils/loggers.py": "069d12a01d0f9dcea559588388a1cf7bea7c7fd9",
 }
+# Their best_args rows per dataset (Table 5).
+BUFFERS = {"seq-mnist": (500, 1000, 2000), "mnist-360": (100, 200, 500)}
 NUM_TASKS = 5
 POOL = 4000  # synthetic images for (a), as benchmarks/throughput.py
 
@@ -78,7 +92,8 @@ def parse(argv):
   for name in ("throughput", "train"):
     s = sub.add_parser(name)
     s.add_argument("--ref", required=True, help=f"work tree of {REPO} at {COMMIT[:7]}")
-    s.add_argument("--buffer_size", type=int, default=500, choices=(500, 1000, 2000))
+    s.add_argument("--buffer_size", type=int, default=500,
+                   help="their best_args rows: seq-mnist 500 / 1000 / 2000, mnist-360 100 / 200 / 500")
     s.add_argument("--seed", type=int, default=0)
   t = sub.choices["throughput"]
   t.add_argument("--threads", default="1,2", help="torch.set_num_threads values, one case each")
@@ -87,13 +102,17 @@ def parse(argv):
   t.add_argument("--warmup_steps", type=int, default=20)
   t.add_argument("--out", default="", help="also write the cases as JSON here")
   r = sub.choices["train"]
+  r.add_argument("--dataset", default="seq-mnist", choices=tuple(BUFFERS),
+                 help="seq-mnist (class-IL, 5 tasks) or mnist-360 (general continual)")
   r.add_argument("--source", default="files", choices=("files", "bundled"),
                  help="our MNIST source (dynamos_jax.data.sources)")
   r.add_argument("--path", default=None, help="mnist.pkl.gz or IDX directory (source files)")
   r.add_argument("--workdir", required=True, help="a new directory: results.json, their outputs")
   r.add_argument("--threads", type=int, default=2)
   r.add_argument("--max_steps_per_task", type=int, default=0,
-                 help="stop each task's epoch after this many steps (0: all); smoke tests only")
+                 help="seq-mnist: stop each task's epoch after this many steps (0: all); smoke only")
+  r.add_argument("--max_steps", type=int, default=0,
+                 help="mnist-360: end their stream after this many steps (0: all); smoke only")
   r.add_argument("--log_every", type=int, default=100, help="steps per log entry")
   r.add_argument("--worker_loader", action="store_true",
                  help="keep their DataLoader(num_workers=4) (worker processes)")
@@ -110,12 +129,24 @@ def parse(argv):
     if args.steps < 1 or args.repeats < 1 or args.warmup_steps < 0:
       fail("--steps and --repeats must be >= 1, --warmup_steps >= 0")
     args.out = os.path.abspath(args.out) if args.out else ""  # the driver changes directory
+    if args.buffer_size not in BUFFERS["seq-mnist"]:
+      fail(f"--buffer_size={args.buffer_size}: throughput takes seq-mnist's "
+           f"{', '.join(map(str, BUFFERS['seq-mnist']))}")
   else:
+    if args.buffer_size not in BUFFERS[args.dataset]:
+      fail(f"--buffer_size={args.buffer_size}: their {args.dataset} best args have "
+           f"{', '.join(map(str, BUFFERS[args.dataset]))}")
+    gcl = args.dataset == "mnist-360"
+    if gcl and (args.max_steps_per_task or args.worker_loader):
+      fail("--max_steps_per_task and --worker_loader are for seq-mnist (their MNIST-360 "
+           "loaders already run in the main process); use --max_steps")
+    if not gcl and args.max_steps:
+      fail("--max_steps is for mnist-360; seq-mnist takes --max_steps_per_task")
     if os.path.exists(os.path.join(args.workdir, "results.json")) or os.path.exists(
         os.path.join(args.workdir, "out")):
       fail(f"--workdir={args.workdir} holds an earlier run (their CSV log appends): use a new one")
-    if args.max_steps_per_task < 0 or args.log_every < 1:
-      fail("--max_steps_per_task must be >= 0 and --log_every >= 1")
+    if args.max_steps_per_task < 0 or args.max_steps < 0 or args.log_every < 1:
+      fail("--max_steps_per_task and --max_steps must be >= 0, --log_every >= 1")
   return args
 
 
@@ -283,16 +314,24 @@ def train(args):
   changed = tree_check(".")
   import torchvision
   torchvision.datasets.MNIST.install(*arrays)
-  import datasets.utils.continual_dataset as continual_dataset
-  import utils.policy_training as policy_training
-  continual_dataset.DataLoader = trainhooks.capped_loader(
-      torch, args.max_steps_per_task, None if args.worker_loader else 0)
-  rec = trainhooks.Recorder(torch, args.log_every)
-  policy_training.evaluate = rec.evaluate(policy_training.evaluate)
-  policy_training.train = rec.train(policy_training.train)
+  gcl = args.dataset == "mnist-360"
+  if gcl:
+    # Their main sends a GCL dataset to utils.policy_continual_training.train.
+    import datasets.mnist_360 as mnist_360
+    import utils.policy_continual_training as loop
+    rec = trainhooks.GclRecorder(torch, args.log_every, mnist_360.MNIST360.N_CLASSES)
+    rec.dataset(mnist_360.MNIST360, args.max_steps)
+  else:
+    import datasets.utils.continual_dataset as continual_dataset
+    import utils.policy_training as loop
+    continual_dataset.DataLoader = trainhooks.capped_loader(
+        torch, args.max_steps_per_task, None if args.worker_loader else 0)
+    rec = trainhooks.Recorder(torch, args.log_every)
+  loop.evaluate = rec.evaluate(loop.evaluate)
+  loop.train = rec.train(loop.train)
   info = {**machine(torch), "threads": args.threads}
   sys.argv = ["main_policy.py", "--model", "dynamos", "--load_best_args",
-              "--dataset", "seq-mnist", "--data-path", workdir + "/",
+              "--dataset", args.dataset, "--data-path", workdir + "/",
               "--buffer_size", str(args.buffer_size), "--seed", str(args.seed),
               "--save-path", os.path.join(workdir, "out"), "--exp-name", f"seed_{args.seed}",
               "--csv_log"]
@@ -300,13 +339,16 @@ def train(args):
   runpy.run_path("main_policy.py", run_name="__main__")
   wall = time.time() - start
   rec.log.flush()
-  record = refdata.accuracy_record(rec.calls, NUM_TASKS)
+  record = (refdata.gcl_record(rec.accuracy, rec.correct, rec.total) if gcl
+            else refdata.accuracy_record(rec.calls, NUM_TASKS))
   config = {k: v for k, v in vars(rec.args).items() if isinstance(v, (int, float, str, bool))}
   out = {"reference": {"repo": REPO, "commit": COMMIT, "changed_files": changed,
                        "data": {"source": args.source, "path": args.path,
                                 "train": len(arrays[1]), "test": len(arrays[3])},
-                       "max_steps_per_task": args.max_steps_per_task,
-                       "num_workers": "theirs (4)" if args.worker_loader else 0},
+                       "dataset": args.dataset,
+                       **({"max_steps": args.max_steps} if gcl else
+                          {"max_steps_per_task": args.max_steps_per_task,
+                           "num_workers": "theirs (4)" if args.worker_loader else 0})},
          "config": config, "seed": args.seed, **record,
          "train": {"steps": rec.steps, "seconds": rec.train_seconds,
                    "steps_per_second": rec.steps / max(rec.train_seconds, 1e-9),
@@ -315,6 +357,11 @@ def train(args):
          "buffer": rec.buffers, "log": rec.log.entries}
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(out, f, indent=1)
+  if gcl:
+    print(f"seed {args.seed}: GCL {record['gcl']['accuracy']:.2f} (mnist-360, buffer "
+          f"{args.buffer_size}); {rec.steps} steps in {rec.train_seconds:.1f} s "
+          f"({out['train']['steps_per_second']:.2f} steps/s); {os.path.join(workdir, 'results.json')}")
+    return
   c, t = record["class_il"], record["task_il"]
   print(f"seed {args.seed}: class-IL {c['final_average']:.2f} / task-IL {t['final_average']:.2f}"
         f" after {len(c['matrix']) - 1} tasks; {rec.steps} steps in {rec.train_seconds:.1f} s "
@@ -335,9 +382,12 @@ def summary(args):
       records += record["runs"]
     else:
       records.append({"seed": record.get("config", {}).get("seed", "?"), **record})
+  if records and all("gcl" in r and "metrics" in r for r in records):
+    print(refdata.gcl_seed_table(records))  # MNIST-360
+    return
   if any("class_il" not in r or "metrics" not in r for r in records):
-    fail("give results.json files of runs (class_il, metrics): theirs, or ours of one or "
-         "several seeds")
+    fail("give results.json files of runs of one kind (class_il or gcl, with metrics): "
+         "theirs, or ours of one or several seeds")
   print(refdata.seed_table(records))
 
 

@@ -4,8 +4,11 @@
 learner's ``observe`` (plus a forward hook on the network) to keep what a run
 computes: each evaluation's per-task accuracies, the buffer after each task, the
 per-step losses, keep ratios and accuracy of the current batch, and the training
-seconds. ``capped_loader`` stands in for their DataLoader (worker count, a cap on
-training batches). torch is passed in, so importing this module needs no torch.
+seconds. ``GclRecorder`` does the same for MNIST-360 (their general-continual
+loop: one final ``evaluate`` returning a float), adds per-class counts of that
+evaluation and an optional step cap. ``capped_loader`` stands in for their
+DataLoader (worker count, a cap on training batches). torch is passed in, so
+importing this module needs no torch.
 """
 
 import itertools
@@ -88,6 +91,64 @@ class Recorder:
     return {"task": len(self.buffers) + 1, "seen": buf.num_seen_examples, "slots": n,
             "label_counts": self.torch.bincount(buf.labels[:n], minlength=10).tolist(),
             "zero_slots": int(zero.sum())}
+
+
+class GclRecorder(Recorder):
+  """MNIST-360: wraps their GCL evaluate / train, and their dataset's batch getters.
+
+  Their ``utils.policy_continual_training.train`` pulls batches from
+  ``MNIST360.get_train_data`` until ``train_over`` and then calls ``evaluate``
+  once, which pulls ``get_test_data`` batches until ``test_over`` and returns the
+  sample-weighted accuracy (percent). Per-class counts come from the test labels
+  ``get_test_data`` returns and an eval-mode forward hook, with the same
+  ``torch.max`` their evaluate takes; ``per_class_check`` says whether their
+  sum reproduces their accuracy.
+  """
+
+  def __init__(self, torch, log_every, num_classes):
+    super().__init__(torch, log_every)
+    self.accuracy, self.calls = None, []
+    self.correct, self.total = [0] * num_classes, [0] * num_classes
+    self._test_labels = None
+
+  def evaluate(self, original):
+    def wrapped(model, dataset, threshold=0.5):
+      start = time.perf_counter()
+      acc = original(model, dataset, threshold=threshold)
+      self.eval_seconds += time.perf_counter() - start
+      self.accuracy = float(acc)
+      self.buffers.append({**self.buffer_summary(model), "train_steps": self.steps})
+      return acc
+    return wrapped
+
+  def dataset(self, cls, max_steps):
+    """Wraps ``cls``'s batch getters: test labels for the hook; ``train_over`` after max_steps."""
+    get_train, get_test = cls.get_train_data, cls.get_test_data
+
+    def get_train_data(ds):
+      batch = get_train(ds)
+      if max_steps and self.steps + 1 >= max_steps:  # this batch is the last observed
+        ds.train_over = True
+      return batch
+
+    def get_test_data(ds):
+      inputs, labels = get_test(ds)
+      self._test_labels = labels
+      return inputs, labels
+
+    cls.get_train_data, cls.get_test_data = get_train_data, get_test_data
+
+  def hook(self, net, inputs, output):
+    if net.training:
+      return super().hook(net, inputs, output)
+    labels, self._test_labels = self._test_labels, None
+    if labels is None:
+      return
+    logits = output[0] if isinstance(output, tuple) else output
+    _, predicted = self.torch.max(logits.data, 1)
+    for label, right in zip(labels.tolist(), (predicted == labels).tolist()):
+      self.total[label] += 1
+      self.correct[label] += int(right)
 
 
 def capped_loader(torch, cap, workers):

@@ -1,9 +1,9 @@
-"""The few torchvision pieces the authors' Seq-MNIST path uses, for CPU torch without torchvision.
+"""The few torchvision pieces the authors' Seq-MNIST and MNIST-360 paths use, for CPU torch alone.
 
 Their modules import torchvision at the top (datasets.MNIST / SVHN, transforms,
 transforms.functional). PyPI's torchvision wheels pin their own torch build, and
 no download may run here, so this stand-in answers the imports and implements
-exactly what the Seq-MNIST path calls:
+exactly what the Seq-MNIST and MNIST-360 paths call:
 
 - ``datasets.MNIST(root, train, transform, target_transform, download)``: ``data``
   uint8 [N, 28, 28] and ``targets`` int64 [N] tensors, as torchvision's, taken from
@@ -12,9 +12,13 @@ exactly what the Seq-MNIST path calls:
   and ``download`` are ignored;
 - ``transforms.ToTensor``: a uint8 H x W x C image (PIL or ndarray) to a float32
   C x H x W tensor of bytes / 255, as torchvision's;
-- ``transforms.Compose``.
+- ``transforms.Compose``;
+- ``transforms.functional.rotate(img, angle)`` on a PIL image (MNIST-360's
+  ``IncrementalRotation``): torchvision 0.9.1's defaults, i.e. PIL's
+  ``img.rotate(angle, NEAREST, expand=False, center=None, fillcolor=0 per band)``
+  (pil_rotate.py; any other argument or a tensor input raises).
 
-Everything else (SVHN, the rotation of MNIST-360) raises at once if used.
+Everything else (SVHN, ...) raises at once if used.
 """
 
 import sys
@@ -24,11 +28,13 @@ import numpy as np
 import torch
 import torch.utils.data
 
+from .pil_rotate import rotate
+
 
 def _unsupported(name):
   def fail(*args, **kwargs):
     raise RuntimeError(f"torchvision stub: {name} is not available; only the Seq-MNIST "
-                       "path of the authors' code runs on this stub")
+                       "and MNIST-360 paths of the authors' code run on this stub")
   return fail
 
 
@@ -87,7 +93,7 @@ transforms.ToTensor = ToTensor
 transforms.Compose = Compose
 transforms.transforms = transforms  # `import torchvision.transforms.transforms as transforms`
 functional = types.ModuleType("torchvision.transforms.functional")
-functional.rotate = _unsupported("transforms.functional.rotate (MNIST-360)")
+functional.rotate = rotate
 transforms.functional = functional
 sys.modules.update({"torchvision.datasets": datasets, "torchvision.transforms": transforms,
                     "torchvision.transforms.transforms": transforms,

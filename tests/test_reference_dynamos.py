@@ -8,15 +8,27 @@ import pickle
 import numpy as np
 import pytest
 
-from dynamos_jax.data import sources
+from PIL import Image
+
+from dynamos_jax.data import mnist360, sources
 from dynamos_jax.errors import DataError
 
-_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks",
-                     "reference_dynamos", "refdata.py")
-# Loaded by path: benchmarks/reference_slni has a torch module of the same name.
-_SPEC = importlib.util.spec_from_file_location("reference_dynamos_refdata", _PATH)
-refdata = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(refdata)
+_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks",
+                    "reference_dynamos")
+
+
+def _load(name, *parts):
+  # Loaded by path: benchmarks/reference_slni has a torch module named refdata, and
+  # the stub package's __init__ imports torch (pil_rotate.py alone does not).
+  spec = importlib.util.spec_from_file_location(name, os.path.join(_DIR, *parts))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+refdata = _load("reference_dynamos_refdata", "refdata.py")
+pil_rotate = _load("reference_dynamos_pil_rotate", "stubs", "torchvision", "pil_rotate.py")
+run_reference = _load("reference_dynamos_run_reference", "run_reference.py")
 
 
 def _calls():
@@ -129,3 +141,123 @@ def test_seed_table_row_means_and_spread_by_hand():
   assert lines[2].split()[0] == "4" and lines[2].split()[-1] == "20.00"
   # Class-IL finals 81.33 and 78: mean 79.67, std (ddof 1) |81.33 - 78| / sqrt(2) = 2.36.
   assert "class-IL 79.67 +- 2.36" in lines[3] and lines[3].startswith("2 seeds")
+
+
+# ------------------------------------------------------------ MNIST-360 (stub rotate)
+
+
+def _rgb(h, w, seed=0):
+  """An asymmetric RGB image, every byte in 1..255 (so black in the output means fill)."""
+  return np.random.default_rng(seed).integers(1, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _rotated(array, angle):
+  return np.asarray(pil_rotate.rotate(Image.fromarray(array, mode="RGB"), angle))
+
+
+def test_stub_rotate_90_is_counter_clockwise_rot90_on_both_pil_paths():
+  a = _rgb(6, 6)
+  # np.rot90 (k=1) moves the top-right corner to the top-left: counter-clockwise.
+  assert np.array_equal(np.rot90(np.array([[1, 2], [3, 4]])), [[2, 4], [1, 3]])
+  ccw = np.rot90(a, 1, axes=(0, 1))
+  assert np.array_equal(_rotated(a, 90), ccw)  # PIL's transpose shortcut (square image)
+  # Just off 90 degrees PIL takes its affine map instead: on an even-sized image the
+  # pixel centres map onto pixel centres, so nearest neighbour gives rot90 again.
+  assert np.array_equal(_rotated(a, 90.00001), ccw)
+  assert np.array_equal(_rotated(a, 450.0), ccw)  # angles are taken mod 360
+  assert np.array_equal(_rotated(a, 270), np.rot90(a, -1, axes=(0, 1)))
+  assert np.array_equal(_rotated(a, 180.0), a[::-1, ::-1])
+  assert np.array_equal(_rotated(a, 0.0), a)
+
+
+def test_stub_rotate_45_nearest_neighbour_on_known_pixels():
+  a = _rgb(8, 8, seed=1)
+  out = _rotated(a, 45.0)
+  # Output pixel (row 1, col 4): centre (x, y) = (4.5, 1.5), offset from the image
+  # centre (4, 4) is (0.5, -2.5). Rotating back by 45 degrees (y points down):
+  # source offset = (c*0.5 - s*(-2.5), s*0.5 + c*(-2.5)) = (2.12, -1.41) with
+  # c = s = 0.7071, so the source point (6.12, 2.59) lies in pixel (row 2, col 6).
+  assert np.array_equal(out[1, 4], a[2, 6])
+  # Output (0, 0): offset (-3.5, -3.5) -> source offset (0, -4.95), above the image:
+  # black fill in every band.
+  assert np.array_equal(out[0, 0], [0, 0, 0])
+  # The centre pixel (row 4, col 4): offset (0.5, 0.5) -> (0, 0.71): source (4, 4.71).
+  assert np.array_equal(out[4, 4], a[4, 4])
+
+
+def test_stub_rotate_equals_pils_fixed_point_map_recomputed_in_numpy():
+  # dynamos_jax.data.mnist360.rotation_params is PIL's 16.16 fixed-point map; the
+  # gather below applies it independently of PIL, on MNIST's shape and on the
+  # authors' start angles (digit 0 at -60 = 300 degrees) and arbitrary ones.
+  a = _rgb(28, 28, seed=2)
+  h, w = a.shape[:2]
+  y, x = np.mgrid[0:h, 0:w]
+  for angle in (300.0, 37.3, 123.456, 359.99, 1.0 * 360 / 5923):
+    a0, a1, a2, a3, a4, a5 = (int(v) for v in mnist360.rotation_params(np.float64(angle), h, w))
+    sx, sy = (a2 + a0 * x + a1 * y) >> 16, (a5 + a3 * x + a4 * y) >> 16
+    inside = (sx >= 0) & (sx < w) & (sy >= 0) & (sy < h)
+    expected = np.where(inside[..., None], a[np.clip(sy, 0, h - 1), np.clip(sx, 0, w - 1)], 0)
+    assert np.array_equal(_rotated(a, angle), expected), angle
+
+
+def test_stub_rotate_grey_image_and_what_it_refuses():
+  grey = np.arange(16, dtype=np.uint8).reshape(4, 4) + 1
+  out = np.asarray(pil_rotate.rotate(Image.fromarray(grey, mode="L"), 90))
+  assert np.array_equal(out, np.rot90(grey))
+  img = Image.fromarray(_rgb(4, 4), mode="RGB")
+  with pytest.raises(RuntimeError, match="PIL images only"):
+    pil_rotate.rotate(np.zeros((4, 4, 3), np.uint8), 10.0)
+  for kwargs in ({"expand": True}, {"center": [1, 1]}, {"fill": 5}, {"interpolation": "bilinear"}):
+    with pytest.raises(RuntimeError, match="only the defaults"):
+      pil_rotate.rotate(img, 10.0, **kwargs)
+  with pytest.raises(TypeError):
+    pil_rotate.rotate(img, "10")
+
+
+def test_gcl_record_shapes_our_results_and_checks_per_class_counts():
+  # Per class: 3 / 4, 0 / 2, 5 / 5, none drawn. Pooled: 8 / 11.
+  rec = refdata.gcl_record(100 * 8 / 11, [3, 0, 5, 0], [4, 2, 5, 0])
+  assert rec["gcl"] == {"accuracy": pytest.approx(72.7272727)}
+  assert rec["metrics"] == {"gcl": rec["gcl"]}
+  per = rec["gcl_per_class"]
+  assert per["accuracy"] == [75.0, 0.0, 100.0, None]
+  assert per["correct"] == [3, 0, 5, 0] and per["total"] == [4, 2, 5, 0]
+  assert per["matches_accuracy"] is True
+  # An accuracy their counts do not reproduce is flagged, not hidden.
+  assert refdata.gcl_record(70.0, [3, 0, 5], [4, 2, 5])["gcl_per_class"]["matches_accuracy"] is False
+  with pytest.raises(ValueError):
+    refdata.gcl_record(50.0, [3, 1], [2, 1])  # right more often than drawn
+  with pytest.raises(ValueError):
+    refdata.gcl_record(50.0, [1], [2, 2])
+
+
+def test_gcl_seed_table_mean_and_spread_by_hand():
+  theirs = [{"seed": s, **refdata.gcl_record(100 * c / 4, [c, 0], [4, 0])}
+            for s, c in ((0, 1), (1, 2), (2, 3))]  # 25, 50, 75
+  ours = {"seed": 7, "gcl": {"accuracy": 40.0}, "metrics": {"gcl": {"accuracy": 40.0}}}
+  lines = refdata.gcl_seed_table(theirs).splitlines()
+  assert lines[0].split() == ["seed", "gcl", "c0", "c1"]
+  assert lines[2].split() == ["1", "50.00", "50.0", "-"]
+  # Mean 50, std (ddof 1) sqrt((25^2 + 0 + 25^2) / 2) = 25.
+  assert lines[-1] == "3 seeds: GCL 50.00 +- 25.00 (std over seeds, ddof 1)"
+  mixed = refdata.gcl_seed_table([ours, theirs[0]]).splitlines()
+  assert mixed[1].split() == ["7", "40.00", "-", "-"]  # ours writes no per-class counts
+  assert "GCL 32.50 +- 10.61" in mixed[-1]
+
+
+def test_train_arguments_take_each_datasets_best_args_rows(tmp_path, capsys):
+  ref = tmp_path / "ref"
+  ref.mkdir()
+  (ref / "main_policy.py").write_text("")
+  base = ["train", f"--ref={ref}", f"--workdir={tmp_path / 'w'}"]
+  args = run_reference.parse(base + ["--dataset=mnist-360", "--buffer_size=100", "--max_steps=5"])
+  assert (args.dataset, args.buffer_size, args.max_steps) == ("mnist-360", 100, 5)
+  assert run_reference.parse(base).dataset == "seq-mnist"  # the default stays Seq-MNIST 500
+  for bad in (["--dataset=mnist-360", "--buffer_size=1000"],  # not a mnist-360 row
+              ["--buffer_size=100"],  # not a seq-mnist row
+              ["--max_steps=5"],  # seq-mnist caps per task
+              ["--dataset=mnist-360", "--max_steps_per_task=5"]):
+    with pytest.raises(SystemExit) as e:
+      run_reference.parse(base + bad)
+    assert e.value.code == 2
+  assert "error: --buffer_size=1000" in capsys.readouterr().err

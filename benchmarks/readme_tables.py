@@ -69,7 +69,7 @@ def load_config(name: str, args):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config(arg or None)
-  config.train.progress = False
+  config.train.progress = not args.short  # a full table trains for hours: show each run's bar
   if args.short:
     config.data.source = "bundled"
     config.train.max_steps_per_task = SHORT_STEPS

@@ -22,6 +22,7 @@ import os
 import sys
 
 import numpy as np
+from scipy import stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -101,6 +102,24 @@ def _cell(entry) -> str:
   return f"{entry['mean']:.2f} +- {entry['std']:.2f}"
 
 
+def claim_lines(runs) -> list[str]:
+  """Per config with both: Dynamos' mean minus the Eq. 8 baseline's, Welch's two-sided t-test
+  over the seeds, and whether Table 1's claim (Dynamos above the baseline) holds there."""
+  lines = []
+  for config_name, out in runs:
+    summary = out["summary"]
+    if not {"dynamos", "baseline"} <= set(summary):
+      continue
+    ours, base = (summary[m]["gcl"]["accuracy"]["values"] for m in ("dynamos", "baseline"))
+    gap = float(np.mean(ours) - np.mean(base))
+    p = (float(stats.ttest_ind(ours, base, equal_var=False).pvalue)
+         if min(len(ours), len(base)) > 1 else float("nan"))
+    verdict = "holds" if gap > 0 else "does not hold"
+    lines.append(f"- {config_name}: Dynamos - baseline = {gap:+.2f} points (Welch's t-test "
+                 f"p = {p:.3f}, {len(ours)} vs {len(base)} seeds): the claim {verdict}")
+  return lines
+
+
 def format_table(name: str, title: str, runs, seeds) -> list[str]:
   """The README's rows: final averages (and forgetting) as mean +- std over the seeds."""
   lines = [f"**{title}** (seeds {', '.join(map(str, seeds))}; `python benchmarks/readme_tables.py "
@@ -123,6 +142,8 @@ def format_table(name: str, title: str, runs, seeds) -> list[str]:
       lines.append(f"| {method} | {config_name} | {_cell(final)} | "
                    f"{_cell(summary['class_il']['forgetting'])} | "
                    f"{_cell(summary['task_il']['final_average'])} | {per_seed} |")
+  if gcl:
+    lines += [""] + claim_lines(runs)
   seconds = [r["train"]["seconds"] for _, out in runs for by_seed in out["runs"].values()
              for r in by_seed.values()]
   lines += ["", f"(training {np.sum(seconds) / max(len(seeds), 1):.0f} s of wall time a seed in "

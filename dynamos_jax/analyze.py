@@ -131,7 +131,11 @@ def _agent_analyses(exp, state, out, add, trials, trial_images, tsne_points, tsn
   actions, attention = test["actions"], test["attention"]
   width = actions.shape[1] // model.num_agents
   class_names = [str(c) for c in range(num_classes)]
-  numbers = {"test_accuracy": float(100 * np.mean(np.argmax(test["logits"], -1) == labels))}
+  correct = np.argmax(test["logits"], -1) == labels
+  numbers = {"test_accuracy": float(100 * np.mean(correct)),
+             # Per class (MNIST-360: over its rotated draws); None: no test image of it.
+             "class_accuracy": [float(100 * np.mean(correct[labels == c])) if np.any(labels == c)
+                                else None for c in range(num_classes)]}
 
   # Figs. 3 and 7: activation rates per class (and per task).
   class_rates = analysis.activation_rates(actions, labels, num_classes)

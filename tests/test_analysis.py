@@ -303,6 +303,10 @@ def test_analyze_command_end_to_end(tiny_data, tiny_config, tmp_path, monkeypatc
   assert on_disk["step"] == 15 and on_disk["tsne_points"] == len(tiny_data.test_labels)
   assert np.array(on_disk["class_rates"]).shape == (10, 64)  # nf=8: 4 agents x 16 filters
   assert np.array(on_disk["task_rates"]).shape == (5, 64)
+  counts = np.bincount(tiny_data.test_labels, minlength=10)
+  per_class = np.array([0.0 if v is None else v for v in on_disk["class_accuracy"]])
+  assert [v is None for v in on_disk["class_accuracy"]] == list(counts == 0)
+  assert np.isclose(per_class @ counts / counts.sum(), on_disk["test_accuracy"])
   jsd = np.array(on_disk["jsd"]["matrix_x100"])
   assert jsd.shape == (10, 10) and np.allclose(jsd, jsd.T) and np.all(np.diag(jsd) == 0)
   assert numbers["variability"]["trials"] == 3

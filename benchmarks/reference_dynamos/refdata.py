@@ -211,5 +211,6 @@ def gcl_seed_table(records: list[dict]) -> str:
         "-" if a is None else f"{a:.1f}" for a in per_class] + ["-"] * (classes - len(per_class))
     lines.append("  ".join(f"{c:>6}" for c in cells))
   s = metrics.over_seeds(records)["gcl"]["accuracy"]
-  lines.append(f"{len(records)} seeds: GCL {s['mean']:.2f} +- {s['std']:.2f} (std over seeds, ddof 1)")
+  lines.append(f"{len(records)} seeds: GCL {s['mean']:.2f} +- {s['std']:.2f} "
+               "(std over seeds, ddof 1)")
   return "\n".join(lines)

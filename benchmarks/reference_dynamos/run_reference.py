@@ -13,8 +13,8 @@ e6d5509bc0c96a3a503c19d0eab74ab40a345869 (README.md here says how to get one).
 Their files are not changed. What this driver adds around them (README.md here):
 
 - imports: torchvision is stubs/torchvision (their MNIST layout over our arrays,
-  ToTensor, Compose, MNIST-360's PIL rotation); their modules are imported from --ref with --ref as the
-  working directory (their models/__init__.py lists ``models/``);
+  ToTensor, Compose, MNIST-360's PIL rotation); their modules are imported from
+  --ref with --ref as the working directory (their models/__init__.py lists ``models/``);
 - (b) runs their main_policy.py itself (``--load_best_args``: Table 5), with
   MNIST from our loader (refdata.mnist_arrays: the ``files`` / ``bundled``
   source, the bytes a dynamos_jax run reads); their DataLoader(num_workers=4)
@@ -93,7 +93,8 @@ def parse(argv):
     s = sub.add_parser(name)
     s.add_argument("--ref", required=True, help=f"work tree of {REPO} at {COMMIT[:7]}")
     s.add_argument("--buffer_size", type=int, default=500,
-                   help="their best_args rows: seq-mnist 500 / 1000 / 2000, mnist-360 100 / 200 / 500")
+                   help="their best_args rows: seq-mnist 500 / 1000 / 2000, "
+                   "mnist-360 100 / 200 / 500")
     s.add_argument("--seed", type=int, default=0)
   t = sub.choices["throughput"]
   t.add_argument("--threads", default="1,2", help="torch.set_num_threads values, one case each")
@@ -110,7 +111,8 @@ def parse(argv):
   r.add_argument("--workdir", required=True, help="a new directory: results.json, their outputs")
   r.add_argument("--threads", type=int, default=2)
   r.add_argument("--max_steps_per_task", type=int, default=0,
-                 help="seq-mnist: stop each task's epoch after this many steps (0: all); smoke only")
+                 help="seq-mnist: stop each task's epoch after this many steps (0: all); "
+                 "smoke only")
   r.add_argument("--max_steps", type=int, default=0,
                  help="mnist-360: end their stream after this many steps (0: all); smoke only")
   r.add_argument("--log_every", type=int, default=100, help="steps per log entry")
@@ -360,7 +362,8 @@ def train(args):
   if gcl:
     print(f"seed {args.seed}: GCL {record['gcl']['accuracy']:.2f} (mnist-360, buffer "
           f"{args.buffer_size}); {rec.steps} steps in {rec.train_seconds:.1f} s "
-          f"({out['train']['steps_per_second']:.2f} steps/s); {os.path.join(workdir, 'results.json')}")
+          f"({out['train']['steps_per_second']:.2f} steps/s); "
+          f"{os.path.join(workdir, 'results.json')}")
     return
   c, t = record["class_il"], record["task_il"]
   print(f"seed {args.seed}: class-IL {c['final_average']:.2f} / task-IL {t['final_average']:.2f}"

@@ -101,8 +101,8 @@ class GclRecorder(Recorder):
   once, which pulls ``get_test_data`` batches until ``test_over`` and returns the
   sample-weighted accuracy (percent). Per-class counts come from the test labels
   ``get_test_data`` returns and an eval-mode forward hook, with the same
-  ``torch.max`` their evaluate takes; ``per_class_check`` says whether their
-  sum reproduces their accuracy.
+  ``torch.max`` their evaluate takes (``refdata.gcl_record`` checks that their
+  sum reproduces their accuracy).
   """
 
   def __init__(self, torch, log_every, num_classes):

@@ -114,13 +114,9 @@ def end_task(method, state, task):
   state = jax.tree.map(jnp.asarray, state)
   g = state.g
   counts = np.asarray(state.counts[t])
-  ex = mask_exists(method, g, counts)
-  binary = tuple(hat.binarise(e, method.smax, x) for e, x in zip(g["emb"], ex))
-  cum = tuple(hat.cumulate(c, b) for c, b in zip(state.cum, binary))
-  past_emb = tuple(p.at[t].set(e) for p, e in zip(state.past_emb, g["emb"]))
-  ones = np.asarray([int(jnp.sum(c)) for c in cum])
+  state, ones = dgm_shapes.close_masks(method, state, mask_exists(method, g, counts), t)
   new, widths = dgm_shapes.grown(method, g, counts, ones - np.asarray(state.reserved))
-  state = state.replace(cum=cum, past_emb=past_emb, reserved=jnp.asarray(ones, jnp.int32))
+  state = state.replace(reserved=jnp.asarray(ones, jnp.int32))
   return dgm_shapes.pad(method, state, widths, grown=(t, counts, new))
 
 

@@ -51,7 +51,7 @@ import numpy as np
 
 from dynamos_jax import hat
 from dynamos_jax.methods.dgm_replay import REPLAY
-from dynamos_jax.methods.dgm_shapes import BN, GROW
+from dynamos_jax.methods.dgm_shapes import BN, GROW, close_masks, pad_to
 from dynamos_jax.methods.dgm_state import DGMState
 from dynamos_jax.models import dgm_generator as gen
 from dynamos_jax.models import dgm_generator_resnet as rg
@@ -217,18 +217,14 @@ def new_heads(method, state, key, t: int) -> dict:
               head_bias=g["head_bias"].at[t * c:(t + 1) * c].set(bias))
 
 
-def _pad_to(x, shape):
-  return jnp.pad(x, [(0, a - b) for a, b in zip(shape, x.shape)])
-
-
 def _repad(method, state, params, stats, **changes):
   """``state`` with G's params/stats replaced and its mask arrays padded to their shapes."""
   shapes = [w.shape for w in params["w"]]
   return state.replace(
       g=params, g_stats=stats, g_opt=method.tx_g.init(params),
-      past_emb=tuple(_pad_to(p, (p.shape[0], *s)) for p, s in zip(state.past_emb, shapes)),
-      cum=tuple(_pad_to(c, s) for c, s in zip(state.cum, shapes)),
-      snapshot=tuple(_pad_to(w, s) for w, s in zip(state.snapshot, shapes)), **changes)
+      past_emb=tuple(pad_to(p, (p.shape[0], *s)) for p, s in zip(state.past_emb, shapes)),
+      cum=tuple(pad_to(c, s) for c, s in zip(state.cum, shapes)),
+      snapshot=tuple(pad_to(w, s) for w, s in zip(state.snapshot, shapes)), **changes)
 
 
 def end_task(method, state, task):
@@ -236,11 +232,7 @@ def end_task(method, state, task):
   t = task.index
   state = jax.tree.map(jnp.asarray, state)
   g, sizes = state.g, np.asarray(state.sizes)
-  ex = allocated(g, sizes)
-  binary = tuple(hat.binarise(e, method.smax, x) for e, x in zip(g["emb"], ex))
-  cum = tuple(hat.cumulate(c, b) for c, b in zip(state.cum, binary))
-  past_emb = tuple(p.at[t].set(e) for p, e in zip(state.past_emb, g["emb"]))
-  ones = np.asarray([int(jnp.sum(c)) for c in cum])
+  state, ones = close_masks(method, state, allocated(g, sizes), t)
   if method.expansion == "none":
     new_sizes, new_counts = sizes, np.asarray(state.counts[t])
   else:
@@ -253,7 +245,6 @@ def end_task(method, state, task):
   if t + 1 < method.spec.num_tasks:
     scale0 = rg.bn_init(method._key(state, BN, t + 1), rg.groups(new_counts), widths)
     params["scale"] = tuple(x.at[t + 1].set(v) for x, v in zip(params["scale"], scale0))
-  state = state.replace(cum=cum, past_emb=past_emb)
   return _repad(method, state, params, stats, reserved=jnp.asarray(ones, jnp.int32),
                 counts=state.counts.at[t + 1:].set(jnp.asarray(new_counts, jnp.int32)),
                 sizes=jnp.asarray(new_sizes, jnp.int32))

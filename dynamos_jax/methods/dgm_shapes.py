@@ -39,8 +39,21 @@ def grown(method, g, counts: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray,
   return new, widths
 
 
-def _pad_to(x: jax.Array, shape) -> jax.Array:
+def pad_to(x: jax.Array, shape) -> jax.Array:
+  """x zero-padded at the end of each axis to ``shape`` (each >= x's)."""
   return jnp.pad(x, [(0, a - b) for a, b in zip(shape, x.shape)])
+
+
+def close_masks(method, state, exists, t: int):
+  """Task t's end for either G family (spec 3.2): its masks binarised at s_max over
+  ``exists`` and cumulated, its embeddings kept. Returns (state with ``cum`` and
+  ``past_emb`` updated, int [L] the reserved entries per layer now)."""
+  g = state.g
+  binary = tuple(hat.binarise(e, method.smax, x) for e, x in zip(g["emb"], exists))
+  cum = tuple(hat.cumulate(c, b) for c, b in zip(state.cum, binary))
+  past_emb = tuple(p.at[t].set(e) for p, e in zip(state.past_emb, g["emb"]))
+  ones = np.asarray([int(jnp.sum(c)) for c in cum])
+  return state.replace(cum=cum, past_emb=past_emb), ones
 
 
 def pad(method, state, widths, grown=None):
@@ -72,9 +85,9 @@ def pad(method, state, widths, grown=None):
   shapes = [e.shape for e in params["emb"]]
   return state.replace(
       g=params, g_stats=stats, g_opt=method.tx_g.init(params),
-      past_emb=tuple(_pad_to(p, (p.shape[0], *sh)) for p, sh in zip(state.past_emb, shapes)),
-      cum=tuple(_pad_to(c, sh) for c, sh in zip(state.cum, shapes)), counts=counts,
-      snapshot=tuple(_pad_to(w, nw.shape) for w, nw in zip(state.snapshot, params["w"])))
+      past_emb=tuple(pad_to(p, (p.shape[0], *sh)) for p, sh in zip(state.past_emb, shapes)),
+      cum=tuple(pad_to(c, sh) for c, sh in zip(state.cum, shapes)), counts=counts,
+      snapshot=tuple(pad_to(w, nw.shape) for w, nw in zip(state.snapshot, params["w"])))
 
 
 def common_shape(method, states: list) -> list:

@@ -65,3 +65,11 @@ def test_gcl_tables_say_per_buffer_whether_dynamos_beats_the_baseline():
   assert f"= {np.mean(dynamos) - np.mean(baseline):+.2f} points" in first
   assert f"p = {p:.3f}" in first and first.endswith("the claim does not hold")
   assert "= +6.50 points" in second and second.endswith("the claim holds")
+
+
+def test_full_tables_show_progress_and_short_ones_do_not(tmp_path):
+  args, _, _ = readme_tables.parse(["--tables=quickstart", f"--workdir={tmp_path}"])
+  assert readme_tables.load_config("quickstart.py", args).train.progress
+  args, _, _ = readme_tables.parse(["--tables=quickstart", "--short", f"--workdir={tmp_path}"])
+  short = readme_tables.load_config("quickstart.py", args)
+  assert not short.train.progress and short.train.max_steps_per_task == readme_tables.SHORT_STEPS

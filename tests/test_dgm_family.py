@@ -1,10 +1,12 @@
 """The two G families of DGM (methods/dgm_dcgan.py, methods/dgm_imagenet.py) offer the same
-functions: the ones dgm_dcgan's docstring lists, which are the ones DGM calls."""
+functions: the ones dgm_dcgan's docstring lists, which are the ones DGM calls; their summary
+modules (dgm_summary_dcgan.py, dgm_summary_resnet.py) the ones dgm_summary calls."""
 
 import inspect
 import re
 
-from dynamos_jax.methods import dgm_dcgan, dgm_imagenet
+from dynamos_jax.methods import (dgm_dcgan, dgm_imagenet, dgm_summary, dgm_summary_dcgan,
+                                 dgm_summary_resnet)
 from dynamos_jax.methods.dgm import DGM
 
 
@@ -29,3 +31,15 @@ def test_every_family_function_dgm_calls_is_listed():
   source = inspect.getsource(inspect.getmodule(DGM))
   called = set(re.findall(r"family\.(\w+)\(", source))
   assert called and called <= set(_interface()), called - set(_interface())
+
+
+def test_both_summary_modules_define_what_dgm_summary_calls_with_the_same_parameters():
+  source = inspect.getsource(dgm_summary)
+  called = set(re.findall(r"(?:_family\(method\)|family)\.(\w+)", source))
+  assert {"arrays", "generate", "samples", "task_exists", "LAYERS"} <= called, called
+  for name in called:
+    a, b = (getattr(m, name, None) for m in (dgm_summary_dcgan, dgm_summary_resnet))
+    assert a is not None and b is not None, name
+    if callable(a):
+      pa, pb = (list(inspect.signature(f).parameters) for f in (a, b))
+      assert pb[:len(pa)] == pa, (name, pa, pb)

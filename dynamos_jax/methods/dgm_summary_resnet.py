@@ -1,6 +1,6 @@
 """``dgm_summary``'s pieces for the ResNet generator (ImageNet-50; dgm-spec 16).
 
-The same quantities as for the DCGAN G, with the ResNet G's shapes
+The same functions as ``dgm_summary_dcgan``'s, with the ResNet G's shapes
 (``models/dgm_generator_resnet.py``): ten masked weights (``LAYERS``), each
 task's masks over the entries allocated while it trained, per-task BN and
 per-class heads (a task owns ``classes_per_task`` consecutive classes).
@@ -24,6 +24,22 @@ LAYERS = ("fc1",) + tuple(f"block{b}.{n}" for b in (1, 2, 3) for n in ("conv1", 
 # The seven channel groups (rg.groups), named by the weight whose outputs they are.
 GROUPS = ("fc1", "block1.conv1", "block1.conv2", "block2.conv1", "block2.conv2",
           "block3.conv1", "block3.conv2")
+
+
+def onehot_width(method) -> int:
+  """The noise's one-hot prefix width (``dgm.onehot_dims``, 0: none)."""
+  return dgm_imagenet.onehot_width(method)
+
+
+def row(method, state, t: int, l: int) -> dict:
+  """``mask_statistics``' extra column: the weight's name."""
+  return {"name": LAYERS[l]}
+
+
+def samples(method, state, classes: int, n: int, base: jax.Array) -> np.ndarray:
+  """uint8 [classes, n, 32, 32, 3] from noise ``base`` [n, nz]: ``dgm_imagenet.samples``
+  (each class by its own head, as the method's after-task reports)."""
+  return dgm_imagenet.samples(method, state, classes, n, base)
 
 
 def allocations(method, state, tasks: int) -> np.ndarray:

@@ -429,13 +429,16 @@ def test_analyze_writes_the_dgm_figures_of_an_imagenet_run(run):
     assert numbers["occupancy"]["new"][t][l] == pytest.approx(row["new"] / row["entries"])
     assert numbers["occupancy"]["reused"][t][l] == pytest.approx(row["reused"] / row["entries"])
   # Drift by class -> task: task 0's classes against their first grid; binary past masks
-  # and frozen weights keep them exactly (the HAT guarantee, seen in the reports).
+  # and frozen weights keep them (the HAT guarantee, seen in the reports) up to float
+  # rounding: G grew in between, and XLA:CPU may sum the wider convolutions in another
+  # order (seen on an Intel Xeon: one pixel of the grid one level off).
   reports = task_reports.load(workdir, config.seed)
   first, second = (r["samples"].astype(np.float32) for r in reports)
   drift = numbers["sample_drift"]
   assert len(drift[0]) == C and len(drift[1]) == 2 * C
   assert drift[1][:C] == [float(np.mean(np.abs(second[c] - first[c]))) / 255 for c in range(C)]
-  assert drift[1] == [0.0] * (2 * C)
+  assert np.max(np.abs(second[:C] - first)) <= 1 and np.mean(second[:C] != first) < 1e-3
+  assert drift[1][C:] == [0.0] * C
   sizes, counted = numbers["size_bytes"], numbers["generator"]
   arrays = len(np.load(os.path.join(out, "generator", "generator_weights.npz")).files)
   assert counted["weights_bytes"] <= sizes["weights"] < counted["weights_bytes"] + 400 * arrays

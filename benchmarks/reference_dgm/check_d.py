@@ -23,6 +23,32 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", ".."))
 
 
+def head_weight(w, channels: int):
+  """A head's torch weight [out, C*4*4] ((C, H, W) flatten) -> our Dense kernel [4*4*C, out]."""
+  return w.reshape(w.shape[0], channels, 4, 4).transpose(2, 3, 1, 0).reshape(channels * 16, -1)
+
+
+def d_variables(net_d, ndf: int):
+  """Their netD's weights and BN statistics as our Discriminator's (params, batch_stats)."""
+  import jax
+  import jax.numpy as jnp
+  t = {k: v.detach().numpy() for k, v in net_d.state_dict().items()}
+  c4 = 4 * ndf
+  params = {
+      "conv1": {"kernel": t["conv1.weight"].transpose(2, 3, 1, 0)},  # OIHW -> HWIO
+      "conv2": {"kernel": t["conv2.weight"].transpose(2, 3, 1, 0)},
+      "conv3": {"kernel": t["conv3.weight"].transpose(2, 3, 1, 0)},
+      "bn2": {"scale": t["BatchNorm2.weight"], "bias": t["BatchNorm2.bias"]},
+      "bn3": {"scale": t["BatchNorm3.weight"], "bias": t["BatchNorm3.bias"]},
+      "critic": {"kernel": head_weight(t["disc_linear.weight"], c4),
+                 "bias": t["disc_linear.bias"]},
+      "aux": {"kernel": head_weight(t["aux_linear.weight"], c4), "bias": t["aux_linear.bias"]},
+  }
+  stats = {"bn2": {"mean": t["BatchNorm2.running_mean"], "var": t["BatchNorm2.running_var"]},
+           "bn3": {"mean": t["BatchNorm3.running_mean"], "var": t["BatchNorm3.running_var"]}}
+  return jax.tree.map(jnp.asarray, params), jax.tree.map(jnp.asarray, stats)
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--ref", required=True)
@@ -56,25 +82,8 @@ def main(argv=None) -> int:
   xj = jnp.asarray(x.transpose(0, 2, 3, 1))
   variables = ours.init(jax.random.key(0), xj, train=False)
 
-  c4 = 4 * args.ndf  # conv3's channels; spatial 4 x 4
-
-  def head_to_flax(w):  # torch [out, C*H*W] (C, H, W order) -> flax [H*W*C, out]
-    return w.reshape(w.shape[0], c4, 4, 4).transpose(2, 3, 1, 0).reshape(c4 * 16, -1)
-
-  def to_flax():
-    t = {k: v.detach().numpy() for k, v in theirs.state_dict().items()}
-    params = {
-        "conv1": {"kernel": t["conv1.weight"].transpose(2, 3, 1, 0)},
-        "conv2": {"kernel": t["conv2.weight"].transpose(2, 3, 1, 0)},
-        "conv3": {"kernel": t["conv3.weight"].transpose(2, 3, 1, 0)},
-        "bn2": {"scale": t["BatchNorm2.weight"], "bias": t["BatchNorm2.bias"]},
-        "bn3": {"scale": t["BatchNorm3.weight"], "bias": t["BatchNorm3.bias"]},
-        "critic": {"kernel": head_to_flax(t["disc_linear.weight"]), "bias": t["disc_linear.bias"]},
-        "aux": {"kernel": head_to_flax(t["aux_linear.weight"]), "bias": t["aux_linear.bias"]},
-    }
-    stats = {"bn2": {"mean": t["BatchNorm2.running_mean"], "var": t["BatchNorm2.running_var"]},
-             "bn3": {"mean": t["BatchNorm3.running_mean"], "var": t["BatchNorm3.running_var"]}}
-    return jax.tree.map(jnp.asarray, params), jax.tree.map(jnp.asarray, stats)
+  head_to_flax = lambda w: head_weight(w, 4 * args.ndf)
+  to_flax = lambda: d_variables(theirs, args.ndf)
 
   params, stats = to_flax()
   for k in params:  # the structure matches ours

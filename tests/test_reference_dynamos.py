@@ -261,3 +261,61 @@ def test_train_arguments_take_each_datasets_best_args_rows(tmp_path, capsys):
       run_reference.parse(base + bad)
     assert e.value.code == 2
   assert "error: --buffer_size=1000" in capsys.readouterr().err
+
+
+def test_bn_draws_one_generator_distinct_filled_slots():
+  draws = refdata.bn_draws(500)
+  assert len(draws) == 100 and all(len(d) == 32 for d in draws)
+  # np.random.default_rng(0).choice(500, 32, replace=False), twice from one generator
+  # (the rule of the diagnostic on our final states): the opening slots of draws 1 and 2.
+  assert draws[0][:8].tolist() == [456, 299, 135, 35, 7, 306, 272, 127]
+  assert draws[1][:8].tolist() == [352, 147, 162, 193, 341, 451, 273, 182]
+  assert refdata.bn_draws(100, batches=1)[0][:5].tolist() == [82, 44, 24, 5, 1]
+  for d in draws:
+    assert len(set(d.tolist())) == 32 and 0 <= d.min() and d.max() < 500
+  # Exactly as many filled slots as a draw takes: every draw is a permutation of them.
+  assert all(sorted(d.tolist()) == list(range(32)) for d in refdata.bn_draws(32, batches=3))
+  with pytest.raises(ValueError):
+    refdata.bn_draws(31)  # without replacement, 32 of 31 slots cannot be drawn
+
+
+def test_bn_from_buffer_record_by_hand():
+  evaluated = refdata.gcl_record(100 * 8 / 11, [3, 0, 5, 0], [4, 2, 5, 0])
+  reestimated = refdata.gcl_record(100 * 6 / 11, [2, 1, 3, 0], [4, 2, 5, 0])
+  rec = refdata.bn_from_buffer_record(evaluated, evaluated, reestimated, seconds=1.5)
+  assert rec["accuracy"] == pytest.approx(100 * 6 / 11)
+  assert rec["delta"] == pytest.approx(-100 * 2 / 11)
+  assert rec["per_class"]["accuracy"] == [50.0, 50.0, 60.0, None]
+  # Per class, points: 50 - 75, 50 - 0, 60 - 100, no draws.
+  assert rec["per_class_delta"] == [-25.0, 50.0, -40.0, None]
+  assert rec["replay_matches"] is True and rec["seconds"] == 1.5
+  # A replay of their evaluation that does not give their counts again is flagged.
+  other = refdata.gcl_record(100 * 8 / 11, [4, 0, 4, 0], [4, 2, 5, 0])
+  assert refdata.bn_from_buffer_record(evaluated, other, reestimated)["replay_matches"] is False
+
+
+def test_gcl_seed_table_shows_bn_from_the_buffer_where_recorded():
+  records = []
+  for seed, c, b in ((0, 1, 2), (1, 3, 3)):  # GCL 25 / 75, with BN from the buffer 50 / 75
+    rec = {"seed": seed, **refdata.gcl_record(100 * c / 4, [c], [4])}
+    rec["gcl_bn_from_buffer"] = {"accuracy": 100 * b / 4}
+    records.append(rec)
+  lines = refdata.gcl_seed_table(records).splitlines()
+  assert lines[0].split() == ["seed", "gcl", "bn", "c0"]
+  assert lines[1].split() == ["0", "25.00", "50.00", "25.0"]
+  # Mean 62.5, std (ddof 1) sqrt(2 * 12.5^2) = 17.68.
+  assert lines[-1] == "2 seeds: GCL with BN from the buffer 62.50 +- 17.68"
+  assert lines[-2].startswith("2 seeds: GCL 50.00 +- 35.36")
+
+
+def test_bn_from_buffer_is_for_mnist_360(tmp_path, capsys):
+  ref = tmp_path / "ref"
+  ref.mkdir()
+  (ref / "main_policy.py").write_text("")
+  base = ["train", f"--ref={ref}", f"--workdir={tmp_path / 'w'}"]
+  assert run_reference.parse(base + ["--dataset=mnist-360", "--buffer_size=100"]).bn_from_buffer is False
+  assert run_reference.parse(base + ["--dataset=mnist-360", "--buffer_size=500",
+                                     "--bn_from_buffer"]).bn_from_buffer is True
+  with pytest.raises(SystemExit) as e:
+    run_reference.parse(base + ["--bn_from_buffer"])
+  assert e.value.code == 2 and "--bn_from_buffer is for mnist-360" in capsys.readouterr().err

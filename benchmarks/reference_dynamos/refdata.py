@@ -9,6 +9,9 @@
   definition of forgetting and transfer).
 - ``gcl_record``: their MNIST-360 evaluation (one accuracy, plus the per-class
   counts the driver records) as our results.json's ``gcl`` / ``metrics`` entries.
+- ``bn_draws`` / ``bn_from_buffer_record``: the buffer slots of the BatchNorm
+  re-estimation after their MNIST-360 run (``--bn_from_buffer``), and its
+  evaluation beside theirs.
 - ``StepLog``: their per-step loss dictionaries under our log's metric names,
   averaged over chunks of steps as our log is.
 - ``seed_table`` / ``gcl_seed_table``: per-seed tables and mean +- std.
@@ -128,6 +131,55 @@ def gcl_record(accuracy: float, correct: list[int], total: list[int]) -> dict:
               "matches_accuracy": pooled is not None and abs(pooled - accuracy) < 1e-9}}
 
 
+# The BatchNorm re-estimation of --bn_from_buffer: as the diagnostic on our final states.
+BN_BATCHES, BN_SIZE, BN_SEED = 100, 32, 0
+
+
+def bn_draws(filled: int, batches: int = BN_BATCHES, size: int = BN_SIZE,
+             seed: int = BN_SEED) -> list:
+  """Buffer slots of each re-estimation forward: ``size`` distinct of the ``filled`` slots.
+
+  One generator, ``np.random.default_rng(seed)``, for all ``batches`` draws (each
+  ``choice(filled, size, replace=False)``), so the draws differ from one forward
+  to the next and are the same on both sides for the same ``filled``.
+
+  Raises:
+    ValueError: fewer filled slots than ``size`` (a draw without replacement).
+  """
+  if filled < size:
+    raise ValueError(f"{filled} filled buffer slots: too few for draws of {size} without replacement")
+  rng = np.random.default_rng(seed)
+  return [rng.choice(filled, size, replace=False) for _ in range(batches)]
+
+
+def bn_from_buffer_record(evaluated: dict, replayed: dict, reestimated: dict, **extra) -> dict:
+  """results.json's ``gcl_bn_from_buffer``: the re-estimated model's evaluation beside theirs.
+
+  Args:
+    evaluated: ``gcl_record`` of their own final evaluation.
+    replayed: ``gcl_record`` of the unchanged model over the same recorded test
+      batches (a check: it should be ``evaluated`` again).
+    reestimated: ``gcl_record`` of the model with BN statistics from the buffer,
+      over the same batches.
+    extra: what else to keep (the draw rule, BN modules, statistics' change).
+
+  Returns:
+    ``{"accuracy", "per_class", "delta", "per_class_delta", "replay_matches", **extra}``:
+    the re-estimated accuracy and per-class record, and its differences from
+    theirs (percentage points; None for a class without draws).
+  """
+  before = evaluated["gcl_per_class"]["accuracy"]
+  after = reestimated["gcl_per_class"]["accuracy"]
+  replay_matches = (replayed["gcl_per_class"]["correct"] == evaluated["gcl_per_class"]["correct"]
+                    and replayed["gcl_per_class"]["total"] == evaluated["gcl_per_class"]["total"]
+                    and replayed["gcl"]["accuracy"] == evaluated["gcl"]["accuracy"])
+  return {"accuracy": reestimated["gcl"]["accuracy"], "per_class": reestimated["gcl_per_class"],
+          "delta": reestimated["gcl"]["accuracy"] - evaluated["gcl"]["accuracy"],
+          "per_class_delta": [None if a is None or b is None else a - b
+                              for b, a in zip(before, after)],
+          "replay_matches": replay_matches, **extra}
+
+
 class StepLog:
   """Their per-step losses as our log: means over chunks of ``every`` steps.
 
@@ -199,18 +251,28 @@ def seed_table(records: list[dict]) -> str:
 def gcl_seed_table(records: list[dict]) -> str:
   """A per-seed table of MNIST-360 results.json records (ours or theirs) and the mean +- std.
 
-  Per seed: the GCL accuracy, then the per-class accuracies where the record has
-  them (theirs, from the driver; ours writes none).
+  Per seed: the GCL accuracy, the accuracy with BN statistics from the buffer
+  where a record has it (``bn``: theirs run with --bn_from_buffer), then the
+  per-class accuracies where the record has them (theirs, from the driver; ours
+  writes none).
   """
   classes = max((len(r.get("gcl_per_class", {}).get("accuracy", [])) for r in records), default=0)
-  head = ["seed", "gcl"] + [f"c{k}" for k in range(classes)]
+  bn = [r["gcl_bn_from_buffer"]["accuracy"] for r in records if "gcl_bn_from_buffer" in r]
+  head = ["seed", "gcl"] + ["bn"] * bool(bn) + [f"c{k}" for k in range(classes)]
   lines = ["  ".join(f"{h:>6}" for h in head)]
   for r in records:
     per_class = r.get("gcl_per_class", {}).get("accuracy", [])
-    cells = [str(r.get("seed", "?")), f"{r['gcl']['accuracy']:.2f}"] + [
-        "-" if a is None else f"{a:.1f}" for a in per_class] + ["-"] * (classes - len(per_class))
+    cells = [str(r.get("seed", "?")), f"{r['gcl']['accuracy']:.2f}"]
+    if bn:
+      cells.append(f"{r['gcl_bn_from_buffer']['accuracy']:.2f}" if "gcl_bn_from_buffer" in r
+                   else "-")
+    cells += ["-" if a is None else f"{a:.1f}" for a in per_class] + ["-"] * (
+        classes - len(per_class))
     lines.append("  ".join(f"{c:>6}" for c in cells))
   s = metrics.over_seeds(records)["gcl"]["accuracy"]
   lines.append(f"{len(records)} seeds: GCL {s['mean']:.2f} +- {s['std']:.2f} "
                "(std over seeds, ddof 1)")
+  if len(bn) > 1:
+    lines.append(f"{len(bn)} seeds: GCL with BN from the buffer {np.mean(bn):.2f} +- "
+                 f"{np.std(bn, ddof=1):.2f}")
   return "\n".join(lines)

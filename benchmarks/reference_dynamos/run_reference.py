@@ -75,6 +75,7 @@ BLOBS = {
 # Their best_args rows per dataset (Table 5).
 BUFFERS = {"seq-mnist": (500, 1000, 2000), "mnist-360": (100, 200, 500)}
 NUM_TASKS = 5
+THRESHOLD = 0.5  # their evaluate's default gate threshold (their GCL train calls it so)
 POOL = 4000  # synthetic images for (a), as benchmarks/throughput.py
 
 
@@ -118,6 +119,9 @@ def parse(argv):
   r.add_argument("--log_every", type=int, default=100, help="steps per log entry")
   r.add_argument("--worker_loader", action="store_true",
                  help="keep their DataLoader(num_workers=4) (worker processes)")
+  r.add_argument("--bn_from_buffer", action="store_true",
+                 help="mnist-360: after their run, re-estimate BN statistics from their final "
+                 "buffer and evaluate again over the same test batches (gcl_bn_from_buffer)")
   args = p.parse_args(argv)
   if args.command == "summary":
     return args
@@ -142,6 +146,8 @@ def parse(argv):
     if gcl and (args.max_steps_per_task or args.worker_loader):
       fail("--max_steps_per_task and --worker_loader are for seq-mnist (their MNIST-360 "
            "loaders already run in the main process); use --max_steps")
+    if not gcl and args.bn_from_buffer:
+      fail("--bn_from_buffer is for mnist-360")
     if not gcl and args.max_steps:
       fail("--max_steps is for mnist-360; seq-mnist takes --max_steps_per_task")
     if os.path.exists(os.path.join(args.workdir, "results.json")) or os.path.exists(
@@ -321,7 +327,8 @@ def train(args):
     # Their main sends a GCL dataset to utils.policy_continual_training.train.
     import datasets.mnist_360 as mnist_360
     import utils.policy_continual_training as loop
-    rec = trainhooks.GclRecorder(torch, args.log_every, mnist_360.MNIST360.N_CLASSES)
+    rec = trainhooks.GclRecorder(torch, args.log_every, mnist_360.MNIST360.N_CLASSES,
+                                 keep_test=args.bn_from_buffer)
     rec.dataset(mnist_360.MNIST360, args.max_steps)
   else:
     import datasets.utils.continual_dataset as continual_dataset
@@ -343,6 +350,9 @@ def train(args):
   rec.log.flush()
   record = (refdata.gcl_record(rec.accuracy, rec.correct, rec.total) if gcl
             else refdata.accuracy_record(rec.calls, NUM_TASKS))
+  if args.bn_from_buffer:
+    # After their run: their evaluation, CSV and saved model are already written.
+    record["gcl_bn_from_buffer"] = bn_from_buffer(refdata, rec, record)
   config = {k: v for k, v in vars(rec.args).items() if isinstance(v, (int, float, str, bool))}
   out = {"reference": {"repo": REPO, "commit": COMMIT, "changed_files": changed,
                        "data": {"source": args.source, "path": args.path,
@@ -360,6 +370,10 @@ def train(args):
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(out, f, indent=1)
   if gcl:
+    if args.bn_from_buffer:
+      bn = record["gcl_bn_from_buffer"]
+      print(f"seed {args.seed}: BN from the buffer: GCL {bn['accuracy']:.2f} "
+            f"({bn['delta']:+.2f}; replay of theirs matches: {bn['replay_matches']})")
     print(f"seed {args.seed}: GCL {record['gcl']['accuracy']:.2f} (mnist-360, buffer "
           f"{args.buffer_size}); {rec.steps} steps in {rec.train_seconds:.1f} s "
           f"({out['train']['steps_per_second']:.2f} steps/s); "
@@ -369,6 +383,22 @@ def train(args):
   print(f"seed {args.seed}: class-IL {c['final_average']:.2f} / task-IL {t['final_average']:.2f}"
         f" after {len(c['matrix']) - 1} tasks; {rec.steps} steps in {rec.train_seconds:.1f} s "
         f"({out['train']['steps_per_second']:.2f} steps/s); {os.path.join(workdir, 'results.json')}")
+
+
+def bn_from_buffer(refdata, rec, record):
+  """Their final model with BN statistics from their final buffer, evaluated as theirs was.
+
+  First their evaluate over the recorded test batches with the model unchanged
+  (it should give their figure again: the check that the replay is their
+  evaluation), then ``GclRecorder.bn_from_buffer`` and the same evaluation.
+  """
+  start = time.perf_counter()
+  replayed = refdata.gcl_record(*rec.replay_evaluate(THRESHOLD))
+  done = rec.bn_from_buffer(refdata.BN_BATCHES, refdata.BN_SIZE, refdata.BN_SEED, THRESHOLD)
+  reestimated = refdata.gcl_record(*rec.replay_evaluate(THRESHOLD))
+  return refdata.bn_from_buffer_record(record, replayed, reestimated, **done,
+                                       replayed_accuracy=replayed["gcl"]["accuracy"],
+                                       seconds=time.perf_counter() - start)
 
 
 def summary(args):

@@ -6,7 +6,9 @@ computes: each evaluation's per-task accuracies, the buffer after each task, the
 per-step losses, keep ratios and accuracy of the current batch, and the training
 seconds. ``GclRecorder`` does the same for MNIST-360 (their general-continual
 loop: one final ``evaluate`` returning a float), adds per-class counts of that
-evaluation and an optional step cap. ``capped_loader`` stands in for their
+evaluation, an optional step cap and, after their run, the re-estimation of
+BatchNorm statistics from their final buffer (``bn_from_buffer``) with an
+evaluation over the same test batches. ``capped_loader`` stands in for their
 DataLoader (worker count, a cap on training batches). torch is passed in, so
 importing this module needs no torch.
 """
@@ -24,6 +26,7 @@ class Recorder:
     self.torch = torch
     self.calls, self.buffers, self.log = [], [], refdata.StepLog(log_every)
     self.steps, self.train_seconds, self.eval_seconds, self.args = 0, 0.0, 0.0, None
+    self.model = None
     self._capture = None
 
   def evaluate(self, original):
@@ -42,7 +45,7 @@ class Recorder:
 
   def train(self, original):
     def wrapped(model, dataset, args):
-      self.args = args
+      self.args, self.model = args, model
       model.net.register_forward_hook(self.hook)
       model.observe = self.observe(model, model.observe)
       return original(model, dataset, args)
@@ -105,13 +108,19 @@ class GclRecorder(Recorder):
   sum reproduces their accuracy).
   """
 
-  def __init__(self, torch, log_every, num_classes):
+  def __init__(self, torch, log_every, num_classes, keep_test=False):
+    """keep_test: keep their evaluation's test batches (for ``bn_from_buffer``; ~85 MB)."""
     super().__init__(torch, log_every)
     self.accuracy, self.calls = None, []
+    self.num_classes = num_classes
     self.correct, self.total = [0] * num_classes, [0] * num_classes
     self._test_labels = None
+    self.test_batches = [] if keep_test else None
+    self._their_evaluate = None
 
   def evaluate(self, original):
+    self._their_evaluate = original
+
     def wrapped(model, dataset, threshold=0.5):
       start = time.perf_counter()
       acc = original(model, dataset, threshold=threshold)
@@ -134,6 +143,8 @@ class GclRecorder(Recorder):
     def get_test_data(ds):
       inputs, labels = get_test(ds)
       self._test_labels = labels
+      if self.test_batches is not None:
+        self.test_batches.append((inputs, labels))
       return inputs, labels
 
     cls.get_train_data, cls.get_test_data = get_train_data, get_test_data
@@ -149,6 +160,82 @@ class GclRecorder(Recorder):
     for label, right in zip(labels.tolist(), (predicted == labels).tolist()):
       self.total[label] += 1
       self.correct[label] += int(right)
+
+
+  def replay_evaluate(self, threshold=0.5):
+    """Their own evaluate over the recorded test batches: (accuracy, correct, total).
+
+    The same images, rotations and batches as their evaluation (a second pass
+    through their loaders would draw fresh shuffles and advance their rotation
+    counters), so two evaluations differ only by the model.
+    """
+    recorder = self
+
+    class Replay:  # the two members their evaluate reads from a GCL dataset
+      def __init__(self):
+        self.position = 0
+
+      @property
+      def test_over(self):
+        return self.position == len(recorder.test_batches)
+
+      def get_test_data(self):
+        inputs, labels = recorder.test_batches[self.position]
+        self.position += 1
+        recorder._test_labels = labels  # for the per-class hook, as their getter's wrapper
+        return inputs, labels
+
+    saved = self.correct, self.total
+    self.correct, self.total = [0] * self.num_classes, [0] * self.num_classes
+    try:
+      accuracy = float(self._their_evaluate(self.model, Replay(), threshold=threshold))
+      return accuracy, self.correct, self.total
+    finally:
+      self.correct, self.total = saved
+
+  def bn_from_buffer(self, batches, size, seed, threshold=0.5):
+    """Re-estimates every BatchNorm's running statistics from their final buffer, in place.
+
+    ``batches`` forwards of ``size`` buffer entries each (``refdata.bn_draws`` over
+    the filled slots), under ``no_grad``, with the network in eval mode and only
+    its BatchNorm modules in train mode: their ``Agent`` samples its gates
+    whenever ``self.training``, so ``net.train()`` would sample them; in eval mode
+    they are thresholded at ``threshold`` as in their evaluation. Each BN keeps its
+    own momentum (PyTorch's update, unbiased batch variance into running_var) and
+    starts from its end-of-stream statistics; no parameter changes. Call after
+    their run (their saved model and result are then already written).
+
+    Returns:
+      what was done: filled slots, zero slots among them, the BN modules, their
+      momenta, and per module the relative change of running mean / variance
+      (||new - old|| / ||old||).
+    """
+    torch, model = self.torch, self.model
+    net, buf = model.net, model.buffer
+    if model.transform is not None:
+      raise ValueError("their buffer draws apply a transform here; bn_from_buffer is for MNIST-360")
+    filled = min(buf.num_seen_examples, buf.buffer_size)
+    norms = [(name, m) for name, m in net.named_modules()
+             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    old = {name: (m.running_mean.clone(), m.running_var.clone()) for name, m in norms}
+    net.eval()
+    for _, m in norms:
+      m.train()
+    with torch.no_grad():
+      for index in refdata.bn_draws(filled, batches, size, seed):
+        model(buf.examples[torch.from_numpy(index)], threshold=threshold)
+    net.eval()
+
+    def change(new, previous):
+      return float((new - previous).norm() / previous.norm().clamp_min(1e-12))
+
+    zero = int((buf.examples[:filled].flatten(1).abs().sum(1) == 0).sum())
+    return {"draws": {"batches": batches, "size": size, "seed": seed, "filled": filled,
+                      "zero_slots": zero, "threshold": threshold},
+            "bn_modules": len(norms), "momentum": sorted({m.momentum for _, m in norms}),
+            "relative_change": {name: {"mean": change(m.running_mean, old[name][0]),
+                                       "var": change(m.running_var, old[name][1])}
+                                for name, m in norms}}
 
 
 def capped_loader(torch, cap, workers):

@@ -53,31 +53,37 @@ def bench_and_tasks():
 def test_task_arrays_are_the_images_our_epochs_batch(bench_and_tasks):
   bench, tasks = bench_and_tasks
   assert len(tasks) == 10
-  for t in (0, 3, 9):
+  unit = jax.jit(to_unit)
+  images = np.asarray(bench.data.host.train_images)
+  for t in (0, 9):
     entry = tasks[t]
     assert entry["train_x"].shape == (34, 1, 32, 32) and entry["train_x"].dtype == np.float32
     assert entry["valid_x"].shape == (6, 1, 32, 32) and entry["test_x"].shape == (7, 1, 32, 32)
     assert all(np.all(entry[f"{s}_y"] == t) and entry[f"{s}_y"].dtype == np.int64
                for s in refdata.SPLITS)
+    slices = refdata.their_batches(len(entry["train_x"]), BATCH)
+    assert slices == [(0, 8), (8, 16), (16, 24), (24, 32), (32, 34)]
     # Every epoch of ours (fixed order) against their loop's slices of train_x, in order.
     for epoch in (0, 1):
       ours = bench.epoch_data(t, epoch)
-      slices = refdata.their_batches(len(entry["train_x"]), BATCH)
-      assert slices == [(0, 8), (8, 16), (16, 24), (24, 32), (32, 34)]
+      order, mask = np.asarray(ours.order), np.asarray(ours.mask)
+      assert [int(m.sum()) for m in mask[:len(slices)]] == [b - a for a, b in slices]
+      assert not mask[len(slices):].any()  # rows padding the epoch to the longest task's
       for row, (a, b) in enumerate(slices):
-        batch = ours.batch(row)
-        mask = np.asarray(batch.mask)
-        assert mask.sum() == b - a  # the last batch: 2 real rows, the rest padding
-        step_input = np.asarray(jax.jit(to_unit)(batch.images))[mask].transpose(0, 3, 1, 2)
+        step_input = np.asarray(unit(images[order[row][mask[row]]])).transpose(0, 3, 1, 2)
         np.testing.assert_array_equal(step_input, entry["train_x"][a:b])
-      assert not np.asarray(ours.mask)[len(slices):].any()  # padded rows beyond: none real
+    # The last, short batch as the step gathers it (EpochData.batch): 2 real rows.
+    batch = ours.batch(len(slices) - 1)
+    real = np.asarray(batch.mask)
+    np.testing.assert_array_equal(
+        np.asarray(unit(batch.images))[real].transpose(0, 3, 1, 2), entry["train_x"][32:])
     # Held-out and test images: the benchmark's own sets, as our selection and evaluation.
     valid_x, valid_y = bench.validation_set()
     rows = np.asarray(valid_y) == t
     np.testing.assert_array_equal(
-        np.asarray(jax.jit(to_unit)(valid_x[rows])).transpose(0, 3, 1, 2), entry["valid_x"])
+        np.asarray(unit(valid_x[rows])).transpose(0, 3, 1, 2), entry["valid_x"])
     test_x, test_y = bench.task_test_set(t)
-    np.testing.assert_array_equal(np.asarray(jax.jit(to_unit)(test_x)).transpose(0, 3, 1, 2),
+    np.testing.assert_array_equal(np.asarray(unit(test_x)).transpose(0, 3, 1, 2),
                                   entry["test_x"])
 
 

@@ -5,6 +5,7 @@ bad sweeps are refused in one line; the table names the best setting; a
 crashed sweep resumes to the uninterrupted one.
 """
 
+import copy
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 
 from dynamos_jax import evaluate
 from dynamos_jax import metrics
+from dynamos_jax import reporting
 from dynamos_jax import runner
 from dynamos_jax import sweep as sweep_lib
 from dynamos_jax import train
@@ -99,11 +101,18 @@ def test_the_table_names_the_best_setting(swept, capsys):
     mine = json.loads((workdir / "sweep" / label / "results.json").read_text())
     finals = [np.mean(run["class_il"]["matrix"][-1]) for run in mine["runs"]]
     means[label] = (np.mean(finals), np.std(finals, ddof=1))
-  best = max(LABELS, key=lambda l: means[l][0])
-  assert means[LABELS[0]][0] != means[LABELS[1]][0]  # else the ranking tests nothing
+  best = max(LABELS, key=lambda l: means[l][0])  # the first listed among equals
   assert results["sweep"]["best"] == best
+  # The trained settings may tie (seen on an Intel Xeon: both at 10.0), so the ranking
+  # itself is checked on the same runs with either setting lifted above the other.
+  sweep = sweep_lib.parse(config)
+  for winner in LABELS:
+    runs = copy.deepcopy(results["runs"])
+    for run in runs:
+      if run["label"] == winner:
+        run["metrics"]["class_il"]["final_average"] += 1.0
+    assert reporting.sweep_record(sweep, runs, ("class_il", "final_average"))["best"] == winner
   assert results["sweep"]["ranked_by"] == ["class_il", "final_average"]
-  from dynamos_jax import reporting
   print(reporting.format_results(results))
   out = capsys.readouterr().out.splitlines()
   assert out[-1].startswith(f"best setting by class-IL final avg: {best} "

@@ -14,6 +14,17 @@ from dynamos_jax.data import sources
 import toy_method  # noqa: F401,E402
 
 
+def load_benchmark(name: str, *parts: str):
+  """The module at benchmarks/<parts...>, imported by path under ``name``: the benchmark
+  folders are no package, and several have a module named refdata."""
+  import importlib.util
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks", *parts)
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def tiny_dataset(per_class: int = 12, test_per_class: int = 4, size: int = 8):
   """10 classes of 8x8x3 uint8 images whose brightness pattern encodes the class.
 

@@ -1,7 +1,5 @@
 """benchmarks/bn_from_buffer.py: the re-estimated BN statistics and the per-class accuracy."""
 
-import importlib.util
-import os
 
 import flax.linen as nn
 import jax
@@ -9,11 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks",
-                     "bn_from_buffer.py")
-_spec = importlib.util.spec_from_file_location("bn_from_buffer", _PATH)
-bn_from_buffer = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bn_from_buffer)
+from conftest import load_benchmark
+
+bn_from_buffer = load_benchmark("bn_from_buffer", "bn_from_buffer.py")
 
 
 class _Toy(nn.Module):

@@ -1,7 +1,5 @@
 """benchmarks/reference_dgm: what the authors' DGM run reads from us and writes back (no torch)."""
 
-import importlib.util
-import os
 
 import jax
 import ml_collections
@@ -11,17 +9,11 @@ import pytest
 from dynamos_jax import benchmarks
 from dynamos_jax.data import sources
 from dynamos_jax.models.dgm_discriminator import to_unit
-
-_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks",
-                    "reference_dgm")
+from conftest import load_benchmark
 
 
 def _load(name, *parts):
-  # By path: reference_dynamos and reference_slni have modules named refdata too.
-  spec = importlib.util.spec_from_file_location(name, os.path.join(_DIR, *parts))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_benchmark(name, "reference_dgm", *parts)
 
 
 refdata = _load("reference_dgm_refdata", "refdata.py")

@@ -1,7 +1,6 @@
 """benchmarks/reference_dynamos/refdata.py: what the authors' Dynamos run reads and writes (no torch)."""
 
 import gzip
-import importlib.util
 import os
 import pickle
 
@@ -12,18 +11,11 @@ from PIL import Image
 
 from dynamos_jax.data import mnist360, sources
 from dynamos_jax.errors import DataError
-
-_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks",
-                    "reference_dynamos")
+from conftest import load_benchmark
 
 
 def _load(name, *parts):
-  # Loaded by path: benchmarks/reference_slni has a torch module named refdata, and
-  # the stub package's __init__ imports torch (pil_rotate.py alone does not).
-  spec = importlib.util.spec_from_file_location(name, os.path.join(_DIR, *parts))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_benchmark(name, "reference_dynamos", *parts)
 
 
 refdata = _load("reference_dynamos_refdata", "refdata.py")

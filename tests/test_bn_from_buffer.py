@@ -57,3 +57,10 @@ def test_per_class_accuracy_by_hand():
                                           batch_size=4)
   assert acc == pytest.approx(100 * 4 / 6)
   assert classes == [100.0, 50.0, 50.0]
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+  assert bn_from_buffer.main([f"--workdir={tmp_path}", "--forwards=0"]) == 2
+  assert "--forwards and --batch must be >= 1" in capsys.readouterr().err
+  assert bn_from_buffer.main([f"--workdir={tmp_path}"]) == 2
+  assert "is --workdir the directory of a run?" in capsys.readouterr().err

@@ -3,7 +3,7 @@
   python benchmarks/dgm_step.py [--variant=w|a] [--tasks=1,10] [--steps=20] [--repeats=3] \
       [--out=FILE.json]
 
-An iteration is the library's whole training step (runner.make_train_step
+An iteration is the library's whole training step (chunks.make_train_step
 around the dgm method's step, as the trainer jits it): t + 1 CE steps of D on
 real + replayed images, the WGAN-GP step of D, the G step, and the replay of
 t past classes generated inside the step (dgm-spec 7, 15.3). Shapes: 32x32x1,
@@ -35,12 +35,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dynamos_jax import runner
+from dynamos_jax import chunks
 from dynamos_jax.config import base_config
 from dynamos_jax.data.streams import Batch, EpochData
-from dynamos_jax.methods import dgm_shapes
-from dynamos_jax.methods.dgm import DGM
-from dynamos_jax.models import dgm_generator as gen
+from dynamos_jax.methods.dgm import shapes as dgm_shapes
+from dynamos_jax.methods.dgm.dgm import DGM
+from dynamos_jax.methods.dgm import generator_dcgan as gen
 from dynamos_jax.state import TrainState
 
 SAMPLES = 5000
@@ -110,7 +110,7 @@ def measure(variant: str, task: int, steps: int, repeats: int, final_params: flo
   method, learner, data, rows = method_and_state(variant, task, final_params, loops)
   counts = np.asarray(learner.counts[task - 1])  # (the step donates the state)
   state = TrainState(step=jnp.zeros((), jnp.int32), key=jax.random.key(1), learner=learner)
-  step = jax.jit(runner.make_train_step(method, "main"), donate_argnums=0)
+  step = jax.jit(chunks.make_train_step(method, "main"), donate_argnums=0)
   t0 = time.perf_counter()
   compiled = step.lower(state, data, np.int32(0)).compile()
   compile_s = time.perf_counter() - t0

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from dynamos_jax import methods
-from dynamos_jax import runner
+from dynamos_jax import chunks
 from dynamos_jax.config import base_config
 from dynamos_jax.data.streams import EpochData
 
@@ -71,7 +71,7 @@ def main():
   data = EpochData(images, labels, orders[0], masks[0], np.int32(0),
                    None if rotation is None else rotation[0])
   data = jax.device_put(data)
-  step = jax.jit(runner.make_train_step(method, "main"), donate_argnums=0)
+  step = jax.jit(chunks.make_train_step(method, "main"), donate_argnums=0)
   compiled = step.lower(state, data, np.int32(0)).compile()
   metadata = dict(re.findall(r"%([\w.\-]+) = .*?metadata=\{op_name=\"([^\"]+)\"",
                              compiled.as_text()))

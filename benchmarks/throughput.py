@@ -44,12 +44,12 @@ from jax.sharding import PartitionSpec as P
 
 from dynamos_jax import methods
 from dynamos_jax import parallel
-from dynamos_jax import runner as runner_lib
+from dynamos_jax import chunks as runner_lib
 from dynamos_jax.config import base_config
 from dynamos_jax.benchmarks.permuted_mnist import PermutedEpochData
 from dynamos_jax.data import mnist360
 from dynamos_jax.data.streams import EpochData
-from dynamos_jax.methods import two_pass
+from dynamos_jax.methods.dynamos import two_pass
 from dynamos_jax.state import TrainState
 
 import dgm_step  # The DGM iteration's setup and timing (benchmarks/dgm_step.py).

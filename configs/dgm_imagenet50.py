@@ -14,7 +14,7 @@ loops ten, spec 11.5). Nothing is held out of train/ (the code evaluates on
 the validation images only), the real images are reshuffled every epoch.
 
 The nets (spec 2.5): the masked ResNet generator (fc1 + three residual
-up-blocks, per-class heads, its growth rule; models/dgm_generator_resnet.py)
+up-blocks, per-class heads, its growth rule; methods/dgm/generator_resnet.py)
 and the ResNet-18 discriminator with its 2048-unit neck
 (``ResNetDiscriminator``; ``dgm.ndf`` is its stem width, 64), picked by the
 benchmark (``dgm.generator=auto``).
@@ -24,7 +24,7 @@ lr 2e-4 for D and G with betas (0.5, 0.999), ngf 64, n_z 128, s_max 1e4,
 lambda_RU 0.001, lambda_GP 0.6, lambda_adv 1, the class term CE in G's loss
 (aux_g), D not re-initialised (critic head reset, aux head grown: the seen
 classes' columns kept), seed 100. Read from the ImageNet code
-(approaches/DGMw_imnet.py; methods/dgm_imagenet.py says how each is done):
+(approaches/DGMw_imnet.py; methods/dgm/imagenet.py says how each is done):
 its schedule (s^e with (e + 1) / I, the ramp over floor(N / B) + 1 batches;
 spec 3.1), binary past masks (spec 12.5), the G step reusing the D step's
 noise, the one-hot prefix over 100 of the 128 noise dims, the replay of
@@ -40,7 +40,7 @@ full size a task has about 13,000 images, ~186 batches of 70 x 101 epochs,
 each batch t + 3 D steps through ResNet-18: a GPU job (one full-size task-0 step took
 about 300 s on the shared 2-core AMD EPYC, load ~4.6, 2026-12-01, after a 6-minute compile;
 D 12,328,001 parameters with its 50 aux outputs, G 364,544 masked weights).
-Not followed (methods/dgm_imagenet.py): the code's aux head bias from task 1
+Not followed (methods/dgm/imagenet.py): the code's aux head bias from task 1
 on, its skipping of one-image batches, its no-op L1 term.
 """
 

@@ -25,7 +25,7 @@ subset works too (--config.data.source=bundled; see configs/dgm_quick.py).
 
 from dynamos_jax.config import base_config
 
-# The released configs (dgm-spec 9); keys of methods/dgm.py's dgm.* namespace.
+# The released configs (dgm-spec 9); keys of methods/dgm/dgm.py's dgm.* namespace.
 VARIANTS = {
     "dgmw": dict(variant="w", ngf=6, smax=1e4, lambda_ru=0.08, eval_every=2),
     "dgma": dict(variant="a", ngf=20, smax=1e5, lambda_ru=0.01, eval_every=5),

@@ -60,7 +60,7 @@ def analyze(workdir: str, trials: int = 4, trial_images: int = 100, tsne_points:
 
 def _analyze_seed(exp, state, progress, out, workdir, trials, trial_images, tsne_points,
                   tsne_threads, seed) -> dict:
-  from dynamos_jax import plots
+  from dynamos_jax.methods.dynamos import plots
   os.makedirs(out, exist_ok=True)
   figures, numbers = [], {"step": progress["total_steps"], "method": exp.config.method,
                           "dataset": exp.config.dataset}
@@ -96,10 +96,10 @@ def _analyze_seed(exp, state, progress, out, workdir, trials, trial_images, tsne
     numbers.update(_agent_analyses(exp, state, out, add, trials, trial_images, tsne_points,
                                    tsne_threads, seed))
   elif exp.config.method == "dgm":  # samples, growth, mask occupancy, A_t, size on disk
-    from dynamos_jax import dgm_plots
+    from dynamos_jax.methods.dgm import plots as dgm_plots
     numbers["dgm"] = dgm_plots.analyze_dgm(exp, state, progress, out, add, workdir)
   elif exp.config.method == "slni":  # its hidden layers, finally and after each task
-    from dynamos_jax import slni_plots
+    from dynamos_jax.methods.slni import plots as slni_plots
     numbers["hidden_layers"] = slni_plots.final_state(exp, state, exp.benchmark.num_tasks, out,
                                                          add)
     numbers["hidden_layers_by_task"] = slni_plots.after_each_task(workdir, exp.seed, out, add)
@@ -119,8 +119,8 @@ def _analyze_seed(exp, state, progress, out, workdir, trials, trial_images, tsne
 def _agent_analyses(exp, state, out, add, trials, trial_images, tsne_points, tsne_threads,
                     seed) -> dict:
   """Figures 3-7 and the keep ratios on the test set; returns their numbers."""
-  from dynamos_jax import analysis
-  from dynamos_jax import plots
+  from dynamos_jax.methods.dynamos import analysis
+  from dynamos_jax.methods.dynamos import plots
 
   variables = {"params": state.learner.params, "batch_stats": state.learner.batch_stats}
   images, labels = exp.benchmark.test_set()  # MNIST-360: its rotated test draws.

@@ -32,7 +32,7 @@ def evaluate_workdir(workdir: str, seed: int | None = None) -> dict | dict[int, 
 
 def _evaluate(exp, state, progress) -> dict:
   from dynamos_jax import reporting
-  from dynamos_jax.evaluation import seen_row
+  from dynamos_jax.accuracy import seen_row
   label = f"step {progress['total_steps']}"
   scores = exp.evaluate(state, exp.phase_after(progress["next_chunk"]))
   if exp.gcl:

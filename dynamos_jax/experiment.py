@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import ml_collections
 
 from dynamos_jax import benchmarks
-from dynamos_jax import evaluation
+from dynamos_jax import accuracy
 from dynamos_jax import methods
-from dynamos_jax.runner import plan_chunks
+from dynamos_jax.chunks import plan_chunks
 from dynamos_jax.state import TrainState
 
 
@@ -23,7 +23,7 @@ class Experiment:
     config, seed: what the run is.
     method: the ``methods.Method``.
     benchmark: the ``benchmarks.Benchmark`` of this seed.
-    chunks: the plan, a list of ``runner.Chunk``.
+    chunks: the plan, a list of ``chunks.Chunk``.
   """
 
   def __init__(self, config: ml_collections.ConfigDict, seed: int | None = None,
@@ -46,7 +46,7 @@ class Experiment:
                               self.method.phases, config.train.chunk_size,
                               config.train.max_steps_per_task)
     self.predictors = (shared_with.predictors if shared_with is not None
-                       else evaluation.Predictors(self.method))
+                       else accuracy.Predictors(self.method))
 
   @property
   def gcl(self) -> bool:

@@ -15,7 +15,7 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from dynamos_jax import config as config_lib
-from dynamos_jax import evaluation
+from dynamos_jax import accuracy as evaluation
 from dynamos_jax import parallel
 from dynamos_jax import sweep as sweep_lib
 from dynamos_jax.data.streams import EpochData
@@ -23,8 +23,8 @@ from dynamos_jax.errors import ConfigError, DynamosError
 from dynamos_jax.experiment import Experiment
 from dynamos_jax.live import LiveMetrics
 from dynamos_jax.methods import Method
-from dynamos_jax.methods import two_pass
-from dynamos_jax.runner import ChunkRunner, make_train_step, unaliased
+from dynamos_jax.methods.dynamos import two_pass
+from dynamos_jax.chunks import ChunkRunner, make_train_step, unaliased
 from dynamos_jax.state import TrainState
 
 

@@ -4,7 +4,7 @@
 checkpoint directory, start or resume, train the planned chunks (task hooks,
 evaluation and checkpoints between them), report. The pieces live in their
 own rooms: ``experiment`` (one seed's method, benchmark and plan), ``seeds``
-(the multi-seed layout), ``runner`` (the plan and the chunk runner),
+(the multi-seed layout), ``chunks`` (the plan and the chunk runner),
 ``checkpoint`` (checkpoints and stop signals), ``reporting`` (tables,
 results.json, the progress bar).
 """
@@ -22,11 +22,11 @@ from dynamos_jax import config as config_lib
 from dynamos_jax import methods
 from dynamos_jax import reporting
 from dynamos_jax import sweep as sweep_lib
-from dynamos_jax import task_reports
+from dynamos_jax import task_arrays
 from dynamos_jax.checkpoint import (Checkpointer, Interrupted, StopSignals, config_differences,
                                     open_run_directory)
 from dynamos_jax.errors import DynamosError
-from dynamos_jax.evaluation import seen_row
+from dynamos_jax.accuracy import seen_row
 from dynamos_jax.experiment import Experiment
 from dynamos_jax.live import LiveMetrics
 from dynamos_jax.seeds import Seeds
@@ -51,7 +51,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   live = _open_live(config, workdir, seeds, progress)
   # The reports of the tasks the checkpoint has not finished are written again.
   for directory, member_seeds in seeds.directories(workdir):
-    task_reports.keep_finished(directory, member_seeds, sum(
+    task_arrays.keep_finished(directory, member_seeds, sum(
         c.ends_task for c in seeds.chunks[:progress["next_chunk"]]))
   runners = seeds.make_runners()
   try:
@@ -178,7 +178,7 @@ def _train(config, workdir: str, seeds: Seeds, runners, state: TrainState, progr
           scores = _evaluate_task_end(seeds.exps[i], one, chunk, record, bar,
                                       f"{seeds.name(i)}: " if seeds.multi else "")
           live.evaluation(i, progress["total_steps"], chunk.task + 1, scores)
-          task_reports.report(seeds.directory(workdir, i), seeds.exps[i], one, chunk.task)
+          task_arrays.report(seeds.directory(workdir, i), seeds.exps[i], one, chunk.task)
       live.flush()
       due = progress["total_steps"] - last_saved >= config.checkpoint.every_steps
       if chunk.ends_task or due or stop.received:

@@ -6,7 +6,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from dynamos_jax import runner
+from dynamos_jax import chunks
 from dynamos_jax.data import sources
 
 # The toy method of the README's "Adding a method" registers itself: every
@@ -97,7 +97,7 @@ class Crash(Exception):
 def crash_in_chunk(monkeypatch, chunk: int) -> None:
   """Makes the ``chunk``-th call of ChunkRunner.run raise ``Crash`` after running (a crash
   between checkpoints, for resume tests)."""
-  original, calls = runner.ChunkRunner.run, {"n": 0}
+  original, calls = chunks.ChunkRunner.run, {"n": 0}
 
   def run(self, *args):
     out = original(self, *args)
@@ -106,7 +106,7 @@ def crash_in_chunk(monkeypatch, chunk: int) -> None:
       raise Crash()
     return out
 
-  monkeypatch.setattr(runner.ChunkRunner, "run", run)
+  monkeypatch.setattr(chunks.ChunkRunner, "run", run)
 
 
 def subprocess_env(**extra) -> dict[str, str]:

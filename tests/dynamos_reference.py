@@ -1,6 +1,6 @@
 """An independent re-computation of Dynamos' loss terms (spec 4-6), for the tests.
 
-Written from the spec, not from ``dynamos_jax.losses``: the tests compare the
+Written from the spec, not from ``dynamos_jax.methods.dynamos.loss_terms``: the tests compare the
 library's step against these. Every function takes the array module ``xp``
 (``numpy`` in float64 for values, ``jax.numpy`` where a test differentiates)
 and only the model's raw outputs: logits, the sampled actions and the

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import conftest  # noqa: E402
 from dynamos_jax import parallel  # noqa: E402
-from dynamos_jax import runner  # noqa: E402
+from dynamos_jax import chunks as runner  # noqa: E402
 from dynamos_jax import train  # noqa: E402
 from dynamos_jax.config import base_config  # noqa: E402
 from dynamos_jax.data import sources  # noqa: E402

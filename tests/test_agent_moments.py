@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from dynamos_jax import methods
-from dynamos_jax.buffer import Replay
+from dynamos_jax.methods.dynamos.buffer import Replay
 from dynamos_jax.config import sibling_config
 from dynamos_jax.data import sources
 from dynamos_jax.data.streams import Batch
-from dynamos_jax.models.agent import Agent
+from dynamos_jax.methods.dynamos.agent import Agent
 
 QUICKSTART = os.path.join(os.path.dirname(__file__), "..", "configs", "quickstart.py")
 

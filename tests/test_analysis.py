@@ -7,8 +7,9 @@ import pytest
 from PIL import Image
 from scipy.spatial.distance import jensenshannon as scipy_js
 
-from dynamos_jax import analysis, plots
-from dynamos_jax.models.resnet import ResNet
+from dynamos_jax.methods.dynamos import analysis
+from dynamos_jax.methods.dynamos import plots
+from dynamos_jax.methods.dynamos.resnet import ResNet
 
 BATCH = 4  # One batch size everywhere, so every gate mode compiles once.
 
@@ -316,7 +317,7 @@ def test_analyze_command_end_to_end(tiny_data, tiny_config, tmp_path, monkeypatc
 
   # A class whose last-layer filters are all off (an early checkpoint) has no JSD:
   # analyze says so in one line and draws the rest.
-  from dynamos_jax import analysis
+  from dynamos_jax.methods.dynamos import analysis
   rates = analysis.activation_rates
 
   def silent_class_2(actions, labels, n):

@@ -1,4 +1,4 @@
-"""Tests for dynamos_jax.buffer: exactness against a Python reservoir, the
+"""Tests for dynamos_jax.methods.dynamos.buffer: exactness against a Python reservoir, the
 reservoir's statistics, sampling, the reference zero-slot quirk, tracing and
 capacity edge cases."""
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from dynamos_jax import buffer
+from dynamos_jax.methods.dynamos import buffer
 
 IMAGE_SHAPE = (2, 2, 1)
 NUM_CLASSES = 4

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from dynamos_jax import runner
+from dynamos_jax import chunks as runner
 from dynamos_jax import train
 from dynamos_jax.checkpoint import Checkpointer, config_differences
 from dynamos_jax.errors import DynamosError

@@ -18,16 +18,16 @@ import pytest
 from conftest import Crash, crash_in_chunk, tiny_dataset
 
 from dynamos_jax import config as config_lib
-from dynamos_jax import hat
+from dynamos_jax.methods.dgm import hat
 from dynamos_jax import train
 from dynamos_jax.benchmarks import register as register_benchmark
 from dynamos_jax.benchmarks.one_class import OneClassMNIST
 from dynamos_jax.checkpoint import Checkpointer
 from dynamos_jax.data import sources
 from dynamos_jax.errors import ConfigError
-from dynamos_jax.methods import dgm_summary
-from dynamos_jax.methods.dgm import DGM
-from dynamos_jax.models import dgm_generator as gen
+from dynamos_jax.methods.dgm import summary
+from dynamos_jax.methods.dgm.dgm import DGM
+from dynamos_jax.methods.dgm import generator_dcgan as gen
 
 S = 1e4
 
@@ -173,8 +173,8 @@ def test_past_class_images_survive_the_next_task(reference):
   # With the masks binarised, task 0 runs only on the weights it reserved,
   # which are frozen, and on its own BN, head and statistics, which task 1
   # does not touch: its images are bit-identical after task 1.
-  np.testing.assert_array_equal(dgm_summary.generate(method, before1, z, 0, binary=True),
-                                dgm_summary.generate(method, after0, z, 0, binary=True))
+  np.testing.assert_array_equal(summary.generate(method, before1, z, 0, binary=True),
+                                summary.generate(method, after0, z, 0, binary=True))
   # With the soft masks sigmoid(S e) that generation uses (spec 12.5), free
   # weights whose task-0 embedding ended just below 0 (mask in (0, 0.5)) still
   # reach task 0's output, and task 1 trains them: its images drift. In this
@@ -182,13 +182,13 @@ def test_past_class_images_survive_the_next_task(reference):
   # schedule, so many embeddings end within ~1e-4 of 0) the drift is ~1e-3 on
   # images of magnitude ~0.2; 1e-2 (images lie in [-1, 1]) bounds it with
   # margin and is far below a class the generator lost (differences ~0.1-1).
-  old = dgm_summary.generate(method, after0, z, 0)
-  new = dgm_summary.generate(method, before1, z, 0)
+  old = summary.generate(method, after0, z, 0)
+  new = summary.generate(method, before1, z, 0)
   assert float(jnp.max(jnp.abs(old))) > 0.01  # a real image, not zeros
   np.testing.assert_allclose(new, old, atol=1e-2)
   # The class being trained, through the same code, does change.
   z1 = gen.noise(jax.random.key(7), 8, 16, jnp.ones(8, jnp.int32), 10)
-  other = dgm_summary.generate(method, before1, z1, 1, finished=False)
+  other = summary.generate(method, before1, z1, 1, finished=False)
   assert float(jnp.max(jnp.abs(other - new))) > 1e-3
 
 
@@ -303,7 +303,7 @@ def test_mask_statistics_and_generator_size(reference):
   _, hooks, _ = reference
   _, after1 = hooks[1]
   method = _method()
-  rows = dgm_summary.mask_statistics(method, after1, 2)
+  rows = summary.mask_statistics(method, after1, 2)
   assert [(r["task"], r["layer"]) for r in rows] == [(t, l) for t in range(2) for l in (1, 2, 3)]
   for r in rows:
     assert r["new"] + r["reused"] == r["reserved"] <= r["entries"]
@@ -314,7 +314,7 @@ def test_mask_statistics_and_generator_size(reference):
   np.testing.assert_array_equal(hooks[0][1].reserved, first)
   total = [a + r["new"] for a, r in zip(first, [r for r in rows if r["task"] == 1])]
   np.testing.assert_array_equal(after1.reserved, total)
-  size = dgm_summary.generator_size(method, after1, 2)
+  size = summary.generator_size(method, after1, 2)
   counts = np.asarray(after1.counts)
   assert size["masked_params"] == gen.masked_count(method.spec, counts[1])
   assert size["masked_params_grown"] == gen.masked_count(method.spec, counts[2])

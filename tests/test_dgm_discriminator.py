@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynamos_jax.models import dgm_discriminator as dgm_d
+from dynamos_jax.methods.dgm import discriminator as dgm_d
 
 
 @pytest.mark.parametrize("channels, base", [(1, 259_233), (3, 260_833)])

@@ -1,17 +1,20 @@
-"""The two G families of DGM (methods/dgm_dcgan.py, methods/dgm_imagenet.py) offer the same
-functions: the ones dgm_dcgan's docstring lists, which are the ones DGM calls; their summary
-modules (dgm_summary_dcgan.py, dgm_summary_resnet.py) the ones dgm_summary calls."""
+"""The two G families of DGM (methods/dgm/dcgan.py, methods/dgm/imagenet.py) offer the same
+functions: the ones dcgan's docstring lists, which are the ones DGM calls; their summary
+modules (summary_dcgan.py, summary_resnet.py) the ones summary calls."""
 
 import inspect
 import re
 
-from dynamos_jax.methods import (dgm_dcgan, dgm_imagenet, dgm_summary, dgm_summary_dcgan,
-                                 dgm_summary_resnet)
-from dynamos_jax.methods.dgm import DGM
+from dynamos_jax.methods.dgm import dcgan as dgm_dcgan
+from dynamos_jax.methods.dgm import imagenet as dgm_imagenet
+from dynamos_jax.methods.dgm import summary as dgm_summary
+from dynamos_jax.methods.dgm import summary_dcgan
+from dynamos_jax.methods.dgm import summary_resnet
+from dynamos_jax.methods.dgm.dgm import DGM
 
 
 def _interface() -> dict[str, list[str]]:
-  """The function list of dgm_dcgan's docstring: {name: parameter names}."""
+  """The function list of dcgan's docstring: {name: parameter names}."""
   rows = re.findall(r"^  (\w+)\(([^)]*)\)", dgm_dcgan.__doc__, re.M)
   return {name: [p.strip() for p in params.split(",")] for name, params in rows}
 
@@ -38,7 +41,7 @@ def test_both_summary_modules_define_what_dgm_summary_calls_with_the_same_parame
   called = set(re.findall(r"(?:_family\(method\)|family)\.(\w+)", source))
   assert {"arrays", "generate", "samples", "task_exists", "LAYERS"} <= called, called
   for name in called:
-    a, b = (getattr(m, name, None) for m in (dgm_summary_dcgan, dgm_summary_resnet))
+    a, b = (getattr(m, name, None) for m in (summary_dcgan, summary_resnet))
     assert a is not None and b is not None, name
     if callable(a):
       pa, pb = (list(inspect.signature(f).parameters) for f in (a, b))

@@ -1,12 +1,12 @@
-"""DGM's generator (models/dgm_generator.py): shapes and counts of spec 2.3, growth, sub-networks."""
+"""DGM's generator (methods/dgm/generator_dcgan.py): shapes and counts of spec 2.3, growth, sub-networks."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynamos_jax import hat
-from dynamos_jax.models import dgm_generator as gen
+from dynamos_jax.methods.dgm import hat
+from dynamos_jax.methods.dgm import generator_dcgan as gen
 
 
 def _numpy_conv_transpose(x, w, stride, pad):

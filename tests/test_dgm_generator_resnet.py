@@ -1,4 +1,4 @@
-"""DGM's ImageNet generator (models/dgm_generator_resnet.py): spec 2.5's count, the HAT
+"""DGM's ImageNet generator (methods/dgm/generator_resnet.py): spec 2.5's count, the HAT
 guarantee, the ImageNet growth rule of spec 6, and a NumPy re-computation of the forward."""
 
 import jax
@@ -6,9 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynamos_jax import hat
-from dynamos_jax.models import dgm_generator as gen
-from dynamos_jax.models import dgm_generator_resnet as rg
+from dynamos_jax.methods.dgm import hat
+from dynamos_jax.methods.dgm import generator_dcgan as gen
+from dynamos_jax.methods.dgm import generator_resnet as rg
+from dynamos_jax.methods.dgm import growth_resnet
 
 
 def _set_heads(spec, params, task, active, key):
@@ -86,7 +87,7 @@ def test_output_is_32x32x3_in_range_and_heads_are_per_class():
 @pytest.mark.parametrize("delta, c0", [(0, 8), (1, 9), (16 * 16, 9), (16 * 16 + 1, 10)])
 def test_linear_growth_rounds_to_whole_4x4_channels(delta, c0):
   spec = rg.ResNetGeneratorSpec(ngf=8, nz=16)
-  sizes, counts = rg.grown_sizes(spec, spec.start_sizes(), [delta] + [0] * 9)
+  sizes, counts = growth_resnet.grown_sizes(spec, spec.start_sizes(), [delta] + [0] * 9)
   # 16 f = 128 outputs + ceil(delta / nz), rounded up to a multiple of 16.
   assert 16 * sizes[rg.FC, 1] == -(-(128 + -(-delta // 16)) // 16) * 16 == 16 * c0
   assert counts[0] == c0 and sizes[rg.conv1(0), 0] == c0
@@ -96,7 +97,7 @@ def test_block_growth_credit_and_equalised_shortcut():
   spec = rg.ResNetGeneratorSpec(ngf=8, nz=16, num_tasks=2)
   start = spec.start_sizes()
   delta = [40, 100, 200, 30, 0, 0, 40, 144, 144, 0]
-  sizes, counts = rg.grown_sizes(spec, start, delta)
+  sizes, counts = growth_resnet.grown_sizes(spec, start, delta)
   # By hand: fc 128 + ceil(40 / 16) = 131 -> 144 outputs, 9 channels. Block 1 (in 8 -> 9):
   # conv1 ceil((100 - 1 * 8 * 9) / (8 * 9)) = 1 -> 9; conv2 ceil((200 - 1 * 8 * 9) / 72) = 2
   # -> 10; 9 != 10: the shortcut (no growth of its own under the code's rule) takes 9 -> 10.
@@ -110,18 +111,18 @@ def test_block_growth_credit_and_equalised_shortcut():
   # With the 1x1 kernel in the shortcut's credit (block 1's shortcut reserving nothing now),
   # block 2's grows by ceil((40 - 2 * 8) / 8) = 3 to 11 outputs, more than conv2's 8: conv2
   # is raised to 11. Block 1's, reserving 30, would grow by ceil((30 - 1 * 8) / 8) = 3 too.
-  sizes_k, counts_k = rg.grown_sizes(spec, start, delta[:3] + [0] + delta[4:],
+  sizes_k, counts_k = growth_resnet.grown_sizes(spec, start, delta[:3] + [0] + delta[4:],
                                      shortcut_rule="kernel")
   assert sizes_k[rg.short(1)].tolist() == [10, 11] and sizes_k[rg.conv2(1)].tolist() == [8, 11]
   assert sizes_k[rg.conv1(2), 0] == 11 and counts_k[rg.short(1)] == 11
-  assert rg.grown_sizes(spec, start, delta, shortcut_rule="kernel")[0][rg.short(0)].tolist() \
+  assert growth_resnet.grown_sizes(spec, start, delta, shortcut_rule="kernel")[0][rg.short(0)].tolist() \
       == [9, 11]
   # The denominators: the ImageNet code divides by the inputs before the growth (8 x 9),
   # the MNIST code's rule by those after it (9 x 9). fc1 grows 8 -> 9 channels; block 1's
   # conv1: ceil((152 - 1 * 8 * 9) / 72) = 2, but ceil(80 / 81) = 1.
   grow_delta = [16, 152] + [0] * 8
-  sizes_o, _ = rg.grown_sizes(spec, start, grow_delta)
-  sizes_n, _ = rg.grown_sizes(spec, start, grow_delta, credit_inputs="new")
+  sizes_o, _ = growth_resnet.grown_sizes(spec, start, grow_delta)
+  sizes_n, _ = growth_resnet.grown_sizes(spec, start, grow_delta, credit_inputs="new")
   assert sizes_o[rg.conv1(0)].tolist() == [9, 10] and sizes_n[rg.conv1(0)].tolist() == [9, 9]
 
   # The arrays follow: old blocks kept, new entries drawn at the new fans, padding zero.
@@ -159,7 +160,7 @@ def test_past_task_output_survives_training_of_free_weights():
   before, _ = rg.forward(spec, params, stats, z, 0, binary0, counts0, labels0, train=False)
 
   # Grow so that block 1's shortcut runs for task 1.
-  sizes1, counts1 = rg.grown_sizes(spec, sizes, [0, 0, 40, 0, 0, 0, 0, 0, 0, 0])
+  sizes1, counts1 = growth_resnet.grown_sizes(spec, sizes, [0, 0, 40, 0, 0, 0, 0, 0, 0, 0])
   assert counts1[rg.short(0)] > 0
   widths = tuple(gen.round_up(w, 8) for w in rg.size_widths(sizes1))
   params, stats = rg.grow(jax.random.key(3), spec, params, stats, sizes, sizes1, widths)

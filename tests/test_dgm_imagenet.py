@@ -1,4 +1,4 @@
-"""DGM with ten classes a task (methods/dgm_imagenet.py, benchmarks/one_class.py's ImageNet-50).
+"""DGM with ten classes a task (methods/dgm/imagenet.py, benchmarks/one_class.py's ImageNet-50).
 
 One tiny end-to-end run of dgm-imagenet50's first two tasks on a fake
 ILSVRC-2012 folder (1,000 class folders, a few 40x36 JPEGs in the 50
@@ -23,17 +23,20 @@ from PIL import Image
 
 from dynamos_jax import analyze
 from dynamos_jax import config as config_lib
-from dynamos_jax import dgm_plots
-from dynamos_jax import task_reports
+from dynamos_jax.methods.dgm import plots
+from dynamos_jax import task_arrays
 from dynamos_jax import train
 from dynamos_jax.benchmarks import REGISTRY, register
 from dynamos_jax.benchmarks.base import DeviceData
 from dynamos_jax.benchmarks.one_class import ImageNet50
 from dynamos_jax.data import imagenet
 from dynamos_jax.errors import ConfigError
-from dynamos_jax.methods import dgm_imagenet, dgm_summary, dgm_summary_resnet
-from dynamos_jax.methods.dgm import DGM
-from dynamos_jax.models import dgm_generator_resnet as rg
+from dynamos_jax.methods.dgm import imagenet as dgm_imagenet
+from dynamos_jax.methods.dgm import summary as dgm_summary
+from dynamos_jax.methods.dgm import summary_resnet
+from dynamos_jax.methods.dgm.dgm import DGM
+from dynamos_jax.methods.dgm import generator_resnet as rg
+from dynamos_jax.methods.dgm import growth_resnet
 
 if "dgm-imagenet-two" not in REGISTRY:
   @register
@@ -150,7 +153,7 @@ def test_growth_records_sizes_counts_and_next_embeddings(run):
   cum = [np.asarray(c) for c in after.cum]
   ones = np.asarray([int(c.sum()) for c in cum])
   np.testing.assert_array_equal(np.asarray(after.reserved), ones)
-  new_sizes, new_counts = rg.grown_sizes(method.spec, sizes, ones)
+  new_sizes, new_counts = growth_resnet.grown_sizes(method.spec, sizes, ones)
   np.testing.assert_array_equal(np.asarray(after.sizes), new_sizes)
   np.testing.assert_array_equal(np.asarray(after.counts[1]), new_counts)
   np.testing.assert_array_equal(np.asarray(after.counts[0]), counts)
@@ -306,7 +309,7 @@ def test_imagenet_schedule_by_hand():
   assert float(s) == pytest.approx(0.01 + (100.0 - 0.01) * 2 / 3, rel=1e-6)
 
 
-# --- what a user reads off the run (dgm-spec 16; methods/dgm_summary.py, dgm_plots.py) -------
+# --- what a user reads off the run (dgm-spec 16; methods/dgm/summary.py, plots.py) -------
 
 KERNELS = [4] + [3, 3, 1] * 3  # fc1's 4x4 "kernel", then conv1, conv2, the 1x1 shortcut
 NAMES = ["fc1"] + [f"block{b}.{n}" for b in (1, 2, 3) for n in ("conv1", "conv2", "short")]
@@ -327,7 +330,7 @@ def test_summary_mask_statistics_count_the_binarised_embeddings(run):
   _, method, _, hooks = run
   state = hooks["end_task"][1][1]
   sizes = _allocations(hooks)
-  np.testing.assert_array_equal(dgm_summary_resnet.allocations(method, state, 2), sizes)
+  np.testing.assert_array_equal(summary_resnet.allocations(method, state, 2), sizes)
   rows = dgm_summary.mask_statistics(method, state, 2)
   assert len(rows) == 20 and [r["name"] for r in rows] == NAMES * 2
   new_total = np.zeros(10, np.int64)
@@ -374,7 +377,7 @@ def test_summary_generator_size_counts_the_resnet_shapes(run):
 def test_summary_samples_per_class_from_their_heads(run):
   _, method, config, hooks = run
   state = jax.tree.map(jnp.asarray, hooks["end_task"][1][1])
-  reports = task_reports.load(hooks["workdir"], config.seed)
+  reports = task_arrays.load(hooks["workdir"], config.seed)
   full = dgm_summary.samples(method, state, 2 * C)
   assert full.shape == (2 * C, dgm_summary.SAMPLES_PER_CLASS, 32, 32, 3) and full.dtype == np.uint8
   np.testing.assert_array_equal(reports[1]["samples"], full)  # what after_task kept
@@ -406,7 +409,7 @@ def test_sample_drift_by_the_class_to_task_map():
   """Two classes a task, 1-pixel images: class c is compared with its task c // 2's grid."""
   first = np.array([[[10]], [[20]]], np.uint8)
   second = np.array([[[61]], [[20]], [[7]], [[9]]], np.uint8)
-  drift = dgm_plots.sample_drift([first, second], classes_per_task=2)
+  drift = plots.sample_drift([first, second], classes_per_task=2)
   np.testing.assert_allclose(drift[0], [0.0, 0.0])
   np.testing.assert_allclose(drift[1], [51 / 255, 0.0, 0.0, 0.0])
 
@@ -432,7 +435,7 @@ def test_analyze_writes_the_dgm_figures_of_an_imagenet_run(run):
   # and frozen weights keep them (the HAT guarantee, seen in the reports) up to float
   # rounding: G grew in between, and XLA:CPU may sum the wider convolutions in another
   # order (seen on an Intel Xeon: one pixel of the grid one level off).
-  reports = task_reports.load(workdir, config.seed)
+  reports = task_arrays.load(workdir, config.seed)
   first, second = (r["samples"].astype(np.float32) for r in reports)
   drift = numbers["sample_drift"]
   assert len(drift[0]) == C and len(drift[1]) == 2 * C
@@ -449,9 +452,9 @@ def test_checkpoint_grid_without_reports(run):
   """analyze's fallback grid: class c from the grid's noise with a 100-dim one-hot of c."""
   _, method, _, hooks = run
   state = hooks["end_task"][1][1]
-  grid = dgm_plots.generated_grid(method, state, 2 * C, n=2)
+  grid = plots.generated_grid(method, state, 2 * C, n=2)
   assert grid.shape == (2 * C, 2, 32, 32, 3) and np.all(np.abs(grid) <= 1)
-  z = jax.random.normal(jax.random.key(dgm_plots._GRID_KEY), (2, method.spec.nz))
+  z = jax.random.normal(jax.random.key(plots._GRID_KEY), (2, method.spec.nz))
   z = z.at[:, :100].set(jax.nn.one_hot(jnp.full((2,), 13), 100))
   np.testing.assert_array_equal(grid[13], dgm_summary.generate(method, state, z, 13))
   assert not np.array_equal(grid[13], dgm_summary.generate(method, state, z, 3))

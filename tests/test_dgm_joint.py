@@ -11,7 +11,7 @@ from dynamos_jax import train
 from dynamos_jax.config import base_config, validate
 from dynamos_jax.data.streams import Batch
 from dynamos_jax.errors import ConfigError
-from dynamos_jax.models.dgm_discriminator import Discriminator, to_unit
+from dynamos_jax.methods.dgm.discriminator import Discriminator, to_unit
 
 
 def _config():

@@ -17,13 +17,13 @@ import pytest
 from conftest import tiny_dataset
 
 from dynamos_jax import config as config_lib
-from dynamos_jax import hat
+from dynamos_jax.methods.dgm import hat
 from dynamos_jax import train
 from dynamos_jax.benchmarks import REGISTRY, register
 from dynamos_jax.benchmarks.one_class import OneClassMNIST
 from dynamos_jax.data import sources
-from dynamos_jax.methods import dgm_replay
-from dynamos_jax.methods.dgm import DGM
+from dynamos_jax.methods.dgm import replay as dgm_replay
+from dynamos_jax.methods.dgm.dgm import DGM
 
 if "dgm-options-two" not in REGISTRY:
   @register

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from dynamos_jax import dgm_plots
+from dynamos_jax.methods.dgm import plots as dgm_plots
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -95,12 +95,12 @@ from conftest import tiny_dataset  # noqa: E402
 
 from dynamos_jax import analyze  # noqa: E402
 from dynamos_jax import config as config_lib  # noqa: E402
-from dynamos_jax import task_reports  # noqa: E402
+from dynamos_jax import task_arrays as task_reports  # noqa: E402
 from dynamos_jax import train  # noqa: E402
 from dynamos_jax.benchmarks import REGISTRY, register  # noqa: E402
 from dynamos_jax.benchmarks.one_class import OneClassMNIST  # noqa: E402
 from dynamos_jax.data import sources  # noqa: E402
-from dynamos_jax.methods import dgm_summary  # noqa: E402
+from dynamos_jax.methods.dgm import summary as dgm_summary  # noqa: E402
 
 
 if "dgm-plots-two" not in REGISTRY:

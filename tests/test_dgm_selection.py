@@ -1,4 +1,4 @@
-"""dgm.selection=best_valid (methods/dgm_selection.py) and DGM's after-task report, tiny runs.
+"""dgm.selection=best_valid (methods/dgm/selection.py) and DGM's after-task report, tiny runs.
 
 One uninterrupted two-seed DGMw run over two one-class tasks (module
 fixture) with every end_epoch call recorded: the tests recompute each
@@ -23,15 +23,16 @@ from conftest import Crash, crash_in_chunk, tiny_dataset
 from dynamos_jax import analyze
 from dynamos_jax import config as config_lib
 from dynamos_jax import sweep
-from dynamos_jax import task_reports
+from dynamos_jax import task_arrays
 from dynamos_jax import train
 from dynamos_jax.benchmarks import REGISTRY, register
 from dynamos_jax.benchmarks.one_class import OneClassMNIST
 from dynamos_jax.checkpoint import Checkpointer
 from dynamos_jax.data import sources
 from dynamos_jax.errors import ConfigError
-from dynamos_jax.methods import dgm_selection, dgm_summary
-from dynamos_jax.models.dgm_discriminator import Discriminator, to_unit
+from dynamos_jax.methods.dgm import selection as dgm_selection
+from dynamos_jax.methods.dgm import summary as dgm_summary
+from dynamos_jax.methods.dgm.discriminator import Discriminator, to_unit
 from dynamos_jax.seeds import Seeds
 
 if "dgm-select-two" not in REGISTRY:
@@ -113,7 +114,7 @@ def test_the_record_is_the_test_accuracy_of_the_best_validation_evaluation(refer
   varied = False
   for i, (exp, state, _) in enumerate(train.restore_seeds(workdir)):
     bench, records = exp.benchmark, jax.device_get(state.learner.selection)
-    reports = task_reports.load(workdir, exp.seed)
+    reports = task_arrays.load(workdir, exp.seed)
     matrix = results["runs"][i]["class_il"]["matrix"]
     for t in range(2):
       seen = [s for task, s in calls[i::len(SEEDS)] if task == t]
@@ -161,7 +162,7 @@ def test_a_resume_mid_task_keeps_the_records(reference, tmp_path):
     crash_in_chunk(m, 22)
     with pytest.raises(Crash):
       train.train_and_evaluate(_config(), workdir)
-  assert len(task_reports.load(workdir, 0)) == 1
+  assert len(task_arrays.load(workdir, 0)) == 1
   assert Checkpointer(os.path.join(workdir, "checkpoints"), 20).steps()[-1] == 30
   train.train_and_evaluate(_config(), workdir)
   for (_, resumed, _), (_, uninterrupted, _) in zip(train.restore_seeds(workdir),
@@ -170,7 +171,7 @@ def test_a_resume_mid_task_keeps_the_records(reference, tmp_path):
     for k in ("valid", "epoch", "test"):
       np.testing.assert_array_equal(a[k], b[k], err_msg=k)
   for seed in SEEDS:
-    _same_reports(task_reports.load(workdir, seed), task_reports.load(ref_dir, seed))
+    _same_reports(task_arrays.load(workdir, seed), task_arrays.load(ref_dir, seed))
 
 
 def test_samples_after_each_task_come_from_one_fixed_noise(reference):
@@ -178,7 +179,7 @@ def test_samples_after_each_task_come_from_one_fixed_noise(reference):
   first = []
   for exp, state, _ in train.restore_seeds(workdir):
     method, learner = exp.method, state.learner
-    reports = task_reports.load(workdir, exp.seed)
+    reports = task_arrays.load(workdir, exp.seed)
     assert [r["samples"].shape for r in reports] == [(1, 8, 32, 32, 1), (2, 8, 32, 32, 1)]
     assert all(r["samples"].dtype == np.uint8 for r in reports)
     # The noise: from the seed's method key and SAMPLES_KEY only, class c's one-hot prefix.
@@ -239,7 +240,7 @@ def test_bad_selection_input_is_one_line(key, value, message):
 
 @flax.struct.dataclass
 class _Stub:
-  """The fields of DGMState that dgm_selection reads."""
+  """The fields of DGMState that selection reads."""
   step_in_task: jax.Array
   batches: jax.Array
   selection: dict

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dynamos_jax import evaluation
+from dynamos_jax import accuracy as evaluation
 from dynamos_jax import train
 from dynamos_jax.data.streams import ClassIncremental
 from dynamos_jax.experiment import Experiment

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from dynamos_jax import runner
+from dynamos_jax import chunks
 from dynamos_jax import train
 from dynamos_jax.data import mnist360
 
@@ -40,7 +40,7 @@ def test_step_trains_on_rotated_images_and_stores_them(gcl_config):
   exp = train.Experiment(config)
   data = exp.benchmark.epoch_data(0, 0)
   row = int(np.argmax(np.asarray(data.mask).all(1)))  # a full batch
-  step = jax.jit(runner.make_train_step(exp.method, "main"))
+  step = jax.jit(chunks.make_train_step(exp.method, "main"))
   new, _ = step(exp.initial_state(), data, np.int32(row))
   expected = mnist360.rotate_with_params(data.images[data.order[row]], data.rotation[row])
   np.testing.assert_array_equal(new.learner.buffer.images[:6], expected)

@@ -1,4 +1,4 @@
-"""DGM's mask functions (dynamos_jax/hat.py) against hand-worked values of dgm-spec 3 and 6."""
+"""DGM's mask functions (dynamos_jax/methods/dgm/hat.py) against hand-worked values of dgm-spec 3 and 6."""
 
 import math
 
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynamos_jax import hat
+from dynamos_jax.methods.dgm import hat
 
 S = 1e4
 

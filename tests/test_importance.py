@@ -6,9 +6,9 @@ import numpy as np
 import optax
 import pytest
 
-from dynamos_jax import importance
+from dynamos_jax.methods.slni import importance
 from dynamos_jax.data.streams import EpochData
-from dynamos_jax.models.mlp import MLP
+from dynamos_jax.methods.slni.mlp import MLP
 
 MODEL = MLP(8)
 X = jax.random.randint(jax.random.key(1), (10, 4, 4, 1), 0, 256).astype(jnp.uint8)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from dynamos_jax import losses
-from dynamos_jax.models.agent import PROB_EPS, bernoulli_log_prob
-from dynamos_jax.models.resnet import ResNet
+from dynamos_jax.methods.dynamos import loss_terms
+from dynamos_jax.methods.dynamos.agent import PROB_EPS, bernoulli_log_prob
+from dynamos_jax.methods.dynamos.resnet import ResNet
 
 
 def test_cross_entropy_is_mean_over_real_samples():
@@ -24,7 +25,7 @@ def test_reward_by_hand():
   logits = jnp.array([[2.0, 0.0], [2.0, 0.0]])  # both predict class 0
   labels = jnp.array([0, 1])  # sample 0 correct, sample 1 wrong
   actions = jnp.array([[1.0, 1.0, 0.0, 1.0], [0.0, 0.0, 1.0, 1.0]])  # 2 agents x 2 channels
-  r = losses.reward(logits, actions, labels, keep_ratio=0.5, penalty=10.0, num_agents=2)
+  r = loss_terms.reward(logits, actions, labels, keep_ratio=0.5, penalty=10.0, num_agents=2)
   # keep fractions [1, .5] and [0, 1]; wrong predictions are scaled by lambda.
   np.testing.assert_allclose(r, [[-0.25, 0.0], [-2.5, -2.5]], rtol=1e-6)
 
@@ -35,17 +36,17 @@ def test_reinforce_loss_by_hand_and_no_gradient_through_reward():
   mask = jnp.array([True, True, False])
   # mean over 2 samples x 2 agents of -R * log pi.
   expected = (-0.25 + 0.0 - 1.25 - 2.5) / 4
-  np.testing.assert_allclose(losses.reinforce_loss(log_prob, rewards, mask), expected, rtol=1e-6)
-  grad_r = jax.grad(lambda r: losses.reinforce_loss(log_prob, r, mask))(rewards)
+  np.testing.assert_allclose(loss_terms.reinforce_loss(log_prob, rewards, mask), expected, rtol=1e-6)
+  grad_r = jax.grad(lambda r: loss_terms.reinforce_loss(log_prob, r, mask))(rewards)
   np.testing.assert_array_equal(grad_r, 0.0)
-  grad_lp = jax.grad(lambda lp: losses.reinforce_loss(lp, rewards, mask))(log_prob)
+  grad_lp = jax.grad(lambda lp: loss_terms.reinforce_loss(lp, rewards, mask))(log_prob)
   np.testing.assert_allclose(grad_lp, -rewards * mask[:, None] / 4, rtol=1e-6)
 
 
 def test_reward_has_no_gradient():
   logits = jnp.array([[2.0, 0.0], [0.0, 1.0]])
   actions = jnp.array([[1.0, 0.0], [1.0, 1.0]])
-  g = jax.grad(lambda z: jnp.sum(losses.reward(z, actions, jnp.array([0, 0]), keep_ratio=0.7,
+  g = jax.grad(lambda z: jnp.sum(loss_terms.reward(z, actions, jnp.array([0, 0]), keep_ratio=0.7,
                                                penalty=500.0, num_agents=1)))(logits)
   np.testing.assert_array_equal(g, 0.0)
 
@@ -57,21 +58,21 @@ def test_prototype_loss_unordered_pairs_by_hand():
   # Same-class pair (0,1): d = 1. Different: (0,2): 4, (1,2): 5. Per-pair MSE = d / D, D = 2.
   within, between = 1.0 / 2, (4.0 + 5.0) / 2
   expected = (1 + within) / (1 + between)
-  np.testing.assert_allclose(losses.prototype_loss(attention, labels, correct), expected,
+  np.testing.assert_allclose(loss_terms.prototype_loss(attention, labels, correct), expected,
                              rtol=1e-6)
 
 
 def test_prototype_loss_needs_three_correct():
   attention = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
   labels = jnp.array([0, 0, 1])
-  assert float(losses.prototype_loss(attention, labels, jnp.array([True, True, False]))) == 0.0
-  assert float(losses.prototype_loss(attention, labels, jnp.array([True, True, True]))) > 0.0
+  assert float(loss_terms.prototype_loss(attention, labels, jnp.array([True, True, False]))) == 0.0
+  assert float(loss_terms.prototype_loss(attention, labels, jnp.array([True, True, True]))) > 0.0
 
 
 def test_prototype_loss_gradient_flows_through_numerator_and_denominator():
   attention = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
   labels = jnp.array([0, 0, 1])
-  g = jax.grad(losses.prototype_loss)(attention, labels, jnp.array([True, True, True]))
+  g = jax.grad(loss_terms.prototype_loss)(attention, labels, jnp.array([True, True, True]))
   # Analytic gradient of (1 + d01/2) / (1 + (d02 + d12)/2) w.r.t. V1[0]:
   # dN/dV1 = (V1 - V0) = [1, 0], dM/dV1 = (V1 - V2) = [1, -2]
   n, m = 1.5, 5.5
@@ -83,9 +84,9 @@ def test_consistency_is_elementwise_mean_over_real_rows():
   new = jnp.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [9.0, 9.0, 9.0]])
   old = jnp.array([[0.0, 0.0, 0.0], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0]])
   mask = jnp.array([True, True, False])
-  np.testing.assert_allclose(losses.consistency_loss(new, old, mask), (1 + 4 + 9 + 4) / 6,
+  np.testing.assert_allclose(loss_terms.consistency_loss(new, old, mask), (1 + 4 + 9 + 4) / 6,
                              rtol=1e-6)
-  g = jax.grad(lambda o: losses.consistency_loss(new, o, mask))(old)
+  g = jax.grad(lambda o: loss_terms.consistency_loss(new, o, mask))(old)
   np.testing.assert_array_equal(g, 0.0)  # stored values are targets
 
 
@@ -155,15 +156,15 @@ def loss_gradients(gated_forward):
 
   def all_losses(p):
     logits, aux = forward(p)
-    r = losses.reward(logits, aux["actions"], labels, keep_ratio=0.7, penalty=500.0,
+    r = loss_terms.reward(logits, aux["actions"], labels, keep_ratio=0.7, penalty=500.0,
                       num_agents=4)
-    policy = [losses.reinforce_loss(aux["log_prob"][:, l:l + 1], r[:, l:l + 1], mask)
+    policy = [loss_terms.reinforce_loss(aux["log_prob"][:, l:l + 1], r[:, l:l + 1], mask)
               for l in range(4)]
-    proto = [losses.prototype_loss(aux["attention"][:, l * width:(l + 1) * width], labels, mask)
+    proto = [loss_terms.prototype_loss(aux["attention"][:, l * width:(l + 1) * width], labels, mask)
              for l in range(4)]
     return jnp.stack(policy + proto + [
-        losses.reinforce_loss(aux["log_prob"], r, mask),
-        losses.prototype_loss(aux["attention"], labels, mask),
+        loss_terms.reinforce_loss(aux["log_prob"], r, mask),
+        loss_terms.prototype_loss(aux["attention"], labels, mask),
         losses.cross_entropy(logits, labels, mask)])
 
   jac = jax.jit(jax.jacrev(all_losses))(params)

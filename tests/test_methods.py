@@ -7,13 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynamos_jax import buffer as buffer_lib
+from dynamos_jax.methods.dynamos import buffer as buffer_lib
 from dynamos_jax import methods
-from dynamos_jax import runner
+from dynamos_jax import chunks
 from dynamos_jax import train
 from dynamos_jax.config import base_config
 from dynamos_jax.data.streams import Batch, EpochData
-from dynamos_jax.models.resnet import ResNet
+from dynamos_jax.methods.dynamos.resnet import ResNet
 
 import dynamos_reference as ref
 
@@ -165,7 +165,7 @@ def _step_once(config, dataset, edit=None):
   state = exp.initial_state()
   if edit is not None:
     state = state.replace(learner=edit(state.learner))
-  new, metrics = jax.jit(runner.make_train_step(exp.method, "main"))(state, data, 0)
+  new, metrics = jax.jit(chunks.make_train_step(exp.method, "main"))(state, data, 0)
   return new.learner, metrics
 
 

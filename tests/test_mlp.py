@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynamos_jax.models.mlp import MLP, activate
+from dynamos_jax.methods.slni.mlp import MLP, activate
 
 X = jnp.zeros((2, 28, 28, 1), jnp.uint8)
 

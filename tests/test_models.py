@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynamos_jax.models.agent import Agent
-from dynamos_jax.models.resnet import ResNet
+from dynamos_jax.methods.dynamos.agent import Agent
+from dynamos_jax.methods.dynamos.resnet import ResNet
 
 
 def _count(params):

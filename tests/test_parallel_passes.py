@@ -17,7 +17,7 @@ import pytest
 
 from dynamos_jax import config as config_lib
 from dynamos_jax.errors import ConfigError
-from dynamos_jax.methods import two_pass
+from dynamos_jax.methods.dynamos import two_pass
 
 from conftest import subprocess_env
 

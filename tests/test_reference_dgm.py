@@ -8,7 +8,7 @@ import pytest
 
 from dynamos_jax import benchmarks
 from dynamos_jax.data import sources
-from dynamos_jax.models.dgm_discriminator import to_unit
+from dynamos_jax.methods.dgm.discriminator import to_unit
 from conftest import load_benchmark
 
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynamos_jax import regularizers as reg
+from dynamos_jax.methods.slni import regularizers as reg
 
 H = jnp.array([[1.0, 2.0], [3.0, 0.0]])
 ALL = jnp.ones(2, bool)

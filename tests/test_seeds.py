@@ -12,7 +12,7 @@ import pytest
 from dynamos_jax import config as config_lib
 from dynamos_jax import evaluate
 from dynamos_jax import parallel
-from dynamos_jax import runner
+from dynamos_jax import chunks
 from dynamos_jax import train
 from dynamos_jax.data.streams import EpochData
 from dynamos_jax.errors import ConfigError, DynamosError
@@ -69,7 +69,7 @@ def test_vmapped_step_matches_one_seed_steps(tiny_data, tiny_config):
   differences, which is why the equality test of whole runs uses ``unroll``.
   """
   exps = [train.Experiment(tiny_config, s) for s in (0, 1)]
-  step = runner.make_train_step(exps[0].method, "main")
+  step = chunks.make_train_step(exps[0].method, "main")
   states = [e.initial_state() for e in exps]
   datas = [e.benchmark.epoch_data(0, 0) for e in exps]
   order, mask = parallel.stack([(d.order, d.mask) for d in datas])
@@ -174,7 +174,7 @@ def test_multi_seed_run_resumes_after_a_crash(tiny_data, tiny_config, tmp_path, 
   config.train.max_steps_per_task = 2
   config.checkpoint.every_steps = 2
   reference = train.train_and_evaluate(config, str(tmp_path / "ref"))
-  original, calls = runner.ChunkRunner.run, {"n": 0}
+  original, calls = chunks.ChunkRunner.run, {"n": 0}
 
   def crashing(self, *args):
     calls["n"] += 1
@@ -183,7 +183,7 @@ def test_multi_seed_run_resumes_after_a_crash(tiny_data, tiny_config, tmp_path, 
     return original(self, *args)
 
   with monkeypatch.context() as m:
-    m.setattr(runner.ChunkRunner, "run", crashing)
+    m.setattr(chunks.ChunkRunner, "run", crashing)
     with pytest.raises(KeyboardInterrupt):
       train.train_and_evaluate(config, str(tmp_path / "run"))
   assert os.listdir(tmp_path / "run" / "checkpoints")  # It resumes, not restarts.

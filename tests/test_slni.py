@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from dynamos_jax import config as config_lib
-from dynamos_jax import importance
+from dynamos_jax.methods.slni import importance
 from dynamos_jax import losses
-from dynamos_jax import regularizers as reg
-from dynamos_jax import runner
+from dynamos_jax.methods.slni import regularizers as reg
+from dynamos_jax import chunks
 from dynamos_jax import train
 from dynamos_jax.errors import ConfigError
 
@@ -40,7 +40,7 @@ def test_step_loss_is_ce_plus_weighted_terms(slni):
       omega, anchor, alpha, jnp.int32(1)))
   state = state.replace(learner=learner)
   data = exp.benchmark.epoch_data(1, 0)
-  _, metrics = jax.jit(runner.make_train_step(exp.method, "main"))(state, data, 0)
+  _, metrics = jax.jit(chunks.make_train_step(exp.method, "main"))(state, data, 0)
 
   batch = data.batch(0)
   logits, aux = exp.method.model.apply({"params": learner.params}, batch.images)
@@ -119,7 +119,7 @@ def test_demo_configs(arg):
 
 
 def test_representation_statistics():
-  from dynamos_jax import representation as rep
+  from dynamos_jax.methods.slni import representation as rep
   acts = np.array([[1.0, 0.0, 0.0], [2.0, 3.0, 0.0]])
   assert rep.active_per_example(acts) == 0.5
   np.testing.assert_array_equal(rep.unit_rates(acts), [1.0, 0.5, 0.0])
@@ -221,8 +221,8 @@ def test_after_task_reports_are_each_tasks_state_on_the_seen_tasks(slni, tmp_pat
   """The trainer keeps SLNI's report after every task, computed from that task's weights on
   the test images of the tasks seen so far (recomputed here in NumPy), and analyze draws them."""
   from dynamos_jax import analyze
-  from dynamos_jax import task_reports
-  from dynamos_jax.methods.slni import SLNI
+  from dynamos_jax import task_arrays
+  from dynamos_jax.methods.slni.slni import SLNI
   seen_params = []
   original = SLNI.after_task
 
@@ -232,7 +232,7 @@ def test_after_task_reports_are_each_tasks_state_on_the_seen_tasks(slni, tmp_pat
 
   monkeypatch.setattr(SLNI, "after_task", spying)
   train.train_and_evaluate(slni, str(tmp_path))
-  reports = task_reports.load(str(tmp_path), slni.seed)
+  reports = task_arrays.load(str(tmp_path), slni.seed)
   assert [t for t, _ in seen_params] == list(range(5)) and len(reports) == 5
   exp = train.Experiment(slni)
   for (t, params), report in zip(seen_params, reports):
@@ -261,13 +261,13 @@ def test_after_task_reports_are_each_tasks_state_on_the_seen_tasks(slni, tmp_pat
 
 
 def test_task_reports_of_unfinished_tasks_are_dropped(tmp_path):
-  from dynamos_jax import task_reports
-  folder = task_reports.directory(str(tmp_path), 3)
+  from dynamos_jax import task_arrays
+  folder = task_arrays.directory(str(tmp_path), 3)
   os.makedirs(folder)
   for t in (1, 2, 3, 5):
     np.savez(os.path.join(folder, f"task_{t}.npz"), x=np.full(2, t))
-  assert [int(r["x"][0]) for r in task_reports.load(str(tmp_path), 3)] == [1, 2, 3]  # gap at 4
-  task_reports.keep_finished(str(tmp_path), [3], 2)
+  assert [int(r["x"][0]) for r in task_arrays.load(str(tmp_path), 3)] == [1, 2, 3]  # gap at 4
+  task_arrays.keep_finished(str(tmp_path), [3], 2)
   assert sorted(os.listdir(folder)) == ["task_1.npz", "task_2.npz"]
 
 
@@ -303,7 +303,7 @@ def test_plateau_decays_the_lr_and_stops_the_task(slni):
 def test_a_stopped_task_keeps_its_weights_in_a_run(slni, tmp_path, monkeypatch):
   slni.slni.update(stop_patience=1)
   slni.epochs, slni.train.max_steps_per_task = 5, 0
-  from dynamos_jax.methods.slni import SLNI
+  from dynamos_jax.methods.slni.slni import SLNI
   params = []
   original = SLNI.end_epoch.fget
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dynamos_jax import config as config_lib
-from dynamos_jax import runner
+from dynamos_jax import chunks
 from dynamos_jax import train
 from dynamos_jax.data import sources
 from dynamos_jax.errors import ConfigError
@@ -53,7 +53,7 @@ def test_the_step_trains_only_the_batchs_head(heads):
   exp = train.Experiment(heads)
   state = exp.initial_state()
   data = exp.benchmark.epoch_data(3, 0)
-  new, metrics = jax.jit(runner.make_train_step(exp.method, "main"))(state, data, 0)
+  new, metrics = jax.jit(chunks.make_train_step(exp.method, "main"))(state, data, 0)
   before, after = state.learner.params, new.learner.params
   own = np.zeros(10 * K, bool)
   own[3 * K:4 * K] = True

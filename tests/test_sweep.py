@@ -18,7 +18,7 @@ import pytest
 from dynamos_jax import evaluate
 from dynamos_jax import metrics
 from dynamos_jax import reporting
-from dynamos_jax import runner
+from dynamos_jax import chunks
 from dynamos_jax import sweep as sweep_lib
 from dynamos_jax import train
 from dynamos_jax.errors import ConfigError, DynamosError
@@ -231,7 +231,7 @@ def test_a_sweep_resumes_after_a_crash(tiny_data, tiny_config, tmp_path, monkeyp
   config.train.max_steps_per_task = 2
   config.checkpoint.every_steps = 2
   reference = train.train_and_evaluate(config, str(tmp_path / "ref"))
-  original, calls = runner.ChunkRunner.run, {"n": 0}
+  original, calls = chunks.ChunkRunner.run, {"n": 0}
 
   def crashing(self, *args):
     calls["n"] += 1
@@ -240,7 +240,7 @@ def test_a_sweep_resumes_after_a_crash(tiny_data, tiny_config, tmp_path, monkeyp
     return original(self, *args)
 
   with monkeypatch.context() as m:
-    m.setattr(runner.ChunkRunner, "run", crashing)
+    m.setattr(chunks.ChunkRunner, "run", crashing)
     with pytest.raises(KeyboardInterrupt):
       train.train_and_evaluate(config, str(tmp_path / "run"))
   assert os.listdir(tmp_path / "run" / "checkpoints")

@@ -9,7 +9,7 @@ import pytest
 from dynamos_jax import config as config_lib
 from dynamos_jax import methods
 from dynamos_jax import train
-from dynamos_jax.runner import plan_chunks
+from dynamos_jax.chunks import plan_chunks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

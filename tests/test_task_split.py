@@ -239,7 +239,7 @@ def test_seeds_in_one_program_see_their_own_crops_and_the_tasks_labels(tiny_conf
 
 def test_epoch_selection_reads_the_tasks_own_head(tiny_config, tmp_path, monkeypatch):
   from dynamos_jax import train
-  from dynamos_jax.methods import slni
+  from dynamos_jax.methods.slni import slni
   host = _dataset("cifar100", 100, 2, 8)
   monkeypatch.setattr(sources, "load_dataset", lambda *a, **k: host)
   seen = []

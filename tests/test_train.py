@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynamos_jax import buffer as buffer_lib
-from dynamos_jax import runner
+from dynamos_jax.methods.dynamos import buffer as buffer_lib
+from dynamos_jax import chunks as runner
 from dynamos_jax import train
 from dynamos_jax.data.streams import EpochData
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynamos_jax.models.vgg import IMAGENET_MEAN, IMAGENET_STD, VGGSlim
+from dynamos_jax.methods.slni.vgg import IMAGENET_MEAN, IMAGENET_STD, VGGSlim
 
 
 def _count(model, side):

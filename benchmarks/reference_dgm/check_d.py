@@ -63,7 +63,7 @@ def main(argv=None) -> int:
   import optax
   import torch
 
-  from dynamos_jax.models.dgm_discriminator import Discriminator
+  from dynamos_jax.methods.dgm.discriminator import Discriminator
   sys.path[:0] = [os.path.join(HERE, "stubs"), os.path.abspath(args.ref), HERE]
   import refdata
   from networks import net_DGMw

@@ -37,9 +37,9 @@ def main(argv=None) -> int:
   import numpy as np
   import torch
 
-  from dynamos_jax import hat
-  from dynamos_jax.models import dgm_generator as gen
-  from dynamos_jax.models.dgm_discriminator import Discriminator
+  from dynamos_jax.methods.dgm import hat
+  from dynamos_jax.methods.dgm import generator_dcgan as gen
+  from dynamos_jax.methods.dgm.discriminator import Discriminator
   sys.path[:0] = [os.path.join(HERE, "stubs"), os.path.abspath(args.ref), HERE]
   import check_d
   from networks import net_DGMw

@@ -16,7 +16,7 @@ import sys
 from dynamos_jax import config as config_lib
 from dynamos_jax import experiment
 from dynamos_jax.errors import ConfigError, DataError
-from dynamos_jax.models.dgm_discriminator import to_unit
+from dynamos_jax.methods.dgm.discriminator import to_unit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", ".."))

@@ -25,7 +25,7 @@ from dynamos_jax import metrics
 from dynamos_jax.data import sources
 from dynamos_jax.errors import DataError
 
-# Their observe()'s loss keys -> our Dynamos metric names (methods/dynamos.py).
+# Their observe()'s loss keys -> our Dynamos metric names (methods/dynamos/dynamos.py).
 LOSS_NAMES = {"CE_curr": "ce", "Rwd_curr": "reinforce", "Prototype_loss": "prototype",
               "Logits_buff": "mse_logits", "Logits_Policy_buff": "mse_attention",
               "CE_buff": "replay_ce", "Rwd_buff": "replay_reinforce",

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dynamos_jax import evaluation
+from dynamos_jax import accuracy
 from dynamos_jax.benchmarks.base import Benchmark, TaskData
 from dynamos_jax.data.streams import ClassIncremental, EpochData, epoch_batches, num_batches
 
@@ -69,7 +69,7 @@ class ClassSplit(Benchmark):
 
   def evaluate(self, predict, batch_size):
     images, labels = self.test_set()
-    logits = evaluation.predict_logits(lambda x: predict(x, None), images, batch_size)
-    class_il, task_il = evaluation.task_accuracies(logits, labels, self.split,
+    logits = accuracy.predict_logits(lambda x: predict(x, None), images, batch_size)
+    class_il, task_il = accuracy.task_accuracies(logits, labels, self.split,
                                                    range(self.num_tasks))
     return {"class_il": class_il, "task_il": task_il}

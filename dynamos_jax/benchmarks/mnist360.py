@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dynamos_jax import evaluation
+from dynamos_jax import accuracy as evaluation
 from dynamos_jax.benchmarks.base import Benchmark, TaskData, register
 from dynamos_jax.data import mnist360
 from dynamos_jax.data.streams import EpochData

@@ -6,7 +6,7 @@ filter on the uint8 image and kept as one grey channel (the reference's
 ``ToPILImage`` -> ``Resize(32)``: its float round trip x / 255 * 255 is exact
 in float32 for every byte, so resizing the uint8 image is the same); SVHN and
 CIFAR-10 are 32x32x3 already. A method scales them with
-``dgm_discriminator.to_unit``.
+``discriminator.to_unit``.
 
 Validation hold-out (spec 8, 10), per class from the seed: the class's
 training samples are permuted and the first ``int(0.15 n)`` (MNIST) are held
@@ -53,7 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from dynamos_jax import evaluation
+from dynamos_jax import accuracy as evaluation
 from dynamos_jax.benchmarks.base import Benchmark, DeviceData, TaskData, register
 from dynamos_jax.data import imagenet, sources
 from dynamos_jax.data.streams import EpochData, epoch_batches, num_batches

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dynamos_jax import evaluation
+from dynamos_jax import accuracy
 from dynamos_jax.benchmarks.base import Benchmark, TaskData, register
 from dynamos_jax.data.streams import Batch, EpochData, epoch_batches, num_batches
 
@@ -102,7 +102,7 @@ class PermutedMNIST(Benchmark):
     labels = np.asarray(self.data.host.test_labels)
     accuracies = []
     for t in range(self.num_tasks):
-      logits = evaluation.predict_logits(lambda x: predict(x, jnp.int32(t)),
+      logits = accuracy.predict_logits(lambda x: predict(x, jnp.int32(t)),
                                          self._permuted_test(t), batch_size)
       accuracies.append(100.0 * float(np.mean(np.argmax(logits, -1) == labels)))
     return {"class_il": accuracies, "task_il": list(accuracies)}

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dynamos_jax import evaluation
+from dynamos_jax import accuracy
 from dynamos_jax.benchmarks.base import Benchmark, TaskData, register
 from dynamos_jax.data.streams import ClassIncremental, EpochData, epoch_batches, num_batches
 from dynamos_jax.errors import ConfigError
@@ -98,9 +98,9 @@ class TaskSplit(Benchmark):
     class_il, task_il = [], []
     for t in range(self.num_tasks):
       images, labels = self.task_test_set(t)
-      own = evaluation.predict_logits(lambda x: predict(x, jnp.int32(t)), images, batch_size)
+      own = accuracy.predict_logits(lambda x: predict(x, jnp.int32(t)), images, batch_size)
       task_il.append(100.0 * float(np.mean(np.argmax(own, -1) == labels)))
-      every = evaluation.predict_logits(lambda x: predict(x, None), images, batch_size)
+      every = accuracy.predict_logits(lambda x: predict(x, None), images, batch_size)
       target = labels + t * k if every.shape[1] == self.num_tasks * k else labels
       class_il.append(100.0 * float(np.mean(np.argmax(every, -1) == target)))
     return {"class_il": class_il, "task_il": task_il}

@@ -16,7 +16,7 @@ and a horizontal flip with probability 1/2, drawn per (seed, task, epoch,
 batch) on the device; evaluation and the methods' passes over a task (the
 importance estimate) see the centre 56x56 crop. (The reference's "Resize 64"
 first is the identity on 64x64 images; its mean/std normalisation is the
-model's, ``models/vgg.py``.)
+model's, ``methods/slni/vgg.py``.)
 """
 
 import flax.struct

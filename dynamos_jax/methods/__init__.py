@@ -1,8 +1,10 @@
 """Continual-learning methods, by config name.
 
-Each module of this package defines methods and registers them with
-``@register`` (methods/base.py has the lifecycle every method follows); the
-package imports them all, so adding a method is adding a file.
+Each learner family is a subpackage (``dynamos``, ``slni``, ``dgm``) whose
+``__init__`` imports the modules that define its methods with ``@register``
+(methods/base.py has the lifecycle every method follows); this package imports
+every family, so adding a family is adding a folder, and adding a method to
+one is adding a file and a line to its ``__init__``.
 """
 
 import importlib
@@ -11,7 +13,8 @@ import pkgutil
 from dynamos_jax.methods.base import REGISTRY, Method, register
 
 for _module in pkgutil.iter_modules(__path__):
-  importlib.import_module(f"{__name__}.{_module.name}")
+  if _module.ispkg:
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def get_method(config, benchmark) -> Method:

@@ -134,7 +134,7 @@ class Method(abc.ABC):
   # Optional: a method that defines ``after_task(state, task, benchmark) -> dict[str,
   # np.ndarray]`` reports what a user looks at after each task (after its end hook and
   # evaluation): the trainer keeps the arrays per seed and task for analyze
-  # (``task_reports``: WORKDIR/after_task/seed_N/task_T.npz).
+  # (``task_arrays``: WORKDIR/after_task/seed_N/task_T.npz).
   after_task = None
 
   def end_task(self, state: Any, task) -> Any:

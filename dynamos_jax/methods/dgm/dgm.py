@@ -1,0 +1,391 @@
+"""DGM (Dynamic Generative Memory; Ostapenko et al., CVPR 2019): DGMw and DGMa (dgm-spec).
+
+An AC-GAN learns the classes one task at a time: the discriminator D
+(``methods/dgm/discriminator.py``) is also the classifier (its aux head); the
+generator G (``methods/dgm/generator_dcgan.py``) is the only memory. G's three
+masked transposed convolutions carry HAT-style attention masks per task
+(``hat.py``): DGMw masks every weight, DGMa every output channel. After each
+task the masks are binarised at s_max and cumulated, the weights they reserve
+are frozen for later tasks (gradient conditioning), and G grows so that the
+next task finds as many free weights (units) as the first one did (spec 6).
+
+One step (spec 7, 15.3), for a real batch of task t (class t) at scale s of
+the schedule (spec 3.1, from the step counter: epoch e = k // batches,
+position j = k % batches):
+  1. t + 1 Adam steps on D's aux cross-entropy (``lax.scan``), over the real
+     batch and, for every past class c < t, the replay images at the same
+     indices of the task's fixed order, shuffled together and cut into t + 1
+     chunks of the batch's size (unseen classes' logits at -inf);
+  2. one Adam step on D with WGAN-GP: mean c(fake) - mean c(real) + lambda_GP
+     mean (|grad_xhat c(xhat)| - 1)^2 (a nested ``jax.grad``, D in training mode);
+  3. one Adam step on G: -lambda_adv mean c(G_t(z, s)) + lambda_RU alpha R^t
+     [+ CE(aux(fake), t) with ``aux_g``]; gradients conditioned by 1 - M^{<t}
+     (DGMa: HAT's min rule), the embeddings' gradient compensated (3.3),
+     clipped at norm 1e4; frozen entries restored after the update.
+D's BN statistics follow every training-mode forward in that order.
+
+State: ``dgm/state.DGMState``.
+
+Choices and deviations (the README's DGM section should say them):
+- Replay (spec 5, 15.6): not stored, generated inside the step from the
+  task-start snapshot of G (``replay``).
+- Growth happens after every task, the last one included; each seed grows by
+  its own masks, and arrays are padded to a common shape (multiples of
+  ``dgm.shape_multiple``) with existence masks (spec 15.1; ``shapes``).
+- D's aux head has all K outputs, unseen ones masked (spec 15.4); at t = 0
+  its CE is identically 0 (one seen class), as the reference's.
+- The paper's schedule (``dgm.schedule=paper``): eqs. 3-4, reaching s_max.
+- ``dgm.loops``: on CPU the t + 1 CE chunks and the replay classes are
+  unrolled (XLA:CPU runs convolution gradients in a rolled loop on a slow
+  path); elsewhere scanned (one compiled body).
+- ``dgm.selection=best_valid``: the reference's "best validation" report,
+  recorded beside the final model's accuracies (D not reverted;
+  ``selection``).
+- For a user (spec 16), in ``summary``: ``generate`` (a class's images at
+  s = S, soft or binarised masks), ``mask_statistics`` (per task and layer:
+  reserved, new, reused, free), ``generator_size`` (Table 3/4's parameters
+  and bytes).
+- What depends on G's family is one module per family with the same
+  functions (``DGM.family``; the list is in ``dcgan``'s docstring):
+  ``dcgan`` (one class a task, the DCGAN G and D) and ``dgm/imagenet``
+  (ten classes a task, ImageNet-50, ``dgm.generator=resnet``: the ResNet G
+  with per-class heads and the ResNet-18 D; its docstring has the labels,
+  replay, growth and options that differ).
+"""
+
+import types
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from dynamos_jax.methods.dgm import hat
+from dynamos_jax import losses
+from dynamos_jax.methods.dgm import classifier_steps
+from dynamos_jax.methods.dgm import config as dgm_config
+from dynamos_jax.methods.dgm import dcgan as dgm_dcgan
+from dynamos_jax.methods.dgm import imagenet as dgm_imagenet
+from dynamos_jax.methods.dgm import selection as dgm_selection
+from dynamos_jax.methods.dgm import summary
+from dynamos_jax.methods.base import Method, register
+from dynamos_jax.methods.dgm.state import DGMState
+from dynamos_jax.methods.dgm import generator_dcgan as gen
+from dynamos_jax.methods.dgm import generator_resnet as rg
+from dynamos_jax.methods.dgm.discriminator import Discriminator, ResNetDiscriminator, to_unit
+
+# fold_in constants of the named keys (design.md 3: never reuse a key).
+# 3 and 4 (BN, GROW) are shapes', 5 (REPLAY) replay's.
+_D_INIT, _HEAD = 1, 2
+# Per step: the step's key split into these consumers.
+_STEP_KEYS = ("perm", "z_d", "gp", "z_g")
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class DGM(Method):
+  """The DGM method (see the module docstring); fields are set by ``from_config``."""
+
+  spec: gen.GeneratorSpec | rg.ResNetGeneratorSpec
+  num_classes: int
+  epochs: int
+  batch_size: int
+  smax: float = 1e4
+  lambda_ru: float = 0.08
+  lambda_gp: float = 1.0
+  lambda_adv: float = 1.0
+  aux_g: bool = False
+  reinit_d: bool = True
+  lr_d: float = 2e-3
+  lr_g: float = 2e-3
+  beta1: float = 0.5
+  beta2: float = 0.999
+  ndf: int = 32
+  onehot: bool = True
+  schedule: str = "code"
+  expansion: str = "code"
+  shape_multiple: int = 8
+  thres_cosh: float = 50.0
+  clip_norm: float = 1e4
+  replay: str = "fixed"
+  unroll: bool = False
+  selection: str = "final"
+  eval_every: int = 2
+  max_steps: int = 0  # train.max_steps_per_task (0: none): when a task's last epoch ends
+  eval_batch_size: int = 256
+  # Ten classes a task (dgm/imagenet): the G family and the options of the ImageNet code.
+  classes_per_task: int = 1
+  generator: str = "dcgan"
+  past_masks: str = "soft"
+  aux_head: str = "reset"
+  g_noise: str = "fresh"
+  onehot_dims: int = 0  # 0: K
+  replay_slots: int = 0  # resnet: the largest task's size (its replay sets' static size)
+  d_blocks: int = 2  # the ResNet D's blocks per stage (2: ResNet-18)
+  # The seed's benchmark, for best_valid's evaluations (its hold-out is the seed's).
+  data: dgm_selection.Data | None = dataclasses.field(default=None, repr=False)
+
+  name = "dgm"
+  namespace = "dgm"
+
+  @classmethod
+  def defaults(cls) -> ml_collections.ConfigDict:
+    return dgm_config.defaults()
+
+  @classmethod
+  def validate(cls, config) -> None:
+    dgm_config.validate(config)
+
+  @classmethod
+  def from_config(cls, config, benchmark) -> "DGM":
+    d = config.dgm
+    channels = benchmark.image_shape[-1]
+    family = dgm_config.generator(config)
+    c = getattr(benchmark, "classes_per_task", 1)
+    if family == "resnet":
+      spec = rg.ResNetGeneratorSpec(d.ngf, d.nz, channels, benchmark.num_tasks, c)
+    else:
+      spec = gen.GeneratorSpec(d.variant, d.ngf, d.nz, channels, benchmark.num_tasks,
+                               d.mask_placement)
+    return cls(spec, benchmark.num_classes, config.epochs, config.batch_size,
+               float(d.smax), d.lambda_ru, d.lambda_gp, d.lambda_adv, bool(d.aux_g),
+               bool(d.reinit_d), d.lr_d, d.lr_g, d.beta1, d.beta2, d.ndf, bool(d.onehot),
+               d.schedule, d.expansion, d.shape_multiple, d.thres_cosh, d.clip_norm, d.replay,
+               d.loops == "unroll" or (d.loops == "auto" and jax.default_backend() == "cpu"),
+               selection=d.selection, eval_every=d.eval_every,
+               max_steps=config.train.max_steps_per_task,
+               eval_batch_size=config.train.eval_batch_size,
+               data=dgm_selection.Data(benchmark), classes_per_task=c, generator=family,
+               past_masks=d.past_masks, aux_head=d.aux_head, g_noise=d.g_noise,
+               onehot_dims=d.onehot_dims, d_blocks=d.d_blocks, replay_slots=max(
+                   benchmark.task_data(i).size for i in range(benchmark.num_tasks))
+               if family == "resnet" else 0)
+
+  # --- pieces --------------------------------------------------------------------------------
+
+  @property
+  def resnet(self) -> bool:
+    return self.generator == "resnet"
+
+  @property
+  def family(self) -> types.ModuleType:
+    """The module of G's family: ``dgm/imagenet`` (ResNet G) or ``dcgan``."""
+    return dgm_imagenet if self.resnet else dgm_dcgan
+
+  @property
+  def discriminator(self) -> Discriminator | ResNetDiscriminator:
+    return self.family.discriminator(self)
+
+  @property
+  def tx_d(self) -> optax.GradientTransformation:
+    return optax.adam(self.lr_d, b1=self.beta1, b2=self.beta2)
+
+  @property
+  def tx_g(self) -> optax.GradientTransformation:
+    return optax.chain(optax.clip_by_global_norm(self.clip_norm),
+                       optax.adam(self.lr_g, b1=self.beta1, b2=self.beta2))
+
+  def _key(self, state, name: int, task) -> jax.Array:
+    return jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.key), name),
+                              task)
+
+  def _d_apply(self, params, stats, x, train: bool, mask=None):
+    """D on x [N, 32, 32, C] in [-1, 1]: (critic [N], logits [N, K], batch_stats)."""
+    variables = {"params": params, "batch_stats": stats}
+    if not train:
+      critic, logits = self.discriminator.apply(variables, x, train=False)
+      return critic, logits, stats
+    (critic, logits), updated = self.discriminator.apply(variables, x, train=True, mask=mask,
+                                                         mutable=["batch_stats"])
+    return critic, logits, updated["batch_stats"]
+
+  def _masks(self, embeddings, s, exists):
+    return tuple(hat.mask(e, s, x) for e, x in zip(embeddings, exists))
+
+  def _seen_logits(self, logits, t):
+    """Logits [..., K] with the classes of tasks after t at -inf (tasks 0..t hold classes
+    0 .. C (t + 1) - 1)."""
+    seen = jnp.arange(logits.shape[-1]) < (t + 1) * self.classes_per_task
+    return jnp.where(seen, logits, -jnp.inf)
+
+  # --- lifecycle -----------------------------------------------------------------------------
+
+  def init(self, key, example, benchmark) -> DGMState:
+    del example, benchmark
+    return self.family.init(self, key)
+
+  def fresh_fields(self, g, g_stats, counts, variables, key) -> dict:
+    """The fields a fresh state of either G family shares: G, D ({params, batch_stats}),
+    their Adam states, empty masks and records, ``counts`` [layers] at every task."""
+    t = self.spec.num_tasks
+    zeros = jnp.zeros((), jnp.int32)
+    return dict(
+        g=g, g_stats=g_stats, d=variables["params"], d_stats=variables["batch_stats"],
+        g_opt=self.tx_g.init(g), d_opt=self.tx_d.init(variables["params"]),
+        past_emb=tuple(jnp.zeros((t, *e.shape)) for e in g["emb"]),
+        cum=tuple(jnp.zeros(e.shape) for e in g["emb"]),
+        counts=jnp.tile(jnp.asarray(counts)[None], (t + 1, 1)),
+        reserved=jnp.zeros((len(g["w"]),), jnp.int32), snapshot=g["w"],
+        seen=jnp.zeros((1,), jnp.int32), samples=zeros, batches=zeros + 1,
+        step_in_task=zeros, key=jax.random.key_data(key),
+        selection=dgm_selection.empty(self.selection, t, self.num_classes))
+
+  def begin_task(self, state, task):
+    """D re-initialised (t > 0), task t's head drawn, fresh Adam states, the replay's snapshot."""
+    t = task.index
+    state = jax.tree.map(jnp.asarray, state)  # a multi-seed run hands hooks host arrays
+    d, d_stats = state.d, state.d_stats
+    if t > 0:
+      fresh = self.family.init_d(self, self._key(state, _D_INIT, t))
+      if self.reinit_d:
+        d, d_stats = fresh["params"], fresh["batch_stats"]
+      else:  # The reference's ImageNet path: only the critic and aux heads are reset.
+        aux = fresh["params"]["aux"]
+        if self.aux_head == "grow":  # ... the aux head's seen-class columns kept
+          aux = dgm_imagenet.grown_aux(self._key(state, dgm_imagenet.AUX, t), d["aux"], t,
+                                       self.classes_per_task)
+        d = dict(d, critic=fresh["params"]["critic"], aux=aux)
+    g = self.family.new_heads(self, state, self._key(state, _HEAD, t), t)
+    return state.replace(
+        g=g, d=d, d_stats=d_stats, g_opt=self.tx_g.init(g), d_opt=self.tx_d.init(d),
+        snapshot=tuple(jnp.copy(w) for w in g["w"]), seen=jnp.arange(t + 1, dtype=jnp.int32),
+        samples=jnp.int32(task.size), batches=jnp.int32(-(-task.size // self.batch_size)),
+        step_in_task=jnp.zeros((), jnp.int32))
+
+  def step(self, state, batch, key, phase):
+    del phase  # One phase.
+    t = state.seen.shape[0] - 1  # static: the state's shapes change with the task
+    keys = dict(zip(_STEP_KEYS, jax.random.split(key, len(_STEP_KEYS))))
+    k = state.step_in_task
+    epoch, position = k // state.batches, k % state.batches
+    if self.schedule == "imagenet":
+      s, s_e = dgm_imagenet.scale(epoch, position, self.epochs, state.samples,
+                                  self.batch_size, self.smax)
+    else:
+      s, s_e = hat.scale(self.schedule, epoch, position, self.epochs, state.batches,
+                         state.samples, self.batch_size, self.smax, self.spec.variant == "w")
+    valid = batch.mask
+    n = jnp.maximum(jnp.sum(valid), 1)
+    real = to_unit(batch.images)
+    b = real.shape[0]
+    family = self.family
+    replay = replay_labels = replay_valid = None
+    if t > 0:
+      replay, replay_labels, replay_valid = family.replay(self, state, position, b, t)
+
+    # 1. The classifier: t + 1 CE steps on real + replay.
+    (d, d_stats, d_opt), ce, accuracy = classifier_steps.ce_chunks(
+        self, state, keys["perm"], real, batch.labels, valid, replay, t, replay_labels,
+        replay_valid)
+
+    # 2. WGAN-GP on D: real vs G_t's fakes (G in training mode: its BN_t moves); with ten
+    # classes a task the fakes carry the real batch's labels (the code's).
+    g, counts = state.g, state.counts[t]
+    exists = family.exists(self, g, state, t)
+    z_d = family.noise(self, keys["z_d"], batch.labels, t)
+    masks = self._masks(g["emb"], s, exists)
+    fake, g_stats = family.forward(self, g, state.g_stats, z_d, t, masks, counts, batch.labels,
+                                   True, valid)
+    fake = jax.lax.stop_gradient(fake)
+    alpha = jax.random.uniform(keys["gp"], (b, 1, 1, 1))
+    mixed = alpha * real + (1.0 - alpha) * fake
+    vmean = lambda v: jnp.sum(v * valid) / n
+
+    def d_loss_fn(params):
+      c_real, _, st = self._d_apply(params, d_stats, real, True, valid)
+      c_fake, _, st = self._d_apply(params, st, fake, True, valid)
+
+      def critic_sum(xh):
+        c, _, new = self._d_apply(params, st, xh, True, valid)
+        return jnp.sum(c * valid), new
+
+      grad_x, st = jax.grad(critic_sum, has_aux=True)(mixed)
+      # Padding rows have a zero gradient: keep sqrt's derivative at 0 out of the sum.
+      sq = jnp.sum(grad_x**2, axis=(1, 2, 3))
+      norm = jnp.where(valid, jnp.sqrt(jnp.where(valid, sq, 1.0)), 0.0)
+      gp = vmean((norm - 1.0) ** 2)
+      w_dist = vmean(c_real) - vmean(c_fake)
+      return -w_dist + self.lambda_gp * gp, (st, gp, w_dist)
+
+    (d_loss, (d_stats, gp, w_dist)), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(d)
+    updates, d_opt = self.tx_d.update(grads, d_opt, d)
+    d = optax.apply_updates(d, updates)
+
+    # 3. G: fool the critic; sparse masks on the free entries.
+    cond = family.conditioners(self, g, state, t)
+    reg_weight = family.reg_weight(self, state, t)
+    # The ImageNet code's G step reuses the D step's noise (``dgm.g_noise=shared``).
+    z_g = z_d if self.g_noise == "shared" else family.noise(self, keys["z_g"], batch.labels, t)
+
+    def g_loss_fn(params):
+      m = self._masks(params["emb"], s, exists)
+      x, stats = family.forward(self, params, g_stats, z_g, t, m, counts, batch.labels, True,
+                                valid)
+      c, logits, dst = self._d_apply(d, d_stats, x, True, valid)
+      reg = hat.regulariser(m, state.cum, exists)
+      loss = -self.lambda_adv * vmean(c) + reg_weight * reg
+      if self.aux_g:
+        loss += losses.cross_entropy(self._seen_logits(logits, t), batch.labels, valid)
+      return loss, (stats, dst, reg, vmean(c))
+
+    (g_loss, (g_stats, d_stats, reg, g_critic)), grads = jax.value_and_grad(
+        g_loss_fn, has_aux=True)(g)
+    grads = dict(grads, w=tuple(gw * f for gw, f in zip(grads["w"], cond)),
+                 emb=tuple(hat.compensate(ge, e, s, s_e, self.thres_cosh) * x
+                           for ge, e, x in zip(grads["emb"], g["emb"], exists)))
+    updates, g_opt = self.tx_g.update(grads, state.g_opt, g)
+    new_g = optax.apply_updates(g, updates)
+    # Frozen and absent weights keep their exact values (a no-op with a fresh Adam state).
+    new_g["w"] = tuple(jnp.where(f > 0, w1, w0) for w0, w1, f in zip(g["w"], new_g["w"], cond))
+    metrics = {"loss": ce + d_loss + g_loss, "ce": ce, "d_loss": d_loss, "gp": gp,
+               "wasserstein": w_dist, "g_loss": g_loss, "g_critic": g_critic, "reg": reg,
+               "s": s, "train_accuracy": accuracy}
+    return state.replace(g=new_g, g_stats=g_stats, d=d, d_stats=d_stats, g_opt=g_opt,
+                         d_opt=d_opt, step_in_task=k + 1), metrics
+
+  def predict(self, state, images, task, phase):
+    """D's aux logits in eval mode, classes not seen yet at -inf."""
+    del task, phase
+    _, logits, _ = self._d_apply(state.d, state.d_stats, to_unit(images), False)
+    return self._seen_logits(logits, state.task)
+
+  def end_task(self, state, task):
+    """Binarise at s_max, cumulate, keep the embeddings, grow (spec 3.2, 6)."""
+    return self.family.end_task(self, state, task)
+
+  epoch_accuracy = False  # best_valid evaluates D itself (selection)
+
+  @property
+  def end_epoch(self):
+    """With ``best_valid``: the code's validation evaluations (``selection``)."""
+    if self.selection != "best_valid":
+      return None
+    return lambda state, task, accuracy: dgm_selection.end_epoch(self, state, task)
+
+  def after_task(self, state, task, benchmark) -> dict[str, np.ndarray]:
+    """After task t: samples uint8 [t + 1, n, 32, 32, C] of every seen class from fixed
+    noise (``summary.samples``); with ``best_valid``, the task's record."""
+    del benchmark
+    seen = (task.index + 1) * self.classes_per_task
+    out = {"samples": summary.samples(self, state, seen)}
+    if self.selection == "best_valid":
+      out.update(dgm_selection.task_record(state, task.index))
+    return out
+
+  @property
+  def results(self):
+    """With ``best_valid``: results.json's ``method.best_valid``, one record per task
+    (``selection.summary``: the best validation average, its epoch, the test accuracies
+    then and their mean)."""
+    if self.selection != "best_valid":
+      return None
+    return lambda state, benchmark: {"best_valid": dgm_selection.summary(
+        state, benchmark.num_tasks)}
+
+  def common_shape(self, states: list) -> list:
+    """Several seeds' states (each grown by its own masks) padded to their widest widths
+    (the trainer calls this after each hook of a multi-seed run; ``shapes``)."""
+    return self.family.common_shape(self, states)

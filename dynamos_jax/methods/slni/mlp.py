@@ -1,0 +1,75 @@
+"""The permuted-MNIST MLP of SLNI (slni-spec 4.1): 784 -> N -> N -> heads x K.
+
+Two hidden Dense layers, each followed by the activation under study:
+``relu``; ``maxout`` (the max of consecutive blocks of ``block`` units, so a
+layer's output is N / block wide and the next layer's input shrinks); or
+``lwta`` (local winner takes all: in each block the largest unit keeps its
+value, the others are zero; width kept). PyTorch's default initialisation.
+The output layer holds ``heads`` heads of K logits side by side (one: a
+shared head).
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from dynamos_jax.torch_init import torch_default_bias_init, torch_default_init
+
+ACTIVATIONS = ("relu", "maxout", "lwta")
+
+
+def activate(z: jax.Array, kind: str, block: int) -> jax.Array:
+  """The activation of a hidden layer's pre-activation ``z`` [M, N]."""
+  if kind == "relu":
+    return nn.relu(z)
+  blocks = z.reshape(*z.shape[:-1], z.shape[-1] // block, block)
+  if kind == "maxout":
+    return jnp.max(blocks, axis=-1)
+  if kind == "lwta":
+    # The winner is chosen on values without gradient; only winners pass one.
+    winner = jax.nn.one_hot(jnp.argmax(jax.lax.stop_gradient(blocks), -1), block,
+                            dtype=z.dtype)
+    return (blocks * winner).reshape(z.shape)
+  raise ValueError(f"unknown activation {kind!r}; expected one of {ACTIVATIONS}")
+
+
+def _dense(features: int, fan_in: int, name: str) -> nn.Dense:
+  return nn.Dense(features, kernel_init=torch_default_init,
+                  bias_init=torch_default_bias_init(fan_in), name=name)
+
+
+class MLP(nn.Module):
+  """Attributes: width N; num_classes K; heads (1: shared); activation and its block."""
+
+  width: int
+  num_classes: int = 10
+  heads: int = 1
+  activation: str = "relu"
+  block: int = 2
+
+  @nn.compact
+  def __call__(self, images: jax.Array, probes: tuple[jax.Array, ...] | None = None):
+    """Forward pass.
+
+    Args:
+      images: [M, ...] uint8 (scaled by 1/255) or float; flattened.
+      probes: optional zeros [M, N_l] per hidden layer, added to its
+        pre-activation: the gradient w.r.t. them is dJ/dz per sample (the
+        neuron importance's quantity).
+
+    Returns:
+      logits [M, heads * K] and ``{"pre": (z_1, z_2), "act": (h_1, h_2)}``.
+    """
+    x = images.reshape(images.shape[0], -1).astype(jnp.float32)
+    if images.dtype == jnp.uint8:
+      x = x / 255.0
+    pre, act = [], []
+    for layer in range(2):
+      z = _dense(self.width if layer == 0 else x.shape[-1], x.shape[-1], f"fc{layer + 1}")(x)
+      if probes is not None:
+        z = z + probes[layer]
+      x = activate(z, self.activation, self.block)
+      pre.append(z)
+      act.append(x)
+    logits = _dense(self.heads * self.num_classes, x.shape[-1], "head")(x)
+    return logits, {"pre": tuple(pre), "act": tuple(act)}

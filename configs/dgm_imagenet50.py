@@ -35,7 +35,7 @@ task (the code's "valid" figures are on the test images, so there is no
 
 Not measured here: no ImageNet offline, so nothing of this config has run
 on the real data (its step and an end-to-end run are tested at tiny sizes on
-synthetic images and a fake ILSVRC folder, tests/test_dgm_imagenet.py). At
+synthetic images and a fake ILSVRC folder, tests/dgm/test_dgm_imagenet.py). At
 full size a task has about 13,000 images, ~186 batches of 70 x 101 epochs,
 each batch t + 3 D steps through ResNet-18: a GPU job (one full-size task-0 step took
 about 300 s on the shared 2-core AMD EPYC, load ~4.6, 2026-12-01, after a 6-minute compile;

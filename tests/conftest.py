@@ -14,11 +14,15 @@ from dynamos_jax.data import sources
 import toy_method  # noqa: F401,E402
 
 
-def load_benchmark(name: str, *parts: str):
-  """The module at benchmarks/<parts...>, imported by path under ``name``: the benchmark
-  folders are no package, and several have a module named refdata."""
+# The repository's root: configs/, the scripts' folders (speed/, reproduce/, reference/).
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_script(name: str, *parts: str):
+  """The module at ROOT/<parts...>, imported by path under ``name``: the scripts' folders
+  are no packages, and several have a module named refdata."""
   import importlib.util
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks", *parts)
+  path = os.path.join(ROOT, *parts)
   spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)

@@ -107,7 +107,7 @@ class Agent(nn.Module):
     moments: compute conv -> BN -> pool from the input's moments
       (``MomentBatchNorm``) instead of materialising the [B, H, W, features]
       conv output: the same function and variables, other float rounding,
-      less work (benchmarks/README.md).
+      less work (speed/README.md).
   """
 
   features: int

@@ -1,0 +1,121 @@
+"""The command line: bad input gives one line and exit code 2; a real run end to end."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, subprocess_env
+
+QUICK = ["--config=configs/quickstart.py"]
+
+
+def _run(args, tmp_path):
+  # Tiny models: XLA's optimisations cost more compile time than they save (as in conftest).
+  env = subprocess_env()
+  return subprocess.run([sys.executable, "-m", "dynamos_jax.run", *args,
+                         f"--workdir={tmp_path}"], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (QUICK + ["--config.dataset=cifar"], "unknown dataset 'cifar'"),
+    (QUICK + ["--config.method=ewc"], "unknown method 'ewc'"),
+    (QUICK + ["--config.buffer_size=-1"], "buffer_size must be >= 0"),
+    (QUICK + ["--config.kr=0"], "kr must be in (0, 1]"),
+    (QUICK + ["--config.kr=1.5"], "kr must be in (0, 1]"),
+    (QUICK + ["--config.tau=0"], "tau must be > 0"),
+    (QUICK + ["--config.dynamos.tau=-1"], "temperature dynamos.tau must be > 0"),
+    (QUICK + ["--config.method=derpp", "--config.derpp.beta=-1"], "derpp.beta must be >= 0"),
+    (QUICK + ["--config.batch_size=0"], "batch_size must be >= 1"),
+    (QUICK + ["--config.data.source=files", "--config.data.path=/no/such/mnist.pkl.gz"],
+     "/no/such/mnist.pkl.gz does not exist"),
+    (QUICK + ["--config.no_such_key=1"], "unknown config key 'no_such_key'"),
+    (["--config=configs/no_such_config.py"], "No such file or directory"),
+    (QUICK + ["--seed=3"], "run takes its seed from --config.seed"),
+    (["--config=configs/mnist360_quick.py", "--config.mnist360.repeats=0"],
+     "mnist360.repeats must be >= 1"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, expected, tmp_path):
+  result = _run(args, tmp_path)
+  assert result.returncode == 2, result.stderr
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and expected in errors[0], result.stderr
+  assert "Traceback" not in result.stderr
+  assert not (tmp_path / "results.json").exists()
+
+
+def test_quickstart_config_smoke_run(tmp_path):
+  result = _run(QUICK + ["--config.train.max_steps_per_task=2", "--config.warmup.iterations=1",
+                         "--config.model.nf=8", "--config.model.mlp_reduction=4",
+                         "--config.train.progress=False"], tmp_path)
+  assert result.returncode == 0, result.stderr
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert results["train"]["steps"] == 10
+  assert results["config"]["data"]["source"] == "bundled"
+  assert len(results["class_il"]["matrix"]) == 6
+  assert "Class-IL accuracy" in result.stdout and "Task-IL accuracy" in result.stdout
+
+
+def test_tfds_source_end_to_end(tmp_path, tiny_config):
+  import tensorflow_datasets as tfds
+
+  from dynamos_jax import train
+  tiny_config.data.source = "tfds"
+  tiny_config.train.max_steps_per_task = 2
+  tiny_config.epochs = 1
+  with tfds.testing.mock_data(num_examples=60):
+    results = train.train_and_evaluate(tiny_config, str(tmp_path))
+  assert results["train"]["steps"] <= 10
+  assert len(results["task_il"]["matrix"]) == 6
+
+
+def test_seq_svhn_tfds_end_to_end(tmp_path, tiny_config):
+  import tensorflow_datasets as tfds
+
+  from dynamos_jax import train
+  tiny_config.dataset = "seq-svhn"
+  tiny_config.data.source = "tfds"
+  tiny_config.train.max_steps_per_task = 2
+  tiny_config.epochs = 1
+  with tfds.testing.mock_data(num_examples=60):
+    exp = train.Experiment(tiny_config)
+    assert exp.benchmark.image_shape == (32, 32, 3)  # svhn_cropped, not MNIST
+    results = train.train_and_evaluate(tiny_config, str(tmp_path))
+  assert len(results["class_il"]["matrix"]) == 6
+  assert all(v is not None for v in results["class_il"]["matrix"][5])
+
+
+@pytest.mark.parametrize("name, arg", [("svhn", "500"), ("svhn", "1000"), ("svhn", "2000"),
+                                       ("mnist360", "100"), ("mnist360", "200"),
+                                       ("mnist360", "500")])
+def test_table5_configs_are_valid(name, arg):
+  import importlib.util
+
+  from dynamos_jax import config as config_lib
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config(arg)
+  config_lib.validate(c)
+  assert c.buffer_size == int(arg) and c.batch_size == c.minibatch_size == 16
+  assert c.dataset == {"svhn": "seq-svhn", "mnist360": "mnist-360"}[name]
+  assert (c.epochs, c.dynamos.warmup.epochs, c.dynamos.warmup.iterations) == (
+      (70, 10, 0) if name == "svhn" else (1, 0, 10))
+  with pytest.raises(ValueError, match="Table 5 has buffer sizes"):
+    module.get_config("300")
+
+
+@pytest.mark.parametrize("command", ["evaluate", "analyze"])
+@pytest.mark.parametrize("args, expected", [
+    ([], "--workdir is required"),
+    (["--workdir=/no/such/run"], "no checkpoints in /no/such/run/checkpoints"),
+])
+def test_run_reading_commands_fail_in_one_line(command, args, expected):
+  result = subprocess.run([sys.executable, "-m", f"dynamos_jax.{command}", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0]

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from dynamos_jax.cli import SEED, fail, run_dir_from_flags
-from dynamos_jax.errors import DynamosError
+from dynamos_jax.errors import InputError
 
 _TRIALS = flags.DEFINE_integer("trials", 4, "Sample-mode passes per image for Fig. 6.")
 _TRIAL_IMAGES = flags.DEFINE_integer("trial_images", 100,
@@ -250,7 +250,7 @@ def main(argv):
   try:
     analyze(workdir, _TRIALS.value, _TRIAL_IMAGES.value, _TSNE_POINTS.value,
             _TSNE_THREADS.value, _TSNE_SEED.value, SEED.value)
-  except DynamosError as e:
+  except InputError as e:
     fail(str(e))
 
 

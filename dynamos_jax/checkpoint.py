@@ -24,7 +24,7 @@ import orbax.checkpoint as ocp
 
 from dynamos_jax import config as config_lib
 from dynamos_jax import parallel
-from dynamos_jax.errors import DynamosError
+from dynamos_jax.errors import InputError
 
 # Config keys that cannot change results: a resume may change them freely.
 RESUME_SAFE_KEYS = frozenset({"resume", "checkpoint.every_steps", "checkpoint.keep",
@@ -153,7 +153,7 @@ class Checkpointer:
         what it raises propagates.
 
     Raises:
-      DynamosError: checkpoints exist but none of them is usable.
+      InputError: checkpoints exist but none of them is usable.
     """
     steps = self.steps()
     named, treedef = _leaves(template.replace(key=jax.random.key_data(template.key)))
@@ -180,7 +180,7 @@ class Checkpointer:
       state = state.replace(key=jax.random.wrap_key_data(state.key))
       return jax.device_put(state), progress
     if steps:
-      raise DynamosError(
+      raise InputError(
           f"none of the checkpoints {steps} in {self.directory} can be restored; start over "
           "with --config.resume=False (the old checkpoints are moved aside, not deleted) "
           "or a fresh --workdir")
@@ -204,7 +204,7 @@ def open_run_directory(config, workdir: str) -> Checkpointer:
       pass
     os.remove(probe)
   except OSError as e:
-    raise DynamosError(f"--workdir={workdir} cannot be a run directory ({e.strerror or e}); "
+    raise InputError(f"--workdir={workdir} cannot be a run directory ({e.strerror or e}); "
                        "choose a directory you can write to") from None
   if not config.resume and os.listdir(directory) and parallel.is_writer():
     n = 1
@@ -216,7 +216,7 @@ def open_run_directory(config, workdir: str) -> Checkpointer:
   return Checkpointer(directory, config.checkpoint.keep)
 
 
-class Interrupted(DynamosError):
+class Interrupted(InputError):
   """SIGINT or SIGTERM arrived; a checkpoint was saved. ``exit_code`` is 128 + signal."""
 
   def __init__(self, message: str, exit_code: int):

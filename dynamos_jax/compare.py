@@ -24,7 +24,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from dynamos_jax.errors import DynamosError
+from dynamos_jax.errors import InputError
 from dynamos_jax.cli import CONFIG, WORKDIR, fail, parse_flags
 # The table and the chart live with the other reports (a sweep prints them too).
 from dynamos_jax.reporting import format_summary, plot_comparison  # noqa: F401
@@ -96,9 +96,9 @@ def run_comparison(config, methods: list[str], seeds: list[int], workdir: str,
   """Trains what is missing, then writes and returns the comparison."""
   from dynamos_jax import config as config_lib
   if str(config.seeds).strip():
-    raise DynamosError("compare takes its seeds from --seeds=0,1,2; drop --config.seeds")
+    raise InputError("compare takes its seeds from --seeds=0,1,2; drop --config.seeds")
   if str(config.sweep).strip():
-    raise DynamosError("compare compares methods; a sweep of one method's settings prints its "
+    raise InputError("compare compares methods; a sweep of one method's settings prints its "
                        "own table: python -m dynamos_jax.run --config.sweep=... (README Sweeps)")
   configs = {}
   for method in methods:  # Check everything before training anything.
@@ -170,7 +170,7 @@ def main(argv: list[str]) -> None:
   except train.Interrupted as e:
     print(str(e) + " (the comparison resumes too: run it again)", file=sys.stderr)
     sys.exit(e.exit_code)
-  except DynamosError as e:
+  except InputError as e:
     fail(str(e))
 
 

@@ -12,7 +12,7 @@ import ml_collections
 
 from dynamos_jax import benchmarks
 from dynamos_jax import methods
-from dynamos_jax.errors import ConfigError
+from dynamos_jax.errors import ConfigError, require
 
 DATA_SOURCES = ("bundled", "files", "tfds")
 CHUNK_STRATEGIES = ("auto", "loop", "scan")
@@ -136,8 +136,8 @@ def run_seeds(config: ml_collections.ConfigDict) -> list[int]:
   except ValueError:
     raise ConfigError(f"seeds must be integers separated by commas, e.g. --config.seeds=0,1,2 "
                       f"(got {text!r})") from None
-  _check(len(set(seeds)) == len(seeds), f"seeds must not repeat a seed (got {text!r})")
-  _check(min(seeds) >= 0, f"seeds must be >= 0 (got {text!r})")
+  require(len(set(seeds)) == len(seeds), f"seeds must not repeat a seed (got {text!r})")
+  require(min(seeds) >= 0, f"seeds must be >= 0 (got {text!r})")
   return seeds
 
 
@@ -200,9 +200,6 @@ def migrate(saved: dict) -> dict:
   return out
 
 
-def _check(ok: bool, message: str) -> None:
-  if not ok:
-    raise ConfigError(message)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -211,38 +208,38 @@ def validate(config: ml_collections.ConfigDict) -> None:
   The run's own keys are checked here, the method's and the benchmark's by
   their ``validate``.
   """
-  _check(config.method in methods.REGISTRY,
+  require(config.method in methods.REGISTRY,
          f"unknown method {config.method!r}: set --config.method to one of "
          f"{', '.join(sorted(methods.REGISTRY))}")
-  _check(config.dataset in benchmarks.REGISTRY,
+  require(config.dataset in benchmarks.REGISTRY,
          f"unknown dataset {config.dataset!r}: set --config.dataset to one of "
          f"{', '.join(sorted(benchmarks.REGISTRY))}")
-  _check(config.data.source in DATA_SOURCES,
+  require(config.data.source in DATA_SOURCES,
          f"unknown data source {config.data.source!r}: set --config.data.source to one of "
          f"{', '.join(DATA_SOURCES)}")
-  _check(config.buffer_size >= 0,
+  require(config.buffer_size >= 0,
          f"buffer_size must be >= 0 (got {config.buffer_size}): set --config.buffer_size=500 "
          "or another non-negative size")
-  _check(config.batch_size >= 1, f"batch_size must be >= 1 (got {config.batch_size})")
-  _check(config.minibatch_size >= 1,
+  require(config.batch_size >= 1, f"batch_size must be >= 1 (got {config.batch_size})")
+  require(config.minibatch_size >= 1,
          f"minibatch_size must be >= 1 (got {config.minibatch_size})")
-  _check(config.lr > 0.0, f"lr must be > 0 (got {config.lr})")
-  _check(config.epochs >= 1, f"epochs must be >= 1 (got {config.epochs})")
+  require(config.lr > 0.0, f"lr must be > 0 (got {config.lr})")
+  require(config.epochs >= 1, f"epochs must be >= 1 (got {config.epochs})")
   benchmarks.REGISTRY[config.dataset].validate(config)
   methods.REGISTRY[config.method].validate(config)
-  _check(config.train.max_steps_per_task >= 0, "train.max_steps_per_task must be >= 0")
-  _check(config.checkpoint.every_steps >= 1, "checkpoint.every_steps must be >= 1")
-  _check(config.checkpoint.keep >= 1, "checkpoint.keep must be >= 1 (checkpoints to keep)")
-  _check(config.train.chunk_size >= 1, "train.chunk_size must be >= 1")
-  _check(config.train.chunk_strategy in CHUNK_STRATEGIES,
+  require(config.train.max_steps_per_task >= 0, "train.max_steps_per_task must be >= 0")
+  require(config.checkpoint.every_steps >= 1, "checkpoint.every_steps must be >= 1")
+  require(config.checkpoint.keep >= 1, "checkpoint.keep must be >= 1 (checkpoints to keep)")
+  require(config.train.chunk_size >= 1, "train.chunk_size must be >= 1")
+  require(config.train.chunk_strategy in CHUNK_STRATEGIES,
          f"unknown train.chunk_strategy {config.train.chunk_strategy!r}: use one of "
          f"{', '.join(CHUNK_STRATEGIES)}")
-  _check(config.train.seed_strategy in SEED_STRATEGIES,
+  require(config.train.seed_strategy in SEED_STRATEGIES,
          f"unknown train.seed_strategy {config.train.seed_strategy!r}: use one of "
          f"{', '.join(SEED_STRATEGIES)}")
-  _check(config.train.host_devices >= 0, "train.host_devices must be >= 0 (0: leave as is)")
-  _check(config.train.seed_devices >= 0, "train.seed_devices must be >= 0 (0: all that fit)")
+  require(config.train.host_devices >= 0, "train.host_devices must be >= 0 (0: leave as is)")
+  require(config.train.seed_devices >= 0, "train.seed_devices must be >= 0 (0: all that fit)")
   run_seeds(config)
-  _check(config.data.source != "files" or bool(config.data.path),
+  require(config.data.source != "files" or bool(config.data.path),
          "data.source=files needs --config.data.path=PATH (MNIST: mnist.pkl.gz or a folder of IDX "
          "files; other datasets: their folder, see the README's Benchmarks)")

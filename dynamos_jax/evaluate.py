@@ -12,7 +12,7 @@ from absl import logging
 import numpy as np
 
 from dynamos_jax.cli import SEED, fail, run_dir_from_flags
-from dynamos_jax.errors import DynamosError
+from dynamos_jax.errors import InputError
 
 
 def evaluate_workdir(workdir: str, seed: int | None = None) -> dict | dict[int, dict]:
@@ -58,7 +58,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   try:
     evaluate_workdir(workdir, SEED.value)
-  except DynamosError as e:
+  except InputError as e:
     fail(str(e))
 
 

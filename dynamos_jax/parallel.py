@@ -23,7 +23,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from dynamos_jax.errors import DynamosError
+from dynamos_jax.errors import InputError
 
 AXIS = "seeds"
 
@@ -36,7 +36,7 @@ def use_host_devices(count: int) -> None:
     jax.config.update("jax_num_cpu_devices", count)
   except RuntimeError:  # The backends have started (e.g. JAX ran earlier in this process).
     if jax.device_count() != count and jax.default_backend() == "cpu":
-      raise DynamosError(f"train.host_devices={count} must be set before JAX starts; start "
+      raise InputError(f"train.host_devices={count} must be set before JAX starts; start "
                          f"a fresh process, or call jax.config.update('jax_num_cpu_devices', "
                          f"{count}) right after importing jax") from None
 
@@ -127,13 +127,13 @@ def over_seeds(step: Callable | list[Callable], strategy: str, mesh: Mesh | None
   strategy = resolve_strategy(strategy)
   steps = step if isinstance(step, list) else None
   if strategy == "vmap" and steps is not None:
-    raise DynamosError("a list of per-member steps cannot be vmapped: pass traced=(make_step, "
+    raise InputError("a list of per-member steps cannot be vmapped: pass traced=(make_step, "
                        "values) or use seed_strategy=unroll")
   if steps is not None and mesh is not None:
     # Every device runs the one sharded program, so per-member constants would
     # need a branch per device (lax.switch on the device index), which XLA:CPU
     # rounds differently from the member's setting alone (measured).
-    raise DynamosError("an unrolled sweep cannot be sharded over devices: set "
+    raise InputError("an unrolled sweep cannot be sharded over devices: set "
                        "--config.train.seed_devices=1, or seed_strategy=vmap")
 
   def unrolled(members, state, data, position):

@@ -11,7 +11,7 @@ from absl import app
 from absl import logging
 
 from dynamos_jax.cli import CONFIG, SEED, WORKDIR, fail, parse_flags
-from dynamos_jax.errors import DynamosError
+from dynamos_jax.errors import InputError
 
 
 def main(argv: list[str]) -> None:
@@ -39,7 +39,7 @@ def main(argv: list[str]) -> None:
   except train.Interrupted as e:
     print(str(e), file=sys.stderr)
     sys.exit(e.exit_code)
-  except DynamosError as e:
+  except InputError as e:
     fail(str(e))
 
 

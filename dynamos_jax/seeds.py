@@ -19,7 +19,7 @@ from dynamos_jax import accuracy as evaluation
 from dynamos_jax import parallel
 from dynamos_jax import sweep as sweep_lib
 from dynamos_jax.data.streams import EpochData
-from dynamos_jax.errors import ConfigError, DynamosError
+from dynamos_jax.errors import ConfigError, InputError
 from dynamos_jax.experiment import Experiment
 from dynamos_jax.live import LiveMetrics
 from dynamos_jax.methods import Method
@@ -57,7 +57,7 @@ class Seeds:
       exp.predictors = predictors[name]
       self.exps.append(exp)
     if any(e.chunks != first.chunks for e in self.exps):
-      raise DynamosError("the members' plans differ (stream lengths or phases), so they cannot "
+      raise InputError("the members' plans differ (stream lengths or phases), so they cannot "
                          "share one program; run them one at a time (--config.seed=N)")
     self.config = config
     unrolled_sweep = (self.sweep is not None
@@ -119,7 +119,7 @@ class Seeds:
     states = [e.initial_state() for e in self.exps]
     shapes = {tuple(np.shape(x) for x in jax.tree.leaves(s)) for s in states}
     if len(shapes) > 1:
-      raise DynamosError("the members' states have different shapes, so they cannot share one "
+      raise InputError("the members' states have different shapes, so they cannot share one "
                          "program; sweep only keys that keep the shapes")
     return self.place(parallel.stack(states))
 
@@ -214,7 +214,7 @@ class Seeds:
       learners = exp.method.common_shape(learners)
     shapes = {tuple(np.shape(x) for x in jax.tree.leaves(l)) for l in learners}
     if len(shapes) > 1:
-      raise DynamosError(f"{exp.method.name}.{hook} gave the seeds states of different shapes, "
+      raise InputError(f"{exp.method.name}.{hook} gave the seeds states of different shapes, "
                          "so they cannot share one program; run the seeds one at a time")
     return self.place(state.replace(learner=parallel.stack(learners)))
 

@@ -25,7 +25,6 @@ WORKDIR/sweep/<label>/results.json is each setting as if run alone, and
 
 import dataclasses
 import itertools
-import json
 import math
 import os
 
@@ -286,8 +285,3 @@ def member_directory(workdir: str) -> tuple[str, str] | None:
   if not os.path.isdir(os.path.join(root, "checkpoints")):
     return None
   return root, os.path.basename(workdir)
-
-
-def read_member_results(workdir: str, label: str) -> dict:
-  with open(os.path.join(workdir, DIRECTORY, label, "results.json")) as f:
-    return json.load(f)

@@ -25,7 +25,7 @@ from dynamos_jax import sweep as sweep_lib
 from dynamos_jax import task_arrays
 from dynamos_jax.checkpoint import (Checkpointer, Interrupted, StopSignals, config_differences,
                                     open_run_directory)
-from dynamos_jax.errors import DynamosError
+from dynamos_jax.errors import InputError
 from dynamos_jax.accuracy import seen_row
 from dynamos_jax.experiment import Experiment
 from dynamos_jax.live import LiveMetrics
@@ -94,7 +94,7 @@ def _start_or_resume(config, seeds: Seeds, checkpoints: Checkpointer) -> tuple[T
   def check_config(progress):
     differences = config_differences(progress["config"], config.to_dict())
     if differences:
-      raise DynamosError(
+      raise InputError(
           f"the config differs from the one of the checkpoints in {checkpoints.directory} "
           f"({'; '.join(differences)}); run with the original config, or start over with "
           "--config.resume=False or a fresh --workdir")
@@ -203,7 +203,7 @@ def _check_finite(per_seed: list[dict], seeds: Seeds, chunk, progress: dict,
       saved = (f"the last good checkpoint is step {checkpoints.steps()[-1]} in "
                f"{checkpoints.directory} (kept)" if checkpoints.steps()
                else "no checkpoint was saved yet")
-      raise DynamosError(f"non-finite loss at step {bad} (task {chunk.task + 1}"
+      raise InputError(f"non-finite loss at step {bad} (task {chunk.task + 1}"
                          f"{f', {seeds.name(i)}' if seeds.multi else ''}); {saved}; "
                          "lower --config.lr or check the loss weights")
 
@@ -238,38 +238,38 @@ def restore_seeds(workdir: str, seed: int | None = None
   A sweep's setting is read through its folder, ``workdir`` = SWEEP/sweep/<setting>.
 
   Raises:
-    DynamosError: no run there, no readable checkpoint, ``seed`` not one of the
+    InputError: no run there, no readable checkpoint, ``seed`` not one of the
       run's, or a sweep's directory rather than one of its settings'.
   """
   member = (None if os.path.isdir(os.path.join(workdir, "checkpoints"))
             else sweep_lib.member_directory(workdir))
   directory = os.path.join(os.path.abspath(member[0] if member else workdir), "checkpoints")
   if not os.path.isdir(directory):
-    raise DynamosError(f"no checkpoints in {directory}: is --workdir the directory of a run?")
+    raise InputError(f"no checkpoints in {directory}: is --workdir the directory of a run?")
   progress = Checkpointer(directory, keep=1_000_000).latest_progress()
   if progress is None:
-    raise DynamosError(f"no readable checkpoint in {directory}")
+    raise InputError(f"no readable checkpoint in {directory}")
   # Over the defaults: keys added since the run was saved keep their defaults.
   config = config_lib.base_config()
   config.update(config_lib.migrate(progress["config"]))
   for kind, name, registry in (("method", config.method, methods.REGISTRY),
                                ("dataset", config.dataset, benchmarks.REGISTRY)):
     if name not in registry:
-      raise DynamosError(f"{directory} holds a run of {kind} {name!r}, which this installation "
+      raise InputError(f"{directory} holds a run of {kind} {name!r}, which this installation "
                          f"does not define (it has {', '.join(sorted(registry))}): read it with "
                          "the code that wrote it")
   run_seeds = config_lib.run_seeds(config)
   if seed is not None and seed not in run_seeds:
-    raise DynamosError(f"seed {seed} is not one of the run's seeds {run_seeds}: drop --seed or "
+    raise InputError(f"seed {seed} is not one of the run's seeds {run_seeds}: drop --seed or "
                        f"pick one of them")
   layout = Seeds(config)
   labels = layout.sweep.labels if layout.sweep else []
   if layout.sweep and member is None:
-    raise DynamosError(f"{workdir} is a sweep of {len(labels)} settings: read one with "
+    raise InputError(f"{workdir} is a sweep of {len(labels)} settings: read one with "
                        f"--workdir={os.path.join(workdir, sweep_lib.DIRECTORY, labels[0])} "
                        f"(settings: {', '.join(labels)})")
   if member and member[1] not in labels:
-    raise DynamosError(f"{member[1]} is not a setting of the sweep in {member[0]}: use one of "
+    raise InputError(f"{member[1]} is not a setting of the sweep in {member[0]}: use one of "
                        f"{', '.join(labels) or '(none: it is not a sweep)'}")
   state, progress = Checkpointer(directory, keep=1_000_000).restore_latest(layout.initial_state())
   if not layout.multi:
@@ -286,5 +286,5 @@ def restore_run(workdir: str, seed: int | None = None) -> tuple[Experiment, Trai
   restored = restore_seeds(workdir, seed)
   if len(restored) > 1:
     seeds = [e.seed for e, _, _ in restored]
-    raise DynamosError(f"{workdir} is a multi-seed run (seeds {seeds}): pick one with --seed=N")
+    raise InputError(f"{workdir} is a multi-seed run (seeds {seeds}): pick one with --seed=N")
   return restored[0]

@@ -67,20 +67,20 @@ def main(argv=None) -> int:
   p.add_argument("--batch", type=int, default=32)
   args = p.parse_args(argv)
   from dynamos_jax import train
-  from dynamos_jax.errors import DynamosError
+  from dynamos_jax.errors import InputError
   try:
     if args.forwards < 1 or args.batch < 1:
-      raise DynamosError("--forwards and --batch must be >= 1")
+      raise InputError("--forwards and --batch must be >= 1")
     seeds = train.restore_seeds(args.workdir, args.seed)
     for exp, state, _ in seeds:
       learner, method = state.learner, exp.method
       buffer = getattr(learner, "buffer", None)
       if buffer is None or not hasattr(method, "model"):
-        raise DynamosError(f"{exp.config.method} keeps no buffer of images: nothing to "
+        raise InputError(f"{exp.config.method} keeps no buffer of images: nothing to "
                            "re-estimate BN from (use a run of dynamos, baseline, er, derpp)")
       filled = int(min(int(buffer.num_seen), buffer.images.shape[0]))
       if filled < args.batch:
-        raise DynamosError(f"seed {exp.seed}'s buffer holds {filled} samples, fewer than "
+        raise InputError(f"seed {exp.seed}'s buffer holds {filled} samples, fewer than "
                            f"--batch={args.batch}")
       model = method.model
       mode = "threshold" if method.gated else "off"
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
       for name, (acc, classes) in (("as trained", before), ("BN from buffer", after)):
         print(f"seed {exp.seed}: {name:>14}: {acc:6.2f}  per class "
               + " / ".join(f"{c:.0f}" for c in classes), flush=True)
-  except DynamosError as e:
+  except InputError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   return 0

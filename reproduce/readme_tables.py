@@ -179,13 +179,13 @@ def parse(argv):
 
 
 def main(argv=None) -> int:
-  from dynamos_jax.errors import DynamosError
+  from dynamos_jax.errors import InputError
   try:
     args, names, seeds = parse(argv)
     lines = [f"Measured on {machine()}.", ""]
     for name in names:
       lines += run_table(name, args, seeds) + [""]
-  except (InputError, DynamosError) as e:
+  except (InputError, InputError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   print("\n".join(lines))

@@ -16,7 +16,7 @@ import pytest
 from dynamos_jax import chunks as runner
 from dynamos_jax import train
 from dynamos_jax.checkpoint import Checkpointer, config_differences
-from dynamos_jax.errors import DynamosError
+from dynamos_jax.errors import InputError
 from conftest import ROOT, subprocess_env
 from test_live import read_lines
 
@@ -117,7 +117,7 @@ def test_config_change_is_refused_unless_harmless(small, tmp_path):
   train.train_and_evaluate(small, str(tmp_path))
   small.buffer_size = 9
   small.dynamos.lam = 1.0
-  with pytest.raises(DynamosError, match=r"buffer_size: 8 -> 9.*dynamos.lam: 500.0 -> 1.0"):
+  with pytest.raises(InputError, match=r"buffer_size: 8 -> 9.*dynamos.lam: 500.0 -> 1.0"):
     train.train_and_evaluate(small, str(tmp_path))
   small.resume = False  # starts over, keeping the old checkpoints aside
   train.train_and_evaluate(small, str(tmp_path))
@@ -171,7 +171,7 @@ def test_garbled_newest_checkpoint_falls_back_to_previous(small, tmp_path, capsy
   assert ckpt.steps() == steps  # nothing deleted
   for step in steps[:-1]:
     _garble(os.path.join(tmp_path, "checkpoints", str(step)))
-  with pytest.raises(DynamosError, match="none of the checkpoints"):
+  with pytest.raises(InputError, match="none of the checkpoints"):
     ckpt.restore_latest(exp.initial_state())
 
 
@@ -200,7 +200,7 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(small, tmp_path, monkeypat
     return state, metrics
 
   monkeypatch.setattr(runner.ChunkRunner, "run", run)
-  with pytest.raises(DynamosError, match=r"non-finite loss at step \d+.*last good checkpoint"):
+  with pytest.raises(InputError, match=r"non-finite loss at step \d+.*last good checkpoint"):
     train.train_and_evaluate(small, str(tmp_path))
   assert Checkpointer(str(tmp_path / "checkpoints"), 50).steps()
 
@@ -253,7 +253,7 @@ def test_evaluate_command_reproduces_the_last_row(small, tmp_path, monkeypatch):
   assert fresh["tasks_seen"] == 5 and fresh["step"] == results["train"]["steps"]
   assert fresh["class_il"] == results["class_il"]["matrix"][-1]
   assert fresh["task_il"] == results["task_il"]["matrix"][-1]
-  with pytest.raises(DynamosError, match="no checkpoints"):
+  with pytest.raises(InputError, match="no checkpoints"):
     evaluate.evaluate_workdir(str(tmp_path / "nothing"))
 
 
@@ -263,7 +263,7 @@ def test_a_workdir_that_cannot_be_a_directory_is_refused_before_loading(small, t
   loaded = []
   monkeypatch.setattr("dynamos_jax.benchmarks.DeviceData.load",
                       lambda *a: loaded.append(a) or pytest.fail("data loaded first"))
-  with pytest.raises(DynamosError, match="cannot be a run directory"):
+  with pytest.raises(InputError, match="cannot be a run directory"):
     train.train_and_evaluate(small, str(tmp_path / "file" / "run"))
   assert not loaded and (tmp_path / "file").read_text() == "a regular file"
 
@@ -300,6 +300,6 @@ def test_reading_a_run_whose_dataset_or_method_is_not_defined_is_one_error(
                             (methods.REGISTRY, "method", small.method)):
     with monkeypatch.context() as m:
       m.delitem(table, name)
-      with pytest.raises(DynamosError, match=f"run of {kind} '{name}', which this installation"):
+      with pytest.raises(InputError, match=f"run of {kind} '{name}', which this installation"):
         train.restore_seeds(str(tmp_path))
   assert train.restore_seeds(str(tmp_path))  # both back: the run reads again

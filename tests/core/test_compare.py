@@ -7,7 +7,7 @@ import pytest
 
 from dynamos_jax import compare
 from dynamos_jax import train
-from dynamos_jax.errors import DynamosError
+from dynamos_jax.errors import InputError
 from conftest import ROOT
 
 
@@ -67,7 +67,7 @@ def test_comparison_runs_each_pair_once_and_skips_finished(tiny_data, tiny_confi
   compare.run_comparison(tiny_config, ["sgd"], [0], str(tmp_path / "other"))
   assert calls == [("sgd", 0)]
   tiny_config.seeds = "0,1"
-  with pytest.raises(DynamosError, match="drop --config.seeds"):
+  with pytest.raises(InputError, match="drop --config.seeds"):
     compare.run_comparison(tiny_config, ["sgd"], [0], str(tmp_path / "other"))
 
 

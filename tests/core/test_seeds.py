@@ -15,7 +15,7 @@ from dynamos_jax import parallel
 from dynamos_jax import chunks
 from dynamos_jax import train
 from dynamos_jax.data.streams import EpochData
-from dynamos_jax.errors import ConfigError, DynamosError
+from dynamos_jax.errors import ConfigError, InputError
 from conftest import ROOT, subprocess_env
 from test_live import read_lines
 
@@ -161,7 +161,7 @@ def test_seed_mesh_and_host_devices_in_a_started_process():
   # One device here (the multi-device case runs in the subprocess test above).
   assert parallel.seed_mesh(4) is None or parallel.seed_mesh(4).size == jax.device_count()
   jax.devices()  # JAX has started: the device count can no longer change.
-  with pytest.raises(DynamosError, match="before JAX starts"):
+  with pytest.raises(InputError, match="before JAX starts"):
     parallel.use_host_devices(jax.device_count() + 3)
   parallel.use_host_devices(0)  # 0 leaves the process as it is.
 
@@ -198,9 +198,9 @@ def test_multi_seed_run_resumes_after_a_crash(tiny_data, tiny_config, tmp_path, 
   for seed, run in zip((0, 1), reference["runs"]):
     assert fresh[seed]["class_il"] == run["class_il"]["matrix"][-1]
   assert evaluate.evaluate_workdir(str(tmp_path / "run"), seed=1) == fresh[1]
-  with pytest.raises(DynamosError, match="pick one with --seed"):
+  with pytest.raises(InputError, match="pick one with --seed"):
     train.restore_run(str(tmp_path / "run"))
-  with pytest.raises(DynamosError, match="seed 5 is not one of the run's seeds"):
+  with pytest.raises(InputError, match="seed 5 is not one of the run's seeds"):
     train.restore_seeds(str(tmp_path / "run"), seed=5)
 
 

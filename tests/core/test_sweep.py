@@ -21,7 +21,7 @@ from dynamos_jax import reporting
 from dynamos_jax import chunks
 from dynamos_jax import sweep as sweep_lib
 from dynamos_jax import train
-from dynamos_jax.errors import ConfigError, DynamosError
+from dynamos_jax.errors import ConfigError, InputError
 from dynamos_jax.seeds import Seeds
 from conftest import ROOT, subprocess_env, tiny_dataset
 from dynamos_jax.data import sources
@@ -29,6 +29,11 @@ from dynamos_jax.data import sources
 # lr reaches the optimiser, tau the agents' probability layer (training and prediction).
 GRID = "lr=0.05,0.1;dynamos.tau=0.3"
 LABELS = ["lr=0.05_dynamos.tau=0.3", "lr=0.1_dynamos.tau=0.3"]
+
+
+def read_member_results(workdir: str, label: str) -> dict:
+  with open(os.path.join(workdir, sweep_lib.DIRECTORY, label, "results.json")) as f:
+    return json.load(f)
 
 
 def _tiny_config():
@@ -246,15 +251,15 @@ def test_a_sweep_resumes_after_a_crash(tiny_data, tiny_config, tmp_path, monkeyp
   resumed = train.train_and_evaluate(config, str(tmp_path / "run"))
   assert resumed["runs"] == reference["runs"] and resumed["sweep"] == reference["sweep"]
   for label in reference["sweep"]["settings"]:
-    assert (sweep_lib.read_member_results(str(tmp_path / "run"), label)["class_il"]
-            == sweep_lib.read_member_results(str(tmp_path / "ref"), label)["class_il"])
+    assert (read_member_results(str(tmp_path / "run"), label)["class_il"]
+            == read_member_results(str(tmp_path / "ref"), label)["class_il"])
   # evaluate reaches a setting through its folder; the sweep's own directory names them.
   second = reference["runs"][1]
   fresh = evaluate.evaluate_workdir(str(tmp_path / "run" / "sweep" / second["label"]))
   assert fresh["class_il"] == second["class_il"]["matrix"][-1]
-  with pytest.raises(DynamosError, match="is a sweep of 2 settings"):
+  with pytest.raises(InputError, match="is a sweep of 2 settings"):
     evaluate.evaluate_workdir(str(tmp_path / "run"))
-  with pytest.raises(DynamosError, match="not a setting of the sweep"):
+  with pytest.raises(InputError, match="not a setting of the sweep"):
     evaluate.evaluate_workdir(str(tmp_path / "run" / "sweep" / "dynamos.alpha=0.5"))
 
 
@@ -265,6 +270,7 @@ from conftest import tiny_dataset
 from dynamos_jax.data import sources
 sources.load_dataset = lambda *a, **k: tiny_dataset()
 from dynamos_jax import config as config_lib, parallel, train
+
 c = config_lib.base_config()
 c.update(json.loads({config!r}))
 parallel.start(c)
@@ -303,5 +309,5 @@ def test_a_vmapped_sweep_sharded_over_two_devices(tiny_config, tmp_path):
 def test_compare_refuses_a_sweep(tiny_config, tmp_path):
   from dynamos_jax import compare
   tiny_config.sweep = "dynamos.alpha=0.1,0.5"
-  with pytest.raises(DynamosError, match="compare compares methods"):
+  with pytest.raises(InputError, match="compare compares methods"):
     compare.run_comparison(tiny_config, ["dynamos"], [0], str(tmp_path))

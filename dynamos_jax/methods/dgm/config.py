@@ -7,7 +7,7 @@ namespace) and the validation read one definition.
 import ml_collections
 
 from dynamos_jax import benchmarks
-from dynamos_jax.errors import ConfigError
+from dynamos_jax.errors import require
 
 VARIANTS = ("w", "a")
 SCHEDULES = ("code", "paper", "imagenet")
@@ -99,9 +99,6 @@ def validate(config) -> None:
   """Raises ConfigError with a one-line hint for a bad dgm.* value or benchmark."""
   d = config.dgm
 
-  def check(ok, message):
-    if not ok:
-      raise ConfigError(message)
 
   for key, choices in (("variant", VARIANTS), ("schedule", SCHEDULES),
                        ("mask_placement", PLACEMENTS), ("expansion", EXPANSIONS),
@@ -109,44 +106,44 @@ def validate(config) -> None:
                        ("loops", LOOPS), ("generator", GENERATORS),
                        ("past_masks", PAST_MASKS), ("aux_head", AUX_HEADS),
                        ("g_noise", G_NOISES)):
-    check(d[key] in choices, f"unknown dgm.{key} {d[key]!r}: use one of {', '.join(choices)}")
-  check(d.smax > 0, f"dgm.smax must be > 0 (got {d.smax}): the mask scale, e.g. 1e4")
+    require(d[key] in choices, f"unknown dgm.{key} {d[key]!r}: use one of {', '.join(choices)}")
+  require(d.smax > 0, f"dgm.smax must be > 0 (got {d.smax}): the mask scale, e.g. 1e4")
   for key in ("lr_d", "lr_g"):
-    check(d[key] > 0, f"dgm.{key} must be > 0 (got {d[key]}), e.g. 2e-3")
-  check(0 <= d.beta1 < 1 and 0 <= d.beta2 < 1,
+    require(d[key] > 0, f"dgm.{key} must be > 0 (got {d[key]}), e.g. 2e-3")
+  require(0 <= d.beta1 < 1 and 0 <= d.beta2 < 1,
         f"dgm.beta1 and dgm.beta2 must be in [0, 1) (got {d.beta1}, {d.beta2})")
   for key in ("lambda_ru", "lambda_gp", "lambda_adv"):
-    check(d[key] >= 0, f"dgm.{key} must be >= 0 (got {d[key]})")
-  check(d.ngf >= 1 and d.ndf >= 1, f"dgm.ngf and dgm.ndf must be >= 1 (got {d.ngf}, {d.ndf})")
-  check(d.shape_multiple >= 1,
+    require(d[key] >= 0, f"dgm.{key} must be >= 0 (got {d[key]})")
+  require(d.ngf >= 1 and d.ndf >= 1, f"dgm.ngf and dgm.ndf must be >= 1 (got {d.ngf}, {d.ndf})")
+  require(d.shape_multiple >= 1,
         f"dgm.shape_multiple must be >= 1 (got {d.shape_multiple}): the growth rounds the "
         "shapes up to a multiple of it")
-  check(d.thres_cosh > 0 and d.clip_norm > 0, "dgm.thres_cosh and dgm.clip_norm must be > 0")
-  check(d.eval_every >= 1, f"dgm.eval_every must be >= 1 (got {d.eval_every})")
+  require(d.thres_cosh > 0 and d.clip_norm > 0, "dgm.thres_cosh and dgm.clip_norm must be > 0")
+  require(d.eval_every >= 1, f"dgm.eval_every must be >= 1 (got {d.eval_every})")
   benchmark = benchmarks.REGISTRY[config.dataset]
-  check(benchmark.kind == "class-incremental",
+  require(benchmark.kind == "class-incremental",
         f"dgm needs a class-incremental benchmark (e.g. the one-class splits or "
         f"dgm-imagenet50); {config.dataset} is {benchmark.kind}")
   classes = getattr(benchmark, "classes_per_task", 1)
   family = generator(config)
-  check(classes == 1 or family == "resnet",
+  require(classes == 1 or family == "resnet",
         f"the DCGAN generator has one head per task: {config.dataset} has {classes} classes "
         "per task; use a one-class benchmark or dgm-imagenet50 (the ResNet G's per-class heads)")
-  check(family != "resnet" or d.variant == "w",
+  require(family != "resnet" or d.variant == "w",
         "the ResNet generator is DGMw only (masks on weights): use --config.dgm.variant=w")
-  check(family != "resnet" or (hasattr(benchmark, "generator") and benchmark.channels == 3),
+  require(family != "resnet" or (hasattr(benchmark, "generator") and benchmark.channels == 3),
         f"the ResNet generator makes 32x32 RGB images; {config.dataset} is not one of DGM's "
         "RGB benchmarks (dgm-svhn, dgm-cifar10, dgm-imagenet50): use --config.dgm.generator=auto")
-  check(d.onehot_dims >= 0 and d.d_blocks >= 1,
+  require(d.onehot_dims >= 0 and d.d_blocks >= 1,
         f"dgm.onehot_dims must be >= 0 and dgm.d_blocks >= 1 (got {d.onehot_dims}, "
         f"{d.d_blocks})")
   labels = getattr(benchmark, "num_tasks", 1) * classes
-  check(not d.onehot or d.onehot_dims == 0 or d.onehot_dims >= labels,
+  require(not d.onehot or d.onehot_dims == 0 or d.onehot_dims >= labels,
         f"dgm.onehot_dims={d.onehot_dims} cannot one-hot {config.dataset}'s {labels} labels: "
         "use 0 (the number of classes) or more")
-  check(d.nz >= (max(d.onehot_dims or labels, 10) if d.onehot else 1),
+  require(d.nz >= (max(d.onehot_dims or labels, 10) if d.onehot else 1),
         f"dgm.nz={d.nz} cannot hold the one-hot class prefix: use dgm.nz >= the number of "
         "classes (and dgm.onehot_dims) or dgm.onehot=False")
-  check(not (d.selection == "best_valid" and getattr(benchmark, "holdout", 1) == 0),
+  require(not (d.selection == "best_valid" and getattr(benchmark, "holdout", 1) == 0),
         f"{config.dataset} holds no validation images out (the reference validates on its "
         "test images): use --config.dgm.selection=final")

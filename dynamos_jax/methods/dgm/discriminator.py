@@ -185,8 +185,3 @@ def init_discriminator(key: jax.Array, num_classes: int, channels: int,
   """Fresh variables ``{"params", "batch_stats"}`` of a D for 32x32 images of ``channels``."""
   model = Discriminator(num_classes, ndf)
   return dict(model.init(key, jnp.zeros((2, 32, 32, channels)), train=False))
-
-
-def param_count(params) -> int:
-  """The number of trainable parameters in a params tree."""
-  return sum(x.size for x in jax.tree.leaves(params))

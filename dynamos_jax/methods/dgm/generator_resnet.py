@@ -116,12 +116,6 @@ def weight_exist(pairs, shapes) -> tuple[jax.Array, ...]:
       jnp.float32)[:, :, None, None] for (i, o), s in zip(pairs, shapes))
 
 
-def allocated_exist(sizes, params) -> tuple[jax.Array, ...]:
-  """Existence masks of the allocated entries (idle shortcuts included): the entries
-  the masks, the regulariser and the cumulative masks cover."""
-  return weight_exist([tuple(p) for p in np.asarray(sizes)], [w.shape for w in params["w"]])
-
-
 def channel_exist(group_counts, widths) -> tuple[jax.Array, ...]:
   """[P_g] float 1 on the active channels of each group."""
   return tuple((jnp.arange(p) < c).astype(jnp.float32) for c, p in zip(group_counts, widths))
@@ -150,12 +144,6 @@ def size_widths(sizes) -> tuple[int, ...]:
 def masked_count(sizes) -> int:
   """The allocated masked weights (spec 2.5's count; 364 544 at f 64, nz 128)."""
   return int(sum(int(i) * int(o) * k * k for (i, o), k in zip(np.asarray(sizes), KERNELS)))
-
-
-def used_count(spec: ResNetGeneratorSpec, counts) -> int:
-  """The masked weights a task with ``counts`` [10] runs on (idle shortcuts left out)."""
-  pairs = layer_pairs(spec, np.asarray(counts))
-  return int(sum(int(i) * int(o) * k * k for (i, o), k in zip(pairs, KERNELS)))
 
 
 def logged_count(spec: ResNetGeneratorSpec, sizes) -> int:

@@ -32,11 +32,6 @@ def _family(method):
   return {dgm_dcgan: dcgan, imagenet: resnet}[method.family]
 
 
-def layer_names(method) -> tuple[str, ...]:
-  """The masked layers' names, in the state's order."""
-  return _family(method).LAYERS
-
-
 def onehot_width(method) -> int:
   """The noise's one-hot prefix width (0: none)."""
   return _family(method).onehot_width(method)

@@ -17,7 +17,7 @@ import ml_collections
 from dynamos_jax import benchmarks
 from dynamos_jax import losses
 from dynamos_jax.methods.dynamos import loss_terms
-from dynamos_jax.errors import ConfigError
+from dynamos_jax.errors import ConfigError, require
 from dynamos_jax.methods.dynamos import two_pass
 from dynamos_jax.methods.base import register
 from dynamos_jax.methods.dynamos.loss_method import LossMethod, StepOutput, forward
@@ -66,25 +66,22 @@ class Dynamos(LossMethod):
     super().validate(config)
     d = config.dynamos
 
-    def check(ok, message):
-      if not ok:
-        raise ConfigError(message)
 
-    check(0.0 < d.kr <= 1.0, f"keep ratio dynamos.kr must be in (0, 1] (got {d.kr})")
-    check(d.tau > 0.0, f"temperature dynamos.tau must be > 0 (got {d.tau})")
-    check(d.lam >= 0.0, f"dynamos.lam (the penalty lambda, positive in the paper's convention) "
+    require(0.0 < d.kr <= 1.0, f"keep ratio dynamos.kr must be in (0, 1] (got {d.kr})")
+    require(d.tau > 0.0, f"temperature dynamos.tau must be > 0 (got {d.tau})")
+    require(d.lam >= 0.0, f"dynamos.lam (the penalty lambda, positive in the paper's convention) "
           f"must be >= 0 (got {d.lam}); the reference code's --policy-penalty=-500 is lam=500")
     for name in ("alpha", "beta", "alpha_p", "gamma", "w_p"):
-      check(d[name] >= 0.0, f"dynamos.{name} must be >= 0 (got {d[name]})")
+      require(d[name] >= 0.0, f"dynamos.{name} must be >= 0 (got {d[name]})")
     w = d.warmup
-    check(w.iterations >= 0 and w.epochs >= 0,
+    require(w.iterations >= 0 and w.epochs >= 0,
           "dynamos.warmup.iterations and dynamos.warmup.epochs must be >= 0")
-    check(not (w.iterations and w.epochs),
+    require(not (w.iterations and w.epochs),
           "set only one of dynamos.warmup.iterations and dynamos.warmup.epochs (the other to 0)")
-    check(w.epochs <= config.epochs,
+    require(w.epochs <= config.epochs,
           f"dynamos.warmup.epochs ({w.epochs}) exceeds epochs per task ({config.epochs})")
     benchmark = benchmarks.REGISTRY.get(config.dataset)
-    check(not (benchmark and benchmark.single_pass and w.epochs),
+    require(not (benchmark and benchmark.single_pass and w.epochs),
           f"{config.dataset} is a single pass over its stream: count the warm-up in iterations "
           "(--config.dynamos.warmup.epochs=0 --config.dynamos.warmup.iterations=10)")
 

@@ -47,7 +47,7 @@ from dynamos_jax.methods.slni import importance as importance_lib
 from dynamos_jax import losses
 from dynamos_jax.methods.slni import regularizers as reg
 from dynamos_jax.methods.slni import representation as rep
-from dynamos_jax.errors import ConfigError
+from dynamos_jax.errors import require
 from dynamos_jax.methods.base import Method, register
 from dynamos_jax.methods.slni.mlp import ACTIVATIONS, MLP
 from dynamos_jax.methods.slni.vgg import VGGSlim
@@ -175,33 +175,30 @@ class SLNI(Method):
   def validate(cls, config) -> None:
     s = config.slni
 
-    def check(ok, message):
-      if not ok:
-        raise ConfigError(message)
 
     for key, choices in (("regularizer", REGULARIZERS), ("activation", ACTIVATIONS),
                          ("importance", IMPORTANCES), ("discount", reg.DISCOUNTS),
                          ("heads", HEADS), ("selection", SELECTIONS), ("model", MODELS)):
-      check(s[key] in choices, f"unknown slni.{key} {s[key]!r}: use one of {', '.join(choices)}")
+      require(s[key] in choices, f"unknown slni.{key} {s[key]!r}: use one of {', '.join(choices)}")
     for key in ("lambda_ssl", "lambda_omega", "weight_decay", "orthreg_beta"):
-      check(s[key] >= 0, f"slni.{key} must be >= 0 (got {s[key]})")
-    check(s.width >= 1 and s.block >= 1 and s.channels >= 1,
+      require(s[key] >= 0, f"slni.{key} must be >= 0 (got {s[key]})")
+    require(s.width >= 1 and s.block >= 1 and s.channels >= 1,
           "slni.width, slni.block and slni.channels must be >= 1")
     # Maxout divides the width by the block at each of the two layers.
     divisor = s.block**2 if s.activation == "maxout" else s.block
-    check(s.activation == "relu" or s.width % divisor == 0,
+    require(s.activation == "relu" or s.width % divisor == 0,
           f"slni.width={s.width} does not split into {s.activation} blocks of {s.block} "
           f"(needs a multiple of {divisor})")
-    check(s.sigma > 0 or s.sigma_scale > 0,
+    require(s.sigma > 0 or s.sigma_scale > 0,
           "the Gaussian locality needs sigma > 0: set slni.sigma_scale > 0 (sigma = N / scale) "
           "or slni.sigma > 0")
-    check(s.sigma >= 0, f"slni.sigma must be >= 0 (0: use sigma_scale; got {s.sigma})")
-    check(s.importance_batch >= 1, "slni.importance_batch must be >= 1")
-    check(s.lr_patience >= 0 and s.stop_patience >= 0,
+    require(s.sigma >= 0, f"slni.sigma must be >= 0 (0: use sigma_scale; got {s.sigma})")
+    require(s.importance_batch >= 1, "slni.importance_batch must be >= 1")
+    require(s.lr_patience >= 0 and s.stop_patience >= 0,
           "slni.lr_patience and slni.stop_patience must be >= 0 (0: off)")
-    check(0 < s.lr_factor <= 1, f"slni.lr_factor must be in (0, 1] (got {s.lr_factor})")
+    require(0 < s.lr_factor <= 1, f"slni.lr_factor must be in (0, 1] (got {s.lr_factor})")
     kind = benchmarks.REGISTRY[config.dataset].kind
-    check(s.heads == "shared" or kind == "task-incremental",
+    require(s.heads == "shared" or kind == "task-incremental",
           f"slni.heads=per_task needs a task-incremental benchmark (a head per task); "
           f"{config.dataset} is {kind}: use --config.slni.heads=shared")
 

@@ -4,24 +4,23 @@ Restores the newest checkpoint of a finished or interrupted run and writes
 DIR/analysis/ (a multi-seed run: DIR/analysis/seed_N/ for every seed, or for
 ``--seed``): PNG figures, analysis.json with the numbers behind them, and
 index.html showing them all. For every run: the accuracy matrices and the
-training curves (loss terms, keep ratios). For runs with agents, on the test
-set in eval mode (spec 15.2): filter activation rates per class and per task
-(Figs. 3 and 7), the Jensen-Shannon divergence between the classes' rates in
-the last gated layer (Fig. 4), a t-SNE of the last agent's attention vectors
-(Fig. 5), trial-to-trial variability in sample mode (Fig. 6) and the agents'
-keep ratios per class.
+training curves (loss terms, keep ratios). Then the method's own analyses
+(``Method.analyze``): a gated network's Figs. 3-7 (methods/dynamos/gate_analysis.py),
+SLNI's hidden layers (methods/slni/plots.py), DGM's samples, growth and masks
+(methods/dgm/plots.py).
 """
 
+import dataclasses
 import json
 import os
 import sys
+from typing import Any, Callable
 
 from absl import app
 from absl import flags
 from absl import logging
-import jax
-import numpy as np
 
+from dynamos_jax import plots
 from dynamos_jax.cli import SEED, fail, run_dir_from_flags
 from dynamos_jax.errors import InputError
 
@@ -58,9 +57,33 @@ def analyze(workdir: str, trials: int = 4, trial_images: int = 100, tsne_points:
   return out if len(out) > 1 else next(iter(out.values()))
 
 
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One seed of a run as the analyze command hands it to ``Method.analyze``.
+
+  Attributes:
+    exp: the seed's ``Experiment`` (method, benchmark, config).
+    progress: its progress record (accuracy rows, log, steps).
+    out: the folder its figures and analysis.json go to.
+    workdir: the run's directory (the after-task arrays live there).
+    add: ``add(title, png_path, caption)`` shows a figure on the index page.
+    trials, trial_images, tsne_points, tsne_threads, seed: the command's options.
+  """
+
+  exp: Any
+  progress: dict
+  out: str
+  workdir: str
+  add: Callable[[str, str, str], None]
+  trials: int = 4
+  trial_images: int = 100
+  tsne_points: int = 2000
+  tsne_threads: int | None = 1
+  seed: int = 0
+
+
 def _analyze_seed(exp, state, progress, out, workdir, trials, trial_images, tsne_points,
                   tsne_threads, seed) -> dict:
-  from dynamos_jax.methods.dynamos import plots
   os.makedirs(out, exist_ok=True)
   figures, numbers = [], {"step": progress["total_steps"], "method": exp.config.method,
                           "dataset": exp.config.dataset}
@@ -68,8 +91,6 @@ def _analyze_seed(exp, state, progress, out, workdir, trials, trial_images, tsne
   def add(title, path, caption):
     figures.append((title, os.path.basename(path), caption))
 
-  # The agents' analyses need a gated ResNet (Dynamos and its variants).
-  gated = getattr(exp.method, "gated", False)
   # Accuracy matrices and training curves: every run has them.
   for protocol, name in (("class_il", "Class-IL"), ("task_il", "Task-IL")):
     if protocol in progress:
@@ -78,9 +99,10 @@ def _analyze_seed(exp, state, progress, out, workdir, trials, trial_images, tsne
                                 title=f"{name} accuracy (%)"),
           "Row i: after training task i (row 0: untrained); column j: test task j.")
   if progress["log"]:
+    marks = exp.method.training_marks()
     add("Training curves",
         plots.training_curves(progress["log"], os.path.join(out, "training_curves.png"),
-                              keep_ratio_target=exp.config.dynamos.kr if gated else None),
+                              keep_ratio_target=marks.get("keep_ratio")),
         "Per-chunk means of each loss term and, with agents, of each agent's keep ratio; "
         "dashed lines mark task boundaries.")
 
@@ -92,20 +114,14 @@ def _analyze_seed(exp, state, progress, out, workdir, trials, trial_images, tsne
           plots.task_accuracy_bars(final, os.path.join(out, "task_accuracy_bars.png"),
                                    title=f"{exp.config.method}, class-IL"),
           "Each task's accuracy after training the last task; the legend gives their average.")
-  if gated:
-    numbers.update(_agent_analyses(exp, state, out, add, trials, trial_images, tsne_points,
-                                   tsne_threads, seed))
-  elif exp.config.method == "dgm":  # samples, growth, mask occupancy, A_t, size on disk
-    from dynamos_jax.methods.dgm import plots as dgm_plots
-    numbers["dgm"] = dgm_plots.analyze_dgm(exp, state, progress, out, add, workdir)
-  elif exp.config.method == "slni":  # its hidden layers, finally and after each task
-    from dynamos_jax.methods.slni import plots as slni_plots
-    numbers["hidden_layers"] = slni_plots.final_state(exp, state, exp.benchmark.num_tasks, out,
-                                                         add)
-    numbers["hidden_layers_by_task"] = slni_plots.after_each_task(workdir, exp.seed, out, add)
-  else:
-    print(f"method {exp.config.method} has no agents: only accuracy and training curves",
-          file=sys.stderr)
+  shown = len(figures)
+  run = Run(exp, progress, out, workdir, add, trials, trial_images, tsne_points, tsne_threads,
+            seed)
+  own = exp.method.analyze(state.learner, run)
+  if not own and len(figures) == shown:
+    print(f"method {exp.config.method} has no analyses of its own: only accuracy and "
+          "training curves", file=sys.stderr)
+  numbers.update(own)
 
   with open(os.path.join(out, "analysis.json"), "w") as f:
     json.dump(numbers, f, indent=1)
@@ -114,132 +130,6 @@ def _analyze_seed(exp, state, progress, out, workdir, trials, trial_images, tsne
                          f"{progress['total_steps']} ({os.path.abspath(workdir)})")
   print(f"analysis in {out}/index.html")
   return numbers
-
-
-def _agent_analyses(exp, state, out, add, trials, trial_images, tsne_points, tsne_threads,
-                    seed) -> dict:
-  """Figures 3-7 and the keep ratios on the test set; returns their numbers."""
-  from dynamos_jax.methods.dynamos import analysis
-  from dynamos_jax.methods.dynamos import plots
-
-  variables = {"params": state.learner.params, "batch_stats": state.learner.batch_stats}
-  images, labels = exp.benchmark.test_set()  # MNIST-360: its rotated test draws.
-  model = exp.method.model
-  num_classes = model.num_classes
-  test = analysis.collect(model, variables, images, "threshold",
-                          exp.config.train.eval_batch_size)
-  actions, attention = test["actions"], test["attention"]
-  width = actions.shape[1] // model.num_agents
-  class_names = [str(c) for c in range(num_classes)]
-  correct = np.argmax(test["logits"], -1) == labels
-  numbers = {"test_accuracy": float(100 * np.mean(correct)),
-             # Per class (MNIST-360: over its rotated draws); None: no test image of it.
-             "class_accuracy": [float(100 * np.mean(correct[labels == c])) if np.any(labels == c)
-                                else None for c in range(num_classes)]}
-
-  # Figs. 3 and 7: activation rates per class (and per task).
-  class_rates = analysis.activation_rates(actions, labels, num_classes)
-  numbers["class_rates"] = class_rates.tolist()
-  add("Filter activation rates per class, last gated layer (Fig. 3)",
-      plots.activation_heatmap(class_rates[:, -40:], os.path.join(out, "rates_class_last40.png"),
-                               row_labels=class_names, first_filter=actions.shape[1] - 40,
-                               title="Activation rate, last 40 filters of the last gated layer"),
-      "Fraction of test images of each class for which the agent keeps the filter "
-      "(threshold mode).")
-  separators = tuple(width * l for l in range(1, model.num_agents))
-  add("Filter activation rates per class, all gated layers (Fig. 7)",
-      plots.activation_heatmap(class_rates, os.path.join(out, "rates_class_all.png"),
-                               row_labels=class_names, separators=separators,
-                               title="Activation rate per class, the four gated convolutions"),
-      "Vertical lines separate the four gated convolutions.")
-  if not exp.gcl:
-    split = exp.benchmark.split
-    tasks = split.task_of_label(labels)
-    task_rates = analysis.activation_rates(actions, tasks, split.num_tasks)
-    numbers["task_rates"] = task_rates.tolist()
-    add("Filter activation rates per task (Fig. 7)",
-        plots.activation_heatmap(task_rates, os.path.join(out, "rates_task_all.png"),
-                                 row_labels=[f"T{t + 1}" for t in range(split.num_tasks)],
-                                 separators=separators, ylabel="task",
-                                 title="Activation rate per task, the four gated convolutions"),
-        "Task-wise rates over each task's test images.")
-
-  # Fig. 4: Jensen-Shannon divergence between class rate vectors, last gated layer.
-  last_rates = analysis.last_layer(class_rates, model.num_agents)
-  silent = [class_names[c] for c in np.flatnonzero(last_rates.sum(axis=1) == 0)]
-  if silent:  # No distribution to compare (e.g. an early checkpoint): say so, draw the rest.
-    print(f"note: no JSD figure (Fig. 4): class {', '.join(map(str, silent))} has no active "
-          "filter in the last gated layer at this checkpoint; analyze a later one for it",
-          file=sys.stderr)
-    numbers["jsd"] = {"skipped": f"no active filter in the last gated layer for class "
-                                 f"{', '.join(map(str, silent))}"}
-  else:
-    jsd = analysis.jensen_shannon(last_rates, base=2.0)
-    summary = analysis.jsd_summary(jsd, scale=100.0)
-    numbers["jsd"] = {"matrix_x100": (100 * jsd).tolist(), **_jsonable(summary),
-                      "normalisation": "each class's rate vector divided by its sum over the "
-                                       f"{width} filters", "log_base": 2}
-    add("Jensen-Shannon divergence between classes (Fig. 4)",
-        plots.jsd_matrix(jsd, os.path.join(out, "jsd.png"), labels=class_names,
-                         title="JSD x 100, last gated layer (log base 2)"),
-        f"Lowest pair {tuple(summary['lowest_pair'])} ({summary['lowest']:.2f}), highest "
-        f"{tuple(summary['highest_pair'])} ({summary['highest']:.2f}); lowest / mean = "
-        f"{summary['lowest_over_mean']:.3f}. Rates normalised to sum 1 over the filters.")
-
-  # Fig. 5: t-SNE of the last agent's attention vectors.
-  key = jax.random.key(seed)
-  subset = np.arange(len(labels))
-  if tsne_points and tsne_points < len(labels):
-    subset = np.sort(np.asarray(jax.random.choice(jax.random.fold_in(key, 0), len(labels),
-                                                  (tsne_points,), replace=False)))
-  points = analysis.tsne(analysis.last_layer(attention[subset], model.num_agents), seed,
-                         num_threads=tsne_threads or None)
-  numbers["tsne_points"] = int(len(subset))
-  add("t-SNE of the last agent's attention vectors (Fig. 5)",
-      plots.tsne_scatter(points, labels[subset], os.path.join(out, "tsne.png"),
-                         class_names=class_names,
-                         title=f"t-SNE of v_L ({len(subset)} test images)"),
-      "Pre-sigmoid attention vectors of the last agent, coloured by class.")
-
-  # Fig. 6: trial-to-trial variability in sample mode.
-  n = min(trial_images, len(labels))
-  variability = analysis.trial_variability(model, variables, images[:n], labels[:n],
-                                           trials, jax.random.fold_in(key, 1),
-                                           model.num_agents)
-  numbers["variability"] = {k: variability[k] for k in
-                            ("mean_always_on", "mean_always_off", "mean_variable",
-                             "num_aggregated")}
-  numbers["variability"] = _jsonable(numbers["variability"]) | {"trials": trials, "images": n}
-  shown = int(np.argmax(variability["num_kept"]))
-  add("Trial-to-trial variability (Fig. 6)",
-      plots.trial_variability(analysis.kept_trials(variability, shown),
-                              os.path.join(out, "variability.png"),
-                              title=f"Test image {shown} (class {labels[shown]}), correct trials"),
-      f"Over {variability['num_aggregated']} images with at least 2 correct trials of "
-      f"{trials}: on average {100 * variability['mean_always_on']:.1f}% of the last layer's "
-      f"filters always on, {100 * variability['mean_always_off']:.1f}% always off, "
-      f"{100 * variability['mean_variable']:.1f}% varying.")
-
-  # Keep ratios at test time, per agent and class.
-  ratios = analysis.keep_ratios(actions, labels, num_classes, model.num_agents)
-  numbers["keep_ratios_per_class"] = ratios.tolist()
-  add("Keep ratios at test time",
-      plots.keep_ratio_bars(ratios, os.path.join(out, "keep_ratios.png"),
-                            group_labels=class_names, target=exp.config.dynamos.kr),
-      f"Fraction of filters each agent keeps, per class (threshold mode); target kr = "
-      f"{exp.config.dynamos.kr}.")
-  return numbers
-
-
-def _jsonable(d: dict) -> dict:
-  """numpy scalars and tuples to plain JSON values."""
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, (tuple, list)):
-      out[k] = [x.item() if hasattr(x, "item") else x for x in v]
-    else:
-      out[k] = v.item() if hasattr(v, "item") else v
-  return out
 
 
 def main(argv):

@@ -225,8 +225,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
          f"minibatch_size must be >= 1 (got {config.minibatch_size})")
   require(config.lr > 0.0, f"lr must be > 0 (got {config.lr})")
   require(config.epochs >= 1, f"epochs must be >= 1 (got {config.epochs})")
-  benchmarks.REGISTRY[config.dataset].validate(config)
-  methods.REGISTRY[config.method].validate(config)
+  benchmark, method = benchmarks.REGISTRY[config.dataset], methods.REGISTRY[config.method]
+  require(benchmark.kind in method.kinds,
+          f"method {config.method} runs on {' or '.join(method.kinds)} benchmarks and "
+          f"{config.dataset} is {benchmark.kind}: set --config.dataset to one of "
+          + ", ".join(sorted(n for n, b in benchmarks.REGISTRY.items() if b.kind in method.kinds)))
+  benchmark.validate(config)
+  method.validate(config)
   require(config.train.max_steps_per_task >= 0, "train.max_steps_per_task must be >= 0")
   require(config.checkpoint.every_steps >= 1, "checkpoint.every_steps must be >= 1")
   require(config.checkpoint.keep >= 1, "checkpoint.keep must be >= 1 (checkpoints to keep)")

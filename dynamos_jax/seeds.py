@@ -210,8 +210,7 @@ class Seeds:
     learners = [getattr(e.method, hook)(self.state_of(state, i).learner, e.task_data(task))
                 for i, e in enumerate(self.exps)]
     # A method whose hooks grow each seed by its own data (DGM) pads them to one shape.
-    if exp.method.common_shape is not None:
-      learners = exp.method.common_shape(learners)
+    learners = exp.method.common_shape(learners)
     shapes = {tuple(np.shape(x) for x in jax.tree.leaves(l)) for l in learners}
     if len(shapes) > 1:
       raise InputError(f"{exp.method.name}.{hook} gave the seeds states of different shapes, "
@@ -219,14 +218,15 @@ class Seeds:
     return self.place(state.replace(learner=parallel.stack(learners)))
 
   def end_epoch(self, state: TrainState, chunk) -> TrainState:
-    """The method's ``end_epoch`` on every seed, with the seed's accuracy on the task."""
+    """The method's ``end_epoch`` on every seed, with the seed's accuracy on the task if the
+    method asks for it (``Method.epoch_end``)."""
     exp = self.exps[0]
-    if exp.method.end_epoch is None:
+    if exp.method.epoch_end == "none":
       return state
     learners = []
     for i, e in enumerate(self.exps):
       one = self.state_of(state, i)
-      accuracy = self._task_accuracy(e, one, chunk) if e.method.epoch_accuracy else None
+      accuracy = self._task_accuracy(e, one, chunk) if e.method.epoch_end == "accuracy" else None
       learners.append(e.method.end_epoch(one.learner, e.task_data(chunk.task), accuracy))
     if not self.multi:
       return self.place(unaliased(state.replace(learner=learners[0])))

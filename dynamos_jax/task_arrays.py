@@ -1,6 +1,6 @@
 """What a method reports after each task: arrays kept per seed and task for analyze.
 
-A method may define ``after_task(state, task, benchmark) -> dict[str, array]``
+A method's ``after_task(state, task, benchmark) -> dict[str, array]``
 (methods/base.py): what a user of the method looks at after each task that a
 final checkpoint cannot show (SLNI's per-layer sparsity and overlap as the
 tasks go by, DGM's samples of every seen class). The trainer calls it after
@@ -35,13 +35,10 @@ def _tasks(folder: str) -> dict[int, str]:
 
 def report(workdir: str, exp, state, task: int) -> None:
   """Runs ``exp.method.after_task`` on one seed's ``state`` after planned task ``task`` (from 0)
-  and saves its arrays (nothing for a method without the hook)."""
-  hook = getattr(exp.method, "after_task", None)
-  if hook is None:
-    return
-  arrays = {k: np.asarray(v) for k, v in hook(state.learner, exp.task_data(task),
-                                              exp.benchmark).items()}
-  if not parallel.is_writer():
+  and saves its arrays (nothing when it reports none)."""
+  arrays = {k: np.asarray(v) for k, v in exp.method.after_task(
+      state.learner, exp.task_data(task), exp.benchmark).items()}
+  if not arrays or not parallel.is_writer():
     return
   folder = directory(workdir, exp.seed)
   os.makedirs(folder, exist_ok=True)

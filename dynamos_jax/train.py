@@ -80,11 +80,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def _method_results(seeds: Seeds, state: TrainState, progress: dict) -> None:
   """Each seed's record gets what its method adds to results.json (``Method.results``)."""
-  if seeds.exps[0].method.results is None:
-    return
   for i, record in enumerate(_records(progress)):
     exp = seeds.exps[i]
-    record["method"] = exp.method.results(seeds.state_of(state, i).learner, exp.benchmark)
+    own = exp.method.results(seeds.state_of(state, i).learner, exp.benchmark)
+    if own is not None:
+      record["method"] = own
 
 
 def _start_or_resume(config, seeds: Seeds, checkpoints: Checkpointer) -> tuple[TrainState, dict]:

@@ -9,12 +9,14 @@ a buffer, whatever it carries across tasks). The trainer calls, in order:
     state = method.begin_task(state, task_t)          # host; may change shapes
     for each chunk of steps (phase declared by method.phases):
       state, metrics = method.step(state, batch, key, phase)   # pure, jitted
-      at an epoch's end, if the method defines it:
+      at an epoch's end, unless method.epoch_end == "none":
         state = method.end_epoch(state, task_t, accuracy)      # host
     state = method.end_task(state, task_t)            # host; may change shapes
-    (evaluation; then, if the method defines it:)
+    (evaluation; then)
     arrays = method.after_task(state, task_t, benchmark)       # host; kept for analyze
     logits = method.predict(state, images, task, phase)        # evaluation
+  record = method.results(state, benchmark)           # host; added to results.json
+  and later, from a checkpoint: numbers = method.analyze(state, run)  # the analyze command
 
 ``step`` is traced once per phase and per state shape, run in chunks and
 lifted over seeds by the trainer; the hooks run on the host for one seed's
@@ -22,14 +24,19 @@ state at a time and may run their own jitted passes over the task's data.
 Hooks may change the shapes of the state's arrays, not its tree structure:
 the trainer then recompiles the step once, and a checkpoint records the
 shapes so that it restores at the task it was saved in.
+
+``init``, ``step``, ``predict`` and ``from_config`` are required; every other
+hook has a default that does nothing, so a method overrides only what it uses.
 """
 
 import abc
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import jax
 import ml_collections
+import numpy as np
 
+from dynamos_jax.benchmarks.base import KINDS
 from dynamos_jax.data.streams import Batch
 
 REGISTRY: dict[str, type["Method"]] = {}
@@ -53,11 +60,14 @@ class Method(abc.ABC):
       None: the method has no keys of its own.
     joint: trains on every task's data at once (the benchmark merges the
       tasks into one and the run is evaluated once, at the end).
+    kinds: the benchmark kinds (``benchmarks.KINDS``) the method can run on;
+      a run on another kind is refused in one line.
   """
 
   name: ClassVar[str]
   namespace: ClassVar[str | None] = None
   joint: ClassVar[bool] = False
+  kinds: ClassVar[tuple[str, ...]] = KINDS
 
   @classmethod
   def defaults(cls) -> ml_collections.ConfigDict:
@@ -113,31 +123,51 @@ class Method(abc.ABC):
     del task
     return state
 
-  # Optional: a method that defines ``end_epoch(state, task, accuracy) -> state``
-  # is called after each epoch of a task with the current task's test accuracy
-  # (%), e.g. to keep the best epoch's weights; the trainer evaluates for it.
-  end_epoch = None
-  # Whether ``end_epoch`` needs that accuracy (False: it gets None and the trainer does not
-  # evaluate, for a method that scores itself, e.g. DGM on its held-out split).
-  epoch_accuracy: ClassVar[bool] = True
+  # What ``end_epoch`` needs after each epoch of a task: "none" (it is not called),
+  # "state" (it is called) or "accuracy" (it is called with the current task's test
+  # accuracy, for which the trainer evaluates). A property where it depends on the config.
+  epoch_end: Literal["none", "state", "accuracy"] = "none"
 
-  # Optional: a method that defines ``results(state, benchmark) -> dict`` adds its own
-  # JSON-ready record to each seed's results.json (key ``method``) at the end of a run
-  # (e.g. DGM's best-validation report).
-  results = None
-
-  # Optional: a method whose hooks may grow each seed's state by its own data (DGM)
-  # defines ``common_shape(states: list) -> list``, which pads the seeds' states to
-  # one shape after a hook, so that several seeds still share one program.
-  common_shape = None
-
-  # Optional: a method that defines ``after_task(state, task, benchmark) -> dict[str,
-  # np.ndarray]`` reports what a user looks at after each task (after its end hook and
-  # evaluation): the trainer keeps the arrays per seed and task for analyze
-  # (``task_arrays``: WORKDIR/after_task/seed_N/task_T.npz).
-  after_task = None
+  def end_epoch(self, state: Any, task, accuracy: float | None) -> Any:
+    """Host hook after each epoch of ``task`` (see ``epoch_end``), e.g. to keep the best
+    epoch's weights. ``accuracy``: the task's test accuracy (%), or None."""
+    del task, accuracy
+    return state
 
   def end_task(self, state: Any, task) -> Any:
     """Host hook after the last step of ``task``, before it is evaluated."""
     del task
     return state
+
+  def after_task(self, state: Any, task, benchmark) -> dict[str, np.ndarray]:
+    """What a user looks at after ``task`` (after its end hook and evaluation), as arrays;
+    the trainer keeps them per seed and task for analyze (``task_arrays``:
+    WORKDIR/after_task/seed_N/task_T.npz). Empty: nothing is kept."""
+    del state, task, benchmark
+    return {}
+
+  def common_shape(self, states: list) -> list:
+    """Several seeds' states after a hook, at one shape so that they share one program
+    (a method whose hooks grow each seed by its own data, like DGM, pads them)."""
+    return states
+
+  def results(self, state: Any, benchmark) -> dict | None:
+    """The method's own JSON-ready record for a seed's results.json (key ``method``) at
+    the end of a run, e.g. DGM's best-validation report. None: nothing added."""
+    del state, benchmark
+    return None
+
+  def training_marks(self) -> dict[str, float]:
+    """Reference lines for the training curves of ``analyze``, by logged quantity (e.g.
+    ``{"keep_ratio": 0.7}``: the agents' target keep ratio)."""
+    return {}
+
+  def analyze(self, state: Any, run) -> dict:
+    """The method's own analyses of a trained ``state`` for the analyze command.
+
+    ``run`` (an ``analyze.Run``) gives the seed's experiment, progress record, output
+    folder, the command's options and ``run.add(title, path, caption)`` to show a
+    figure. Returns the numbers for analysis.json (merged into its top level).
+    """
+    del state, run
+    return {}

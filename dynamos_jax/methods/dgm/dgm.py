@@ -129,6 +129,7 @@ class DGM(Method):
   data: dgm_selection.Data | None = dataclasses.field(default=None, repr=False)
 
   name = "dgm"
+  kinds = ("class-incremental",)  # one class (or ten, ImageNet-50) a task, a head per class
   namespace = "dgm"
 
   @classmethod
@@ -356,14 +357,15 @@ class DGM(Method):
     """Binarise at s_max, cumulate, keep the embeddings, grow (spec 3.2, 6)."""
     return self.family.end_task(self, state, task)
 
-  epoch_accuracy = False  # best_valid evaluates D itself (selection)
-
   @property
-  def end_epoch(self):
+  def epoch_end(self):
+    """With ``best_valid`` the epoch hook runs; it evaluates D itself (``selection``)."""
+    return "state" if self.selection == "best_valid" else "none"
+
+  def end_epoch(self, state, task, accuracy):
     """With ``best_valid``: the code's validation evaluations (``selection``)."""
-    if self.selection != "best_valid":
-      return None
-    return lambda state, task, accuracy: dgm_selection.end_epoch(self, state, task)
+    del accuracy
+    return dgm_selection.end_epoch(self, state, task)
 
   def after_task(self, state, task, benchmark) -> dict[str, np.ndarray]:
     """After task t: samples uint8 [t + 1, n, 32, 32, C] of every seen class from fixed
@@ -375,15 +377,19 @@ class DGM(Method):
       out.update(dgm_selection.task_record(state, task.index))
     return out
 
-  @property
-  def results(self):
+  def results(self, state, benchmark):
     """With ``best_valid``: results.json's ``method.best_valid``, one record per task
     (``selection.summary``: the best validation average, its epoch, the test accuracies
     then and their mean)."""
     if self.selection != "best_valid":
       return None
-    return lambda state, benchmark: {"best_valid": dgm_selection.summary(
-        state, benchmark.num_tasks)}
+    return {"best_valid": dgm_selection.summary(state, benchmark.num_tasks)}
+
+  def analyze(self, state, run):
+    """Samples, growth, mask occupancy, A_t and size on disk (``methods/dgm/plots.py``)."""
+    from dynamos_jax.methods.dgm import plots  # matplotlib: only the analyze command
+    return {"dgm": plots.analyze_dgm(run.exp, state, run.progress, run.out, run.add,
+                                     run.workdir)}
 
   def common_shape(self, states: list) -> list:
     """Several seeds' states (each grown by its own masks) padded to their widest widths

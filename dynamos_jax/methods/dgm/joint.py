@@ -22,7 +22,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dynamos_jax import benchmarks
 from dynamos_jax import losses
 from dynamos_jax.errors import ConfigError
 from dynamos_jax.methods.base import Method, register
@@ -48,6 +47,7 @@ class DGMJoint(Method):
   beta2: float = 0.999
 
   name = "dgm_joint"
+  kinds = ("class-incremental",)
   namespace = "dgm"  # shares DGM's keys (declared in methods/dgm/dgm.py): lr_d, beta1, beta2, ndf
   joint = True
 
@@ -64,10 +64,6 @@ class DGMJoint(Method):
       raise ConfigError(f"dgm.beta1 and dgm.beta2 must be in [0, 1) (got {d.beta1}, {d.beta2})")
     if d.ndf < 1:
       raise ConfigError(f"dgm.ndf must be >= 1 (got {d.ndf})")
-    benchmark = benchmarks.REGISTRY[config.dataset]
-    if benchmark.kind != "class-incremental":
-      raise ConfigError(f"dgm_joint is DGM's upper bound on a class-incremental benchmark "
-                        f"(e.g. dgm-mnist); {config.dataset} is {benchmark.kind}")
     if dgm_config.generator(config) == "resnet":
       raise ConfigError(f"dgm_joint trains the DCGAN discriminator; {config.dataset}'s is the "
                         "ResNet-18 one, for which no JT is built: drop :jt")

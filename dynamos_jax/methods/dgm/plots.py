@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dynamos_jax.methods.dynamos import plots
+from dynamos_jax import plots
 from dynamos_jax import task_arrays
 from dynamos_jax.methods.dgm import summary
 # The paper's Table 1 (A5, A10) on MNIST, drawn next to a run's curve.
@@ -61,7 +61,7 @@ def at_curve(values: Sequence[float], path, reference: dict | None = None,
   """A_t after each task; ``reference``: {name: {task: value}} drawn as markers;
   ``selected``: the best-validation report's A_t (``dgm.selection=best_valid``)."""
   t = np.arange(1, len(values) + 1)
-  ax = plots._figure(5.5, 3.4).add_subplot()
+  ax = plots.figure(5.5, 3.4).add_subplot()
   ax.plot(t, values, "o-", color="tab:blue", label="this run (final model)")
   lowest = min(values)
   if selected is not None:
@@ -77,7 +77,7 @@ def at_curve(values: Sequence[float], path, reference: dict | None = None,
   ax.set_ylim(max(0.0, lowest - 5.0), 100.5)
   ax.legend(loc="lower left", fontsize=8)
   ax.set_title(title)
-  return plots._save(ax.figure, path)
+  return plots.save(ax.figure, path)
 
 
 def sample_grid(images: np.ndarray, path, class_names: Sequence | None = None,
@@ -89,8 +89,8 @@ def sample_grid(images: np.ndarray, path, class_names: Sequence | None = None,
     pixels = np.asarray(images, np.float32) / 255.0
   else:
     pixels = np.clip((np.asarray(images, np.float32) + 1.0) / 2.0, 0.0, 1.0)
-  names = plots._labels(class_names, k, "class {}")
-  fig = plots._figure(0.6 * n + 1.0, 0.6 * k + 0.6)
+  names = plots.tick_labels(class_names, k, "class {}")
+  fig = plots.figure(0.6 * n + 1.0, 0.6 * k + 0.6)
   axes = fig.subplots(k, n, squeeze=False)
   for i in range(k):
     for j in range(n):
@@ -105,7 +105,7 @@ def sample_grid(images: np.ndarray, path, class_names: Sequence | None = None,
       if j == 0:
         ax.set_ylabel(names[i], rotation=0, ha="right", va="center", fontsize=8)
   fig.suptitle(title, fontsize=10)
-  return plots._save(fig, path)
+  return plots.save(fig, path)
 
 
 def masked_params(counts: np.ndarray, nz: int, kernel: int = 4) -> np.ndarray:
@@ -128,7 +128,7 @@ def growth_curve(counts: np.ndarray, path, nz: int, title: str = "Generator grow
   """
   counts = np.asarray(counts)
   t = np.arange(len(counts))
-  fig = plots._figure(9.0, 3.4)
+  fig = plots.figure(9.0, 3.4)
   left, right = fig.subplots(1, 2)
   for l, (name, color) in enumerate(zip(names, COLORS)):
     left.plot(t, counts[:, l], "o-", color=color, label=name)
@@ -147,7 +147,7 @@ def growth_curve(counts: np.ndarray, path, nz: int, title: str = "Generator grow
   right.set_ylabel(ylabel)
   right.legend(fontsize=8)
   fig.suptitle(title, fontsize=10)
-  return plots._save(fig, path)
+  return plots.save(fig, path)
 
 
 def occupancy(binaries: Sequence[Sequence[np.ndarray]],
@@ -188,7 +188,7 @@ def occupancy_bars(new: np.ndarray, reused: np.ndarray, path,
   tasks, layers = new.shape
   rows = -(-layers // 5)
   cols = -(-layers // rows)
-  fig = plots._figure(3.2 * cols, 3.2 * rows)
+  fig = plots.figure(3.2 * cols, 3.2 * rows)
   axes = fig.subplots(rows, cols, squeeze=False).ravel()
   for ax in axes[layers:]:
     ax.set_visible(False)
@@ -206,7 +206,7 @@ def occupancy_bars(new: np.ndarray, reused: np.ndarray, path,
   handles, labels = axes[0].get_legend_handles_labels()
   fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=8)  # off the bars
   fig.suptitle(title, fontsize=10)
-  return plots._save(fig, path)
+  return plots.save(fig, path)
 
 
 def generator_size(directory, weights: dict[str, np.ndarray],
@@ -302,12 +302,12 @@ def _names(names: Sequence[str]) -> str:
   return "conv1-3" if tuple(names) == LAYERS else ", ".join(names)
 
 
-def analyze_dgm(exp, state, progress: dict, out: str, add, workdir: str | None = None) -> dict:
+def analyze_dgm(exp, learner, progress: dict, out: str, add, workdir: str | None = None) -> dict:
   """The DGM figures of a run (module docstring) into ``out``; returns their numbers.
 
   ``workdir``: the run's directory, for the after-task reports (None: none read).
   """
-  method, learner = exp.method, state.learner
+  method = exp.method
   finished = finished_tasks(progress)
   numbers: dict = {"finished_tasks": finished}
   reports = task_arrays.load(workdir, exp.seed)[:finished] if workdir else []

@@ -92,6 +92,9 @@ class Dynamos(LossMethod):
                alpha_p=d.alpha_p, gamma=d.gamma, w_p=d.w_p, lam=d.lam, kr=d.kr,
                warmup_iterations=d.warmup.iterations, warmup_epochs=d.warmup.epochs)
 
+  def training_marks(self):
+    return {"keep_ratio": self.kr}  # the agents' target, on the keep-ratio curves
+
   def phases(self, task, batches):
     """The warm-up (spec 7) opens task 1: iterations, or epochs of task 1's batches."""
     steps = self.warmup_iterations or self.warmup_epochs * batches

@@ -201,6 +201,14 @@ class LossMethod(Method):
                                  images, mode, False)
     return logits
 
+  def analyze(self, state: LossState, run) -> dict:
+    """A gated network's Figs. 3-7 and keep ratios (``gate_analysis``); nothing else for
+    the agent-free methods."""
+    if not self.gated:
+      return {}
+    from dynamos_jax.methods.dynamos import gate_analysis  # matplotlib: only analyze
+    return gate_analysis.gate_analyses(state, run)
+
 
 def forward(model, params, batch_stats, images: jax.Array, mask: jax.Array, mode: str = "off",
             key: jax.Array | None = None):

@@ -17,13 +17,13 @@ import os
 
 import numpy as np
 
-from dynamos_jax.methods.dynamos import plots
+from dynamos_jax import plots
 from dynamos_jax.methods.slni import representation as rep
 from dynamos_jax import task_arrays
 def matrix_grid(matrices: list[np.ndarray], path, titles: list[str], suptitle: str) -> str:
   """Square matrices side by side on one colour scale (e.g. one per task)."""
   n = len(matrices)
-  fig = plots._figure(min(2.4 * n + 1.0, 16.0), 2.8)
+  fig = plots.figure(min(2.4 * n + 1.0, 16.0), 2.8)
   finite = np.concatenate([np.asarray(m, np.float64).ravel() for m in matrices])
   low, high = float(np.nanmin(finite)), float(np.nanmax(finite))
   high = high if high > low else low + 1.0
@@ -35,12 +35,12 @@ def matrix_grid(matrices: list[np.ndarray], path, titles: list[str], suptitle: s
     ax.set_yticks([])
   fig.colorbar(im, ax=fig.axes, fraction=0.02, pad=0.02)
   fig.suptitle(suptitle, fontsize=10)
-  return plots._save(fig, path)
+  return plots.save(fig, path)
 
 
 def histograms(counts: np.ndarray, edges: np.ndarray, path, title: str) -> str:
   """One line per task: the distribution of a layer's positive activations, [T, B] counts."""
-  ax = plots._figure(5.5, 3.4).add_subplot()
+  ax = plots.figure(5.5, 3.4).add_subplot()
   centres = (edges[1:] + edges[:-1]) / 2
   for t, c in enumerate(counts):
     total = max(int(np.sum(c)), 1)
@@ -50,7 +50,7 @@ def histograms(counts: np.ndarray, edges: np.ndarray, path, title: str) -> str:
   ax.set_ylabel("fraction of positive values")
   ax.legend(fontsize=8)
   ax.set_title(title, fontsize=10)
-  return plots._save(ax.figure, path)
+  return plots.save(ax.figure, path)
 
 
 def _triangle(values: list[np.ndarray]) -> np.ndarray:
@@ -61,10 +61,10 @@ def _triangle(values: list[np.ndarray]) -> np.ndarray:
   return out
 
 
-def final_state(exp, state, tasks: int, out: str, add) -> list[dict]:
+def final_state(exp, learner, tasks: int, out: str, add) -> list[dict]:
   """Per hidden layer, from the final weights on each task's test images: unit rates per
   task, the Jaccard overlap of the ever-active units, the last task's correlation matrix."""
-  acts = [exp.method.hidden(state.learner.params, exp.benchmark.task_test_set(t)[0])
+  acts = [exp.method.hidden(learner.params, exp.benchmark.task_test_set(t)[0])
           for t in range(tasks)]
   names = [f"T{t + 1}" for t in range(tasks)]
   numbers = []

@@ -303,27 +303,37 @@ class SLNI(Method):
                          stopped=jnp.bool_(False))
 
   @property
-  def end_epoch(self):
+  def epoch_end(self):
+    """The epoch hook runs, on the task's test accuracy, with ``best_epoch`` selection or a
+    patience."""
+    if self.selection != "best_epoch" and not (self.lr_patience or self.stop_patience):
+      return "none"
+    return "accuracy"
+
+  def end_epoch(self, state, task, accuracy):
     """With ``best_epoch`` selection: keep the weights of the best epoch so far; with the
     patiences: decay the learning rate, stop the task."""
-    if self.selection != "best_epoch" and not (self.lr_patience or self.stop_patience):
-      return None
+    del task
+    if state.stopped:
+      return state
+    if accuracy > float(state.best_accuracy):
+      return state.replace(best=state.params if self.selection == "best_epoch" else state.best,
+                           best_accuracy=jnp.float32(accuracy), since_best=jnp.int32(0))
+    since = int(state.since_best) + 1
+    decay = self.lr_patience and since % self.lr_patience == 0
+    return state.replace(
+        since_best=jnp.int32(since),
+        lr_scale=state.lr_scale * (self.lr_factor if decay else 1.0),
+        stopped=jnp.bool_(bool(self.stop_patience) and since > self.stop_patience))
 
-    def after_epoch(state, task, accuracy):
-      del task
-      if state.stopped:
-        return state
-      if accuracy > float(state.best_accuracy):
-        return state.replace(best=state.params if self.selection == "best_epoch" else state.best,
-                             best_accuracy=jnp.float32(accuracy), since_best=jnp.int32(0))
-      since = int(state.since_best) + 1
-      decay = self.lr_patience and since % self.lr_patience == 0
-      return state.replace(
-          since_best=jnp.int32(since),
-          lr_scale=state.lr_scale * (self.lr_factor if decay else 1.0),
-          stopped=jnp.bool_(bool(self.stop_patience) and since > self.stop_patience))
-
-    return after_epoch
+  def analyze(self, state, run):
+    """Its hidden layers, finally and after each task (``methods/slni/plots.py``)."""
+    from dynamos_jax.methods.slni import plots  # matplotlib: only the analyze command
+    exp = run.exp
+    return {"hidden_layers": plots.final_state(exp, state, exp.benchmark.num_tasks, run.out,
+                                               run.add),
+            "hidden_layers_by_task": plots.after_each_task(run.workdir, exp.seed, run.out,
+                                                           run.add)}
 
   def hidden(self, params, images, batch: int = 1000) -> list[np.ndarray]:
     """Per hidden layer, the post-activation values [M, N_l] of ``images`` [M, H, W, C]."""

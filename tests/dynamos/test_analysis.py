@@ -8,7 +8,8 @@ from PIL import Image
 from scipy.spatial.distance import jensenshannon as scipy_js
 
 from dynamos_jax.methods.dynamos import analysis
-from dynamos_jax.methods.dynamos import plots
+from dynamos_jax import plots
+from dynamos_jax.methods.dynamos import plots as gate_plots
 from dynamos_jax.methods.dynamos.resnet import ResNet
 
 BATCH = 4  # One batch size everywhere, so every gate mode compiles once.
@@ -251,17 +252,17 @@ def test_every_plot_writes_a_png(tmp_path):
       "heat40": plots.activation_heatmap(rates[:5, -40:], tmp_path / "sub" / "heat40.png",
                                          row_labels=[f"task {i}" for i in range(1, 6)],
                                          first_filter=216, ylabel="task"),
-      "jsd": plots.jsd_matrix(analysis.jensen_shannon(rates[:4]), tmp_path / "jsd.png",
+      "jsd": gate_plots.jsd_matrix(analysis.jensen_shannon(rates[:4]), tmp_path / "jsd.png",
                               labels=list("abcd")),
-      "tsne": plots.tsne_scatter(rng.normal(size=(30, 2)), np.arange(30) % 10,
+      "tsne": gate_plots.tsne_scatter(rng.normal(size=(30, 2)), np.arange(30) % 10,
                                  tmp_path / "tsne.png"),
-      "trials": plots.trial_variability(rng.integers(0, 2, (3, 64)), tmp_path / "trials.png"),
+      "trials": gate_plots.trial_variability(rng.integers(0, 2, (3, 64)), tmp_path / "trials.png"),
       "acc": plots.accuracy_matrix([[10.0, 9.5, 11.0], [99.0, None, None], [80.5, 97.0],
                                     [70.0, 88.0, 96.0]],
                                    tmp_path / "acc.png"),
       "curves": plots.training_curves(logs, tmp_path / "curves.png", keep_ratio_target=0.7),
       "curves_plain": plots.training_curves(plain_logs, tmp_path / "curves_plain.png"),
-      "bars": plots.keep_ratio_bars(rng.uniform(0, 1, (10, 4)), tmp_path / "bars.png",
+      "bars": gate_plots.keep_ratio_bars(rng.uniform(0, 1, (10, 4)), tmp_path / "bars.png",
                                     target=0.7),
   }
   for name, path in made.items():

@@ -85,46 +85,47 @@ _STEP_KEYS = ("perm", "z_d", "gp", "z_g")
 
 
 @register
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class DGM(Method):
   """The DGM method (see the module docstring); fields are set by ``from_config``."""
 
+  # dgm.* keys, under their config names (defaults and meaning: methods/dgm/config.py).
+  smax: float
+  lambda_ru: float
+  lambda_gp: float
+  lambda_adv: float
+  aux_g: bool
+  reinit_d: bool
+  lr_d: float
+  lr_g: float
+  beta1: float
+  beta2: float
+  ndf: int
+  onehot: bool
+  schedule: str
+  expansion: str
+  shape_multiple: int
+  thres_cosh: float
+  clip_norm: float
+  replay: str
+  selection: str
+  eval_every: int
+  past_masks: str  # the ImageNet code's options (ten classes a task)
+  aux_head: str
+  g_noise: str
+  onehot_dims: int  # 0: K
+  d_blocks: int  # the ResNet D's blocks per stage (2: ResNet-18)
+  # Derived from the config and the benchmark.
   spec: gen.GeneratorSpec | rg.ResNetGeneratorSpec
   num_classes: int
   epochs: int
   batch_size: int
-  smax: float = 1e4
-  lambda_ru: float = 0.08
-  lambda_gp: float = 1.0
-  lambda_adv: float = 1.0
-  aux_g: bool = False
-  reinit_d: bool = True
-  lr_d: float = 2e-3
-  lr_g: float = 2e-3
-  beta1: float = 0.5
-  beta2: float = 0.999
-  ndf: int = 32
-  onehot: bool = True
-  schedule: str = "code"
-  expansion: str = "code"
-  shape_multiple: int = 8
-  thres_cosh: float = 50.0
-  clip_norm: float = 1e4
-  replay: str = "fixed"
-  unroll: bool = False
-  selection: str = "final"
-  eval_every: int = 2
-  max_steps: int = 0  # train.max_steps_per_task (0: none): when a task's last epoch ends
-  eval_batch_size: int = 256
-  # Ten classes a task (dgm/imagenet): the G family and the options of the ImageNet code.
-  classes_per_task: int = 1
-  generator: str = "dcgan"
-  past_masks: str = "soft"
-  aux_head: str = "reset"
-  g_noise: str = "fresh"
-  onehot_dims: int = 0  # 0: K
-  replay_slots: int = 0  # resnet: the largest task's size (its replay sets' static size)
-  d_blocks: int = 2  # the ResNet D's blocks per stage (2: ResNet-18)
+  unroll: bool  # dgm.loops resolved for the backend
+  max_steps: int  # train.max_steps_per_task (0: none): when a task's last epoch ends
+  eval_batch_size: int
+  classes_per_task: int
+  generator: str  # the G family: dcgan | resnet
+  replay_slots: int  # resnet: the largest task's size (its replay sets' static size)
   # The seed's benchmark, for best_valid's evaluations (its hold-out is the seed's).
   data: dgm_selection.Data | None = dataclasses.field(default=None, repr=False)
 
@@ -151,19 +152,18 @@ class DGM(Method):
     else:
       spec = gen.GeneratorSpec(d.variant, d.ngf, d.nz, channels, benchmark.num_tasks,
                                d.mask_placement)
-    return cls(spec, benchmark.num_classes, config.epochs, config.batch_size,
-               float(d.smax), d.lambda_ru, d.lambda_gp, d.lambda_adv, bool(d.aux_g),
-               bool(d.reinit_d), d.lr_d, d.lr_g, d.beta1, d.beta2, d.ndf, bool(d.onehot),
-               d.schedule, d.expansion, d.shape_multiple, d.thres_cosh, d.clip_norm, d.replay,
-               d.loops == "unroll" or (d.loops == "auto" and jax.default_backend() == "cpu"),
-               selection=d.selection, eval_every=d.eval_every,
-               max_steps=config.train.max_steps_per_task,
-               eval_batch_size=config.train.eval_batch_size,
-               data=dgm_selection.Data(benchmark), classes_per_task=c, generator=family,
-               past_masks=d.past_masks, aux_head=d.aux_head, g_noise=d.g_noise,
-               onehot_dims=d.onehot_dims, d_blocks=d.d_blocks, replay_slots=max(
-                   benchmark.task_data(i).size for i in range(benchmark.num_tasks))
-               if family == "resnet" else 0)
+    # The fields named as dgm.* keys take their values; the derived ones are set here.
+    keys = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d}
+    derived = dict(
+        spec=spec, num_classes=benchmark.num_classes, epochs=config.epochs,
+        batch_size=config.batch_size,
+        unroll=d.loops == "unroll" or (d.loops == "auto" and jax.default_backend() == "cpu"),
+        max_steps=config.train.max_steps_per_task, eval_batch_size=config.train.eval_batch_size,
+        classes_per_task=c, generator=family,
+        replay_slots=max(benchmark.task_data(i).size for i in range(benchmark.num_tasks))
+        if family == "resnet" else 0, data=dgm_selection.Data(benchmark))
+    return cls(**{**keys, "smax": float(d.smax), "aux_g": bool(d.aux_g),
+                  "reinit_d": bool(d.reinit_d), "onehot": bool(d.onehot), **derived})
 
   # --- pieces --------------------------------------------------------------------------------
 

@@ -38,13 +38,15 @@ class JointState:
 
 
 @register
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class DGMJoint(Method):
+  """D's width and Adam's settings: ``dgm.ndf``, ``dgm.lr_d``, ``dgm.beta1``, ``dgm.beta2``."""
+
   num_classes: int
-  ndf: int = 32
-  lr: float = 2e-3
-  beta1: float = 0.5
-  beta2: float = 0.999
+  ndf: int
+  lr: float
+  beta1: float
+  beta2: float
 
   name = "dgm_joint"
   kinds = ("class-incremental",)
@@ -71,7 +73,8 @@ class DGMJoint(Method):
   @classmethod
   def from_config(cls, config, benchmark) -> "DGMJoint":
     d = config.dgm
-    return cls(benchmark.num_classes, d.ndf, d.lr_d, d.beta1, d.beta2)
+    return cls(num_classes=benchmark.num_classes, ndf=d.ndf, lr=d.lr_d, beta1=d.beta1,
+               beta2=d.beta2)
 
   @property
   def model(self) -> Discriminator:

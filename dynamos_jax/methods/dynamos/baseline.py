@@ -20,10 +20,12 @@ from dynamos_jax.methods.dynamos.loss_method import (LossMethod, StepOutput, acc
 
 
 @register
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Baseline(LossMethod):
-  alpha: float = 0.2
-  beta: float = 2.0
+  """Eq. 8's weights, Dynamos' ``dynamos.alpha`` and ``dynamos.beta`` (defaults there)."""
+
+  alpha: float
+  beta: float
 
   name = "baseline"
   buffer = "add_if_correct"

@@ -20,10 +20,12 @@ from dynamos_jax.methods.dynamos.loss_method import (LossMethod, StepOutput, acc
 
 
 @register
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class DERpp(LossMethod):
-  alpha: float = 1.0
-  beta: float = 0.5
+  """The ``derpp.*`` weights (defaults: ``defaults``)."""
+
+  alpha: float
+  beta: float
 
   name = "derpp"
   namespace = "derpp"

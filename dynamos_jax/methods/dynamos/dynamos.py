@@ -24,19 +24,19 @@ from dynamos_jax.methods.dynamos.loss_method import LossMethod, StepOutput, forw
 
 
 @register
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Dynamos(LossMethod):
-  """Loss weights under their paper names (see ``defaults``)."""
+  """Loss weights under their paper names (their defaults and meaning: ``defaults``)."""
 
-  alpha: float = 0.2
-  beta: float = 2.0
-  alpha_p: float = 0.2
-  gamma: float = 0.5
-  w_p: float = 0.3
-  lam: float = 500.0
-  kr: float = 0.7
-  warmup_iterations: int = 10
-  warmup_epochs: int = 0
+  alpha: float
+  beta: float
+  alpha_p: float
+  gamma: float
+  w_p: float
+  lam: float
+  kr: float
+  warmup_iterations: int
+  warmup_epochs: int
 
   name = "dynamos"
   namespace = "dynamos"

@@ -118,27 +118,29 @@ def _l1_param(weight: float) -> optax.GradientTransformation:
 
 
 @register
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class SLNI(Method):
+  """The network and the ``slni.*`` keys under their config names (defaults: ``defaults``)."""
+
   model: MLP | VGGSlim
   lr: float
-  regularizer: str = "slnid"
-  importance: str = "mas"
-  lambda_ssl: float = 1e-3
-  lambda_omega: float = 0.1
-  sigma_scale: float = 6.0
-  sigma: float = 0.0
-  discount: str = "product"
-  alpha_mean: bool = False
-  weight_decay: float = 0.0
-  orthreg_beta: float = 1e-3
-  orthreg_lambda: float = 10.0
-  momentum: float = 0.9
-  importance_batch: int = 200
-  selection: str = "last"
-  lr_patience: int = 0
-  lr_factor: float = 0.1
-  stop_patience: int = 0
+  regularizer: str
+  importance: str
+  lambda_ssl: float
+  lambda_omega: float
+  sigma_scale: float
+  sigma: float
+  discount: str
+  alpha_mean: bool
+  weight_decay: float
+  orthreg_beta: float
+  orthreg_lambda: float
+  momentum: float
+  importance_batch: int
+  selection: str
+  lr_patience: int
+  lr_factor: float
+  stop_patience: int
 
   name = "slni"
   namespace = "slni"
@@ -210,10 +212,9 @@ class SLNI(Method):
       model = VGGSlim(s.width, benchmark.num_classes, heads, s.activation, s.block, s.channels)
     else:
       model = MLP(s.width, benchmark.num_classes, heads, s.activation, s.block)
-    return cls(model, config.lr, s.regularizer, s.importance, s.lambda_ssl, s.lambda_omega,
-               s.sigma_scale, s.sigma, s.discount, s.alpha_mean, s.weight_decay,
-               s.orthreg_beta, s.orthreg_lambda, s.momentum, s.importance_batch, s.selection,
-               s.lr_patience, s.lr_factor, s.stop_patience)
+    # The fields named as slni.* keys take their values (the model is built from its keys).
+    keys = {f.name: s[f.name] for f in dataclasses.fields(cls) if f.name in s}
+    return cls(**{**keys, "model": model, "lr": config.lr})
 
   @property
   def tx(self) -> optax.GradientTransformation:

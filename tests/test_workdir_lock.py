@@ -85,11 +85,14 @@ def test_the_run_command_is_refused_with_exit_2_and_moves_nothing(tmp_path, hold
   (workdir / "checkpoints" / "5" / "state").write_text("a user's checkpoint")
   proc = holder(workdir)
   before = _snapshot(workdir)
-  # resume=False would move the checkpoints aside: a refused run must not.
+  # resume=False would move the checkpoints aside: a refused run must not. (Tiny, so that
+  # a run that is not refused fails the test quickly.)
   result = subprocess.run(
       [sys.executable, "-m", "dynamos_jax.run", "--config=configs/quickstart.py",
-       "--config.resume=False", f"--workdir={workdir}"], cwd=ROOT, env=subprocess_env(),
-      capture_output=True, text=True, timeout=300)
+       "--config.resume=False", "--config.train.max_steps_per_task=1",
+       "--config.warmup.iterations=1", "--config.model.nf=8", "--config.train.progress=False",
+       f"--workdir={workdir}"], cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+      timeout=300)
   assert result.returncode == 2, result.stderr
   errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and f"is in use by process {proc.pid}" in errors[0], result.stderr

@@ -26,6 +26,7 @@ from absl import logging
 
 from dynamos_jax.errors import InputError
 from dynamos_jax.cli import CONFIG, WORKDIR, fail, parse_flags
+from dynamos_jax import workdir_lock
 # The table and the chart live with the other reports (a sweep prints them too).
 from dynamos_jax.reporting import format_summary, plot_comparison  # noqa: F401
 
@@ -107,6 +108,14 @@ def run_comparison(config, methods: list[str], seeds: list[int], workdir: str,
       c.method, c.seed = method, seed
       config_lib.validate(c)
       configs[method, seed] = c
+  # Its directory of runs is the comparison's while it trains and writes there; each run
+  # it trains locks its own directory too (train_and_evaluate).
+  with workdir_lock.hold(workdir):
+    return _compare(configs, methods, seeds, workdir, one_program, config)
+
+
+def _compare(configs: dict, methods: list[str], seeds: list[int], workdir: str,
+             one_program: bool, config) -> dict:
   runs = {m: {} for m in methods}
   for method in methods:
     missing = []

@@ -23,6 +23,7 @@ from dynamos_jax import methods
 from dynamos_jax import reporting
 from dynamos_jax import sweep as sweep_lib
 from dynamos_jax import task_arrays
+from dynamos_jax import workdir_lock
 from dynamos_jax.checkpoint import (Checkpointer, Interrupted, StopSignals, config_differences,
                                     open_run_directory)
 from dynamos_jax.errors import InputError
@@ -43,8 +44,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   Resumes from the newest usable checkpoint in ``workdir`` unless
   ``config.resume`` is False; saves one at every task end, every
   ``config.checkpoint.every_steps`` steps and on SIGINT/SIGTERM. Writes
-  ``workdir/results.json`` and returns the same record.
+  ``workdir/results.json`` and returns the same record. Refuses (``WorkdirInUse``) a
+  ``workdir`` that another live program holds, before writing or moving anything there.
   """
+  # Taken before open_run_directory, which may move the checkpoints aside.
+  with workdir_lock.hold(workdir):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   checkpoints = open_run_directory(config, workdir)
   seeds = Seeds(config)
   state, progress = _start_or_resume(config, seeds, checkpoints)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from dynamos_jax import losses
-from dynamos_jax.errors import ConfigError
+from dynamos_jax.errors import require
 from dynamos_jax.methods import Method, register
 
 
@@ -36,12 +36,12 @@ class AnchoredState:
 
 
 @register
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Anchored(Method):
   num_classes: int
-  lr: float = 0.1
-  pull: float = 1.0
-  grow: int = 0
+  lr: float  # the anchored.* keys: their values live in defaults()
+  pull: float
+  grow: int
 
   name = "anchored"
   namespace = "anchored"
@@ -52,13 +52,11 @@ class Anchored(Method):
 
   @classmethod
   def validate(cls, config) -> None:
-    if config.anchored.pull < 0:
-      raise ConfigError(f"anchored.pull must be >= 0 (got {config.anchored.pull})")
+    require(config.anchored.pull >= 0, f"anchored.pull must be >= 0 (got {config.anchored.pull})")
 
   @classmethod
   def from_config(cls, config, benchmark) -> "Anchored":
-    a = config.anchored
-    return cls(benchmark.num_classes, lr=a.lr, pull=a.pull, grow=a.grow)
+    return cls(num_classes=benchmark.num_classes, **config.anchored)
 
   def init(self, key, example, benchmark):
     del benchmark
@@ -113,3 +111,10 @@ class Anchored(Method):
       params = dict(params, u=jnp.concatenate([params["u"], new_u], axis=1),
                     v=jnp.concatenate([params["v"], jnp.zeros((self.grow, self.num_classes))]))
     return state.replace(params=params, anchor=params, tasks_done=state.tasks_done + 1)
+
+  def analyze(self, state, run):
+    """analyze's numbers of a toy run: how far the weights sit from the anchor."""
+    del run
+    drift = sum(float(jnp.sum((p - a) ** 2)) for p, a in zip(jax.tree.leaves(state.params),
+                                                          jax.tree.leaves(state.anchor)))
+    return {"anchor_drift": drift, "hidden_units": int(state.params["u"].shape[1])}

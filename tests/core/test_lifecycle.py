@@ -14,8 +14,13 @@ import pytest
 from conftest import Crash, crash_in_chunk
 import toy_method  # Registers --config.method=anchored (conftest imported it first).
 
+from dynamos_jax import analyze
 from dynamos_jax import config as config_lib
+from dynamos_jax import methods
 from dynamos_jax import train
+from dynamos_jax.benchmarks import KINDS
+from dynamos_jax.errors import ConfigError
+from dynamos_jax.methods import Method
 from dynamos_jax.benchmarks import register as register_benchmark
 from dynamos_jax.benchmarks.class_split import ClassSplit
 from dynamos_jax.checkpoint import Checkpointer
@@ -76,6 +81,58 @@ def test_hooks_run_at_task_boundaries_and_state_crosses_tasks(toy, tmp_path, mon
   assert all(e["loss"] == e["ce"] for e in first)
   assert all(e["loss"] > e["ce"] for e in later)
   assert len(results["class_il"]["matrix"]) == 6 and results["train"]["steps"] == 20
+  # analyze draws every run's figures and adds the method's own numbers (its hook).
+  numbers = analyze.analyze(str(tmp_path))
+  assert numbers["anchor_drift"] >= 0.0 and numbers["hidden_units"] == 0
+  written = json.loads((tmp_path / "analysis" / "analysis.json").read_text())
+  assert written["anchor_drift"] == numbers["anchor_drift"] and written["method"] == "anchored"
+  assert (tmp_path / "analysis" / "class_il_matrix.png").exists()
+
+
+class Minimal(Method):
+  """Only the required members: every optional hook keeps the base's default."""
+  name = "minimal-test-only"  # never registered
+
+  @classmethod
+  def from_config(cls, config, benchmark):
+    return cls()
+
+  def init(self, key, example, benchmark):
+    return {"w": 0.0}
+
+  def step(self, state, batch, key, phase):
+    return state, {}
+
+  def predict(self, state, images, task, phase):
+    return images
+
+
+def test_every_optional_hook_defaults_to_doing_nothing():
+  m, state = Minimal(), {"w": 1.0}
+  assert m.phases(0, 10) == (("main", None),) and m.epoch_end == "none"
+  for hook in ("begin_task", "end_task"):
+    assert getattr(m, hook)(state, None) is state
+  assert m.end_epoch(state, None, 50.0) is state
+  assert m.after_task(state, None, None) == {} and m.results(state, None) is None
+  assert m.common_shape([state, state]) == [state, state]
+  assert m.analyze(state, None) == {} and m.training_marks() == {}
+  assert m.kinds == KINDS
+
+
+def test_analyze_names_no_method():
+  """A method's analyses are its own hook: the command has no branch per method."""
+  source = open(analyze.__file__).read()
+  for name in methods.REGISTRY:
+    assert f'"{name}"' not in source and f"'{name}'" not in source, name
+
+
+def test_a_method_on_a_benchmark_kind_it_does_not_support_is_refused(tiny_config):
+  tiny_config.method = "dgm"  # class-incremental only
+  tiny_config.dataset = "permuted-mnist"
+  with pytest.raises(ConfigError, match=r"method dgm runs on class-incremental benchmarks and "
+                     r"permuted-mnist is domain-incremental: set --config.dataset to one of .*"
+                     r"dgm-mnist"):
+    config_lib.validate(tiny_config)
 
 
 @pytest.mark.parametrize("grow", [0, 3])

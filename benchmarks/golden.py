@@ -3,14 +3,17 @@
   python benchmarks/golden.py record --out=golden.json [--steps=60]
   python benchmarks/golden.py check golden.json
 
-Each run is the quick-start config with a step budget per task: every method,
-one two-seed run, and one MNIST-360 (one-task) smoke run. What is kept per
-run: the accuracy matrices (or the GCL accuracy), every logged metric, and a
-SHA-256 of each array of the final checkpoint (parameters, BatchNorm
-statistics, optimiser state, buffer, key). ``check`` re-runs what the file
-recorded and names every difference. Floats differ between CPU kinds (XLA
-picks other kernels per instruction set), so compare on the machine that
-recorded: the file records ``lscpu``'s model and flags and jax's version.
+Each run is a config with a step budget per task (``runs``): every method on
+the quick-start config with the agents' Flax layers (``model.agent_moments``
+off), one two-seed run, and one MNIST-360 (one-task) smoke run. What is kept
+per run: the accuracy matrices (or the GCL accuracy), every logged metric,
+and a SHA-256 of each array of the final checkpoint (parameters,
+BatchNorm statistics, optimiser state, buffer, key). ``check`` re-runs what
+the file recorded and names every difference. Floats differ between CPU kinds
+(XLA picks other kernels per instruction set) and between backends, so
+compare on the kind of machine that recorded: the file records the CPU's
+model and vector extensions, jax's version, the backend and (off CPU) the
+device kind (``machine``).
 """
 
 import argparse
@@ -23,10 +26,18 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("sgd", "joint", "baseline", "dynamos", "dynamos_nobuffer", "er", "derpp")
+# The file layout ``record`` writes. 1 (no "format" key): every run had
+# model.agent_moments forced off by the harness and the machine had no "backend"
+# (all were recorded on CPU); ``upgrade`` reads such a file as format 2.
+FORMAT = 2
+# The quick-start runs pin the agents' plain Flax layers (model.agent_moments
+# off, the default until 2026-12-01), the step they were first recorded with.
+FLAX_AGENTS = {"model.agent_moments": False}
 
 
 def machine() -> dict:
-  """What decides the floats: CPU model and vector extensions, jax/jaxlib versions."""
+  """What decides the floats: CPU model and vector extensions, jax/jaxlib versions, the
+  backend and, off CPU, the device kind (a GPU host's CPU may match a CPU recording)."""
   import jax
   import jaxlib
   flags = set()
@@ -41,15 +52,36 @@ def machine() -> dict:
   except OSError:
     pass
   isa = sorted(f for f in flags if f.startswith(("avx", "fma", "amx")))
-  return {"cpu": model, "isa": isa, "jax": jax.__version__, "jaxlib": jaxlib.__version__}
+  out = {"cpu": model, "isa": isa, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+         "backend": jax.default_backend()}
+  if out["backend"] != "cpu":
+    out["device"] = jax.devices()[0].device_kind
+  return out
+
+
+def upgrade(recorded: dict) -> dict:
+  """A golden file in format ``FORMAT`` (a copy; a newer format is refused). A format-1
+  file gets what it left implicit: its backend (cpu) and the model.agent_moments
+  override the harness then forced on every run."""
+  version = recorded.get("format", 1)
+  if version > FORMAT:
+    raise ValueError(f"golden file format {version} is newer than this harness's {FORMAT}")
+  out = json.loads(json.dumps(recorded))
+  if version == 1:
+    out["machine"].setdefault("backend", "cpu")
+    for run in out["runs"].values():
+      run["overrides"] = {**FLAX_AGENTS, **run["overrides"]}
+    out["format"] = FORMAT
+  return out
 
 
 def runs(steps: int, extra: dict | None = None) -> dict[str, dict]:
-  """Name -> config overrides (on configs/quickstart.py) of every golden run."""
-  out = {m: {"method": m} for m in METHODS}
+  """Name -> config overrides of every golden run (``config``: the file under configs/,
+  default quickstart.py); ``extra`` applies to every run, last."""
+  out = {m: {"method": m, **FLAX_AGENTS} for m in METHODS}
   out["dynamos_seeds_0_1"] = {"method": "dynamos", "seeds": "0,1",
-                              "train.seed_strategy": "unroll"}
-  out["mnist360"] = {"config": "mnist360.py:100", "method": "dynamos"}
+                              "train.seed_strategy": "unroll", **FLAX_AGENTS}
+  out["mnist360"] = {"config": "mnist360.py:100", "method": "dynamos", **FLAX_AGENTS}
   for overrides in out.values():
     overrides["train.max_steps_per_task"] = steps
     overrides.update(extra or {})
@@ -65,6 +97,8 @@ def parse_value(text: str):
 
 
 def load_config(overrides: dict):
+  """The run's config: its file under configs/ with the bundled data, no progress bar, and
+  ``overrides``."""
   import importlib.util
   name = overrides.get("config", "quickstart.py")
   path, _, arg = name.partition(":")
@@ -75,9 +109,6 @@ def load_config(overrides: dict):
   config = module.get_config(arg or None)
   config.data.source = "bundled"
   config.train.progress = False
-  # The goldens were recorded with the agents' plain Flax layers (model.agent_moments
-  # off, the default until 2026-12-01); they keep pinning that step bit for bit.
-  config.model.agent_moments = False
   for key, value in overrides.items():
     if key == "config":
       continue
@@ -182,7 +213,7 @@ def main() -> int:
                              (item.split("=", 1) for item in args.set)})
     if args.only:
       todo = {k: v for k, v in todo.items() if k in args.only.split(",")}
-    out = {"machine": machine(), "steps": args.steps, "runs": {}}
+    out = {"format": FORMAT, "machine": machine(), "steps": args.steps, "runs": {}}
     for name, overrides in todo.items():
       print(f"recording {name}", file=sys.stderr, flush=True)
       out["runs"][name] = record_one(overrides)
@@ -191,7 +222,7 @@ def main() -> int:
     return 0
 
   with open(args.file) as f:
-    want = json.load(f)
+    want = upgrade(json.load(f))
   if want["machine"] != machine():
     print(f"warning: recorded on {want['machine']}, this is {machine()}: floats may differ",
           file=sys.stderr)

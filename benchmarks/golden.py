@@ -5,9 +5,11 @@
 
 Each run is a config with a step budget per task (``runs``): every method on
 the quick-start config with the agents' Flax layers (``model.agent_moments``
-off), one two-seed run, and one MNIST-360 (one-task) smoke run. What is kept
-per run: the accuracy matrices (or the GCL accuracy), every logged metric,
-and a SHA-256 of each array of the final checkpoint (parameters,
+off), Dynamos's default step (agents from moments), one two-seed run, one
+MNIST-360 (one-task) smoke run, SLNI on Permuted MNIST, and DGMw and DGMa on
+the one-class MNIST splits. What is kept per run: the accuracy matrices (or
+the GCL accuracy), every logged metric, the method's own results (where it
+has any), and a SHA-256 of each array of the final checkpoint (parameters,
 BatchNorm statistics, optimiser state, buffer, key). ``check`` re-runs what
 the file recorded and names every difference. Floats differ between CPU kinds
 (XLA picks other kernels per instruction set) and between backends, so
@@ -39,6 +41,14 @@ UNSAVED_ZEROS = ("buffer.num_seen",)
 # The quick-start runs pin the agents' plain Flax layers (model.agent_moments
 # off, the default until 2026-12-01), the step they were first recorded with.
 FLAX_AGENTS = {"model.agent_moments": False}
+# DGM at the widths of tests/test_dgm.py on the first two of dgm-mnist's ten tasks
+# (``DGM_TASKS``): its step is compiled again for every task (the replay and the D
+# step's chunks grow with t), over 10 s a task at these widths under the tests' JAX
+# settings on a 2-core CPU, and dgm_quick.py's own widths (ngf 6/20, ndf 16, nz 128,
+# batch 32) take minutes. Two tasks run every part of DGM once: task 1 replays task
+# 0's class from G after the masks were binarised, G grown and D re-initialised.
+DGM_TASKS = "golden-dgm-mnist-2"
+DGM_TINY = {"dataset": DGM_TASKS, "dgm.ngf": 2, "dgm.ndf": 4, "dgm.nz": 16, "batch_size": 4}
 
 
 def machine() -> dict:
@@ -92,10 +102,30 @@ def runs(steps: int, extra: dict | None = None) -> dict[str, dict]:
   out["dynamos_seeds_0_1"] = {"method": "dynamos", "seeds": "0,1",
                               "train.seed_strategy": "unroll", **FLAX_AGENTS}
   out["mnist360"] = {"config": "mnist360.py:100", "method": "dynamos", **FLAX_AGENTS}
+  # The step a Dynamos run takes by default (agents from moments).
+  out["dynamos_default"] = {"method": "dynamos"}
+  # The authors' MAS demo at the sweep's narrowest width (784-8-8-10).
+  out["slni"] = {"config": "permuted_mnist.py:mas8"}
+  for variant in ("dgmw", "dgma"):
+    out[variant] = {"config": f"dgm_quick.py:{variant}", **DGM_TINY}
   for overrides in out.values():
     overrides["train.max_steps_per_task"] = steps
     overrides.update(extra or {})
   return out
+
+
+def register_benchmarks() -> None:
+  """Registers the harness's own benchmarks (``DGM_TASKS``) with the package, once."""
+  from dynamos_jax import benchmarks
+  from dynamos_jax.benchmarks.one_class import OneClassMNIST
+  if DGM_TASKS in benchmarks.REGISTRY:
+    return
+
+  @benchmarks.register
+  class FirstTwoDigits(OneClassMNIST):  # pylint: disable=unused-variable
+    """dgm-mnist's first two one-class tasks (digits 0 and 1); the test set has all ten."""
+    name = DGM_TASKS
+    num_tasks = 2
 
 
 def parse_value(text: str):
@@ -108,8 +138,9 @@ def parse_value(text: str):
 
 def load_config(overrides: dict):
   """The run's config: its file under configs/ with the bundled data, no progress bar, and
-  ``overrides``."""
+  ``overrides`` (a key the config does not have is an error, not a new key)."""
   import importlib.util
+  register_benchmarks()
   name = overrides.get("config", "quickstart.py")
   path, _, arg = name.partition(":")
   spec = importlib.util.spec_from_file_location("golden_config",
@@ -119,6 +150,8 @@ def load_config(overrides: dict):
   config = module.get_config(arg or None)
   config.data.source = "bundled"
   config.train.progress = False
+  # Every config starts from base_config(), so the keys --set applies to every run
+  # (model.nf, ...) exist in all of them, whether or not the method reads them.
   for key, value in overrides.items():
     if key == "config":
       continue
@@ -126,6 +159,8 @@ def load_config(overrides: dict):
     *parents, leaf = key.split(".")
     for p in parents:
       node = node[p]
+    if leaf not in node:
+      raise KeyError(f"{overrides.get('config', 'quickstart.py')} has no key {key}")
     node[leaf] = value
   return config
 
@@ -133,8 +168,8 @@ def load_config(overrides: dict):
 def checkpoint_digests(workdir: str) -> dict[str, str]:
   """``digest`` of every array of the newest checkpoint, by its name in the checkpoint.
 
-  The checkpoint holds every leaf of the state except the zero-size ones, which hold
-  no number.
+  The checkpoint holds every leaf of the state (whatever the method: a DGM state's
+  G, D, masks and Adam states too) except the zero-size ones, which hold no number.
   """
   import orbax.checkpoint as ocp
   directory = os.path.join(workdir, "checkpoints")
@@ -168,6 +203,8 @@ def record_one(overrides: dict) -> dict:
     else:
       entry.update({p: {"matrix": run[p]["matrix"], "before": run[p]["before"]}
                     for p in ("class_il", "task_il")})
+    if "method" in run:  # Method.results (e.g. DGM's best_valid report)
+      entry["method"] = run["method"]
     keep.append(entry)
   return {"overrides": overrides, "runs": keep, "digests": digests}
 

@@ -33,11 +33,11 @@ METHODS = ("sgd", "joint", "baseline", "dynamos", "dynamos_nobuffer", "er", "der
 # model.agent_moments forced off by the harness and the machine had no "backend"
 # (all were recorded on CPU); ``upgrade`` reads such a file as format 2.
 FORMAT = 2
-# Arrays a format-1 file holds that the state no longer saves where they are int32
-# 0: the reservoir counter of the runs without a buffer (sgd, joint, ...), which the
-# state has not carried since the method lifecycle (93ea603). ``upgrade`` drops
-# them there, and only there: anywhere else they are still saved and compared.
-UNSAVED_ZEROS = ("buffer.num_seen",)
+# Run -> array a format-1 file holds that the state no longer saves: the reservoir
+# counter of the runs without a buffer, which the state has not carried since the
+# method lifecycle (93ea603). ``upgrade`` drops it there if it is int32 0 (as in every
+# file recorded); a run with a buffer still saves it, 0 or not (mnist360's is 0).
+UNSAVED_ZEROS = {run: "buffer.num_seen" for run in ("sgd", "joint", "dynamos_nobuffer")}
 # The quick-start runs pin the agents' plain Flax layers (model.agent_moments
 # off, the default until 2026-12-01), the step they were first recorded with.
 FLAX_AGENTS = {"model.agent_moments": False}
@@ -87,10 +87,10 @@ def upgrade(recorded: dict) -> dict:
   if version == 1:
     out["machine"].setdefault("backend", "cpu")
     zero = digest(np.int32(0))
-    for run in out["runs"].values():
+    for run_name, run in out["runs"].items():
       run["overrides"] = {**FLAX_AGENTS, **run["overrides"]}
       run["digests"] = {name: d for name, d in run["digests"].items()
-                        if not (d == zero and array_name(name) in UNSAVED_ZEROS)}
+                        if not (d == zero and array_name(name) == UNSAVED_ZEROS.get(run_name))}
     out["format"] = FORMAT
   return out
 

@@ -140,15 +140,18 @@ def test_a_format_1_file_reads_as_recorded_on_cpu_with_the_flax_agents():
              "sgd": {"overrides": {"method": "sgd", "model.nf": 8},
                      "digests": {"buffer.num_seen": zero, "params.w": zero}},
              "er": {"overrides": {"method": "er"},
-                    "digests": {"learner.buffer.num_seen": one}}}}
+                    "digests": {"learner.buffer.num_seen": one}},
+             "mnist360": {"overrides": {"method": "dynamos"},
+                          "digests": {"buffer.num_seen": zero}}}}
   new = golden.upgrade(old)
   assert new["format"] == golden.FORMAT
   assert new["machine"]["backend"] == "cpu"
   assert new["runs"]["sgd"]["overrides"] == {"method": "sgd", "model.nf": 8,
                                              "model.agent_moments": False}
-  # The unused buffer's counter (int32 0) is no longer saved; a used one still is.
+  # The unused buffer's counter (int32 0) is no longer saved; a used one still is, 0 or not.
   assert new["runs"]["sgd"]["digests"] == {"params.w": zero}
   assert new["runs"]["er"]["digests"] == {"learner.buffer.num_seen": one}
+  assert new["runs"]["mnist360"]["digests"] == {"buffer.num_seen": zero}
   assert "backend" not in old["machine"]  # a copy
   assert golden.upgrade(new) == new
   with pytest.raises(ValueError, match="newer"):

@@ -11,12 +11,14 @@ and holds each run's accuracy matrices, every logged metric and a digest of ever
 of its final checkpoint. XLA picks other kernels on another instruction set or backend,
 so the floats are only comparable on the kind of machine that recorded them: each file
 pins one kind, and a machine of another kind skips the golden runs with that reason
-(record a file there from the commit named below to pin it).
+(record a file there with the command above, from a package named below, to pin it).
 
-- quickstart_nf8.json: AMD EPYC Zen 3 (AVX2), CPU backend; and quickstart_nf8_avx512.json:
-  AMD EPYC Zen 4 (AVX-512), CPU backend. Both recorded from commit 1c80cf1 (whose package
-  is 83e3390's), in format 1: the quick-start runs only (``golden.upgrade`` reads them:
-  the harness then forced model.agent_moments off in every run, and recorded on CPU).
+- quickstart_nf8.json (AMD EPYC Zen 3, AVX2) and quickstart_nf8_avx512.json (AMD EPYC
+  Zen 4, AVX-512): recorded on CPU from commit 1c80cf1 (whose package is 83e3390's) in
+  format 1, the quick-start runs only; ``golden.upgrade`` reads them as recorded (backend
+  cpu, model.agent_moments off in every run).
+- quickstart_nf8_intel_amx.json (Intel Xeon, AVX-512 and AMX): recorded on CPU in format
+  2 from the package of commit da4465a, every run of ``golden.runs``.
 
 The unit tests of ``compare``, ``machine`` and ``upgrade`` run no training; the golden
 runs are marked slow.

@@ -1,48 +1,79 @@
-"""The two G families of DGM (methods/dgm/dcgan.py, methods/dgm/imagenet.py) offer the same
-functions: the ones dcgan's docstring lists, which are the ones DGM calls; their summary
-modules (summary_dcgan.py, summary_resnet.py) the ones summary calls."""
+"""DGM's two G families (methods/dgm/dcgan.py, methods/dgm/imagenet.py) are classes behind one
+protocol (methods/dgm/family.py): both implement every member with the protocol's signature,
+and DGM's algorithm and summaries ask a family for protocol members only."""
 
+import ast
 import inspect
-import re
+import os
 
-from dynamos_jax.methods.dgm import dcgan as dgm_dcgan
-from dynamos_jax.methods.dgm import imagenet as dgm_imagenet
+from dynamos_jax.methods.dgm import dgm as dgm_module
+from dynamos_jax.methods.dgm import replay as dgm_replay
 from dynamos_jax.methods.dgm import summary as dgm_summary
-from dynamos_jax.methods.dgm import summary_dcgan
-from dynamos_jax.methods.dgm import summary_resnet
-from dynamos_jax.methods.dgm.dgm import DGM
+from dynamos_jax.methods.dgm.dcgan import DCGANFamily
+from dynamos_jax.methods.dgm.family import GeneratorFamily
+from dynamos_jax.methods.dgm.imagenet import ResNetFamily
+
+FAMILIES = (DCGANFamily, ResNetFamily)
 
 
-def _interface() -> dict[str, list[str]]:
-  """The function list of dcgan's docstring: {name: parameter names}."""
-  rows = re.findall(r"^  (\w+)\(([^)]*)\)", dgm_dcgan.__doc__, re.M)
-  return {name: [p.strip() for p in params.split(",")] for name, params in rows}
+def _methods() -> list[str]:
+  return sorted(GeneratorFamily.__abstractmethods__)
 
 
-def test_both_families_define_every_listed_function_with_its_parameters():
-  interface = _interface()
-  assert len(interface) >= 12, interface  # the docstring's list was read
-  for module in (dgm_dcgan, dgm_imagenet):
-    for name, params in interface.items():
-      function = getattr(module, name, None)
-      assert callable(function), (module.__name__, name)
-      names = list(inspect.signature(function).parameters)
-      assert names[:len(params)] == params, (module.__name__, name, names)
+def _attributes() -> list[str]:
+  """The protocol's class attributes (its ClassVar annotations)."""
+  return [n for n, a in GeneratorFamily.__annotations__.items() if "ClassVar" in str(a)]
 
 
-def test_every_family_function_dgm_calls_is_listed():
-  source = inspect.getsource(inspect.getmodule(DGM))
-  called = set(re.findall(r"family\.(\w+)\(", source))
-  assert called and called <= set(_interface()), called - set(_interface())
+def _parameters(function) -> list[tuple]:
+  return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
 
 
-def test_both_summary_modules_define_what_dgm_summary_calls_with_the_same_parameters():
-  source = inspect.getsource(dgm_summary)
-  called = set(re.findall(r"(?:_family\(method\)|family)\.(\w+)", source))
-  assert {"arrays", "generate", "samples", "task_exists"} <= called, called
-  for name in called:
-    a, b = (getattr(m, name, None) for m in (summary_dcgan, summary_resnet))
-    assert a is not None and b is not None, name
-    if callable(a):
-      pa, pb = (list(inspect.signature(f).parameters) for f in (a, b))
-      assert pb[:len(pa)] == pa, (name, pa, pb)
+def _asked(module) -> set[str]:
+  """The names the module reads off a family: ``family.X``, ``self.family.X``,
+  ``method.family.X`` (code only: docstrings and comments do not count)."""
+  names = set()
+  for node in ast.walk(ast.parse(inspect.getsource(module))):
+    if not isinstance(node, ast.Attribute):
+      continue
+    owner = node.value
+    if ((isinstance(owner, ast.Name) and owner.id == "family")
+        or (isinstance(owner, ast.Attribute) and owner.attr == "family")):
+      names.add(node.attr)
+  return names
+
+
+def test_the_protocol_is_read():
+  assert len(_methods()) >= 20 and _attributes() == ["LAYERS"], (_methods(), _attributes())
+
+
+def test_both_families_implement_every_member_with_the_protocols_signature():
+  for family in FAMILIES:
+    assert not family.__abstractmethods__, (family.__name__, family.__abstractmethods__)
+    for name in _methods():
+      own, protocol = getattr(family, name), getattr(GeneratorFamily, name)
+      assert own is not protocol, (family.__name__, name)
+      assert _parameters(own) == _parameters(protocol), (family.__name__, name)
+    for name in _attributes():
+      value = getattr(family, name, None)
+      assert isinstance(value, tuple) and value and all(isinstance(v, str) for v in value), (
+          family.__name__, name, value)
+    family(method=None)  # a family holds the method only
+
+
+def test_dgm_and_its_summaries_ask_a_family_for_protocol_members_only():
+  members = set(_methods()) | set(_attributes())
+  asked = {m.__name__: _asked(m) for m in (dgm_module, dgm_summary, dgm_replay)}
+  for module, names in asked.items():
+    assert names <= members, (module, names - members)
+  # Not vacuous: every protocol method is asked for (an unused one would not belong).
+  assert set(_methods()) <= set().union(*asked.values()), set(_methods()) - set().union(
+      *asked.values())
+
+
+def test_no_two_dgm_modules_differ_by_a_suffix_only():
+  """One module per idea: no ``x.py`` beside an ``x_suffix.py``."""
+  folder = os.path.dirname(dgm_module.__file__)
+  names = sorted(f[:-3] for f in os.listdir(folder) if f.endswith(".py"))
+  pairs = [(a, b) for a in names for b in names if b.startswith(a + "_")]
+  assert not pairs, pairs

@@ -33,7 +33,6 @@ from dynamos_jax.data import imagenet
 from dynamos_jax.errors import ConfigError
 from dynamos_jax.methods.dgm import imagenet as dgm_imagenet
 from dynamos_jax.methods.dgm import summary as dgm_summary
-from dynamos_jax.methods.dgm import summary_resnet
 from dynamos_jax.methods.dgm.dgm import DGM
 from dynamos_jax.methods.dgm import generator_resnet as rg
 from dynamos_jax.methods.dgm import growth_resnet
@@ -117,7 +116,7 @@ def run(tmp_path_factory):
 
 def _past_images(method, state, classes, n=4):
   base = jax.random.normal(jax.random.key(7), (n, method.spec.nz))
-  return dgm_imagenet.samples(method, state, classes, n, base)
+  return method.family.samples(state, classes, n, base)
 
 
 def test_results_hold_the_per_task_matrix(run):
@@ -173,7 +172,7 @@ def test_replay_holds_every_past_class_with_its_counts(run):
   n1 = int(state.samples)
   assert n1 == C * TRAIN - 1 and method.replay_slots == C * TRAIN
   batches = int(state.batches)
-  replay = jax.jit(lambda s, p: dgm_imagenet.replay(method, s, p, B, 1))
+  replay = jax.jit(lambda s, p: method.family.replay(s, p, B, 1))
   epochs = []
   for epoch in range(2):
     s = state.replace(step_in_task=jnp.int32(epoch * batches))
@@ -207,7 +206,7 @@ def test_per_class_heads_are_picked_by_label(run):
   state = jax.tree.map(jnp.asarray, hooks["end_task"][0][1])
   z = jax.random.normal(jax.random.key(3), (4, method.spec.nz))
   ex = dgm_imagenet.allocated(state.g, state.sizes)
-  masks = dgm_imagenet.past_masks(method, state, 0, ex)
+  masks = method.family.past_masks(state, 0, ex)
 
   def images(g, label):
     labels = jnp.full((4,), label, jnp.int32)
@@ -243,7 +242,7 @@ def test_padding_to_wider_widths_changes_no_image(run):
   _, method, _, hooks = run
   state = hooks["end_task"][0][1]
   wider = tuple(w + 8 for w in rg.widths_of(state.g))
-  padded = dgm_imagenet.common_shape(method, [state, dgm_imagenet.pad(method, state, wider)])[0]
+  padded = method.family.common_shape([state, method.family.pad(state, wider)])[0]
   assert rg.widths_of(padded.g) == wider
   np.testing.assert_array_equal(_past_images(method, padded, C), _past_images(method, state, C))
 
@@ -331,7 +330,7 @@ def test_summary_mask_statistics_count_the_binarised_embeddings(run):
   _, method, _, hooks = run
   state = hooks["end_task"][1][1]
   sizes = _allocations(hooks)
-  np.testing.assert_array_equal(summary_resnet.allocations(method, state, 2), sizes)
+  np.testing.assert_array_equal(method.family.allocations(state, 2), sizes)
   rows = dgm_summary.mask_statistics(method, state, 2)
   assert len(rows) == 20 and [r["name"] for r in rows] == NAMES * 2
   new_total = np.zeros(10, np.int64)

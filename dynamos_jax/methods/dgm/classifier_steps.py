@@ -21,7 +21,7 @@ def ce_chunks(method, state, key, real, labels, valid, replay, t: int, replay_la
     real: [B, 32, 32, C] the real batch in [-1, 1]; labels int32 [B]; valid bool [B].
     replay: None (t = 0) or [t, B, 32, 32, C] the past's images at the batch's positions.
     replay_labels, replay_valid: int32 / bool [t, B], the replay's labels and rows that
-      exist (ten classes a task, ``dgm/imagenet.replay``); None: past class c's B rows
+      exist (ten classes a task, ``imagenet.ResNetFamily.replay``); None: past class c's B rows
       are all labelled c and exist where the real rows do (one class a task).
   """
   b = real.shape[0]

@@ -45,15 +45,14 @@ Choices and deviations (the README's DGM section should say them):
   s = S, soft or binarised masks), ``mask_statistics`` (per task and layer:
   reserved, new, reused, free), ``generator_size`` (Table 3/4's parameters
   and bytes).
-- What depends on G's family is one module per family with the same
-  functions (``DGM.family``; the list is in ``dcgan``'s docstring):
-  ``dcgan`` (one class a task, the DCGAN G and D) and ``dgm/imagenet``
-  (ten classes a task, ImageNet-50, ``dgm.generator=resnet``: the ResNet G
-  with per-class heads and the ResNet-18 D; its docstring has the labels,
-  replay, growth and options that differ).
+- What depends on G's family is one class per family behind one protocol
+  (``family.GeneratorFamily``; ``DGM.family`` picks it by ``dgm.generator``):
+  ``dcgan.DCGANFamily`` (one class a task, the DCGAN G and D) and
+  ``imagenet.ResNetFamily`` (ten classes a task, ImageNet-50: the ResNet G
+  with per-class heads and the ResNet-18 D; ``imagenet``'s docstring has
+  the labels, replay, growth and options that differ). The step and the
+  summaries call a family's protocol members only.
 """
-
-import types
 
 import dataclasses
 
@@ -67,8 +66,9 @@ from dynamos_jax.methods.dgm import hat
 from dynamos_jax import losses
 from dynamos_jax.methods.dgm import classifier_steps
 from dynamos_jax.methods.dgm import config as dgm_config
-from dynamos_jax.methods.dgm import dcgan as dgm_dcgan
 from dynamos_jax.methods.dgm import imagenet as dgm_imagenet
+from dynamos_jax.methods.dgm.dcgan import DCGANFamily
+from dynamos_jax.methods.dgm.family import GeneratorFamily
 from dynamos_jax.methods.dgm import selection as dgm_selection
 from dynamos_jax.methods.dgm import summary
 from dynamos_jax.methods.base import Method, register
@@ -172,13 +172,13 @@ class DGM(Method):
     return self.generator == "resnet"
 
   @property
-  def family(self) -> types.ModuleType:
-    """The module of G's family: ``dgm/imagenet`` (ResNet G) or ``dcgan``."""
-    return dgm_imagenet if self.resnet else dgm_dcgan
+  def family(self) -> GeneratorFamily:
+    """G's family (``family``), holding this method: the ResNet G's or the DCGAN G's."""
+    return (dgm_imagenet.ResNetFamily if self.resnet else DCGANFamily)(self)
 
   @property
   def discriminator(self) -> Discriminator | ResNetDiscriminator:
-    return self.family.discriminator(self)
+    return self.family.discriminator()
 
   @property
   def tx_d(self) -> optax.GradientTransformation:
@@ -216,7 +216,7 @@ class DGM(Method):
 
   def init(self, key, example, benchmark) -> DGMState:
     del example, benchmark
-    return self.family.init(self, key)
+    return self.family.init(key)
 
   def fresh_fields(self, g, g_stats, counts, variables, key) -> dict:
     """The fields a fresh state of either G family shares: G, D ({params, batch_stats}),
@@ -240,7 +240,7 @@ class DGM(Method):
     state = jax.tree.map(jnp.asarray, state)  # a multi-seed run hands hooks host arrays
     d, d_stats = state.d, state.d_stats
     if t > 0:
-      fresh = self.family.init_d(self, self._key(state, _D_INIT, t))
+      fresh = self.family.init_d(self._key(state, _D_INIT, t))
       if self.reinit_d:
         d, d_stats = fresh["params"], fresh["batch_stats"]
       else:  # The reference's ImageNet path: only the critic and aux heads are reset.
@@ -249,7 +249,7 @@ class DGM(Method):
           aux = dgm_imagenet.grown_aux(self._key(state, dgm_imagenet.AUX, t), d["aux"], t,
                                        self.classes_per_task)
         d = dict(d, critic=fresh["params"]["critic"], aux=aux)
-    g = self.family.new_heads(self, state, self._key(state, _HEAD, t), t)
+    g = self.family.new_heads(state, self._key(state, _HEAD, t), t)
     return state.replace(
         g=g, d=d, d_stats=d_stats, g_opt=self.tx_g.init(g), d_opt=self.tx_d.init(d),
         snapshot=tuple(jnp.copy(w) for w in g["w"]), seen=jnp.arange(t + 1, dtype=jnp.int32),
@@ -275,7 +275,7 @@ class DGM(Method):
     family = self.family
     replay = replay_labels = replay_valid = None
     if t > 0:
-      replay, replay_labels, replay_valid = family.replay(self, state, position, b, t)
+      replay, replay_labels, replay_valid = family.replay(state, position, b, t)
 
     # 1. The classifier: t + 1 CE steps on real + replay.
     (d, d_stats, d_opt), ce, accuracy = classifier_steps.ce_chunks(
@@ -285,11 +285,11 @@ class DGM(Method):
     # 2. WGAN-GP on D: real vs G_t's fakes (G in training mode: its BN_t moves); with ten
     # classes a task the fakes carry the real batch's labels (the code's).
     g, counts = state.g, state.counts[t]
-    exists = family.exists(self, g, state, t)
-    z_d = family.noise(self, keys["z_d"], batch.labels, t)
+    exists = family.exists(g, state, t)
+    z_d = family.noise(keys["z_d"], batch.labels, t)
     masks = self._masks(g["emb"], s, exists)
-    fake, g_stats = family.forward(self, g, state.g_stats, z_d, t, masks, counts, batch.labels,
-                                   True, valid)
+    fake, g_stats = family.forward(g, state.g_stats, z_d, t, masks, counts, batch.labels, True,
+                                   valid)
     fake = jax.lax.stop_gradient(fake)
     alpha = jax.random.uniform(keys["gp"], (b, 1, 1, 1))
     mixed = alpha * real + (1.0 - alpha) * fake
@@ -316,15 +316,14 @@ class DGM(Method):
     d = optax.apply_updates(d, updates)
 
     # 3. G: fool the critic; sparse masks on the free entries.
-    cond = family.conditioners(self, g, state, t)
-    reg_weight = family.reg_weight(self, state, t)
+    cond = family.conditioners(g, state, t)
+    reg_weight = family.reg_weight(state, t)
     # The ImageNet code's G step reuses the D step's noise (``dgm.g_noise=shared``).
-    z_g = z_d if self.g_noise == "shared" else family.noise(self, keys["z_g"], batch.labels, t)
+    z_g = z_d if self.g_noise == "shared" else family.noise(keys["z_g"], batch.labels, t)
 
     def g_loss_fn(params):
       m = self._masks(params["emb"], s, exists)
-      x, stats = family.forward(self, params, g_stats, z_g, t, m, counts, batch.labels, True,
-                                valid)
+      x, stats = family.forward(params, g_stats, z_g, t, m, counts, batch.labels, True, valid)
       c, logits, dst = self._d_apply(d, d_stats, x, True, valid)
       reg = hat.regulariser(m, state.cum, exists)
       loss = -self.lambda_adv * vmean(c) + reg_weight * reg
@@ -355,7 +354,7 @@ class DGM(Method):
 
   def end_task(self, state, task):
     """Binarise at s_max, cumulate, keep the embeddings, grow (spec 3.2, 6)."""
-    return self.family.end_task(self, state, task)
+    return self.family.end_task(state, task)
 
   @property
   def epoch_end(self):
@@ -394,4 +393,4 @@ class DGM(Method):
   def common_shape(self, states: list) -> list:
     """Several seeds' states (each grown by its own masks) padded to their widest widths
     (the trainer calls this after each hook of a multi-seed run; ``shapes``)."""
-    return self.family.common_shape(self, states)
+    return self.family.common_shape(states)

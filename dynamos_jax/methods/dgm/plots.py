@@ -17,7 +17,7 @@ accuracy matrix; every figure function takes plain arrays, writes a PNG
   against the linear worst case (the start width plus one start width per
   expansion, spec 6), and the masked parameters. The ResNet G (ImageNet-50):
   its seven channel groups (each named by the weight that outputs it) and
-  its allocated masked weights (``summary_resnet``); ten classes a task,
+  its allocated masked weights (``imagenet.ResNetFamily``); ten classes a task,
   each class's drift measured since its task.
 - Mask occupancy per layer and task (paper Fig. 3a): of each task's binary
   mask, the share of the layer that it newly reserves and the share it reuses

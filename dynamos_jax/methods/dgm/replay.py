@@ -40,7 +40,7 @@ def replay(method, state, positions: jax.Array, t: int) -> jax.Array:
     if method.onehot:
       z = z.at[:, :k].set(jax.nn.one_hot(jnp.full(z.shape[:1], c), k))
     counts = state.counts[c]
-    exists = method.family.exists(method, g, state, c)
+    exists = method.family.exists(g, state, c)
     masks = method._masks(tuple(e[c] for e in state.past_emb), method.smax, exists)
     images, _ = gen.forward(method.spec, g, state.g_stats, z, c, masks, counts, train=False)
     return None, images

@@ -1,7 +1,6 @@
 """Shared fixtures: a tiny synthetic dataset and a tiny Dynamos config."""
 
 import os
-import tempfile
 
 import numpy as np
 import pytest
@@ -91,7 +90,10 @@ def tiny_config():
   return c
 
 
-XLA_CACHE = os.path.join(tempfile.gettempdir(), "dynamos_jax_test_xla_cache")
+# The tests' compiled programs, in the checkout (.cache/ is ignored by git) rather than
+# under TMPDIR: a run given a fresh TMPDIR still reuses what its first tests compiled, in
+# every worker and subprocess, and a fresh clone starts cold.
+XLA_CACHE = os.path.join(ROOT, ".cache", "xla")
 
 
 class Crash(Exception):

@@ -42,6 +42,7 @@ def _recorded() -> dict:
 RECORDED = _recorded()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(RECORDED["runs"]))
 def test_run_equals_its_golden_output(name):
   if RECORDED["machine"] != golden.machine():

@@ -281,6 +281,9 @@ print(json.dumps(out))
 """
 
 
+# A 2-device process trains: the slow tier. The fast tier's vmapped sweep:
+# test_vmapped_sweep_step_matches_the_unrolled_one.
+@pytest.mark.slow
 def test_a_vmapped_sweep_sharded_over_two_devices(tiny_config, tmp_path):
   """Each device trains its own members with their own values (2 host devices, 1 each):
   the first chunk's losses agree with the unrolled sweep's to rounding."""

@@ -81,6 +81,8 @@ print(json.dumps(report))
 """
 
 
+# A 2-device process trains: the slow tier.
+@pytest.mark.slow
 def test_two_device_passes_equal_one_device_step(tiny_config, tmp_path):
   config = tiny_config
   config.minibatch_size = config.batch_size  # the passes are stacked

@@ -18,12 +18,13 @@ import pytest
 from dynamos_jax import evaluate
 from dynamos_jax import metrics
 from dynamos_jax import reporting
+from dynamos_jax.run import main as run_main
 from dynamos_jax import chunks
 from dynamos_jax import sweep as sweep_lib
 from dynamos_jax import train
 from dynamos_jax.errors import ConfigError, DynamosError
 from dynamos_jax.seeds import Seeds
-from conftest import ROOT, subprocess_env, tiny_dataset
+from conftest import ROOT, run_command, subprocess_env, tiny_dataset
 from dynamos_jax.data import sources
 
 # lr reaches the optimiser, tau the agents' probability layer (training and prediction).
@@ -216,14 +217,13 @@ def test_an_unrolled_sweep_is_not_sharded(tiny_data, tiny_config):
     ("derpp.beta=0.1,0.2", "does not read derpp.beta"),
 ])
 def test_the_cli_refuses_bad_sweeps_with_exit_2(sweep, expected, tmp_path):
-  result = subprocess.run(
-      [sys.executable, "-m", "dynamos_jax.run", "--config=configs/quickstart.py",
-       f"--config.sweep={sweep}", f"--workdir={tmp_path}"],
-      cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
-  assert result.returncode == 2, result.stderr
-  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-  assert len(errors) == 1 and expected in errors[0], result.stderr
-  assert "Traceback" not in result.stderr and not (tmp_path / "results.json").exists()
+  """run's main in this process (tests/core/test_cli.py runs the command itself once)."""
+  code, stderr = run_command(run_main, ["--config=configs/quickstart.py",
+                                        f"--config.sweep={sweep}", f"--workdir={tmp_path}"])
+  assert code == 2, stderr
+  errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and expected in errors[0], stderr
+  assert not (tmp_path / "results.json").exists()
 
 
 def test_a_sweep_resumes_after_a_crash(tiny_data, tiny_config, tmp_path, monkeypatch):

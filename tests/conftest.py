@@ -1,7 +1,9 @@
 """Shared fixtures: a tiny synthetic dataset and a tiny Dynamos config."""
 
+import contextlib
+import io
 import os
-import tempfile
+import sys
 
 import numpy as np
 import pytest
@@ -91,7 +93,10 @@ def tiny_config():
   return c
 
 
-XLA_CACHE = os.path.join(tempfile.gettempdir(), "dynamos_jax_test_xla_cache")
+# The tests' compiled programs, in the checkout (.cache/ is ignored by git) rather than
+# under TMPDIR: a run given a fresh TMPDIR still reuses what its first tests compiled, in
+# every worker and subprocess, and a fresh clone starts cold.
+XLA_CACHE = os.path.join(ROOT, ".cache", "xla")
 
 
 class Crash(Exception):
@@ -111,6 +116,32 @@ def crash_in_chunk(monkeypatch, chunk: int) -> None:
     return out
 
   monkeypatch.setattr(chunks.ChunkRunner, "run", run)
+
+
+def run_command(main, argv: list[str]) -> tuple[int, str]:
+  """A command's ``main`` (dynamos_jax.run, evaluate, analyze, compare) run in this process
+  as ``app.run`` runs it, flags parsed by cli.parse_flags: (exit code, stderr).
+
+  One subprocess per command checks the real exit (tests/core/test_cli.py); the other
+  one-line errors are checked here, without a new interpreter and JAX import each.
+  """
+  from absl import flags
+
+  from dynamos_jax import cli
+  saved, err, code = list(sys.argv), io.StringIO(), 0
+  try:
+    with contextlib.redirect_stderr(err):
+      main(cli.parse_flags(["prog", *argv]))
+  except SystemExit as e:
+    code = e.code
+  finally:
+    sys.argv[:] = saved
+    # The next command starts from the defaults, without the --config.KEY flags that
+    # parsing this one defined (a process parses once; defining them again is an error).
+    for name in [n for n in flags.FLAGS if n.startswith(f"{cli.CONFIG.name}.")]:
+      delattr(flags.FLAGS, name)
+    flags.FLAGS.unparse_flags()
+  return code, err.getvalue()
 
 
 def subprocess_env(**extra) -> dict[str, str]:

@@ -205,6 +205,9 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(small, tmp_path, monkeypat
   assert Checkpointer(str(tmp_path / "checkpoints"), 50).steps()
 
 
+# Three processes train: the slow tier. The fast tier's crash and resume, in this process:
+# test_crash_and_resume_equals_uninterrupted_run, test_sigterm_saves_and_resumes.
+@pytest.mark.slow
 def test_sigkill_at_a_random_moment_then_resume(tmp_path):
   """A real process killed with SIGKILL resumes to the uninterrupted run's results."""
   args = [sys.executable, "-m", "dynamos_jax.run", "--config=configs/quickstart.py",

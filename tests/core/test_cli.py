@@ -1,4 +1,9 @@
-"""The command line: bad input gives one line and exit code 2; a real run end to end."""
+"""The command line: bad input gives one line and exit code 2; a real run end to end.
+
+One subprocess per command shows what only a real process can (its exit status, no
+traceback on stderr); the other messages run the command's main in this process
+(conftest.run_command), which prints and exits as absl's app.run would.
+"""
 
 import json
 import os
@@ -7,17 +12,43 @@ import sys
 
 import pytest
 
-from conftest import ROOT, subprocess_env
+from conftest import ROOT, run_command, subprocess_env
+from dynamos_jax import analyze
+from dynamos_jax import evaluate
+from dynamos_jax import run
 
 QUICK = ["--config=configs/quickstart.py"]
+TINY = ["--config.train.max_steps_per_task=2", "--config.warmup.iterations=1",
+        "--config.model.nf=8", "--config.model.mlp_reduction=4", "--config.train.progress=False"]
 
 
-def _run(args, tmp_path):
+def _run(args, tmp_path, module="run"):
   # Tiny models: XLA's optimisations cost more compile time than they save (as in conftest).
   env = subprocess_env()
-  return subprocess.run([sys.executable, "-m", "dynamos_jax.run", *args,
-                         f"--workdir={tmp_path}"], cwd=ROOT, env=env, capture_output=True,
-                        text=True, timeout=300)
+  return subprocess.run([sys.executable, "-m", f"dynamos_jax.{module}", *args,
+                         *([f"--workdir={tmp_path}"] if tmp_path else [])], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+def _one_error_line(stderr: str, expected: str) -> None:
+  errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and expected in errors[0], stderr
+
+
+@pytest.mark.parametrize("module, args, expected", [
+    ("run", QUICK + ["--config.buffer_size=-1"], "buffer_size must be >= 0"),
+    ("evaluate", ["--workdir=/no/such/run"], "no checkpoints in /no/such/run/checkpoints"),
+    ("analyze", [], "--workdir is required"),
+])
+def test_each_command_exits_2_with_one_line_and_no_traceback(module, args, expected,
+                                                             tmp_path):
+  result = _run(args, tmp_path / "run" if module == "run" else None, module)
+  assert result.returncode == 2, result.stderr
+  _one_error_line(result.stderr, expected)
+  assert "Traceback" not in result.stderr
+  if module != "run":  # the run-reading commands print nothing else
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+  assert not (tmp_path / "run" / "results.json").exists()
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -39,24 +70,34 @@ def _run(args, tmp_path):
      "mnist360.repeats must be >= 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, expected, tmp_path):
-  result = _run(args, tmp_path)
-  assert result.returncode == 2, result.stderr
-  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-  assert len(errors) == 1 and expected in errors[0], result.stderr
-  assert "Traceback" not in result.stderr
+  code, stderr = run_command(run.main, args + [f"--workdir={tmp_path}"])
+  assert code == 2, stderr
+  _one_error_line(stderr, expected)
   assert not (tmp_path / "results.json").exists()
 
 
+# A fresh interpreter trains: the slow tier. The fast tier's run of the command:
+# test_the_run_command_trains_and_prints_tables.
+@pytest.mark.slow
 def test_quickstart_config_smoke_run(tmp_path):
-  result = _run(QUICK + ["--config.train.max_steps_per_task=2", "--config.warmup.iterations=1",
-                         "--config.model.nf=8", "--config.model.mlp_reduction=4",
-                         "--config.train.progress=False"], tmp_path)
+  result = _run(QUICK + TINY, tmp_path)
   assert result.returncode == 0, result.stderr
   results = json.loads((tmp_path / "results.json").read_text())
   assert results["train"]["steps"] == 10
   assert results["config"]["data"]["source"] == "bundled"
   assert len(results["class_il"]["matrix"]) == 6
   assert "Class-IL accuracy" in result.stdout and "Task-IL accuracy" in result.stdout
+
+
+def test_the_run_command_trains_and_prints_tables(tmp_path, capsys):
+  """run's main on the quickstart config, in this process: results.json and the tables."""
+  code, stderr = run_command(run.main, QUICK + TINY + [f"--workdir={tmp_path}"])
+  assert code == 0, stderr
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert results["train"]["steps"] == 10 and len(results["class_il"]["matrix"]) == 6
+  assert results["config"]["data"]["source"] == "bundled"
+  out = capsys.readouterr().out
+  assert "Class-IL accuracy" in out and "Task-IL accuracy" in out
 
 
 def test_tfds_source_end_to_end(tmp_path, tiny_config):
@@ -108,14 +149,13 @@ def test_table5_configs_are_valid(name, arg):
     module.get_config("300")
 
 
-@pytest.mark.parametrize("command", ["evaluate", "analyze"])
+@pytest.mark.parametrize("command", [evaluate, analyze], ids=["evaluate", "analyze"])
 @pytest.mark.parametrize("args, expected", [
     ([], "--workdir is required"),
     (["--workdir=/no/such/run"], "no checkpoints in /no/such/run/checkpoints"),
 ])
 def test_run_reading_commands_fail_in_one_line(command, args, expected):
-  result = subprocess.run([sys.executable, "-m", f"dynamos_jax.{command}", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-  assert result.returncode == 2
-  lines = result.stderr.strip().splitlines()
+  code, stderr = run_command(command.main, args)
+  assert code == 2
+  lines = stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0]

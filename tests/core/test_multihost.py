@@ -11,7 +11,13 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import ROOT, subprocess_env
+
+# Three processes train (one alone, then two killed and resumed): the slow tier.
+# test_seeds.py's one-process distributed start is the fast tier's.
+pytestmark = pytest.mark.slow
 
 SCRIPT = os.path.join(ROOT, "tests", "core", "multihost_run.py")
 

@@ -110,6 +110,9 @@ print(json.dumps({{"devices": results["train"]["devices"], "count": jax.device_c
 """
 
 
+# Two 4-device processes train: the slow tier. The fast tier's seeds in one program:
+# test_vmapped_step_matches_one_seed_steps, test_unrolled_seeds_equal_their_one_seed_runs.
+@pytest.mark.slow
 def test_seeds_sharded_over_four_devices_equal_one_device(tiny_config, tmp_path):
   """In a process with 4 CPU devices: sharding the seeds changes no number.
 

@@ -18,12 +18,13 @@ import pytest
 from dynamos_jax import evaluate
 from dynamos_jax import metrics
 from dynamos_jax import reporting
+from dynamos_jax.run import main as run_main
 from dynamos_jax import chunks
 from dynamos_jax import sweep as sweep_lib
 from dynamos_jax import train
 from dynamos_jax.errors import ConfigError, InputError
 from dynamos_jax.seeds import Seeds
-from conftest import ROOT, subprocess_env, tiny_dataset
+from conftest import ROOT, run_command, subprocess_env, tiny_dataset
 from dynamos_jax.data import sources
 
 # lr reaches the optimiser, tau the agents' probability layer (training and prediction).
@@ -107,15 +108,18 @@ def test_the_table_names_the_best_setting(swept, capsys):
     means[label] = (np.mean(finals), np.std(finals, ddof=1))
   best = max(LABELS, key=lambda l: means[l][0])  # the first listed among equals
   assert results["sweep"]["best"] == best
-  # The trained settings may tie (seen on an Intel Xeon: both at 10.0), so the ranking
-  # itself is checked on the same runs with either setting lifted above the other.
+  # The trained values tie on one CPU (an Intel Xeon: both 10.0) and part by more than a
+  # point on another (a Zen 4), so the ranking is checked on the same runs with values
+  # set here: each setting wins where its mean is higher, whatever the seeds' spread, and
+  # the first listed wins a tie.
   sweep = sweep_lib.parse(config)
-  for winner in LABELS:
+  ranked = ("class_il", "final_average")
+  for winner in LABELS + [None]:
     runs = copy.deepcopy(results["runs"])
     for run in runs:
-      if run["label"] == winner:
-        run["metrics"]["class_il"]["final_average"] += 1.0
-    assert reporting.sweep_record(sweep, runs, ("class_il", "final_average"))["best"] == winner
+      lifted = 10.0 if run["label"] == winner else 0.0
+      run["metrics"]["class_il"]["final_average"] = 50.0 + lifted + run["seed"]
+    assert reporting.sweep_record(sweep, runs, ranked)["best"] == (winner or LABELS[0])
   assert results["sweep"]["ranked_by"] == ["class_il", "final_average"]
   print(reporting.format_results(results))
   out = capsys.readouterr().out.splitlines()
@@ -218,14 +222,13 @@ def test_an_unrolled_sweep_is_not_sharded(tiny_data, tiny_config):
     ("derpp.beta=0.1,0.2", "does not read derpp.beta"),
 ])
 def test_the_cli_refuses_bad_sweeps_with_exit_2(sweep, expected, tmp_path):
-  result = subprocess.run(
-      [sys.executable, "-m", "dynamos_jax.run", "--config=configs/quickstart.py",
-       f"--config.sweep={sweep}", f"--workdir={tmp_path}"],
-      cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
-  assert result.returncode == 2, result.stderr
-  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-  assert len(errors) == 1 and expected in errors[0], result.stderr
-  assert "Traceback" not in result.stderr and not (tmp_path / "results.json").exists()
+  """run's main in this process (tests/core/test_cli.py runs the command itself once)."""
+  code, stderr = run_command(run_main, ["--config=configs/quickstart.py",
+                                        f"--config.sweep={sweep}", f"--workdir={tmp_path}"])
+  assert code == 2, stderr
+  errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and expected in errors[0], stderr
+  assert not (tmp_path / "results.json").exists()
 
 
 def test_a_sweep_resumes_after_a_crash(tiny_data, tiny_config, tmp_path, monkeypatch):
@@ -284,6 +287,9 @@ print(json.dumps(out))
 """
 
 
+# A 2-device process trains: the slow tier. The fast tier's vmapped sweep:
+# test_vmapped_sweep_step_matches_the_unrolled_one.
+@pytest.mark.slow
 def test_a_vmapped_sweep_sharded_over_two_devices(tiny_config, tmp_path):
   """Each device trains its own members with their own values (2 host devices, 1 each):
   the first chunk's losses agree with the unrolled sweep's to rounding."""

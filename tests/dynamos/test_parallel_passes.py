@@ -31,7 +31,7 @@ import numpy as np
 from conftest import tiny_dataset
 from dynamos_jax.data import sources
 sources.load_dataset = lambda *a, **k: tiny_dataset()
-from dynamos_jax import config as config_lib, runner, train
+from dynamos_jax import chunks, config as config_lib, train
 c = config_lib.base_config()
 c.update(json.loads({config!r}))
 
@@ -48,7 +48,7 @@ for moments in (False, True):  # the agents' Flax layers, and from moments (the 
  for flag in (False, True):
   c.train.parallel_passes = flag
   exps.append(train.Experiment(c, 0))
- steps = [jax.jit(runner.make_train_step(e.method, "main")) for e in exps]
+ steps = [jax.jit(chunks.make_train_step(e.method, "main")) for e in exps]
  data = exps[0].benchmark.epoch_data(0, 0)
  a = b = exps[0].initial_state()
  report["moments" if moments else "plain"] = []
@@ -81,6 +81,8 @@ print(json.dumps(report))
 """
 
 
+# A 2-device process trains: the slow tier.
+@pytest.mark.slow
 def test_two_device_passes_equal_one_device_step(tiny_config, tmp_path):
   config = tiny_config
   config.minibatch_size = config.batch_size  # the passes are stacked

@@ -30,6 +30,13 @@ dgm_svhn = sibling_config(__file__, "dgm_svhn.py")
 
 
 def get_config(arg: str | None = None):
-  return dgm_svhn.dgm_mnist.dgm_config("dgm-cifar10", arg, dgm_svhn.VARIANTS, dgm_svhn.SHARED,
-                                       batch_size=64, epochs=151, seed=100,
-                                       name="configs/dgm_cifar10.py")
+  return dgm_svhn.dgm_mnist.dgm_config(
+    "dgm-cifar10",
+    arg,
+    dgm_svhn.VARIANTS,
+    dgm_svhn.SHARED,
+    batch_size=64,
+    epochs=151,
+    seed=100,
+    name="configs/dgm_cifar10.py",
+  )

@@ -49,14 +49,33 @@ from dynamos_jax.config import sibling_config
 dgm_mnist = sibling_config(__file__, "dgm_mnist.py")
 
 VARIANTS = {"dgmw": dict(variant="w", ngf=64, smax=1e4, lambda_ru=0.001, eval_every=2)}
-SHARED = {**dgm_mnist.SHARED, "lr_d": 2e-4, "lr_g": 2e-4, "lambda_gp": 0.6, "aux_g": True,
-          "reinit_d": False, "ndf": 64, "schedule": "imagenet", "past_masks": "binary",
-          "aux_head": "grow", "g_noise": "shared", "onehot_dims": 100}
+SHARED = {
+  **dgm_mnist.SHARED,
+  "lr_d": 2e-4,
+  "lr_g": 2e-4,
+  "lambda_gp": 0.6,
+  "aux_g": True,
+  "reinit_d": False,
+  "ndf": 64,
+  "schedule": "imagenet",
+  "past_masks": "binary",
+  "aux_head": "grow",
+  "g_noise": "shared",
+  "onehot_dims": 100,
+}
 
 
 def get_config(arg: str | None = None):
-  c = dgm_mnist.dgm_config("dgm-imagenet50", arg, VARIANTS, SHARED, batch_size=70,
-                           epochs=101, seed=100, name="configs/dgm_imagenet50.py")
+  c = dgm_mnist.dgm_config(
+    "dgm-imagenet50",
+    arg,
+    VARIANTS,
+    SHARED,
+    batch_size=70,
+    epochs=101,
+    seed=100,
+    name="configs/dgm_imagenet50.py",
+  )
   c.data.source = "files"
   c.train.eval_batch_size = 250
   return c

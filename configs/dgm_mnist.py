@@ -27,15 +27,34 @@ from dynamos_jax.config import base_config
 
 # The released configs (dgm-spec 9); keys of methods/dgm/dgm.py's dgm.* namespace.
 VARIANTS = {
-    "dgmw": dict(variant="w", ngf=6, smax=1e4, lambda_ru=0.08, eval_every=2),
-    "dgma": dict(variant="a", ngf=20, smax=1e5, lambda_ru=0.01, eval_every=5),
+  "dgmw": dict(variant="w", ngf=6, smax=1e4, lambda_ru=0.08, eval_every=2),
+  "dgma": dict(variant="a", ngf=20, smax=1e5, lambda_ru=0.01, eval_every=5),
 }
-SHARED = dict(lr_d=2e-3, lr_g=2e-3, beta1=0.5, beta2=0.999, lambda_gp=1.0, lambda_adv=1.0,
-              aux_g=False, reinit_d=True, ndf=32, nz=128)
+SHARED = dict(
+  lr_d=2e-3,
+  lr_g=2e-3,
+  beta1=0.5,
+  beta2=0.999,
+  lambda_gp=1.0,
+  lambda_adv=1.0,
+  aux_g=False,
+  reinit_d=True,
+  ndf=32,
+  nz=128,
+)
 
 
-def dgm_config(dataset: str, arg: str, variants: dict, shared: dict, *, batch_size: int,
-               epochs: int, seed: int, name: str):
+def dgm_config(
+  dataset: str,
+  arg: str,
+  variants: dict,
+  shared: dict,
+  *,
+  batch_size: int,
+  epochs: int,
+  seed: int,
+  name: str,
+):
   """The run's config for ``arg`` (a key of ``variants``, or jt) on ``dataset``."""
   arg = arg or "dgmw"
   if arg not in variants and arg != "jt":
@@ -57,5 +76,13 @@ def dgm_config(dataset: str, arg: str, variants: dict, shared: dict, *, batch_si
 
 
 def get_config(arg: str | None = None):
-  return dgm_config("dgm-mnist", arg, VARIANTS, SHARED, batch_size=64, epochs=101, seed=0,
-                    name="configs/dgm_mnist.py")
+  return dgm_config(
+    "dgm-mnist",
+    arg,
+    VARIANTS,
+    SHARED,
+    batch_size=64,
+    epochs=101,
+    seed=0,
+    name="configs/dgm_mnist.py",
+  )

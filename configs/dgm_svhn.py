@@ -28,12 +28,20 @@ from dynamos_jax.config import sibling_config
 dgm_mnist = sibling_config(__file__, "dgm_mnist.py")
 
 VARIANTS = {
-    "dgmw": dict(variant="w", ngf=6, smax=1e4, lambda_ru=0.001, eval_every=2),
-    "dgma": dict(variant="a", ngf=20, smax=1e5, lambda_ru=0.001, eval_every=5),  # inferred
+  "dgmw": dict(variant="w", ngf=6, smax=1e4, lambda_ru=0.001, eval_every=2),
+  "dgma": dict(variant="a", ngf=20, smax=1e5, lambda_ru=0.001, eval_every=5),  # inferred
 }
 SHARED = {**dgm_mnist.SHARED, "lr_d": 5e-4, "lr_g": 5e-4}
 
 
 def get_config(arg: str | None = None):
-  return dgm_mnist.dgm_config("dgm-svhn", arg, VARIANTS, SHARED, batch_size=64, epochs=151,
-                              seed=100, name="configs/dgm_svhn.py")
+  return dgm_mnist.dgm_config(
+    "dgm-svhn",
+    arg,
+    VARIANTS,
+    SHARED,
+    batch_size=64,
+    epochs=151,
+    seed=100,
+    name="configs/dgm_svhn.py",
+  )

@@ -13,15 +13,23 @@ from dynamos_jax.config import table5_config
 
 # Table 5 (identical to the reference best-args; lam positive, spec section 11).
 TABLE5 = {
-    100: dict(alpha=0.2, beta=1.0, alpha_p=0.1, lam=200.0, gamma=0.5, w_p=0.5),
-    200: dict(alpha=0.2, beta=1.5, alpha_p=0.1, lam=200.0, gamma=1.0, w_p=0.5),
-    500: dict(alpha=0.1, beta=1.5, alpha_p=0.1, lam=200.0, gamma=0.3, w_p=0.3),
+  100: dict(alpha=0.2, beta=1.0, alpha_p=0.1, lam=200.0, gamma=0.5, w_p=0.5),
+  200: dict(alpha=0.2, beta=1.5, alpha_p=0.1, lam=200.0, gamma=1.0, w_p=0.5),
+  500: dict(alpha=0.1, beta=1.5, alpha_p=0.1, lam=200.0, gamma=0.3, w_p=0.3),
 }
 
 
 def get_config(arg: str | None = None):
   return table5_config(
-      TABLE5, arg, 100, "configs/mnist360.py", dataset="mnist-360", batch_size=16,
-      minibatch_size=16, lr=0.07, epochs=1,  # epochs=1: a single pass
-      dynamos=dict(kr=0.7, warmup=dict(iterations=10, epochs=0)),  # "10 it"
-      data=dict(source="tfds"))
+    TABLE5,
+    arg,
+    100,
+    "configs/mnist360.py",
+    dataset="mnist-360",
+    batch_size=16,
+    minibatch_size=16,
+    lr=0.07,
+    epochs=1,  # epochs=1: a single pass
+    dynamos=dict(kr=0.7, warmup=dict(iterations=10, epochs=0)),  # "10 it"
+    data=dict(source="tfds"),
+  )

@@ -21,8 +21,10 @@ lambda_SSL 1e-3, lambda_Omega 0.1; EWC demo: lambda_SSL 2e-3, lambda_Omega 10
 
 from dynamos_jax.config import base_config
 
-DEMOS = {"mas": dict(importance="mas", lambda_ssl=1e-3, lambda_omega=0.1),
-         "ewc": dict(importance="ewc", lambda_ssl=2e-3, lambda_omega=10.0)}
+DEMOS = {
+  "mas": dict(importance="mas", lambda_ssl=1e-3, lambda_omega=0.1),
+  "ewc": dict(importance="ewc", lambda_ssl=2e-3, lambda_omega=10.0),
+}
 # The width sweep (the authors ship an initial model for each).
 WIDTHS = ("8", "16", "32", "64", "128", "256", "512")
 
@@ -31,8 +33,10 @@ def get_config(arg: str | None = None):
   arg = arg or "mas128"
   kind, width = arg[:3], arg[3:]
   if kind not in DEMOS or width not in WIDTHS:
-    raise ValueError(f"configs/permuted_mnist.py:{arg}: use mas128, mas64, ewc128 or ewc64, "
-                     f"or mas/ewc with a width of {', '.join(WIDTHS)} (e.g. mas8)")
+    raise ValueError(
+      f"configs/permuted_mnist.py:{arg}: use mas128, mas64, ewc128 or ewc64, "
+      f"or mas/ewc with a width of {', '.join(WIDTHS)} (e.g. mas8)"
+    )
   c = base_config()
   c.method = "slni"
   c.dataset = "permuted-mnist"

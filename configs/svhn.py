@@ -13,18 +13,26 @@ from dynamos_jax.config import table5_config
 
 # Table 5 (identical to the reference best-args; lam positive, spec section 11).
 TABLE5 = {
-    500: dict(alpha=2.0, beta=3.0, alpha_p=1.0, lam=500.0, gamma=1.0, w_p=0.5),
-    1000: dict(alpha=2.5, beta=2.0, alpha_p=0.2, lam=500.0, gamma=1.0, w_p=0.5),
-    2000: dict(alpha=2.5, beta=2.0, alpha_p=0.2, lam=500.0, gamma=1.0, w_p=0.5),
+  500: dict(alpha=2.0, beta=3.0, alpha_p=1.0, lam=500.0, gamma=1.0, w_p=0.5),
+  1000: dict(alpha=2.5, beta=2.0, alpha_p=0.2, lam=500.0, gamma=1.0, w_p=0.5),
+  2000: dict(alpha=2.5, beta=2.0, alpha_p=0.2, lam=500.0, gamma=1.0, w_p=0.5),
 }
 
 
 def get_config(arg: str | None = None):
   return table5_config(
-      TABLE5, arg, 500, "configs/svhn.py", dataset="seq-svhn", batch_size=16,
-      minibatch_size=16, lr=0.07, epochs=70,
-      # "10 ep": the warm-up is the first 10 epochs of task 1.
-      dynamos=dict(kr=0.7, warmup=dict(iterations=0, epochs=10)),
-      data=dict(source="tfds"),
-      # ~320k steps in all; a save takes well under a second.
-      checkpoint=dict(every_steps=5000))
+    TABLE5,
+    arg,
+    500,
+    "configs/svhn.py",
+    dataset="seq-svhn",
+    batch_size=16,
+    minibatch_size=16,
+    lr=0.07,
+    epochs=70,
+    # "10 ep": the warm-up is the first 10 epochs of task 1.
+    dynamos=dict(kr=0.7, warmup=dict(iterations=0, epochs=10)),
+    data=dict(source="tfds"),
+    # ~320k steps in all; a save takes well under a second.
+    checkpoint=dict(every_steps=5000),
+  )

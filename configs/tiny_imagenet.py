@@ -34,10 +34,22 @@ def get_config(arg: str | None = None):
   c.batch_size = 200
   c.epochs = 60
   c.buffer_size = 0  # No replay buffer.
-  c.slni.update(model="vgg11_slim", width=500, channels=64, heads="per_task",
-                regularizer=arg or "slnid", importance="mas", lambda_ssl=1e-6,
-                lambda_omega=4.0, sigma_scale=6.0, alpha_mean=True, selection="best_epoch",
-                lr_patience=5, lr_factor=0.1, stop_patience=10)
+  c.slni.update(
+    model="vgg11_slim",
+    width=500,
+    channels=64,
+    heads="per_task",
+    regularizer=arg or "slnid",
+    importance="mas",
+    lambda_ssl=1e-6,
+    lambda_omega=4.0,
+    sigma_scale=6.0,
+    alpha_mean=True,
+    selection="best_epoch",
+    lr_patience=5,
+    lr_factor=0.1,
+    stop_patience=10,
+  )
   c.data.source = "files"
   c.train.eval_batch_size = 500
   c.checkpoint.every_steps = 2000

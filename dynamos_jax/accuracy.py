@@ -25,7 +25,8 @@ class Predictors:
     """``(images, task) -> logits`` of the method state ``state`` in ``phase``."""
     if phase not in self._jitted:
       self._jitted[phase] = jax.jit(
-          lambda s, images, task: self.method.predict(s, images, task, phase))
+        lambda s, images, task: self.method.predict(s, images, task, phase)
+      )
     jitted = self._jitted[phase]
     return lambda images, task: jitted(state, images, task)
 
@@ -42,16 +43,17 @@ def predict_logits(predict, images: jax.Array, batch_size: int) -> np.ndarray:
   n = images.shape[0]
   out = []
   for start in range(0, n, batch_size):
-    chunk = images[start:start + batch_size]
+    chunk = images[start : start + batch_size]
     pad = batch_size - chunk.shape[0]
     if pad:  # Keep one shape, hence one compile; BN uses running stats, so padding is inert.
       chunk = jnp.concatenate([chunk, jnp.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
-    out.append(predict(chunk)[:batch_size - pad])
+    out.append(predict(chunk)[: batch_size - pad])
   return np.concatenate(jax.device_get(out))
 
 
-def task_accuracies(logits: np.ndarray, labels: np.ndarray, stream: ClassIncremental,
-                    tasks: range) -> tuple[list[float], list[float]]:
+def task_accuracies(
+  logits: np.ndarray, labels: np.ndarray, stream: ClassIncremental, tasks: range
+) -> tuple[list[float], list[float]]:
   """Class-IL and task-IL accuracy (percent) on each task in ``tasks``.
 
   Task-IL masks the logits of classes outside the test sample's task (spec 10.4).

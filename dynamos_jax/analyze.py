@@ -16,29 +16,39 @@ import os
 import sys
 from typing import Any, Callable
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 
 from dynamos_jax import plots
 from dynamos_jax.cli import SEED, fail, run_dir_from_flags
 from dynamos_jax.errors import InputError
 
 _TRIALS = flags.DEFINE_integer("trials", 4, "Sample-mode passes per image for Fig. 6.")
-_TRIAL_IMAGES = flags.DEFINE_integer("trial_images", 100,
-                                     "Test images (the first ones) in the variability statistics.")
-_TSNE_POINTS = flags.DEFINE_integer("tsne_points", 2000,
-                                    "Test images in the t-SNE (a seeded random subset; 0: all).")
+_TRIAL_IMAGES = flags.DEFINE_integer(
+  "trial_images", 100, "Test images (the first ones) in the variability statistics."
+)
+_TSNE_POINTS = flags.DEFINE_integer(
+  "tsne_points", 2000, "Test images in the t-SNE (a seeded random subset; 0: all)."
+)
 _TSNE_THREADS = flags.DEFINE_integer(
-    "tsne_threads", 1, "scikit-learn threads for t-SNE (1 is fastest next to JAX on small "
-    "machines; 0: scikit-learn's default).")
-_TSNE_SEED = flags.DEFINE_integer("tsne_seed", 0,
-                                  "Seed of the t-SNE, its subset and the sampled trials.")
+  "tsne_threads",
+  1,
+  "scikit-learn threads for t-SNE (1 is fastest next to JAX on small "
+  "machines; 0: scikit-learn's default).",
+)
+_TSNE_SEED = flags.DEFINE_integer(
+  "tsne_seed", 0, "Seed of the t-SNE, its subset and the sampled trials."
+)
 
 
-def analyze(workdir: str, trials: int = 4, trial_images: int = 100, tsne_points: int = 2000,
-            tsne_threads: int | None = 1, seed: int = 0,
-            run_seed: int | None = None) -> dict | dict[int, dict]:
+def analyze(
+  workdir: str,
+  trials: int = 4,
+  trial_images: int = 100,
+  tsne_points: int = 2000,
+  tsne_threads: int | None = 1,
+  seed: int = 0,
+  run_seed: int | None = None,
+) -> dict | dict[int, dict]:
   """Writes ``workdir/analysis`` (figures, analysis.json, index.html); returns the numbers.
 
   ``seed`` seeds the t-SNE and the sampled trials; ``run_seed`` picks one seed
@@ -50,10 +60,14 @@ def analyze(workdir: str, trials: int = 4, trial_images: int = 100, tsne_points:
   out = {}
   for exp, state, progress in restore_seeds(workdir, run_seed):
     # A seed's record of a multi-seed run carries its seed: its own folder.
-    where = (os.path.join(workdir, "analysis", f"seed_{exp.seed}") if "seed" in progress
-             else os.path.join(workdir, "analysis"))
-    out[exp.seed] = _analyze_seed(exp, state, progress, where, workdir, trials, trial_images,
-                                  tsne_points, tsne_threads, seed)
+    where = (
+      os.path.join(workdir, "analysis", f"seed_{exp.seed}")
+      if "seed" in progress
+      else os.path.join(workdir, "analysis")
+    )
+    out[exp.seed] = _analyze_seed(
+      exp, state, progress, where, workdir, trials, trial_images, tsne_points, tsne_threads, seed
+    )
   return out if len(out) > 1 else next(iter(out.values()))
 
 
@@ -82,11 +96,14 @@ class Run:
   seed: int = 0
 
 
-def _analyze_seed(exp, state, progress, out, workdir, trials, trial_images, tsne_points,
-                  tsne_threads, seed) -> dict:
+def _analyze_seed(
+  exp, state, progress, out, workdir, trials, trial_images, tsne_points, tsne_threads, seed
+) -> dict:
   os.makedirs(out, exist_ok=True)
-  figures, numbers = [], {"step": progress["total_steps"], "method": exp.config.method,
-                          "dataset": exp.config.dataset}
+  figures, numbers = (
+    [],
+    {"step": progress["total_steps"], "method": exp.config.method, "dataset": exp.config.dataset},
+  )
 
   def add(title, path, caption):
     figures.append((title, os.path.basename(path), caption))
@@ -94,40 +111,57 @@ def _analyze_seed(exp, state, progress, out, workdir, trials, trial_images, tsne
   # Accuracy matrices and training curves: every run has them.
   for protocol, name in (("class_il", "Class-IL"), ("task_il", "Task-IL")):
     if protocol in progress:
-      add(f"{name} accuracy matrix",
-          plots.accuracy_matrix(progress[protocol], os.path.join(out, f"{protocol}_matrix.png"),
-                                title=f"{name} accuracy (%)"),
-          "Row i: after training task i (row 0: untrained); column j: test task j.")
+      add(
+        f"{name} accuracy matrix",
+        plots.accuracy_matrix(
+          progress[protocol],
+          os.path.join(out, f"{protocol}_matrix.png"),
+          title=f"{name} accuracy (%)",
+        ),
+        "Row i: after training task i (row 0: untrained); column j: test task j.",
+      )
   if progress["log"]:
     marks = exp.method.training_marks()
-    add("Training curves",
-        plots.training_curves(progress["log"], os.path.join(out, "training_curves.png"),
-                              keep_ratio_target=marks.get("keep_ratio")),
-        "Per-chunk means of each loss term and, with agents, of each agent's keep ratio; "
-        "dashed lines mark task boundaries.")
+    add(
+      "Training curves",
+      plots.training_curves(
+        progress["log"],
+        os.path.join(out, "training_curves.png"),
+        keep_ratio_target=marks.get("keep_ratio"),
+      ),
+      "Per-chunk means of each loss term and, with agents, of each agent's keep ratio; "
+      "dashed lines mark task boundaries.",
+    )
 
   matrix = progress.get("class_il")
   if matrix and len(matrix) > 2:  # Every task trained and evaluated after the last one.
     final = matrix[-1]
     if None not in final:
-      add("Accuracy on each task after the last one",
-          plots.task_accuracy_bars(final, os.path.join(out, "task_accuracy_bars.png"),
-                                   title=f"{exp.config.method}, class-IL"),
-          "Each task's accuracy after training the last task; the legend gives their average.")
+      add(
+        "Accuracy on each task after the last one",
+        plots.task_accuracy_bars(
+          final, os.path.join(out, "task_accuracy_bars.png"), title=f"{exp.config.method}, class-IL"
+        ),
+        "Each task's accuracy after training the last task; the legend gives their average.",
+      )
   shown = len(figures)
-  run = Run(exp, progress, out, workdir, add, trials, trial_images, tsne_points, tsne_threads,
-            seed)
+  run = Run(exp, progress, out, workdir, add, trials, trial_images, tsne_points, tsne_threads, seed)
   own = exp.method.analyze(state.learner, run)
   if not own and len(figures) == shown:
-    print(f"method {exp.config.method} has no analyses of its own: only accuracy and "
-          "training curves", file=sys.stderr)
+    print(
+      f"method {exp.config.method} has no analyses of its own: only accuracy and training curves",
+      file=sys.stderr,
+    )
   numbers.update(own)
 
   with open(os.path.join(out, "analysis.json"), "w") as f:
     json.dump(numbers, f, indent=1)
-  plots.index_html(figures, os.path.join(out, "index.html"),
-                   title=f"{exp.config.method} on {exp.config.dataset}, step "
-                         f"{progress['total_steps']} ({os.path.abspath(workdir)})")
+  plots.index_html(
+    figures,
+    os.path.join(out, "index.html"),
+    title=f"{exp.config.method} on {exp.config.dataset}, step "
+    f"{progress['total_steps']} ({os.path.abspath(workdir)})",
+  )
   print(f"analysis in {out}/index.html")
   return numbers
 
@@ -138,8 +172,15 @@ def main(argv):
     fail("--trials and --trial_images must be >= 1, --tsne_points >= 0")
   logging.set_verbosity(logging.WARNING)
   try:
-    analyze(workdir, _TRIALS.value, _TRIAL_IMAGES.value, _TSNE_POINTS.value,
-            _TSNE_THREADS.value, _TSNE_SEED.value, SEED.value)
+    analyze(
+      workdir,
+      _TRIALS.value,
+      _TRIAL_IMAGES.value,
+      _TSNE_POINTS.value,
+      _TSNE_THREADS.value,
+      _TSNE_SEED.value,
+      SEED.value,
+    )
   except InputError as e:
     fail(str(e))
 

@@ -27,9 +27,17 @@ from dynamos_jax import parallel
 from dynamos_jax.errors import InputError
 
 # Config keys that cannot change results: a resume may change them freely.
-RESUME_SAFE_KEYS = frozenset({"resume", "checkpoint.every_steps", "checkpoint.keep",
-                              "train.progress", "train.eval_batch_size", "train.distributed",
-                              "train.live_metrics"})
+RESUME_SAFE_KEYS = frozenset(
+  {
+    "resume",
+    "checkpoint.every_steps",
+    "checkpoint.keep",
+    "train.progress",
+    "train.eval_batch_size",
+    "train.distributed",
+    "train.live_metrics",
+  }
+)
 
 
 def fingerprint(tree) -> str:
@@ -45,8 +53,9 @@ def fingerprint(tree) -> str:
 def _leaves(tree) -> tuple[dict[str, Any], Any]:
   """Named leaves ``{"params.conv1.kernel": array, ...}`` and the tree structure."""
   leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
-  return {jax.tree_util.keystr(path, simple=True, separator="."): leaf
-          for path, leaf in leaves}, treedef
+  return {
+    jax.tree_util.keystr(path, simple=True, separator="."): leaf for path, leaf in leaves
+  }, treedef
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -69,15 +78,19 @@ def config_differences(saved: dict, current: dict) -> list[str]:
   a, b = _flatten(config_lib.migrate(saved)), _flatten(current)
   defaults = _flatten(config_lib.base_config().to_dict())
   a.update({k: defaults[k] for k in b if k not in a and k in defaults})
-  return [f"{k}: {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}"
-          for k in sorted(set(a) | set(b))
-          if k not in RESUME_SAFE_KEYS and a.get(k) != b.get(k)]
+  return [
+    f"{k}: {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}"
+    for k in sorted(set(a) | set(b))
+    if k not in RESUME_SAFE_KEYS and a.get(k) != b.get(k)
+  ]
 
 
 def _report(directory: str, step: int, error: Exception) -> None:
   reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-  print(f"warning: checkpoint {step} in {directory} is unusable ({reason}); "
-        "trying the previous one", file=sys.stderr)
+  print(
+    f"warning: checkpoint {step} in {directory} is unusable ({reason}); trying the previous one",
+    file=sys.stderr,
+  )
 
 
 def _saved_shapes(progress: dict, named: dict[str, Any]) -> dict[str, tuple]:
@@ -87,8 +100,10 @@ def _saved_shapes(progress: dict, named: dict[str, Any]) -> dict[str, tuple]:
     return {k: (np.shape(v), np.result_type(v)) for k, v in named.items()}
   if set(layout) != set(named):
     missing, extra = sorted(set(named) - set(layout)), sorted(set(layout) - set(named))
-    raise ValueError(f"its state has other arrays than this method's (missing {missing[:3]}, "
-                     f"unexpected {extra[:3]}): saved by another version or method")
+    raise ValueError(
+      f"its state has other arrays than this method's (missing {missing[:3]}, "
+      f"unexpected {extra[:3]}): saved by another version or method"
+    )
   return {k: (tuple(layout[k][0]), np.dtype(layout[k][1])) for k in named}
 
 
@@ -103,10 +118,12 @@ class Checkpointer:
   def __init__(self, directory: str, keep: int):
     self.directory = directory
     self._manager = ocp.CheckpointManager(
-        directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                             enable_async_checkpointing=False),
-        item_names=("state", "progress"))
+      directory,
+      options=ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=True, enable_async_checkpointing=False
+      ),
+      item_names=("state", "progress"),
+    )
 
   def steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -116,19 +133,27 @@ class Checkpointer:
     # Gathered on every process of a multi-host run; Orbax writes from process 0.
     host_state = parallel.to_host(state.replace(key=jax.random.key_data(state.key)))
     named, _ = _leaves(host_state)
-    progress = dict(progress, fingerprint=fingerprint(host_state),
-                    layout={k: [list(np.shape(v)), str(np.result_type(v))]
-                            for k, v in named.items()})
+    progress = dict(
+      progress,
+      fingerprint=fingerprint(host_state),
+      layout={k: [list(np.shape(v)), str(np.result_type(v))] for k, v in named.items()},
+    )
     # Orbax cannot save zero-size arrays (an unused buffer field): leave them
     # out; restoring makes them from the layout.
     items = {k: v for k, v in named.items() if np.size(v)}
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(items), progress=ocp.args.JsonSave(progress)), force=True)
+    self._manager.save(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(items), progress=ocp.args.JsonSave(progress)
+      ),
+      force=True,
+    )
     self._manager.wait_until_finished()
 
   def _progress(self, step: int) -> dict:
-    return self._manager.restore(step, args=ocp.args.Composite(
-        progress=ocp.args.JsonRestore()))["progress"]
+    return self._manager.restore(step, args=ocp.args.Composite(progress=ocp.args.JsonRestore()))[
+      "progress"
+    ]
 
   def latest_progress(self) -> dict | None:
     """The progress record (config included) of the newest readable checkpoint."""
@@ -168,10 +193,12 @@ class Checkpointer:
       try:
         shapes = _saved_shapes(progress, named)
         abstract = {k: jax.ShapeDtypeStruct(*s) for k, s in shapes.items() if np.prod(s[0])}
-        items = self._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract)))["state"]
+        items = self._manager.restore(
+          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+        )["state"]
         state = jax.tree_util.tree_unflatten(
-            treedef, [items[k] if k in items else np.zeros(*shapes[k]) for k in named])
+          treedef, [items[k] if k in items else np.zeros(*shapes[k]) for k in named]
+        )
         if fingerprint(jax.device_get(state)) != progress.get("fingerprint"):
           raise ValueError("its contents do not match the fingerprint saved with it")
       except Exception as e:  # Any failure to read means: try the previous one.
@@ -181,9 +208,10 @@ class Checkpointer:
       return jax.device_put(state), progress
     if steps:
       raise InputError(
-          f"none of the checkpoints {steps} in {self.directory} can be restored; start over "
-          "with --config.resume=False (the old checkpoints are moved aside, not deleted) "
-          "or a fresh --workdir")
+        f"none of the checkpoints {steps} in {self.directory} can be restored; start over "
+        "with --config.resume=False (the old checkpoints are moved aside, not deleted) "
+        "or a fresh --workdir"
+      )
     return None
 
   def close(self) -> None:
@@ -204,8 +232,10 @@ def open_run_directory(config, workdir: str) -> Checkpointer:
       pass
     os.remove(probe)
   except OSError as e:
-    raise InputError(f"--workdir={workdir} cannot be a run directory ({e.strerror or e}); "
-                       "choose a directory you can write to") from None
+    raise InputError(
+      f"--workdir={workdir} cannot be a run directory ({e.strerror or e}); "
+      "choose a directory you can write to"
+    ) from None
   if not config.resume and os.listdir(directory) and parallel.is_writer():
     n = 1
     while os.path.exists(f"{directory}.old-{n}"):

@@ -24,6 +24,7 @@ Phases = Callable[[int, int], tuple[tuple[str, int | None], ...]]
 @dataclasses.dataclass(frozen=True)
 class Chunk:
   """Steps ``[start, stop)`` of one epoch of one task, all in one phase."""
+
   task: int
   epoch: int
   start: int
@@ -34,8 +35,13 @@ class Chunk:
   ends_epoch: bool = False  # the last chunk of an epoch (the end_epoch hook runs after it)
 
 
-def plan_chunks(batches_per_task: list[int], epochs: int, phases: Phases, chunk_size: int,
-                max_steps_per_task: int = 0) -> list[Chunk]:
+def plan_chunks(
+  batches_per_task: list[int],
+  epochs: int,
+  phases: Phases,
+  chunk_size: int,
+  max_steps_per_task: int = 0,
+) -> list[Chunk]:
   """The whole run as a list of chunks.
 
   Args:
@@ -65,8 +71,18 @@ def plan_chunks(batches_per_task: list[int], epochs: int, phases: Phases, chunk_
         if end is not None:
           stop = min(stop, position + end - done)
         ends_task = done + stop - position == budget
-        chunks.append(Chunk(task, epoch, position, stop, phase, starts_task=done == 0,
-                            ends_task=ends_task, ends_epoch=stop == batches or ends_task))
+        chunks.append(
+          Chunk(
+            task,
+            epoch,
+            position,
+            stop,
+            phase,
+            starts_task=done == 0,
+            ends_task=ends_task,
+            ends_epoch=stop == batches or ends_task,
+          )
+        )
         done += stop - position
         position = stop
   return chunks
@@ -140,13 +156,13 @@ class ChunkRunner:
       self._jitted = jax.jit(self._scan_chunk, donate_argnums=0)
 
   def _scan_chunk(self, state, data, start, stop):
-    zero_metrics = jax.tree.map(jnp.zeros_like,
-                                jax.eval_shape(self._step, state, data, start)[1])
+    zero_metrics = jax.tree.map(jnp.zeros_like, jax.eval_shape(self._step, state, data, start)[1])
 
     def body(state, i):
       position = start + i
-      return jax.lax.cond(position < stop, lambda s: self._step(s, data, position),
-                          lambda s: (s, zero_metrics), state)
+      return jax.lax.cond(
+        position < stop, lambda s: self._step(s, data, position), lambda s: (s, zero_metrics), state
+      )
 
     return jax.lax.scan(body, state, jnp.arange(self.chunk_size))
 
@@ -170,4 +186,4 @@ class ChunkRunner:
       return state, jax.tree.map(lambda *xs: np.stack(xs), *parallel.to_host(history))
     args = (state, data, np.int32(start), np.int32(stop))
     state, metrics = self._program(*args)(*args)
-    return state, jax.tree.map(lambda x: x[:stop - start], parallel.to_host(metrics))
+    return state, jax.tree.map(lambda x: x[: stop - start], parallel.to_host(metrics))

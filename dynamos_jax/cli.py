@@ -10,15 +10,21 @@ from absl import flags
 from ml_collections import config_flags
 
 CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Path to a config file (configs/*.py[:ARG]); run and compare.",
-    lock_config=True)
+  "config", None, "Path to a config file (configs/*.py[:ARG]); run and compare.", lock_config=True
+)
 WORKDIR = flags.DEFINE_string(
-    "workdir", None, "The run's directory: where run writes results.json and checkpoints, what "
-    "evaluate and analyze read; compare's directory of runs.")
+  "workdir",
+  None,
+  "The run's directory: where run writes results.json and checkpoints, what "
+  "evaluate and analyze read; compare's directory of runs.",
+)
 
 SEED = flags.DEFINE_integer(
-    "seed", None, "evaluate and analyze: the seed of a multi-seed run to read (default: every "
-    "seed). run and compare take theirs from --config.seed / --config.seeds and --seeds.")
+  "seed",
+  None,
+  "evaluate and analyze: the seed of a multi-seed run to read (default: every "
+  "seed). run and compare take theirs from --config.seed / --config.seeds and --seeds.",
+)
 
 
 def fail(message: str) -> None:
@@ -45,13 +51,14 @@ def _root_cause(error: BaseException) -> BaseException:
 def renamed_overrides(argv: list[str]) -> list[str]:
   """``--config.OLD`` overrides of keys that moved (``config.RENAMED``) under their new name."""
   from dynamos_jax.config import RENAMED  # Here, not at the top: `--help` needs no JAX.
+
   out = []
   for arg in argv:
     name = arg.split("=", 1)[0]
-    old = name[len("--config."):] if name.startswith("--config.") else None
+    old = name[len("--config.") :] if name.startswith("--config.") else None
     if old in RENAMED:
       print(f"note: --config.{old} is now --config.{RENAMED[old]}", file=sys.stderr)
-      arg = f"--config.{RENAMED[old]}" + arg[len(name):]
+      arg = f"--config.{RENAMED[old]}" + arg[len(name) :]
     out.append(arg)
   return out
 
@@ -69,12 +76,13 @@ def parse_flags(argv: list[str]) -> list[str]:
     if CONFIG.value is not None:
       CONFIG.value.keys()  # The config file loads lazily: load it here, inside the try.
     return argv
-  except (flags.Error, KeyError, AttributeError, ValueError, TypeError, OSError,
-          SyntaxError) as e:
+  except (flags.Error, KeyError, AttributeError, ValueError, TypeError, OSError, SyntaxError) as e:
     cause = _root_cause(e)
     if isinstance(cause, KeyError):  # config_flags: an override of a key that does not exist
-      fail(f"unknown config key {cause.args[0]!r} in the --config.KEY=VALUE overrides "
-            "(all keys and their defaults: dynamos_jax/config.py)")
+      fail(
+        f"unknown config key {cause.args[0]!r} in the --config.KEY=VALUE overrides "
+        "(all keys and their defaults: dynamos_jax/config.py)"
+      )
     lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
     if "Failed loading config file" in str(cause):  # the last line names the file and why
       fail(f"cannot load the --config file: {lines[-1]} (the configs are in configs/*.py)")

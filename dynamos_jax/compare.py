@@ -20,20 +20,21 @@ import json
 import os
 import sys
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 
-from dynamos_jax.errors import InputError
-from dynamos_jax.cli import CONFIG, WORKDIR, fail, parse_flags
 from dynamos_jax import workdir_lock
+from dynamos_jax.cli import CONFIG, WORKDIR, fail, parse_flags
+from dynamos_jax.errors import InputError
+
 # The table and the chart live with the other reports (a sweep prints them too).
 from dynamos_jax.reporting import format_summary, plot_comparison  # noqa: F401
 
 _METHODS = flags.DEFINE_list("methods", None, "Methods to compare, e.g. sgd,baseline,dynamos.")
 _SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds, e.g. 0,1,2.")
-_ONE_PROGRAM = flags.DEFINE_bool("one_program", True,
-                                 "Train a method's missing seeds in one program.")
+_ONE_PROGRAM = flags.DEFINE_bool(
+  "one_program", True, "Train a method's missing seeds in one program."
+)
+
 
 def run_dir(workdir: str, method: str, seed: int) -> str:
   return os.path.join(workdir, method, f"seed_{seed}")
@@ -42,6 +43,7 @@ def run_dir(workdir: str, method: str, seed: int) -> str:
 def _finished(config, directory: str) -> dict | None:
   """The run's results when results.json exists for this config, else None."""
   from dynamos_jax.checkpoint import config_differences
+
   path = os.path.join(directory, "results.json")
   if not os.path.exists(path):
     return None
@@ -54,6 +56,7 @@ def _finished(config, directory: str) -> dict | None:
 
 def _train_alone(config, directory: str) -> dict:
   from dynamos_jax import train
+
   print(f"== {config.method}, seed {config.seed}: training in {directory}", file=sys.stderr)
   return train.train_and_evaluate(config, directory)
 
@@ -61,20 +64,23 @@ def _train_alone(config, directory: str) -> dict:
 def _train_together(configs: dict, method: str, seeds: list[int], workdir: str) -> dict:
   """``{seed: results}`` of ``seeds`` trained in one program, each also written as its
   one-seed run's results.json (the config of that run, so later comparisons find it)."""
-  from dynamos_jax import reporting
-  from dynamos_jax import train
+  from dynamos_jax import reporting, train
+
   config = configs[method, seeds[0]].copy_and_resolve_references()
   config.seeds = ",".join(map(str, seeds))
   directory = os.path.join(workdir, method, "seeds_" + "_".join(map(str, seeds)))
-  print(f"== {method}, seeds {config.seeds} in one program: training in {directory}",
-        file=sys.stderr)
+  print(
+    f"== {method}, seeds {config.seeds} in one program: training in {directory}", file=sys.stderr
+  )
   together = train.train_and_evaluate(config, directory)
   out = {}
   for run in together["runs"]:
     seed = run["seed"]
-    results = {"config": configs[method, seed].to_dict(),
-               **{k: v for k, v in run.items() if k != "seed"},
-               "train": {**together["train"], "trained_in": directory}}
+    results = {
+      "config": configs[method, seed].to_dict(),
+      **{k: v for k, v in run.items() if k != "seed"},
+      "train": {**together["train"], "trained_in": directory},
+    }
     os.makedirs(run_dir(workdir, method, seed), exist_ok=True)
     reporting.write_results(results, run_dir(workdir, method, seed))
     out[seed] = results
@@ -88,19 +94,26 @@ def summarize(runs: dict[str, dict[int, dict]]) -> dict:
     runs: ``{method: {seed: results}}``, results as in results.json.
   """
   from dynamos_jax import metrics
-  return {method: metrics.over_seeds([by_seed[s] for s in sorted(by_seed)])
-          for method, by_seed in runs.items()}
+
+  return {
+    method: metrics.over_seeds([by_seed[s] for s in sorted(by_seed)])
+    for method, by_seed in runs.items()
+  }
 
 
-def run_comparison(config, methods: list[str], seeds: list[int], workdir: str,
-                   one_program: bool = True) -> dict:
+def run_comparison(
+  config, methods: list[str], seeds: list[int], workdir: str, one_program: bool = True
+) -> dict:
   """Trains what is missing, then writes and returns the comparison."""
   from dynamos_jax import config as config_lib
+
   if str(config.seeds).strip():
     raise InputError("compare takes its seeds from --seeds=0,1,2; drop --config.seeds")
   if str(config.sweep).strip():
-    raise InputError("compare compares methods; a sweep of one method's settings prints its "
-                       "own table: python -m dynamos_jax.run --config.sweep=... (README Sweeps)")
+    raise InputError(
+      "compare compares methods; a sweep of one method's settings prints its "
+      "own table: python -m dynamos_jax.run --config.sweep=... (README Sweeps)"
+    )
   configs = {}
   for method in methods:  # Check everything before training anything.
     for seed in seeds:
@@ -114,8 +127,9 @@ def run_comparison(config, methods: list[str], seeds: list[int], workdir: str,
     return _compare(configs, methods, seeds, workdir, one_program, config)
 
 
-def _compare(configs: dict, methods: list[str], seeds: list[int], workdir: str,
-             one_program: bool, config) -> dict:
+def _compare(
+  configs: dict, methods: list[str], seeds: list[int], workdir: str, one_program: bool, config
+) -> dict:
   runs = {m: {} for m in methods}
   for method in methods:
     missing = []
@@ -135,11 +149,20 @@ def _compare(configs: dict, methods: list[str], seeds: list[int], workdir: str,
     runs[method] = dict(sorted(runs[method].items()))
   summary = summarize(runs)
   comparison = {
-      "methods": methods, "seeds": seeds, "config": config.to_dict(), "summary": summary,
-      "runs": {m: {str(s): {"workdir": run_dir(workdir, m, s),
-                            **{k: r[k] for k in ("metrics", "class_il", "task_il", "gcl", "train")
-                               if k in r}} for s, r in by_seed.items()}
-               for m, by_seed in runs.items()},
+    "methods": methods,
+    "seeds": seeds,
+    "config": config.to_dict(),
+    "summary": summary,
+    "runs": {
+      m: {
+        str(s): {
+          "workdir": run_dir(workdir, m, s),
+          **{k: r[k] for k in ("metrics", "class_il", "task_il", "gcl", "train") if k in r},
+        }
+        for s, r in by_seed.items()
+      }
+      for m, by_seed in runs.items()
+    },
   }
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, "comparison.json")
@@ -168,14 +191,13 @@ def main(argv: list[str]) -> None:
   if len(set(_METHODS.value)) != len(_METHODS.value) or len(set(seeds)) != len(seeds):
     fail("--methods and --seeds must not repeat an entry")
   logging.set_verbosity(logging.WARNING)
-  from dynamos_jax import parallel
-  from dynamos_jax import train
+  from dynamos_jax import parallel, train
+
   try:
     if str(CONFIG.value.seeds).strip():
       fail("compare takes its seeds from --seeds=0,1,2; drop --config.seeds")
     parallel.start(CONFIG.value)  # host devices and multi-host, as run does
-    run_comparison(CONFIG.value, list(_METHODS.value), seeds, WORKDIR.value,
-                   _ONE_PROGRAM.value)
+    run_comparison(CONFIG.value, list(_METHODS.value), seeds, WORKDIR.value, _ONE_PROGRAM.value)
   except train.Interrupted as e:
     print(str(e) + " (the comparison resumes too: run it again)", file=sys.stderr)
     sys.exit(e.exit_code)

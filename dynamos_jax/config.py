@@ -10,8 +10,7 @@ import os
 
 import ml_collections
 
-from dynamos_jax import benchmarks
-from dynamos_jax import methods
+from dynamos_jax import benchmarks, methods
 from dynamos_jax.errors import ConfigError, require
 
 DATA_SOURCES = ("bundled", "files", "tfds")
@@ -21,10 +20,11 @@ SEED_STRATEGIES = ("auto", "vmap", "unroll")
 # Keys that moved into a method's namespace: the old command lines and the
 # configs saved with older runs keep working (``cli.parse_flags`` and
 # ``migrate`` rewrite them).
-RENAMED = {**{k: f"dynamos.{k}" for k in ("alpha", "beta", "alpha_p", "gamma", "w_p", "lam",
-                                          "kr", "tau")},
-           "warmup.iterations": "dynamos.warmup.iterations",
-           "warmup.epochs": "dynamos.warmup.epochs"}
+RENAMED = {
+  **{k: f"dynamos.{k}" for k in ("alpha", "beta", "alpha_p", "gamma", "w_p", "lam", "kr", "tau")},
+  "warmup.iterations": "dynamos.warmup.iterations",
+  "warmup.epochs": "dynamos.warmup.epochs",
+}
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -134,15 +134,17 @@ def run_seeds(config: ml_collections.ConfigDict) -> list[int]:
   try:
     seeds = [int(s) for s in text.split(",")]
   except ValueError:
-    raise ConfigError(f"seeds must be integers separated by commas, e.g. --config.seeds=0,1,2 "
-                      f"(got {text!r})") from None
+    raise ConfigError(
+      f"seeds must be integers separated by commas, e.g. --config.seeds=0,1,2 (got {text!r})"
+    ) from None
   require(len(set(seeds)) == len(seeds), f"seeds must not repeat a seed (got {text!r})")
   require(min(seeds) >= 0, f"seeds must be >= 0 (got {text!r})")
   return seeds
 
 
-def table5_config(table: dict[int, dict], arg: str | None, default: int, name: str,
-                  dynamos: dict, **values) -> ml_collections.ConfigDict:
+def table5_config(
+  table: dict[int, dict], arg: str | None, default: int, name: str, dynamos: dict, **values
+) -> ml_collections.ConfigDict:
   """A benchmark's config for the Table 5 row of buffer size ``arg`` (plain: ``default``).
 
   Args:
@@ -155,8 +157,10 @@ def table5_config(table: dict[int, dict], arg: str | None, default: int, name: s
   """
   buffer_size = int(arg) if arg else default
   if buffer_size not in table:
-    raise ValueError(f"{name}:{arg}: Table 5 has buffer sizes {sorted(table)}; use one of "
-                     "them or override --config.buffer_size")
+    raise ValueError(
+      f"{name}:{arg}: Table 5 has buffer sizes {sorted(table)}; use one of "
+      "them or override --config.buffer_size"
+    )
   c = base_config()
   c.update(values)
   c.buffer_size = buffer_size
@@ -172,7 +176,8 @@ def sibling_config(here: str, name: str):
   another loads it the same way.
   """
   spec = importlib.util.spec_from_file_location(
-      name.removesuffix(".py"), os.path.join(os.path.dirname(os.path.abspath(here)), name))
+    name.removesuffix(".py"), os.path.join(os.path.dirname(os.path.abspath(here)), name)
+  )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
@@ -200,51 +205,64 @@ def migrate(saved: dict) -> dict:
   return out
 
 
-
-
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError with a one-line hint for the first bad value found.
 
   The run's own keys are checked here, the method's and the benchmark's by
   their ``validate``.
   """
-  require(config.method in methods.REGISTRY,
-         f"unknown method {config.method!r}: set --config.method to one of "
-         f"{', '.join(sorted(methods.REGISTRY))}")
-  require(config.dataset in benchmarks.REGISTRY,
-         f"unknown dataset {config.dataset!r}: set --config.dataset to one of "
-         f"{', '.join(sorted(benchmarks.REGISTRY))}")
-  require(config.data.source in DATA_SOURCES,
-         f"unknown data source {config.data.source!r}: set --config.data.source to one of "
-         f"{', '.join(DATA_SOURCES)}")
-  require(config.buffer_size >= 0,
-         f"buffer_size must be >= 0 (got {config.buffer_size}): set --config.buffer_size=500 "
-         "or another non-negative size")
+  require(
+    config.method in methods.REGISTRY,
+    f"unknown method {config.method!r}: set --config.method to one of "
+    f"{', '.join(sorted(methods.REGISTRY))}",
+  )
+  require(
+    config.dataset in benchmarks.REGISTRY,
+    f"unknown dataset {config.dataset!r}: set --config.dataset to one of "
+    f"{', '.join(sorted(benchmarks.REGISTRY))}",
+  )
+  require(
+    config.data.source in DATA_SOURCES,
+    f"unknown data source {config.data.source!r}: set --config.data.source to one of "
+    f"{', '.join(DATA_SOURCES)}",
+  )
+  require(
+    config.buffer_size >= 0,
+    f"buffer_size must be >= 0 (got {config.buffer_size}): set --config.buffer_size=500 "
+    "or another non-negative size",
+  )
   require(config.batch_size >= 1, f"batch_size must be >= 1 (got {config.batch_size})")
-  require(config.minibatch_size >= 1,
-         f"minibatch_size must be >= 1 (got {config.minibatch_size})")
+  require(config.minibatch_size >= 1, f"minibatch_size must be >= 1 (got {config.minibatch_size})")
   require(config.lr > 0.0, f"lr must be > 0 (got {config.lr})")
   require(config.epochs >= 1, f"epochs must be >= 1 (got {config.epochs})")
   benchmark, method = benchmarks.REGISTRY[config.dataset], methods.REGISTRY[config.method]
-  require(benchmark.kind in method.kinds,
-          f"method {config.method} runs on {' or '.join(method.kinds)} benchmarks and "
-          f"{config.dataset} is {benchmark.kind}: set --config.dataset to one of "
-          + ", ".join(sorted(n for n, b in benchmarks.REGISTRY.items() if b.kind in method.kinds)))
+  require(
+    benchmark.kind in method.kinds,
+    f"method {config.method} runs on {' or '.join(method.kinds)} benchmarks and "
+    f"{config.dataset} is {benchmark.kind}: set --config.dataset to one of "
+    + ", ".join(sorted(n for n, b in benchmarks.REGISTRY.items() if b.kind in method.kinds)),
+  )
   benchmark.validate(config)
   method.validate(config)
   require(config.train.max_steps_per_task >= 0, "train.max_steps_per_task must be >= 0")
   require(config.checkpoint.every_steps >= 1, "checkpoint.every_steps must be >= 1")
   require(config.checkpoint.keep >= 1, "checkpoint.keep must be >= 1 (checkpoints to keep)")
   require(config.train.chunk_size >= 1, "train.chunk_size must be >= 1")
-  require(config.train.chunk_strategy in CHUNK_STRATEGIES,
-         f"unknown train.chunk_strategy {config.train.chunk_strategy!r}: use one of "
-         f"{', '.join(CHUNK_STRATEGIES)}")
-  require(config.train.seed_strategy in SEED_STRATEGIES,
-         f"unknown train.seed_strategy {config.train.seed_strategy!r}: use one of "
-         f"{', '.join(SEED_STRATEGIES)}")
+  require(
+    config.train.chunk_strategy in CHUNK_STRATEGIES,
+    f"unknown train.chunk_strategy {config.train.chunk_strategy!r}: use one of "
+    f"{', '.join(CHUNK_STRATEGIES)}",
+  )
+  require(
+    config.train.seed_strategy in SEED_STRATEGIES,
+    f"unknown train.seed_strategy {config.train.seed_strategy!r}: use one of "
+    f"{', '.join(SEED_STRATEGIES)}",
+  )
   require(config.train.host_devices >= 0, "train.host_devices must be >= 0 (0: leave as is)")
   require(config.train.seed_devices >= 0, "train.seed_devices must be >= 0 (0: all that fit)")
   run_seeds(config)
-  require(config.data.source != "files" or bool(config.data.path),
-         "data.source=files needs --config.data.path=PATH (MNIST: mnist.pkl.gz or a folder of IDX "
-         "files; other datasets: their folder, see the README's Benchmarks)")
+  require(
+    config.data.source != "files" or bool(config.data.path),
+    "data.source=files needs --config.data.path=PATH (MNIST: mnist.pkl.gz or a folder of IDX "
+    "files; other datasets: their folder, see the README's Benchmarks)",
+  )

@@ -6,9 +6,7 @@ run's accuracy tables so far and the fresh evaluation (for MNIST-360, the
 GCL accuracy). A multi-seed run: every seed, or the one of ``--seed``.
 """
 
-
-from absl import app
-from absl import logging
+from absl import app, logging
 import numpy as np
 
 from dynamos_jax.cli import SEED, fail, run_dir_from_flags
@@ -21,6 +19,7 @@ def evaluate_workdir(workdir: str, seed: int | None = None) -> dict | dict[int, 
   A multi-seed run without ``seed``: ``{seed: that record}`` for every seed.
   """
   from dynamos_jax import train
+
   restored = train.restore_seeds(workdir, seed)
   out = {}
   for exp, state, progress in restored:
@@ -33,24 +32,40 @@ def evaluate_workdir(workdir: str, seed: int | None = None) -> dict | dict[int, 
 def _evaluate(exp, state, progress) -> dict:
   from dynamos_jax import reporting
   from dynamos_jax.accuracy import seen_row
+
   label = f"step {progress['total_steps']}"
   scores = exp.evaluate(state, exp.phase_after(progress["next_chunk"]))
   if exp.gcl:
     accuracy = scores["gcl"]
-    print(f"GCL accuracy of the checkpoint ({label}) evaluated now: {accuracy:.2f}%"
-          + (f" (the run's: {progress['gcl']:.2f}%)" if "gcl" in progress else ""))
+    print(
+      f"GCL accuracy of the checkpoint ({label}) evaluated now: {accuracy:.2f}%"
+      + (f" (the run's: {progress['gcl']:.2f}%)" if "gcl" in progress else "")
+    )
     return {"step": progress["total_steps"], "gcl": accuracy}
-  seen = (exp.benchmark.seen_after[exp.chunks[progress["next_chunk"] - 1].task]
-          if progress["next_chunk"] else 0)
+  seen = (
+    exp.benchmark.seen_after[exp.chunks[progress["next_chunk"] - 1].task]
+    if progress["next_chunk"]
+    else 0
+  )
   class_il, task_il = (seen_row(scores[p], seen) for p in ("class_il", "task_il"))
-  for name, rows, fresh in (("Class-IL", progress["class_il"], class_il),
-                            ("Task-IL", progress["task_il"], task_il)):
-    print(reporting.format_table(rows + [fresh], f"{name} accuracy (%): the run's rows, then the "
-                             f"checkpoint ({label}) evaluated now",
-                             labels=[None] * len(rows) + [label]))
-  return {"step": progress["total_steps"], "tasks_seen": seen, "class_il": class_il,
-          "task_il": task_il,
-          "class_il_average": float(np.mean([v for v in class_il if v is not None]))}
+  for name, rows, fresh in (
+    ("Class-IL", progress["class_il"], class_il),
+    ("Task-IL", progress["task_il"], task_il),
+  ):
+    print(
+      reporting.format_table(
+        rows + [fresh],
+        f"{name} accuracy (%): the run's rows, then the checkpoint ({label}) evaluated now",
+        labels=[None] * len(rows) + [label],
+      )
+    )
+  return {
+    "step": progress["total_steps"],
+    "tasks_seen": seen,
+    "class_il": class_il,
+    "task_il": task_il,
+    "class_il_average": float(np.mean([v for v in class_il if v is not None])),
+  }
 
 
 def main(argv):

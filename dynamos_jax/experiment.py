@@ -9,9 +9,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from dynamos_jax import benchmarks
-from dynamos_jax import accuracy
-from dynamos_jax import methods
+from dynamos_jax import accuracy, benchmarks, methods
 from dynamos_jax.chunks import plan_chunks
 from dynamos_jax.state import TrainState
 
@@ -26,27 +24,38 @@ class Experiment:
     chunks: the plan, a list of ``chunks.Chunk``.
   """
 
-  def __init__(self, config: ml_collections.ConfigDict, seed: int | None = None,
-               shared_with: "Experiment | None" = None):
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    seed: int | None = None,
+    shared_with: "Experiment | None" = None,
+  ):
     """Args: config; seed (default ``config.seed``); shared_with: an Experiment of
     the same config whose dataset (device copies) and jitted predictions this
     one shares."""
     self.config = config
     self.seed = config.seed if seed is None else seed
     # Named streams from the seed (design.md section 3): no key is used twice.
-    self.init_key, self.data_key, self.train_key = jax.random.split(
-        jax.random.key(self.seed), 3)
+    self.init_key, self.data_key, self.train_key = jax.random.split(jax.random.key(self.seed), 3)
     method_class = methods.REGISTRY[config.method]
     benchmark_class = benchmarks.REGISTRY[config.dataset]
-    data = (shared_with.benchmark.data if shared_with is not None
-            else benchmarks.DeviceData.load(config, benchmark_class.dataset))
+    data = (
+      shared_with.benchmark.data
+      if shared_with is not None
+      else benchmarks.DeviceData.load(config, benchmark_class.dataset)
+    )
     self.benchmark = benchmarks.build(config, data, self.data_key, joint=method_class.joint)
     self.method = method_class.from_config(config, self.benchmark)
-    self.chunks = plan_chunks(self.benchmark.batches, self.benchmark.epochs,
-                              self.method.phases, config.train.chunk_size,
-                              config.train.max_steps_per_task)
-    self.predictors = (shared_with.predictors if shared_with is not None
-                       else accuracy.Predictors(self.method))
+    self.chunks = plan_chunks(
+      self.benchmark.batches,
+      self.benchmark.epochs,
+      self.method.phases,
+      config.train.chunk_size,
+      config.train.max_steps_per_task,
+    )
+    self.predictors = (
+      shared_with.predictors if shared_with is not None else accuracy.Predictors(self.method)
+    )
 
   @property
   def gcl(self) -> bool:
@@ -55,8 +64,7 @@ class Experiment:
 
   def initial_state(self) -> TrainState:
     learner = self.method.init(self.init_key, self.benchmark.example(), self.benchmark)
-    return TrainState(step=jnp.zeros((), jnp.int32), key=self.train_key,
-                      learner=learner)
+    return TrainState(step=jnp.zeros((), jnp.int32), key=self.train_key, learner=learner)
 
   def phase_after(self, next_chunk: int) -> str:
     """The phase the method is in once ``next_chunk`` chunks have run (0: before training)."""
@@ -64,8 +72,9 @@ class Experiment:
 
   def evaluate(self, state: TrainState, phase: str) -> dict:
     """The benchmark's scores of ``state`` (one seed's), predicting as in ``phase``."""
-    return self.benchmark.evaluate(self.predictors(state.learner, phase),
-                                   self.config.train.eval_batch_size)
+    return self.benchmark.evaluate(
+      self.predictors(state.learner, phase), self.config.train.eval_batch_size
+    )
 
   def task_data(self, task: int):
     return self.benchmark.task_data(task)

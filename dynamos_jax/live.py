@@ -39,8 +39,11 @@ class LiveMetrics:
       _keep_until(path, resume_step)
       self.files.append(open(path, "a"))
       # purge_step: TensorBoard ignores the earlier files' events from this step on.
-      self.writers.append(tensorboardX.SummaryWriter(
-          directory, purge_step=resume_step + 1 if resume_step else None, flush_secs=30))
+      self.writers.append(
+        tensorboardX.SummaryWriter(
+          directory, purge_step=resume_step + 1 if resume_step else None, flush_secs=30
+        )
+      )
 
   def log(self, seed_index: int, entry: dict) -> None:
     """One chunk's log entry (``step``, ``task``, ``epoch``, ``phase`` and scalar metrics)."""

@@ -31,8 +31,9 @@ def forgetting(matrix: list[list[float | None]]) -> float | None:
   a, tasks = _sequential(matrix)
   if a is None:
     return None
-  return float(np.mean([max(a[i][j] for i in range(j + 1, tasks + 1)) - a[tasks][j]
-                        for j in range(tasks - 1)]))
+  return float(
+    np.mean([max(a[i][j] for i in range(j + 1, tasks + 1)) - a[tasks][j] for j in range(tasks - 1)])
+  )
 
 
 def backward_transfer(matrix: list[list[float | None]]) -> float | None:
@@ -53,9 +54,12 @@ def forward_transfer(matrix: list[list[float | None]], before: list[float]) -> f
 
 def summarize(matrix: list[list[float | None]], before: list[float]) -> dict[str, float | None]:
   """All four metrics of one protocol (class-IL or task-IL)."""
-  return {"final_average": final_average(matrix), "forgetting": forgetting(matrix),
-          "backward_transfer": backward_transfer(matrix),
-          "forward_transfer": forward_transfer(matrix, before)}
+  return {
+    "final_average": final_average(matrix),
+    "forgetting": forgetting(matrix),
+    "backward_transfer": backward_transfer(matrix),
+    "forward_transfer": forward_transfer(matrix, before),
+  }
 
 
 def _sequential(matrix):

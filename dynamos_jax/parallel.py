@@ -18,10 +18,11 @@ import os
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+import numpy as np
 
 from dynamos_jax.errors import InputError
 
@@ -36,9 +37,11 @@ def use_host_devices(count: int) -> None:
     jax.config.update("jax_num_cpu_devices", count)
   except RuntimeError:  # The backends have started (e.g. JAX ran earlier in this process).
     if jax.device_count() != count and jax.default_backend() == "cpu":
-      raise InputError(f"train.host_devices={count} must be set before JAX starts; start "
-                         f"a fresh process, or call jax.config.update('jax_num_cpu_devices', "
-                         f"{count}) right after importing jax") from None
+      raise InputError(
+        f"train.host_devices={count} must be set before JAX starts; start "
+        f"a fresh process, or call jax.config.update('jax_num_cpu_devices', "
+        f"{count}) right after importing jax"
+      ) from None
 
 
 def start(config) -> None:
@@ -48,9 +51,11 @@ def start(config) -> None:
     # JAX finds the coordinator, process count and id on SLURM, Open MPI and
     # TPU pods, and reads JAX_COORDINATOR_ADDRESS; elsewhere the process count
     # and id come from JAX_NUM_PROCESSES and JAX_PROCESS_ID (README).
-    counts = {name: int(os.environ[var]) for name, var in
-              (("num_processes", "JAX_NUM_PROCESSES"), ("process_id", "JAX_PROCESS_ID"))
-              if var in os.environ}
+    counts = {
+      name: int(os.environ[var])
+      for name, var in (("num_processes", "JAX_NUM_PROCESSES"), ("process_id", "JAX_PROCESS_ID"))
+      if var in os.environ
+    }
     # CPU processes gather the state through gloo (the other backends bring their own).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(**counts)
@@ -105,13 +110,21 @@ def resolve_strategy(strategy: str) -> str:
 def _data_axes(data, seed_axis, shared_axis):
   """EpochData's per-seed fields get ``seed_axis``, the shared ones ``shared_axis``."""
   per_seed = data.per_seed_fields()
-  return data.replace(**{name: seed_axis if name in per_seed else shared_axis
-                         for name in data.SHARED + tuple(per_seed)})
+  return data.replace(
+    **{
+      name: seed_axis if name in per_seed else shared_axis for name in data.SHARED + tuple(per_seed)
+    }
+  )
 
 
-def over_seeds(step: Callable | list[Callable], strategy: str, mesh: Mesh | None,
-               traced: tuple[Callable, Any] | None = None) -> Callable:
-  """The step of S seeds from the step of one: ``(state[S], data, position) -> (state[S], metrics[S])``.
+def over_seeds(
+  step: Callable | list[Callable],
+  strategy: str,
+  mesh: Mesh | None,
+  traced: tuple[Callable, Any] | None = None,
+) -> Callable:
+  """The step of S seeds from the step of one:
+  ``(state[S], data, position) -> (state[S], metrics[S])``.
 
   Args:
     step: the pure one-seed step ``(state, data, position) -> (state, metrics)``;
@@ -127,21 +140,30 @@ def over_seeds(step: Callable | list[Callable], strategy: str, mesh: Mesh | None
   strategy = resolve_strategy(strategy)
   steps = step if isinstance(step, list) else None
   if strategy == "vmap" and steps is not None:
-    raise InputError("a list of per-member steps cannot be vmapped: pass traced=(make_step, "
-                       "values) or use seed_strategy=unroll")
+    raise InputError(
+      "a list of per-member steps cannot be vmapped: pass traced=(make_step, "
+      "values) or use seed_strategy=unroll"
+    )
   if steps is not None and mesh is not None:
     # Every device runs the one sharded program, so per-member constants would
     # need a branch per device (lax.switch on the device index), which XLA:CPU
     # rounds differently from the member's setting alone (measured).
-    raise InputError("an unrolled sweep cannot be sharded over devices: set "
-                       "--config.train.seed_devices=1, or seed_strategy=vmap")
+    raise InputError(
+      "an unrolled sweep cannot be sharded over devices: set "
+      "--config.train.seed_devices=1, or seed_strategy=vmap"
+    )
 
   def unrolled(members, state, data, position):
-    return stack([members[i](index(state, i),
-                             data.replace(**{n: getattr(data, n)[i]
-                                             for n in data.per_seed_fields()}),
-                             position)
-                  for i in range(len(members))])
+    return stack(
+      [
+        members[i](
+          index(state, i),
+          data.replace(**{n: getattr(data, n)[i] for n in data.per_seed_fields()}),
+          position,
+        )
+        for i in range(len(members))
+      ]
+    )
 
   def local(state, data, position, values):
     count = jax.tree.leaves(state)[0].shape[0]
@@ -150,8 +172,9 @@ def over_seeds(step: Callable | list[Callable], strategy: str, mesh: Mesh | None
       if traced is None:
         return jax.vmap(step, in_axes=(0, axes, None))(state, data, position)
       make_step = traced[0]
-      return jax.vmap(lambda s, d, v: make_step(v)(s, d, position),
-                      in_axes=(0, axes, 0))(state, data, values)
+      return jax.vmap(lambda s, d, v: make_step(v)(s, d, position), in_axes=(0, axes, 0))(
+        state, data, values
+      )
     return unrolled(steps or [step] * count, state, data, position)
 
   values = None if traced is None else traced[1]
@@ -161,7 +184,8 @@ def over_seeds(step: Callable | list[Callable], strategy: str, mesh: Mesh | None
   def sharded(state, data, position):
     specs = (P(AXIS), _data_axes(data, P(AXIS), P()), P(), P(AXIS))
     return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=P(AXIS))(
-        state, data, position, values)
+      state, data, position, values
+    )
 
   return sharded
 

@@ -3,19 +3,20 @@ matrices, training curves, heatmaps, the analysis page; and the drawing helpers
 the families' own figures use (``figure``, ``save``).
 
 Every function takes numbers and an output path, writes a PNG there (creating
-the parent folder) and returns the path as a string. Drawing uses matplotlib's object-oriented API on the Agg canvas: no
-pyplot state, no display needed, nothing left open.
+the parent folder) and returns the path as a string. Drawing uses matplotlib's
+object-oriented API on the Agg canvas: no pyplot state, no display needed,
+nothing left open.
 """
 
+from collections.abc import Mapping, Sequence
 import html
 import os
-from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
 import matplotlib
-import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+import numpy as np
 
 # Logged per-chunk values that are not loss terms (every other value is drawn as one).
 NOT_LOSSES = ("step", "task", "epoch", "phase", "train_accuracy", "grad_norm", "buffer_seen")
@@ -52,13 +53,27 @@ def annotate(ax, values: np.ndarray, fmt: str, vmin: float, vmax: float):
   mid = (vmin + vmax) / 2
   for (i, j), v in np.ndenumerate(values):
     if np.isfinite(v):
-      ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=8,
-              color="black" if v > mid else "white")
+      ax.text(
+        j,
+        i,
+        format(v, fmt),
+        ha="center",
+        va="center",
+        fontsize=8,
+        color="black" if v > mid else "white",
+      )
 
 
-def activation_heatmap(rates, path, row_labels: Sequence | None = None, first_filter: int = 0,
-                       separators: Sequence[int] = (), title: str | None = None,
-                       ylabel: str = "class", xlabel: str = "filter") -> str:
+def activation_heatmap(
+  rates,
+  path,
+  row_labels: Sequence | None = None,
+  first_filter: int = 0,
+  separators: Sequence[int] = (),
+  title: str | None = None,
+  ylabel: str = "class",
+  xlabel: str = "filter",
+) -> str:
   """Filter activation rates, one row per class or task (Figs. 3 and 7).
 
   Args:
@@ -78,8 +93,14 @@ def activation_heatmap(rates, path, row_labels: Sequence | None = None, first_fi
   r, f = rates.shape
   fig = figure(min(max(6.0, 0.18 * f + 2), 22.0), 1.0 + 0.35 * r)
   ax = fig.add_subplot()
-  im = ax.imshow(np.ma.masked_invalid(rates), cmap=viridis_blank_nan(), vmin=0.0, vmax=1.0,
-                 aspect="auto", interpolation="nearest")
+  im = ax.imshow(
+    np.ma.masked_invalid(rates),
+    cmap=viridis_blank_nan(),
+    vmin=0.0,
+    vmax=1.0,
+    aspect="auto",
+    interpolation="nearest",
+  )
   ticks = np.arange(0, f, 1 if f <= 24 else 4 if f <= 64 else 16)
   ax.set_xticks(ticks, [str(first_filter + t) for t in ticks], fontsize=7)
   ax.set_yticks(np.arange(r), tick_labels(row_labels, r, "{}"))
@@ -107,8 +128,15 @@ def task_accuracy_bars(final_row: Sequence[float], path, title: str | None = Non
   return save(ax.figure, path)
 
 
-def matrix_image(values, path, title: str, labels: Sequence | None = None,
-                 fmt: str | None = None, cmap: str = "viridis", vmin: float | None = None) -> str:
+def matrix_image(
+  values,
+  path,
+  title: str,
+  labels: Sequence | None = None,
+  fmt: str | None = None,
+  cmap: str = "viridis",
+  vmin: float | None = None,
+) -> str:
   """A square matrix as an image with a colour bar (overlaps, correlations, JSD); ``fmt``
   annotates the cells (None: not), ``vmin`` sets the scale's low end (None: the minimum)."""
   values = np.asarray(values, np.float64)
@@ -131,9 +159,14 @@ def matrix_image(values, path, title: str, labels: Sequence | None = None,
   return save(fig, path)
 
 
-def accuracy_matrix(accuracies: Sequence[Sequence[float | None]], path,
-                    row_labels: Sequence | None = None, col_labels: Sequence | None = None,
-                    title: str | None = None, fmt: str = ".1f") -> str:
+def accuracy_matrix(
+  accuracies: Sequence[Sequence[float | None]],
+  path,
+  row_labels: Sequence | None = None,
+  col_labels: Sequence | None = None,
+  title: str | None = None,
+  fmt: str = ".1f",
+) -> str:
   """Accuracy (%) on each task (columns) after each stage of training (rows), annotated.
 
   Args:
@@ -158,12 +191,21 @@ def accuracy_matrix(accuracies: Sequence[Sequence[float | None]], path,
     offset = 1 if len(rows) == cols + 1 else 0
     row_labels = ["untrained"] * offset + [f"task {i + 1}" for i in range(len(rows) - offset)]
   names = tick_labels(row_labels, len(rows), "{}")
-  col_names = tick_labels(col_labels, cols, "{}") if col_labels is not None else [
-      f"task {j + 1}" for j in range(cols)]
+  col_names = (
+    tick_labels(col_labels, cols, "{}")
+    if col_labels is not None
+    else [f"task {j + 1}" for j in range(cols)]
+  )
   fig = figure(2.0 + 0.8 * cols, 1.2 + 0.5 * len(rows))
   ax = fig.add_subplot()
-  im = ax.imshow(np.ma.masked_invalid(values), cmap=viridis_blank_nan(), vmin=0.0,
-                 vmax=100.0, aspect="auto", interpolation="nearest")
+  im = ax.imshow(
+    np.ma.masked_invalid(values),
+    cmap=viridis_blank_nan(),
+    vmin=0.0,
+    vmax=100.0,
+    aspect="auto",
+    interpolation="nearest",
+  )
   annotate(ax, values, fmt, 0.0, 100.0)
   ax.set_xticks(np.arange(cols), col_names)
   ax.set_yticks(np.arange(len(rows)), names)
@@ -188,12 +230,19 @@ def _series(logs: Sequence[Mapping], key: str) -> tuple[np.ndarray, np.ndarray]:
 def loss_terms(logs: Sequence[Mapping]) -> list[str]:
   """The logged values that are loss terms: all but :data:`NOT_LOSSES` and keep ratios."""
   present = set().union(*(r.keys() for r in logs)) if logs else set()
-  return sorted((k for k in present if k not in NOT_LOSSES and not k.startswith("keep_ratio")),
-                key=lambda k: (k != "loss", k))
+  return sorted(
+    (k for k in present if k not in NOT_LOSSES and not k.startswith("keep_ratio")),
+    key=lambda k: (k != "loss", k),
+  )
 
 
-def training_curves(logs: Sequence[Mapping], path, loss_keys: Sequence[str] | None = None,
-                    keep_ratio_target: float | None = None, title: str | None = None) -> str:
+def training_curves(
+  logs: Sequence[Mapping],
+  path,
+  loss_keys: Sequence[str] | None = None,
+  keep_ratio_target: float | None = None,
+  title: str | None = None,
+) -> str:
   """Loss terms and per-agent keep ratios against the step.
 
   Args:
@@ -211,14 +260,15 @@ def training_curves(logs: Sequence[Mapping], path, loss_keys: Sequence[str] | No
   """
   present = set().union(*(r.keys() for r in logs)) if logs else set()
   keys = [k for k in (loss_terms(logs) if loss_keys is None else loss_keys) if k in present]
-  ratio_keys = sorted((k for k in present if k.startswith("keep_ratio")),
-                      key=lambda k: (len(k), k))
+  ratio_keys = sorted((k for k in present if k.startswith("keep_ratio")), key=lambda k: (len(k), k))
   panels = 1 + bool(ratio_keys)
   fig = figure(8.0, 3.2 * panels)
   axes = fig.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
-  boundaries = [logs[i]["step"] if "step" in logs[i] else i for i in range(len(logs) - 1)
-                if "task" in logs[i] and "task" in logs[i + 1]
-                and logs[i]["task"] != logs[i + 1]["task"]]
+  boundaries = [
+    logs[i]["step"] if "step" in logs[i] else i
+    for i in range(len(logs) - 1)
+    if "task" in logs[i] and "task" in logs[i + 1] and logs[i]["task"] != logs[i + 1]["task"]
+  ]
   for key in keys:
     axes[0].plot(*_series(logs, key), label=key, linewidth=1)
   axes[0].set_yscale("symlog", linthresh=1e-2)
@@ -242,8 +292,9 @@ def training_curves(logs: Sequence[Mapping], path, loss_keys: Sequence[str] | No
   return save(fig, path)
 
 
-def index_html(figures: Sequence[tuple[str, str, str]], out_path,
-               title: str = "Dynamos analysis") -> str:
+def index_html(
+  figures: Sequence[tuple[str, str, str]], out_path, title: str = "Dynamos analysis"
+) -> str:
   """A self-contained index.html showing the figures (relative links), one section each.
 
   Args:
@@ -253,19 +304,26 @@ def index_html(figures: Sequence[tuple[str, str, str]], out_path,
     title: page title.
   """
   parts = [
-      "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-      f"<title>{html.escape(title)}</title>",
-      "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-      "figure{margin:0 0 2.5em}img{max-width:100%;border:1px solid #ddd}"
-      "figcaption{color:#444;margin-top:.4em}</style>",
-      "</head>", "<body>", f"<h1>{html.escape(title)}</h1>",
+    "<!DOCTYPE html>",
+    '<html lang="en">',
+    "<head>",
+    '<meta charset="utf-8">',
+    f"<title>{html.escape(title)}</title>",
+    "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+    "figure{margin:0 0 2.5em}img{max-width:100%;border:1px solid #ddd}"
+    "figcaption{color:#444;margin-top:.4em}</style>",
+    "</head>",
+    "<body>",
+    f"<h1>{html.escape(title)}</h1>",
   ]
   for fig_title, filename, caption in figures:
     src = html.escape(quote(filename))
     parts += [
-        "<figure>", f"<h2>{html.escape(fig_title)}</h2>",
-        f'<a href="{src}"><img src="{src}" alt="{html.escape(fig_title)}"></a>',
-        f"<figcaption>{html.escape(caption)}</figcaption>", "</figure>",
+      "<figure>",
+      f"<h2>{html.escape(fig_title)}</h2>",
+      f'<a href="{src}"><img src="{src}" alt="{html.escape(fig_title)}"></a>',
+      f"<figcaption>{html.escape(caption)}</figcaption>",
+      "</figure>",
     ]
   parts += ["</body>", "</html>", ""]
   out_path = os.fspath(out_path)

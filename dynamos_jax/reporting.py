@@ -12,8 +12,9 @@ from dynamos_jax import parallel
 from dynamos_jax import sweep as sweep_lib
 
 
-def format_table(matrix: list[list[float | None]], title: str,
-                 labels: list[str | None] | None = None) -> str:
+def format_table(
+  matrix: list[list[float | None]], title: str, labels: list[str | None] | None = None
+) -> str:
   """An accuracy matrix as text: a row per evaluation, '-' for unseen tasks, the mean."""
   tasks = len(matrix[0])
   lines = [title, "after task | " + " ".join(f"  T{j + 1:<4}" for j in range(tasks)) + " |  mean"]
@@ -33,13 +34,18 @@ def accuracy_results(progress: dict) -> dict:
   ``gcl`` and ``metrics.gcl``, both ``{"accuracy": float}``.
   """
   if "gcl" in progress:
-    return {"gcl": {"accuracy": progress["gcl"]},
-            "metrics": {"gcl": {"accuracy": progress["gcl"]}}}
-  out = {p: {"matrix": progress[p], "before": progress["before"][p],
-             "final_average": metrics_lib.final_average(progress[p])}
-         for p in ("class_il", "task_il")}
-  out["metrics"] = {p: metrics_lib.summarize(progress[p], progress["before"][p])
-                    for p in ("class_il", "task_il")}
+    return {"gcl": {"accuracy": progress["gcl"]}, "metrics": {"gcl": {"accuracy": progress["gcl"]}}}
+  out = {
+    p: {
+      "matrix": progress[p],
+      "before": progress["before"][p],
+      "final_average": metrics_lib.final_average(progress[p]),
+    }
+    for p in ("class_il", "task_il")
+  }
+  out["metrics"] = {
+    p: metrics_lib.summarize(progress[p], progress["before"][p]) for p in ("class_il", "task_il")
+  }
   return out
 
 
@@ -53,30 +59,46 @@ def format_results(results: dict) -> str:
   if "runs" in results:
     lines = []
     for run in results["runs"]:
-      cells = [f"{p} {run['metrics'][p].get('final_average', run['metrics'][p].get('accuracy')):.2f}"
-               for p in run["metrics"]]
+      cells = [
+        f"{p} {run['metrics'][p].get('final_average', run['metrics'][p].get('accuracy')):.2f}"
+        for p in run["metrics"]
+      ]
       lines.append(f"seed {run['seed']}: " + ", ".join(cells))
     for protocol, values in results["summary"].items():
-      lines.append(f"{protocol} over {len(results['runs'])} seeds: " + ", ".join(
-          f"{name} {v['mean']:.2f} +- {v['std']:.2f}" for name, v in values.items()
-          if v["mean"] is not None))
+      lines.append(
+        f"{protocol} over {len(results['runs'])} seeds: "
+        + ", ".join(
+          f"{name} {v['mean']:.2f} +- {v['std']:.2f}"
+          for name, v in values.items()
+          if v["mean"] is not None
+        )
+      )
     return "\n".join(lines)
   if "gcl" in results:
     return f"GCL accuracy (all rotated test draws): {results['gcl']['accuracy']:.2f}%"
-  return "\n".join([format_table(results["class_il"]["matrix"], "Class-IL accuracy (%)"),
-                    format_table(results["task_il"]["matrix"], "Task-IL accuracy (%)"),
-                    format_metrics(results["metrics"])])
+  return "\n".join(
+    [
+      format_table(results["class_il"]["matrix"], "Class-IL accuracy (%)"),
+      format_table(results["task_il"]["matrix"], "Task-IL accuracy (%)"),
+      format_metrics(results["metrics"]),
+    ]
+  )
 
 
 def format_metrics(metrics: dict[str, dict[str, float | None]]) -> str:
   """The metrics of each protocol side by side; '-' where undefined (joint runs)."""
-  names = {"final_average": "final average", "forgetting": "forgetting",
-           "backward_transfer": "BWT", "forward_transfer": "FWT"}
+  names = {
+    "final_average": "final average",
+    "forgetting": "forgetting",
+    "backward_transfer": "BWT",
+    "forward_transfer": "FWT",
+  }
   lines = [f"{'metric':>14} | {'class-IL':>8} | {'task-IL':>8}"]
   for key, name in names.items():
     cells = [metrics[p][key] for p in ("class_il", "task_il")]
-    lines.append(f"{name:>14} | " + " | ".join("       -" if v is None else f"{v:8.2f}"
-                                               for v in cells))
+    lines.append(
+      f"{name:>14} | " + " | ".join("       -" if v is None else f"{v:8.2f}" for v in cells)
+    )
   return "\n".join(lines)
 
 
@@ -89,25 +111,54 @@ def results_record(config, seeds, progress: dict, train: dict) -> dict:
   (``sweep_record``).
   """
   if seeds.sweep is not None:
-    runs = [{"seed": r["seed"], "setting": setting, "label": seeds.sweep.label(setting),
-             **accuracy_results(r), **_method(r), "log": r["log"]}
-            for r, setting in zip(progress["seeds"], seeds.settings)]
-    train.update(members=len(seeds.seeds), settings=len(seeds.sweep.settings),
-                 seed_strategy=parallel.resolve_strategy(config.train.seed_strategy),
-                 devices=1 if seeds.mesh is None else seeds.mesh.size)
-    return {"config": config.to_dict(), "seeds": config_lib.run_seeds(config), "runs": runs,
-            "sweep": sweep_record(seeds.sweep, runs, headline(seeds.exps[0].benchmark)),
-            "train": train}
+    runs = [
+      {
+        "seed": r["seed"],
+        "setting": setting,
+        "label": seeds.sweep.label(setting),
+        **accuracy_results(r),
+        **_method(r),
+        "log": r["log"],
+      }
+      for r, setting in zip(progress["seeds"], seeds.settings)
+    ]
+    train.update(
+      members=len(seeds.seeds),
+      settings=len(seeds.sweep.settings),
+      seed_strategy=parallel.resolve_strategy(config.train.seed_strategy),
+      devices=1 if seeds.mesh is None else seeds.mesh.size,
+    )
+    return {
+      "config": config.to_dict(),
+      "seeds": config_lib.run_seeds(config),
+      "runs": runs,
+      "sweep": sweep_record(seeds.sweep, runs, headline(seeds.exps[0].benchmark)),
+      "train": train,
+    }
   if seeds.multi:
-    runs = [{"seed": r["seed"], **accuracy_results(r), **_method(r), "log": r["log"]}
-            for r in progress["seeds"]]
-    train.update(seeds=len(seeds.seeds),
-                 seed_strategy=parallel.resolve_strategy(config.train.seed_strategy),
-                 devices=1 if seeds.mesh is None else seeds.mesh.size)
-    return {"config": config.to_dict(), "seeds": seeds.seeds, "runs": runs,
-            "summary": metrics_lib.over_seeds(runs), "train": train}
-  return {"config": config.to_dict(), **accuracy_results(progress), **_method(progress),
-          "train": train, "log": progress["log"]}
+    runs = [
+      {"seed": r["seed"], **accuracy_results(r), **_method(r), "log": r["log"]}
+      for r in progress["seeds"]
+    ]
+    train.update(
+      seeds=len(seeds.seeds),
+      seed_strategy=parallel.resolve_strategy(config.train.seed_strategy),
+      devices=1 if seeds.mesh is None else seeds.mesh.size,
+    )
+    return {
+      "config": config.to_dict(),
+      "seeds": seeds.seeds,
+      "runs": runs,
+      "summary": metrics_lib.over_seeds(runs),
+      "train": train,
+    }
+  return {
+    "config": config.to_dict(),
+    **accuracy_results(progress),
+    **_method(progress),
+    "train": train,
+    "log": progress["log"],
+  }
 
 
 def _method(record: dict) -> dict:
@@ -131,12 +182,17 @@ def write_results(results: dict, workdir: str) -> str:
       directory = os.path.join(workdir, sweep_lib.DIRECTORY, label)
       os.makedirs(directory, exist_ok=True)
       _write_json(record, os.path.join(directory, "results.json"))
-    runs = {label: {r["seed"]: r for r in results["runs"] if r["label"] == label}
-            for label in results["sweep"]["settings"]}
-    plot_comparison({label: s["summary"] for label, s in results["sweep"]["settings"].items()},
-                    runs, os.path.join(workdir, sweep_lib.DIRECTORY, "sweep.png"),
-                    title=f"{len(runs)} settings of {', '.join(results['sweep']['keys'])}; "
-                          f"best: {results['sweep']['best']}")
+    runs = {
+      label: {r["seed"]: r for r in results["runs"] if r["label"] == label}
+      for label in results["sweep"]["settings"]
+    }
+    plot_comparison(
+      {label: s["summary"] for label, s in results["sweep"]["settings"].items()},
+      runs,
+      os.path.join(workdir, sweep_lib.DIRECTORY, "sweep.png"),
+      title=f"{len(runs)} settings of {', '.join(results['sweep']['keys'])}; "
+      f"best: {results['sweep']['best']}",
+    )
   return path
 
 
@@ -147,6 +203,7 @@ def _write_json(record: dict, path: str) -> None:
 
 
 # ---- sweeps: each setting's record, the table of settings, the best one ----
+
 
 def headline(benchmark) -> tuple[str, str]:
   """(protocol, metric) a benchmark's settings are ranked by: the GCL accuracy, a
@@ -166,12 +223,19 @@ def sweep_record(sweep, runs: list[dict], ranked_by: tuple[str, str]) -> dict:
   for setting in sweep.settings:
     label = sweep.label(setting)
     mine = [r for r in runs if r["label"] == label]
-    settings[label] = {"values": setting, "seeds": [r["seed"] for r in mine],
-                       "summary": metrics_lib.over_seeds(mine)}
+    settings[label] = {
+      "values": setting,
+      "seeds": [r["seed"] for r in mine],
+      "summary": metrics_lib.over_seeds(mine),
+    }
   protocol, metric = ranked_by
   best = max(settings, key=lambda l: settings[l]["summary"][protocol][metric]["mean"])
-  return {"keys": list(sweep.keys), "settings": settings, "ranked_by": [protocol, metric],
-          "best": best}
+  return {
+    "keys": list(sweep.keys),
+    "settings": settings,
+    "ranked_by": [protocol, metric],
+    "best": best,
+  }
 
 
 def setting_results(results: dict, workdir: str) -> dict[str, dict]:
@@ -184,15 +248,26 @@ def setting_results(results: dict, workdir: str) -> dict[str, dict]:
   out = {}
   for label, entry in results["sweep"]["settings"].items():
     alone = sweep_lib.setting_config(config, entry["values"]).to_dict()
-    runs = [{k: v for k, v in r.items() if k not in ("setting", "label")}
-            for r in results["runs"] if r["label"] == label]
+    runs = [
+      {k: v for k, v in r.items() if k not in ("setting", "label")}
+      for r in results["runs"]
+      if r["label"] == label
+    ]
     train = {**results["train"], "trained_in": os.path.abspath(workdir), "setting": label}
     if len(runs) == 1:
-      out[label] = {"config": alone, **{k: v for k, v in runs[0].items() if k != "seed"},
-                    "train": train}
+      out[label] = {
+        "config": alone,
+        **{k: v for k, v in runs[0].items() if k != "seed"},
+        "train": train,
+      }
     else:
-      out[label] = {"config": alone, "seeds": entry["seeds"], "runs": runs,
-                    "summary": entry["summary"], "train": train}
+      out[label] = {
+        "config": alone,
+        "seeds": entry["seeds"],
+        "runs": runs,
+        "summary": entry["summary"],
+        "train": train,
+      }
   return out
 
 
@@ -202,18 +277,26 @@ def format_sweep(results: dict) -> str:
   summary = {label: s["summary"] for label, s in record["settings"].items()}
   protocol, metric = record["ranked_by"]
   best = record["settings"][record["best"]]["summary"][protocol][metric]
-  return "\n".join([
+  return "\n".join(
+    [
       format_summary(summary, results["seeds"], name="setting", headlines_only=True),
       f"best setting by {PROTOCOLS.get(protocol, protocol)} {METRICS.get(metric, metric)}: "
-      f"{record['best']} ({best['mean']:.2f} +- {best['std']:.2f})"])
+      f"{record['best']} ({best['mean']:.2f} +- {best['std']:.2f})",
+    ]
+  )
 
 
 # ---- the comparison table and chart (compare.py and sweeps) ----
 
 # Display names; a run's protocols and metrics are whatever its results.json has.
 PROTOCOLS = {"class_il": "class-IL", "task_il": "task-IL", "gcl": "GCL"}
-METRICS = {"final_average": "final avg", "forgetting": "forgetting",
-           "backward_transfer": "BWT", "forward_transfer": "FWT", "accuracy": "accuracy"}
+METRICS = {
+  "final_average": "final avg",
+  "forgetting": "forgetting",
+  "backward_transfer": "BWT",
+  "forward_transfer": "FWT",
+  "accuracy": "accuracy",
+}
 
 
 def _headline(protocol_metrics: dict) -> str:
@@ -221,8 +304,9 @@ def _headline(protocol_metrics: dict) -> str:
   return "final_average" if "final_average" in protocol_metrics else "accuracy"
 
 
-def format_summary(summary: dict, seeds: list[int], name: str = "method",
-                   headlines_only: bool = False) -> str:
+def format_summary(
+  summary: dict, seeds: list[int], name: str = "method", headlines_only: bool = False
+) -> str:
   """The comparison as a text table, mean +- std over the seeds.
 
   Args:
@@ -231,27 +315,32 @@ def format_summary(summary: dict, seeds: list[int], name: str = "method",
     headlines_only: a column per protocol, its final average (or GCL accuracy).
   """
   first = next(iter(summary.values()))
-  columns = [(p, m) for p in first for m in first[p]
-             if not headlines_only or m == _headline(first[p])]
+  columns = [
+    (p, m) for p in first for m in first[p] if not headlines_only or m == _headline(first[p])
+  ]
   width = max(16, *(len(n) for n in summary))
   header = f"{name:>{width}} | " + " | ".join(
-      f"{PROTOCOLS.get(p, p) + ' ' + METRICS.get(m, m):>20}" for p, m in columns)
+    f"{PROTOCOLS.get(p, p) + ' ' + METRICS.get(m, m):>20}" for p, m in columns
+  )
   lines = [f"mean +- std over seeds {', '.join(map(str, seeds))}", header]
   for row, protocols in summary.items():
     cells = []
     for p, m in columns:
       entry = protocols[p][m]
-      cells.append(f"{'-':>20}" if entry["mean"] is None
-                   else f"{entry['mean']:12.2f} +- {entry['std']:5.2f}")
+      cells.append(
+        f"{'-':>20}" if entry["mean"] is None else f"{entry['mean']:12.2f} +- {entry['std']:5.2f}"
+      )
     lines.append(f"{row:>{width}} | " + " | ".join(cells))
   return "\n".join(lines)
 
 
-def plot_comparison(summary: dict, runs: dict[str, dict[int, dict]], path: str,
-                    title: str | None = None) -> str:
+def plot_comparison(
+  summary: dict, runs: dict[str, dict[int, dict]], path: str, title: str | None = None
+) -> str:
   """Final averages per method or setting (bars, +- std) and average accuracy after
   each task (curves); ``title`` over both."""
   import matplotlib  # Imported here: only the charts need it.
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
@@ -262,8 +351,14 @@ def plot_comparison(summary: dict, runs: dict[str, dict[int, dict]], path: str,
   for k, protocol in enumerate(protocols):
     headline = [summary[n][protocol][_headline(summary[n][protocol])] for n in names]
     x = np.arange(len(names)) + (k - (len(protocols) - 1) / 2) * width
-    bars.bar(x, [h["mean"] for h in headline], width, yerr=[h["std"] for h in headline],
-             capsize=3, label=PROTOCOLS.get(protocol, protocol))
+    bars.bar(
+      x,
+      [h["mean"] for h in headline],
+      width,
+      yerr=[h["std"] for h in headline],
+      capsize=3,
+      label=PROTOCOLS.get(protocol, protocol),
+    )
   bars.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
   bars.set_ylabel("final average accuracy (%)")
   bars.set_ylim(0, 100)
@@ -271,8 +366,11 @@ def plot_comparison(summary: dict, runs: dict[str, dict[int, dict]], path: str,
   bars.set_title("At the end of the stream")
   for name in names:
     # Mean over seeds of the average accuracy on the tasks seen after each task.
-    rows = [[np.mean([v for v in row if v is not None]) for row in r["class_il"]["matrix"][1:]]
-            for r in runs[name].values() if "class_il" in r]
+    rows = [
+      [np.mean([v for v in row if v is not None]) for row in r["class_il"]["matrix"][1:]]
+      for r in runs[name].values()
+      if "class_il" in r
+    ]
     if rows and len(rows[0]) > 1:
       curve = np.mean(rows, axis=0)
       curves.plot(np.arange(1, len(curve) + 1), curve, marker="o", label=name)
@@ -293,4 +391,5 @@ def plot_comparison(summary: dict, runs: dict[str, dict[int, dict]], path: str,
 
 def progress_bar(total: int, enabled: bool):
   import tqdm  # Imported here: only the training loop shows progress.
+
   return tqdm.tqdm(total=total, unit="step", disable=not enabled, dynamic_ncols=True)

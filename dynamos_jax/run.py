@@ -7,8 +7,7 @@ in one program (sweep.py). Bad input ends with a one-line message and exit code 
 
 import sys
 
-from absl import app
-from absl import logging
+from absl import app, logging
 
 from dynamos_jax.cli import CONFIG, SEED, WORKDIR, fail, parse_flags
 from dynamos_jax.errors import InputError
@@ -28,9 +27,8 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)
   # Imported after flag parsing so `--help` and flag errors are quick.
   from dynamos_jax import config as config_lib
-  from dynamos_jax import parallel
-  from dynamos_jax import sweep
-  from dynamos_jax import train
+  from dynamos_jax import parallel, sweep, train
+
   try:
     config_lib.validate(CONFIG.value)
     sweep.validate(CONFIG.value)  # each setting's config too, before anything trains

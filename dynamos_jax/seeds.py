@@ -10,21 +10,21 @@ import os
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 import ml_collections
 import numpy as np
-from jax.sharding import PartitionSpec as P
 
-from dynamos_jax import config as config_lib
 from dynamos_jax import accuracy as evaluation
+from dynamos_jax import config as config_lib
 from dynamos_jax import parallel
 from dynamos_jax import sweep as sweep_lib
+from dynamos_jax.chunks import ChunkRunner, make_train_step, unaliased
 from dynamos_jax.data.streams import EpochData
 from dynamos_jax.errors import ConfigError, InputError
 from dynamos_jax.experiment import Experiment
 from dynamos_jax.live import LiveMetrics
 from dynamos_jax.methods import Method
 from dynamos_jax.methods.dynamos import two_pass
-from dynamos_jax.chunks import ChunkRunner, make_train_step, unaliased
 from dynamos_jax.state import TrainState
 
 
@@ -57,30 +57,41 @@ class Seeds:
       exp.predictors = predictors[name]
       self.exps.append(exp)
     if any(e.chunks != first.chunks for e in self.exps):
-      raise InputError("the members' plans differ (stream lengths or phases), so they cannot "
-                         "share one program; run them one at a time (--config.seed=N)")
+      raise InputError(
+        "the members' plans differ (stream lengths or phases), so they cannot "
+        "share one program; run them one at a time (--config.seed=N)"
+      )
     self.config = config
-    unrolled_sweep = (self.sweep is not None
-                      and parallel.resolve_strategy(config.train.seed_strategy) == "unroll")
+    unrolled_sweep = (
+      self.sweep is not None and parallel.resolve_strategy(config.train.seed_strategy) == "unroll"
+    )
     if unrolled_sweep and config.train.seed_devices > 1:
       # One sharded program runs on every device, so each device's members would
       # need their constants picked by the device's index (a branch per device),
       # which rounds differently from a setting alone (measured): refused.
-      raise ConfigError("an unrolled sweep cannot be sharded over devices (each member's "
-                        "constants would need a branch per device, which rounds differently "
-                        "from the setting alone): set --config.train.seed_devices=1, or "
-                        "--config.train.seed_strategy=vmap")
+      raise ConfigError(
+        "an unrolled sweep cannot be sharded over devices (each member's "
+        "constants would need a branch per device, which rounds differently "
+        "from the setting alone): set --config.train.seed_devices=1, or "
+        "--config.train.seed_strategy=vmap"
+      )
     # An unrolled sweep runs on one device (seed_devices 0 or 1).
-    self.mesh = (parallel.seed_mesh(len(self.seeds), config.train.seed_devices)
-                 if self.multi and not unrolled_sweep else None)
+    self.mesh = (
+      parallel.seed_mesh(len(self.seeds), config.train.seed_devices)
+      if self.multi and not unrolled_sweep
+      else None
+    )
     data = first.benchmark.data
     # The labels the benchmark's batches carry: the dataset's, or a benchmark's own
     # (``train_labels``: a task-incremental split's are within the task).
     labels = getattr(first.benchmark, "train_labels", data.train_labels)
     # One seed with train.parallel_passes: its state and data replicated on the two devices
     # of the passes once, not copied there from device 0 at every step.
-    self.replicas = (two_pass.pass_mesh() if config.train.get("parallel_passes", False)
-                     and not self.multi else None)
+    self.replicas = (
+      two_pass.pass_mesh()
+      if config.train.get("parallel_passes", False) and not self.multi
+      else None
+    )
     self.shared = parallel.place((data.train_images, labels), self.mesh or self.replicas, P())
 
   @property
@@ -103,15 +114,17 @@ class Seeds:
     run_seeds = config_lib.run_seeds(self.config)
     if self.sweep is None:
       return [(workdir, run_seeds)]
-    return [(os.path.join(workdir, sweep_lib.DIRECTORY, label), run_seeds)
-            for label in self.sweep.labels]
+    return [
+      (os.path.join(workdir, sweep_lib.DIRECTORY, label), run_seeds) for label in self.sweep.labels
+    ]
 
   def live_metrics(self, workdir: str, resume_step: int, enabled: bool):
     """The members' live streams: WORKDIR/live/seed_N, or each setting's folder's."""
     if self.sweep is None:
       return LiveMetrics(workdir, self.seeds, resume_step, enabled)
-    return sweep_lib.SweepLive(workdir, self.sweep, config_lib.run_seeds(self.config),
-                               resume_step, enabled)
+    return sweep_lib.SweepLive(
+      workdir, self.sweep, config_lib.run_seeds(self.config), resume_step, enabled
+    )
 
   def initial_state(self) -> TrainState:
     if not self.multi:
@@ -119,8 +132,10 @@ class Seeds:
     states = [e.initial_state() for e in self.exps]
     shapes = {tuple(np.shape(x) for x in jax.tree.leaves(s)) for s in states}
     if len(shapes) > 1:
-      raise InputError("the members' states have different shapes, so they cannot share one "
-                         "program; sweep only keys that keep the shapes")
+      raise InputError(
+        "the members' states have different shapes, so they cannot share one "
+        "program; sweep only keys that keep the shapes"
+      )
     return self.place(parallel.stack(states))
 
   def place(self, state: TrainState) -> TrainState:
@@ -133,9 +148,12 @@ class Seeds:
     """A chunk runner per phase of the plan (the step lifted over the members)."""
     exp = self.exps[0]
     phases = dict.fromkeys(c.phase for c in exp.chunks)
-    return {phase: ChunkRunner(self._step(phase), self.config.train.chunk_strategy,
-                               self.config.train.chunk_size)
-            for phase in phases}
+    return {
+      phase: ChunkRunner(
+        self._step(phase), self.config.train.chunk_strategy, self.config.train.chunk_size
+      )
+      for phase in phases
+    }
 
   def _step(self, phase: str):
     """The phase's step of all members: one seed's, lifted over the seeds; a sweep's
@@ -147,14 +165,16 @@ class Seeds:
     if self.sweep is None:
       return parallel.over_seeds(make_train_step(exp.method, phase), strategy, self.mesh)
     if strategy == "unroll":
-      return parallel.over_seeds([make_train_step(e.method, phase) for e in self.exps],
-                                 strategy, self.mesh)
+      return parallel.over_seeds(
+        [make_train_step(e.method, phase) for e in self.exps], strategy, self.mesh
+      )
     varying = sweep_lib.varying_fields([e.method for e in self.exps])
     values = {".".join(path): jnp.asarray(v, jnp.float32) for path, v in varying.items()}
 
     def make_step(mine):
       method = sweep_lib.with_values(
-          exp.method, {tuple(name.split(".")): v for name, v in mine.items()})
+        exp.method, {tuple(name.split(".")): v for name, v in mine.items()}
+      )
       one = make_train_step(method, phase)
 
       def step(state, data, position):
@@ -162,9 +182,11 @@ class Seeds:
           return one(state, data, position)
         except jax.errors.ConcretizationTypeError:
           # The method branches in Python on a swept value: it needs its constants.
-          raise ConfigError(f"sweep: {exp.method.name} uses {', '.join(values)} in Python "
-                            "control flow, so the sweep cannot be vmapped; use "
-                            "--config.train.seed_strategy=unroll") from None
+          raise ConfigError(
+            f"sweep: {exp.method.name} uses {', '.join(values)} in Python "
+            "control flow, so the sweep cannot be vmapped; use "
+            "--config.train.seed_strategy=unroll"
+          ) from None
 
       return step
 
@@ -180,11 +202,14 @@ class Seeds:
     datas = [e.benchmark.epoch_data(task, epoch) for e in self.exps]
     first = datas[0]
     per_seed = parallel.place(
-        parallel.stack([{n: getattr(d, n) for n in first.per_seed_fields()} for d in datas]),
-        self.mesh, P(parallel.AXIS))
+      parallel.stack([{n: getattr(d, n) for n in first.per_seed_fields()} for d in datas]),
+      self.mesh,
+      P(parallel.AXIS),
+    )
     images, labels = self.shared
-    return first.replace(images=images, labels=labels,
-                         task=parallel.place(first.task, self.mesh, P()), **per_seed)
+    return first.replace(
+      images=images, labels=labels, task=parallel.place(first.task, self.mesh, P()), **per_seed
+    )
 
   def state_of(self, state: TrainState, i: int) -> TrainState:
     """Seed i's state, on the host (for evaluation and hooks on any device)."""
@@ -207,14 +232,18 @@ class Seeds:
     if not self.multi:
       learner = getattr(exp.method, hook)(state.learner, exp.task_data(task))
       return self.place(unaliased(state.replace(learner=learner)))
-    learners = [getattr(e.method, hook)(self.state_of(state, i).learner, e.task_data(task))
-                for i, e in enumerate(self.exps)]
+    learners = [
+      getattr(e.method, hook)(self.state_of(state, i).learner, e.task_data(task))
+      for i, e in enumerate(self.exps)
+    ]
     # A method whose hooks grow each seed by its own data (DGM) pads them to one shape.
     learners = exp.method.common_shape(learners)
     shapes = {tuple(np.shape(x) for x in jax.tree.leaves(l)) for l in learners}
     if len(shapes) > 1:
-      raise InputError(f"{exp.method.name}.{hook} gave the seeds states of different shapes, "
-                         "so they cannot share one program; run the seeds one at a time")
+      raise InputError(
+        f"{exp.method.name}.{hook} gave the seeds states of different shapes, "
+        "so they cannot share one program; run the seeds one at a time"
+      )
     return self.place(state.replace(learner=parallel.stack(learners)))
 
   def end_epoch(self, state: TrainState, chunk) -> TrainState:
@@ -240,8 +269,11 @@ class Seeds:
     first = seen[chunk.task - 1] if chunk.task else 0
     # A task-incremental benchmark selects on the task's own head (task-IL).
     protocol = "task_il" if exp.benchmark.kind == "task-incremental" else "class_il"
-    return (float(np.mean(scores[protocol][first:seen[chunk.task]]))
-            if protocol in scores else scores["gcl"])
+    return (
+      float(np.mean(scores[protocol][first : seen[chunk.task]]))
+      if protocol in scores
+      else scores["gcl"]
+    )
 
   def split(self, metrics: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
     """Per-seed metrics from the runner's [steps] or [steps, S] arrays."""

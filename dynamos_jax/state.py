@@ -11,6 +11,7 @@ class TrainState:
   """step: int32 [] steps taken (all phases); key: the train stream's PRNG key
   (folded with ``step`` each step); learner: the method's state (any pytree,
   ``Method.init``)."""
+
   step: jax.Array
   key: jax.Array
   learner: Any

@@ -47,6 +47,7 @@ class Sweep:
   settings: one ``{key: value}`` per setting, the grid in row-major order of
     the keys (the last key varies fastest).
   """
+
   keys: tuple[str, ...]
   settings: tuple[dict[str, float], ...]
 
@@ -101,27 +102,38 @@ def parse(config: ml_collections.ConfigDict) -> Sweep | None:
     if not part:
       continue
     if "=" not in part:
-      raise ConfigError(f"sweep entry {part!r} is not KEY=V1,V2,...: write e.g. "
-                        "--config.sweep='dynamos.alpha=0.1,0.5;lr=0.05,0.1'")
+      raise ConfigError(
+        f"sweep entry {part!r} is not KEY=V1,V2,...: write e.g. "
+        "--config.sweep='dynamos.alpha=0.1,0.5;lr=0.05,0.1'"
+      )
     key, listed = (s.strip() for s in part.split("=", 1))
     key = config_lib.RENAMED.get(key, key)
     try:
       current = _leaf(config, key)
     except (KeyError, AttributeError):
-      raise ConfigError(f"sweep: unknown config key {key!r} (sweepable: lr and the float "
-                        "keys of the methods' namespaces, e.g. dynamos.alpha)") from None
+      raise ConfigError(
+        f"sweep: unknown config key {key!r} (sweepable: lr and the float "
+        "keys of the methods' namespaces, e.g. dynamos.alpha)"
+      ) from None
     if key not in allowed:
-      why = ("not a number" if isinstance(current, (bool, str, ml_collections.ConfigDict))
-             else "it changes the shapes, the plan or the data")
-      raise ConfigError(f"sweep: {key} cannot be swept ({why}); sweepable: lr and the float "
-                        "keys of the methods' namespaces (e.g. dynamos.alpha, dynamos.kr, "
-                        "derpp.beta, slni.lambda_ssl)")
+      why = (
+        "not a number"
+        if isinstance(current, (bool, str, ml_collections.ConfigDict))
+        else "it changes the shapes, the plan or the data"
+      )
+      raise ConfigError(
+        f"sweep: {key} cannot be swept ({why}); sweepable: lr and the float "
+        "keys of the methods' namespaces (e.g. dynamos.alpha, dynamos.kr, "
+        "derpp.beta, slni.lambda_ssl)"
+      )
     if key in keys:
       raise ConfigError(f"sweep: {key} is listed twice; give all its values in one entry")
     items = [v.strip() for v in listed.split(",")]
     if not listed.strip() or any(not v for v in items):
-      raise ConfigError(f"sweep: {key} has an empty value list or an empty value "
-                        f"({part!r}); write e.g. {key}=0.1,0.5")
+      raise ConfigError(
+        f"sweep: {key} has an empty value list or an empty value "
+        f"({part!r}); write e.g. {key}=0.1,0.5"
+      )
     try:
       numbers = [float(v) for v in items]
     except ValueError:
@@ -138,8 +150,9 @@ def parse(config: ml_collections.ConfigDict) -> Sweep | None:
   return Sweep(tuple(keys), settings)
 
 
-def setting_config(config: ml_collections.ConfigDict,
-                   setting: dict[str, float]) -> ml_collections.ConfigDict:
+def setting_config(
+  config: ml_collections.ConfigDict, setting: dict[str, float]
+) -> ml_collections.ConfigDict:
   """The config of one setting run alone: ``config`` with its values and no sweep."""
   c = config.copy_and_resolve_references()
   with c.unlocked():
@@ -168,6 +181,7 @@ def validate(config: ml_collections.ConfigDict) -> Sweep | None:
 
 # ---- the vmap path: where the members' method objects differ ----
 
+
 def _fields(obj) -> list[str]:
   """A method's or module's own fields (a Linen module's parent and name excluded)."""
   return [f.name for f in dataclasses.fields(obj) if f.name not in ("parent", "name")]
@@ -195,17 +209,22 @@ def varying_fields(objects: list) -> dict[tuple[str, ...], list[float]]:
     first = objs[0]
     if all(_same(first, o) for o in objs[1:]):
       return
-    if (dataclasses.is_dataclass(first) and not isinstance(first, type)
-        and all(type(o) is type(first) for o in objs)):
+    if (
+      dataclasses.is_dataclass(first)
+      and not isinstance(first, type)
+      and all(type(o) is type(first) for o in objs)
+    ):
       for name in _fields(first):
         walk([getattr(o, name) for o in objs], path + (name,))
       return
     if all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in objs):
       out[path] = [float(o) for o in objs]
       return
-    raise ConfigError(f"sweep: the members' methods differ in {'.'.join(path) or 'type'}, "
-                      "which is not a number, so they cannot share one vmapped step; use "
-                      "--config.train.seed_strategy=unroll")
+    raise ConfigError(
+      f"sweep: the members' methods differ in {'.'.join(path) or 'type'}, "
+      "which is not a number, so they cannot share one vmapped step; use "
+      "--config.train.seed_strategy=unroll"
+    )
 
   walk(objects, ())
   return out
@@ -233,26 +252,32 @@ def check_read(method_class, config: ml_collections.ConfigDict, sweep: Sweep, be
   for key in sweep.keys:
     values = list(dict.fromkeys(s[key] for s in sweep.settings))
     base = dict(sweep.settings[0])
-    built = [method_class.from_config(setting_config(config, {**base, key: v}), benchmark)
-             for v in values[:2]]
+    built = [
+      method_class.from_config(setting_config(config, {**base, key: v}), benchmark)
+      for v in values[:2]
+    ]
     try:
       differs = bool(varying_fields(built)) if len(built) > 1 else True
     except ConfigError:  # a non-numeric difference: the key is read
       differs = True
     if not differs:
-      raise ConfigError(f"sweep: method {config.method} does not read {key} (its settings "
-                        "would train the same run); sweep a key the method uses")
+      raise ConfigError(
+        f"sweep: method {config.method} does not read {key} (its settings "
+        "would train the same run); sweep a key the method uses"
+      )
 
 
 # ---- live metrics: each setting's members stream into its own folder ----
 
+
 class SweepLive:
   """LiveMetrics per setting (WORKDIR/sweep/<label>/live/seed_N/), addressed by member."""
 
-  def __init__(self, workdir: str, sweep: Sweep, seeds: list[int], resume_step: int,
-               enabled: bool):
-    self._lives = [LiveMetrics(os.path.join(workdir, DIRECTORY, label), seeds, resume_step,
-                               enabled) for label in sweep.labels]
+  def __init__(self, workdir: str, sweep: Sweep, seeds: list[int], resume_step: int, enabled: bool):
+    self._lives = [
+      LiveMetrics(os.path.join(workdir, DIRECTORY, label), seeds, resume_step, enabled)
+      for label in sweep.labels
+    ]
     self._per = len(seeds)
 
   def _at(self, member: int) -> tuple[LiveMetrics, int]:

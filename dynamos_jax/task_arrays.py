@@ -36,8 +36,10 @@ def _tasks(folder: str) -> dict[int, str]:
 def report(workdir: str, exp, state, task: int) -> None:
   """Runs ``exp.method.after_task`` on one seed's ``state`` after planned task ``task`` (from 0)
   and saves its arrays (nothing when it reports none)."""
-  arrays = {k: np.asarray(v) for k, v in exp.method.after_task(
-      state.learner, exp.task_data(task), exp.benchmark).items()}
+  arrays = {
+    k: np.asarray(v)
+    for k, v in exp.method.after_task(state.learner, exp.task_data(task), exp.benchmark).items()
+  }
   if not arrays or not parallel.is_writer():
     return
   folder = directory(workdir, exp.seed)

@@ -17,24 +17,31 @@ import jax
 import ml_collections
 import numpy as np
 
-from dynamos_jax import benchmarks
+from dynamos_jax import benchmarks, methods, reporting, task_arrays, workdir_lock
 from dynamos_jax import config as config_lib
-from dynamos_jax import methods
-from dynamos_jax import reporting
 from dynamos_jax import sweep as sweep_lib
-from dynamos_jax import task_arrays
-from dynamos_jax import workdir_lock
-from dynamos_jax.checkpoint import (Checkpointer, Interrupted, StopSignals, config_differences,
-                                    open_run_directory)
-from dynamos_jax.errors import InputError
 from dynamos_jax.accuracy import seen_row
+from dynamos_jax.checkpoint import (
+  Checkpointer,
+  Interrupted,
+  StopSignals,
+  config_differences,
+  open_run_directory,
+)
+from dynamos_jax.errors import InputError
 from dynamos_jax.experiment import Experiment
 from dynamos_jax.live import LiveMetrics
 from dynamos_jax.seeds import Seeds
 from dynamos_jax.state import TrainState
 
-__all__ = ["Experiment", "Interrupted", "TrainState", "restore_run", "restore_seeds",
-           "train_and_evaluate"]
+__all__ = [
+  "Experiment",
+  "Interrupted",
+  "TrainState",
+  "restore_run",
+  "restore_seeds",
+  "train_and_evaluate",
+]
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -59,8 +66,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   live = _open_live(config, workdir, seeds, progress)
   # The reports of the tasks the checkpoint has not finished are written again.
   for directory, member_seeds in seeds.directories(workdir):
-    task_arrays.keep_finished(directory, member_seeds, sum(
-        c.ends_task for c in seeds.chunks[:progress["next_chunk"]]))
+    task_arrays.keep_finished(
+      directory, member_seeds, sum(c.ends_task for c in seeds.chunks[: progress["next_chunk"]])
+    )
   runners = seeds.make_runners()
   try:
     state = _train(config, workdir, seeds, runners, state, progress, checkpoints, live)
@@ -70,19 +78,24 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   _method_results(seeds, state, progress)
   compile_seconds = sum(r.compile_seconds for r in runners.values())
   seconds = progress["train_seconds"]
-  train = {"steps": progress["total_steps"], "seconds": seconds,
-           "steps_per_second": progress["total_steps"] / max(seconds, 1e-9),
-           "compile_seconds": compile_seconds,
-           "compiles": sum(r.compiles for r in runners.values()),
-           "chunk_strategy": next(iter(runners.values())).strategy,
-           "backend": jax.default_backend()}
+  train = {
+    "steps": progress["total_steps"],
+    "seconds": seconds,
+    "steps_per_second": progress["total_steps"] / max(seconds, 1e-9),
+    "compile_seconds": compile_seconds,
+    "compiles": sum(r.compiles for r in runners.values()),
+    "chunk_strategy": next(iter(runners.values())).strategy,
+    "backend": jax.default_backend(),
+  }
   results = reporting.results_record(config, seeds, progress, train)
   path = reporting.write_results(results, workdir)
   print(reporting.format_results(results))
   members = f" x {len(seeds.seeds)} {'members' if seeds.sweep else 'seeds'}" if seeds.multi else ""
-  print(f"trained {progress['total_steps']} steps{members} in {seconds:.1f} s "
-        f"({train['steps_per_second']:.1f} steps/s; compile {compile_seconds:.1f} s); "
-        f"results in {path}")
+  print(
+    f"trained {progress['total_steps']} steps{members} in {seconds:.1f} s "
+    f"({train['steps_per_second']:.1f} steps/s; compile {compile_seconds:.1f} s); "
+    f"results in {path}"
+  )
   return results
 
 
@@ -103,18 +116,19 @@ def _start_or_resume(config, seeds: Seeds, checkpoints: Checkpointer) -> tuple[T
     differences = config_differences(progress["config"], config.to_dict())
     if differences:
       raise InputError(
-          f"the config differs from the one of the checkpoints in {checkpoints.directory} "
-          f"({'; '.join(differences)}); run with the original config, or start over with "
-          "--config.resume=False or a fresh --workdir")
+        f"the config differs from the one of the checkpoints in {checkpoints.directory} "
+        f"({'; '.join(differences)}); run with the original config, or start over with "
+        "--config.resume=False or a fresh --workdir"
+      )
 
   restored = checkpoints.restore_latest(state, check_config) if config.resume else None
   if restored is not None:
     state, progress = restored
-    print(f"resuming from step {progress['total_steps']} ({checkpoints.directory})",
-          file=sys.stderr)
+    print(
+      f"resuming from step {progress['total_steps']} ({checkpoints.directory})", file=sys.stderr
+    )
     return seeds.place(state), progress
-  progress = {"next_chunk": 0, "total_steps": 0, "train_seconds": 0.0,
-              "config": config.to_dict()}
+  progress = {"next_chunk": 0, "total_steps": 0, "train_seconds": 0.0, "config": config.to_dict()}
   # Each seed's record: its log and accuracies. One seed keeps them at the top level.
   if seeds.multi:
     progress["seeds"] = [{"seed": s} for s in seeds.seeds]
@@ -145,8 +159,16 @@ def _records(progress: dict) -> list[dict]:
   return progress["seeds"] if "seeds" in progress else [progress]
 
 
-def _train(config, workdir: str, seeds: Seeds, runners, state: TrainState, progress: dict,
-           checkpoints: Checkpointer, live: LiveMetrics) -> TrainState:
+def _train(
+  config,
+  workdir: str,
+  seeds: Seeds,
+  runners,
+  state: TrainState,
+  progress: dict,
+  checkpoints: Checkpointer,
+  live: LiveMetrics,
+) -> TrainState:
   """Runs the planned chunks from ``progress["next_chunk"]``; updates ``progress`` in place."""
   chunks = seeds.chunks
   bar = reporting.progress_bar(sum(c.stop - c.start for c in chunks), config.train.progress)
@@ -163,28 +185,39 @@ def _train(config, workdir: str, seeds: Seeds, runners, state: TrainState, progr
       compile_before = runner.compile_seconds
       t0 = time.perf_counter()
       state, metrics = runner.run(state, data, chunk.start, chunk.stop)
-      progress["train_seconds"] += (time.perf_counter() - t0
-                                    - (runner.compile_seconds - compile_before))
+      progress["train_seconds"] += (
+        time.perf_counter() - t0 - (runner.compile_seconds - compile_before)
+      )
       per_seed = seeds.split(metrics)
       _check_finite(per_seed, seeds, chunk, progress, checkpoints)
       progress["total_steps"] += chunk.stop - chunk.start
       progress["next_chunk"] = index + 1
       for i, (record, m) in enumerate(zip(_records(progress), per_seed)):
-        record["log"].append({
-            "step": progress["total_steps"], "task": chunk.task + 1, "epoch": chunk.epoch + 1,
-            "phase": chunk.phase, **{k: float(np.mean(v)) for k, v in m.items()}})
+        record["log"].append(
+          {
+            "step": progress["total_steps"],
+            "task": chunk.task + 1,
+            "epoch": chunk.epoch + 1,
+            "phase": chunk.phase,
+            **{k: float(np.mean(v)) for k, v in m.items()},
+          }
+        )
         live.log(i, record["log"][-1])
       bar.update(chunk.stop - chunk.start)
-      bar.set_postfix(task=chunk.task + 1, loss=f"{np.mean(metrics['loss']):.3f}",
-                      acc=f"{np.mean(metrics['train_accuracy']):.2f}")
+      bar.set_postfix(
+        task=chunk.task + 1,
+        loss=f"{np.mean(metrics['loss']):.3f}",
+        acc=f"{np.mean(metrics['train_accuracy']):.2f}",
+      )
       if chunk.ends_epoch:
         state = seeds.end_epoch(state, chunk)
       if chunk.ends_task:
         state = seeds.run_hook(state, "end_task", chunk.task)
         for i, record in enumerate(_records(progress)):
           one = seeds.state_of(state, i)
-          scores = _evaluate_task_end(seeds.exps[i], one, chunk, record, bar,
-                                      f"{seeds.name(i)}: " if seeds.multi else "")
+          scores = _evaluate_task_end(
+            seeds.exps[i], one, chunk, record, bar, f"{seeds.name(i)}: " if seeds.multi else ""
+          )
           live.evaluation(i, progress["total_steps"], chunk.task + 1, scores)
           task_arrays.report(seeds.directory(workdir, i), seeds.exps[i], one, chunk.task)
       live.flush()
@@ -195,29 +228,37 @@ def _train(config, workdir: str, seeds: Seeds, runners, state: TrainState, progr
       if stop.received and index + 1 < len(chunks):
         bar.close()
         raise Interrupted(
-            f"stopped by {stop.received.name} at step {progress['total_steps']}; checkpoint "
-            f"saved in {checkpoints.directory}; run the same command again to resume",
-            128 + stop.received.value)
+          f"stopped by {stop.received.name} at step {progress['total_steps']}; checkpoint "
+          f"saved in {checkpoints.directory}; run the same command again to resume",
+          128 + stop.received.value,
+        )
   bar.close()
   return state
 
 
-def _check_finite(per_seed: list[dict], seeds: Seeds, chunk, progress: dict,
-                  checkpoints: Checkpointer) -> None:
+def _check_finite(
+  per_seed: list[dict], seeds: Seeds, chunk, progress: dict, checkpoints: Checkpointer
+) -> None:
   """The NaN guard: a non-finite loss stops the run, naming the last good checkpoint."""
   for i, m in enumerate(per_seed):
     if not np.all(np.isfinite(m["loss"])):
       bad = progress["total_steps"] + int(np.argmin(np.isfinite(m["loss"])))
-      saved = (f"the last good checkpoint is step {checkpoints.steps()[-1]} in "
-               f"{checkpoints.directory} (kept)" if checkpoints.steps()
-               else "no checkpoint was saved yet")
-      raise InputError(f"non-finite loss at step {bad} (task {chunk.task + 1}"
-                         f"{f', {seeds.name(i)}' if seeds.multi else ''}); {saved}; "
-                         "lower --config.lr or check the loss weights")
+      saved = (
+        f"the last good checkpoint is step {checkpoints.steps()[-1]} in "
+        f"{checkpoints.directory} (kept)"
+        if checkpoints.steps()
+        else "no checkpoint was saved yet"
+      )
+      raise InputError(
+        f"non-finite loss at step {bad} (task {chunk.task + 1}"
+        f"{f', {seeds.name(i)}' if seeds.multi else ''}); {saved}; "
+        "lower --config.lr or check the loss weights"
+      )
 
 
-def _evaluate_task_end(exp: Experiment, state: TrainState, chunk, record: dict, bar,
-                       prefix: str) -> dict[str, float]:
+def _evaluate_task_end(
+  exp: Experiment, state: TrainState, chunk, record: dict, bar, prefix: str
+) -> dict[str, float]:
   """Adds the accuracies after ``chunk``'s task (or the stream's GCL accuracy) to ``record``.
 
   Returns each protocol's accuracy on the tasks seen so far (or the GCL accuracy).
@@ -232,13 +273,16 @@ def _evaluate_task_end(exp: Experiment, state: TrainState, chunk, record: dict, 
     record[protocol].append(seen_row(accuracies, seen))
     if seen < len(accuracies):
       record["before"][protocol].append(accuracies[seen])
-  bar.write(f"{prefix}task {seen}: " + "  ".join(
-      f"{p.replace('_il', '-IL')} {np.mean(a[:seen]):.2f}" for p, a in scores.items()))
+  bar.write(
+    f"{prefix}task {seen}: "
+    + "  ".join(f"{p.replace('_il', '-IL')} {np.mean(a[:seen]):.2f}" for p, a in scores.items())
+  )
   return {p: float(np.mean(a[:seen])) for p, a in scores.items()}
 
 
-def restore_seeds(workdir: str, seed: int | None = None
-                  ) -> list[tuple[Experiment, TrainState, dict]]:
+def restore_seeds(
+  workdir: str, seed: int | None = None
+) -> list[tuple[Experiment, TrainState, dict]]:
   """``(experiment, state, progress)`` of each seed of the newest usable checkpoint in ``workdir``.
 
   A multi-seed run gives every seed (``seed``: only that one) with its own
@@ -249,8 +293,11 @@ def restore_seeds(workdir: str, seed: int | None = None
     InputError: no run there, no readable checkpoint, ``seed`` not one of the
       run's, or a sweep's directory rather than one of its settings'.
   """
-  member = (None if os.path.isdir(os.path.join(workdir, "checkpoints"))
-            else sweep_lib.member_directory(workdir))
+  member = (
+    None
+    if os.path.isdir(os.path.join(workdir, "checkpoints"))
+    else sweep_lib.member_directory(workdir)
+  )
   directory = os.path.join(os.path.abspath(member[0] if member else workdir), "checkpoints")
   if not os.path.isdir(directory):
     raise InputError(f"no checkpoints in {directory}: is --workdir the directory of a run?")
@@ -260,32 +307,44 @@ def restore_seeds(workdir: str, seed: int | None = None
   # Over the defaults: keys added since the run was saved keep their defaults.
   config = config_lib.base_config()
   config.update(config_lib.migrate(progress["config"]))
-  for kind, name, registry in (("method", config.method, methods.REGISTRY),
-                               ("dataset", config.dataset, benchmarks.REGISTRY)):
+  for kind, name, registry in (
+    ("method", config.method, methods.REGISTRY),
+    ("dataset", config.dataset, benchmarks.REGISTRY),
+  ):
     if name not in registry:
-      raise InputError(f"{directory} holds a run of {kind} {name!r}, which this installation "
-                         f"does not define (it has {', '.join(sorted(registry))}): read it with "
-                         "the code that wrote it")
+      raise InputError(
+        f"{directory} holds a run of {kind} {name!r}, which this installation "
+        f"does not define (it has {', '.join(sorted(registry))}): read it with "
+        "the code that wrote it"
+      )
   run_seeds = config_lib.run_seeds(config)
   if seed is not None and seed not in run_seeds:
-    raise InputError(f"seed {seed} is not one of the run's seeds {run_seeds}: drop --seed or "
-                       f"pick one of them")
+    raise InputError(
+      f"seed {seed} is not one of the run's seeds {run_seeds}: drop --seed or pick one of them"
+    )
   layout = Seeds(config)
   labels = layout.sweep.labels if layout.sweep else []
   if layout.sweep and member is None:
-    raise InputError(f"{workdir} is a sweep of {len(labels)} settings: read one with "
-                       f"--workdir={os.path.join(workdir, sweep_lib.DIRECTORY, labels[0])} "
-                       f"(settings: {', '.join(labels)})")
+    raise InputError(
+      f"{workdir} is a sweep of {len(labels)} settings: read one with "
+      f"--workdir={os.path.join(workdir, sweep_lib.DIRECTORY, labels[0])} "
+      f"(settings: {', '.join(labels)})"
+    )
   if member and member[1] not in labels:
-    raise InputError(f"{member[1]} is not a setting of the sweep in {member[0]}: use one of "
-                       f"{', '.join(labels) or '(none: it is not a sweep)'}")
+    raise InputError(
+      f"{member[1]} is not a setting of the sweep in {member[0]}: use one of "
+      f"{', '.join(labels) or '(none: it is not a sweep)'}"
+    )
   state, progress = Checkpointer(directory, keep=1_000_000).restore_latest(layout.initial_state())
   if not layout.multi:
     return [(layout.exps[0], state, progress)]
   shared = {k: v for k, v in progress.items() if k != "seeds"}
-  return [(layout.exps[i], layout.state_of(state, i), {**shared, **progress["seeds"][i]})
-          for i, s in enumerate(layout.seeds) if (seed is None or s == seed)
-          and (member is None or layout.sweep.label(layout.settings[i]) == member[1])]
+  return [
+    (layout.exps[i], layout.state_of(state, i), {**shared, **progress["seeds"][i]})
+    for i, s in enumerate(layout.seeds)
+    if (seed is None or s == seed)
+    and (member is None or layout.sweep.label(layout.settings[i]) == member[1])
+  ]
 
 
 def restore_run(workdir: str, seed: int | None = None) -> tuple[Experiment, TrainState, dict]:

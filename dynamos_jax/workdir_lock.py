@@ -60,20 +60,24 @@ def _holder(fd: int, path: str, workdir: str) -> str:
     time.sleep(0.05)
   try:
     h = json.loads(raw)
-    who = (f"process {h['pid']} on host {h['host']} ({h['command']}, started "
-           f"{h['started']})")
+    who = f"process {h['pid']} on host {h['host']} ({h['command']}, started {h['started']})"
   except (ValueError, KeyError, TypeError):
     who = f"another process (its details in {path} are not readable)"
-  return (f"{workdir} is in use by {who}; wait for it to end, or stop that process (a stopped "
-          "run resumes from its checkpoint), or choose another --workdir")
+  return (
+    f"{workdir} is in use by {who}; wait for it to end, or stop that process (a stopped "
+    "run resumes from its checkpoint), or choose another --workdir"
+  )
 
 
 def _command() -> str:
   """This program's command line, shortened: ``python -m dynamos_jax.run --config=...``."""
   program = sys.argv[0] if sys.argv and sys.argv[0] else "python"
   package, module = os.path.split(os.path.splitext(program)[0])
-  program = (f"python -m dynamos_jax.{module}" if os.path.basename(package) == "dynamos_jax"
-             else os.path.basename(program))
+  program = (
+    f"python -m dynamos_jax.{module}"
+    if os.path.basename(package) == "dynamos_jax"
+    else os.path.basename(program)
+  )
   return " ".join([program, *sys.argv[1:]])[:200]
 
 
@@ -92,8 +96,10 @@ def acquire(workdir: str) -> Lock | None:
     # No O_TRUNC: a refused process must leave the holder's details as they are.
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
   except OSError as e:
-    raise InputError(f"--workdir={workdir} cannot be a run directory ({e.strerror or e}); "
-                       "choose a directory you can write to") from None
+    raise InputError(
+      f"--workdir={workdir} cannot be a run directory ({e.strerror or e}); "
+      "choose a directory you can write to"
+    ) from None
   try:
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
   except BlockingIOError:
@@ -102,11 +108,18 @@ def acquire(workdir: str) -> Lock | None:
     raise WorkdirInUse(message) from None
   except OSError as e:  # A filesystem without locks (some network ones): run unguarded.
     os.close(fd)
-    print(f"warning: cannot lock {path} ({e.strerror or e}); make sure no other program "
-          f"writes into {workdir} meanwhile", file=sys.stderr)
+    print(
+      f"warning: cannot lock {path} ({e.strerror or e}); make sure no other program "
+      f"writes into {workdir} meanwhile",
+      file=sys.stderr,
+    )
     return None
-  details = {"pid": os.getpid(), "host": socket.gethostname(), "command": _command(),
-             "started": datetime.datetime.now().isoformat(sep=" ", timespec="seconds")}
+  details = {
+    "pid": os.getpid(),
+    "host": socket.gethostname(),
+    "command": _command(),
+    "started": datetime.datetime.now().isoformat(sep=" ", timespec="seconds"),
+  }
   os.ftruncate(fd, 0)
   os.pwrite(fd, json.dumps(details).encode(), 0)
   return Lock(fd, path)
@@ -114,11 +127,12 @@ def acquire(workdir: str) -> Lock | None:
 
 def _from_process_0(message: str) -> str:
   """Process 0's ``message`` on every process of a multi-host run (a collective)."""
-  import numpy as np
   from jax.experimental import multihost_utils
+  import numpy as np
+
   data = np.zeros(_MESSAGE_BYTES, np.uint8)
   raw = message.encode()[:_MESSAGE_BYTES]
-  data[:len(raw)] = np.frombuffer(raw, np.uint8)
+  data[: len(raw)] = np.frombuffer(raw, np.uint8)
   out = np.asarray(multihost_utils.broadcast_one_to_all(data))
   return bytes(out).rstrip(b"\0").decode(errors="replace")
 
@@ -130,7 +144,9 @@ def hold(workdir: str) -> Iterator[None]:
   In a multi-host run every process must enter it (it is a collective there).
   """
   import jax
+
   from dynamos_jax import parallel
+
   lock, error = None, None
   # Process 0 alone locks for the whole program: it is the one that writes
   # (parallel.is_writer), and processes of one program locking one directory

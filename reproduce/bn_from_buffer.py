@@ -27,36 +27,50 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def reestimate(model, params, batch_stats, images: np.ndarray, mode: str, forwards: int,
-               batch: int):
+def reestimate(
+  model, params, batch_stats, images: np.ndarray, mode: str, forwards: int, batch: int
+):
   """BN running statistics after ``forwards`` train-mode forwards over draws of ``batch`` of
   ``images`` [n, H, W, C] (``np.random.default_rng(0)``, without replacement in a draw)."""
+
   @jax.jit
   def update(stats, x):
-    _, new = model.apply({"params": params, "batch_stats": stats}, x, mode, True,
-                         mutable=["batch_stats"])
+    _, new = model.apply(
+      {"params": params, "batch_stats": stats}, x, mode, True, mutable=["batch_stats"]
+    )
     return new["batch_stats"]
 
   rng = np.random.default_rng(0)
   for _ in range(forwards):
-    batch_stats = update(batch_stats, jnp.asarray(images[rng.choice(len(images), batch,
-                                                                    replace=False)]))
+    batch_stats = update(
+      batch_stats, jnp.asarray(images[rng.choice(len(images), batch, replace=False)])
+    )
   return batch_stats
 
 
-def per_class(model, params, batch_stats, images, labels, mode: str, num_classes: int,
-              batch_size: int = 1000) -> tuple[float, list[float]]:
+def per_class(
+  model, params, batch_stats, images, labels, mode: str, num_classes: int, batch_size: int = 1000
+) -> tuple[float, list[float]]:
   """Test accuracy (%) and each class's, eval-mode BN."""
+
   @jax.jit
   def logits_of(x):
     return model.apply({"params": params, "batch_stats": batch_stats}, x, mode, False)[0]
 
-  pred = np.concatenate([np.argmax(np.asarray(logits_of(jnp.asarray(images[i:i + batch_size]))),
-                                   -1) for i in range(0, len(images), batch_size)])
+  pred = np.concatenate(
+    [
+      np.argmax(np.asarray(logits_of(jnp.asarray(images[i : i + batch_size]))), -1)
+      for i in range(0, len(images), batch_size)
+    ]
+  )
   ok = pred == np.asarray(labels)
-  return (float(100 * ok.mean()),
-          [float(100 * ok[labels == c].mean()) if np.any(labels == c) else float("nan")
-           for c in range(num_classes)])
+  return (
+    float(100 * ok.mean()),
+    [
+      float(100 * ok[labels == c].mean()) if np.any(labels == c) else float("nan")
+      for c in range(num_classes)
+    ],
+  )
 
 
 def main(argv=None) -> int:
@@ -68,6 +82,7 @@ def main(argv=None) -> int:
   args = p.parse_args(argv)
   from dynamos_jax import train
   from dynamos_jax.errors import InputError
+
   try:
     if args.forwards < 1 or args.batch < 1:
       raise InputError("--forwards and --batch must be >= 1")
@@ -76,24 +91,37 @@ def main(argv=None) -> int:
       learner, method = state.learner, exp.method
       buffer = getattr(learner, "buffer", None)
       if buffer is None or not hasattr(method, "model"):
-        raise InputError(f"{exp.config.method} keeps no buffer of images: nothing to "
-                           "re-estimate BN from (use a run of dynamos, baseline, er, derpp)")
+        raise InputError(
+          f"{exp.config.method} keeps no buffer of images: nothing to "
+          "re-estimate BN from (use a run of dynamos, baseline, er, derpp)"
+        )
       filled = int(min(int(buffer.num_seen), buffer.images.shape[0]))
       if filled < args.batch:
-        raise InputError(f"seed {exp.seed}'s buffer holds {filled} samples, fewer than "
-                           f"--batch={args.batch}")
+        raise InputError(
+          f"seed {exp.seed}'s buffer holds {filled} samples, fewer than --batch={args.batch}"
+        )
       model = method.model
       mode = "threshold" if method.gated else "off"
       images, labels = exp.benchmark.test_set()
       labels = np.asarray(labels)
-      stats = reestimate(model, learner.params, learner.batch_stats,
-                         np.asarray(buffer.images[:filled]), mode, args.forwards, args.batch)
+      stats = reestimate(
+        model,
+        learner.params,
+        learner.batch_stats,
+        np.asarray(buffer.images[:filled]),
+        mode,
+        args.forwards,
+        args.batch,
+      )
       k = model.num_classes
       before = per_class(model, learner.params, learner.batch_stats, images, labels, mode, k)
       after = per_class(model, learner.params, stats, images, labels, mode, k)
       for name, (acc, classes) in (("as trained", before), ("BN from buffer", after)):
-        print(f"seed {exp.seed}: {name:>14}: {acc:6.2f}  per class "
-              + " / ".join(f"{c:.0f}" for c in classes), flush=True)
+        print(
+          f"seed {exp.seed}: {name:>14}: {acc:6.2f}  per class "
+          + " / ".join(f"{c:.0f}" for c in classes),
+          flush=True,
+        )
   except InputError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

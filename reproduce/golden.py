@@ -56,6 +56,7 @@ def machine() -> dict:
   backend and, off CPU, the device kind (a GPU host's CPU may match a CPU recording)."""
   import jax
   import jaxlib
+
   flags = set()
   model = platform.processor()
   try:
@@ -68,8 +69,13 @@ def machine() -> dict:
   except OSError:
     pass
   isa = sorted(f for f in flags if f.startswith(("avx", "fma", "amx")))
-  out = {"cpu": model, "isa": isa, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
-         "backend": jax.default_backend()}
+  out = {
+    "cpu": model,
+    "isa": isa,
+    "jax": jax.__version__,
+    "jaxlib": jaxlib.__version__,
+    "backend": jax.default_backend(),
+  }
   if out["backend"] != "cpu":
     out["device"] = jax.devices()[0].device_kind
   return out
@@ -83,14 +89,18 @@ def upgrade(recorded: dict) -> dict:
   if version > FORMAT:
     raise ValueError(f"golden file format {version} is newer than this harness's {FORMAT}")
   import numpy as np
+
   out = json.loads(json.dumps(recorded))
   if version == 1:
     out["machine"].setdefault("backend", "cpu")
     zero = digest(np.int32(0))
     for run_name, run in out["runs"].items():
       run["overrides"] = {**FLAX_AGENTS, **run["overrides"]}
-      run["digests"] = {name: d for name, d in run["digests"].items()
-                        if not (d == zero and array_name(name) == UNSAVED_ZEROS.get(run_name))}
+      run["digests"] = {
+        name: d
+        for name, d in run["digests"].items()
+        if not (d == zero and array_name(name) == UNSAVED_ZEROS.get(run_name))
+      }
     out["format"] = FORMAT
   return out
 
@@ -99,8 +109,12 @@ def runs(steps: int, extra: dict | None = None) -> dict[str, dict]:
   """Name -> config overrides of every golden run (``config``: the file under configs/,
   default quickstart.py); ``extra`` applies to every run, last."""
   out = {m: {"method": m, **FLAX_AGENTS} for m in METHODS}
-  out["dynamos_seeds_0_1"] = {"method": "dynamos", "seeds": "0,1",
-                              "train.seed_strategy": "unroll", **FLAX_AGENTS}
+  out["dynamos_seeds_0_1"] = {
+    "method": "dynamos",
+    "seeds": "0,1",
+    "train.seed_strategy": "unroll",
+    **FLAX_AGENTS,
+  }
   out["mnist360"] = {"config": "mnist360.py:100", "method": "dynamos", **FLAX_AGENTS}
   # The step a Dynamos run takes by default (agents from moments).
   out["dynamos_default"] = {"method": "dynamos"}
@@ -118,12 +132,14 @@ def register_benchmarks() -> None:
   """Registers the harness's own benchmarks (``DGM_TASKS``) with the package, once."""
   from dynamos_jax import benchmarks
   from dynamos_jax.benchmarks.one_class import OneClassMNIST
+
   if DGM_TASKS in benchmarks.REGISTRY:
     return
 
   @benchmarks.register
   class FirstTwoDigits(OneClassMNIST):  # pylint: disable=unused-variable
     """dgm-mnist's first two one-class tasks (digits 0 and 1); the test set has all ten."""
+
     name = DGM_TASKS
     num_tasks = 2
 
@@ -140,11 +156,13 @@ def load_config(overrides: dict):
   """The run's config: its file under configs/ with the bundled data, no progress bar, and
   ``overrides`` (a key the config does not have is an error, not a new key)."""
   import importlib.util
+
   register_benchmarks()
   name = overrides.get("config", "quickstart.py")
   path, _, arg = name.partition(":")
-  spec = importlib.util.spec_from_file_location("golden_config",
-                                                os.path.join(ROOT, "configs", path))
+  spec = importlib.util.spec_from_file_location(
+    "golden_config", os.path.join(ROOT, "configs", path)
+  )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config(arg or None)
@@ -172,6 +190,7 @@ def checkpoint_digests(workdir: str) -> dict[str, str]:
   G, D, masks and Adam states too) except the zero-size ones, which hold no number.
   """
   import orbax.checkpoint as ocp
+
   directory = os.path.join(workdir, "checkpoints")
   manager = ocp.CheckpointManager(directory, item_names=("state", "progress"))
   step = manager.latest_step()
@@ -183,13 +202,16 @@ def checkpoint_digests(workdir: str) -> dict[str, str]:
 def digest(array) -> str:
   """SHA-256 of an array's dtype, shape and bytes."""
   import numpy as np
+
   array = np.asarray(array)
-  return hashlib.sha256(f"{array.dtype}{array.shape}".encode()
-                        + np.ascontiguousarray(array).tobytes()).hexdigest()
+  return hashlib.sha256(
+    f"{array.dtype}{array.shape}".encode() + np.ascontiguousarray(array).tobytes()
+  ).hexdigest()
 
 
 def record_one(overrides: dict) -> dict:
   from dynamos_jax import train
+
   config = load_config(overrides)
   with tempfile.TemporaryDirectory() as workdir:
     results = train.train_and_evaluate(config, workdir)
@@ -201,8 +223,12 @@ def record_one(overrides: dict) -> dict:
     if "gcl" in run:
       entry["gcl"] = run["gcl"]
     else:
-      entry.update({p: {"matrix": run[p]["matrix"], "before": run[p]["before"]}
-                    for p in ("class_il", "task_il")})
+      entry.update(
+        {
+          p: {"matrix": run[p]["matrix"], "before": run[p]["before"]}
+          for p in ("class_il", "task_il")
+        }
+      )
     if "method" in run:  # Method.results (e.g. DGM's best_valid report)
       entry["method"] = run["method"]
     keep.append(entry)
@@ -237,8 +263,9 @@ def compare(name: str, want: dict, got: dict) -> list[str]:
         problems.append(f"{name} run {i}: {key} {'missing' if key in w else 'not recorded'}")
       elif key == "log":
         if len(w["log"]) != len(g["log"]):
-          problems.append(f"{name} run {i}: {len(w['log'])} log entries recorded, "
-                          f"{len(g['log'])} now")
+          problems.append(
+            f"{name} run {i}: {len(w['log'])} log entries recorded, {len(g['log'])} now"
+          )
         for j, (a, b) in enumerate(zip(w["log"], g["log"])):
           diff = sorted(k for k in set(a) | set(b) if k not in a or k not in b or a[k] != b[k])
           if diff:
@@ -266,19 +293,26 @@ def main() -> int:
   rec.add_argument("--out", required=True)
   rec.add_argument("--steps", type=int, default=60)
   rec.add_argument("--only", default="", help="comma-separated run names (default: all)")
-  rec.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a config override for every run (e.g. model.nf=8)")
+  rec.add_argument(
+    "--set",
+    action="append",
+    default=[],
+    metavar="KEY=VALUE",
+    help="a config override for every run (e.g. model.nf=8)",
+  )
   chk = sub.add_parser("check")
   chk.add_argument("file")
   chk.add_argument("--only", default="")
   args = parser.parse_args()
   sys.path.insert(0, ROOT)
   from absl import logging
+
   logging.set_verbosity(logging.WARNING)
 
   if args.command == "record":
-    todo = runs(args.steps, {k: parse_value(v) for k, v in
-                             (item.split("=", 1) for item in args.set)})
+    todo = runs(
+      args.steps, {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
+    )
     if args.only:
       todo = {k: v for k, v in todo.items() if k in args.only.split(",")}
     out = {"format": FORMAT, "machine": machine(), "steps": args.steps, "runs": {}}
@@ -294,8 +328,10 @@ def main() -> int:
   with open(args.file) as f:
     want = upgrade(json.load(f))
   if want["machine"] != machine():
-    print(f"warning: recorded on {want['machine']}, this is {machine()}: floats may differ",
-          file=sys.stderr)
+    print(
+      f"warning: recorded on {want['machine']}, this is {machine()}: floats may differ",
+      file=sys.stderr,
+    )
   problems = []
   for name, run in want["runs"].items():
     if args.only and name not in args.only.split(","):
@@ -304,8 +340,10 @@ def main() -> int:
     start = time.perf_counter()
     got = record_one(run["overrides"])
     found = compare(name, run, got)
-    print(f"{name}: {'identical' if not found else 'DIFFERS'} "
-          f"({time.perf_counter() - start:.0f} s)", flush=True)
+    print(
+      f"{name}: {'identical' if not found else 'DIFFERS'} ({time.perf_counter() - start:.0f} s)",
+      flush=True,
+    )
     problems += found
   for p in problems:
     print("  " + p)

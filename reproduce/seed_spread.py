@@ -37,7 +37,7 @@ def _matrix(record: dict, protocol: str) -> list[list[float]] | None:
 def trajectory(matrix: list[list[float | None]], tasks: int) -> list[float]:
   """Mean accuracy over the tasks seen after each task t = 1..tasks (row 0 dropped if there)."""
   rows = matrix[1:] if len(matrix) == tasks + 1 else matrix
-  return [float(np.mean([v for v in row[:t + 1] if v is not None])) for t, row in enumerate(rows)]
+  return [float(np.mean([v for v in row[: t + 1] if v is not None])) for t, row in enumerate(rows)]
 
 
 def last_task_terms(log: list[dict]) -> dict[str, float]:
@@ -45,8 +45,11 @@ def last_task_terms(log: list[dict]) -> dict[str, float]:
   if not log:
     return {}
   last = [e for e in log if e.get("task") == log[-1]["task"]]
-  keys = [k for k in last[0] if k.startswith(("keep_ratio", "ce", "replay", "prototype",
-                                              "reinforce", "mse", "loss"))]
+  keys = [
+    k
+    for k in last[0]
+    if k.startswith(("keep_ratio", "ce", "replay", "prototype", "reinforce", "mse", "loss"))
+  ]
   return {k: float(np.mean([e[k] for e in last if k in e])) for k in keys}
 
 
@@ -62,8 +65,14 @@ def load_ours(path: str, protocol: str) -> list[dict]:
   for run in runs:
     if _matrix(run, protocol) is None:
       raise InputError(f"--ours={path}: no {protocol} matrix (a finished run's results.json?)")
-    out.append({"seed": run.get("seed"), "matrix": _matrix(run, protocol),
-                "task_il": _matrix(run, "task_il"), "terms": last_task_terms(run.get("log", []))})
+    out.append(
+      {
+        "seed": run.get("seed"),
+        "matrix": _matrix(run, protocol),
+        "task_il": _matrix(run, "task_il"),
+        "terms": last_task_terms(run.get("log", [])),
+      }
+    )
   return out
 
 
@@ -75,13 +84,22 @@ def load_theirs(path: str, protocol: str) -> dict:
     raise InputError(f"--theirs={path}: cannot read it as JSON ({e})") from None
   if _matrix(record, protocol) is None:
     raise InputError(f"--theirs={path}: no {protocol} matrix")
-  return {"seed": record.get("seed"), "matrix": _matrix(record, protocol),
-          "task_il": _matrix(record, "task_il"), "terms": {}}
+  return {
+    "seed": record.get("seed"),
+    "matrix": _matrix(record, protocol),
+    "task_il": _matrix(record, "task_il"),
+    "terms": {},
+  }
 
 
 def spread(finals: list[float]) -> tuple[float, float, float, float]:
   a = np.asarray(finals)
-  return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0, float(a.min()), float(a.max())
+  return (
+    float(a.mean()),
+    float(a.std(ddof=1)) if len(a) > 1 else 0.0,
+    float(a.min()),
+    float(a.max()),
+  )
 
 
 def variance_test(ours: list[float], theirs: list[float]) -> tuple[float, float]:
@@ -94,21 +112,27 @@ def variance_test(ours: list[float], theirs: list[float]) -> tuple[float, float]
 
 
 def table(sides: dict[str, list[dict]], tasks: int) -> str:
-  lines = ["| source | seed | " + " | ".join(f"after T{t + 1}" for t in range(tasks))
-           + " | task-IL final |", "|---|---|" + "---|" * (tasks + 1)]
+  lines = [
+    "| source | seed | "
+    + " | ".join(f"after T{t + 1}" for t in range(tasks))
+    + " | task-IL final |",
+    "|---|---|" + "---|" * (tasks + 1),
+  ]
   finals = {}
   for name, runs in sides.items():
     for r in runs:
       path = trajectory(r["matrix"], tasks)
       til = trajectory(r["task_il"], tasks)[-1] if r["task_il"] else float("nan")
-      lines.append(f"| {name} | {r['seed']} | " + " | ".join(f"{v:.2f}" for v in path)
-                   + f" | {til:.2f} |")
+      lines.append(
+        f"| {name} | {r['seed']} | " + " | ".join(f"{v:.2f}" for v in path) + f" | {til:.2f} |"
+      )
       finals.setdefault(name, []).append(path[-1])
   lines.append("")
   for name, values in finals.items():
     mean, std, low, high = spread(values)
-    lines.append(f"{name}: final {mean:.2f} +- {std:.2f} over {len(values)} seeds "
-                 f"(range {low:.2f}-{high:.2f})")
+    lines.append(
+      f"{name}: final {mean:.2f} +- {std:.2f} over {len(values)} seeds (range {low:.2f}-{high:.2f})"
+    )
   if len(finals) == 2:
     (a, va), (b, vb) = finals.items()
     ratio, p = variance_test(va, vb)
@@ -116,8 +140,10 @@ def table(sides: dict[str, list[dict]], tasks: int) -> str:
   for name, runs in sides.items():
     for r in runs:
       if r["terms"]:
-        lines.append(f"{name} seed {r['seed']}, last task: " + ", ".join(
-            f"{k} {v:.3f}" for k, v in sorted(r["terms"].items())))
+        lines.append(
+          f"{name} seed {r['seed']}, last task: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in sorted(r["terms"].items()))
+        )
   return "\n".join(lines)
 
 

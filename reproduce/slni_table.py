@@ -1,4 +1,5 @@
-"""SLNI on permuted MNIST: runs a list of settings (3 seeds in one program each) and prints the table.
+"""SLNI on permuted MNIST: runs a list of settings (3 seeds in one program each) and prints
+the table.
 
   python reproduce/slni_table.py --settings=mas128:slnid,mas128:no_reg,ewc128:slnid \
       --source=files --path=/path/to/mnist.pkl.gz --workdir=/tmp/slni_runs
@@ -31,15 +32,27 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMOS = ("mas128", "mas64", "ewc128", "ewc64")
-REGULARIZERS = ("no_reg", "l1_rep", "decov", "sni", "snid", "slni", "slnid", "l2_wd", "l1_param",
-                "orthreg")
+REGULARIZERS = (
+  "no_reg",
+  "l1_rep",
+  "decov",
+  "sni",
+  "snid",
+  "slni",
+  "slnid",
+  "l2_wd",
+  "l1_param",
+  "orthreg",
+)
 VARIANTS = REGULARIZERS + ("slnid_min", "maxout", "lwta")
 # The settings of the README's table (issue 13) and of its comparison with the authors' code.
-DEFAULT = ("mas128:slnid,mas128:slnid_min,mas128:no_reg,mas128:l1_rep,mas128:decov,"
-           "mas128:l2_wd,mas128:l1_param,mas128:orthreg,mas128:maxout,mas128:lwta,mas128:sni,"
-           "mas128:slni,mas128:snid,ewc128:slnid,ewc128:no_reg,mas64:slnid,mas64:no_reg,"
-           "mas128:slnid@best,mas128:no_reg@best,mas128:slnid_min@best,ewc128:slnid@best,"
-           "ewc128:slnid_min@best,ewc128:no_reg@best")
+DEFAULT = (
+  "mas128:slnid,mas128:slnid_min,mas128:no_reg,mas128:l1_rep,mas128:decov,"
+  "mas128:l2_wd,mas128:l1_param,mas128:orthreg,mas128:maxout,mas128:lwta,mas128:sni,"
+  "mas128:slni,mas128:snid,ewc128:slnid,ewc128:no_reg,mas64:slnid,mas64:no_reg,"
+  "mas128:slnid@best,mas128:no_reg@best,mas128:slnid_min@best,ewc128:slnid@best,"
+  "ewc128:slnid_min@best,ewc128:no_reg@best"
+)
 SHORT_STEPS = 20  # per task in a --short run
 
 
@@ -52,8 +65,10 @@ def parse_setting(text: str) -> tuple[str, str, bool]:
   body, _, tail = text.partition("@")
   demo, _, variant = body.partition(":")
   if demo not in DEMOS or variant not in VARIANTS or tail not in ("", "best"):
-    raise InputError(f"setting {text!r}: use DEMO:VARIANT[@best], DEMO one of {', '.join(DEMOS)}, "
-                     f"VARIANT one of {', '.join(VARIANTS)}")
+    raise InputError(
+      f"setting {text!r}: use DEMO:VARIANT[@best], DEMO one of {', '.join(DEMOS)}, "
+      f"VARIANT one of {', '.join(VARIANTS)}"
+    )
   return demo, variant, tail == "best"
 
 
@@ -63,8 +78,12 @@ def dirname(demo: str, variant: str, best: bool) -> str:
 
 def slni_overrides(variant: str, best: bool, l2_wd: float, l1_param: float) -> dict:
   """The slni.* keys a variant sets (the rest: the demo's config)."""
-  out = {"regularizer": variant, "activation": "relu", "discount": "product",
-         "selection": "best_epoch" if best else "last"}
+  out = {
+    "regularizer": variant,
+    "activation": "relu",
+    "discount": "product",
+    "selection": "best_epoch" if best else "last",
+  }
   if variant == "slnid_min":
     out.update(regularizer="slnid", discount="min")
   elif variant in ("maxout", "lwta"):
@@ -75,10 +94,16 @@ def slni_overrides(variant: str, best: bool, l2_wd: float, l1_param: float) -> d
 
 
 def command(demo, overrides, seeds, args, workdir) -> list[str]:
-  cmd = [sys.executable, "-m", "dynamos_jax.run",
-         f"--config={os.path.join(ROOT, 'configs', 'permuted_mnist.py')}:{demo}",
-         f"--config.seeds={','.join(map(str, seeds))}", f"--config.data.source={args.source}",
-         f"--workdir={workdir}", "--config.train.progress=False"]
+  cmd = [
+    sys.executable,
+    "-m",
+    "dynamos_jax.run",
+    f"--config={os.path.join(ROOT, 'configs', 'permuted_mnist.py')}:{demo}",
+    f"--config.seeds={','.join(map(str, seeds))}",
+    f"--config.data.source={args.source}",
+    f"--workdir={workdir}",
+    "--config.train.progress=False",
+  ]
   if args.path:
     cmd.append(f"--config.data.path={args.path}")
   cmd += [f"--config.slni.{k}={v}" for k, v in overrides.items()]
@@ -93,8 +118,9 @@ def load(path: str) -> dict:
       results = json.load(f)
     results["runs"], results["config"]["slni"]  # noqa: B018 (the keys the table reads)
   except (OSError, ValueError, KeyError, TypeError) as e:
-    raise InputError(f"{path}: not a readable multi-seed results.json ({e}); "
-                     "delete it or use another --workdir") from None
+    raise InputError(
+      f"{path}: not a readable multi-seed results.json ({e}); delete it or use another --workdir"
+    ) from None
   return results
 
 
@@ -102,9 +128,11 @@ def matches(results: dict, overrides: dict, seeds: list[int], short: bool) -> bo
   """Whether a saved results.json is this setting (its slni keys, seeds, length)."""
   saved = results["config"]
   steps = SHORT_STEPS if short else 0
-  return (all(saved["slni"].get(k) == v for k, v in overrides.items())
-          and list(results.get("seeds", [])) == list(seeds)
-          and saved.get("train", {}).get("max_steps_per_task", 0) == steps)
+  return (
+    all(saved["slni"].get(k) == v for k, v in overrides.items())
+    and list(results.get("seeds", [])) == list(seeds)
+    and saved.get("train", {}).get("max_steps_per_task", 0) == steps
+  )
 
 
 def row(name: str, results: dict) -> dict:
@@ -112,27 +140,36 @@ def row(name: str, results: dict) -> dict:
   finals = [r["class_il"]["matrix"][-1] for r in results["runs"]]
   averages = [float(np.mean(f)) for f in finals]
   forgetting = [r["metrics"]["class_il"]["forgetting"] for r in results["runs"]]
-  return {"name": name, "seeds": [r["seed"] for r in results["runs"]],
-          "mean": float(np.mean(averages)),
-          "std": float(np.std(averages, ddof=1)) if len(averages) > 1 else 0.0,
-          "per_seed": averages, "per_task": np.mean(finals, axis=0).tolist(),
-          "forgetting": float(np.mean(forgetting)),
-          "seconds": results.get("train", {}).get("seconds"),
-          "compile_seconds": results.get("train", {}).get("compile_seconds")}
+  return {
+    "name": name,
+    "seeds": [r["seed"] for r in results["runs"]],
+    "mean": float(np.mean(averages)),
+    "std": float(np.std(averages, ddof=1)) if len(averages) > 1 else 0.0,
+    "per_seed": averages,
+    "per_task": np.mean(finals, axis=0).tolist(),
+    "forgetting": float(np.mean(forgetting)),
+    "seconds": results.get("train", {}).get("seconds"),
+    "compile_seconds": results.get("train", {}).get("compile_seconds"),
+  }
 
 
 def format_table(rows: list[dict]) -> str:
   seeds = rows[0]["seeds"] if rows else []
   span = f"seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}" if seeds else ""
-  lines = [f"| importance, width, regulariser | average (mean +- std, {span}) | per seed "
-           "| per task (mean over seeds) | forgetting | training (all seeds) |",
-           "|---|---|---|---|---|---|"]
+  lines = [
+    f"| importance, width, regulariser | average (mean +- std, {span}) | per seed "
+    "| per task (mean over seeds) | forgetting | training (all seeds) |",
+    "|---|---|---|---|---|---|",
+  ]
   for r in rows:
     seconds = "-" if r["seconds"] is None else f"{r['seconds']:.0f} s"
-    lines.append(f"| {r['name']} | {r['mean']:.2f} +- {r['std']:.2f} | "
-                 + " / ".join(f"{a:.2f}" for a in r["per_seed"]) + " | "
-                 + " / ".join(f"{a:.2f}" for a in r["per_task"])
-                 + f" | {r['forgetting']:.2f} | {seconds} |")
+    lines.append(
+      f"| {r['name']} | {r['mean']:.2f} +- {r['std']:.2f} | "
+      + " / ".join(f"{a:.2f}" for a in r["per_seed"])
+      + " | "
+      + " / ".join(f"{a:.2f}" for a in r["per_task"])
+      + f" | {r['forgetting']:.2f} | {seconds} |"
+    )
   return "\n".join(lines)
 
 
@@ -144,8 +181,11 @@ def parse(argv) -> argparse.Namespace:
   p.add_argument("--path", default="", help="for --source=files: mnist.pkl.gz")
   p.add_argument("--workdir", required=True, help="a directory per setting goes here")
   p.add_argument("--short", action="store_true", help=f"smoke: 1 epoch, {SHORT_STEPS} steps a task")
-  p.add_argument("--report_only", action="store_true",
-                 help="run nothing: the table of the settings found under --workdir")
+  p.add_argument(
+    "--report_only",
+    action="store_true",
+    help="run nothing: the table of the settings found under --workdir",
+  )
   p.add_argument("--l2_wd", type=float, default=1e-5, help="slni.weight_decay of l2_wd")
   p.add_argument("--l1_param", type=float, default=1e-5, help="slni.weight_decay of l1_param")
   p.add_argument("--json", default="", help="also write the rows to this file")
@@ -182,19 +222,27 @@ def main(argv=None) -> int:
       if os.path.exists(path):
         results = load(path)
         if not matches(results, overrides, args.seeds, args.short):
-          raise InputError(f"{path} holds another setting (slni keys, seeds or length); "
-                           "use another --workdir")
+          raise InputError(
+            f"{path} holds another setting (slni keys, seeds or length); use another --workdir"
+          )
       elif args.report_only:
         continue
       else:
         os.makedirs(workdir, exist_ok=True)
         print(f"running {name} -> {workdir}", file=sys.stderr, flush=True)
         with open(os.path.join(workdir, "run.log"), "w") as log:
-          done = subprocess.run(command(demo, overrides, args.seeds, args, workdir), cwd=ROOT,
-                                stdout=log, stderr=subprocess.STDOUT, check=False)
+          done = subprocess.run(
+            command(demo, overrides, args.seeds, args, workdir),
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
+          )
         if done.returncode != 0:
-          raise InputError(f"{name}: dynamos_jax.run exited {done.returncode}; "
-                           f"see {os.path.join(workdir, 'run.log')}")
+          raise InputError(
+            f"{name}: dynamos_jax.run exited {done.returncode}; "
+            f"see {os.path.join(workdir, 'run.log')}"
+          )
         results = load(path)
       rows.append(row(name, results))
     if not rows:

@@ -38,9 +38,9 @@ import numpy as np
 from dynamos_jax import chunks
 from dynamos_jax.config import base_config
 from dynamos_jax.data.streams import Batch, EpochData
+from dynamos_jax.methods.dgm import generator_dcgan as gen
 from dynamos_jax.methods.dgm import shapes as dgm_shapes
 from dynamos_jax.methods.dgm.dgm import DGM
-from dynamos_jax.methods.dgm import generator_dcgan as gen
 from dynamos_jax.state import TrainState
 
 SAMPLES = 5000
@@ -52,19 +52,25 @@ def machine() -> dict:
   model = "unknown"
   try:
     out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    model = next((l.split(":", 1)[1].strip() for l in out.splitlines()
-                  if l.startswith("Model name")), model)
+    model = next(
+      (l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name")), model
+    )
   except OSError:
     pass
-  return {"cpu": model, "backend": jax.default_backend(),
-          "devices": [str(d) for d in jax.devices()], "jax": jax.__version__}
+  return {
+    "cpu": model,
+    "backend": jax.default_backend(),
+    "devices": [str(d) for d in jax.devices()],
+    "jax": jax.__version__,
+  }
 
 
 def grown_counts(spec, tasks_ended: int, total: int, final_params: float) -> np.ndarray:
   """Active widths after ``tasks_ended`` growths, linear towards ``final_params`` at ``total``."""
   start = np.asarray(spec.start, np.float64)
-  target = final_params * tasks_ended / max(total - 1, 1) + gen.masked_count(
-      spec, spec.start) * (1 - tasks_ended / max(total - 1, 1))
+  target = final_params * tasks_ended / max(total - 1, 1) + gen.masked_count(spec, spec.start) * (
+    1 - tasks_ended / max(total - 1, 1)
+  )
   lo, hi = 1.0, 100.0
   for _ in range(60):  # bisect the width factor whose masked count is the target
     mid = (lo + hi) / 2
@@ -78,20 +84,26 @@ def grown_counts(spec, tasks_ended: int, total: int, final_params: float) -> np.
 def method_and_state(variant: str, task: int, final_params: float, loops: str = "auto"):
   c = base_config()
   c.method, c.batch_size, c.epochs = "dgm", BATCH, 101
-  c.dgm.update(variant=variant, ngf=6 if variant == "w" else 20,
-               smax=1e4 if variant == "w" else 1e5, lambda_ru=0.08 if variant == "w" else 0.01,
-               loops=loops)
+  c.dgm.update(
+    variant=variant,
+    ngf=6 if variant == "w" else 20,
+    smax=1e4 if variant == "w" else 1e5,
+    lambda_ru=0.08 if variant == "w" else 0.01,
+    loops=loops,
+  )
   bench = types.SimpleNamespace(image_shape=(32, 32, 1), num_tasks=10, num_classes=10)
   method = DGM.from_config(c, bench)
-  example = Batch(jnp.zeros((2, 32, 32, 1), jnp.uint8), jnp.zeros((2,), jnp.int32),
-                  jnp.ones((2,), bool), 0)
+  example = Batch(
+    jnp.zeros((2, 32, 32, 1), jnp.uint8), jnp.zeros((2,), jnp.int32), jnp.ones((2,), bool), 0
+  )
   state = method.init(jax.random.key(0), example, bench)
   t = task - 1  # 0-based
   if t > 0:
     counts = grown_counts(method.spec, t, 10, final_params)
     widths = tuple(gen.round_up(x, method.shape_multiple) for x in counts)
-    state = dgm_shapes.pad(method, state, widths,
-                           grown=(t - 1, np.asarray(state.counts[0]), counts))
+    state = dgm_shapes.pad(
+      method, state, widths, grown=(t - 1, np.asarray(state.counts[0]), counts)
+    )
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (SAMPLES, 32, 32, 1), np.uint8))
   labels = jnp.full((SAMPLES,), t, jnp.int32)
@@ -100,13 +112,19 @@ def method_and_state(variant: str, task: int, final_params: float, loops: str = 
   rows = -(-SAMPLES // BATCH)
   order = np.arange(rows * BATCH) % SAMPLES
   mask = np.arange(rows * BATCH) < SAMPLES
-  data = EpochData(images, labels, jnp.asarray(order.reshape(rows, BATCH), jnp.int32),
-                   jnp.asarray(mask.reshape(rows, BATCH)), jnp.int32(t))
+  data = EpochData(
+    images,
+    labels,
+    jnp.asarray(order.reshape(rows, BATCH), jnp.int32),
+    jnp.asarray(mask.reshape(rows, BATCH)),
+    jnp.int32(t),
+  )
   return method, state, data, rows
 
 
-def measure(variant: str, task: int, steps: int, repeats: int, final_params: float,
-            loops: str) -> dict:
+def measure(
+  variant: str, task: int, steps: int, repeats: int, final_params: float, loops: str
+) -> dict:
   method, learner, data, rows = method_and_state(variant, task, final_params, loops)
   counts = np.asarray(learner.counts[task - 1])  # (the step donates the state)
   state = TrainState(step=jnp.zeros((), jnp.int32), key=jax.random.key(1), learner=learner)
@@ -132,12 +150,17 @@ def measure(variant: str, task: int, steps: int, repeats: int, final_params: flo
     run(steps)
     rates.append(steps / (time.perf_counter() - t1))
   rate = statistics.median(rates)
-  return {"variant": variant, "task": int(task), "loops": "unroll" if method.unroll else "scan",
-          "counts": counts.tolist(),
-          "masked_params": int(gen.masked_count(method.spec, counts)),
-          "compile_s": round(compile_s, 2), "iterations_per_s": round(rate, 3),
-          "gflop_per_iteration": round(flops / 1e9, 3),
-          "gflop_per_s": round(flops * rate / 1e9, 2)}
+  return {
+    "variant": variant,
+    "task": int(task),
+    "loops": "unroll" if method.unroll else "scan",
+    "counts": counts.tolist(),
+    "masked_params": int(gen.masked_count(method.spec, counts)),
+    "compile_s": round(compile_s, 2),
+    "iterations_per_s": round(rate, 3),
+    "gflop_per_iteration": round(flops / 1e9, 3),
+    "gflop_per_s": round(flops * rate / 1e9, 2),
+  }
 
 
 def main():
@@ -146,22 +169,31 @@ def main():
   parser.add_argument("--tasks", default="1,10")
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--final_params", type=float, default=0.0,
-                      help="masked G weights after 10 tasks (0: Table 3 / 4's)")
+  parser.add_argument(
+    "--final_params",
+    type=float,
+    default=0.0,
+    help="masked G weights after 10 tasks (0: Table 3 / 4's)",
+  )
   parser.add_argument("--loops", default="auto", help="auto | scan | unroll | scan,unroll")
   parser.add_argument("--out", default="")
   args = parser.parse_args()
   final = args.final_params or TARGET[args.variant]
-  rows = [measure(args.variant, int(t), args.steps, args.repeats, final, loops)
-          for loops in args.loops.split(",") for t in args.tasks.split(",")]
+  rows = [
+    measure(args.variant, int(t), args.steps, args.repeats, final, loops)
+    for loops in args.loops.split(",")
+    for t in args.tasks.split(",")
+  ]
   report = {"machine": machine(), "batch": BATCH, "rows": rows}
   print(f"machine: {report['machine']['cpu']} ({report['machine']['backend']})")
   print("variant loops  task  widths            G params  compile s  it/s     GFLOP/it  GFLOP/s")
   for r in rows:
-    print(f"{r['variant']:>7} {r['loops']:>6} {r['task']:>4}  {str(r['counts']):<17} "
-          f"{r['masked_params']:>8}  "
-          f"{r['compile_s']:>9}  {r['iterations_per_s']:>7}  {r['gflop_per_iteration']:>8}  "
-          f"{r['gflop_per_s']:>7}")
+    print(
+      f"{r['variant']:>7} {r['loops']:>6} {r['task']:>4}  {str(r['counts']):<17} "
+      f"{r['masked_params']:>8}  "
+      f"{r['compile_s']:>9}  {r['iterations_per_s']:>7}  {r['gflop_per_iteration']:>8}  "
+      f"{r['gflop_per_s']:>7}"
+    )
   if args.out:
     with open(args.out, "w") as f:
       json.dump(report, f, indent=1)

@@ -24,13 +24,11 @@ import types
 
 import jax
 import numpy as np
+import throughput  # The benchmark's shapes and full-buffer state.
 
-from dynamos_jax import methods
-from dynamos_jax import chunks
+from dynamos_jax import chunks, methods
 from dynamos_jax.config import base_config
 from dynamos_jax.data.streams import EpochData
-
-import throughput  # The benchmark's shapes and full-buffer state.
 
 
 def _layer_kind(op_name: str) -> str:
@@ -51,9 +49,13 @@ def main():
   parser.add_argument("--method", default="dynamos")
   parser.add_argument("--benchmark", default="seq-mnist", choices=list(throughput.SHAPES))
   parser.add_argument("--steps", type=int, default=20)
-  parser.add_argument("--agent_moments", action=argparse.BooleanOptionalAction, default=True,
-                      help="the agents from moments (config model.agent_moments, on by "
-                           "default; --no-agent_moments: the plain Flax layers)")
+  parser.add_argument(
+    "--agent_moments",
+    action=argparse.BooleanOptionalAction,
+    default=True,
+    help="the agents from moments (config model.agent_moments, on by "
+    "default; --no-agent_moments: the plain Flax layers)",
+  )
   args = parser.parse_args()
 
   spec = throughput.SHAPES[args.benchmark]
@@ -66,15 +68,18 @@ def main():
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (throughput.POOL, *spec["shape"]), dtype=np.uint8)
   labels = rng.integers(0, 10, throughput.POOL, dtype=np.int32)
-  orders, masks, rotation = throughput.epoch_data(images, labels, spec["batch"], 1,
-                                                   spec["rotate"], rng)
-  data = EpochData(images, labels, orders[0], masks[0], np.int32(0),
-                   None if rotation is None else rotation[0])
+  orders, masks, rotation = throughput.epoch_data(
+    images, labels, spec["batch"], 1, spec["rotate"], rng
+  )
+  data = EpochData(
+    images, labels, orders[0], masks[0], np.int32(0), None if rotation is None else rotation[0]
+  )
   data = jax.device_put(data)
   step = jax.jit(chunks.make_train_step(method, "main"), donate_argnums=0)
   compiled = step.lower(state, data, np.int32(0)).compile()
-  metadata = dict(re.findall(r"%([\w.\-]+) = .*?metadata=\{op_name=\"([^\"]+)\"",
-                             compiled.as_text()))
+  metadata = dict(
+    re.findall(r"%([\w.\-]+) = .*?metadata=\{op_name=\"([^\"]+)\"", compiled.as_text())
+  )
   for i in range(5):  # Warm-up.
     state, _ = compiled(state, data, np.int32(i))
   jax.block_until_ready(state)
@@ -86,8 +91,9 @@ def main():
       state, _ = compiled(state, data, np.int32(i))
     jax.block_until_ready(state)
     wall = (time.perf_counter() - t0) / args.steps
-  trace = json.load(gzip.open(glob.glob(f"{directory}/**/*perfetto_trace.json.gz",
-                                        recursive=True)[0]))
+  trace = json.load(
+    gzip.open(glob.glob(f"{directory}/**/*perfetto_trace.json.gz", recursive=True)[0])
+  )
   events = trace["traceEvents"] if isinstance(trace, dict) else trace
 
   by_layer, by_op = collections.Counter(), collections.Counter()
@@ -100,10 +106,13 @@ def main():
     by_op[re.sub(r"[.\d]+$", "", e["name"])] += e["dur"]
   total = sum(by_layer.values())
   ms = lambda us: us / args.steps / 1000
-  print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); {args.method}, "
-        f"{args.benchmark} shapes, batch {spec['batch']} + replay; full buffer")
-  print(f"wall time per step (traced): {wall * 1000:.1f} ms; sum of op durations: "
-        f"{ms(total):.1f} ms")
+  print(
+    f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); {args.method}, "
+    f"{args.benchmark} shapes, batch {spec['batch']} + replay; full buffer"
+  )
+  print(
+    f"wall time per step (traced): {wall * 1000:.1f} ms; sum of op durations: {ms(total):.1f} ms"
+  )
   print("\nby layer kind and pass (ms per step, share of the op time):")
   for (kind, direction), us in by_layer.most_common():
     print(f"  {kind:>22} {direction:>8} {ms(us):7.1f}  {100 * us / total:5.1f}%")

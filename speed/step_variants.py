@@ -24,35 +24,48 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VARIANTS = {
-    "plain": ["--no-agent_moments"],
-    "moments": [],
-    "passes": ["--no-agent_moments", "--parallel_passes", "--host_devices=2"],
-    "both": ["--parallel_passes", "--host_devices=2"],
+  "plain": ["--no-agent_moments"],
+  "moments": [],
+  "passes": ["--no-agent_moments", "--parallel_passes", "--host_devices=2"],
+  "both": ["--parallel_passes", "--host_devices=2"],
 }
 
 
 def cpu_name() -> str:
   out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-  return next((l.split(":", 1)[1].strip() for l in out.splitlines()
-               if l.startswith("Model name")), "unknown")
+  return next(
+    (l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name")), "unknown"
+  )
 
 
 def run_variant(name: str, args) -> dict:
   with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
     out = f.name
   load_before = os.getloadavg()[0]
-  cmd = [sys.executable, os.path.join(HERE, "throughput.py"), "--methods=dynamos",
-         f"--benchmarks={args.benchmark}", "--strategies=loop", "--seeds=1",
-         f"--steps={args.steps}", f"--repeats={args.repeats}", f"--out={out}", *VARIANTS[name]]
+  cmd = [
+    sys.executable,
+    os.path.join(HERE, "throughput.py"),
+    "--methods=dynamos",
+    f"--benchmarks={args.benchmark}",
+    "--strategies=loop",
+    "--seeds=1",
+    f"--steps={args.steps}",
+    f"--repeats={args.repeats}",
+    f"--out={out}",
+    *VARIANTS[name],
+  ]
   proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
   if proc.returncode:
     sys.exit(f"error: {name} failed:\n{proc.stderr[-2000:]}")
   with open(out) as f:
     case = json.load(f)["cases"][0]
   os.unlink(out)
-  return {"steps_per_second": case["steps_per_second"], "compile_seconds": case["compile_seconds"],
-          "flops_per_step": case["flops_per_step"],
-          "load": [load_before, os.getloadavg()[0]]}
+  return {
+    "steps_per_second": case["steps_per_second"],
+    "compile_seconds": case["compile_seconds"],
+    "flops_per_step": case["flops_per_step"],
+    "load": [load_before, os.getloadavg()[0]],
+  }
 
 
 def main():
@@ -70,22 +83,28 @@ def main():
     sys.exit(f"error: unknown --variants {bad}; choose from {', '.join(VARIANTS)}")
   runs = {n: [] for n in names}
   for r in range(args.rounds):
-    for n in names[r % len(names):] + names[:r % len(names)]:
+    for n in names[r % len(names) :] + names[: r % len(names)]:
       runs[n].append(run_variant(n, args))
-      print(f"round {r + 1} {n:>8}: {runs[n][-1]['steps_per_second']:.2f} steps/s, "
-            f"load {runs[n][-1]['load'][0]:.1f}", flush=True)
-  print(f"\nCPU: {cpu_name()}, {os.cpu_count()} cores; Dynamos {args.benchmark} step, "
-        f"{args.rounds} rounds of {args.repeats} x {args.steps} steps")
+      print(
+        f"round {r + 1} {n:>8}: {runs[n][-1]['steps_per_second']:.2f} steps/s, "
+        f"load {runs[n][-1]['load'][0]:.1f}",
+        flush=True,
+      )
+  print(
+    f"\nCPU: {cpu_name()}, {os.cpu_count()} cores; Dynamos {args.benchmark} step, "
+    f"{args.rounds} rounds of {args.repeats} x {args.steps} steps"
+  )
   base = statistics.median(x["steps_per_second"] for x in runs[names[0]])
-  print(f"{'variant':>8} {'steps/s':>8} {'vs ' + names[0]:>9} {'compile s':>9} "
-        f"{'load':>9}  rounds")
+  print(f"{'variant':>8} {'steps/s':>8} {'vs ' + names[0]:>9} {'compile s':>9} {'load':>9}  rounds")
   for n in names:
     rate = statistics.median(x["steps_per_second"] for x in runs[n])
     loads = [l for x in runs[n] for l in x["load"]]
-    print(f"{n:>8} {rate:8.2f} {rate / base:8.2f}x "
-          f"{statistics.median(x['compile_seconds'] for x in runs[n]):9.1f} "
-          f"{min(loads):4.1f}-{max(loads):<4.1f}  "
-          + " ".join(f"{x['steps_per_second']:.2f}" for x in runs[n]))
+    print(
+      f"{n:>8} {rate:8.2f} {rate / base:8.2f}x "
+      f"{statistics.median(x['compile_seconds'] for x in runs[n]):9.1f} "
+      f"{min(loads):4.1f}-{max(loads):<4.1f}  "
+      + " ".join(f"{x['steps_per_second']:.2f}" for x in runs[n])
+    )
   if args.out:
     with open(args.out, "w") as f:
       json.dump({"cpu": cpu_name(), "args": vars(args), "runs": runs}, f, indent=1)

@@ -27,9 +27,8 @@ import time
 
 import jax
 
-from dynamos_jax import parallel
+from dynamos_jax import parallel, train
 from dynamos_jax import sweep as sweep_lib
-from dynamos_jax import train
 
 
 def load_config(path: str):
@@ -57,12 +56,18 @@ def override(config, assignment: str) -> None:
 def machine() -> dict:
   try:
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next(l.split(":", 1)[1].strip() for l in lscpu.splitlines()
-                 if l.startswith("Model name"))
+    model = next(
+      l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name")
+    )
   except (OSError, StopIteration):
     model = "unknown"
-  return {"cpu": model, "cores": os.cpu_count(), "backend": jax.default_backend(),
-          "devices": jax.device_count(), "load_average": list(os.getloadavg())}
+  return {
+    "cpu": model,
+    "cores": os.cpu_count(),
+    "backend": jax.default_backend(),
+    "devices": jax.device_count(),
+    "load_average": list(os.getloadavg()),
+  }
 
 
 def timed(config, workdir: str) -> tuple[dict, float]:
@@ -93,38 +98,54 @@ def main() -> None:
   sequential, alone = {"seconds": 0.0, "compile_seconds": 0.0, "wall": 0.0}, {}
   for setting in sweep.settings:
     label = sweep.label(setting)
-    results, wall = timed(sweep_lib.setting_config(config, setting),
-                          os.path.join(root, "sequential", label))
+    results, wall = timed(
+      sweep_lib.setting_config(config, setting), os.path.join(root, "sequential", label)
+    )
     alone[label] = results
     sequential["seconds"] += results["train"]["seconds"]
     sequential["compile_seconds"] += results["train"]["compile_seconds"]
     sequential["wall"] += wall
-    print(f"alone {label}: train {results['train']['seconds']:.1f} s, compile "
-          f"{results['train']['compile_seconds']:.1f} s, wall {wall:.1f} s", flush=True)
+    print(
+      f"alone {label}: train {results['train']['seconds']:.1f} s, compile "
+      f"{results['train']['compile_seconds']:.1f} s, wall {wall:.1f} s",
+      flush=True,
+    )
 
   together, wall = timed(config, os.path.join(root, "sweep"))
-  swept = {"seconds": together["train"]["seconds"],
-           "compile_seconds": together["train"]["compile_seconds"], "wall": wall,
-           "seed_strategy": together["train"]["seed_strategy"]}
+  swept = {
+    "seconds": together["train"]["seconds"],
+    "compile_seconds": together["train"]["compile_seconds"],
+    "wall": wall,
+    "seed_strategy": together["train"]["seed_strategy"],
+  }
   identical = {}
   for run in together["runs"]:
     mine, theirs = run, alone[run["label"]]
-    identical[run["label"]] = all(mine[p]["matrix"] == theirs[p]["matrix"]
-                                  for p in ("class_il", "task_il") if p in mine)
+    identical[run["label"]] = all(
+      mine[p]["matrix"] == theirs[p]["matrix"] for p in ("class_il", "task_il") if p in mine
+    )
   report = {
-      "machine": machine(), "config": args.config, "sweep": args.sweep,
-      "settings": len(sweep.settings), "steps_per_member": together["train"]["steps"],
-      "sequential": sequential, "sweep_run": swept,
-      "speedup_train": sequential["seconds"] / max(swept["seconds"], 1e-9),
-      "speedup_wall": sequential["wall"] / max(swept["wall"], 1e-9),
-      "members_equal_alone": identical, "best": together["sweep"]["best"]}
+    "machine": machine(),
+    "config": args.config,
+    "sweep": args.sweep,
+    "settings": len(sweep.settings),
+    "steps_per_member": together["train"]["steps"],
+    "sequential": sequential,
+    "sweep_run": swept,
+    "speedup_train": sequential["seconds"] / max(swept["seconds"], 1e-9),
+    "speedup_wall": sequential["wall"] / max(swept["wall"], 1e-9),
+    "members_equal_alone": identical,
+    "best": together["sweep"]["best"],
+  }
   print(json.dumps(report, indent=1))
-  print(f"{len(sweep.settings)} settings x {together['train']['steps']} steps: one after the "
-        f"other {sequential['seconds']:.1f} s training + {sequential['compile_seconds']:.1f} s "
-        f"compile ({sequential['wall']:.1f} s wall); one sweep ({swept['seed_strategy']}) "
-        f"{swept['seconds']:.1f} s + {swept['compile_seconds']:.1f} s ({swept['wall']:.1f} s "
-        f"wall): {report['speedup_train']:.2f}x training, {report['speedup_wall']:.2f}x wall; "
-        f"members equal their settings alone: {all(identical.values())}")
+  print(
+    f"{len(sweep.settings)} settings x {together['train']['steps']} steps: one after the "
+    f"other {sequential['seconds']:.1f} s training + {sequential['compile_seconds']:.1f} s "
+    f"compile ({sequential['wall']:.1f} s wall); one sweep ({swept['seed_strategy']}) "
+    f"{swept['seconds']:.1f} s + {swept['compile_seconds']:.1f} s ({swept['wall']:.1f} s "
+    f"wall): {report['speedup_train']:.2f}x training, {report['speedup_wall']:.2f}x wall; "
+    f"members equal their settings alone: {all(identical.values())}"
+  )
   if args.out:
     with open(args.out, "w") as f:
       json.dump(report, f, indent=1)

@@ -15,7 +15,6 @@ from dynamos_jax.data import sources
 # test that runs "every method" runs it too.
 import toy_method  # noqa: F401,E402
 
-
 # The repository's root: configs/, the scripts' folders (speed/, reproduce/, reference/).
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,6 +23,7 @@ def load_script(name: str, *parts: str):
   """The module at ROOT/<parts...>, imported by path under ``name``: the scripts' folders
   are no packages, and several have a module named refdata."""
   import importlib.util
+
   path = os.path.join(ROOT, *parts)
   spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(spec)
@@ -78,6 +78,7 @@ def use_tiny_dataset(monkeypatch):
 @pytest.fixture
 def tiny_config():
   from dynamos_jax.config import base_config
+
   c = base_config()
   c.data.source = "bundled"
   c.buffer_size = 8
@@ -128,6 +129,7 @@ def run_command(main, argv: list[str]) -> tuple[int, str]:
   from absl import flags
 
   from dynamos_jax import cli
+
   saved, err, code = list(sys.argv), io.StringIO(), 0
   try:
     with contextlib.redirect_stderr(err):
@@ -146,14 +148,20 @@ def run_command(main, argv: list[str]) -> tuple[int, str]:
 
 def subprocess_env(**extra) -> dict[str, str]:
   """The environment of a test's subprocess: the JAX settings of pytest_configure."""
-  return dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1", JAX_COMPILATION_CACHE_DIR=XLA_CACHE,
-              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0", **extra)
+  return dict(
+    os.environ,
+    JAX_DISABLE_MOST_OPTIMIZATIONS="1",
+    JAX_COMPILATION_CACHE_DIR=XLA_CACHE,
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    **extra,
+  )
 
 
 def pytest_configure(config):
   # Tiny models: compile time dominates, and XLA's optimisations do not pay for themselves.
   import jax
+
   jax.config.update("jax_disable_most_optimizations", True)
   # Many tests compile the same tiny programs: keep the executables on disk, so a
   # program is compiled once per machine (the cache changes no number).

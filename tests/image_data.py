@@ -12,8 +12,9 @@ def class_colour(c: int) -> tuple[int, int, int]:
   return (c % 10 * 25 + 10, c // 10 % 10 * 25 + 10, c // 100 * 120 + 40)
 
 
-def make_tiny_imagenet(root: str, classes: int, train: int, val: int, side: int = 64,
-                       grey_first: bool = False) -> list[str]:
+def make_tiny_imagenet(
+  root: str, classes: int, train: int, val: int, side: int = 64, grey_first: bool = False
+) -> list[str]:
   """A Tiny ImageNet folder of ``classes`` classes, each image one flat colour
   (``class_colour``); wnids.txt deliberately unsorted. Returns the wnids in the
   order of wnids.txt."""
@@ -34,7 +35,8 @@ def make_tiny_imagenet(root: str, classes: int, train: int, val: int, side: int 
     for i in range(val):
       name = f"val_{c * val + i}.JPEG"
       Image.new("RGB", (side, side), class_colour(c)).save(
-          os.path.join(root, "val", "images", name), quality=95)
+        os.path.join(root, "val", "images", name), quality=95
+      )
       lines.append(f"{name}\t{wnid}\t0\t0\t{side - 1}\t{side - 1}")
   with open(os.path.join(root, "val", "val_annotations.txt"), "w") as f:
     f.write("\n".join(lines[::-1]) + "\n")

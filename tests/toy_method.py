@@ -27,6 +27,7 @@ class AnchoredState:
   tasks ended; anchor: the params at the last task end (same shapes);
   tasks_done: int32 []; task: int32 [] the task begin_task announced;
   steps: int32 [] steps taken; grow_key: uint32 [2] raw key of new units."""
+
   params: dict
   anchor: dict
   tasks_done: jax.Array
@@ -62,9 +63,12 @@ class Anchored(Method):
     del benchmark
     features = math.prod(example.images.shape[1:])
     w_key, grow_key = jax.random.split(key)
-    params = {"w": 0.01 * jax.random.normal(w_key, (features, self.num_classes)),
-              "b": jnp.zeros((self.num_classes,)),
-              "u": jnp.zeros((features, 0)), "v": jnp.zeros((0, self.num_classes))}
+    params = {
+      "w": 0.01 * jax.random.normal(w_key, (features, self.num_classes)),
+      "b": jnp.zeros((self.num_classes,)),
+      "u": jnp.zeros((features, 0)),
+      "v": jnp.zeros((0, self.num_classes)),
+    }
     zero = jnp.zeros((), jnp.int32)
     return AnchoredState(params, params, zero, zero, zero, jax.random.key_data(grow_key))
 
@@ -78,8 +82,10 @@ class Anchored(Method):
     def loss_fn(params):
       logits = self._logits(params, batch.images)
       ce = losses.cross_entropy(logits, batch.labels, batch.mask)
-      drift = sum(jnp.sum((p - a) ** 2) for p, a in zip(jax.tree.leaves(params),
-                                                        jax.tree.leaves(state.anchor)))
+      drift = sum(
+        jnp.sum((p - a) ** 2)
+        for p, a in zip(jax.tree.leaves(params), jax.tree.leaves(state.anchor))
+      )
       # No anchor before the first task ends.
       total = ce + self.pull * jnp.where(state.tasks_done > 0, drift, 0.0)
       return total, (logits, ce, drift)
@@ -87,11 +93,14 @@ class Anchored(Method):
     grads, (logits, ce, drift) = jax.grad(loss_fn, has_aux=True)(state.params)
     params = jax.tree.map(lambda p, g: p - self.lr * g, state.params, grads)
     correct = (jnp.argmax(logits, -1) == batch.labels) & batch.mask
-    metrics = {"loss": ce + self.pull * drift * (state.tasks_done > 0), "ce": ce,
-               "drift": drift,
-               "train_accuracy": jnp.sum(correct) / jnp.maximum(jnp.sum(batch.mask), 1),
-               # 1 when the batch carries the task that begin_task announced.
-               "task_matches": (batch.task == state.task).astype(jnp.float32)}
+    metrics = {
+      "loss": ce + self.pull * drift * (state.tasks_done > 0),
+      "ce": ce,
+      "drift": drift,
+      "train_accuracy": jnp.sum(correct) / jnp.maximum(jnp.sum(batch.mask), 1),
+      # 1 when the batch carries the task that begin_task announced.
+      "task_matches": (batch.task == state.task).astype(jnp.float32),
+    }
     return state.replace(params=params, steps=state.steps + 1), metrics
 
   def predict(self, state, images, task, phase):
@@ -108,13 +117,18 @@ class Anchored(Method):
       key = jax.random.fold_in(jax.random.wrap_key_data(state.grow_key), task.index)
       features = params["w"].shape[0]
       new_u = 0.01 * jax.random.normal(key, (features, self.grow))
-      params = dict(params, u=jnp.concatenate([params["u"], new_u], axis=1),
-                    v=jnp.concatenate([params["v"], jnp.zeros((self.grow, self.num_classes))]))
+      params = dict(
+        params,
+        u=jnp.concatenate([params["u"], new_u], axis=1),
+        v=jnp.concatenate([params["v"], jnp.zeros((self.grow, self.num_classes))]),
+      )
     return state.replace(params=params, anchor=params, tasks_done=state.tasks_done + 1)
 
   def analyze(self, state, run):
     """analyze's numbers of a toy run: how far the weights sit from the anchor."""
     del run
-    drift = sum(float(jnp.sum((p - a) ** 2)) for p, a in zip(jax.tree.leaves(state.params),
-                                                          jax.tree.leaves(state.anchor)))
+    drift = sum(
+      float(jnp.sum((p - a) ** 2))
+      for p, a in zip(jax.tree.leaves(state.params), jax.tree.leaves(state.anchor))
+    )
     return {"anchor_drift": drift, "hidden_units": int(state.params["u"].shape[1])}

@@ -8,8 +8,7 @@ package imports them all, so adding a benchmark is adding a file.
 import importlib
 import pkgutil
 
-from dynamos_jax.benchmarks.base import (KINDS, REGISTRY, Benchmark, DeviceData, TaskData,
-                                         register)
+from dynamos_jax.benchmarks.base import KINDS, REGISTRY, Benchmark, DeviceData, TaskData, register
 
 for _module in pkgutil.iter_modules(__path__):
   importlib.import_module(f"{__name__}.{_module.name}")

@@ -43,6 +43,7 @@ class DeviceData:
   host: the ``ArrayDataset``; train_images uint8 [N, H, W, 3], train_labels
   int32 [N] and test_images uint8 [N_test, H, W, 3] on the device.
   """
+
   host: sources.ArrayDataset
   train_images: jax.Array
   train_labels: jax.Array
@@ -50,10 +51,15 @@ class DeviceData:
 
   @classmethod
   def load(cls, config, dataset: str) -> "DeviceData":
-    host = sources.load_dataset(dataset, config.data.source, config.data.path or None,
-                                config.data.tfds_data_dir or None)
-    return cls(host, jax.device_put(host.train_images), jax.device_put(host.train_labels),
-               jax.device_put(host.test_images))
+    host = sources.load_dataset(
+      dataset, config.data.source, config.data.path or None, config.data.tfds_data_dir or None
+    )
+    return cls(
+      host,
+      jax.device_put(host.train_images),
+      jax.device_put(host.train_labels),
+      jax.device_put(host.test_images),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +71,7 @@ class TaskData:
   batches of B (an ``EpochData``: ``batches(B).batch(i)`` is batch i as the
   step sees it, transformed by the benchmark), for passes over the task.
   """
+
   index: int
   size: int
   classes: np.ndarray | None
@@ -121,8 +128,12 @@ class Benchmark(abc.ABC):
 
   def example(self) -> Batch:
     """A batch of two blank images: the shapes a method initialises from."""
-    return Batch(jnp.zeros((2, *self.image_shape), jnp.uint8), jnp.zeros((2,), jnp.int32),
-                 jnp.ones((2,), bool), 0)
+    return Batch(
+      jnp.zeros((2, *self.image_shape), jnp.uint8),
+      jnp.zeros((2,), jnp.int32),
+      jnp.ones((2,), bool),
+      0,
+    )
 
   @abc.abstractmethod
   def epoch_data(self, task: int, epoch: int) -> EpochData:
@@ -137,10 +148,12 @@ class Benchmark(abc.ABC):
     """``indices`` in their order as padded batches: order [rows, B], mask [rows, B]."""
     rows = -(-len(indices) // batch_size)
     order = np.zeros(rows * batch_size, np.int32)
-    order[:len(indices)] = indices
+    order[: len(indices)] = indices
     mask = np.arange(rows * batch_size) < len(indices)
-    return (jnp.asarray(order.reshape(rows, batch_size)),
-            jnp.asarray(mask.reshape(rows, batch_size)))
+    return (
+      jnp.asarray(order.reshape(rows, batch_size)),
+      jnp.asarray(mask.reshape(rows, batch_size)),
+    )
 
   @abc.abstractmethod
   def test_set(self) -> tuple[jax.Array, np.ndarray]:

@@ -43,19 +43,24 @@ class ClassSplit(Benchmark):
 
   def epoch_data(self, task, epoch):
     key = jax.random.fold_in(jax.random.fold_in(self.key, task), epoch)
-    order, mask = epoch_batches(key, self.task_indices[task], self.config.batch_size,
-                                pad_to=self.rows)
-    return EpochData(self.data.train_images, self.data.train_labels, jnp.asarray(order),
-                     jnp.asarray(mask), jnp.int32(task))
+    order, mask = epoch_batches(
+      key, self.task_indices[task], self.config.batch_size, pad_to=self.rows
+    )
+    return EpochData(
+      self.data.train_images,
+      self.data.train_labels,
+      jnp.asarray(order),
+      jnp.asarray(mask),
+      jnp.int32(task),
+    )
 
   def task_data(self, task):
-    classes = (np.arange(self.num_classes) if self.joint else self.split.task_classes(task))
+    classes = np.arange(self.num_classes) if self.joint else self.split.task_classes(task)
     indices = self.task_indices[task]
 
     def batches(batch_size):
       order, mask = self.fixed_order(indices, batch_size)
-      return EpochData(self.data.train_images, self.data.train_labels, order, mask,
-                       jnp.int32(task))
+      return EpochData(self.data.train_images, self.data.train_labels, order, mask, jnp.int32(task))
 
     return TaskData(task, len(indices), classes, batches)
 
@@ -70,6 +75,5 @@ class ClassSplit(Benchmark):
   def evaluate(self, predict, batch_size):
     images, labels = self.test_set()
     logits = accuracy.predict_logits(lambda x: predict(x, None), images, batch_size)
-    class_il, task_il = accuracy.task_accuracies(logits, labels, self.split,
-                                                   range(self.num_tasks))
+    class_il, task_il = accuracy.task_accuracies(logits, labels, self.split, range(self.num_tasks))
     return {"class_il": class_il, "task_il": task_il}

@@ -44,9 +44,8 @@ sample accuracy); task-IL takes the argmax over the task's ten classes.
 Top-5 accuracy (the code's second figure) is not computed.
 """
 
-from typing import ClassVar
-
 import os
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -86,8 +85,9 @@ def resize_bilinear(images: np.ndarray, size: int = SIZE) -> np.ndarray:
   return out
 
 
-def holdout_split(key: jax.Array, labels: np.ndarray, num_classes: int, fraction: float,
-                  train_rounding: bool) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def holdout_split(
+  key: jax.Array, labels: np.ndarray, num_classes: int, fraction: float, train_rounding: bool
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
   """Per class, a seeded permutation of its samples split into (train, valid) index arrays.
 
   Args:
@@ -130,10 +130,12 @@ def _prepare(data: DeviceData, channels: int, name: str) -> DeviceData:
     return resize_bilinear(images)
 
   train, test = convert(host.train_images), convert(host.test_images)
-  prepared = sources.ArrayDataset(host.name, train, host.train_labels, test, host.test_labels,
-                                  host.num_classes)
-  return DeviceData(prepared, jax.device_put(train), jax.device_put(host.train_labels),
-                    jax.device_put(test))
+  prepared = sources.ArrayDataset(
+    host.name, train, host.train_labels, test, host.test_labels, host.num_classes
+  )
+  return DeviceData(
+    prepared, jax.device_put(train), jax.device_put(host.train_labels), jax.device_put(test)
+  )
 
 
 class OneClass(Benchmark):
@@ -162,16 +164,17 @@ class OneClass(Benchmark):
     super().__init__(config, data, key, joint)
     host = data.host
     self.num_classes = host.num_classes
-    self.train_parts, self.valid_parts = holdout_split(key, host.train_labels,
-                                                       self.num_classes, self.holdout,
-                                                       self.train_rounding)
+    self.train_parts, self.valid_parts = holdout_split(
+      key, host.train_labels, self.num_classes, self.holdout, self.train_rounding
+    )
     if joint:
       self.task_indices = [np.concatenate(self.train_parts)]
       self.seen_after = [self.num_tasks]
     else:
       c = self.classes_per_task
-      self.task_indices = [np.concatenate(self.train_parts[t * c:(t + 1) * c])
-                           for t in range(self.num_tasks)]
+      self.task_indices = [
+        np.concatenate(self.train_parts[t * c : (t + 1) * c]) for t in range(self.num_tasks)
+      ]
       self.seen_after = list(range(1, self.num_tasks + 1))
     self.batches = [num_batches(len(ix), config.batch_size) for ix in self.task_indices]
     self.epochs = config.epochs
@@ -180,15 +183,21 @@ class OneClass(Benchmark):
     self._valid = (data.train_images[valid], np.asarray(host.train_labels)[valid])
 
   def _epoch(self, task: int, order, mask) -> EpochData:
-    return EpochData(self.data.train_images, self.data.train_labels, jnp.asarray(order),
-                     jnp.asarray(mask), jnp.int32(task))
+    return EpochData(
+      self.data.train_images,
+      self.data.train_labels,
+      jnp.asarray(order),
+      jnp.asarray(mask),
+      jnp.int32(task),
+    )
 
   def epoch_data(self, task, epoch):
     indices = self.task_indices[task]
     if self.joint or self.reshuffle:  # JT, ImageNet: reshuffled each epoch from the seed.
       key = jax.random.fold_in(jax.random.fold_in(self.key, task), epoch)
-      return self._epoch(task, *epoch_batches(key, indices, self.config.batch_size,
-                                              pad_to=self.rows))
+      return self._epoch(
+        task, *epoch_batches(key, indices, self.config.batch_size, pad_to=self.rows)
+      )
     order, mask = self.fixed_order(indices, self.config.batch_size)
     pad = self.rows - order.shape[0]
     order = jnp.pad(order, ((0, pad), (0, 0)))
@@ -199,8 +208,9 @@ class OneClass(Benchmark):
     indices = self.task_indices[task]
     c = self.classes_per_task
     classes = np.arange(self.num_classes) if self.joint else np.arange(task * c, (task + 1) * c)
-    return TaskData(task, len(indices), classes,
-                    lambda b: self._epoch(task, *self.fixed_order(indices, b)))
+    return TaskData(
+      task, len(indices), classes, lambda b: self._epoch(task, *self.fixed_order(indices, b))
+    )
 
   def test_set(self):
     return self.data.test_images, np.asarray(self.data.host.test_labels)
@@ -232,9 +242,10 @@ class OneClass(Benchmark):
     labels = np.asarray(labels)
     task_of = labels // c
     within = logits.reshape(len(labels), -1, c)[np.arange(len(labels)), task_of]
-    task_il = self.per_class_accuracy(np.eye(self.num_classes)[
-        task_of * c + np.argmax(within, -1)], labels, self.num_classes)
-    per_task = lambda acc: [float(np.mean(acc[t * c:(t + 1) * c])) for t in range(self.num_tasks)]
+    task_il = self.per_class_accuracy(
+      np.eye(self.num_classes)[task_of * c + np.argmax(within, -1)], labels, self.num_classes
+    )
+    per_task = lambda acc: [float(np.mean(acc[t * c : (t + 1) * c])) for t in range(self.num_tasks)]
     return {"class_il": per_task(class_il), "task_il": per_task(task_il)}
 
 
@@ -262,8 +273,10 @@ class OneClassCIFAR10(OneClass):
   def validate(cls, config):
     loaders = sorted(s for d, s in getattr(sources, "_LOADERS", {}) if d == "cifar10")
     if config.data.source not in loaders:
-      raise ConfigError(f"dgm-cifar10: CIFAR-10 has no data.source={config.data.source!r}; use "
-                        f"--config.data.source= one of {', '.join(loaders) or '(none here)'}")
+      raise ConfigError(
+        f"dgm-cifar10: CIFAR-10 has no data.source={config.data.source!r}; use "
+        f"--config.data.source= one of {', '.join(loaders) or '(none here)'}"
+      )
 
 
 @register
@@ -283,8 +296,12 @@ class ImageNet50(OneClass):
     loaders = sorted(s for d, s in getattr(sources, "_LOADERS", {}) if d == cls.dataset)
     source, path = config.data.source, config.data.path
     if source not in loaders:
-      raise ConfigError(f"dgm-imagenet50: no ILSVRC-2012 loader for data.source={source!r}; "
-                        f"use --config.data.source= one of {', '.join(loaders) or '(none here)'}")
+      raise ConfigError(
+        f"dgm-imagenet50: no ILSVRC-2012 loader for data.source={source!r}; "
+        f"use --config.data.source= one of {', '.join(loaders) or '(none here)'}"
+      )
     if source == "files" and not (path and os.path.isdir(path)):
-      raise ConfigError(f"dgm-imagenet50: no ILSVRC-2012 folder at data.path={path!r}: set "
-                        "--config.data.path=/path/to/ILSVRC2012 (with train/<wnid>/ and val/)")
+      raise ConfigError(
+        f"dgm-imagenet50: no ILSVRC-2012 folder at data.path={path!r}: set "
+        "--config.data.path=/path/to/ILSVRC2012 (with train/<wnid>/ and val/)"
+      )

@@ -29,6 +29,7 @@ _PERMUTATIONS = 2**31 - 2
 @flax.struct.dataclass
 class PermutedEpochData(EpochData):
   """``order`` holds stream samples ``task * N + i``; permutations: int32 [T, 784]."""
+
   permutations: jax.Array | None = None
 
   def batch(self, position):
@@ -54,9 +55,12 @@ class PermutedMNIST(Benchmark):
     pixels = int(np.prod(data.host.train_images.shape[1:3]))
     perm_key = jax.random.fold_in(key, _PERMUTATIONS)
     self.permutations = np.stack(
-        [np.arange(pixels)] + [np.asarray(jax.random.permutation(jax.random.fold_in(perm_key, t),
-                                                                 pixels))
-                               for t in range(1, self.num_tasks)]).astype(np.int32)
+      [np.arange(pixels)]
+      + [
+        np.asarray(jax.random.permutation(jax.random.fold_in(perm_key, t), pixels))
+        for t in range(1, self.num_tasks)
+      ]
+    ).astype(np.int32)
     n = len(data.host.train_labels)
     tasks = [t * n + np.arange(n, dtype=np.int32) for t in range(self.num_tasks)]
     if joint:
@@ -72,19 +76,28 @@ class PermutedMNIST(Benchmark):
     return (*self.data.host.train_images.shape[1:3], 1)
 
   def _data(self, order, mask, task) -> PermutedEpochData:
-    return PermutedEpochData(self.data.train_images, self.data.train_labels, order, mask,
-                             jnp.int32(task), None, jnp.asarray(self.permutations))
+    return PermutedEpochData(
+      self.data.train_images,
+      self.data.train_labels,
+      order,
+      mask,
+      jnp.int32(task),
+      None,
+      jnp.asarray(self.permutations),
+    )
 
   def epoch_data(self, task, epoch):
     key = jax.random.fold_in(jax.random.fold_in(self.key, task), epoch)
-    order, mask = epoch_batches(key, self.task_indices[task], self.config.batch_size,
-                                pad_to=self.rows)
+    order, mask = epoch_batches(
+      key, self.task_indices[task], self.config.batch_size, pad_to=self.rows
+    )
     return self._data(jnp.asarray(order), jnp.asarray(mask), task)
 
   def task_data(self, task):
     indices = self.task_indices[task]
-    return TaskData(task, len(indices), np.arange(10),
-                    lambda b: self._data(*self.fixed_order(indices, b), task))
+    return TaskData(
+      task, len(indices), np.arange(10), lambda b: self._data(*self.fixed_order(indices, b), task)
+    )
 
   def _permuted_test(self, task: int) -> jax.Array:
     images = self.data.test_images[..., 0]
@@ -102,7 +115,8 @@ class PermutedMNIST(Benchmark):
     labels = np.asarray(self.data.host.test_labels)
     accuracies = []
     for t in range(self.num_tasks):
-      logits = accuracy.predict_logits(lambda x: predict(x, jnp.int32(t)),
-                                         self._permuted_test(t), batch_size)
+      logits = accuracy.predict_logits(
+        lambda x: predict(x, jnp.int32(t)), self._permuted_test(t), batch_size
+      )
       accuracies.append(100.0 * float(np.mean(np.argmax(logits, -1) == labels)))
     return {"class_il": accuracies, "task_il": list(accuracies)}

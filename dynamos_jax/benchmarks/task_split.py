@@ -40,9 +40,11 @@ class TaskSplit(Benchmark):
     super().__init__(config, data, key, joint)
     classes = self.num_tasks * self.classes_per_task
     if data.host.num_classes != classes:
-      raise ConfigError(f"{self.name} splits {classes} classes into {self.num_tasks} tasks, "
-                        f"but its dataset has {data.host.num_classes}: use a {self.dataset} "
-                        "source")
+      raise ConfigError(
+        f"{self.name} splits {classes} classes into {self.num_tasks} tasks, "
+        f"but its dataset has {data.host.num_classes}: use a {self.dataset} "
+        "source"
+      )
     self.split = ClassIncremental(self.num_tasks, self.classes_per_task)
     self.num_classes = self.classes_per_task
     k = self.classes_per_task
@@ -72,15 +74,20 @@ class TaskSplit(Benchmark):
 
   def epoch_data(self, task, epoch):
     key = jax.random.fold_in(jax.random.fold_in(self.key, task), epoch)
-    order, mask = epoch_batches(key, self.task_indices[task], self.config.batch_size,
-                                pad_to=self.rows)
+    order, mask = epoch_batches(
+      key, self.task_indices[task], self.config.batch_size, pad_to=self.rows
+    )
     return self._data(jnp.asarray(order), jnp.asarray(mask), task, key)
 
   def task_data(self, task):
     indices = self.task_indices[task]
     # Its labels: the places within a task (a joint run's merged task too).
-    return TaskData(task, len(indices), np.arange(self.classes_per_task),
-                    lambda b: self._data(*self.fixed_order(indices, b), task, None))
+    return TaskData(
+      task,
+      len(indices),
+      np.arange(self.classes_per_task),
+      lambda b: self._data(*self.fixed_order(indices, b), task, None),
+    )
 
   def test_set(self):
     """Every test image as the methods see it [N, H, W, 3]; labels within their task."""

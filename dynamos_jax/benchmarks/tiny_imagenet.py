@@ -39,7 +39,7 @@ def center_crop(images: jax.Array, size: int = CROP) -> jax.Array:
   """The centre ``size`` x ``size`` of images [M, H, W, C] (torchvision's offsets)."""
   top = int(round((images.shape[1] - size) / 2))
   left = int(round((images.shape[2] - size) / 2))
-  return images[:, top:top + size, left:left + size]
+  return images[:, top : top + size, left : left + size]
 
 
 def crop_boxes(key: jax.Array, count: int, height: int, width: int) -> jax.Array:
@@ -60,9 +60,15 @@ def crop_boxes(key: jax.Array, count: int, height: int, width: int) -> jax.Array
   left = jnp.floor(jax.random.uniform(k_left, (count,)) * (width - w + 1)).astype(jnp.int32)
   # Fallback: the centred square of the shorter side.
   side = min(height, width)
-  return jnp.stack([jnp.where(found, top, (height - side) // 2),
-                    jnp.where(found, left, (width - side) // 2),
-                    jnp.where(found, h, side), jnp.where(found, w, side)], axis=1)
+  return jnp.stack(
+    [
+      jnp.where(found, top, (height - side) // 2),
+      jnp.where(found, left, (width - side) // 2),
+      jnp.where(found, h, side),
+      jnp.where(found, w, side),
+    ],
+    axis=1,
+  )
 
 
 def resized_crops(images: jax.Array, boxes: jax.Array, size: int = CROP) -> jax.Array:
@@ -72,9 +78,15 @@ def resized_crops(images: jax.Array, boxes: jax.Array, size: int = CROP) -> jax.
   def one(image, box):
     top, left, h, w = box.astype(jnp.float32)
     scale = jnp.stack([size / h, size / w])
-    out = jax.image.scale_and_translate(image.astype(jnp.float32), (size, size, image.shape[-1]),
-                                        (0, 1), scale, -jnp.stack([top, left]) * scale,
-                                        method="linear", antialias=True)
+    out = jax.image.scale_and_translate(
+      image.astype(jnp.float32),
+      (size, size, image.shape[-1]),
+      (0, 1),
+      scale,
+      -jnp.stack([top, left]) * scale,
+      method="linear",
+      antialias=True,
+    )
     return jnp.clip(jnp.round(out), 0, 255).astype(jnp.uint8)
 
   return jax.vmap(one)(images, boxes)
@@ -93,6 +105,7 @@ def augment(key: jax.Array, images: jax.Array) -> jax.Array:
 class CroppedEpochData(EpochData):
   """``augment``: the epoch's augmentation key as raw key data (uint32), or None:
   every batch is centre-cropped (the task hooks' view)."""
+
   augment: jax.Array | None = None
 
   def batch(self, position):
@@ -121,8 +134,9 @@ class TinyImageNet(TaskSplit):
 
   def _data(self, order, mask, task, key):
     raw = None if key is None else jax.random.key_data(jax.random.fold_in(key, _AUGMENT))
-    return CroppedEpochData(self.data.train_images, self.train_labels, order, mask,
-                            jnp.int32(task), None, raw)
+    return CroppedEpochData(
+      self.data.train_images, self.train_labels, order, mask, jnp.int32(task), None, raw
+    )
 
   def eval_view(self, images):
     return center_crop(images)

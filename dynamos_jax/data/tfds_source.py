@@ -22,25 +22,32 @@ def loader(dataset: str, tfds_name: str) -> Callable:
       # Imported here: tensorflow_datasets takes seconds to import.
       import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     except ImportError as e:
-      raise DataError(f'{dataset}/tfds: tensorflow_datasets is not installed; '
-                      'run `pip install tensorflow-datasets` or use source '
-                      'files.') from e
+      raise DataError(
+        f'{dataset}/tfds: tensorflow_datasets is not installed; '
+        'run `pip install tensorflow-datasets` or use source '
+        'files.'
+      ) from e
     try:
       # download=False: never reach for the network from a training run; a
       # missing dataset should fail at once with instructions instead.
       sources = tfds.data_source(
-          tfds_name, split=['train', 'test'], data_dir=tfds_data_dir,
-          download=False, builder_kwargs={'file_format': 'array_record'})
+        tfds_name,
+        split=['train', 'test'],
+        data_dir=tfds_data_dir,
+        download=False,
+        builder_kwargs={'file_format': 'array_record'},
+      )
     except Exception as e:  # pylint: disable=broad-except
       # TFDS reports an unprepared dataset through several exception types
       # (KeyError for empty splits, FileNotFoundError, AssertionError, ...).
       raise DataError(
-          f'{dataset}/tfds: {tfds_name} (array_record) is not prepared in '
-          f'{where} ({type(e).__name__}); prepare it once with internet '
-          f'(`tfds build {tfds_name} --file_format=array_record '
-          f'--data_dir=DIR`, or `pip install tensorflow-cpu` then '
-          f'tfds.data_source({tfds_name!r}, data_dir=DIR)) or use source '
-          'files.') from e
+        f'{dataset}/tfds: {tfds_name} (array_record) is not prepared in '
+        f'{where} ({type(e).__name__}); prepare it once with internet '
+        f'(`tfds build {tfds_name} --file_format=array_record '
+        f'--data_dir=DIR`, or `pip install tensorflow-cpu` then '
+        f'tfds.data_source({tfds_name!r}, data_dir=DIR)) or use source '
+        'files.'
+      ) from e
     train, test = (_read_split(ds) for ds in sources)
     return train + test
 

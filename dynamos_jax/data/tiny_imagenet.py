@@ -25,9 +25,11 @@ from dynamos_jax.errors import DataError
 
 _FOLDER = 'tiny-imagenet-200'
 CLASSES = 200  # ids in wnids.txt
-_HELP = ('give the folder tiny-imagenet-200 (wnids.txt, train/<wnid>/images/*.JPEG, '
-         'val/images/*.JPEG, val/val_annotations.txt) or the folder above it, unzipped from '
-         'http://cs231n.stanford.edu/tiny-imagenet-200.zip')
+_HELP = (
+  'give the folder tiny-imagenet-200 (wnids.txt, train/<wnid>/images/*.JPEG, '
+  'val/images/*.JPEG, val/val_annotations.txt) or the folder above it, unzipped from '
+  'http://cs231n.stanford.edu/tiny-imagenet-200.zip'
+)
 
 
 def load(path: str | None, tfds_data_dir: str | None):
@@ -59,8 +61,9 @@ def load(path: str | None, tfds_data_dir: str | None):
   folder = os.path.join(root, 'val', 'images')
   for name in val:
     if not os.path.isfile(os.path.join(folder, name)):
-      raise DataError(f'tiny-imagenet/files: {annotations} names {name}, which is not in '
-                      f'{folder}; {_HELP}.')
+      raise DataError(
+        f'tiny-imagenet/files: {annotations} names {name}, which is not in {folder}; {_HELP}.'
+      )
   names = sorted(val)
   test_x = _read_images([os.path.join(folder, n) for n in names])
   test_y = np.asarray([val[n] for n in names], np.int64)
@@ -85,9 +88,11 @@ def _wnids(root: str) -> list[str]:
   with open(path) as f:
     wnids = [line.strip() for line in f if line.strip()]
   if len(wnids) != CLASSES or len(set(wnids)) != len(wnids):
-    raise DataError(f'tiny-imagenet/files: {path} lists {len(wnids)} class ids '
-                    f'({len(set(wnids))} distinct), expected {CLASSES} distinct ids one a '
-                    'line; re-download the dataset.')
+    raise DataError(
+      f'tiny-imagenet/files: {path} lists {len(wnids)} class ids '
+      f'({len(set(wnids))} distinct), expected {CLASSES} distinct ids one a '
+      'line; re-download the dataset.'
+    )
   return sorted(wnids)
 
 
@@ -102,9 +107,11 @@ def _val_annotations(path: str, label: dict[str, int]) -> dict[str, int]:
         continue
       fields = line.rstrip('\n').split('\t')
       if len(fields) < 2 or fields[1] not in label:
-        raise DataError(f'tiny-imagenet/files: {path} line {number} is not '
-                        '"<file>\\t<wnid>\\t..." with a wnid of wnids.txt; re-download the '
-                        'dataset.')
+        raise DataError(
+          f'tiny-imagenet/files: {path} line {number} is not '
+          '"<file>\\t<wnid>\\t..." with a wnid of wnids.txt; re-download the '
+          'dataset.'
+        )
       out[fields[0]] = label[fields[1]]
   if not out:
     raise DataError(f'tiny-imagenet/files: {path} lists no images; re-download the dataset.')
@@ -119,10 +126,14 @@ def _read_images(paths: list[str]) -> np.ndarray:
       with Image.open(p) as image:
         images.append(np.asarray(image.convert('RGB')))
     except (OSError, ValueError) as e:
-      raise DataError(f'tiny-imagenet/files: {p} is not a readable image '
-                      f'({type(e).__name__}); re-download the dataset.') from e
+      raise DataError(
+        f'tiny-imagenet/files: {p} is not a readable image '
+        f'({type(e).__name__}); re-download the dataset.'
+      ) from e
   shapes = {x.shape for x in images}
   if len(shapes) > 1:
-    raise DataError(f'tiny-imagenet/files: images of several sizes {sorted(shapes)[:3]} '
-                    'in one split, expected all 64x64; re-download the dataset.')
+    raise DataError(
+      f'tiny-imagenet/files: images of several sizes {sorted(shapes)[:3]} '
+      'in one split, expected all 64x64; re-download the dataset.'
+    )
   return np.stack(images)

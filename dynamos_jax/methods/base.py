@@ -98,8 +98,9 @@ class Method(abc.ABC):
     """The whole initial state, from a key, an example batch and the benchmark."""
 
   @abc.abstractmethod
-  def step(self, state: Any, batch: Batch, key: jax.Array,
-           phase: str) -> tuple[Any, dict[str, jax.Array]]:
+  def step(
+    self, state: Any, batch: Batch, key: jax.Array, phase: str
+  ) -> tuple[Any, dict[str, jax.Array]]:
     """One training step: pure, traced once per (phase, state shapes).
 
     Returns the new state and a dict of scalar metrics; ``loss`` and
@@ -108,8 +109,7 @@ class Method(abc.ABC):
     """
 
   @abc.abstractmethod
-  def predict(self, state: Any, images: jax.Array, task: jax.Array | None,
-              phase: str) -> jax.Array:
+  def predict(self, state: Any, images: jax.Array, task: jax.Array | None, phase: str) -> jax.Array:
     """Logits [N, K] of ``images`` [N, H, W, C] in evaluation mode.
 
     ``task``: the task the images come from, for methods with a head per

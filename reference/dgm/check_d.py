@@ -32,20 +32,22 @@ def d_variables(net_d, ndf: int):
   """Their netD's weights and BN statistics as our Discriminator's (params, batch_stats)."""
   import jax
   import jax.numpy as jnp
+
   t = {k: v.detach().numpy() for k, v in net_d.state_dict().items()}
   c4 = 4 * ndf
   params = {
-      "conv1": {"kernel": t["conv1.weight"].transpose(2, 3, 1, 0)},  # OIHW -> HWIO
-      "conv2": {"kernel": t["conv2.weight"].transpose(2, 3, 1, 0)},
-      "conv3": {"kernel": t["conv3.weight"].transpose(2, 3, 1, 0)},
-      "bn2": {"scale": t["BatchNorm2.weight"], "bias": t["BatchNorm2.bias"]},
-      "bn3": {"scale": t["BatchNorm3.weight"], "bias": t["BatchNorm3.bias"]},
-      "critic": {"kernel": head_weight(t["disc_linear.weight"], c4),
-                 "bias": t["disc_linear.bias"]},
-      "aux": {"kernel": head_weight(t["aux_linear.weight"], c4), "bias": t["aux_linear.bias"]},
+    "conv1": {"kernel": t["conv1.weight"].transpose(2, 3, 1, 0)},  # OIHW -> HWIO
+    "conv2": {"kernel": t["conv2.weight"].transpose(2, 3, 1, 0)},
+    "conv3": {"kernel": t["conv3.weight"].transpose(2, 3, 1, 0)},
+    "bn2": {"scale": t["BatchNorm2.weight"], "bias": t["BatchNorm2.bias"]},
+    "bn3": {"scale": t["BatchNorm3.weight"], "bias": t["BatchNorm3.bias"]},
+    "critic": {"kernel": head_weight(t["disc_linear.weight"], c4), "bias": t["disc_linear.bias"]},
+    "aux": {"kernel": head_weight(t["aux_linear.weight"], c4), "bias": t["aux_linear.bias"]},
   }
-  stats = {"bn2": {"mean": t["BatchNorm2.running_mean"], "var": t["BatchNorm2.running_var"]},
-           "bn3": {"mean": t["BatchNorm3.running_mean"], "var": t["BatchNorm3.running_var"]}}
+  stats = {
+    "bn2": {"mean": t["BatchNorm2.running_mean"], "var": t["BatchNorm2.running_var"]},
+    "bn3": {"mean": t["BatchNorm3.running_mean"], "var": t["BatchNorm3.running_var"]},
+  }
   return jax.tree.map(jnp.asarray, params), jax.tree.map(jnp.asarray, stats)
 
 
@@ -64,9 +66,10 @@ def main(argv=None) -> int:
   import torch
 
   from dynamos_jax.methods.dgm.discriminator import Discriminator
+
   sys.path[:0] = [os.path.join(HERE, "stubs"), os.path.abspath(args.ref), HERE]
-  import refdata
   from networks import net_DGMw
+  import refdata
 
   torch.manual_seed(0)
   tasks, _ = refdata.load(args.data)
@@ -96,19 +99,25 @@ def main(argv=None) -> int:
   theirs.train()
   xt = torch.from_numpy(x)
   s_t, c_t = theirs(xt)
-  (s_o, c_o), upd = ours.apply({"params": params, "batch_stats": stats}, xj, train=True,
-                               mutable=["batch_stats"])
+  (s_o, c_o), upd = ours.apply(
+    {"params": params, "batch_stats": stats}, xj, train=True, mutable=["batch_stats"]
+  )
   report("train forward: critic", np.abs(s_t.detach().numpy() - np.asarray(s_o)).max())
   report("train forward: logits", np.abs(c_t.detach().numpy() - np.asarray(c_o)).max())
   _, new_stats = to_flax()
   for layer, n in (("bn2", b * 8 * 8), ("bn3", b * 4 * 4)):
-    report(f"running mean {layer}", np.abs(new_stats[layer]["mean"]
-                                            - upd["batch_stats"][layer]["mean"]).max())
+    report(
+      f"running mean {layer}",
+      np.abs(new_stats[layer]["mean"] - upd["batch_stats"][layer]["mean"]).max(),
+    )
     # Theirs: 0.9 v + 0.1 unbiased; ours 0.9 v + 0.1 biased: undo the factor on the batch term.
-    ours_unbiased = (upd["batch_stats"][layer]["var"] - 0.9 * stats[layer]["var"]) * n / (n - 1) \
-        + 0.9 * stats[layer]["var"]
-    report(f"running var {layer} (x n/(n-1) on the batch term)",
-           np.abs(new_stats[layer]["var"] - ours_unbiased).max())
+    ours_unbiased = (upd["batch_stats"][layer]["var"] - 0.9 * stats[layer]["var"]) * n / (
+      n - 1
+    ) + 0.9 * stats[layer]["var"]
+    report(
+      f"running var {layer} (x n/(n-1) on the batch term)",
+      np.abs(new_stats[layer]["var"] - ours_unbiased).max(),
+    )
 
   # 2. Eval mode on the same (their) running statistics.
   theirs.eval()
@@ -127,25 +136,34 @@ def main(argv=None) -> int:
   loss_t = torch.nn.functional.cross_entropy(c_t, torch.from_numpy(y))
   loss_t.backward()
   # The critic head is not in the CE graph: None here, zeros in ours (first Adam step: no move).
-  grads_t = {k: np.zeros(v.shape, np.float32) if v.grad is None else v.grad.numpy().copy()
-             for k, v in theirs.named_parameters()}
+  grads_t = {
+    k: np.zeros(v.shape, np.float32) if v.grad is None else v.grad.numpy().copy()
+    for k, v in theirs.named_parameters()
+  }
   opt_t.step()
 
   def loss_fn(p):
-    (_, logits), _ = ours.apply({"params": p, "batch_stats": stats}, xj, train=True,
-                                mutable=["batch_stats"])
+    (_, logits), _ = ours.apply(
+      {"params": p, "batch_stats": stats}, xj, train=True, mutable=["batch_stats"]
+    )
     return optax.softmax_cross_entropy_with_integer_labels(logits, jnp.asarray(y)).mean()
 
   loss_o, grads_o = jax.value_and_grad(loss_fn)(params)
   report("CE loss", abs(float(loss_t) - float(loss_o)))
-  pairs = {"conv1.weight": ("conv1", "kernel"), "conv3.weight": ("conv3", "kernel"),
-           "BatchNorm2.weight": ("bn2", "scale"), "aux_linear.bias": ("aux", "bias")}
+  pairs = {
+    "conv1.weight": ("conv1", "kernel"),
+    "conv3.weight": ("conv3", "kernel"),
+    "BatchNorm2.weight": ("bn2", "scale"),
+    "aux_linear.bias": ("aux", "bias"),
+  }
   for name, (layer, leaf) in pairs.items():
     g = grads_t[name]
     g = g.transpose(2, 3, 1, 0) if g.ndim == 4 else g
     report(f"CE grad {name}", np.abs(g - np.asarray(grads_o[layer][leaf])).max())
-  report("CE grad aux_linear.weight",
-         np.abs(head_to_flax(grads_t["aux_linear.weight"]) - np.asarray(grads_o["aux"]["kernel"])).max())
+  report(
+    "CE grad aux_linear.weight",
+    np.abs(head_to_flax(grads_t["aux_linear.weight"]) - np.asarray(grads_o["aux"]["kernel"])).max(),
+  )
   tx = optax.adam(2e-3, b1=0.5, b2=0.999)
   new_params = optax.apply_updates(params, tx.update(grads_o, tx.init(params), params)[0])
   stepped, _ = to_flax()

@@ -21,8 +21,9 @@ from dynamos_jax.methods.dgm.discriminator import to_unit
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
-from configs import dgm_quick  # noqa: E402  (the repository's config directory)
 import refdata  # noqa: E402
+
+from configs import dgm_quick  # noqa: E402  (the repository's config directory)
 
 
 def quick_experiment(seed: int, source: str | None = None, path: str | None = None):
@@ -50,10 +51,16 @@ def main(argv=None) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 2
   cfg = exp.config
-  meta = {"config": "configs/dgm_quick.py:dgmw", "seed": args.seed, "source": cfg.data.source,
-          "num_tasks": len(tasks), "batch_size": cfg.batch_size, "epochs": cfg.epochs,
-          "ndf": cfg.dgm.ndf, "counts": {s: [len(t[f"{s}_y"]) for t in tasks]
-                                         for s in refdata.SPLITS}}
+  meta = {
+    "config": "configs/dgm_quick.py:dgmw",
+    "seed": args.seed,
+    "source": cfg.data.source,
+    "num_tasks": len(tasks),
+    "batch_size": cfg.batch_size,
+    "epochs": cfg.epochs,
+    "ndf": cfg.dgm.ndf,
+    "counts": {s: [len(t[f"{s}_y"]) for t in tasks] for s in refdata.SPLITS},
+  }
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   refdata.save(args.out, tasks, meta)
   print(f"wrote {args.out}: {meta['counts']}")

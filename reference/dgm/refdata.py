@@ -39,15 +39,18 @@ def task_arrays(benchmark, to_unit) -> list[dict[str, np.ndarray]]:
   test_images = np.asarray(test_images)
   test_labels = np.asarray(test_labels).astype(np.int64)
   if benchmark.classes_per_task != 1 or train_images.shape[1:] != (32, 32, 1):
-    raise ValueError("task_arrays: a one-class grey 32x32 benchmark (dgm-mnist) is expected, "
-                     f"got {benchmark.classes_per_task} classes a task, images "
-                     f"{train_images.shape[1:]}")
+    raise ValueError(
+      "task_arrays: a one-class grey 32x32 benchmark (dgm-mnist) is expected, "
+      f"got {benchmark.classes_per_task} classes a task, images "
+      f"{train_images.shape[1:]}"
+    )
 
   # uint8 NHWC -> float32 NCHW through our own to_unit, jitted on a device array as in
   # our step: on a numpy array its x / 255 runs in numpy and can differ from XLA's in
   # the last bit.
   import jax
   import jax.numpy as jnp
+
   unit = jax.jit(to_unit)
 
   def floats(images):
@@ -64,7 +67,9 @@ def task_arrays(benchmark, to_unit) -> list[dict[str, np.ndarray]]:
     entry["test_x"], entry["test_y"] = floats(test_images[test]), test_labels[test]
     for split in SPLITS:
       if not np.all(entry[f"{split}_y"] == t):
-        raise ValueError(f"task {t}: {split} labels are not all {t} (one class a task, class = task)")
+        raise ValueError(
+          f"task {t}: {split} labels are not all {t} (one class a task, class = task)"
+        )
     tasks.append(entry)
   return tasks
 
@@ -72,6 +77,7 @@ def task_arrays(benchmark, to_unit) -> list[dict[str, np.ndarray]]:
 def save(path: str, tasks: list[dict[str, np.ndarray]], meta: dict) -> None:
   """``tasks`` as one npz (keys ``t{T}_{split}_{x|y}``) plus ``meta`` (JSON in key ``meta``)."""
   import json
+
   arrays = {f"t{t}_{k}": v for t, entry in enumerate(tasks) for k, v in entry.items()}
   np.savez(path, meta=np.asarray(json.dumps(meta, sort_keys=True)), **arrays)
 
@@ -79,10 +85,13 @@ def save(path: str, tasks: list[dict[str, np.ndarray]], meta: dict) -> None:
 def load(path: str) -> tuple[list[dict[str, np.ndarray]], dict]:
   """What ``save`` wrote: (tasks, meta)."""
   import json
+
   with np.load(path) as z:
     meta = json.loads(str(z["meta"]))
-    tasks = [{k: z[f"t{t}_{k}"] for s in SPLITS for k in (f"{s}_x", f"{s}_y")}
-             for t in range(meta["num_tasks"])]
+    tasks = [
+      {k: z[f"t{t}_{k}"] for s in SPLITS for k in (f"{s}_x", f"{s}_y")}
+      for t in range(meta["num_tasks"])
+    ]
   return tasks, meta
 
 
@@ -103,8 +112,13 @@ def batch_mean_accuracy(correct: np.ndarray, batch_size: int) -> float:
   return 100.0 * float(np.mean(accs))
 
 
-def task_record(task: int, logged: list[float], predictions: list[np.ndarray],
-                best_selected: float, seconds: float) -> dict:
+def task_record(
+  task: int,
+  logged: list[float],
+  predictions: list[np.ndarray],
+  best_selected: float,
+  seconds: float,
+) -> dict:
   """One task's result.json entry.
 
   Args:
@@ -118,12 +132,19 @@ def task_record(task: int, logged: list[float], predictions: list[np.ndarray],
     seconds: wall time of their ``train(data, t)``.
   """
   if len(logged) != task + 1 or len(predictions) != task + 1:
-    raise ValueError(f"task {task}: expected {task + 1} classes, got {len(logged)} logged, "
-                     f"{len(predictions)} predicted")
+    raise ValueError(
+      f"task {task}: expected {task + 1} classes, got {len(logged)} logged, "
+      f"{len(predictions)} predicted"
+    )
   exact = [100.0 * float(np.mean(np.asarray(p) == c)) for c, p in enumerate(predictions)]
   counts = [np.bincount(np.asarray(p), minlength=task + 1).tolist() for p in predictions]
-  return {"task": task, "class_il_logged": [float(a) for a in logged],
-          "A_logged": float(np.mean(logged)),
-          "class_il": exact, "A": float(np.mean(exact)),
-          "predicted_counts": counts,  # [true class][predicted class]
-          "best_selected_A": float(best_selected), "seconds": float(seconds)}
+  return {
+    "task": task,
+    "class_il_logged": [float(a) for a in logged],
+    "A_logged": float(np.mean(logged)),
+    "class_il": exact,
+    "A": float(np.mean(exact)),
+    "predicted_counts": counts,  # [true class][predicted class]
+    "best_selected_A": float(best_selected),
+    "seconds": float(seconds),
+  }

@@ -42,12 +42,12 @@ REPO = "github.com/SAP-archive/machine-learning-dgm"
 COMMIT = "c055598b9b8c4e62c00afc520b9789bfb25d2ae6"
 # Git blob ids at COMMIT of the files that run (run.py is mirrored, not run).
 BLOBS = {
-    "approaches/DGMw.py": "84c857fbee882dd26f84e8df11da43bdbdd5aa63",
-    "networks/net_DGMw.py": "cdcf1ca0ed1057c08181227f451da43188003fd6",
-    "utils/utils.py": "d3f8ca1c6961258cd33bb74ffd27469e16fc1387",
-    "utils/logger.py": "2158760118c6206b4e98b84915b952d5c54d27bc",
-    "cfg/cfg_mnist_dgmw.yml": "7bcd7f0a7bad17ab9be504f8a536328d301a6482",
-    "run.py": "2038b8e1b5c447531766e7bd3c6d28dfb8c0bdf9",
+  "approaches/DGMw.py": "84c857fbee882dd26f84e8df11da43bdbdd5aa63",
+  "networks/net_DGMw.py": "cdcf1ca0ed1057c08181227f451da43188003fd6",
+  "utils/utils.py": "d3f8ca1c6961258cd33bb74ffd27469e16fc1387",
+  "utils/logger.py": "2158760118c6206b4e98b84915b952d5c54d27bc",
+  "cfg/cfg_mnist_dgmw.yml": "7bcd7f0a7bad17ab9be504f8a536328d301a6482",
+  "run.py": "2038b8e1b5c447531766e7bd3c6d28dfb8c0bdf9",
 }
 NB_LABEL = 10  # run.py: nb_label, the one-hot prefix of z
 NC = 1  # run.py: MNIST's channels
@@ -60,8 +60,11 @@ def git_blob_id(path: str) -> str:
 
 
 def changed_files(ref: str) -> list[str]:
-  return [p for p, blob in BLOBS.items()
-          if not os.path.exists(os.path.join(ref, p)) or git_blob_id(os.path.join(ref, p)) != blob]
+  return [
+    p
+    for p, blob in BLOBS.items()
+    if not os.path.exists(os.path.join(ref, p)) or git_blob_id(os.path.join(ref, p)) != blob
+  ]
 
 
 def torch10_compat(torch, model_module) -> list[str]:
@@ -82,10 +85,10 @@ def torch10_compat(torch, model_module) -> list[str]:
   #    the 1.0 signature. With output_size None it returns self.output_padding.
   base = nn.ConvTranspose2d._output_padding
 
-  def output_padding(self, input, output_size, stride, padding, kernel_size,
-                     num_spatial_dims=2, dilation=None):
-    return base(self, input, output_size, stride, padding, kernel_size, num_spatial_dims,
-                dilation)
+  def output_padding(
+    self, input, output_size, stride, padding, kernel_size, num_spatial_dims=2, dilation=None
+  ):
+    return base(self, input, output_size, stride, padding, kernel_size, num_spatial_dims, dilation)
 
   model_module.Plastic_ConvTranspose2d._output_padding = output_padding
 
@@ -96,8 +99,9 @@ def torch10_compat(torch, model_module) -> list[str]:
   zero_grad = nn.Module.zero_grad
   nn.Module.zero_grad = lambda self, set_to_none=False: zero_grad(self, set_to_none)
   optimizer_zero_grad = torch.optim.Optimizer.zero_grad
-  torch.optim.Optimizer.zero_grad = (
-      lambda self, set_to_none=False: optimizer_zero_grad(self, set_to_none))
+  torch.optim.Optimizer.zero_grad = lambda self, set_to_none=False: optimizer_zero_grad(
+    self, set_to_none
+  )
 
   # 4. A new BatchNorm's scale: U(0, 1) in 1.0 (gamma = 1 from 1.2 on). Their G
   #    makes a fresh BatchNorm2d per layer for every later task (netG.extand) at
@@ -132,12 +136,14 @@ def torch10_compat(torch, model_module) -> list[str]:
   #    after the tensor changes, so the array of a clone gives the same values.
   numpy = torch.Tensor.numpy
   torch.Tensor.numpy = lambda self, *args, **kwargs: numpy(self.clone(), *args, **kwargs)
-  return ["Tensor.cuda / Module.cuda return self",
-          "Plastic_ConvTranspose2d._output_padding: 1.0 signature",
-          "Module/Optimizer.zero_grad zero gradients (set_to_none=False), as 1.0",
-          "BatchNorm default init gamma ~ U(0, 1), as 1.0",
-          "Tensor.data is the tensor itself when it needs no gradient (1.0's resize_ via .data)",
-          "Tensor.numpy returns a clone's array (2.x locks the storage of an exported tensor)"]
+  return [
+    "Tensor.cuda / Module.cuda return self",
+    "Plastic_ConvTranspose2d._output_padding: 1.0 signature",
+    "Module/Optimizer.zero_grad zero gradients (set_to_none=False), as 1.0",
+    "BatchNorm default init gamma ~ U(0, 1), as 1.0",
+    "Tensor.data is the tensor itself when it needs no gradient (1.0's resize_ via .data)",
+    "Tensor.numpy returns a clone's array (2.x locks the storage of an exported tensor)",
+  ]
 
 
 def their_data(tasks, torch) -> dict:
@@ -146,8 +152,10 @@ def their_data(tasks, torch) -> dict:
   for t, entry in enumerate(tasks):
     data[t] = {"name": str(t), "ncla": 1}
     for split in ("train", "valid", "test"):
-      data[t][split] = {"x": torch.from_numpy(entry[f"{split}_x"].copy()),
-                        "y": torch.from_numpy(entry[f"{split}_y"].astype("int64"))}
+      data[t][split] = {
+        "x": torch.from_numpy(entry[f"{split}_x"].copy()),
+        "y": torch.from_numpy(entry[f"{split}_y"].astype("int64")),
+      }
   return data
 
 
@@ -163,7 +171,7 @@ def exact_predictions(net_d, tasks, t, torch, batch=500) -> list:
   with torch.no_grad():
     for c in range(t + 1):
       x = torch.from_numpy(tasks[c]["test_x"])
-      out = [net_d(x[i:i + batch])[1].argmax(1) for i in range(0, len(x), batch)]
+      out = [net_d(x[i : i + batch])[1].argmax(1) for i in range(0, len(x), batch)]
       preds.append(torch.cat(out).numpy())
   net_d.train()
   return preds
@@ -182,7 +190,9 @@ def reestimated_bn_predictions(net_d, tasks, t, torch, batch: int, seed: int = 1
   ``RandomState(seed)``: their global numpy / torch streams are not drawn from.
   """
   import copy
+
   import numpy as np
+
   probe = copy.deepcopy(net_d)
   norms = [m for m in probe.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
   for m in norms:
@@ -194,7 +204,7 @@ def reestimated_bn_predictions(net_d, tasks, t, torch, batch: int, seed: int = 1
     for k, i in enumerate(range(0, len(x), batch)):
       for m in norms:
         m.momentum = 1.0 / (k + 1)
-      probe(x[order[i:i + batch]])
+      probe(x[order[i : i + batch]])
   return exact_predictions(probe, tasks, t, torch)
 
 
@@ -212,7 +222,9 @@ def main(argv=None) -> int:
   parser.add_argument("--data", required=True, help="dump_data.py's .npz")
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--tasks", type=int, default=10, help="stop after this many tasks")
-  parser.add_argument("--epochs", type=int, default=None, help="default: the dump's (dgm_quick: 20)")
+  parser.add_argument(
+    "--epochs", type=int, default=None, help="default: the dump's (dgm_quick: 20)"
+  )
   parser.add_argument("--batch", type=int, default=None, help="default: the dump's (32)")
   parser.add_argument("--ndf", type=int, default=None, help="default: the dump's (16)")
   parser.add_argument("--seed", type=int, default=None, help="default: their manualSeed (0)")
@@ -228,8 +240,10 @@ def main(argv=None) -> int:
 
   sys.path.insert(0, HERE)
   import refdata  # noqa: E402
+
   tasks, meta = refdata.load(args.data)
   import yaml  # their config, read as their cfg_from_file would (no easydict here)
+
   with open(os.path.join(ref, "cfg", "cfg_mnist_dgmw.yml")) as f:
     cfg = yaml.safe_load(f)
   cfg["niter"] = args.epochs or meta["epochs"]
@@ -243,10 +257,12 @@ def main(argv=None) -> int:
   sys.path[:0] = [os.path.join(HERE, "stubs"), ref]
   import numpy as np
   import torch
+
   torch.set_num_threads(args.threads)
-  from networks import net_DGMw as model  # noqa: E402
   from approaches import DGMw as approach  # noqa: E402
+  from networks import net_DGMw as model  # noqa: E402
   import tensorflow as tf_stub  # noqa: E402  (stubs/tensorflow: the scalars their Logger writes)
+
   shims = torch10_compat(torch, model)
 
   # run.py, from the seeding on.
@@ -263,20 +279,60 @@ def main(argv=None) -> int:
   os.makedirs(log_dir, exist_ok=True)
   net_g = model.netG(cfg["nz"], cfg["ngf"], NC, cfg["smax_g"], n_classes=1)
   net_d = model.netD(cfg["ndf"], NC)
-  appr = approach.App(model, net_g, net_d, log_dir, outf, niter=cfg["niter"],
-                      batchSize=cfg["batchSize"], imageSize=cfg["imageSize"], nz=cfg["nz"],
-                      nb_label=NB_LABEL, cuda=False, beta1=cfg["beta1"], lr_D=cfg["lr_D"],
-                      lr_G=cfg["lr_G"], lamb_G=cfg["lamb_G"], reinit_D=cfg["reinit_D"],
-                      lambda_adv=cfg["lambda_adv"], lambda_wassersten=cfg["lambda_wasserstein"],
-                      dataset=cfg["dataset"], store_model=False)
+  appr = approach.App(
+    model,
+    net_g,
+    net_d,
+    log_dir,
+    outf,
+    niter=cfg["niter"],
+    batchSize=cfg["batchSize"],
+    imageSize=cfg["imageSize"],
+    nz=cfg["nz"],
+    nb_label=NB_LABEL,
+    cuda=False,
+    beta1=cfg["beta1"],
+    lr_D=cfg["lr_D"],
+    lr_G=cfg["lr_G"],
+    lamb_G=cfg["lamb_G"],
+    reinit_D=cfg["reinit_D"],
+    lambda_adv=cfg["lambda_adv"],
+    lambda_wassersten=cfg["lambda_wasserstein"],
+    dataset=cfg["dataset"],
+    store_model=False,
+  )
 
-  result = {"reference": REPO, "commit": COMMIT, "changed_files": changed, "data": meta,
-            "settings": {k: cfg[k] for k in ("niter", "batchSize", "ndf", "ngf", "nz", "lr_D",
-                                               "lr_G", "beta1", "smax_g", "lamb_G", "lambda_adv",
-                                               "lambda_wasserstein", "reinit_D", "aux_G",
-                                               "manualSeed")},
-            "torch": torch.__version__, "threads": args.threads, "cpu": cpu_name(),
-            "shims": shims, "tasks": []}
+  result = {
+    "reference": REPO,
+    "commit": COMMIT,
+    "changed_files": changed,
+    "data": meta,
+    "settings": {
+      k: cfg[k]
+      for k in (
+        "niter",
+        "batchSize",
+        "ndf",
+        "ngf",
+        "nz",
+        "lr_D",
+        "lr_G",
+        "beta1",
+        "smax_g",
+        "lamb_G",
+        "lambda_adv",
+        "lambda_wasserstein",
+        "reinit_D",
+        "aux_G",
+        "manualSeed",
+      )
+    },
+    "torch": torch.__version__,
+    "threads": args.threads,
+    "cpu": cpu_name(),
+    "shims": shims,
+    "tasks": [],
+  }
   progress = open(os.path.join(workdir, "progress.txt"), "a")
   for t in range(num_tasks):
     start, first = time.time(), len(tf_stub.SCALARS)
@@ -284,35 +340,44 @@ def main(argv=None) -> int:
     seconds = time.time() - start
     step = appr.global_step  # their final evaluation of the task is logged at this step
     mine = tf_stub.SCALARS[first:]  # what this task's evaluations logged
-    per_class = {int(d.rsplit(" ", 1)[1]): v for d, tag, s, v in mine
-                 if tag == "Accuracy_test" and s == step}
+    per_class = {
+      int(d.rsplit(" ", 1)[1]): v for d, tag, s, v in mine if tag == "Accuracy_test" and s == step
+    }
     logged = [per_class[c] for c in range(t + 1)]
-    rec = refdata.task_record(t, logged, exact_predictions(net_d, tasks, t, torch),
-                              best, seconds)
+    rec = refdata.task_record(t, logged, exact_predictions(net_d, tasks, t, torch), best, seconds)
     # (their global step, validation average, test average) of each of the task's
     # evaluations: after epochs 0, 2, ... and the final one (its step is also the
     # next task's first: they log both at the same global step).
-    rec["evaluations"] = [(s, v, w) for (_, _, s, v), (_, _, _, w) in zip(
+    rec["evaluations"] = [
+      (s, v, w)
+      for (_, _, s, v), (_, _, _, w) in zip(
         [x for x in mine if x[1] == "Average_Acc. valid"],
-        [x for x in mine if x[1] == "Average_Acc. test"])]
-    bn = reestimated_bn_predictions(net_d, tasks, t, torch,
-                                                          cfg["batchSize"])
+        [x for x in mine if x[1] == "Average_Acc. test"],
+      )
+    ]
+    bn = reestimated_bn_predictions(net_d, tasks, t, torch, cfg["batchSize"])
     rec["bn_reestimated"] = {  # a diagnostic with real past images: the BN statistics' part
-        "class_il": [100.0 * float(np.mean(p == c)) for c, p in enumerate(bn)],
-        "predicted_counts": [np.bincount(p, minlength=t + 1).tolist() for p in bn]}
+      "class_il": [100.0 * float(np.mean(p == c)) for c, p in enumerate(bn)],
+      "predicted_counts": [np.bincount(p, minlength=t + 1).tolist() for p in bn],
+    }
     rec["bn_reestimated"]["A"] = float(np.mean(rec["bn_reestimated"]["class_il"]))
-    rec["g_channels"] = [int(net_g.conv1.weight.shape[1]), int(net_g.conv2.weight.shape[1]),
-                         int(net_g.conv3.weight.shape[1])]
+    rec["g_channels"] = [
+      int(net_g.conv1.weight.shape[1]),
+      int(net_g.conv2.weight.shape[1]),
+      int(net_g.conv3.weight.shape[1]),
+    ]
     result["tasks"].append(rec)
     result["A_t"] = [r["A"] for r in result["tasks"]]
     result["A_t_logged"] = [r["A_logged"] for r in result["tasks"]]
     result["best_selected_A_t"] = [r["best_selected_A"] for r in result["tasks"]]
     with open(os.path.join(workdir, "result.json"), "w") as f:
       json.dump(result, f, indent=1)
-    progress.write(f"task {t}: A {rec['A']:.1f} (logged {rec['A_logged']:.1f}, best-selected "
-                   f"{best:.1f}), class-IL {[round(a, 1) for a in rec['class_il']]}, "
-                   f"predicted {rec['predicted_counts']}; BN re-estimated on real images: "
-                   f"A {rec['bn_reestimated']['A']:.1f}; {seconds:.0f} s\n")
+    progress.write(
+      f"task {t}: A {rec['A']:.1f} (logged {rec['A_logged']:.1f}, best-selected "
+      f"{best:.1f}), class-IL {[round(a, 1) for a in rec['class_il']]}, "
+      f"predicted {rec['predicted_counts']}; BN re-estimated on real images: "
+      f"A {rec['bn_reestimated']['A']:.1f}; {seconds:.0f} s\n"
+    )
     progress.flush()
   progress.close()
   return 0

@@ -26,10 +26,17 @@ from dynamos_jax.data import sources
 from dynamos_jax.errors import DataError
 
 # Their observe()'s loss keys -> our Dynamos metric names (methods/dynamos/dynamos.py).
-LOSS_NAMES = {"CE_curr": "ce", "Rwd_curr": "reinforce", "Prototype_loss": "prototype",
-              "Logits_buff": "mse_logits", "Logits_Policy_buff": "mse_attention",
-              "CE_buff": "replay_ce", "Rwd_buff": "replay_reinforce",
-              "Buf_Prototype_loss": "replay_prototype", "Total_loss": "loss"}
+LOSS_NAMES = {
+  "CE_curr": "ce",
+  "Rwd_curr": "reinforce",
+  "Prototype_loss": "prototype",
+  "Logits_buff": "mse_logits",
+  "Logits_Policy_buff": "mse_attention",
+  "CE_buff": "replay_ce",
+  "Rwd_buff": "replay_reinforce",
+  "Buf_Prototype_loss": "replay_prototype",
+  "Total_loss": "loss",
+}
 
 
 def mnist_arrays(source: str, path: str | None):
@@ -45,10 +52,14 @@ def mnist_arrays(source: str, path: str | None):
   """
   data = sources.load_dataset("mnist", source, path)
   out = []
-  for split, images, labels in (("train", data.train_images, data.train_labels),
-                                ("test", data.test_images, data.test_labels)):
-    if not (np.array_equal(images[..., 0], images[..., 1])
-            and np.array_equal(images[..., 0], images[..., 2])):
+  for split, images, labels in (
+    ("train", data.train_images, data.train_labels),
+    ("test", data.test_images, data.test_labels),
+  ):
+    if not (
+      np.array_equal(images[..., 0], images[..., 1])
+      and np.array_equal(images[..., 0], images[..., 2])
+    ):
       raise DataError(f"mnist/{source}: the {split} images' 3 channels differ; give grey MNIST")
     out += [np.ascontiguousarray(images[..., 0]), labels.astype(np.int64)]
   return tuple(out)
@@ -92,13 +103,20 @@ def accuracy_record(calls, num_tasks: int) -> dict:
         if len(acc) != task + 1 or len(before) != task + 1:
           raise ValueError(f"evaluation after task {task} covers {len(acc)} tasks")
         matrix.append(acc + [None] * (num_tasks - len(acc)))
-    out[protocol] = {"matrix": matrix, "before": before,
-                     "final_average": metrics.final_average(matrix)}
+    out[protocol] = {
+      "matrix": matrix,
+      "before": before,
+      "final_average": metrics.final_average(matrix),
+    }
   complete = len(out["class_il"]["matrix"]) == num_tasks + 1
-  out["metrics"] = {protocol: (metrics.summarize(out[protocol]["matrix"], out[protocol]["before"])
-                               if complete else
-                               {"final_average": out[protocol]["final_average"]})
-                    for protocol in ("class_il", "task_il")}
+  out["metrics"] = {
+    protocol: (
+      metrics.summarize(out[protocol]["matrix"], out[protocol]["before"])
+      if complete
+      else {"final_average": out[protocol]["final_average"]}
+    )
+    for protocol in ("class_il", "task_il")
+  }
   return out
 
 
@@ -124,19 +142,25 @@ def gcl_record(accuracy: float, correct: list[int], total: list[int]) -> dict:
     raise ValueError(f"per-class counts disagree: correct {correct}, total {total}")
   accuracy = float(accuracy)
   pooled = 100.0 * sum(correct) / sum(total) if sum(total) else None
-  return {"gcl": {"accuracy": accuracy}, "metrics": {"gcl": {"accuracy": accuracy}},
-          "gcl_per_class": {
-              "accuracy": [100.0 * c / t if t else None for c, t in zip(correct, total)],
-              "correct": correct, "total": total,
-              "matches_accuracy": pooled is not None and abs(pooled - accuracy) < 1e-9}}
+  return {
+    "gcl": {"accuracy": accuracy},
+    "metrics": {"gcl": {"accuracy": accuracy}},
+    "gcl_per_class": {
+      "accuracy": [100.0 * c / t if t else None for c, t in zip(correct, total)],
+      "correct": correct,
+      "total": total,
+      "matches_accuracy": pooled is not None and abs(pooled - accuracy) < 1e-9,
+    },
+  }
 
 
 # The BatchNorm re-estimation of --bn_from_buffer: as the diagnostic on our final states.
 BN_BATCHES, BN_SIZE, BN_SEED = 100, 32, 0
 
 
-def bn_draws(filled: int, batches: int = BN_BATCHES, size: int = BN_SIZE,
-             seed: int = BN_SEED) -> list:
+def bn_draws(
+  filled: int, batches: int = BN_BATCHES, size: int = BN_SIZE, seed: int = BN_SEED
+) -> list:
   """Buffer slots of each re-estimation forward: ``size`` distinct of the ``filled`` slots.
 
   One generator, ``np.random.default_rng(seed)``, for all ``batches`` draws (each
@@ -147,7 +171,9 @@ def bn_draws(filled: int, batches: int = BN_BATCHES, size: int = BN_SIZE,
     ValueError: fewer filled slots than ``size`` (a draw without replacement).
   """
   if filled < size:
-    raise ValueError(f"{filled} filled buffer slots: too few for draws of {size} without replacement")
+    raise ValueError(
+      f"{filled} filled buffer slots: too few for draws of {size} without replacement"
+    )
   rng = np.random.default_rng(seed)
   return [rng.choice(filled, size, replace=False) for _ in range(batches)]
 
@@ -170,14 +196,19 @@ def bn_from_buffer_record(evaluated: dict, replayed: dict, reestimated: dict, **
   """
   before = evaluated["gcl_per_class"]["accuracy"]
   after = reestimated["gcl_per_class"]["accuracy"]
-  replay_matches = (replayed["gcl_per_class"]["correct"] == evaluated["gcl_per_class"]["correct"]
-                    and replayed["gcl_per_class"]["total"] == evaluated["gcl_per_class"]["total"]
-                    and replayed["gcl"]["accuracy"] == evaluated["gcl"]["accuracy"])
-  return {"accuracy": reestimated["gcl"]["accuracy"], "per_class": reestimated["gcl_per_class"],
-          "delta": reestimated["gcl"]["accuracy"] - evaluated["gcl"]["accuracy"],
-          "per_class_delta": [None if a is None or b is None else a - b
-                              for b, a in zip(before, after)],
-          "replay_matches": replay_matches, **extra}
+  replay_matches = (
+    replayed["gcl_per_class"]["correct"] == evaluated["gcl_per_class"]["correct"]
+    and replayed["gcl_per_class"]["total"] == evaluated["gcl_per_class"]["total"]
+    and replayed["gcl"]["accuracy"] == evaluated["gcl"]["accuracy"]
+  )
+  return {
+    "accuracy": reestimated["gcl"]["accuracy"],
+    "per_class": reestimated["gcl_per_class"],
+    "delta": reestimated["gcl"]["accuracy"] - evaluated["gcl"]["accuracy"],
+    "per_class_delta": [None if a is None or b is None else a - b for b, a in zip(before, after)],
+    "replay_matches": replay_matches,
+    **extra,
+  }
 
 
 class StepLog:
@@ -234,10 +265,13 @@ def seed_table(records: list[dict]) -> str:
   lines = ["  ".join(f"{h:>7}" for h in head)]
   for r in records:
     rows = r["class_il"]["matrix"][1:]
-    means = [metrics.final_average(r["class_il"]["matrix"][:i + 2]) for i in range(len(rows))]
+    means = [metrics.final_average(r["class_il"]["matrix"][: i + 2]) for i in range(len(rows))]
     forget = r["metrics"]["class_il"].get("forgetting")
-    cells = [str(r.get("seed", "?"))] + [f"{m:.2f}" for m in means] + [
-        f"{r['task_il']['final_average']:.2f}", "-" if forget is None else f"{forget:.2f}"]
+    cells = (
+      [str(r.get("seed", "?"))]
+      + [f"{m:.2f}" for m in means]
+      + [f"{r['task_il']['final_average']:.2f}", "-" if forget is None else f"{forget:.2f}"]
+    )
     lines.append("  ".join(f"{c:>7}" for c in cells))
   summary = metrics.over_seeds(records)
   parts = []
@@ -264,15 +298,19 @@ def gcl_seed_table(records: list[dict]) -> str:
     per_class = r.get("gcl_per_class", {}).get("accuracy", [])
     cells = [str(r.get("seed", "?")), f"{r['gcl']['accuracy']:.2f}"]
     if bn:
-      cells.append(f"{r['gcl_bn_from_buffer']['accuracy']:.2f}" if "gcl_bn_from_buffer" in r
-                   else "-")
+      cells.append(
+        f"{r['gcl_bn_from_buffer']['accuracy']:.2f}" if "gcl_bn_from_buffer" in r else "-"
+      )
     cells += ["-" if a is None else f"{a:.1f}" for a in per_class] + ["-"] * (
-        classes - len(per_class))
+      classes - len(per_class)
+    )
     lines.append("  ".join(f"{c:>6}" for c in cells))
   s = metrics.over_seeds(records)["gcl"]["accuracy"]
-  lines.append(f"{len(records)} seeds: GCL {s['mean']:.2f} +- {s['std']:.2f} "
-               "(std over seeds, ddof 1)")
+  lines.append(
+    f"{len(records)} seeds: GCL {s['mean']:.2f} +- {s['std']:.2f} (std over seeds, ddof 1)"
+  )
   if len(bn) > 1:
-    lines.append(f"{len(bn)} seeds: GCL with BN from the buffer {np.mean(bn):.2f} +- "
-                 f"{np.std(bn, ddof=1):.2f}")
+    lines.append(
+      f"{len(bn)} seeds: GCL with BN from the buffer {np.mean(bn):.2f} +- {np.std(bn, ddof=1):.2f}"
+    )
   return "\n".join(lines)

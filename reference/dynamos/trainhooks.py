@@ -37,10 +37,15 @@ class Recorder:
       # Copies: their CsvLogger pads the lists it is given in place.
       self.calls.append((bool(last), list(accs[0]), list(accs[1])))
       if len(self.calls) > 1 and not last:  # after a task: its size, the buffer's state
-        self.buffers.append({**self.buffer_summary(model),
-                             "task_train_samples": len(dataset.train_loader.dataset),
-                             "task_test_samples": len(dataset.test_loaders[-1].dataset)})
+        self.buffers.append(
+          {
+            **self.buffer_summary(model),
+            "task_train_samples": len(dataset.train_loader.dataset),
+            "task_test_samples": len(dataset.test_loaders[-1].dataset),
+          }
+        )
       return accs
+
     return wrapped
 
   def train(self, original):
@@ -49,6 +54,7 @@ class Recorder:
       model.net.register_forward_hook(self.hook)
       model.observe = self.observe(model, model.observe)
       return original(model, dataset, args)
+
     return wrapped
 
   def task(self):
@@ -67,6 +73,7 @@ class Recorder:
       extra["buffer_seen"] = float(getattr(model.buffer, "num_seen_examples", 0))
       self.log.add(self.steps, self.task(), phase, {**losses, **extra})
       return losses
+
     return wrapped
 
   def hook(self, net, inputs, output):
@@ -81,19 +88,24 @@ class Recorder:
       if isinstance(output, tuple):
         bounds = net.agent_boundaries
         for l in range(len(bounds) - 1):
-          keep = output[1][:, bounds[l]:bounds[l + 1]].mean()
+          keep = output[1][:, bounds[l] : bounds[l + 1]].mean()
           self._capture[f"keep_ratio_{l + 1}"] = float(keep)
 
   def buffer_summary(self, model):
-    """After a task: the buffer's labels over its sampled slots, and its never-written zero slots."""
+    """After a task: the buffer's labels over its sampled slots, and its never-written zero
+    slots."""
     buf = model.buffer
     if not hasattr(buf, "examples"):
       return {"task": len(self.buffers) + 1, "seen": buf.num_seen_examples}
     n = min(buf.num_seen_examples, buf.buffer_size)
     zero = buf.examples[:n].flatten(1).abs().sum(1) == 0
-    return {"task": len(self.buffers) + 1, "seen": buf.num_seen_examples, "slots": n,
-            "label_counts": self.torch.bincount(buf.labels[:n], minlength=10).tolist(),
-            "zero_slots": int(zero.sum())}
+    return {
+      "task": len(self.buffers) + 1,
+      "seen": buf.num_seen_examples,
+      "slots": n,
+      "label_counts": self.torch.bincount(buf.labels[:n], minlength=10).tolist(),
+      "zero_slots": int(zero.sum()),
+    }
 
 
 class GclRecorder(Recorder):
@@ -128,6 +140,7 @@ class GclRecorder(Recorder):
       self.accuracy = float(acc)
       self.buffers.append({**self.buffer_summary(model), "train_steps": self.steps})
       return acc
+
     return wrapped
 
   def dataset(self, cls, max_steps):
@@ -160,7 +173,6 @@ class GclRecorder(Recorder):
     for label, right in zip(labels.tolist(), (predicted == labels).tolist()):
       self.total[label] += 1
       self.correct[label] += int(right)
-
 
   def replay_evaluate(self, threshold=0.5):
     """Their own evaluate over the recorded test batches: (accuracy, correct, total).
@@ -215,8 +227,11 @@ class GclRecorder(Recorder):
     if model.transform is not None:
       raise ValueError("their buffer draws apply a transform here; bn_from_buffer is for MNIST-360")
     filled = min(buf.num_seen_examples, buf.buffer_size)
-    norms = [(name, m) for name, m in net.named_modules()
-             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    norms = [
+      (name, m)
+      for name, m in net.named_modules()
+      if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    ]
     old = {name: (m.running_mean.clone(), m.running_var.clone()) for name, m in norms}
     net.eval()
     for _, m in norms:
@@ -230,12 +245,25 @@ class GclRecorder(Recorder):
       return float((new - previous).norm() / previous.norm().clamp_min(1e-12))
 
     zero = int((buf.examples[:filled].flatten(1).abs().sum(1) == 0).sum())
-    return {"draws": {"batches": batches, "size": size, "seed": seed, "filled": filled,
-                      "zero_slots": zero, "threshold": threshold},
-            "bn_modules": len(norms), "momentum": sorted({m.momentum for _, m in norms}),
-            "relative_change": {name: {"mean": change(m.running_mean, old[name][0]),
-                                       "var": change(m.running_var, old[name][1])}
-                                for name, m in norms}}
+    return {
+      "draws": {
+        "batches": batches,
+        "size": size,
+        "seed": seed,
+        "filled": filled,
+        "zero_slots": zero,
+        "threshold": threshold,
+      },
+      "bn_modules": len(norms),
+      "momentum": sorted({m.momentum for _, m in norms}),
+      "relative_change": {
+        name: {
+          "mean": change(m.running_mean, old[name][0]),
+          "var": change(m.running_var, old[name][1]),
+        }
+        for name, m in norms
+      },
+    }
 
 
 def capped_loader(torch, cap, workers):

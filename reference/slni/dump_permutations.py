@@ -34,8 +34,9 @@ def main(argv=None) -> int:
   try:
     seeds = [int(s) for s in args.seeds.split(",")]
   except ValueError:
-    print(f"error: --seeds={args.seeds!r}: give comma-separated integers, e.g. 0,1,2",
-          file=sys.stderr)
+    print(
+      f"error: --seeds={args.seeds!r}: give comma-separated integers, e.g. 0,1,2", file=sys.stderr
+    )
     return 2
   os.makedirs(args.out, exist_ok=True)
   cfg = permuted_mnist.get_config("mas128")
@@ -48,17 +49,21 @@ def main(argv=None) -> int:
       first = first or exp
       perms = np.asarray(exp.benchmark.permutations, dtype=np.int64)
       np.save(os.path.join(args.out, f"permutations_seed{seed}.npy"), perms)
-      print(f"seed {seed}: permutations {perms.shape}, first row identity: "
-            f"{np.array_equal(perms[0], np.arange(perms.shape[1]))}")
+      print(
+        f"seed {seed}: permutations {perms.shape}, first row identity: "
+        f"{np.array_equal(perms[0], np.arange(perms.shape[1]))}"
+      )
   except (ConfigError, DataError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   host = first.benchmark.data.host
-  np.savez(os.path.join(args.out, "mnist_uint8.npz"),
-           train_images=np.asarray(host.train_images)[..., 0],
-           train_labels=np.asarray(host.train_labels).astype(np.int64),
-           test_images=np.asarray(host.test_images)[..., 0],
-           test_labels=np.asarray(host.test_labels).astype(np.int64))
+  np.savez(
+    os.path.join(args.out, "mnist_uint8.npz"),
+    train_images=np.asarray(host.train_images)[..., 0],
+    train_labels=np.asarray(host.train_labels).astype(np.int64),
+    test_images=np.asarray(host.test_images)[..., 0],
+    test_labels=np.asarray(host.test_labels).astype(np.int64),
+  )
   print(f"wrote {args.out}")
   return 0
 

@@ -48,7 +48,7 @@ class TaskLoader:
     n = len(self.dataset)
     order = torch.randperm(n) if self.shuffle else torch.arange(n)
     for start in range(0, n, self.batch_size):
-      index = order[start:start + self.batch_size]
+      index = order[start : start + self.batch_size]
       yield self.dataset.data[index], self.dataset.targets[index]
 
 

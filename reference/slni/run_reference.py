@@ -33,8 +33,10 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEMOS = {"mas": ("Demo_MAS.py", "mnist_seq_acc_MAS", "mnist_seq_forgetting_MAS"),
-         "ewc": ("Demo_EWC.py", None, None)}
+DEMOS = {
+  "mas": ("Demo_MAS.py", "mnist_seq_acc_MAS", "mnist_seq_forgetting_MAS"),
+  "ewc": ("Demo_EWC.py", None, None),
+}
 HSIZE_LINE = "hsizes = [ 64]"
 
 
@@ -49,14 +51,23 @@ def parse(argv):
   p.add_argument("--data", required=True, help="dump_permutations.py's output directory")
   p.add_argument("--demo", default="mas", choices=sorted(DEMOS))
   p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--hsize", type=int, default=128, choices=(8, 16, 32, 64, 128, 256, 512),
-                 help="hidden width (a shipped models/permuted_N_mnist_net.pth.tar)")
-  p.add_argument("--sparse_lam", type=float, default=None,
-                 help="lambda_SSL (0: No-Reg); default: the demo's")
+  p.add_argument(
+    "--hsize",
+    type=int,
+    default=128,
+    choices=(8, 16, 32, 64, 128, 256, 512),
+    help="hidden width (a shipped models/permuted_N_mnist_net.pth.tar)",
+  )
+  p.add_argument(
+    "--sparse_lam", type=float, default=None, help="lambda_SSL (0: No-Reg); default: the demo's"
+  )
   p.add_argument("--reg_lambda", type=float, default=None, help="lambda_Omega; default: the demo's")
   p.add_argument("--threads", type=int, default=2)
-  p.add_argument("--worker_loader", action="store_true",
-                 help="keep their DataLoader(num_workers=4) (slow on 2 cores)")
+  p.add_argument(
+    "--worker_loader",
+    action="store_true",
+    help="keep their DataLoader(num_workers=4) (slow on 2 cores)",
+  )
   p.add_argument("--workdir", required=True, help="a new directory (their code resumes from it)")
   args = p.parse_args(argv)
   demo_file = os.path.join(args.ref, DEMOS[args.demo][0])
@@ -64,19 +75,25 @@ def parse(argv):
     fail(f"--ref={args.ref}: no {DEMOS[args.demo][0]}; give the authors' work tree at 83270c1")
   perms = os.path.join(args.data, f"permutations_seed{args.seed}.npy")
   if not os.path.isfile(perms) or not os.path.isfile(os.path.join(args.data, "mnist_uint8.npz")):
-    fail(f"--data={args.data}: no permutations_seed{args.seed}.npy / mnist_uint8.npz; "
-         "run dump_permutations.py first")
+    fail(
+      f"--data={args.data}: no permutations_seed{args.seed}.npy / mnist_uint8.npz; "
+      "run dump_permutations.py first"
+    )
   if os.path.exists(os.path.join(args.workdir, "exp")) or os.path.exists(
-      os.path.join(args.workdir, "results")):
-    fail(f"--workdir={args.workdir} holds an earlier run (their code would resume it): use a new one")
+    os.path.join(args.workdir, "results")
+  ):
+    fail(
+      f"--workdir={args.workdir} holds an earlier run (their code would resume it): use a new one"
+    )
   return args
 
 
 def prepare(args):
   """The work directory: their sources (patched demo), models/, our Datasets/."""
   import numpy as np
-  import torch
   import refdata
+  import torch
+
   os.makedirs(os.path.join(args.workdir, "Datasets"), exist_ok=True)
   for name in os.listdir(args.ref):
     if name.endswith(".py") or name == "models":
@@ -94,24 +111,32 @@ def prepare(args):
   data = np.load(os.path.join(args.data, "mnist_uint8.npz"))
   perms = np.load(os.path.join(args.data, f"permutations_seed{args.seed}.npy"))
   for t, perm in enumerate(perms):
-    dsets = {"train": refdata.PermutedTask(data["train_images"], data["train_labels"], perm, True),
-             "val": refdata.PermutedTask(data["test_images"], data["test_labels"], perm, False)}
+    dsets = {
+      "train": refdata.PermutedTask(data["train_images"], data["train_labels"], perm, True),
+      "val": refdata.PermutedTask(data["test_images"], data["test_labels"], perm, False),
+    }
     torch.save(dsets, os.path.join(args.workdir, "Datasets", f"permuted_t{t}_dataset.pth.tar"))
   return demo
 
 
 def main(argv=None):
   args = parse(argv)
-  os.environ.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
-                    MPLBACKEND="Agg", TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
+  os.environ.update(
+    OMP_NUM_THREADS=str(args.threads),
+    MKL_NUM_THREADS=str(args.threads),
+    MPLBACKEND="Agg",
+    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1",
+  )
   sys.path[:0] = [os.path.join(HERE, "stubs"), HERE]
   import numpy as np
   import torch
+
   torch.set_num_threads(args.threads)
   # CPU shims: their code moves tensors to the GPU unconditionally in places.
   torch.Tensor.cuda = lambda self, *a, **k: self
   torch.nn.Module.cuda = lambda self, *a, **k: self
   import refdata
+
   if not args.worker_loader:  # batches by slicing, not 4 worker processes (refdata.TaskLoader)
     torch.utils.data.DataLoader = refdata.loader(torch.utils.data.DataLoader)
   args.workdir = os.path.abspath(args.workdir)
@@ -136,15 +161,25 @@ def main(argv=None):
   net = f"permuted_{args.hsize}_mnist_net"
   acc = next(v for k, v in results.items() if "seq_acc" in k and net in k)
   forgetting = next(v for k, v in results.items() if "seq_forgetting" in k and net in k)
-  (key, per_task), = acc.items()
+  ((key, per_task),) = acc.items()
   if not isinstance(per_task, list):  # their demo stores 0 / -1 when its run raised
-    print(f"error: their demo failed (stored {per_task!r}); see the traceback above", file=sys.stderr)
+    print(
+      f"error: their demo failed (stored {per_task!r}); see the traceback above", file=sys.stderr
+    )
     sys.exit(1)
   per_task = [float(a) for a in per_task]
-  out = {"demo": args.demo, "seed": args.seed, "hsize": args.hsize, "setting": key,
-         "per_task": per_task, "average": float(np.mean(per_task)),
-         "forgetting": [float(f) for f in forgetting[key]],
-         "seconds": seconds, "threads": args.threads, "torch": torch.__version__}
+  out = {
+    "demo": args.demo,
+    "seed": args.seed,
+    "hsize": args.hsize,
+    "setting": key,
+    "per_task": per_task,
+    "average": float(np.mean(per_task)),
+    "forgetting": [float(f) for f in forgetting[key]],
+    "seconds": seconds,
+    "threads": args.threads,
+    "torch": torch.__version__,
+  }
   with open(os.path.join(args.workdir, "result.json"), "w") as f:
     json.dump(out, f, indent=1)
   print(json.dumps(out))

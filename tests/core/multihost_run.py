@@ -13,12 +13,15 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/: conftest
 
-import conftest  # noqa: E402
-from dynamos_jax import parallel  # noqa: E402
 from dynamos_jax import chunks as runner  # noqa: E402
-from dynamos_jax import train  # noqa: E402
+from dynamos_jax import (
+  parallel,  # noqa: E402
+  train,  # noqa: E402
+)
 from dynamos_jax.config import base_config  # noqa: E402
 from dynamos_jax.data import sources  # noqa: E402
+
+import conftest  # noqa: E402
 
 
 def main(workdir: str, pause: float) -> None:

@@ -12,20 +12,19 @@ import time
 import jax
 import numpy as np
 import pytest
+from test_live import read_lines
 
 from dynamos_jax import chunks as runner
 from dynamos_jax import train
 from dynamos_jax.checkpoint import Checkpointer, config_differences
 from dynamos_jax.errors import InputError
-from conftest import ROOT, subprocess_env
-from test_live import read_lines
 
+from conftest import ROOT, subprocess_env
 
 
 def _comparable(results):
   """A run's results without wall-clock timings."""
-  return {k: v for k, v in results.items() if k != "train"} | {
-      "steps": results["train"]["steps"]}
+  return {k: v for k, v in results.items() if k != "train"} | {"steps": results["train"]["steps"]}
 
 
 def _final_fingerprint(workdir):
@@ -55,9 +54,11 @@ def test_round_trip_restores_state_and_typed_key(small, tmp_path, method):
   restored, progress = ckpt.restore_latest(exp.initial_state())
   assert progress["note"] == "x" and int(restored.step) == 7
   assert jax.dtypes.issubdtype(restored.key.dtype, jax.dtypes.prng_key)
-  jax.tree.map(np.testing.assert_array_equal,
-               jax.tree.map(np.asarray, restored.replace(key=jax.random.key_data(restored.key))),
-               jax.tree.map(np.asarray, state.replace(key=jax.random.key_data(state.key))))
+  jax.tree.map(
+    np.testing.assert_array_equal,
+    jax.tree.map(np.asarray, restored.replace(key=jax.random.key_data(restored.key))),
+    jax.tree.map(np.asarray, state.replace(key=jax.random.key_data(state.key))),
+  )
 
 
 class _Crash(Exception):
@@ -82,8 +83,10 @@ def _crash_after(monkeypatch, chunks, action):
 def test_crash_and_resume_equals_uninterrupted_run(small, tmp_path, monkeypatch):
   reference = train.train_and_evaluate(small, str(tmp_path / "ref"))
   with monkeypatch.context() as m:
+
     def crash():
       raise _Crash()
+
     _crash_after(m, 7, crash)
     with pytest.raises(_Crash):
       train.train_and_evaluate(small, str(tmp_path / "run"))
@@ -126,6 +129,7 @@ def test_config_change_is_refused_unless_harmless(small, tmp_path):
 
 def test_configs_saved_before_the_method_namespaces_compare_under_the_new_names():
   from dynamos_jax.config import base_config
+
   current = base_config()
   old = current.to_dict()
   old.update({k: old["dynamos"][k] for k in ("alpha", "beta", "kr", "tau")})
@@ -139,18 +143,23 @@ def test_configs_saved_before_the_method_namespaces_compare_under_the_new_names(
 
 def test_config_differences():
   saved = {"seed": 0, "train": {"progress": True, "chunk_size": 4}, "resume": True}
-  assert config_differences(saved, {"seed": 1, "train": {"progress": False, "chunk_size": 4},
-                                    "resume": False}) == ["seed: 0 -> 1"]
+  assert config_differences(
+    saved, {"seed": 1, "train": {"progress": False, "chunk_size": 4}, "resume": False}
+  ) == ["seed: 0 -> 1"]
   # A key added to the library after the run was saved counts as its default.
   assert config_differences({"seed": 0}, {"seed": 0, "derpp": {"alpha": 1.0}}) == []
   assert config_differences({"seed": 0}, {"seed": 0, "derpp": {"alpha": 0.3}}) == [
-      "derpp.alpha: 1.0 -> 0.3"]
+    "derpp.alpha: 1.0 -> 0.3"
+  ]
 
 
 def _garble(step_dir):
   """Overwrites the bytes of every data file under the state item."""
-  files = [p for p in glob.glob(os.path.join(step_dir, "state", "**", "*"), recursive=True)
-           if os.path.isfile(p) and os.path.getsize(p) > 0]
+  files = [
+    p
+    for p in glob.glob(os.path.join(step_dir, "state", "**", "*"), recursive=True)
+    if os.path.isfile(p) and os.path.getsize(p) > 0
+  ]
   assert files
   for path in files:
     size = os.path.getsize(path)
@@ -210,23 +219,44 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(small, tmp_path, monkeypat
 @pytest.mark.slow
 def test_sigkill_at_a_random_moment_then_resume(tmp_path):
   """A real process killed with SIGKILL resumes to the uninterrupted run's results."""
-  args = [sys.executable, "-m", "dynamos_jax.run", "--config=configs/quickstart.py",
-          "--config.model.nf=8", "--config.model.mlp_reduction=4", "--config.epochs=1",
-          "--config.train.max_steps_per_task=6", "--config.train.chunk_size=2",
-          "--config.checkpoint.every_steps=2", "--config.checkpoint.keep=2",
-          "--config.train.progress=False"]
+  args = [
+    sys.executable,
+    "-m",
+    "dynamos_jax.run",
+    "--config=configs/quickstart.py",
+    "--config.model.nf=8",
+    "--config.model.mlp_reduction=4",
+    "--config.epochs=1",
+    "--config.train.max_steps_per_task=6",
+    "--config.train.chunk_size=2",
+    "--config.checkpoint.every_steps=2",
+    "--config.checkpoint.keep=2",
+    "--config.train.progress=False",
+  ]
   env = subprocess_env()
-  ref = subprocess.run(args + [f"--workdir={tmp_path / 'ref'}"], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=600)
+  ref = subprocess.run(
+    args + [f"--workdir={tmp_path / 'ref'}"],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert ref.returncode == 0, ref.stderr
   workdir = tmp_path / "run"
-  proc = subprocess.Popen(args + [f"--workdir={workdir}"], cwd=ROOT, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  proc = subprocess.Popen(
+    args + [f"--workdir={workdir}"],
+    cwd=ROOT,
+    env=env,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
   deadline = time.time() + 300
   # Until the first checkpoint is complete: Orbax writes STEP.orbax-checkpoint-tmp-*
   # and renames it to STEP when done.
-  complete = lambda: [p for p in glob.glob(str(workdir / "checkpoints" / "[0-9]*"))
-                      if os.path.basename(p).isdigit()]
+  complete = lambda: [
+    p for p in glob.glob(str(workdir / "checkpoints" / "[0-9]*")) if os.path.basename(p).isdigit()
+  ]
   while time.time() < deadline and not complete():
     time.sleep(0.2)
   time.sleep(random.Random().uniform(0.0, 1.5))  # a random moment, saves included
@@ -239,8 +269,9 @@ def test_sigkill_at_a_random_moment_then_resume(tmp_path):
   assert not (workdir / "results.json").exists()
   saved = Checkpointer(str(workdir / "checkpoints"), keep=2).steps()
   assert saved and saved[-1] < total, saved
-  resumed = subprocess.run(args + [f"--workdir={workdir}"], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=600)
+  resumed = subprocess.run(
+    args + [f"--workdir={workdir}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+  )
   assert resumed.returncode == 0, resumed.stderr
   assert f"resuming from step {saved[-1]} " in resumed.stderr
   load = lambda d: _comparable(json.loads((d / "results.json").read_text()))
@@ -250,6 +281,7 @@ def test_sigkill_at_a_random_moment_then_resume(tmp_path):
 
 def test_evaluate_command_reproduces_the_last_row(small, tmp_path, monkeypatch):
   from dynamos_jax import evaluate
+
   small.train.max_steps_per_task = 3
   results = train.train_and_evaluate(small, str(tmp_path))
   fresh = evaluate.evaluate_workdir(str(tmp_path))
@@ -260,12 +292,15 @@ def test_evaluate_command_reproduces_the_last_row(small, tmp_path, monkeypatch):
     evaluate.evaluate_workdir(str(tmp_path / "nothing"))
 
 
-def test_a_workdir_that_cannot_be_a_directory_is_refused_before_loading(small, tmp_path,
-                                                                        monkeypatch):
+def test_a_workdir_that_cannot_be_a_directory_is_refused_before_loading(
+  small, tmp_path, monkeypatch
+):
   (tmp_path / "file").write_text("a regular file")
   loaded = []
-  monkeypatch.setattr("dynamos_jax.benchmarks.DeviceData.load",
-                      lambda *a: loaded.append(a) or pytest.fail("data loaded first"))
+  monkeypatch.setattr(
+    "dynamos_jax.benchmarks.DeviceData.load",
+    lambda *a: loaded.append(a) or pytest.fail("data loaded first"),
+  )
   with pytest.raises(InputError, match="cannot be a run directory"):
     train.train_and_evaluate(small, str(tmp_path / "file" / "run"))
   assert not loaded and (tmp_path / "file").read_text() == "a regular file"
@@ -273,10 +308,13 @@ def test_a_workdir_that_cannot_be_a_directory_is_refused_before_loading(small, t
 
 def test_evaluate_during_the_warmup_predicts_without_agents(small, tmp_path, monkeypatch):
   from dynamos_jax import evaluate
+
   small.train.max_steps_per_task = 5  # Task 1: warm-up steps 0-2 (one chunk), then main.
   with monkeypatch.context() as m:
+
     def crash():
       raise _Crash()
+
     _crash_after(m, 2, crash)  # The warm-up chunk is saved.
     with pytest.raises(_Crash):
       train.train_and_evaluate(small, str(tmp_path))
@@ -287,20 +325,27 @@ def test_evaluate_during_the_warmup_predicts_without_agents(small, tmp_path, mon
   gated = exp.predictors(state.learner, "main")(images, None)
   assert not np.allclose(off, gated)  # The agents would change the predictions.
   phases, original = [], train.Experiment.evaluate
-  monkeypatch.setattr(train.Experiment, "evaluate",
-                      lambda self, s, phase: phases.append(phase) or original(self, s, phase))
+  monkeypatch.setattr(
+    train.Experiment,
+    "evaluate",
+    lambda self, s, phase: phases.append(phase) or original(self, s, phase),
+  )
   fresh = evaluate.evaluate_workdir(str(tmp_path))
   assert phases == ["warmup"]
   assert fresh["class_il"][0] == exp.evaluate(state, "warmup")["class_il"][0]
 
 
 def test_reading_a_run_whose_dataset_or_method_is_not_defined_is_one_error(
-    small, tmp_path, monkeypatch):
+  small, tmp_path, monkeypatch
+):
   from dynamos_jax import benchmarks, methods
+
   small.train.max_steps_per_task = 1
   train.train_and_evaluate(small, str(tmp_path))
-  for table, kind, name in ((benchmarks.REGISTRY, "dataset", small.dataset),
-                            (methods.REGISTRY, "method", small.method)):
+  for table, kind, name in (
+    (benchmarks.REGISTRY, "dataset", small.dataset),
+    (methods.REGISTRY, "method", small.method),
+  ):
     with monkeypatch.context() as m:
       m.delitem(table, name)
       with pytest.raises(InputError, match=f"run of {kind} '{name}', which this installation"):

@@ -12,22 +12,37 @@ import sys
 
 import pytest
 
+from dynamos_jax import analyze, evaluate, run
+
 from conftest import ROOT, run_command, subprocess_env
-from dynamos_jax import analyze
-from dynamos_jax import evaluate
-from dynamos_jax import run
 
 QUICK = ["--config=configs/quickstart.py"]
-TINY = ["--config.train.max_steps_per_task=2", "--config.warmup.iterations=1",
-        "--config.model.nf=8", "--config.model.mlp_reduction=4", "--config.train.progress=False"]
+TINY = [
+  "--config.train.max_steps_per_task=2",
+  "--config.warmup.iterations=1",
+  "--config.model.nf=8",
+  "--config.model.mlp_reduction=4",
+  "--config.train.progress=False",
+]
 
 
 def _run(args, tmp_path, module="run"):
   # Tiny models: XLA's optimisations cost more compile time than they save (as in conftest).
   env = subprocess_env()
-  return subprocess.run([sys.executable, "-m", f"dynamos_jax.{module}", *args,
-                         *([f"--workdir={tmp_path}"] if tmp_path else [])], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=300)
+  return subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      f"dynamos_jax.{module}",
+      *args,
+      *([f"--workdir={tmp_path}"] if tmp_path else []),
+    ],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
 
 
 def _one_error_line(stderr: str, expected: str) -> None:
@@ -35,13 +50,15 @@ def _one_error_line(stderr: str, expected: str) -> None:
   assert len(errors) == 1 and expected in errors[0], stderr
 
 
-@pytest.mark.parametrize("module, args, expected", [
+@pytest.mark.parametrize(
+  "module, args, expected",
+  [
     ("run", QUICK + ["--config.buffer_size=-1"], "buffer_size must be >= 0"),
     ("evaluate", ["--workdir=/no/such/run"], "no checkpoints in /no/such/run/checkpoints"),
     ("analyze", [], "--workdir is required"),
-])
-def test_each_command_exits_2_with_one_line_and_no_traceback(module, args, expected,
-                                                             tmp_path):
+  ],
+)
+def test_each_command_exits_2_with_one_line_and_no_traceback(module, args, expected, tmp_path):
   result = _run(args, tmp_path / "run" if module == "run" else None, module)
   assert result.returncode == 2, result.stderr
   _one_error_line(result.stderr, expected)
@@ -51,7 +68,9 @@ def test_each_command_exits_2_with_one_line_and_no_traceback(module, args, expec
   assert not (tmp_path / "run" / "results.json").exists()
 
 
-@pytest.mark.parametrize("args, expected", [
+@pytest.mark.parametrize(
+  "args, expected",
+  [
     (QUICK + ["--config.dataset=cifar"], "unknown dataset 'cifar'"),
     (QUICK + ["--config.method=ewc"], "unknown method 'ewc'"),
     (QUICK + ["--config.buffer_size=-1"], "buffer_size must be >= 0"),
@@ -61,14 +80,19 @@ def test_each_command_exits_2_with_one_line_and_no_traceback(module, args, expec
     (QUICK + ["--config.dynamos.tau=-1"], "temperature dynamos.tau must be > 0"),
     (QUICK + ["--config.method=derpp", "--config.derpp.beta=-1"], "derpp.beta must be >= 0"),
     (QUICK + ["--config.batch_size=0"], "batch_size must be >= 1"),
-    (QUICK + ["--config.data.source=files", "--config.data.path=/no/such/mnist.pkl.gz"],
-     "/no/such/mnist.pkl.gz does not exist"),
+    (
+      QUICK + ["--config.data.source=files", "--config.data.path=/no/such/mnist.pkl.gz"],
+      "/no/such/mnist.pkl.gz does not exist",
+    ),
     (QUICK + ["--config.no_such_key=1"], "unknown config key 'no_such_key'"),
     (["--config=configs/no_such_config.py"], "No such file or directory"),
     (QUICK + ["--seed=3"], "run takes its seed from --config.seed"),
-    (["--config=configs/mnist360_quick.py", "--config.mnist360.repeats=0"],
-     "mnist360.repeats must be >= 1"),
-])
+    (
+      ["--config=configs/mnist360_quick.py", "--config.mnist360.repeats=0"],
+      "mnist360.repeats must be >= 1",
+    ),
+  ],
+)
 def test_bad_input_is_one_line_and_exit_2(args, expected, tmp_path):
   code, stderr = run_command(run.main, args + [f"--workdir={tmp_path}"])
   assert code == 2, stderr
@@ -104,6 +128,7 @@ def test_tfds_source_end_to_end(tmp_path, tiny_config):
   import tensorflow_datasets as tfds
 
   from dynamos_jax import train
+
   tiny_config.data.source = "tfds"
   tiny_config.train.max_steps_per_task = 2
   tiny_config.epochs = 1
@@ -117,6 +142,7 @@ def test_seq_svhn_tfds_end_to_end(tmp_path, tiny_config):
   import tensorflow_datasets as tfds
 
   from dynamos_jax import train
+
   tiny_config.dataset = "seq-svhn"
   tiny_config.data.source = "tfds"
   tiny_config.train.max_steps_per_task = 2
@@ -129,13 +155,22 @@ def test_seq_svhn_tfds_end_to_end(tmp_path, tiny_config):
   assert all(v is not None for v in results["class_il"]["matrix"][5])
 
 
-@pytest.mark.parametrize("name, arg", [("svhn", "500"), ("svhn", "1000"), ("svhn", "2000"),
-                                       ("mnist360", "100"), ("mnist360", "200"),
-                                       ("mnist360", "500")])
+@pytest.mark.parametrize(
+  "name, arg",
+  [
+    ("svhn", "500"),
+    ("svhn", "1000"),
+    ("svhn", "2000"),
+    ("mnist360", "100"),
+    ("mnist360", "200"),
+    ("mnist360", "500"),
+  ],
+)
 def test_table5_configs_are_valid(name, arg):
   import importlib.util
 
   from dynamos_jax import config as config_lib
+
   spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -144,16 +179,20 @@ def test_table5_configs_are_valid(name, arg):
   assert c.buffer_size == int(arg) and c.batch_size == c.minibatch_size == 16
   assert c.dataset == {"svhn": "seq-svhn", "mnist360": "mnist-360"}[name]
   assert (c.epochs, c.dynamos.warmup.epochs, c.dynamos.warmup.iterations) == (
-      (70, 10, 0) if name == "svhn" else (1, 0, 10))
+    (70, 10, 0) if name == "svhn" else (1, 0, 10)
+  )
   with pytest.raises(ValueError, match="Table 5 has buffer sizes"):
     module.get_config("300")
 
 
 @pytest.mark.parametrize("command", [evaluate, analyze], ids=["evaluate", "analyze"])
-@pytest.mark.parametrize("args, expected", [
+@pytest.mark.parametrize(
+  "args, expected",
+  [
     ([], "--workdir is required"),
     (["--workdir=/no/such/run"], "no checkpoints in /no/such/run/checkpoints"),
-])
+  ],
+)
 def test_run_reading_commands_fail_in_one_line(command, args, expected):
   code, stderr = run_command(command.main, args)
   assert code == 2

@@ -14,13 +14,13 @@ def test_task_il_masks_the_other_tasks_classes():
   stream = ClassIncremental(num_tasks=2, classes_per_task=2)
   # Samples of both tasks interleaved; per sample: (label, logits, class-IL right, task-IL right).
   cases = [
-      (0, [3, 1, 5, 0], False, True),  # class 2 wins overall; within {0, 1}, class 0
-      (3, [9, 0, 1, 2], False, True),  # class 0 wins overall; within {2, 3}, class 3
-      (1, [0, 4, 1, 2], True, True),
-      (2, [0, 8, 1, 0], False, True),  # class 1 overall; within {2, 3}, class 2
-      (1, [2, 1, 0, 9], False, False),  # within {0, 1}, class 0
-      (2, [0, 0, 1, 3], False, False),  # within {2, 3}, class 3
-      (0, [1, 2, 0, 0], False, False),
+    (0, [3, 1, 5, 0], False, True),  # class 2 wins overall; within {0, 1}, class 0
+    (3, [9, 0, 1, 2], False, True),  # class 0 wins overall; within {2, 3}, class 3
+    (1, [0, 4, 1, 2], True, True),
+    (2, [0, 8, 1, 0], False, True),  # class 1 overall; within {2, 3}, class 2
+    (1, [2, 1, 0, 9], False, False),  # within {0, 1}, class 0
+    (2, [0, 0, 1, 3], False, False),  # within {2, 3}, class 3
+    (0, [1, 2, 0, 0], False, False),
   ]
   labels = np.array([c[0] for c in cases])
   logits = np.array([c[1] for c in cases], np.float32)
@@ -29,8 +29,9 @@ def test_task_il_masks_the_other_tasks_classes():
   np.testing.assert_allclose(class_il, [25.0, 0.0])
   np.testing.assert_allclose(task_il, [50.0, 200.0 / 3])
   # A subset of tasks scores only those.
-  np.testing.assert_allclose(evaluation.task_accuracies(logits, labels, stream, range(1, 2)),
-                             [[0.0], [200.0 / 3]])
+  np.testing.assert_allclose(
+    evaluation.task_accuracies(logits, labels, stream, range(1, 2)), [[0.0], [200.0 / 3]]
+  )
 
 
 def _np_accuracies(logits, labels, num_tasks=5):
@@ -40,7 +41,7 @@ def _np_accuracies(logits, labels, num_tasks=5):
     rows = labels // 2 == t
     z, y = logits[rows], labels[rows]
     class_il.append(100.0 * np.mean(z.argmax(-1) == y))
-    task_il.append(100.0 * np.mean(2 * t + z[:, 2 * t:2 * t + 2].argmax(-1) == y))
+    task_il.append(100.0 * np.mean(2 * t + z[:, 2 * t : 2 * t + 2].argmax(-1) == y))
   return class_il, task_il
 
 
@@ -81,8 +82,7 @@ def test_untrained_row_and_before_entries(tiny_data, tiny_config, tmp_path, monk
   learner = exp.initial_state().learner
   images = jnp.asarray(tiny_data.test_images)
   variables = {"params": learner.params, "batch_stats": learner.batch_stats}
-  apply = jax.jit(lambda v, x, mode: exp.method.model.apply(v, x, mode, False)[0],
-                  static_argnums=2)
+  apply = jax.jit(lambda v, x, mode: exp.method.model.apply(v, x, mode, False)[0], static_argnums=2)
   off = np.asarray(apply(variables, images, "off"))
   class_il, task_il = _np_accuracies(off, tiny_data.test_labels)
   np.testing.assert_allclose(results["class_il"]["matrix"][0], class_il, atol=1e-9)

@@ -30,6 +30,7 @@ import json
 import os
 
 import pytest
+
 from conftest import ROOT, load_script
 
 golden = load_script("golden", "reproduce", "golden.py")
@@ -56,8 +57,10 @@ RECORDED = _recorded()
 @pytest.mark.parametrize("name", sorted(RECORDED["runs"]))
 def test_run_equals_its_golden_output(name):
   if RECORDED["machine"] != golden.machine():
-    pytest.skip(f"golden outputs recorded on {RECORDED['machine']}, this is "
-                f"{golden.machine()}: floats differ between machine kinds")
+    pytest.skip(
+      f"golden outputs recorded on {RECORDED['machine']}, this is "
+      f"{golden.machine()}: floats differ between machine kinds"
+    )
   want = RECORDED["runs"][name]
   got = golden.record_one(want["overrides"])
   assert golden.compare(name, want, got) == []
@@ -66,10 +69,16 @@ def test_run_equals_its_golden_output(name):
 def _run(loss=0.5, entries=2, runs=1) -> dict:
   """A fabricated record_one result: ``runs`` seeds of ``entries`` log entries."""
   log = [{"step": 4 * (j + 1), "task": j + 1, "loss": loss + j} for j in range(entries)]
-  one = {"log": log, "class_il": {"matrix": [[10.0, 20.0]], "before": [10.0]},
-         "task_il": {"matrix": [[50.0, 60.0]], "before": [50.0]}}
-  return {"overrides": {"method": "sgd"}, "runs": [copy.deepcopy(one) for _ in range(runs)],
-          "digests": {"learner.params.w": "a", "learner.opt_state.0": "b", "key": "c"}}
+  one = {
+    "log": log,
+    "class_il": {"matrix": [[10.0, 20.0]], "before": [10.0]},
+    "task_il": {"matrix": [[50.0, 60.0]], "before": [50.0]},
+  }
+  return {
+    "overrides": {"method": "sgd"},
+    "runs": [copy.deepcopy(one) for _ in range(runs)],
+    "digests": {"learner.params.w": "a", "learner.opt_state.0": "b", "key": "c"},
+  }
 
 
 def test_compare_finds_nothing_in_equal_runs():
@@ -115,8 +124,7 @@ def test_compare_reports_a_key_on_one_side_only():
 
 
 def test_compare_reports_a_changed_value():
-  assert golden.compare("x", _run(), _run(loss=0.5 + 1e-7)) == [
-      "x run 0 log entry 0: ['loss']"]
+  assert golden.compare("x", _run(), _run(loss=0.5 + 1e-7)) == ["x run 0 log entry 0: ['loss']"]
   got = _run()
   got["runs"][0]["class_il"]["matrix"][0][1] = 20.000001
   assert golden.compare("x", _run(), got) == ["x run 0: class_il differs"]
@@ -127,6 +135,7 @@ def test_compare_reports_a_changed_value():
 
 def test_machine_names_the_backend():
   import jax
+
   here = golden.machine()
   assert here["backend"] == jax.default_backend()
   # Off CPU the device decides the floats; a GPU host's CPU may match a CPU recording.
@@ -135,20 +144,28 @@ def test_machine_names_the_backend():
 
 def test_a_format_1_file_reads_as_recorded_on_cpu_with_the_flax_agents():
   import numpy as np
+
   zero, one = golden.digest(np.int32(0)), golden.digest(np.int32(1))
-  old = {"machine": {"cpu": "AMD EPYC", "isa": ["avx2"], "jax": "0.10.2", "jaxlib": "0.10.2"},
-         "steps": 4, "runs": {
-             "sgd": {"overrides": {"method": "sgd", "model.nf": 8},
-                     "digests": {"buffer.num_seen": zero, "params.w": zero}},
-             "er": {"overrides": {"method": "er"},
-                    "digests": {"learner.buffer.num_seen": one}},
-             "mnist360": {"overrides": {"method": "dynamos"},
-                          "digests": {"buffer.num_seen": zero}}}}
+  old = {
+    "machine": {"cpu": "AMD EPYC", "isa": ["avx2"], "jax": "0.10.2", "jaxlib": "0.10.2"},
+    "steps": 4,
+    "runs": {
+      "sgd": {
+        "overrides": {"method": "sgd", "model.nf": 8},
+        "digests": {"buffer.num_seen": zero, "params.w": zero},
+      },
+      "er": {"overrides": {"method": "er"}, "digests": {"learner.buffer.num_seen": one}},
+      "mnist360": {"overrides": {"method": "dynamos"}, "digests": {"buffer.num_seen": zero}},
+    },
+  }
   new = golden.upgrade(old)
   assert new["format"] == golden.FORMAT
   assert new["machine"]["backend"] == "cpu"
-  assert new["runs"]["sgd"]["overrides"] == {"method": "sgd", "model.nf": 8,
-                                             "model.agent_moments": False}
+  assert new["runs"]["sgd"]["overrides"] == {
+    "method": "sgd",
+    "model.nf": 8,
+    "model.agent_moments": False,
+  }
   # The unused buffer's counter (int32 0) is no longer saved; a used one still is, 0 or not.
   assert new["runs"]["sgd"]["digests"] == {"params.w": zero}
   assert new["runs"]["er"]["digests"] == {"learner.buffer.num_seen": one}
@@ -162,9 +179,12 @@ def test_a_format_1_file_reads_as_recorded_on_cpu_with_the_flax_agents():
 def test_the_files_record_the_same_arrays_and_entries():
   """Read through ``upgrade``, the files of every machine kind hold the same runs, log
   entries, results and arrays (only their numbers differ), so ``compare`` may be strict."""
+
   def shape(run):
-    return ([[[sorted(e) for e in r["log"]], sorted(r)] for r in run["runs"]],
-            sorted(golden.normalised(run["digests"])))
+    return (
+      [[[sorted(e) for e in r["log"]], sorted(r)] for r in run["runs"]],
+      sorted(golden.normalised(run["digests"])),
+    )
 
   files = _golden_files()
   for recorded in files[1:]:

@@ -11,20 +11,18 @@ import os
 
 import numpy as np
 import pytest
-from conftest import Crash, crash_in_chunk
-import toy_method  # Registers --config.method=anchored (conftest imported it first).
 
-from dynamos_jax import analyze
+from dynamos_jax import analyze, methods, train
 from dynamos_jax import config as config_lib
-from dynamos_jax import methods
-from dynamos_jax import train
 from dynamos_jax.benchmarks import KINDS
-from dynamos_jax.errors import ConfigError
-from dynamos_jax.methods import Method
 from dynamos_jax.benchmarks import register as register_benchmark
 from dynamos_jax.benchmarks.class_split import ClassSplit
 from dynamos_jax.checkpoint import Checkpointer
+from dynamos_jax.errors import ConfigError
+from dynamos_jax.methods import Method
 
+from conftest import Crash, crash_in_chunk
+import toy_method  # Registers --config.method=anchored (conftest imported it first).
 
 
 @pytest.fixture
@@ -39,8 +37,7 @@ def toy(tiny_data, tiny_config):
 
 
 def _comparable(results):
-  return {k: v for k, v in results.items() if k != "train"} | {
-      "steps": results["train"]["steps"]}
+  return {k: v for k, v in results.items() if k != "train"} | {"steps": results["train"]["steps"]}
 
 
 def _final_state(workdir):
@@ -50,7 +47,6 @@ def _final_state(workdir):
   with open(os.path.join(workdir, "checkpoints", str(step), "progress", "metadata")) as f:
     progress = json.load(f)
   return step, progress["fingerprint"], progress["layout"]
-
 
 
 def test_hooks_run_at_task_boundaries_and_state_crosses_tasks(toy, tmp_path, monkeypatch):
@@ -91,6 +87,7 @@ def test_hooks_run_at_task_boundaries_and_state_crosses_tasks(toy, tmp_path, mon
 
 class Minimal(Method):
   """Only the required members: every optional hook keeps the base's default."""
+
   name = "minimal-test-only"  # never registered
 
   @classmethod
@@ -129,9 +126,12 @@ def test_analyze_names_no_method():
 def test_a_method_on_a_benchmark_kind_it_does_not_support_is_refused(tiny_config):
   tiny_config.method = "dgm"  # class-incremental only
   tiny_config.dataset = "permuted-mnist"
-  with pytest.raises(ConfigError, match=r"method dgm runs on class-incremental benchmarks and "
-                     r"permuted-mnist is domain-incremental: set --config.dataset to one of .*"
-                     r"dgm-mnist"):
+  with pytest.raises(
+    ConfigError,
+    match=r"method dgm runs on class-incremental benchmarks and "
+    r"permuted-mnist is domain-incremental: set --config.dataset to one of .*"
+    r"dgm-mnist",
+  ):
     config_lib.validate(tiny_config)
 
 
@@ -165,22 +165,23 @@ def test_growing_state_in_several_seeds_equals_their_one_seed_runs(toy, tmp_path
     one.seeds, one.seed = "", run["seed"]
     single = train.train_and_evaluate(one, str(tmp_path / f"seed_{run['seed']}"))
     assert run["class_il"] == single["class_il"] and run["task_il"] == single["task_il"]
-    np.testing.assert_allclose([e["loss"] for e in run["log"]],
-                               [e["loss"] for e in single["log"]], rtol=1e-6)
+    np.testing.assert_allclose(
+      [e["loss"] for e in run["log"]], [e["loss"] for e in single["log"]], rtol=1e-6
+    )
   assert multi["runs"][0]["class_il"] != multi["runs"][1]["class_il"]
 
 
 @register_benchmark
 class TwoHalves(ClassSplit):
   """A benchmark in a few lines: MNIST's digits 0-4, then 5-9."""
+
   name = "two-halves"
   dataset = "mnist"
   num_tasks = 2
   classes_per_task = 5
 
 
-def test_a_benchmark_added_in_one_class_trains_with_any_method(tiny_data, tiny_config,
-                                                               tmp_path):
+def test_a_benchmark_added_in_one_class_trains_with_any_method(tiny_data, tiny_config, tmp_path):
   tiny_config.dataset = "two-halves"
   tiny_config.method = "er"
   tiny_config.epochs = 1

@@ -5,10 +5,7 @@ import pytest
 from dynamos_jax import metrics
 
 # Three tasks. Row 0: untrained; row i: after task i; None: not yet seen.
-MATRIX = [[10.0, 20.0, 30.0],
-          [90.0, None, None],
-          [70.0, 80.0, None],
-          [60.0, 50.0, 95.0]]
+MATRIX = [[10.0, 20.0, 30.0], [90.0, None, None], [70.0, 80.0, None], [60.0, 50.0, 95.0]]
 BEFORE = [10.0, 5.0, 35.0]  # accuracy on task j just before training it
 
 

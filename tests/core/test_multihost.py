@@ -32,11 +32,19 @@ def _two_processes(workdir, pause=0.0):
   with socket.socket() as s:  # A free port for the coordinator.
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
-  return [subprocess.Popen(
-      [sys.executable, SCRIPT, str(workdir), str(pause)], cwd=ROOT,
-      env=_env(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
-               JAX_PROCESS_ID=str(i)),
-      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  return [
+    subprocess.Popen(
+      [sys.executable, SCRIPT, str(workdir), str(pause)],
+      cwd=ROOT,
+      env=_env(
+        JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)
+      ),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(2)
+  ]
 
 
 def _finish(procs):
@@ -52,8 +60,14 @@ def _results(workdir):
 
 
 def test_two_processes_equal_one_and_resume_after_a_kill(tmp_path):
-  one = subprocess.run([sys.executable, SCRIPT, str(tmp_path / "one")], cwd=ROOT, env=_env(),
-                       capture_output=True, text=True, timeout=600)
+  one = subprocess.run(
+    [sys.executable, SCRIPT, str(tmp_path / "one")],
+    cwd=ROOT,
+    env=_env(),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert one.returncode == 0, one.stderr[-3000:]
 
   # Two processes killed mid-run (after the first checkpoint, before the end), then both
@@ -62,8 +76,9 @@ def test_two_processes_equal_one_and_resume_after_a_kill(tmp_path):
   procs = _two_processes(workdir, pause=0.5)
   deadline = time.time() + 300
   # Until the first checkpoint is complete (Orbax renames STEP.orbax-checkpoint-tmp-* to STEP).
-  complete = lambda: [p for p in glob.glob(str(workdir / "checkpoints" / "[0-9]*"))
-                      if os.path.basename(p).isdigit()]
+  complete = lambda: [
+    p for p in glob.glob(str(workdir / "checkpoints" / "[0-9]*")) if os.path.basename(p).isdigit()
+  ]
   while time.time() < deadline and not complete():
     time.sleep(0.1)
   assert all(p.poll() is None for p in procs), "the run ended before it could be killed"

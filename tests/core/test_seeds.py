@@ -8,17 +8,14 @@ import sys
 import jax
 import numpy as np
 import pytest
-
-from dynamos_jax import config as config_lib
-from dynamos_jax import evaluate
-from dynamos_jax import parallel
-from dynamos_jax import chunks
-from dynamos_jax import train
-from dynamos_jax.data.streams import EpochData
-from dynamos_jax.errors import ConfigError, InputError
-from conftest import ROOT, subprocess_env
 from test_live import read_lines
 
+from dynamos_jax import chunks, evaluate, parallel, train
+from dynamos_jax import config as config_lib
+from dynamos_jax.data.streams import EpochData
+from dynamos_jax.errors import ConfigError, InputError
+
+from conftest import ROOT, subprocess_env
 
 
 def _short(config):
@@ -29,8 +26,11 @@ def _short(config):
 
 def _comparable(run: dict) -> dict:
   """Accuracy matrices (exact) and per-chunk losses of one seed's results."""
-  return {"class_il": run["class_il"]["matrix"], "task_il": run["task_il"]["matrix"],
-          "loss": [entry["loss"] for entry in run["log"]]}
+  return {
+    "class_il": run["class_il"]["matrix"],
+    "task_il": run["task_il"]["matrix"],
+    "loss": [entry["loss"] for entry in run["log"]],
+  }
 
 
 def test_unrolled_seeds_equal_their_one_seed_runs(tiny_data, tiny_config, tmp_path):
@@ -82,14 +82,17 @@ def test_vmapped_step_matches_one_seed_steps(tiny_data, tiny_config):
       # REINFORCE terms weighted by lam=500 nearly cancel and lose a few
       # digits (measured up to 1.7e-4 on the tiny data's second step; a wrong
       # seed's keys or data would differ by O(1)).
-      for a, b, before in zip(jax.tree.leaves(parallel.index(batched.learner.params, i)),
-                              jax.tree.leaves(state.learner.params),
-                              jax.tree.leaves(states[i].learner.params)):
+      for a, b, before in zip(
+        jax.tree.leaves(parallel.index(batched.learner.params, i)),
+        jax.tree.leaves(state.learner.params),
+        jax.tree.leaves(states[i].learner.params),
+      ):
         update = np.abs(np.asarray(b) - np.asarray(before)).max()
         assert np.abs(np.asarray(a) - np.asarray(b)).max() <= 5e-4 * update + 1e-7
       np.testing.assert_allclose(metrics["loss"][i], m["loss"], rtol=1e-5)
-      assert np.array_equal(parallel.index(batched.learner.buffer.labels, i),
-                            state.learner.buffer.labels)
+      assert np.array_equal(
+        parallel.index(batched.learner.buffer.labels, i), state.learner.buffer.labels
+      )
     states = [s for s, _ in outs]  # The next step starts both from the one-seed states.
 
 
@@ -131,12 +134,16 @@ def test_seeds_sharded_over_four_devices_equal_one_device(tiny_config, tmp_path)
   outputs = {}
   for devices in (1, 4):
     config.train.seed_devices = devices
-    script = _SCRIPT.format(tests=os.path.join(ROOT, "tests"), config=config.to_json(),
-                            workdir=str(tmp_path / f"devices_{devices}"))
+    script = _SCRIPT.format(
+      tests=os.path.join(ROOT, "tests"),
+      config=config.to_json(),
+      workdir=str(tmp_path / f"devices_{devices}"),
+    )
     env = subprocess_env(JAX_PLATFORMS="cpu")
     env.pop("XLA_FLAGS", None)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+      [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     outputs[devices] = json.loads(proc.stdout.strip().splitlines()[-1])
     assert outputs[devices]["count"] == 4 and outputs[devices]["devices"] == devices
@@ -210,16 +217,25 @@ def test_multi_seed_run_resumes_after_a_crash(tiny_data, tiny_config, tmp_path, 
 def test_distributed_start_reads_the_process_count_and_id(tmp_path):
   """train.distributed=True initialises jax.distributed from the README's variables (1 process)."""
   import socket
+
   with socket.socket() as s:
     s.bind(("localhost", 0))
     port = s.getsockname()[1]
-  script = ("from dynamos_jax import config as config_lib, parallel\n"
-            "c = config_lib.base_config(); c.train.distributed = True\n"
-            "parallel.start(c)\n"
-            "import jax; print(jax.process_count(), jax.process_index())\n")
-  env = dict(os.environ, JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JAX_NUM_PROCESSES="1",
-             JAX_PROCESS_ID="0", JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True,
-                        text=True, timeout=300)
+  script = (
+    "from dynamos_jax import config as config_lib, parallel\n"
+    "c = config_lib.base_config(); c.train.distributed = True\n"
+    "parallel.start(c)\n"
+    "import jax; print(jax.process_count(), jax.process_index())\n"
+  )
+  env = dict(
+    os.environ,
+    JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
+    JAX_NUM_PROCESSES="1",
+    JAX_PROCESS_ID="0",
+    JAX_PLATFORMS="cpu",
+  )
+  proc = subprocess.run(
+    [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert proc.stdout.split()[-2:] == ["1", "0"]

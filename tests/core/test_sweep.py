@@ -15,17 +15,14 @@ import jax
 import numpy as np
 import pytest
 
-from dynamos_jax import evaluate
-from dynamos_jax import metrics
-from dynamos_jax import reporting
-from dynamos_jax.run import main as run_main
-from dynamos_jax import chunks
+from dynamos_jax import chunks, evaluate, metrics, reporting, train
 from dynamos_jax import sweep as sweep_lib
-from dynamos_jax import train
-from dynamos_jax.errors import ConfigError, InputError
-from dynamos_jax.seeds import Seeds
-from conftest import ROOT, run_command, subprocess_env, tiny_dataset
 from dynamos_jax.data import sources
+from dynamos_jax.errors import ConfigError, InputError
+from dynamos_jax.run import main as run_main
+from dynamos_jax.seeds import Seeds
+
+from conftest import ROOT, run_command, subprocess_env, tiny_dataset
 
 # lr reaches the optimiser, tau the agents' probability layer (training and prediction).
 GRID = "lr=0.05,0.1;dynamos.tau=0.3"
@@ -40,6 +37,7 @@ def read_member_results(workdir: str, label: str) -> dict:
 def _tiny_config():
   """conftest's tiny_config, for a module-scoped fixture (a fixture cannot call it)."""
   from dynamos_jax.config import base_config
+
   c = base_config()
   c.data.source = "bundled"
   c.buffer_size, c.batch_size, c.minibatch_size = 8, 5, 4
@@ -84,8 +82,9 @@ def test_members_equal_their_settings_run_alone(swept, tiny_data, tmp_path):
   alone_config.seeds, alone_config.seed = "", 1
   alone = train.train_and_evaluate(alone_config, str(tmp_path / "alone"))
   assert _comparable(results["runs"][3]) == _comparable(alone)
-  np.testing.assert_allclose([e["loss"] for e in results["runs"][3]["log"]],
-                             [e["loss"] for e in alone["log"]], rtol=1e-6)
+  np.testing.assert_allclose(
+    [e["loss"] for e in results["runs"][3]["log"]], [e["loss"] for e in alone["log"]], rtol=1e-6
+  )
   # The two settings of seed 1 trained differently (lr reached the step).
   assert results["runs"][1]["log"][-1]["loss"] != results["runs"][3]["log"][-1]["loss"]
   # WORKDIR/sweep/<setting>/results.json reads as that setting's multi-seed run.
@@ -123,8 +122,9 @@ def test_the_table_names_the_best_setting(swept, capsys):
   assert results["sweep"]["ranked_by"] == ["class_il", "final_average"]
   print(reporting.format_results(results))
   out = capsys.readouterr().out.splitlines()
-  assert out[-1].startswith(f"best setting by class-IL final avg: {best} "
-                            f"({means[best][0]:.2f} +- {means[best][1]:.2f})")
+  assert out[-1].startswith(
+    f"best setting by class-IL final avg: {best} ({means[best][0]:.2f} +- {means[best][1]:.2f})"
+  )
   rows = {line.split("|")[0].strip(): line for line in out if "|" in line}
   for label in LABELS:
     assert f"{means[label][0]:.2f} +- {means[label][1]:5.2f}" in rows[label]
@@ -138,7 +138,8 @@ def test_vmapped_sweep_step_matches_the_unrolled_one(tiny_data, tiny_config):
   config.sweep = "dynamos.tau=0.15,0.6"
   layout = Seeds(config)
   assert sweep_lib.varying_fields([e.method for e in layout.exps]) == {
-      ("model", "temperature"): [0.15, 0.6]}
+    ("model", "temperature"): [0.15, 0.6]
+  }
   state = layout.initial_state()
   data = layout.epoch_data(0, 0)
   config.train.seed_strategy = "vmap"
@@ -153,8 +154,11 @@ def test_vmapped_sweep_step_matches_the_unrolled_one(tiny_data, tiny_config):
   b, mb = unrolled(state, data, np.int32(0))
   np.testing.assert_allclose(ma["loss"], mb["loss"], rtol=1e-5)
   assert not np.allclose(*np.asarray(ma["loss"]))  # the two temperatures gave two losses
-  for x, y, before in zip(jax.tree.leaves(a.learner.params), jax.tree.leaves(b.learner.params),
-                          jax.tree.leaves(state.learner.params)):
+  for x, y, before in zip(
+    jax.tree.leaves(a.learner.params),
+    jax.tree.leaves(b.learner.params),
+    jax.tree.leaves(state.learner.params),
+  ):
     for i in range(2):
       update = np.abs(np.asarray(y[i]) - np.asarray(before[i])).max()
       assert np.abs(np.asarray(x[i]) - np.asarray(y[i])).max() <= 5e-4 * update + 1e-7
@@ -165,14 +169,19 @@ def test_with_values_sets_nested_fields(tiny_data, tiny_config):
   config.sweep = "dynamos.tau=0.2,0.4;dynamos.alpha=0.1,0.3"
   layout = Seeds(config)
   varying = sweep_lib.varying_fields([e.method for e in layout.exps])
-  assert varying == {("alpha",): [0.1, 0.3, 0.1, 0.3],
-                     ("model", "temperature"): [0.2, 0.2, 0.4, 0.4]}
-  rebuilt = sweep_lib.with_values(layout.exps[0].method,
-                                  {("alpha",): 0.3, ("model", "temperature"): 0.4})
+  assert varying == {
+    ("alpha",): [0.1, 0.3, 0.1, 0.3],
+    ("model", "temperature"): [0.2, 0.2, 0.4, 0.4],
+  }
+  rebuilt = sweep_lib.with_values(
+    layout.exps[0].method, {("alpha",): 0.3, ("model", "temperature"): 0.4}
+  )
   assert rebuilt == layout.exps[3].method
 
 
-@pytest.mark.parametrize("sweep, message", [
+@pytest.mark.parametrize(
+  "sweep, message",
+  [
     ("batch_size=5,10", "batch_size cannot be swept (it changes the shapes"),
     ("epochs=1,2", "epochs cannot be swept"),
     ("dataset=1,2", "dataset cannot be swept (not a number)"),
@@ -188,7 +197,8 @@ def test_with_values_sets_nested_fields(tiny_data, tiny_config):
     ("dynamos.alpha", "is not KEY=V1,V2"),
     ("lr=0.1;lr=0.2", "listed twice"),
     ("dynamos.kr=0.5,1.5", "setting dynamos.kr=1.5: keep ratio dynamos.kr must be in (0, 1]"),
-])
+  ],
+)
 def test_bad_sweeps_are_refused_in_one_line(tiny_config, sweep, message):
   tiny_config.sweep = sweep
   with pytest.raises(ConfigError, match=None) as error:
@@ -216,15 +226,19 @@ def test_an_unrolled_sweep_is_not_sharded(tiny_data, tiny_config):
   assert Seeds(tiny_config).mesh is None
 
 
-@pytest.mark.parametrize("sweep, expected", [
+@pytest.mark.parametrize(
+  "sweep, expected",
+  [
     ("batch_size=5,10", "batch_size cannot be swept"),
     ("dynamos.alpha=0.1,x", "must be finite numbers"),
     ("derpp.beta=0.1,0.2", "does not read derpp.beta"),
-])
+  ],
+)
 def test_the_cli_refuses_bad_sweeps_with_exit_2(sweep, expected, tmp_path):
   """run's main in this process (tests/core/test_cli.py runs the command itself once)."""
-  code, stderr = run_command(run_main, ["--config=configs/quickstart.py",
-                                        f"--config.sweep={sweep}", f"--workdir={tmp_path}"])
+  code, stderr = run_command(
+    run_main, ["--config=configs/quickstart.py", f"--config.sweep={sweep}", f"--workdir={tmp_path}"]
+  )
   assert code == 2, stderr
   errors = [line for line in stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and expected in errors[0], stderr
@@ -254,8 +268,10 @@ def test_a_sweep_resumes_after_a_crash(tiny_data, tiny_config, tmp_path, monkeyp
   resumed = train.train_and_evaluate(config, str(tmp_path / "run"))
   assert resumed["runs"] == reference["runs"] and resumed["sweep"] == reference["sweep"]
   for label in reference["sweep"]["settings"]:
-    assert (read_member_results(str(tmp_path / "run"), label)["class_il"]
-            == read_member_results(str(tmp_path / "ref"), label)["class_il"])
+    assert (
+      read_member_results(str(tmp_path / "run"), label)["class_il"]
+      == read_member_results(str(tmp_path / "ref"), label)["class_il"]
+    )
   # evaluate reaches a setting through its folder; the sweep's own directory names them.
   second = reference["runs"][1]
   fresh = evaluate.evaluate_workdir(str(tmp_path / "run" / "sweep" / second["label"]))
@@ -298,11 +314,17 @@ def test_a_vmapped_sweep_sharded_over_two_devices(tiny_config, tmp_path):
   config.train.max_steps_per_task = 1
   config.sweep = "lr=0.05;dynamos.tau=0.15,0.6"
   config.train.host_devices = 2
-  script = _MESH_SCRIPT.format(tests=os.path.join(ROOT, "tests"), config=config.to_json(),
-                               workdir=str(tmp_path / "run_"))
-  proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT,
-                        env=subprocess_env(JAX_PLATFORMS="cpu"), capture_output=True,
-                        text=True, timeout=600)
+  script = _MESH_SCRIPT.format(
+    tests=os.path.join(ROOT, "tests"), config=config.to_json(), workdir=str(tmp_path / "run_")
+  )
+  proc = subprocess.run(
+    [sys.executable, "-c", script],
+    cwd=ROOT,
+    env=subprocess_env(JAX_PLATFORMS="cpu"),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   out = json.loads(proc.stdout.strip().splitlines()[-1])
   assert out["unroll"]["devices"] == 1 and out["vmap"]["devices"] == 2
@@ -314,6 +336,7 @@ def test_a_vmapped_sweep_sharded_over_two_devices(tiny_config, tmp_path):
 
 def test_compare_refuses_a_sweep(tiny_config, tmp_path):
   from dynamos_jax import compare
+
   tiny_config.sweep = "dynamos.alpha=0.1,0.5"
   with pytest.raises(InputError, match="compare compares methods"):
     compare.run_comparison(tiny_config, ["dynamos"], [0], str(tmp_path))

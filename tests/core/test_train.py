@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynamos_jax.methods.dynamos import buffer as buffer_lib
 from dynamos_jax import chunks as runner
 from dynamos_jax import train
 from dynamos_jax.data.streams import EpochData
+from dynamos_jax.methods.dynamos import buffer as buffer_lib
 
 import dynamos_reference as ref
 
@@ -35,8 +35,9 @@ def count_traces(monkeypatch):
 
 
 @pytest.mark.parametrize("strategy", ["loop", "scan"])
-def test_run_writes_results_and_compiles_each_phase_once(tiny_data, tiny_config, tmp_path,
-                                                         count_traces, strategy):
+def test_run_writes_results_and_compiles_each_phase_once(
+  tiny_data, tiny_config, tmp_path, count_traces, strategy
+):
   tiny_config.train.chunk_strategy = strategy
   results = train.train_and_evaluate(tiny_config, str(tmp_path))
   on_disk = json.loads((tmp_path / "results.json").read_text())
@@ -86,8 +87,13 @@ def test_same_seed_same_numbers(tiny_data, tiny_config, tmp_path):
 def _setup(config, dataset):
   exp = train.Experiment(config)
   order = jnp.arange(10, dtype=jnp.int32).reshape(2, 5)
-  data = EpochData(jnp.asarray(dataset.train_images), jnp.asarray(dataset.train_labels),
-                   order * 12, jnp.ones((2, 5), bool), jnp.int32(0))  # one image of each class
+  data = EpochData(
+    jnp.asarray(dataset.train_images),
+    jnp.asarray(dataset.train_labels),
+    order * 12,
+    jnp.ones((2, 5), bool),
+    jnp.int32(0),
+  )  # one image of each class
   return exp.method, exp.method.model, exp.initial_state(), data
 
 
@@ -96,18 +102,19 @@ def test_warmup_leaves_agents_and_buffer_alone(tiny_data, tiny_config):
   step = jax.jit(runner.make_train_step(method, "warmup"))
   new, metrics = step(state, data, 0)
   agents = lambda p: [p["layer2_0"]["agent_a"], p["layer2_1"]["agent_b"]]
-  jax.tree.map(np.testing.assert_array_equal, agents(new.learner.params),
-               agents(state.learner.params))
-  assert not np.allclose(new.learner.params["conv1"]["kernel"],
-                         state.learner.params["conv1"]["kernel"])
+  jax.tree.map(
+    np.testing.assert_array_equal, agents(new.learner.params), agents(state.learner.params)
+  )
+  assert not np.allclose(
+    new.learner.params["conv1"]["kernel"], state.learner.params["conv1"]["kernel"]
+  )
   assert int(new.learner.buffer.num_seen) == 0 and int(new.step) == 1
   assert set(metrics) == {"loss", "ce", "train_accuracy", "grad_norm", "buffer_seen"}
 
 
 # Eq. 7's weights, all different (and none the default), so a swapped or
 # dropped weight changes the total.
-DISTINCT_WEIGHTS = dict(alpha=0.3, beta=1.7, alpha_p=0.45, gamma=0.6, w_p=0.25, lam=37.0,
-                        kr=0.55)
+DISTINCT_WEIGHTS = dict(alpha=0.3, beta=1.7, alpha_p=0.45, gamma=0.6, w_p=0.25, lam=37.0, kr=0.55)
 
 
 def _eq7(xp, w, tau, out, labels, r_out, r_labels, replay, consts):
@@ -119,23 +126,29 @@ def _eq7(xp, w, tau, out, labels, r_out, r_labels, replay, consts):
   """
   (z, a, v), (zm, am, vm) = out, r_out
   reward, reward_m, correct, correct_m = consts
-  t = {"ce": ref.cross_entropy(xp, z, labels),
-       "reinforce": ref.reinforce(xp, ref.log_prob(xp, v, a, tau, 4), reward),
-       "prototype": ref.prototype(xp, v, labels, correct),
-       "mse_logits": ref.mse(xp, zm, replay.logits),
-       "mse_attention": ref.mse(xp, vm, replay.attention),
-       "replay_ce": ref.cross_entropy(xp, zm, r_labels),
-       "replay_reinforce": ref.reinforce(xp, ref.log_prob(xp, vm, am, tau, 4), reward_m),
-       "replay_prototype": ref.prototype(xp, vm, r_labels, correct_m)}
-  total = (t["ce"] + w["gamma"] * t["reinforce"] + w["w_p"] * t["prototype"]
-           + w["alpha"] * t["mse_logits"] + w["alpha_p"] * t["mse_attention"]
-           + w["beta"] * (t["replay_ce"] + w["gamma"] * t["replay_reinforce"])
-           + w["w_p"] * t["replay_prototype"])
+  t = {
+    "ce": ref.cross_entropy(xp, z, labels),
+    "reinforce": ref.reinforce(xp, ref.log_prob(xp, v, a, tau, 4), reward),
+    "prototype": ref.prototype(xp, v, labels, correct),
+    "mse_logits": ref.mse(xp, zm, replay.logits),
+    "mse_attention": ref.mse(xp, vm, replay.attention),
+    "replay_ce": ref.cross_entropy(xp, zm, r_labels),
+    "replay_reinforce": ref.reinforce(xp, ref.log_prob(xp, vm, am, tau, 4), reward_m),
+    "replay_prototype": ref.prototype(xp, vm, r_labels, correct_m),
+  }
+  total = (
+    t["ce"]
+    + w["gamma"] * t["reinforce"]
+    + w["w_p"] * t["prototype"]
+    + w["alpha"] * t["mse_logits"]
+    + w["alpha_p"] * t["mse_attention"]
+    + w["beta"] * (t["replay_ce"] + w["gamma"] * t["replay_reinforce"])
+    + w["w_p"] * t["replay_prototype"]
+  )
   return total, t
 
 
-def test_main_step_is_eq7_with_two_bn_updates_and_inserts_pre_update_values(tiny_data,
-                                                                           tiny_config):
+def test_main_step_is_eq7_with_two_bn_updates_and_inserts_pre_update_values(tiny_data, tiny_config):
   tiny_config.dynamos.update(DISTINCT_WEIGHTS)
   w, tau = DISTINCT_WEIGHTS, tiny_config.dynamos.tau
   method, model, state, data = _setup(tiny_config, tiny_data)
@@ -147,10 +160,17 @@ def test_main_step_is_eq7_with_two_bn_updates_and_inserts_pre_update_values(tiny
   stored_attention = jnp.asarray(rng.normal(size=(5, 64)), jnp.float32)
 
   def fill(labels):
-    return buffer_lib.insert(learner.buffer, jnp.zeros(5, jnp.int32),
-                             data.images[data.order[1]], jnp.asarray(labels, jnp.int32),
-                             stored_logits, stored_attention, jnp.ones(5, bool),
-                             jnp.ones(5, bool), only_valid=False)
+    return buffer_lib.insert(
+      learner.buffer,
+      jnp.zeros(5, jnp.int32),
+      data.images[data.order[1]],
+      jnp.asarray(labels, jnp.int32),
+      stored_logits,
+      stored_attention,
+      jnp.ones(5, bool),
+      jnp.ones(5, bool),
+      only_valid=False,
+    )
 
   # The step's keys, derived as the trainer does.
   key = jax.random.fold_in(state.key, state.step)
@@ -158,8 +178,7 @@ def test_main_step_is_eq7_with_two_bn_updates_and_inserts_pre_update_values(tiny
   key_current, key_replay = jax.random.split(gates_key)
   # Which slots the replay draw takes does not depend on the labels: a buffer
   # labelled with slot numbers tells them.
-  slots_drawn, replay_mask = buffer_lib.sample(fill(np.arange(5)), replay_key, 4,
-                                               only_valid=False)
+  slots_drawn, replay_mask = buffer_lib.sample(fill(np.arange(5)), replay_key, 4, only_valid=False)
   slots_drawn = np.asarray(slots_drawn.labels)
   assert np.all(replay_mask)
 
@@ -168,14 +187,25 @@ def test_main_step_is_eq7_with_two_bn_updates_and_inserts_pre_update_values(tiny
   images = data.images[data.order[0]]
 
   def forwards(params):
-    (z, aux), s1 = model.apply({"params": params, "batch_stats": learner.batch_stats}, images,
-                               "sample", True, jnp.ones(5, bool), rngs={"gates": key_current},
-                               mutable=["batch_stats"])
-    (zm, auxm), s2 = model.apply({"params": params, **s1}, data.images[data.order[1]][slots_drawn],
-                                 "sample", True, jnp.ones(4, bool), rngs={"gates": key_replay},
-                                 mutable=["batch_stats"])
-    return ((z, aux["actions"], aux["attention"]), (zm, auxm["actions"], auxm["attention"]),
-            s1, s2)
+    (z, aux), s1 = model.apply(
+      {"params": params, "batch_stats": learner.batch_stats},
+      images,
+      "sample",
+      True,
+      jnp.ones(5, bool),
+      rngs={"gates": key_current},
+      mutable=["batch_stats"],
+    )
+    (zm, auxm), s2 = model.apply(
+      {"params": params, **s1},
+      data.images[data.order[1]][slots_drawn],
+      "sample",
+      True,
+      jnp.ones(4, bool),
+      rngs={"gates": key_replay},
+      mutable=["batch_stats"],
+    )
+    return ((z, aux["actions"], aux["attention"]), (zm, auxm["actions"], auxm["attention"]), s1, s2)
 
   out, r_out, s1, s2 = jax.jit(forwards)(learner.params)
   # Labels chosen from the predictions: three correct of five in each forward
@@ -193,8 +223,11 @@ def test_main_step_is_eq7_with_two_bn_updates_and_inserts_pre_update_values(tiny
   new = new.learner
 
   # Both forwards updated the running statistics, one after the other.
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-               new.batch_stats, s2["batch_stats"])
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+    new.batch_stats,
+    s2["batch_stats"],
+  )
   assert not np.allclose(s1["batch_stats"]["bn1"]["mean"], s2["batch_stats"]["bn1"]["mean"])
 
   # Eq. 7 recomputed in float64 NumPy from the forwards' raw outputs.
@@ -202,11 +235,18 @@ def test_main_step_is_eq7_with_two_bn_updates_and_inserts_pre_update_values(tiny
   np.testing.assert_array_equal(replay.labels, r_labels)
   f64 = lambda t: tuple(np.asarray(x, np.float64) for x in t)
   out64, r_out64 = f64(out), f64(r_out)
-  replay64 = buffer_lib.Replay(*(np.asarray(x, np.float64) for x in
-                                 (replay.images, replay.labels, replay.logits, replay.attention)))
-  consts = (ref.rewards(out[0], out[1], labels, w["kr"], w["lam"], 4),
-            ref.rewards(r_out[0], r_out[1], r_labels, w["kr"], w["lam"], 4),
-            ref.correct(out[0], labels), ref.correct(r_out[0], r_labels))
+  replay64 = buffer_lib.Replay(
+    *(
+      np.asarray(x, np.float64)
+      for x in (replay.images, replay.labels, replay.logits, replay.attention)
+    )
+  )
+  consts = (
+    ref.rewards(out[0], out[1], labels, w["kr"], w["lam"], 4),
+    ref.rewards(r_out[0], r_out[1], r_labels, w["kr"], w["lam"], 4),
+    ref.correct(out[0], labels),
+    ref.correct(r_out[0], r_labels),
+  )
   assert consts[2].sum() == consts[3].sum() == 3
   total, terms = _eq7(np, w, tau, out64, labels, r_out64, r_labels, replay64, consts)
   for name, value in terms.items():
@@ -222,8 +262,9 @@ def test_main_step_is_eq7_with_two_bn_updates_and_inserts_pre_update_values(tiny
 
   grads = jax.jit(jax.grad(loss))(learner.params)
   expected = jax.tree.map(lambda p, g: p - tiny_config.lr * g, learner.params, grads)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
-               new.params, expected)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), new.params, expected
+  )
 
   # Buffer: counter advanced by 5. The batch's samples n = 5, 6, 7 fill slots
   # 5-7; being correct they are written, with the pre-update logits and V.
@@ -235,28 +276,39 @@ def test_main_step_is_eq7_with_two_bn_updates_and_inserts_pre_update_values(tiny
     np.testing.assert_allclose(new.buffer.logits[slot], out[0][b], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(new.buffer.attention[slot], out[2][b], rtol=1e-5, atol=1e-6)
   for field in ("images", "labels", "logits", "attention"):
-    np.testing.assert_array_equal(getattr(new.buffer, field)[:5],
-                                  getattr(learner.buffer, field)[:5])
+    np.testing.assert_array_equal(
+      getattr(new.buffer, field)[:5], getattr(learner.buffer, field)[:5]
+    )
 
 
 def _warmup(steps):
   """A method's phases with a warm-up of ``steps`` opening task 1 (as Dynamos declares)."""
-  return lambda task, batches: ((("warmup", steps), ("main", None)) if task == 0 and steps
-                                else (("main", None),))
+  return lambda task, batches: (
+    (("warmup", steps), ("main", None)) if task == 0 and steps else (("main", None),)
+  )
 
 
 def test_plan_chunks_cuts_at_warmup_chunk_size_and_budget():
   chunks = runner.plan_chunks([5, 3], epochs=2, phases=_warmup(3), chunk_size=4)
   spans = [(c.task, c.epoch, c.start, c.stop, c.phase, c.ends_task) for c in chunks]
   assert spans == [
-      (0, 0, 0, 3, "warmup", False), (0, 0, 3, 5, "main", False),
-      (0, 1, 0, 4, "main", False), (0, 1, 4, 5, "main", True),
-      (1, 0, 0, 3, "main", False), (1, 1, 0, 3, "main", True)]
-  capped = runner.plan_chunks([5, 3], epochs=2, phases=_warmup(0), chunk_size=4,
-                              max_steps_per_task=6)
+    (0, 0, 0, 3, "warmup", False),
+    (0, 0, 3, 5, "main", False),
+    (0, 1, 0, 4, "main", False),
+    (0, 1, 4, 5, "main", True),
+    (1, 0, 0, 3, "main", False),
+    (1, 1, 0, 3, "main", True),
+  ]
+  capped = runner.plan_chunks(
+    [5, 3], epochs=2, phases=_warmup(0), chunk_size=4, max_steps_per_task=6
+  )
   assert [(c.task, c.epoch, c.start, c.stop, c.ends_task) for c in capped] == [
-      (0, 0, 0, 4, False), (0, 0, 4, 5, False), (0, 1, 0, 1, True),
-      (1, 0, 0, 3, False), (1, 1, 0, 3, True)]
+    (0, 0, 0, 4, False),
+    (0, 0, 4, 5, False),
+    (0, 1, 0, 1, True),
+    (1, 0, 0, 3, False),
+    (1, 1, 0, 3, True),
+  ]
   assert [c.ends_epoch for c in chunks] == [False, True, False, True, True, True]
   # Warm-up longer than an epoch (warmup.epochs) spans epochs.
   long_warm = runner.plan_chunks([4], epochs=3, phases=_warmup(8), chunk_size=10)

@@ -11,13 +11,16 @@ import sys
 
 import pytest
 
-from conftest import ROOT, subprocess_env
 from dynamos_jax import workdir_lock
 from dynamos_jax.workdir_lock import WorkdirInUse
 
+from conftest import ROOT, subprocess_env
+
 # Another program holding the lock: takes it, says so, sleeps until killed.
-HOLD = ("import sys, time; from dynamos_jax import workdir_lock; "
-        "workdir_lock.acquire(sys.argv[1]); print('held', flush=True); time.sleep(600)")
+HOLD = (
+  "import sys, time; from dynamos_jax import workdir_lock; "
+  "workdir_lock.acquire(sys.argv[1]); print('held', flush=True); time.sleep(600)"
+)
 
 
 @pytest.fixture
@@ -26,8 +29,13 @@ def holder():
   procs = []
 
   def start(workdir):
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(workdir)], cwd=ROOT,
-                            env=subprocess_env(), stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+      [sys.executable, "-c", HOLD, str(workdir)],
+      cwd=ROOT,
+      env=subprocess_env(),
+      stdout=subprocess.PIPE,
+      text=True,
+    )
     procs.append(proc)
     assert proc.stdout.readline().strip() == "held"
     return proc
@@ -87,11 +95,24 @@ def test_the_run_command_is_refused_with_exit_2_and_moves_nothing(tmp_path, hold
   # resume=False would move the checkpoints aside: a refused run must not. (Tiny, so that
   # a run that is not refused fails the test quickly.)
   result = subprocess.run(
-      [sys.executable, "-m", "dynamos_jax.run", "--config=configs/quickstart.py",
-       "--config.resume=False", "--config.train.max_steps_per_task=1",
-       "--config.warmup.iterations=1", "--config.model.nf=8", "--config.train.progress=False",
-       f"--workdir={workdir}"], cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-      timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "dynamos_jax.run",
+      "--config=configs/quickstart.py",
+      "--config.resume=False",
+      "--config.train.max_steps_per_task=1",
+      "--config.warmup.iterations=1",
+      "--config.model.nf=8",
+      "--config.train.progress=False",
+      f"--workdir={workdir}",
+    ],
+    cwd=ROOT,
+    env=subprocess_env(),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 2, result.stderr
   errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and f"is in use by process {proc.pid}" in errors[0], result.stderr
@@ -101,8 +122,11 @@ def test_the_run_command_is_refused_with_exit_2_and_moves_nothing(tmp_path, hold
 
 def test_compare_is_refused_before_training(tmp_path, holder, tiny_config, monkeypatch):
   from dynamos_jax import compare
-  monkeypatch.setattr("dynamos_jax.train.train_and_evaluate",
-                      lambda *a: pytest.fail("trained in a directory that is in use"))
+
+  monkeypatch.setattr(
+    "dynamos_jax.train.train_and_evaluate",
+    lambda *a: pytest.fail("trained in a directory that is in use"),
+  )
   proc = holder(tmp_path)
   before = _snapshot(tmp_path)
   with pytest.raises(WorkdirInUse, match=f"process {proc.pid} "):
@@ -111,9 +135,10 @@ def test_compare_is_refused_before_training(tmp_path, holder, tiny_config, monke
 
 
 def test_a_run_takes_a_killed_runs_directory_and_readers_are_not_refused(
-    tmp_path, holder, tiny_config, tiny_data):
-  from dynamos_jax import evaluate
-  from dynamos_jax import train
+  tmp_path, holder, tiny_config, tiny_data
+):
+  from dynamos_jax import evaluate, train
+
   tiny_config.method, tiny_config.epochs = "sgd", 1
   tiny_config.train.max_steps_per_task = 2
   workdir = tmp_path / "run"
@@ -158,6 +183,7 @@ def test_a_filesystem_without_locks_warns_and_runs(tmp_path, monkeypatch, capsys
 
 def test_a_multi_host_program_is_refused_on_every_process(tmp_path, holder):
   from test_multihost import _two_processes
+
   proc = holder(tmp_path)
   # Process 0 is refused; process 1 hears it from process 0 instead of waiting for it.
   procs = _two_processes(tmp_path)

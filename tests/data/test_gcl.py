@@ -4,8 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from dynamos_jax import chunks
-from dynamos_jax import train
+from dynamos_jax import chunks, train
 from dynamos_jax.data import mnist360
 
 
@@ -26,7 +25,9 @@ def test_stream_plan_and_test_draws(gcl_config):
   real = np.asarray(data.mask).sum()
   # Each class 0-8 is drawn as often as it has training images; digit 9 never.
   assert real == 9 * 40
-  assert 9 not in set(np.asarray(dataset.train_labels)[np.asarray(data.order)[np.asarray(data.mask)]])
+  assert 9 not in set(
+    np.asarray(dataset.train_labels)[np.asarray(data.order)[np.asarray(data.mask)]]
+  )
   assert sum(c.stop - c.start for c in exp.chunks) == data.order.shape[0]
   assert exp.chunks[0].phase == "warmup" and exp.chunks[-1].ends_task
   images, labels = exp.benchmark.test_set()
@@ -67,6 +68,7 @@ def test_run_reports_gcl_accuracy_and_joint_shuffles_the_whole_stream(gcl_config
 def test_mnist360_needs_a_single_pass(gcl_config):
   from dynamos_jax import config as config_lib
   from dynamos_jax.errors import ConfigError
+
   config, _ = gcl_config
   config.epochs = 2
   with pytest.raises(ConfigError, match="single pass"):

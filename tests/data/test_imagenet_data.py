@@ -13,8 +13,8 @@ import os
 import shutil
 
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 
 from dynamos_jax.benchmarks import one_class
 from dynamos_jax.data import imagenet, imagenet_tfds, npz_cache, sources
@@ -41,7 +41,7 @@ def _expected(pil: Image.Image) -> np.ndarray:
   nh, nw = _expected_size(h, w)
   x = np.asarray(pil.resize((nw, nh), Image.BILINEAR) if (nh, nw) != (h, w) else pil)
   top, left = int(round((nh - 32) / 2)), int(round((nw - 32) / 2))
-  return x[top:top + 32, left:left + 32]
+  return x[top : top + 32, left : left + 32]
 
 
 def _expected_file(path: str) -> np.ndarray:
@@ -60,8 +60,15 @@ def _jpeg(path: str, rng: np.random.Generator, size: tuple[int, int], mode: str 
   image.save(path, quality=90)
 
 
-def make_tree(root, num_synsets: int, selection, train: int = 2, val: int = 1,
-              layout: str = 'folders', seed: int = 0) -> list[str]:
+def make_tree(
+  root,
+  num_synsets: int,
+  selection,
+  train: int = 2,
+  val: int = 1,
+  layout: str = 'folders',
+  seed: int = 0,
+) -> list[str]:
   """A fake ILSVRC root; returns the selected wnids in label order. Image i of a class
   has size _SIZES[(class + i) % 6]; the first class's first train image is grey and its
   second (if any) CMYK."""
@@ -133,8 +140,10 @@ def test_resize_center_crop_matches_independent(size):
   assert out.shape == (32, 32, 3) and out.dtype == np.uint8
   np.testing.assert_array_equal(out, _expected(Image.fromarray(x)))
   grey = x[..., 0]
-  np.testing.assert_array_equal(imagenet.resize_center_crop(grey),
-                                imagenet.resize_center_crop(np.repeat(grey[..., None], 3, -1)))
+  np.testing.assert_array_equal(
+    imagenet.resize_center_crop(grey),
+    imagenet.resize_center_crop(np.repeat(grey[..., None], 3, -1)),
+  )
 
 
 def test_resize_center_crop_rejects_bad_arrays():
@@ -186,7 +195,7 @@ def test_cache_is_read_then_rebuilt_when_truncated(tmp_path, monkeypatch, capsys
   root = str(tmp_path / 'ilsvrc')
   make_tree(root, 12, _SMALL)
   first = imagenet.load_files(root, None, **_LOAD)
-  cache, = glob.glob(os.path.join(root, 'imagenet50-*.npz'))
+  (cache,) = glob.glob(os.path.join(root, 'imagenet50-*.npz'))
   assert not glob.glob(os.path.join(root, '*.tmp'))
 
   def no_decoding(path, size=32):
@@ -300,7 +309,7 @@ def test_sources_registration_full_selection(tmp_path):
   np.testing.assert_array_equal(ds.test_labels, np.arange(50))
   # Label 23 is the synset at sorted position 245.
   w = sorted(_wnids(1000))[245]
-  f, = glob.glob(os.path.join(root, 'train', w, '*'))
+  (f,) = glob.glob(os.path.join(root, 'train', w, '*'))
   np.testing.assert_array_equal(ds.train_images[23], _expected_file(f))
 
 
@@ -309,17 +318,36 @@ def test_sources_registration_full_selection(tmp_path):
 
 def test_tfds_mock_controlled(tmp_path):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top (slow import)
+
   rng = np.random.default_rng(3)
   selection = imagenet.SELECTION
   # (label, file name, size): selected and unselected labels, names out of order.
-  spec = {'train': [(15, 'n_b.JPEG', (37, 53)), (0, 'n_z.JPEG', (40, 40)),
-                    (1, 'n_c.JPEG', (53, 37)), (15, 'n_a.JPEG', (32, 100)),
-                    (499, 'n_d.JPEG', (100, 33)), (500, 'n_e.JPEG', (45, 45))],
-          'validation': [(101, 'v_2.JPEG', (31, 40)), (2, 'v_1.JPEG', (60, 70)),
-                         (1, 'v_3.JPEG', (33, 64))]}
-  data = {s: [{'label': np.asarray(c), 'file_name': n,
-               'image': rng.integers(0, 256, hw + (3,), dtype=np.uint8)} for c, n, hw in items]
-          for s, items in spec.items()}
+  spec = {
+    'train': [
+      (15, 'n_b.JPEG', (37, 53)),
+      (0, 'n_z.JPEG', (40, 40)),
+      (1, 'n_c.JPEG', (53, 37)),
+      (15, 'n_a.JPEG', (32, 100)),
+      (499, 'n_d.JPEG', (100, 33)),
+      (500, 'n_e.JPEG', (45, 45)),
+    ],
+    'validation': [
+      (101, 'v_2.JPEG', (31, 40)),
+      (2, 'v_1.JPEG', (60, 70)),
+      (1, 'v_3.JPEG', (33, 64)),
+    ],
+  }
+  data = {
+    s: [
+      {
+        'label': np.asarray(c),
+        'file_name': n,
+        'image': rng.integers(0, 256, hw + (3,), dtype=np.uint8),
+      }
+      for c, n, hw in items
+    ]
+    for s, items in spec.items()
+  }
 
   def as_data_source(self, split, decoders=None, deserialize_method=None, **kwargs):
     del self, decoders, deserialize_method, kwargs
@@ -348,8 +376,9 @@ def _jpeg_bytes(rng, size, mode='RGB') -> bytes:
 def write_tfds_imagenet(data_dir: str, spec: dict) -> dict:
   """A real (tiny) TFDS imagenet2012 in array_record, written without TensorFlow:
   spec[split] = [(label, file name, jpeg bytes)]. Returns the builder's data folder."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top (slow import)
   from array_record.python.array_record_module import ArrayRecordWriter  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top (slow import)
+
   builder = tfds.builder('imagenet2012', data_dir=data_dir, file_format='array_record')
   features = builder.info.features
   os.makedirs(builder.data_dir, exist_ok=True)
@@ -358,11 +387,13 @@ def write_tfds_imagenet(data_dir: str, spec: dict) -> dict:
     path = os.path.join(builder.data_dir, f'imagenet2012-{split}.array_record-00000-of-00001')
     writer = ArrayRecordWriter(path, 'group_size:1')
     for label, name, jpeg in records:
-      writer.write(features.serialize_example(
-          {'image': io.BytesIO(jpeg), 'label': label, 'file_name': name}))
+      writer.write(
+        features.serialize_example({'image': io.BytesIO(jpeg), 'label': label, 'file_name': name})
+      )
     writer.close()
-    infos.append(tfds.core.SplitInfo(name=split, shard_lengths=[len(records)],
-                                     num_bytes=os.path.getsize(path)))
+    infos.append(
+      tfds.core.SplitInfo(name=split, shard_lengths=[len(records)], num_bytes=os.path.getsize(path))
+    )
   builder.info.set_splits(tfds.core.SplitDict(infos))
   builder.info.write_to_directory(builder.data_dir)
   return builder.data_dir
@@ -370,21 +401,28 @@ def write_tfds_imagenet(data_dir: str, spec: dict) -> dict:
 
 def test_tfds_real_array_record(tmp_path, monkeypatch):
   rng = np.random.default_rng(4)
-  spec = {'train': [(245, 'n_q_2.JPEG', _jpeg_bytes(rng, (37, 53))),
-                    (3, 'n_x.JPEG', _jpeg_bytes(rng, (40, 40))),
-                    (1, 'n_c.JPEG', _jpeg_bytes(rng, (53, 37), 'L')),
-                    (245, 'n_q_1.JPEG', _jpeg_bytes(rng, (32, 100))),
-                    (999, 'n_y.JPEG', _jpeg_bytes(rng, (45, 45)))],
-          'validation': [(499, 'v_9.JPEG', _jpeg_bytes(rng, (31, 40))),
-                         (1, 'v_5.JPEG', _jpeg_bytes(rng, (100, 33)))]}
+  spec = {
+    'train': [
+      (245, 'n_q_2.JPEG', _jpeg_bytes(rng, (37, 53))),
+      (3, 'n_x.JPEG', _jpeg_bytes(rng, (40, 40))),
+      (1, 'n_c.JPEG', _jpeg_bytes(rng, (53, 37), 'L')),
+      (245, 'n_q_1.JPEG', _jpeg_bytes(rng, (32, 100))),
+      (999, 'n_y.JPEG', _jpeg_bytes(rng, (45, 45))),
+    ],
+    'validation': [
+      (499, 'v_9.JPEG', _jpeg_bytes(rng, (31, 40))),
+      (1, 'v_5.JPEG', _jpeg_bytes(rng, (100, 33))),
+    ],
+  }
   write_tfds_imagenet(str(tmp_path), spec)
   ds = sources.load_dataset('imagenet50', 'tfds', tfds_data_dir=str(tmp_path))
   # Kept: 1 -> label 0, 245 -> label 23 (n_q_1 before n_q_2), 499 -> label 49.
   np.testing.assert_array_equal(ds.train_labels, [0, 23, 23])
   np.testing.assert_array_equal(ds.test_labels, [0, 49])
-  for image, (split, i) in zip(list(ds.train_images) + list(ds.test_images),
-                               [('train', 2), ('train', 3), ('train', 0),
-                                ('validation', 1), ('validation', 0)]):
+  for image, (split, i) in zip(
+    list(ds.train_images) + list(ds.test_images),
+    [('train', 2), ('train', 3), ('train', 0), ('validation', 1), ('validation', 0)],
+  ):
     with Image.open(io.BytesIO(spec[split][i][2])) as pil:
       np.testing.assert_array_equal(image, _expected(pil.convert('RGB')))
   assert len(glob.glob(str(tmp_path / 'imagenet50-tfds-*.npz'))) == 1
@@ -399,9 +437,13 @@ def test_tfds_real_array_record(tmp_path, monkeypatch):
 
 def test_tfds_corrupt_record(tmp_path):
   rng = np.random.default_rng(5)
-  spec = {'train': [(1, 'n_ok.JPEG', _jpeg_bytes(rng, (40, 50))),
-                    (15, 'n_bad.JPEG', b'\xff\xd8\xff\xe0 not a jpeg')],
-          'validation': [(1, 'v_1.JPEG', _jpeg_bytes(rng, (40, 50)))]}
+  spec = {
+    'train': [
+      (1, 'n_ok.JPEG', _jpeg_bytes(rng, (40, 50))),
+      (15, 'n_bad.JPEG', b'\xff\xd8\xff\xe0 not a jpeg'),
+    ],
+    'validation': [(1, 'v_1.JPEG', _jpeg_bytes(rng, (40, 50)))],
+  }
   write_tfds_imagenet(str(tmp_path), spec)
   with pytest.raises(DataError, match='n_bad.JPEG') as info:
     imagenet_tfds.load(None, str(tmp_path), progress=False)

@@ -2,8 +2,8 @@
 
 import jax
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 
 from dynamos_jax.data import mnist360
 
@@ -38,7 +38,7 @@ def mammoth_schedule(labels, batch_size, num_classes=9, rounds=3):
   for j in range(num_classes):
     idx = np.flatnonzero(labels == j)
     per = len(idx) // (rounds * 2) + 1
-    chunks.append([idx[k * per:(k + 1) * per] for k in range(rounds * 2)])
+    chunks.append([idx[k * per : (k + 1) * per] for k in range(rounds * 2)])
     remaining.append([len(c) for c in chunks[-1]])
   classes, completed = [0, 1], 0
   active = [chunks[0].pop(), chunks[1].pop()]
@@ -101,10 +101,13 @@ def test_split_rounds_half_to_even_and_drops_leftovers():
   assert mnist360.split_segment(0, 0, 4) == []
 
 
-@pytest.mark.parametrize("counts,batch_size", [
+@pytest.mark.parametrize(
+  "counts,batch_size",
+  [
     (TRAIN_COUNTS, 16),
     ([47, 61, 40, 83, 52, 71, 44, 90, 58, 9], 7),  # Uneven: leftovers dropped, small batches.
-])
+  ],
+)
 def test_batches_follow_mammoth_and_draw_within_the_active_chunk(counts, batch_size):
   labels = synthetic_labels(counts, seed=1)
   s = mnist360.train_stream(jax.random.key(3), labels, batch_size)
@@ -112,7 +115,7 @@ def test_batches_follow_mammoth_and_draw_within_the_active_chunk(counts, batch_s
   assert s.num_batches == len(expected)
   for row, ((c0, chunk0, b0), (c1, chunk1, b1)) in enumerate(expected):
     assert s.mask[row].sum() == b0 + b1
-    first, second = s.index[row, :b0], s.index[row, b0:b0 + b1]
+    first, second = s.index[row, :b0], s.index[row, b0 : b0 + b1]
     assert np.all(labels[first] == c0) and np.all(labels[second] == c1)
     assert np.isin(first, chunk0).all() and np.isin(second, chunk1).all()
 
@@ -123,7 +126,7 @@ def test_draws_are_with_replacement_and_cover_the_chunk(full_stream, train_label
   rows = full_stream.segment == 0
   idx = full_stream.index[rows][full_stream.mask[rows]]
   class0 = idx[train_labels[idx] == 0]
-  chunk = np.flatnonzero(train_labels == 0)[5 * 988:]
+  chunk = np.flatnonzero(train_labels == 0)[5 * 988 :]
   assert len(class0) == len(chunk) == 983
   distinct = len(np.unique(class0))
   assert 0.55 * 983 < distinct < 0.72 * 983
@@ -157,14 +160,14 @@ def test_test_draws_sweep_each_class_once_around():
   start = 0
   for j in range(9):
     n_j = TEST_COUNTS[j]
-    block, angles = index[start:start + n_j], degrees[start:start + n_j]
+    block, angles = index[start : start + n_j], degrees[start : start + n_j]
     start += n_j
     assert np.all(labels[block] == j)  # class by class, in order
     assert angles[0] == 0.0
     np.testing.assert_allclose(angles, np.arange(n_j) * (360.0 / n_j), rtol=1e-6)
     # Batches of 16 (last truncated): no repeats within a batch, repeats across.
     for b in range(0, n_j, 16):
-      assert len(np.unique(block[b:b + 16])) == len(block[b:b + 16])
+      assert len(np.unique(block[b : b + 16])) == len(block[b : b + 16])
     assert len(np.unique(block)) < 0.8 * n_j
   assert start == 8991
 
@@ -175,7 +178,8 @@ def test_test_draws_without_shuffle_use_each_item_once_in_order():
   want = np.concatenate([np.flatnonzero(labels == j) for j in range(9)])
   np.testing.assert_array_equal(index, want)
   assert degrees[TEST_COUNTS[0]] == 0.0 and degrees[TEST_COUNTS[0] - 1] == np.float32(
-      979 * 360.0 / 980)
+    979 * 360.0 / 980
+  )
 
 
 def test_same_key_same_stream_other_key_other_order():
@@ -215,8 +219,9 @@ def test_gcl_accuracy_is_sample_weighted():
 
 
 def test_pad_batches():
-  index, degrees, mask = mnist360.pad_batches(np.arange(5, dtype=np.int32),
-                                              np.ones(5, np.float32), batch_size=2)
+  index, degrees, mask = mnist360.pad_batches(
+    np.arange(5, dtype=np.int32), np.ones(5, np.float32), batch_size=2
+  )
   assert index.shape == degrees.shape == mask.shape == (3, 2)
   np.testing.assert_array_equal(index, [[0, 1], [2, 3], [4, 0]])
   np.testing.assert_array_equal(mask, [[True, True], [True, True], [True, False]])
@@ -271,8 +276,9 @@ def test_repeats_lengthen_the_stream_with_one_turn_per_class():
   # Class j's n-th draw turns by 360 / (3 N_j): still one turn over the longer stream.
   for j in range(9):
     got = thrice.degrees[thrice.mask][drawn[thrice.mask] == j]
-    want = np.asarray([(n * 360.0 / (3 * counts[j]) + (j - 1) * 60) % 360
-                       for n in range(len(got))], np.float32)
+    want = np.asarray(
+      [(n * 360.0 / (3 * counts[j]) + (j - 1) * 60) % 360 for n in range(len(got))], np.float32
+    )
     np.testing.assert_allclose(got, want, atol=1e-3)
   with pytest.raises(ValueError, match="repeats"):
     mnist360.train_stream(jax.random.key(5), labels, 7, repeats=0)

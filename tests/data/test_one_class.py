@@ -7,11 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import tiny_dataset
 from dynamos_jax import benchmarks
 from dynamos_jax.benchmarks import one_class
 from dynamos_jax.config import base_config, validate
 from dynamos_jax.errors import ConfigError
+
+from conftest import tiny_dataset
 
 
 def _config(batch_size=5, epochs=2):
@@ -22,9 +23,12 @@ def _config(batch_size=5, epochs=2):
 
 def _data(size, per_class=12):
   host = tiny_dataset(per_class=per_class, size=size)
-  return benchmarks.DeviceData(host, jax.device_put(host.train_images),
-                               jax.device_put(host.train_labels),
-                               jax.device_put(host.test_images)), host
+  return benchmarks.DeviceData(
+    host,
+    jax.device_put(host.train_images),
+    jax.device_put(host.train_labels),
+    jax.device_put(host.test_images),
+  ), host
 
 
 def _build(name, size, seed=0, joint=False, **config):
@@ -47,8 +51,9 @@ def _pil_bilinear_reference(image: np.ndarray, out: int) -> np.ndarray:
       centre = (x + 0.5) * scale
       lo = max(int(centre - support + 0.5), 0)
       hi = min(int(centre + support + 0.5), n_in)
-      w = np.array([max(0.0, 1.0 - abs((k - centre + 0.5) / max(scale, 1.0)))
-                    for k in range(lo, hi)])
+      w = np.array(
+        [max(0.0, 1.0 - abs((k - centre + 0.5) / max(scale, 1.0))) for k in range(lo, hi)]
+      )
       w = w / w.sum()
       q = np.where(w < 0, -0.5 + w * (1 << precision), 0.5 + w * (1 << precision)).astype(np.int64)
       row = np.zeros(n_in, np.int64)
@@ -82,8 +87,9 @@ def test_mnist_images_are_resized_grey_32():
   assert b.image_shape == (32, 32, 1)
   expected = one_class.resize_bilinear(host.train_images[:, :, :, :1])
   np.testing.assert_array_equal(np.asarray(b.data.train_images), expected)
-  np.testing.assert_array_equal(np.asarray(b.data.test_images),
-                                one_class.resize_bilinear(host.test_images[:, :, :, :1]))
+  np.testing.assert_array_equal(
+    np.asarray(b.data.test_images), one_class.resize_bilinear(host.test_images[:, :, :, :1])
+  )
   # A later seed gets the prepared data and keeps it as it is.
   again = benchmarks.REGISTRY["dgm-mnist"](_config(), b.data, jax.random.key(1), False)
   assert again.data is b.data
@@ -95,8 +101,9 @@ def test_svhn_keeps_32x32_colour_bytes():
   np.testing.assert_array_equal(np.asarray(b.data.train_images), host.train_images)
 
 
-@pytest.mark.parametrize("name, valid_per_class", [("dgm-mnist", 1), ("dgm-svhn", 2),
-                                                   ("dgm-cifar10", 2)])
+@pytest.mark.parametrize(
+  "name, valid_per_class", [("dgm-mnist", 1), ("dgm-svhn", 2), ("dgm-cifar10", 2)]
+)
 def test_holdout_is_per_class_disjoint_and_seeded(name, valid_per_class):
   """12 per class: MNIST holds out int(0.15 * 12) = 1, SVHN/CIFAR keep int(0.9 * 12) = 10."""
   b, host = _build(name, 32 if name != "dgm-mnist" else 28)
@@ -130,12 +137,15 @@ def test_fixed_order_identical_across_epochs_labels_are_tasks():
     train = b.train_parts[t]
     for i in range(b.batches[t]):
       batch, hooked = epochs[2].batch(i), hook.batch(i)
-      rows = train[4 * i:4 * i + 4]
+      rows = train[4 * i : 4 * i + 4]
       assert int(batch.mask.sum()) == len(rows)
-      np.testing.assert_array_equal(np.asarray(batch.images)[:len(rows)],
-                                    np.asarray(b.data.train_images)[rows])
-      np.testing.assert_array_equal(np.asarray(hooked.images)[np.asarray(hooked.mask)],
-                                    np.asarray(batch.images)[np.asarray(batch.mask)])
+      np.testing.assert_array_equal(
+        np.asarray(batch.images)[: len(rows)], np.asarray(b.data.train_images)[rows]
+      )
+      np.testing.assert_array_equal(
+        np.asarray(hooked.images)[np.asarray(hooked.mask)],
+        np.asarray(batch.images)[np.asarray(batch.mask)],
+      )
       assert np.all(np.asarray(batch.labels)[np.asarray(batch.mask)] == t)
       assert int(batch.task) == t
     assert not epochs[0].batch(b.batches[t] - 1).mask[-1]  # 11 = 2 x 4 + 3: padded
@@ -198,8 +208,7 @@ def test_cifar10_needs_a_cifar_source():
 
 
 def test_registered_one_class_benchmarks():
-  for name, dataset in (("dgm-mnist", "mnist"), ("dgm-svhn", "svhn"),
-                        ("dgm-cifar10", "cifar10")):
+  for name, dataset in (("dgm-mnist", "mnist"), ("dgm-svhn", "svhn"), ("dgm-cifar10", "cifar10")):
     cls = benchmarks.REGISTRY[name]
     assert cls.dataset == dataset and cls.kind == "class-incremental"
     assert cls.num_tasks == 10 and cls.classes_per_task == 1

@@ -34,8 +34,9 @@ def test_permutations_and_permuted_batches(tiny_data, tiny_config):
   assert exp.benchmark.task_data(4).size == n
   hook_batch = exp.benchmark.task_data(1).batches(7).batch(0)
   np.testing.assert_array_equal(
-      np.asarray(hook_batch.images).reshape(7, -1),
-      tiny_data.train_images[:7][..., 0].reshape(7, -1)[:, perms[1]])
+    np.asarray(hook_batch.images).reshape(7, -1),
+    tiny_data.train_images[:7][..., 0].reshape(7, -1)[:, perms[1]],
+  )
 
 
 def test_runs_end_to_end_and_joint_mixes_the_tasks(tiny_data, tiny_config, tmp_path):

@@ -10,8 +10,13 @@ from dynamos_jax.data.streams import ClassIncremental, epoch_batches, num_batche
 def test_tasks_are_class_pairs_in_natural_order():
   stream = ClassIncremental()
   labels = np.array([3, 0, 9, 1, 2, 8, 0])
-  assert [list(stream.task_classes(t)) for t in range(5)] == [[0, 1], [2, 3], [4, 5], [6, 7],
-                                                              [8, 9]]
+  assert [list(stream.task_classes(t)) for t in range(5)] == [
+    [0, 1],
+    [2, 3],
+    [4, 5],
+    [6, 7],
+    [8, 9],
+  ]
   np.testing.assert_array_equal(stream.task_indices(labels, 0), [1, 3, 6])  # file order
   np.testing.assert_array_equal(stream.task_indices(labels, 4), [2, 5])
   np.testing.assert_array_equal(stream.task_of_label(labels), [1, 0, 4, 0, 1, 4, 0])

@@ -12,6 +12,7 @@ from dynamos_jax.benchmarks import tiny_imagenet as tin
 from dynamos_jax.config import base_config
 from dynamos_jax.data import sources
 from dynamos_jax.errors import DataError
+
 from image_data import class_colour, make_tiny_imagenet, write_cifar_pickle
 
 
@@ -25,6 +26,7 @@ def _dataset(name, classes, per_class, side):
     images[:, 0, 0, 0] = labels
     images[:, 0, 0, 1] = np.arange(len(labels)) % 256
     return images, labels
+
   (x, y), (tx, ty) = split(per_class), split(1)
   return sources.ArrayDataset(name, x, y, tx, ty, classes)
 
@@ -32,8 +34,12 @@ def _dataset(name, classes, per_class, side):
 def _benchmark(name, host, batch_size=4, seed=0):
   c = base_config()
   c.dataset, c.batch_size = name, batch_size
-  data = benchmarks.DeviceData(host, jnp.asarray(host.train_images),
-                               jnp.asarray(host.train_labels), jnp.asarray(host.test_images))
+  data = benchmarks.DeviceData(
+    host,
+    jnp.asarray(host.train_images),
+    jnp.asarray(host.train_labels),
+    jnp.asarray(host.test_images),
+  )
   return benchmarks.build(c, data, jax.random.key(seed), joint=False)
 
 
@@ -43,6 +49,7 @@ def _benchmark(name, host, batch_size=4, seed=0):
 @pytest.mark.parametrize("dataset, classes", [("cifar10", 10), ("cifar100", 100)])
 def test_cifar_tfds_under_mock(tmp_path, dataset, classes):
   import tensorflow_datasets as tfds
+
   with tfds.testing.mock_data(num_examples=60):
     ds = sources.load_dataset(dataset, "tfds", tfds_data_dir=str(tmp_path))
   assert ds.train_images.shape == (60, 32, 32, 3) and ds.train_images.dtype == np.uint8
@@ -54,9 +61,14 @@ def test_cifar_tfds_under_mock(tmp_path, dataset, classes):
 def test_cifar_python_pickles(tmp_path, dataset):
   rng = np.random.default_rng(0)
   folder, train_files, test_file, key = {
-      "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch",
-                  "labels"),
-      "cifar100": ("cifar-100-python", ["train"], "test", "fine_labels")}[dataset]
+    "cifar10": (
+      "cifar-10-batches-py",
+      [f"data_batch_{i}" for i in range(1, 6)],
+      "test_batch",
+      "labels",
+    ),
+    "cifar100": ("cifar-100-python", ["train"], "test", "fine_labels"),
+  }[dataset]
   os.makedirs(tmp_path / folder)
   written = []
   for name in train_files + [test_file]:
@@ -73,6 +85,7 @@ def test_cifar_python_pickles(tmp_path, dataset):
   data = np.zeros((1, 3072), np.uint8)
   data[0, :1024] = 7
   import pickle
+
   with open(tmp_path / folder / test_file, "wb") as f:
     pickle.dump({b"data": data, key.encode(): [1]}, f, protocol=2)
   ds = sources.load_dataset(dataset, "files", path=str(tmp_path))
@@ -85,8 +98,10 @@ def test_cifar_python_pickles(tmp_path, dataset):
 
 def test_tiny_imagenet_folder(tmp_path, monkeypatch):
   from dynamos_jax.data import tiny_imagenet
-  listed = make_tiny_imagenet(str(tmp_path / "tiny-imagenet-200"), classes=3, train=2, val=2,
-                              grey_first=True)
+
+  listed = make_tiny_imagenet(
+    str(tmp_path / "tiny-imagenet-200"), classes=3, train=2, val=2, grey_first=True
+  )
   with pytest.raises(DataError, match="lists 3 class ids .3 distinct., expected 200"):
     sources.load_dataset("tiny-imagenet", "files", path=str(tmp_path))
   # The loader on 3 classes: classes in sorted wnid order, files in sorted order.
@@ -105,6 +120,7 @@ def test_tiny_imagenet_folder(tmp_path, monkeypatch):
 
 def test_tiny_imagenet_bad_folders(tmp_path, monkeypatch):
   from dynamos_jax.data import tiny_imagenet
+
   root = tmp_path / "t"
   for path, match in ((tmp_path / "nowhere", "is not a folder"), (tmp_path, "wnids.txt")):
     with pytest.raises(DataError, match=match) as info:
@@ -141,8 +157,9 @@ def test_split_cifar100_tasks_and_labels():
       np.testing.assert_array_equal(classes // 10, task)  # Only the task's classes.
       np.testing.assert_array_equal(np.asarray(b.labels)[m], classes % 10)  # Within-task.
       seen += list(np.asarray(data.order[row])[m])
-    assert sorted(seen) == list(np.flatnonzero(np.asarray(bench.data.host.train_labels) // 10
-                                               == task))
+    assert sorted(seen) == list(
+      np.flatnonzero(np.asarray(bench.data.host.train_labels) // 10 == task)
+    )
   images, labels = bench.task_test_set(3)
   np.testing.assert_array_equal(np.asarray(images[:, 0, 0, 0]), 30 + np.arange(10))
   np.testing.assert_array_equal(labels, np.arange(10))
@@ -170,8 +187,9 @@ def test_protocols_of_a_task_split():
 
 
 def test_tiny_imagenet_crops():
-  ramp = np.broadcast_to((np.arange(64) * 2).astype(np.uint8)[None, None, :, None],
-                         (3, 64, 64, 3)).copy()
+  ramp = np.broadcast_to(
+    (np.arange(64) * 2).astype(np.uint8)[None, None, :, None], (3, 64, 64, 3)
+  ).copy()
   ramp[:, :, :, 1] = (np.arange(64) * 2)[None, :, None]  # Rows in green.
   centre = np.asarray(tin.center_crop(jnp.asarray(ramp)))
   np.testing.assert_array_equal(centre[0, 0, :, 0], np.arange(4, 60) * 2)
@@ -185,8 +203,7 @@ def test_tiny_imagenet_crops():
   x = np.arange(56)
   expected = 2 * (5 + (x + 0.5) * 28 / 56 - 0.5)
   np.testing.assert_allclose(out[0, 20, 2:-2, 0], expected[2:-2], atol=0.51)
-  np.testing.assert_allclose(out[0, 2:-2, 20, 1], 2 * (10 + (x + 0.5) / 2 - 0.5)[2:-2],
-                             atol=0.51)
+  np.testing.assert_allclose(out[0, 2:-2, 20, 1], 2 * (10 + (x + 0.5) / 2 - 0.5)[2:-2], atol=0.51)
   # RandomResizedCrop's boxes: inside the image, area in [0.08, 1], ratio in [3/4, 4/3].
   boxes = np.asarray(tin.crop_boxes(jax.random.key(0), 4000, 64, 64))
   top, left, h, w = boxes.T
@@ -216,9 +233,11 @@ def test_tiny_imagenet_batches():
   np.testing.assert_array_equal(labels, np.arange(20))
 
 
-def test_seeds_in_one_program_see_their_own_crops_and_the_tasks_labels(tiny_config, tmp_path,
-                                                                      monkeypatch):
+def test_seeds_in_one_program_see_their_own_crops_and_the_tasks_labels(
+  tiny_config, tmp_path, monkeypatch
+):
   from dynamos_jax import train
+
   host = _dataset("tiny-imagenet", 200, 2, 64)
   monkeypatch.setattr(sources, "load_dataset", lambda *a, **k: host)
   c = tiny_config
@@ -240,12 +259,15 @@ def test_seeds_in_one_program_see_their_own_crops_and_the_tasks_labels(tiny_conf
 def test_epoch_selection_reads_the_tasks_own_head(tiny_config, tmp_path, monkeypatch):
   from dynamos_jax import train
   from dynamos_jax.methods.slni import slni
+
   host = _dataset("cifar100", 100, 2, 8)
   monkeypatch.setattr(sources, "load_dataset", lambda *a, **k: host)
   seen = []
-  monkeypatch.setattr(slni.SLNI, "end_epoch",
-                      property(lambda self: lambda state, task, accuracy: seen.append(accuracy)
-                               or state))
+  monkeypatch.setattr(
+    slni.SLNI,
+    "end_epoch",
+    property(lambda self: lambda state, task, accuracy: seen.append(accuracy) or state),
+  )
   c = tiny_config
   c.method, c.dataset, c.lr, c.epochs, c.batch_size = "slni", "split-cifar100", 0.05, 1, 4
   c.slni.update(width=8, heads="per_task", importance="none", regularizer="slni")

@@ -15,19 +15,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import Crash, crash_in_chunk, tiny_dataset
 
 from dynamos_jax import config as config_lib
-from dynamos_jax.methods.dgm import hat
 from dynamos_jax import train
 from dynamos_jax.benchmarks import register as register_benchmark
 from dynamos_jax.benchmarks.one_class import OneClassMNIST
 from dynamos_jax.checkpoint import Checkpointer
 from dynamos_jax.data import sources
 from dynamos_jax.errors import ConfigError
-from dynamos_jax.methods.dgm import summary
-from dynamos_jax.methods.dgm.dgm import DGM
 from dynamos_jax.methods.dgm import generator_dcgan as gen
+from dynamos_jax.methods.dgm import hat, summary
+from dynamos_jax.methods.dgm.dgm import DGM
+
+from conftest import Crash, crash_in_chunk, tiny_dataset
 
 S = 1e4
 
@@ -35,6 +35,7 @@ S = 1e4
 @register_benchmark
 class TwoDigits(OneClassMNIST):
   """dgm-mnist's first two one-class tasks (digits 0 and 1)."""
+
   name = "dgm-two"
   num_tasks = 2
 
@@ -54,7 +55,6 @@ def _config(variant="w"):
   c.train.progress, c.train.eval_batch_size = False, 16
   c.checkpoint.every_steps, c.checkpoint.keep = 1, 50
   return c
-
 
 
 @pytest.fixture(scope="module")
@@ -106,12 +106,11 @@ def test_runs_two_tasks_and_grows_by_the_rule(reference):
   starts = [sum(hooks[0][0].counts[0])] * 4 + [sum(hooks[0][1].counts[1])] * 4
   for i, (e, channels) in enumerate(zip(log, starts)):
     alpha = float(channels) / sum(_method().spec.start)
-    np.testing.assert_allclose(e["g_loss"] + e["g_critic"], 0.5 * alpha * e["reg"], rtol=1e-4,
-                               atol=1e-6)
-    np.testing.assert_allclose(e["d_loss"], -e["wasserstein"] + 1.0 * e["gp"], rtol=1e-4,
-                               atol=1e-5)
-    np.testing.assert_allclose(e["loss"], e["ce"] + e["d_loss"] + e["g_loss"], rtol=1e-4,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+      e["g_loss"] + e["g_critic"], 0.5 * alpha * e["reg"], rtol=1e-4, atol=1e-6
+    )
+    np.testing.assert_allclose(e["d_loss"], -e["wasserstein"] + 1.0 * e["gp"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(e["loss"], e["ce"] + e["d_loss"] + e["g_loss"], rtol=1e-4, atol=1e-5)
     epoch, positions = (i // 2) % 2, [(0, 1), (2,)][i % 2]
     expected = np.mean([hat.scale("code", epoch, p, 2, 3, 11, 4, S, True)[0] for p in positions])
     np.testing.assert_allclose(e["s"], expected, rtol=1e-5)
@@ -173,8 +172,10 @@ def test_past_class_images_survive_the_next_task(reference):
   # With the masks binarised, task 0 runs only on the weights it reserved,
   # which are frozen, and on its own BN, head and statistics, which task 1
   # does not touch: its images are bit-identical after task 1.
-  np.testing.assert_array_equal(summary.generate(method, before1, z, 0, binary=True),
-                                summary.generate(method, after0, z, 0, binary=True))
+  np.testing.assert_array_equal(
+    summary.generate(method, before1, z, 0, binary=True),
+    summary.generate(method, after0, z, 0, binary=True),
+  )
   # With the soft masks sigmoid(S e) that generation uses (spec 12.5), free
   # weights whose task-0 embedding ended just below 0 (mask in (0, 0.5)) still
   # reach task 0's output, and task 1 trains them: its images drift. In this
@@ -192,7 +193,6 @@ def test_past_class_images_survive_the_next_task(reference):
   assert float(jnp.max(jnp.abs(other - new))) > 1e-3
 
 
-
 def _final_state(workdir):
   checkpoints = Checkpointer(os.path.join(workdir, "checkpoints"), keep=50)
   step = checkpoints.steps()[-1]
@@ -202,8 +202,7 @@ def _final_state(workdir):
 
 
 def _comparable(results):
-  return {k: v for k, v in results.items() if k != "train"} | {
-      "steps": results["train"]["steps"]}
+  return {k: v for k, v in results.items() if k != "train"} | {"steps": results["train"]["steps"]}
 
 
 def test_resume_mid_task_after_growth_equals_the_uninterrupted_run(reference, tmp_path):
@@ -241,9 +240,12 @@ def test_two_seeds_in_one_program(reference, tmp_path):
   # AVX-512) the losses part by 8 % within task 2's six steps.
   compared = [e["task"] for e in results["log"]].index(2) + 1
   assert [e["task"] for e in first["log"]] == [e["task"] for e in results["log"]]
-  np.testing.assert_allclose([e["loss"] for e in first["log"]][:compared],
-                             [e["loss"] for e in results["log"]][:compared],
-                             rtol=1e-3, atol=1e-4)
+  np.testing.assert_allclose(
+    [e["loss"] for e in first["log"]][:compared],
+    [e["loss"] for e in results["log"]][:compared],
+    rtol=1e-3,
+    atol=1e-4,
+  )
   assert first["class_il"] == results["class_il"]
   second = [e["loss"] for e in multi["runs"][1]["log"]]
   assert np.all(np.isfinite(second)) and second != [e["loss"] for e in first["log"]]
@@ -277,11 +279,18 @@ def test_dgma_runs_and_freezes_reserved_channels(patched, tmp_path):
     np.testing.assert_array_equal(np.asarray(w1)[frozen], np.asarray(w0)[frozen])
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("variant", "x", "unknown dgm.variant"), ("smax", 0.0, "dgm.smax must be > 0"),
-    ("lr_g", -1.0, "dgm.lr_g must be > 0"), ("lr_d", 0.0, "dgm.lr_d must be > 0"),
-    ("shape_multiple", 0, "dgm.shape_multiple"), ("expansion", "linear", "unknown dgm.expansion"),
-    ("schedule", "cosine", "unknown dgm.schedule")])
+@pytest.mark.parametrize(
+  "key, value, message",
+  [
+    ("variant", "x", "unknown dgm.variant"),
+    ("smax", 0.0, "dgm.smax must be > 0"),
+    ("lr_g", -1.0, "dgm.lr_g must be > 0"),
+    ("lr_d", 0.0, "dgm.lr_d must be > 0"),
+    ("shape_multiple", 0, "dgm.shape_multiple"),
+    ("expansion", "linear", "unknown dgm.expansion"),
+    ("schedule", "cosine", "unknown dgm.schedule"),
+  ],
+)
 def test_bad_input_is_one_line(key, value, message):
   config = _config()
   config.dgm[key] = value
@@ -290,8 +299,9 @@ def test_bad_input_is_one_line(key, value, message):
   assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("dataset, message", [("permuted-mnist", "class-incremental"),
-                                              ("seq-mnist", "one-class")])
+@pytest.mark.parametrize(
+  "dataset, message", [("permuted-mnist", "class-incremental"), ("seq-mnist", "one-class")]
+)
 def test_benchmark_must_be_one_class_incremental(dataset, message):
   config = _config()
   config.dataset = dataset

@@ -8,6 +8,7 @@ import pytest
 
 from dynamos_jax.config import validate
 from dynamos_jax.errors import ConfigError
+
 from conftest import ROOT
 
 CONFIGS = os.path.join(ROOT, "configs")
@@ -38,15 +39,38 @@ def test_released_settings():
     assert (c.dgm.lambda_gp, c.dgm.lambda_adv, c.dgm.aux_g, c.dgm.reinit_d) == (1, 1, False, True)
     assert (c.dgm.ndf, c.dgm.nz) == (32, 128)
   assert (w.dgm.variant, w.dgm.ngf, w.dgm.smax, w.dgm.lambda_ru, w.dgm.eval_every) == (
-      "w", 6, 1e4, 0.08, 2)
+    "w",
+    6,
+    1e4,
+    0.08,
+    2,
+  )
   assert (a.dgm.variant, a.dgm.ngf, a.dgm.smax, a.dgm.lambda_ru, a.dgm.eval_every) == (
-      "a", 20, 1e5, 0.01, 5)
+    "a",
+    20,
+    1e5,
+    0.01,
+    5,
+  )
   s = _load("dgm_svhn")("dgmw")
   assert (s.batch_size, s.epochs, s.seed, s.dgm.lr_d, s.dgm.lr_g, s.dgm.lambda_ru) == (
-      64, 151, 100, 5e-4, 5e-4, 0.001)
+    64,
+    151,
+    100,
+    5e-4,
+    5e-4,
+    0.001,
+  )
   i = _load("dgm_imagenet50")()
-  assert (i.batch_size, i.epochs, i.dgm.lr_d, i.dgm.lambda_gp, i.dgm.aux_g, i.dgm.reinit_d,
-          i.dgm.ngf) == (70, 101, 2e-4, 0.6, True, False, 64)
+  assert (
+    i.batch_size,
+    i.epochs,
+    i.dgm.lr_d,
+    i.dgm.lambda_gp,
+    i.dgm.aux_g,
+    i.dgm.reinit_d,
+    i.dgm.ngf,
+  ) == (70, 101, 2e-4, 0.6, True, False, 64)
   with pytest.raises(ConfigError, match="no ILSVRC-2012 folder"):  # no data.path given
     validate(i)
   with pytest.raises(ValueError, match="use one of dgmw, dgma, jt"):

@@ -29,16 +29,20 @@ def test_shapes_and_to_unit():
   x = dgm_d.to_unit(jnp.zeros((5, 32, 32, 3), jnp.uint8))
   critic, logits = dgm_d.Discriminator(10, 8).apply(variables, x, train=False)
   assert critic.shape == (5,) and logits.shape == (5, 10)
-  np.testing.assert_allclose(dgm_d.to_unit(jnp.array([0, 255, 51], jnp.uint8)),
-                             [-1.0, 1.0, (51 / 255 - 0.5) / 0.5], rtol=1e-6)
+  np.testing.assert_allclose(
+    dgm_d.to_unit(jnp.array([0, 255, 51], jnp.uint8)),
+    [-1.0, 1.0, (51 / 255 - 0.5) / 0.5],
+    rtol=1e-6,
+  )
 
 
 def test_initialisation_distributions():
   """Convs N(0, 0.02), BN scale N(1, 0.02) and bias 0, heads U(+-1/sqrt(2048)), on large draws."""
   keys = jax.random.split(jax.random.key(2), 8)
   draws = [dgm_d.init_discriminator(k, 10, 1)["params"] for k in keys]
-  conv = np.concatenate([np.ravel(p[name]["kernel"]) for p in draws
-                         for name in ("conv1", "conv2", "conv3")])
+  conv = np.concatenate(
+    [np.ravel(p[name]["kernel"]) for p in draws for name in ("conv1", "conv2", "conv3")]
+  )
   assert conv.size > 2_000_000
   assert abs(conv.mean()) < 1e-3 and abs(conv.std() - 0.02) < 2e-4
   # A normal's 4-sigma tail is 6e-5 of the draws; a uniform of that std has none.
@@ -89,11 +93,15 @@ def test_running_statistics_follow_pytorch_momentum():
   x = jax.random.uniform(jax.random.key(9), (3, 32, 32, 1), minval=-1, maxval=1)
   _, state = model.apply(variables, x, train=True, mutable=["batch_stats"])
   p = variables["params"]
-  h = jax.nn.leaky_relu(jax.lax.conv_general_dilated(
-      x, p["conv1"]["kernel"], (2, 2), ((2, 2), (2, 2)),
-      dimension_numbers=("NHWC", "HWIO", "NHWC")), 0.2)
-  h = jax.lax.conv_general_dilated(h, p["conv2"]["kernel"], (2, 2), ((2, 2), (2, 2)),
-                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  h = jax.nn.leaky_relu(
+    jax.lax.conv_general_dilated(
+      x, p["conv1"]["kernel"], (2, 2), ((2, 2), (2, 2)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+    ),
+    0.2,
+  )
+  h = jax.lax.conv_general_dilated(
+    h, p["conv2"]["kernel"], (2, 2), ((2, 2), (2, 2)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+  )
   expected = 0.1 * np.asarray(h).reshape(-1, 8).mean(0)
   np.testing.assert_allclose(state["batch_stats"]["bn2"]["mean"], expected, rtol=1e-4, atol=1e-7)
 
@@ -101,8 +109,9 @@ def test_running_statistics_follow_pytorch_momentum():
 def test_imagenet_resnet_discriminator_counts():
   """Spec 2.5: the ResNet-18 trunk has 11 168 832 parameters; D ~ 12.25 M with 10 outputs."""
   model = dgm_d.ResNetDiscriminator(10)
-  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((2, 32, 32, 3)),
-                                                train=False))
+  variables = jax.eval_shape(
+    lambda: model.init(jax.random.key(0), jnp.zeros((2, 32, 32, 3)), train=False)
+  )
   params = variables["params"]
   trunk = {k: v for k, v in params.items() if k not in ("neck", "neck_bn", "critic", "aux")}
   assert param_count(trunk) == 11_168_832
@@ -115,8 +124,9 @@ def test_imagenet_resnet_discriminator_runs_with_masked_bn():
   model = dgm_d.ResNetDiscriminator(3, feature_size=16)
   x = jax.random.uniform(jax.random.key(1), (4, 32, 32, 3), minval=-1, maxval=1)
   variables = model.init(jax.random.key(2), x, train=False)
-  (critic, logits), _ = model.apply(variables, x, train=True, mask=jnp.array([1, 1, 1, 0], bool),
-                                    mutable=["batch_stats"])
+  (critic, logits), _ = model.apply(
+    variables, x, train=True, mask=jnp.array([1, 1, 1, 0], bool), mutable=["batch_stats"]
+  )
   assert critic.shape == (4,) and logits.shape == (4, 3)
   scale = np.asarray(variables["params"]["neck_bn"]["scale"])
   assert scale.min() >= 0 and scale.max() <= 1 and scale.std() > 0.1  # PyTorch 1.0: U(0, 1)

@@ -37,8 +37,9 @@ def _asked(module) -> set[str]:
     if not isinstance(node, ast.Attribute):
       continue
     owner = node.value
-    if ((isinstance(owner, ast.Name) and owner.id == "family")
-        or (isinstance(owner, ast.Attribute) and owner.attr == "family")):
+    if (isinstance(owner, ast.Name) and owner.id == "family") or (
+      isinstance(owner, ast.Attribute) and owner.attr == "family"
+    ):
       names.add(node.attr)
   return names
 
@@ -57,7 +58,10 @@ def test_both_families_implement_every_member_with_the_protocols_signature():
     for name in _attributes():
       value = getattr(family, name, None)
       assert isinstance(value, tuple) and value and all(isinstance(v, str) for v in value), (
-          family.__name__, name, value)
+        family.__name__,
+        name,
+        value,
+      )
     family(method=None)  # a family holds the method only
 
 
@@ -68,7 +72,8 @@ def test_dgm_and_its_summaries_ask_a_family_for_protocol_members_only():
     assert names <= members, (module, names - members)
   # Not vacuous: every protocol method is asked for (an unused one would not belong).
   assert set(_methods()) <= set().union(*asked.values()), set(_methods()) - set().union(
-      *asked.values())
+    *asked.values()
+  )
 
 
 def test_no_two_dgm_modules_differ_by_a_suffix_only():

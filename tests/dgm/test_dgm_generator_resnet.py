@@ -6,18 +6,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynamos_jax.methods.dgm import hat
 from dynamos_jax.methods.dgm import generator_dcgan as gen
 from dynamos_jax.methods.dgm import generator_resnet as rg
-from dynamos_jax.methods.dgm import growth_resnet
+from dynamos_jax.methods.dgm import growth_resnet, hat
 
 
 def allocated_exist(sizes, params) -> tuple[jax.Array, ...]:
   """Existence masks of the allocated entries (idle shortcuts included): the entries
   the masks, the regulariser and the cumulative masks cover."""
   return rg.weight_exist([tuple(p) for p in np.asarray(sizes)], [w.shape for w in params["w"]])
-
-
 
 
 def used_count(spec: rg.ResNetGeneratorSpec, counts) -> int:
@@ -29,8 +26,11 @@ def used_count(spec: rg.ResNetGeneratorSpec, counts) -> int:
 def _set_heads(spec, params, task, active, key):
   w, b = rg.head_init(key, spec, active, params["head"].shape[1])
   c = spec.classes_per_task
-  return dict(params, head=params["head"].at[task * c:(task + 1) * c].set(w),
-              head_bias=params["head_bias"].at[task * c:(task + 1) * c].set(b))
+  return dict(
+    params,
+    head=params["head"].at[task * c : (task + 1) * c].set(w),
+    head_bias=params["head_bias"].at[task * c : (task + 1) * c].set(b),
+  )
 
 
 def _pad_like(xs, params):
@@ -46,8 +46,9 @@ def test_count_and_initialisation_at_spec_2_5():
   assert expected == 364544
   assert rg.masked_count(sizes) == expected
   exist = allocated_exist(sizes, params)
-  assert sum(int(jnp.sum(x)) * w.shape[2] * w.shape[3] for x, w in zip(exist, params["w"])) \
-      == expected
+  assert (
+    sum(int(jnp.sum(x)) * w.shape[2] * w.shape[3] for x, w in zip(exist, params["w"])) == expected
+  )
   assert sum(w.size for w in params["w"]) == expected  # f = 64: no padding at multiple 8
   assert all(e.shape == w.shape for e, w in zip(params["emb"], params["w"]))
   # The 364 544 counts the three 1x1 shortcuts although task 0 runs them as identities.
@@ -57,8 +58,11 @@ def test_count_and_initialisation_at_spec_2_5():
   # The reference's logged size: the blocks plus an unused [10, 16 f] embedding.
   assert rg.logged_count(spec, sizes) == 10 * 16 * f + 3 * (2 * 9 * f * f + f * f)
   # fc1 Xavier gain 1 with a Linear's fans (nz, 16 f); convs gain sqrt 2 with C k^2 fans.
-  bounds = {rg.FC: np.sqrt(6 / (nz + 16 * f)), rg.conv1(0): np.sqrt(2) * np.sqrt(6 / (18 * f)),
-            rg.short(2): np.sqrt(2) * np.sqrt(6 / (2 * f))}
+  bounds = {
+    rg.FC: np.sqrt(6 / (nz + 16 * f)),
+    rg.conv1(0): np.sqrt(2) * np.sqrt(6 / (18 * f)),
+    rg.short(2): np.sqrt(2) * np.sqrt(6 / (2 * f)),
+  }
   for l, bound in bounds.items():
     top = float(jnp.max(jnp.abs(params["w"][l])))
     assert 0.99 * bound < top <= bound
@@ -85,16 +89,15 @@ def test_output_is_32x32x3_in_range_and_heads_are_per_class():
   # Same noise, other class: another head.
   assert float(jnp.max(jnp.abs(out[:3] - out[3:]))) > 1e-3
   # Jitted with the task and the counts traced: the same images.
-  jitted = jax.jit(lambda t, c: rg.forward(spec, params, stats, z, t, masks, c, labels,
-                                           train=False)[0])
-  np.testing.assert_allclose(jitted(jnp.int32(0), jnp.asarray(counts)), out, rtol=1e-5,
-                             atol=1e-6)
+  jitted = jax.jit(
+    lambda t, c: rg.forward(spec, params, stats, z, t, masks, c, labels, train=False)[0]
+  )
+  np.testing.assert_allclose(jitted(jnp.int32(0), jnp.asarray(counts)), out, rtol=1e-5, atol=1e-6)
   # Train mode moved only task 0's statistics; padded rows stay out of them.
   np.testing.assert_array_equal(new["mean"][2][1], stats["mean"][2][1])
   valid = jnp.array([True] * 4 + [False] * 2)
   a, _ = rg.forward(spec, params, stats, z, 0, masks, counts, labels, True, valid)
-  b, _ = rg.forward(spec, params, stats, z.at[4:].set(50.0), 0, masks, counts, labels, True,
-                    valid)
+  b, _ = rg.forward(spec, params, stats, z.at[4:].set(50.0), 0, masks, counts, labels, True, valid)
   np.testing.assert_allclose(a[:4], b[:4], rtol=1e-5, atol=1e-6)
 
 
@@ -117,20 +120,33 @@ def test_block_growth_credit_and_equalised_shortcut():
   # -> 10; 9 != 10: the shortcut (no growth of its own under the code's rule) takes 9 -> 10.
   # Block 2 (in 10): nothing reserved, 10 != 8: shortcut 10 -> 8. Block 3 (in 8): conv1
   # ceil(144 / 72) = 2 -> 10, conv2 (144 - 2 * 8 * 9) = 0 -> 8; 8 == 8: shortcut idle, kept.
-  assert sizes.tolist() == [[16, 9], [9, 9], [9, 10], [9, 10], [10, 8], [8, 8], [10, 8],
-                            [8, 10], [10, 8], [8, 8]]
+  assert sizes.tolist() == [
+    [16, 9],
+    [9, 9],
+    [9, 10],
+    [9, 10],
+    [10, 8],
+    [8, 8],
+    [10, 8],
+    [8, 10],
+    [10, 8],
+    [8, 8],
+  ]
   assert counts.tolist() == [9, 9, 10, 10, 8, 8, 8, 10, 8, 0]
-  assert rg.masked_count(sizes) == (16 * 144 + 81 * 9 + 90 * 9 + 90 + 80 * 9 + 64 * 9 + 80
-                                    + 80 * 9 + 80 * 9 + 64)
+  assert rg.masked_count(sizes) == (
+    16 * 144 + 81 * 9 + 90 * 9 + 90 + 80 * 9 + 64 * 9 + 80 + 80 * 9 + 80 * 9 + 64
+  )
   # With the 1x1 kernel in the shortcut's credit (block 1's shortcut reserving nothing now),
   # block 2's grows by ceil((40 - 2 * 8) / 8) = 3 to 11 outputs, more than conv2's 8: conv2
   # is raised to 11. Block 1's, reserving 30, would grow by ceil((30 - 1 * 8) / 8) = 3 too.
-  sizes_k, counts_k = growth_resnet.grown_sizes(spec, start, delta[:3] + [0] + delta[4:],
-                                     shortcut_rule="kernel")
+  sizes_k, counts_k = growth_resnet.grown_sizes(
+    spec, start, delta[:3] + [0] + delta[4:], shortcut_rule="kernel"
+  )
   assert sizes_k[rg.short(1)].tolist() == [10, 11] and sizes_k[rg.conv2(1)].tolist() == [8, 11]
   assert sizes_k[rg.conv1(2), 0] == 11 and counts_k[rg.short(1)] == 11
-  assert growth_resnet.grown_sizes(spec, start, delta, shortcut_rule="kernel")[0][rg.short(0)].tolist() \
-      == [9, 11]
+  assert growth_resnet.grown_sizes(spec, start, delta, shortcut_rule="kernel")[0][
+    rg.short(0)
+  ].tolist() == [9, 11]
   # The denominators: the ImageNet code divides by the inputs before the growth (8 x 9),
   # the MNIST code's rule by those after it (9 x 9). fc1 grows 8 -> 9 channels; block 1's
   # conv1: ceil((152 - 1 * 8 * 9) / 72) = 2, but ceil(80 / 81) = 1.
@@ -167,8 +183,10 @@ def test_past_task_output_survives_training_of_free_weights():
   counts0 = spec.start_counts()
   params = _set_heads(spec, params, 0, 4, jax.random.key(1))
   rng = np.random.default_rng(0)
-  binary0 = tuple(jnp.asarray(rng.integers(0, 2, w.shape), jnp.float32) * x
-                  for w, x in zip(params["w"], allocated_exist(sizes, params)))
+  binary0 = tuple(
+    jnp.asarray(rng.integers(0, 2, w.shape), jnp.float32) * x
+    for w, x in zip(params["w"], allocated_exist(sizes, params))
+  )
   z = gen.noise(jax.random.key(2), 4, 8, jnp.zeros(4, jnp.int32), 0)
   labels0 = jnp.array([0, 1, 0, 1])
   before, _ = rg.forward(spec, params, stats, z, 0, binary0, counts0, labels0, train=False)
@@ -182,12 +200,15 @@ def test_past_task_output_survives_training_of_free_weights():
   start, _ = rg.forward(spec, params, stats, z, 0, binary0, counts0, labels0, train=False)
   np.testing.assert_allclose(start, before, rtol=1e-5, atol=1e-6)
 
-  params["scale"] = tuple(x.at[1].set(v) for x, v in zip(
-      params["scale"], rg.bn_init(jax.random.key(4), rg.groups(counts1), widths)))
+  params["scale"] = tuple(
+    x.at[1].set(v)
+    for x, v in zip(params["scale"], rg.bn_init(jax.random.key(4), rg.groups(counts1), widths))
+  )
   params = _set_heads(spec, params, 1, int(counts1[8]), jax.random.key(5))
   exist1 = allocated_exist(sizes1, params)
-  params["emb"] = tuple(jnp.asarray(rng.normal(size=w.shape), jnp.float32) * x
-                        for w, x in zip(params["w"], exist1))
+  params["emb"] = tuple(
+    jnp.asarray(rng.normal(size=w.shape), jnp.float32) * x for w, x in zip(params["w"], exist1)
+  )
   labels1 = jnp.array([2, 3, 3, 2])
 
   def loss(p, st):
@@ -204,20 +225,20 @@ def test_past_task_output_survives_training_of_free_weights():
         assert float(jnp.max(jnp.abs(g * (1 - x)))) == 0.0  # nor on the padding
       step = jax.tree.map(lambda a, g: a - 0.5 * g, p, grads)
       if condition:
-        step["w"] = tuple(w - 0.5 * g * hat.weight_conditioner_w(c, x)
-                          for w, g, c, x in zip(p["w"], grads["w"], cum, exist1))
+        step["w"] = tuple(
+          w - 0.5 * g * hat.weight_conditioner_w(c, x)
+          for w, g, c, x in zip(p["w"], grads["w"], cum, exist1)
+        )
       p = step
     return p, st
 
   out1, _ = rg.forward(spec, params, stats, z, 1, exist1, counts1, labels1, train=False)
   trained, trained_stats = train(params, stats, condition=True)
-  after, _ = rg.forward(spec, trained, trained_stats, z, 0, binary0, counts0, labels0,
-                        train=False)
+  after, _ = rg.forward(spec, trained, trained_stats, z, 0, binary0, counts0, labels0, train=False)
   np.testing.assert_array_equal(after, start)
   for old, new in zip(stats["mean"] + stats["var"], trained_stats["mean"] + trained_stats["var"]):
     np.testing.assert_array_equal(new[0], old[0])
-  moved, _ = rg.forward(spec, trained, trained_stats, z, 1, exist1, counts1, labels1,
-                        train=False)
+  moved, _ = rg.forward(spec, trained, trained_stats, z, 1, exist1, counts1, labels1, train=False)
   assert float(jnp.max(jnp.abs(moved - out1))) > 1e-3
   free, free_stats = train(params, stats, condition=False)
   drifted, _ = rg.forward(spec, free, free_stats, z, 0, binary0, counts0, labels0, train=False)
@@ -235,8 +256,9 @@ def _np_conv(x, w):
   out = np.zeros((x.shape[0], w.shape[0]) + x.shape[2:])
   for dy in range(k):
     for dx in range(k):
-      out += np.einsum("oc,nchw->nohw", w[:, :, dy, dx],
-                       xp[:, :, dy:dy + x.shape[2], dx:dx + x.shape[3]])
+      out += np.einsum(
+        "oc,nchw->nohw", w[:, :, dy, dx], xp[:, :, dy : dy + x.shape[2], dx : dx + x.shape[3]]
+      )
   return out
 
 
@@ -258,12 +280,13 @@ def _np_forward(params, stats, masks, z, task, counts, labels, train, c_per_task
     else:
       mu, var = s["mean"][l][task, :c], s["var"][l][task, :c]
     y = (x - mu[:, None, None]) / np.sqrt(var[:, None, None] + 1e-5)
-    return np.maximum(y * p["scale"][l][task, :c, None, None] + p["bias"][l][task, :c, None, None],
-                      0)
+    return np.maximum(
+      y * p["scale"][l][task, :c, None, None] + p["bias"][l][task, :c, None, None], 0
+    )
 
   up = lambda x: x.repeat(2, axis=2).repeat(2, axis=3)
   # PyTorch's Linear weight [16 c0, nz], row 16 c + 4 h + w = entry [:, c, h, w] here.
-  fc = (p["w"][0] * m[0])[:, :g[0]].transpose(1, 2, 3, 0).reshape(16 * g[0], z.shape[1])
+  fc = (p["w"][0] * m[0])[:, : g[0]].transpose(1, 2, 3, 0).reshape(16 * g[0], z.shape[1])
   h = (np.asarray(z, np.float64) @ fc.T).reshape(-1, g[0], 4, 4)
   for b in range(3):
     width_in, hidden, width_out = g[2 * b], g[2 * b + 1], g[2 * b + 2]
@@ -273,9 +296,13 @@ def _np_forward(params, stats, masks, z, task, counts, labels, train, c_per_task
     y = _np_conv(up(bn(h, 2 * b)), torch_w(1 + 3 * b, width_in, hidden))
     h = _np_conv(bn(y, 2 * b + 1), torch_w(2 + 3 * b, hidden, width_out)) + shortcut
   h = bn(h, 6)
-  out = np.stack([
-      _np_conv(h[n:n + 1], p["head"][c][:g[6]].transpose(1, 0, 2, 3))[0]
-      + p["head_bias"][c][:, None, None] for n, c in enumerate(np.asarray(labels))])
+  out = np.stack(
+    [
+      _np_conv(h[n : n + 1], p["head"][c][: g[6]].transpose(1, 0, 2, 3))[0]
+      + p["head_bias"][c][:, None, None]
+      for n, c in enumerate(np.asarray(labels))
+    ]
+  )
   return np.tanh(out).transpose(0, 2, 3, 1), batch
 
 
@@ -284,8 +311,7 @@ def test_forward_equals_a_numpy_recomputation(train):
   spec = rg.ResNetGeneratorSpec(ngf=3, nz=5, num_tasks=2, classes_per_task=2)
   params, stats, sizes = rg.init(jax.random.key(0), spec, multiple=4)
   # Block 1 and 3 run their shortcut convs, block 2 an identity (in 5 == out 5).
-  new = np.asarray([[5, 4], [4, 4], [4, 5], [4, 5], [5, 3], [3, 5], [3, 3],
-                    [5, 4], [4, 3], [5, 3]])
+  new = np.asarray([[5, 4], [4, 4], [4, 5], [4, 5], [5, 3], [3, 5], [3, 3], [5, 4], [4, 3], [5, 3]])
   counts = np.asarray([4, 4, 5, 5, 3, 5, 0, 4, 3, 3], np.int32)
   widths = tuple(gen.round_up(w, 4) for w in rg.size_widths(new))
   params, stats = rg.grow(jax.random.key(1), spec, params, stats, sizes, new, widths)
@@ -294,20 +320,27 @@ def test_forward_equals_a_numpy_recomputation(train):
   # Garbage everywhere outside the task's counts: the existence masks must hide it.
   params = jax.tree.map(noise_like, params)
   params["w"] = tuple(noise_like(w, -0.6, 0.6) for w in params["w"])
-  stats = {"mean": tuple(noise_like(x) for x in stats["mean"]),
-           "var": tuple(noise_like(x, 0.5, 2.0) for x in stats["var"])}
+  stats = {
+    "mean": tuple(noise_like(x) for x in stats["mean"]),
+    "var": tuple(noise_like(x, 0.5, 2.0) for x in stats["var"]),
+  }
   masks = tuple(noise_like(w, 0.0, 1.0) for w in params["w"])
   z = jnp.asarray(rng.normal(size=(3, 5)), jnp.float32)
   labels = jnp.array([3, 2, 3])
-  got, new_stats = rg.forward(spec, params, stats, z, 1, masks, jnp.asarray(counts), labels,
-                              train=train)
+  got, new_stats = rg.forward(
+    spec, params, stats, z, 1, masks, jnp.asarray(counts), labels, train=train
+  )
   want, batch = _np_forward(params, stats, masks, z, 1, counts, labels, train, 2)
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
   for l, (mu, var) in batch.items():
     c = mu.shape[0]
-    np.testing.assert_allclose(new_stats["mean"][l][1, :c],
-                               0.9 * np.asarray(stats["mean"][l][1, :c]) + 0.1 * mu, rtol=1e-4,
-                               atol=1e-5)
-    np.testing.assert_allclose(new_stats["var"][l][1, :c],
-                               0.9 * np.asarray(stats["var"][l][1, :c]) + 0.1 * var, rtol=1e-4)
+    np.testing.assert_allclose(
+      new_stats["mean"][l][1, :c],
+      0.9 * np.asarray(stats["mean"][l][1, :c]) + 0.1 * mu,
+      rtol=1e-4,
+      atol=1e-5,
+    )
+    np.testing.assert_allclose(
+      new_stats["var"][l][1, :c], 0.9 * np.asarray(stats["var"][l][1, :c]) + 0.1 * var, rtol=1e-4
+    )
     np.testing.assert_array_equal(new_stats["mean"][l][0], stats["mean"][l][0])

@@ -18,32 +18,33 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 
-from dynamos_jax import analyze
+from dynamos_jax import analyze, task_arrays, train
 from dynamos_jax import config as config_lib
-from dynamos_jax.methods.dgm import plots
-from dynamos_jax import task_arrays
-from dynamos_jax import train
 from dynamos_jax.benchmarks import REGISTRY, register
 from dynamos_jax.benchmarks.base import DeviceData
 from dynamos_jax.benchmarks.one_class import ImageNet50
 from dynamos_jax.data import imagenet
 from dynamos_jax.errors import ConfigError
+from dynamos_jax.methods.dgm import generator_resnet as rg
+from dynamos_jax.methods.dgm import growth_resnet, plots
 from dynamos_jax.methods.dgm import imagenet as dgm_imagenet
 from dynamos_jax.methods.dgm import summary as dgm_summary
 from dynamos_jax.methods.dgm.dgm import DGM
-from dynamos_jax.methods.dgm import generator_resnet as rg
-from dynamos_jax.methods.dgm import growth_resnet
+
 from conftest import ROOT
 
 if "dgm-imagenet-two" not in REGISTRY:
+
   @register
   class _TwoTasks(ImageNet50):
     """dgm-imagenet50's first two tasks (classes 0..19)."""
+
     name = "dgm-imagenet-two"
     num_tasks = 2
+
 
 C, B, TRAIN = 10, 8, 3  # classes a task, batch, train images a class
 SHORT = 13  # class 13 (task 1) has TRAIN - 1 images: N_1 = 29, floor(29 / 10) = 2 a class
@@ -61,12 +62,10 @@ def _fake_ilsvrc(root):
     for split, n in (("train", TRAIN - (label == SHORT)), ("val", 1)):
       for i in range(n):
         pixels = rng.integers(0, 60, (36, 40, 3)) + 3 * label
-        Image.fromarray(pixels.astype(np.uint8)).save(
-            os.path.join(root, split, w, f"{w}_{i}.JPEG"))
+        Image.fromarray(pixels.astype(np.uint8)).save(os.path.join(root, split, w, f"{w}_{i}.JPEG"))
 
 
-CONFIG = os.path.join(ROOT, "configs",
-                      "dgm_imagenet50.py")
+CONFIG = os.path.join(ROOT, "configs", "dgm_imagenet50.py")
 
 
 def _imagenet_config():
@@ -102,6 +101,7 @@ def run(tmp_path_factory):
       hooks[name][task.index] = (jax.device_get(state), jax.device_get(out))
       hooks["method"].append(self)
       return out
+
     return hook
 
   config = _config(root)
@@ -136,8 +136,9 @@ def test_hat_guarantee_with_binary_past_masks(run):
   _, method, _, hooks = run
   after_task0 = hooks["end_task"][0][1]
   after_task1 = hooks["end_task"][1][0]  # before task 1's own growth
-  np.testing.assert_array_equal(_past_images(method, after_task0, C),
-                                _past_images(method, after_task1, C))
+  np.testing.assert_array_equal(
+    _past_images(method, after_task0, C), _past_images(method, after_task1, C)
+  )
   # Not vacuous: task 1 moved G's weights (its free entries).
   moved = [bool(np.any(a != b)) for a, b in zip(after_task0.g["w"], after_task1.g["w"])]
   assert any(moved)
@@ -210,8 +211,9 @@ def test_per_class_heads_are_picked_by_label(run):
 
   def images(g, label):
     labels = jnp.full((4,), label, jnp.int32)
-    return np.asarray(rg.forward(method.spec, g, state.g_stats, z, 0, masks, state.counts[0],
-                                 labels, False)[0])
+    return np.asarray(
+      rg.forward(method.spec, g, state.g_stats, z, 0, masks, state.counts[0], labels, False)[0]
+    )
 
   g = state.g
   swap = lambda x: x.at[jnp.asarray([2, 5])].set(x[jnp.asarray([5, 2])])
@@ -257,8 +259,9 @@ def test_benchmark_tasks_and_per_task_evaluation(run):
     assert list(b.task_data(t).classes) == list(range(C * t, C * t + C))
   assert len(b.task_indices[1]) == C * TRAIN - 1 and len(b.validation_set()[1]) == 0
   # Reshuffled every epoch: the same samples, another order.
-  e0, e1 = (np.asarray(b.epoch_data(1, e).order)[np.asarray(b.epoch_data(1, e).mask)]
-            for e in range(2))
+  e0, e1 = (
+    np.asarray(b.epoch_data(1, e).order)[np.asarray(b.epoch_data(1, e).mask)] for e in range(2)
+  )
   assert sorted(e0) == sorted(b.task_indices[1]) == sorted(e1) and list(e0) != list(e1)
   # Always class 1: class-IL 100 % on class 1 only (task 0: 10 %); task-IL: the argmax
   # over the task's classes of a one-hot on class 1 is class 1 in task 0, the task's first
@@ -294,8 +297,16 @@ def test_validate_refuses_a_missing_source(tmp_path):
 def test_the_config_records_the_imagenet_codes_options():
   c = _imagenet_config()
   d = c.dgm
-  assert (d.schedule, d.past_masks, d.aux_head, d.g_noise, d.onehot_dims, d.ndf, d.generator,
-          c.data.source) == ("imagenet", "binary", "grow", "shared", 100, 64, "auto", "files")
+  assert (
+    d.schedule,
+    d.past_masks,
+    d.aux_head,
+    d.g_noise,
+    d.onehot_dims,
+    d.ndf,
+    d.generator,
+    c.data.source,
+  ) == ("imagenet", "binary", "grow", "shared", 100, 64, "auto", "files")
 
 
 def test_imagenet_schedule_by_hand():
@@ -322,8 +333,11 @@ def _count(sizes):
 
 def _allocations(hooks):
   """The run's own records: sizes while task 0 and 1 trained, and after task 1's growth."""
-  return [np.asarray(hooks["end_task"][0][0].sizes), np.asarray(hooks["end_task"][1][0].sizes),
-          np.asarray(hooks["end_task"][1][1].sizes)]
+  return [
+    np.asarray(hooks["end_task"][0][0].sizes),
+    np.asarray(hooks["end_task"][1][0].sizes),
+    np.asarray(hooks["end_task"][1][1].sizes),
+  ]
 
 
 def test_summary_mask_statistics_count_the_binarised_embeddings(run):
@@ -364,13 +378,17 @@ def test_summary_generator_size_counts_the_resnet_shapes(run):
   assert size["masked_params_grown"] == _count(sizes[2]) == rg.masked_count(state.sizes)
   counts = np.asarray(state.counts)
   # Each task: 7 BN (scale, bias) on its channel groups, 10 heads 3x3 O_3 -> 3 with bias.
-  private = sum(2 * counts[t][[0, 1, 2, 4, 5, 7, 8]].sum() + C * (counts[t][8] * 27 + 3)
-                for t in range(2))
+  private = sum(
+    2 * counts[t][[0, 1, 2, 4, 5, 7, 8]].sum() + C * (counts[t][8] * 27 + 3) for t in range(2)
+  )
   assert size["weights_bytes"] == 4 * (_count(sizes[2]) + private)
   bits = _count(sizes[0]) + _count(sizes[1])
   assert size["masks_bitmap_bytes"] == -(-bits // 8)
-  ones = sum(int((np.asarray(state.past_emb[l][t])[:i, :o] >= 0).sum())
-             for t in range(2) for l, (i, o) in enumerate(sizes[t]))
+  ones = sum(
+    int((np.asarray(state.past_emb[l][t])[:i, :o] >= 0).sum())
+    for t in range(2)
+    for l, (i, o) in enumerate(sizes[t])
+  )
   assert size["masks_sparse_bytes"] == 4 * ones
 
 
@@ -396,13 +414,17 @@ def test_summary_samples_per_class_from_their_heads(run):
   rows = dgm_summary.samples(method, swapped, 2 * C, n=2)
   base = dgm_summary.sample_noise(method, state, 2)
   z = base.at[:, :100].set(jax.nn.one_hot(jnp.full((2,), 12), 100))
-  masks = tuple(jnp.asarray(np.asarray(e[1]) >= 0, jnp.float32)
-                * dgm_imagenet.allocated(state.g, state.sizes)[l]
-                for l, e in enumerate(state.past_emb))
-  x = rg.forward(method.spec, g, state.g_stats, z, 1, masks, state.counts[1],
-                 jnp.full((2,), 17), False)[0]
-  np.testing.assert_array_equal(rows[12], np.clip(np.round(127.5 * (np.asarray(x) + 1)), 0,
-                                                   255).astype(np.uint8))
+  masks = tuple(
+    jnp.asarray(np.asarray(e[1]) >= 0, jnp.float32)
+    * dgm_imagenet.allocated(state.g, state.sizes)[l]
+    for l, e in enumerate(state.past_emb)
+  )
+  x = rg.forward(
+    method.spec, g, state.g_stats, z, 1, masks, state.counts[1], jnp.full((2,), 17), False
+  )[0]
+  np.testing.assert_array_equal(
+    rows[12], np.clip(np.round(127.5 * (np.asarray(x) + 1)), 0, 255).astype(np.uint8)
+  )
 
 
 def test_sample_drift_by_the_class_to_task_map():
@@ -419,8 +441,13 @@ def test_analyze_writes_the_dgm_figures_of_an_imagenet_run(run):
   workdir = hooks["workdir"]
   numbers = analyze.analyze(workdir)["dgm"]
   out = os.path.join(workdir, "analysis")
-  for name in ("dgm_at.png", "dgm_growth.png", "dgm_occupancy.png", "dgm_samples_task1.png",
-               "dgm_samples_task2.png"):
+  for name in (
+    "dgm_at.png",
+    "dgm_growth.png",
+    "dgm_occupancy.png",
+    "dgm_samples_task1.png",
+    "dgm_samples_task2.png",
+  ):
     with open(os.path.join(out, name), "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n", name
   state = hooks["end_task"][1][1]

@@ -6,8 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from dynamos_jax import methods
-from dynamos_jax import train
+from dynamos_jax import methods, train
 from dynamos_jax.config import base_config, validate
 from dynamos_jax.data.streams import Batch
 from dynamos_jax.errors import ConfigError
@@ -42,8 +41,7 @@ def test_step_is_adam_on_the_aux_cross_entropy():
   """One step = Adam(lr_d, beta1, beta2) on CE of D's aux logits, padding rows ignored."""
   config = _config()
   config.dgm.lr_d, config.dgm.beta1 = 1e-3, 0.3
-  method = methods.REGISTRY["dgm_joint"].from_config(
-      config, type("B", (), {"num_classes": 10})())
+  method = methods.REGISTRY["dgm_joint"].from_config(config, type("B", (), {"num_classes": 10})())
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (6, 32, 32, 1)), jnp.uint8)
   labels = jnp.asarray([0, 3, 3, 9, 1, 1], jnp.int32)
@@ -55,8 +53,12 @@ def test_step_is_adam_on_the_aux_cross_entropy():
   model = Discriminator(10, 4)
 
   def loss(params):  # Written out: the four real rows only.
-    (_, z), _ = model.apply({"params": params, "batch_stats": state.batch_stats},
-                            to_unit(images[:4]), train=True, mutable=["batch_stats"])
+    (_, z), _ = model.apply(
+      {"params": params, "batch_stats": state.batch_stats},
+      to_unit(images[:4]),
+      train=True,
+      mutable=["batch_stats"],
+    )
     logp = jax.nn.log_softmax(z)
     return -jnp.mean(logp[jnp.arange(4), labels[:4]])
 
@@ -66,8 +68,9 @@ def test_step_is_adam_on_the_aux_cross_entropy():
   for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(expected)):
     np.testing.assert_allclose(a, b, atol=2e-6)
   np.testing.assert_allclose(metrics["loss"], loss(state.params), rtol=1e-5)
-  assert np.all(np.asarray(new.params["critic"]["kernel"]) ==
-                np.asarray(state.params["critic"]["kernel"]))  # no gradient to the critic
+  assert np.all(
+    np.asarray(new.params["critic"]["kernel"]) == np.asarray(state.params["critic"]["kernel"])
+  )  # no gradient to the critic
   assert isinstance(new.opt_state[0], optax.ScaleByAdamState)
   assert methods.REGISTRY["dgm_joint"].joint
 

@@ -14,21 +14,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_dataset
 
 from dynamos_jax import config as config_lib
-from dynamos_jax.methods.dgm import hat
 from dynamos_jax import train
 from dynamos_jax.benchmarks import REGISTRY, register
 from dynamos_jax.benchmarks.one_class import OneClassMNIST
 from dynamos_jax.data import sources
+from dynamos_jax.methods.dgm import hat
 from dynamos_jax.methods.dgm import replay as dgm_replay
 from dynamos_jax.methods.dgm.dgm import DGM
 
+from conftest import tiny_dataset
+
 if "dgm-options-two" not in REGISTRY:
+
   @register
   class _TwoDigits(OneClassMNIST):
     """dgm-mnist's first two one-class tasks."""
+
     name = "dgm-options-two"
     num_tasks = 2
 
@@ -37,14 +40,25 @@ if "dgm-options-two" not in REGISTRY:
       self.task_indices, self.batches = self.task_indices[:2], self.batches[:2]
       self.seen_after = self.seen_after[:2]
 
+
 S, EPOCHS, BATCHES, SAMPLES, B = 1e4, 2, 3, 11, 4  # 12 a class, int(0.15 * 12) = 1 held out
 
 
 def _config():
   c = config_lib.base_config()
   c.method, c.dataset, c.data.source = "dgm", "dgm-options-two", "bundled"
-  c.dgm.update(variant="w", ngf=2, ndf=4, nz=16, lambda_ru=0.5, schedule="paper",
-               expansion="none", replay="fresh", aux_g=True, reinit_d=False)
+  c.dgm.update(
+    variant="w",
+    ngf=2,
+    ndf=4,
+    nz=16,
+    lambda_ru=0.5,
+    schedule="paper",
+    expansion="none",
+    replay="fresh",
+    aux_g=True,
+    reinit_d=False,
+  )
   c.batch_size, c.epochs = B, EPOCHS
   c.train.chunk_size = 1  # one log entry per step
   c.train.progress, c.train.eval_batch_size = False, 16
@@ -65,6 +79,7 @@ def run(tmp_path_factory):
       out = original(self, state, task)
       hooks[name][task.index] = (jax.device_get(state), jax.device_get(out))
       return out
+
     return hook
 
   with pytest.MonkeyPatch.context() as m:
@@ -141,5 +156,6 @@ def test_fresh_replay_draws_new_noise_every_step(run):
   assert float(jnp.max(jnp.abs(first - later))) > 1e-3
   fixed = dataclasses.replace(method, replay="fixed")
   np.testing.assert_array_equal(
-      dgm_replay.replay(fixed, state, positions, 1),
-      dgm_replay.replay(fixed, state.replace(step_in_task=jnp.int32(1)), positions, 1))
+    dgm_replay.replay(fixed, state, positions, 1),
+    dgm_replay.replay(fixed, state.replace(step_in_task=jnp.int32(1)), positions, 1),
+  )

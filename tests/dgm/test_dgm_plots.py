@@ -56,18 +56,23 @@ def test_generator_size_on_disk(tmp_path):
 def test_figures_are_written(tmp_path):
   rng = np.random.default_rng(0)
   paths = [
-      dgm_plots.at_curve([100.0, 99.0, 97.5, 96.0, 95.0], tmp_path / "at.png",
-                         reference=dgm_plots.PAPER_MNIST),
-      dgm_plots.at_curve([100.0, 90.0], tmp_path / "at2.png", selected=[100.0, 95.0]),
-      dgm_plots.sample_grid(rng.integers(0, 256, (2, 3, 32, 32, 1), np.uint8),
-                            tmp_path / "grid8.png"),
-      dgm_plots.sample_grid(rng.uniform(-1, 1, (3, 4, 32, 32, 1)), tmp_path / "grid.png"),
-      dgm_plots.sample_grid(rng.uniform(-1, 1, (2, 3, 32, 32, 3)), tmp_path / "grid3.png"),
-      dgm_plots.growth_curve(np.array([[24, 12, 6], [30, 20, 9], [36, 27, 12]]),
-                             tmp_path / "growth.png", nz=128),
-      dgm_plots.occupancy_bars(np.array([[0.5, 0.2, 0.1], [0.3, 0.1, 0.1]]),
-                               np.array([[0.0, 0.0, 0.0], [0.2, 0.1, 0.05]]),
-                               tmp_path / "occ.png"),
+    dgm_plots.at_curve(
+      [100.0, 99.0, 97.5, 96.0, 95.0], tmp_path / "at.png", reference=dgm_plots.PAPER_MNIST
+    ),
+    dgm_plots.at_curve([100.0, 90.0], tmp_path / "at2.png", selected=[100.0, 95.0]),
+    dgm_plots.sample_grid(
+      rng.integers(0, 256, (2, 3, 32, 32, 1), np.uint8), tmp_path / "grid8.png"
+    ),
+    dgm_plots.sample_grid(rng.uniform(-1, 1, (3, 4, 32, 32, 1)), tmp_path / "grid.png"),
+    dgm_plots.sample_grid(rng.uniform(-1, 1, (2, 3, 32, 32, 3)), tmp_path / "grid3.png"),
+    dgm_plots.growth_curve(
+      np.array([[24, 12, 6], [30, 20, 9], [36, 27, 12]]), tmp_path / "growth.png", nz=128
+    ),
+    dgm_plots.occupancy_bars(
+      np.array([[0.5, 0.2, 0.1], [0.3, 0.1, 0.1]]),
+      np.array([[0.0, 0.0, 0.0], [0.2, 0.1, 0.05]]),
+      tmp_path / "occ.png",
+    ),
   ]
   assert all(_is_png(p) for p in paths)
 
@@ -91,22 +96,23 @@ import os  # noqa: E402
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
-from conftest import tiny_dataset  # noqa: E402
 
-from dynamos_jax import analyze  # noqa: E402
+from dynamos_jax import analyze, train  # noqa: E402
 from dynamos_jax import config as config_lib  # noqa: E402
 from dynamos_jax import task_arrays as task_reports  # noqa: E402
-from dynamos_jax import train  # noqa: E402
 from dynamos_jax.benchmarks import REGISTRY, register  # noqa: E402
 from dynamos_jax.benchmarks.one_class import OneClassMNIST  # noqa: E402
 from dynamos_jax.data import sources  # noqa: E402
 from dynamos_jax.methods.dgm import summary as dgm_summary  # noqa: E402
 
+from conftest import tiny_dataset  # noqa: E402
 
 if "dgm-plots-two" not in REGISTRY:
+
   @register
   class _TwoDigits(OneClassMNIST):
     """dgm-mnist's first two one-class tasks."""
+
     name = "dgm-plots-two"
     num_tasks = 2
 
@@ -129,8 +135,13 @@ def test_analyze_a_dgm_run(monkeypatch, tmp_path):
   results = train.train_and_evaluate(c, workdir)
   numbers = analyze.analyze(workdir)["dgm"]
   out = os.path.join(workdir, "analysis")
-  for name in ("dgm_at.png", "dgm_growth.png", "dgm_occupancy.png", "dgm_samples_task1.png",
-               "dgm_samples_task2.png"):  # one sample grid per task, from the reports
+  for name in (
+    "dgm_at.png",
+    "dgm_growth.png",
+    "dgm_occupancy.png",
+    "dgm_samples_task1.png",
+    "dgm_samples_task2.png",
+  ):  # one sample grid per task, from the reports
     assert _is_png(os.path.join(out, name)), name
   reports = task_reports.load(workdir, 0)
   drift = dgm_plots.sample_drift([r["samples"] for r in reports])
@@ -151,7 +162,7 @@ def test_analyze_a_dgm_run(monkeypatch, tmp_path):
   # Task 0 reserved what its embeddings at s_max keep (e >= 0) on its active weights.
   for l in range(3):
     inputs = (16, counts[0][0], counts[0][1])[l]
-    emb = np.asarray(learner.past_emb[l][0])[:inputs, :counts[0][l]]
+    emb = np.asarray(learner.past_emb[l][0])[:inputs, : counts[0][l]]
     assert numbers["occupancy"]["new"][0][l] == pytest.approx(np.mean(emb >= 0))
     assert numbers["occupancy"]["reused"][0][l] == 0.0
   occ = {k: np.asarray(v) for k, v in numbers["occupancy"].items()}
@@ -175,5 +186,6 @@ def test_analyze_a_dgm_run(monkeypatch, tmp_path):
   np.testing.assert_array_equal(grid, dgm_plots.generated_grid(method, learner, 2, n=3))
   z = jax.random.normal(jax.random.key(dgm_plots._GRID_KEY), (3, 16))
   z = z.at[:, :10].set(jax.nn.one_hot(np.zeros(3, int), 10))
-  np.testing.assert_allclose(grid[0], np.asarray(dgm_summary.generate(method, learner, z, 0)),
-                             atol=1e-6)
+  np.testing.assert_allclose(
+    grid[0], np.asarray(dgm_summary.generate(method, learner, z, 0)), atol=1e-6
+  )

@@ -18,13 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import Crash, crash_in_chunk, tiny_dataset
 
-from dynamos_jax import analyze
+from dynamos_jax import analyze, sweep, task_arrays, train
 from dynamos_jax import config as config_lib
-from dynamos_jax import sweep
-from dynamos_jax import task_arrays
-from dynamos_jax import train
 from dynamos_jax.benchmarks import REGISTRY, register
 from dynamos_jax.benchmarks.one_class import OneClassMNIST
 from dynamos_jax.checkpoint import Checkpointer
@@ -35,10 +31,14 @@ from dynamos_jax.methods.dgm import summary as dgm_summary
 from dynamos_jax.methods.dgm.discriminator import Discriminator, to_unit
 from dynamos_jax.seeds import Seeds
 
+from conftest import Crash, crash_in_chunk, tiny_dataset
+
 if "dgm-select-two" not in REGISTRY:
+
   @register
   class _TwoDigits(OneClassMNIST):
     """dgm-mnist's first two one-class tasks."""
+
     name = "dgm-select-two"
     num_tasks = 2
 
@@ -46,6 +46,7 @@ if "dgm-select-two" not in REGISTRY:
       super().__init__(config, data, key, joint)
       self.task_indices, self.batches = self.task_indices[:2], self.batches[:2]
       self.seen_after = self.seen_after[:2]
+
 
 # 14 images per class: int(0.15 * 14) = 2 held out, 12 train in 3 batches of 4.
 EPOCHS, BATCHES = 8, 3
@@ -58,8 +59,9 @@ def _config():
   c.method, c.dataset, c.data.source = "dgm", "dgm-select-two", "bundled"
   # A fast G (lr_g): its replay of class 0 becomes good enough, within task 2, for D
   # to tell real 0s from 1s, so D's accuracies move between evaluations.
-  c.dgm.update(variant="w", ngf=2, ndf=4, nz=16, lambda_ru=0.5, lr_g=1e-2,
-               selection="best_valid", eval_every=2)
+  c.dgm.update(
+    variant="w", ngf=2, ndf=4, nz=16, lambda_ru=0.5, lr_g=1e-2, selection="best_valid", eval_every=2
+  )
   c.seeds = ",".join(map(str, SEEDS))
   c.batch_size, c.epochs = 4, EPOCHS
   c.train.chunk_size = 2  # chunks [0, 2), [2, 3) of each epoch
@@ -87,6 +89,7 @@ def reference(patched, tmp_path_factory):
     return original(method, state, task)
 
   workdir = str(tmp_path_factory.mktemp("select") / "ref")
+
   def no_test_pass(*args):  # DGM scores itself: the trainer's per-epoch evaluation is skipped
     raise AssertionError("the trainer evaluated for end_epoch")
 
@@ -101,8 +104,7 @@ def _seen_accuracy(learner, images, labels, classes):
   """[classes] per-class accuracy (%) of D's aux head, eval mode, unseen logits excluded."""
   variables = {"params": learner.d, "batch_stats": learner.d_stats}
   rows = np.flatnonzero(np.asarray(labels) < classes)
-  _, logits = Discriminator(10, 4).apply(variables, to_unit(jnp.asarray(images)[rows]),
-                                         train=False)
+  _, logits = Discriminator(10, 4).apply(variables, to_unit(jnp.asarray(images)[rows]), train=False)
   predicted = np.argmax(np.asarray(logits)[:, :classes], -1)
   y = np.asarray(labels)[rows]
   return np.array([100.0 * np.mean(predicted[y == c] == c) for c in range(classes)])
@@ -117,7 +119,7 @@ def test_the_record_is_the_test_accuracy_of_the_best_validation_evaluation(refer
     reports = task_arrays.load(workdir, exp.seed)
     matrix = results["runs"][i]["class_il"]["matrix"]
     for t in range(2):
-      seen = [s for task, s in calls[i::len(SEEDS)] if task == t]
+      seen = [s for task, s in calls[i :: len(SEEDS)] if task == t]
       epochs = [int(s.step_in_task) // BATCHES for s in seen]
       assert epochs == list(range(1, EPOCHS + 1))  # after every epoch
       evaluated = [s for s, e in zip(seen, epochs) if e in EVALUATED]
@@ -127,21 +129,19 @@ def test_the_record_is_the_test_accuracy_of_the_best_validation_evaluation(refer
       varied |= len(set(valid)) > 1 and len({tuple(x) for x in test}) > 1
       assert records["valid"][t] == pytest.approx(valid[best], abs=1e-4)
       assert records["epoch"][t] == EVALUATED[best]
-      np.testing.assert_allclose(records["test"][t][:t + 1], test[best], atol=1e-4)
-      np.testing.assert_array_equal(records["test"][t][t + 1:], 0.0)
+      np.testing.assert_allclose(records["test"][t][: t + 1], test[best], atol=1e-4)
+      np.testing.assert_array_equal(records["test"][t][t + 1 :], 0.0)
       # The same record in the after-task report.
       assert reports[t]["best_valid"] == pytest.approx(valid[best], abs=1e-4)
       assert reports[t]["best_valid_epoch"] == EVALUATED[best]
       np.testing.assert_allclose(reports[t]["best_valid_test"], test[best], atol=1e-4)
       # The accuracy matrix stays the final model's: D after the task's last epoch.
-      np.testing.assert_allclose(matrix[t + 1][:t + 1], test[-1], atol=1e-4)
+      np.testing.assert_allclose(matrix[t + 1][: t + 1], test[-1], atol=1e-4)
     summary = dgm_selection.summary(state.learner, 2)
     assert [r["epoch"] for r in summary] == list(records["epoch"])
     assert results["runs"][i]["method"] == {"best_valid": summary}  # results.json has it
     assert summary[1]["test_average"] == pytest.approx(np.mean(records["test"][1][:2]))
   assert varied  # D's accuracies moved between evaluations: the selection was exercised
-
-
 
 
 def _same_reports(a, b):
@@ -165,8 +165,9 @@ def test_a_resume_mid_task_keeps_the_records(reference, tmp_path):
   assert len(task_arrays.load(workdir, 0)) == 1
   assert Checkpointer(os.path.join(workdir, "checkpoints"), 20).steps()[-1] == 30
   train.train_and_evaluate(_config(), workdir)
-  for (_, resumed, _), (_, uninterrupted, _) in zip(train.restore_seeds(workdir),
-                                                    train.restore_seeds(ref_dir)):
+  for (_, resumed, _), (_, uninterrupted, _) in zip(
+    train.restore_seeds(workdir), train.restore_seeds(ref_dir)
+  ):
     a, b = (jax.device_get(s.learner.selection) for s in (resumed, uninterrupted))
     for k in ("valid", "epoch", "test"):
       np.testing.assert_array_equal(a[k], b[k], err_msg=k)
@@ -228,8 +229,10 @@ def test_the_seeds_benchmark_is_no_setting(patched):
   assert sweep.varying_fields([first, other]) == {("lr_g",): [1e-2, 2e-2]}
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("selection", "best", "unknown dgm.selection"), ("eval_every", 0, "dgm.eval_every")])
+@pytest.mark.parametrize(
+  "key, value, message",
+  [("selection", "best", "unknown dgm.selection"), ("eval_every", 0, "dgm.eval_every")],
+)
 def test_bad_selection_input_is_one_line(key, value, message):
   config = _config()
   config.dgm[key] = value
@@ -241,6 +244,7 @@ def test_bad_selection_input_is_one_line(key, value, message):
 @flax.struct.dataclass
 class _Stub:
   """The fields of DGMState that selection reads."""
+
   step_in_task: jax.Array
   batches: jax.Array
   selection: dict
@@ -259,10 +263,12 @@ def test_selection_rule_on_scripted_accuracies(monkeypatch):
     return np.asarray(next(valid if images == "valid" else test))
 
   monkeypatch.setattr(dgm_selection, "seen_accuracies", scripted)
-  bench = types.SimpleNamespace(validation_set=lambda: ("valid", None),
-                                test_set=lambda: ("test", None))
-  method = types.SimpleNamespace(epochs=10, eval_every=2, max_steps=21,
-                                 data=dgm_selection.Data(bench))
+  bench = types.SimpleNamespace(
+    validation_set=lambda: ("valid", None), test_set=lambda: ("test", None)
+  )
+  method = types.SimpleNamespace(
+    epochs=10, eval_every=2, max_steps=21, data=dgm_selection.Data(bench)
+  )
   state = _Stub(jnp.int32(0), jnp.int32(3), dgm_selection.empty("best_valid", 2, 10))
   task = types.SimpleNamespace(index=1)
   after = {}

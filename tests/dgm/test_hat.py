@@ -1,4 +1,5 @@
-"""DGM's mask functions (dynamos_jax/methods/dgm/hat.py) against hand-worked values of dgm-spec 3 and 6."""
+"""DGM's mask functions (dynamos_jax/methods/dgm/hat.py) against hand-worked values of
+dgm-spec 3 and 6."""
 
 import math
 
@@ -39,8 +40,9 @@ def test_paper_schedule_reaches_smax():
   s, _ = hat.scale("paper", 50, 0, local=False, **args)
   np.testing.assert_allclose(s, 1e-4 + (1e4 - 1e-4) * 0.5, rtol=1e-6)
   # One epoch of one batch: the ratios count as 1, ending at S.
-  s, s_e = hat.scale("paper", 0, 0, epochs=1, batches=1, samples=10, batch_size=64, smax=S,
-                     local=True)
+  s, s_e = hat.scale(
+    "paper", 0, 0, epochs=1, batches=1, samples=10, batch_size=64, smax=S, local=True
+  )
   np.testing.assert_allclose([s, s_e], [S, S], rtol=1e-6)
 
 

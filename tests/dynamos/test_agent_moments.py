@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 
 from dynamos_jax import methods
-from dynamos_jax.methods.dynamos.buffer import Replay
 from dynamos_jax.config import sibling_config
 from dynamos_jax.data import sources
 from dynamos_jax.data.streams import Batch
 from dynamos_jax.methods.dynamos.agent import Agent
+from dynamos_jax.methods.dynamos.buffer import Replay
+
 from conftest import ROOT
 
 QUICKSTART = os.path.join(ROOT, "configs", "quickstart.py")
@@ -48,7 +49,7 @@ def _agents(features=32, reduction=4):
 @pytest.mark.parametrize("shape", [(6, 7, 7, 8), (5, 14, 14, 16)])
 def test_agent_from_moments_equals_plain_layers(shape):
   x = _inputs(shape)
-  mask = jnp.array([True, False, True, True, True, False][:shape[0]])[:, None, None, None]
+  mask = jnp.array([True, False, True, True, True, False][: shape[0]])[:, None, None, None]
   plain, moments = _agents()
   keys = {"params": jax.random.key(1), "gates": jax.random.key(2)}
   v_plain = plain.init(keys, x, "sample", True)
@@ -58,14 +59,22 @@ def test_agent_from_moments_equals_plain_layers(shape):
   for a, b in zip(jax.tree.leaves(v_plain), jax.tree.leaves(v_moments)):
     np.testing.assert_array_equal(a, b)
   # Non-trivial BN parameters and running statistics, so eval mode is tested too.
-  params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(3), p.shape),
-                        v_plain["params"])
+  params = jax.tree.map(
+    lambda p: p + 0.1 * jax.random.normal(jax.random.key(3), p.shape), v_plain["params"]
+  )
   stats = {"bn": {"mean": jnp.linspace(-0.5, 0.5, 32), "var": jnp.linspace(0.5, 2.0, 32)}}
   variables = {"params": params, "batch_stats": stats}
 
   def train_out(agent, params, x):
-    out, upd = agent.apply({"params": params, "batch_stats": stats}, x, "sample", True, mask,
-                           rngs={"gates": jax.random.key(4)}, mutable=["batch_stats"])
+    out, upd = agent.apply(
+      {"params": params, "batch_stats": stats},
+      x,
+      "sample",
+      True,
+      mask,
+      rngs={"gates": jax.random.key(4)},
+      mutable=["batch_stats"],
+    )
     return out, upd["batch_stats"]
 
   (o_p, s_p), (o_m, s_m) = train_out(plain, params, x), train_out(moments, params, x)
@@ -87,8 +96,12 @@ def test_agent_from_moments_equals_plain_layers(shape):
     def f(params, x):
       out, new_stats = train_out(agent, params, x)
       weights = jnp.arange(1, 33, dtype=jnp.float32)
-      return (jnp.sum(out["attention"] * weights) + jnp.sum(out["log_prob"])
-              + jnp.sum(new_stats["bn"]["var"] * weights))
+      return (
+        jnp.sum(out["attention"] * weights)
+        + jnp.sum(out["log_prob"])
+        + jnp.sum(new_stats["bn"]["var"] * weights)
+      )
+
     return jax.grad(f, argnums=(0, 1))
 
   g_p, g_m = objective(plain)(params, x), objective(moments)(params, x)
@@ -108,8 +121,9 @@ def test_moments_match_numpy_batch_statistics():
   u = (np.asarray(x, np.float64) @ w).mean(axis=(1, 2))
   u = (u - mu) / np.sqrt(var + 1e-5)  # init: scale 1, bias 0
   for agent in (plain, moments):
-    out, upd = agent.apply(v, x, "threshold", True, jnp.asarray(rows)[:, None, None, None],
-                           mutable=["batch_stats"])
+    out, upd = agent.apply(
+      v, x, "threshold", True, jnp.asarray(rows)[:, None, None, None], mutable=["batch_stats"]
+    )
     np.testing.assert_allclose(upd["batch_stats"]["bn"]["mean"], 0.1 * mu, atol=1e-6)
     np.testing.assert_allclose(upd["batch_stats"]["bn"]["var"], 0.9 + 0.1 * var, rtol=1e-5)
     # attention = u * sigmoid(MLP(u)): recompute from NumPy's u and the MLP's weights.
@@ -130,13 +144,16 @@ def test_quickstart_dynamos_loss_equal_with_moments():
     pair.append(methods.get_method(config, bench))
   assert pair[1].model.agent_moments and not pair[0].model.agent_moments
   b = config.batch_size
-  images = jnp.asarray(data.train_images[::199][:2 * b])
-  labels = jnp.asarray(data.train_labels[::199][:2 * b])
+  images = jnp.asarray(data.train_images[::199][: 2 * b])
+  labels = jnp.asarray(data.train_labels[::199][: 2 * b])
   batch = Batch(images[:b], labels[:b], jnp.ones(b, bool).at[-1].set(False))
   rng = np.random.default_rng(0)
-  replay = Replay(images[b:], labels[b:],
-                  jnp.asarray(rng.normal(size=(b, 10)), jnp.float32),
-                  jnp.asarray(rng.normal(size=(b, pair[0].model.attention_dim)), jnp.float32))
+  replay = Replay(
+    images[b:],
+    labels[b:],
+    jnp.asarray(rng.normal(size=(b, 10)), jnp.float32),
+    jnp.asarray(rng.normal(size=(b, pair[0].model.attention_dim)), jnp.float32),
+  )
   replays = ((replay, jnp.ones(b, bool).at[:2].set(False)),)
   states = [m.init(jax.random.key(0), batch, bench) for m in pair]
   for a, c in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1])):
@@ -158,6 +175,5 @@ def test_quickstart_dynamos_loss_equal_with_moments():
   agent_grads = g_m["layer2_0"]["agent_a"]["pointwise"]["kernel"]
   assert np.abs(np.asarray(agent_grads)).max() > 0
   # Eval mode (thresholded agents, running statistics) of the updated statistics.
-  evals = [m.predict(state.replace(batch_stats=o_p.batch_stats), images, 0, "main")
-           for m in pair]
+  evals = [m.predict(state.replace(batch_stats=o_p.batch_stats), images, 0, "main") for m in pair]
   _close(evals[0], evals[1])

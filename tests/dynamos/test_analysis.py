@@ -3,12 +3,12 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 from scipy.spatial.distance import jensenshannon as scipy_js
 
-from dynamos_jax.methods.dynamos import analysis
 from dynamos_jax import plots
+from dynamos_jax.methods.dynamos import analysis
 from dynamos_jax.methods.dynamos import plots as gate_plots
 from dynamos_jax.methods.dynamos.resnet import ResNet
 
@@ -67,8 +67,9 @@ def test_jsd_matches_scipy_on_random_rates():
       assert jsd[i, j] == pytest.approx(scipy_js(rates[i], rates[j], base=2) ** 2, abs=1e-12)
 
 
-@pytest.mark.parametrize("bad", [[[0.0, 0.0], [0.5, 0.1]], [[np.nan, np.nan], [0.5, 0.1]],
-                                 [[-0.1, 0.5], [0.5, 0.1]]])
+@pytest.mark.parametrize(
+  "bad", [[[0.0, 0.0], [0.5, 0.1]], [[np.nan, np.nan], [0.5, 0.1]], [[-0.1, 0.5], [0.5, 0.1]]]
+)
 def test_jsd_rejects_rows_that_are_no_distribution(bad):
   with pytest.raises(ValueError):
     analysis.jensen_shannon(np.array(bad))
@@ -104,9 +105,9 @@ def test_activation_rates_class_and_task_wise():
 
 def test_keep_ratios_per_agent_and_class():
   # 4 agents x 2 channels; class 0: agent 1 keeps both, agent 2 one of two, ...
-  actions = np.array([[1, 1, 1, 0, 0, 0, 1, 1],
-                      [1, 1, 0, 1, 0, 1, 1, 0],
-                      [0, 0, 0, 0, 0, 0, 1, 1]], float)
+  actions = np.array(
+    [[1, 1, 1, 0, 0, 0, 1, 1], [1, 1, 0, 1, 0, 1, 1, 0], [0, 0, 0, 0, 0, 0, 1, 1]], float
+  )
   ratios = analysis.keep_ratios(actions, np.array([0, 0, 1]), 2, num_agents=4)
   np.testing.assert_allclose(ratios, [[1.0, 0.5, 0.25, 0.75], [0.0, 0.0, 0.0, 1.0]])
   assert analysis.keep_ratios(actions, np.array([0, 0, 1]), 2, num_agents=2).shape == (2, 2)
@@ -156,9 +157,9 @@ def test_trial_variability_keeps_only_correct_trials(monkeypatch):
   # 3 trials, 3 images, 4 agents x 2 channels. Last layer = columns 6, 7.
   # image 0: correct in trials 0, 1 with [1, 0], [1, 1]; trial 2 (wrong) has [0, 0].
   # image 1: never correct. image 2: correct only in trial 0 with [0, 1].
-  last = np.array([[[1, 0], [1, 1], [0, 1]],
-                   [[1, 1], [0, 0], [1, 1]],
-                   [[0, 0], [1, 0], [0, 0]]], np.float32)  # [T, N, 2]
+  last = np.array(
+    [[[1, 0], [1, 1], [0, 1]], [[1, 1], [0, 0], [1, 1]], [[0, 0], [1, 0], [0, 0]]], np.float32
+  )  # [T, N, 2]
   correct = np.array([[1, 0, 1], [1, 0, 0], [0, 0, 0]], bool)
   labels = np.array([0, 1, 2])
   calls = []
@@ -169,12 +170,16 @@ def test_trial_variability_keeps_only_correct_trials(monkeypatch):
     calls.append(jax.random.key_data(key))
     actions = np.concatenate([1 - np.tile(last[t], 3), last[t]], axis=1)  # Decoys in 0-5.
     predictions = np.where(correct[t], labels, (labels + 1) % 3)
-    return {"logits": np.eye(3, dtype=np.float32)[predictions], "actions": actions,
-            "attention": np.zeros_like(actions)}
+    return {
+      "logits": np.eye(3, dtype=np.float32)[predictions],
+      "actions": actions,
+      "attention": np.zeros_like(actions),
+    }
 
   monkeypatch.setattr(analysis, "collect", fake_collect)
-  r = analysis.trial_variability(None, None, np.zeros((3, 8, 8, 3)), labels, 3,
-                                 jax.random.key(0), num_agents=4)
+  r = analysis.trial_variability(
+    None, None, np.zeros((3, 8, 8, 3)), labels, 3, jax.random.key(0), num_agents=4
+  )
   assert len(calls) == 3 and len({bytes(np.asarray(k)) for k in calls}) == 3  # Fresh key per trial.
   np.testing.assert_array_equal(r["actions"], last)
   np.testing.assert_array_equal(r["correct"], correct)
@@ -188,8 +193,9 @@ def test_trial_variability_keeps_only_correct_trials(monkeypatch):
   assert r["num_aggregated"] == 1
   np.testing.assert_array_equal(analysis.kept_trials(r, 0), [[1, 0], [1, 1]])
   assert analysis.kept_trials(r, 1).shape == (0, 2)
-  loose = analysis.trial_variability(None, None, np.zeros((3, 8, 8, 3)), labels, 3,
-                                     jax.random.key(0), num_agents=4, min_kept=1)
+  loose = analysis.trial_variability(
+    None, None, np.zeros((3, 8, 8, 3)), labels, 3, jax.random.key(0), num_agents=4, min_kept=1
+  )
   assert loose["num_aggregated"] == 2
   assert loose["mean_always_off"] == pytest.approx(0.25)
   assert loose["mean_variable"] == pytest.approx(0.25)
@@ -200,8 +206,9 @@ def test_trial_variability_on_a_tiny_network(tiny):
   key = jax.random.key(7)
   first = analysis.collect(model, variables, images, "sample", BATCH, jax.random.split(key, 3)[0])
   labels = np.argmax(first["logits"], -1)  # Trial 0 is then correct for every image.
-  r = analysis.trial_variability(model, variables, images, labels, 3, key, num_agents=4,
-                                 batch_size=BATCH)
+  r = analysis.trial_variability(
+    model, variables, images, labels, 3, key, num_agents=4, batch_size=BATCH
+  )
   assert r["actions"].shape == (3, 7, 16)  # The last quarter of 64 columns.
   np.testing.assert_array_equal(r["actions"][0], first["actions"][:, 48:])
   np.testing.assert_array_equal(r["correct"], r["predictions"] == labels)
@@ -242,28 +249,48 @@ def test_every_plot_writes_a_png(tmp_path):
   rng = np.random.default_rng(0)
   rates = rng.uniform(0, 1, (10, 256))
   rates[4] = np.nan
-  logs = [{"step": 10 * (i + 1), "task": 1 + i // 3, "phase": "train", "loss": 2.0 - 0.1 * i,
-           "ce": 1.5 - 0.1 * i, "reinforce": -50.0 + i, "keep_ratio_1": 0.6,
-           "keep_ratio_2": 0.7, "keep_ratio_3": 0.8, "keep_ratio_4": 0.9} for i in range(6)]
+  logs = [
+    {
+      "step": 10 * (i + 1),
+      "task": 1 + i // 3,
+      "phase": "train",
+      "loss": 2.0 - 0.1 * i,
+      "ce": 1.5 - 0.1 * i,
+      "reinforce": -50.0 + i,
+      "keep_ratio_1": 0.6,
+      "keep_ratio_2": 0.7,
+      "keep_ratio_3": 0.8,
+      "keep_ratio_4": 0.9,
+    }
+    for i in range(6)
+  ]
   logs[2].pop("reinforce")
   plain_logs = [{k: v for k, v in r.items() if not k.startswith("keep")} for r in logs]
   made = {
-      "heat": plots.activation_heatmap(rates, tmp_path / "heat.png", separators=(64, 128, 192)),
-      "heat40": plots.activation_heatmap(rates[:5, -40:], tmp_path / "sub" / "heat40.png",
-                                         row_labels=[f"task {i}" for i in range(1, 6)],
-                                         first_filter=216, ylabel="task"),
-      "jsd": gate_plots.jsd_matrix(analysis.jensen_shannon(rates[:4]), tmp_path / "jsd.png",
-                              labels=list("abcd")),
-      "tsne": gate_plots.tsne_scatter(rng.normal(size=(30, 2)), np.arange(30) % 10,
-                                 tmp_path / "tsne.png"),
-      "trials": gate_plots.trial_variability(rng.integers(0, 2, (3, 64)), tmp_path / "trials.png"),
-      "acc": plots.accuracy_matrix([[10.0, 9.5, 11.0], [99.0, None, None], [80.5, 97.0],
-                                    [70.0, 88.0, 96.0]],
-                                   tmp_path / "acc.png"),
-      "curves": plots.training_curves(logs, tmp_path / "curves.png", keep_ratio_target=0.7),
-      "curves_plain": plots.training_curves(plain_logs, tmp_path / "curves_plain.png"),
-      "bars": gate_plots.keep_ratio_bars(rng.uniform(0, 1, (10, 4)), tmp_path / "bars.png",
-                                    target=0.7),
+    "heat": plots.activation_heatmap(rates, tmp_path / "heat.png", separators=(64, 128, 192)),
+    "heat40": plots.activation_heatmap(
+      rates[:5, -40:],
+      tmp_path / "sub" / "heat40.png",
+      row_labels=[f"task {i}" for i in range(1, 6)],
+      first_filter=216,
+      ylabel="task",
+    ),
+    "jsd": gate_plots.jsd_matrix(
+      analysis.jensen_shannon(rates[:4]), tmp_path / "jsd.png", labels=list("abcd")
+    ),
+    "tsne": gate_plots.tsne_scatter(
+      rng.normal(size=(30, 2)), np.arange(30) % 10, tmp_path / "tsne.png"
+    ),
+    "trials": gate_plots.trial_variability(rng.integers(0, 2, (3, 64)), tmp_path / "trials.png"),
+    "acc": plots.accuracy_matrix(
+      [[10.0, 9.5, 11.0], [99.0, None, None], [80.5, 97.0], [70.0, 88.0, 96.0]],
+      tmp_path / "acc.png",
+    ),
+    "curves": plots.training_curves(logs, tmp_path / "curves.png", keep_ratio_target=0.7),
+    "curves_plain": plots.training_curves(plain_logs, tmp_path / "curves_plain.png"),
+    "bars": gate_plots.keep_ratio_bars(
+      rng.uniform(0, 1, (10, 4)), tmp_path / "bars.png", target=0.7
+    ),
   }
   for name, path in made.items():
     assert path.endswith(".png") and (tmp_path / path).stat().st_size > 1000, name
@@ -274,15 +301,30 @@ def test_every_plot_writes_a_png(tmp_path):
 
 
 def test_training_curves_draw_every_methods_loss_terms():
-  logs = [{"step": 10, "task": 1, "epoch": 1, "phase": "main", "loss": 1.0, "ce": 0.9,
-           "anchor": 0.0, "representation": 2.0, "train_accuracy": 0.5, "grad_norm": 3.0,
-           "keep_ratio_1": 0.7, "buffer_seen": 10.0}]
+  logs = [
+    {
+      "step": 10,
+      "task": 1,
+      "epoch": 1,
+      "phase": "main",
+      "loss": 1.0,
+      "ce": 0.9,
+      "anchor": 0.0,
+      "representation": 2.0,
+      "train_accuracy": 0.5,
+      "grad_norm": 3.0,
+      "keep_ratio_1": 0.7,
+      "buffer_seen": 10.0,
+    }
+  ]
   assert plots.loss_terms(logs) == ["loss", "anchor", "ce", "representation"]
 
 
 def test_index_html_links_figures_relatively(tmp_path):
-  out = plots.index_html([("Fig. 3 <rates>", "fig 3.png", "Class-wise & task-wise."),
-                          ("JSD", "jsd.png", "x100")], tmp_path / "analysis" / "index.html")
+  out = plots.index_html(
+    [("Fig. 3 <rates>", "fig 3.png", "Class-wise & task-wise."), ("JSD", "jsd.png", "x100")],
+    tmp_path / "analysis" / "index.html",
+  )
   text = (tmp_path / "analysis" / "index.html").read_text(encoding="utf-8")
   assert out == str(tmp_path / "analysis" / "index.html")
   assert 'src="fig%203.png"' in text and 'src="jsd.png"' in text
@@ -294,8 +336,8 @@ def test_analyze_command_end_to_end(tiny_data, tiny_config, tmp_path, monkeypatc
   import json
   import os
 
-  from dynamos_jax import analyze
-  from dynamos_jax import train
+  from dynamos_jax import analyze, train
+
   tiny_config.epochs = 1
   tiny_config.train.max_steps_per_task = 3
   train.train_and_evaluate(tiny_config, str(tmp_path))
@@ -319,6 +361,7 @@ def test_analyze_command_end_to_end(tiny_data, tiny_config, tmp_path, monkeypatc
   # A class whose last-layer filters are all off (an early checkpoint) has no JSD:
   # analyze says so in one line and draws the rest.
   from dynamos_jax.methods.dynamos import analysis
+
   rates = analysis.activation_rates
 
   def silent_class_2(actions, labels, n):
@@ -337,13 +380,17 @@ def test_analyze_command_end_to_end(tiny_data, tiny_config, tmp_path, monkeypatc
 def test_analyze_without_agents_draws_accuracy_and_curves(tiny_data, tiny_config, tmp_path):
   import os
 
-  from dynamos_jax import analyze
-  from dynamos_jax import train
+  from dynamos_jax import analyze, train
+
   tiny_config.method = "sgd"
   tiny_config.epochs = 1
   tiny_config.train.max_steps_per_task = 2
   train.train_and_evaluate(tiny_config, str(tmp_path))
   analyze.analyze(str(tmp_path))
   pngs = sorted(p for p in os.listdir(tmp_path / "analysis") if p.endswith(".png"))
-  assert pngs == ["class_il_matrix.png", "task_accuracy_bars.png", "task_il_matrix.png",
-                  "training_curves.png"]
+  assert pngs == [
+    "class_il_matrix.png",
+    "task_accuracy_bars.png",
+    "task_il_matrix.png",
+    "training_curves.png",
+  ]

@@ -49,14 +49,14 @@ def random_batch(rng, batch_size, attention_dim):
   valid = rng.random(batch_size) < 0.8
   # Padding only at the end, as for a last partial batch, half the time.
   if rng.random() < 0.5:
-    valid[rng.integers(1, batch_size + 1):] = False
+    valid[rng.integers(1, batch_size + 1) :] = False
   return dict(
-      images=rng.integers(1, 256, (batch_size, *IMAGE_SHAPE)).astype(np.uint8),
-      labels=labels,
-      logits=rng.normal(size=(batch_size, NUM_CLASSES)).astype(np.float32),
-      attention=rng.normal(size=(batch_size, attention_dim)).astype(np.float32),
-      valid=valid,
-      correct=rng.random(batch_size) < 0.7,
+    images=rng.integers(1, 256, (batch_size, *IMAGE_SHAPE)).astype(np.uint8),
+    labels=labels,
+    logits=rng.normal(size=(batch_size, NUM_CLASSES)).astype(np.float32),
+    attention=rng.normal(size=(batch_size, attention_dim)).astype(np.float32),
+    valid=valid,
+    correct=rng.random(batch_size) < 0.7,
   )
 
 
@@ -76,22 +76,28 @@ def test_insert_matches_python_reservoir(only_valid, attention_dim):
   capacity, batch_size = 7, 5
   rng = np.random.default_rng(0)
   state = buffer.init(capacity, IMAGE_SHAPE, NUM_CLASSES, attention_dim)
-  ref = {name: np.array(getattr(state, name))
-         for name in ("images", "labels", "logits", "attention")}
+  ref = {
+    name: np.array(getattr(state, name)) for name in ("images", "labels", "logits", "attention")
+  }
   ref["n"] = 0
-  draw = jax.jit(functools.partial(buffer.reservoir_draws,
-                                   only_valid=only_valid))
+  draw = jax.jit(functools.partial(buffer.reservoir_draws, only_valid=only_valid))
   insert = jitted_insert(only_valid)
   key = jax.random.key(0)
   # 60 batches of 5 cover the fill phase, the crossing of M inside a batch and
   # a long replacement phase where same-batch collisions are common.
   for step in range(60):
     batch = random_batch(rng, batch_size, attention_dim)
-    draws = draw(jax.random.fold_in(key, step), state, batch["valid"],
-                 batch["correct"])
-    state = insert(state, draws, batch["images"], batch["labels"],
-                   batch["logits"], batch["attention"], batch["valid"],
-                   batch["correct"])
+    draws = draw(jax.random.fold_in(key, step), state, batch["valid"], batch["correct"])
+    state = insert(
+      state,
+      draws,
+      batch["images"],
+      batch["labels"],
+      batch["logits"],
+      batch["attention"],
+      batch["valid"],
+      batch["correct"],
+    )
     reference_insert(ref, np.asarray(draws), batch, only_valid)
     assert_state_equals_reference(state, ref)
   assert ref["n"] > 4 * capacity
@@ -110,14 +116,13 @@ def test_later_sample_wins_contested_slot(only_valid):
   correct = jnp.array([True, True, True, True, False, True])
   batch_size = labels.shape[0]
   images = jnp.broadcast_to(
-      jnp.arange(1, batch_size + 1, dtype=jnp.uint8)[:, None, None, None],
-      (batch_size, *IMAGE_SHAPE))
-  logits = jnp.broadcast_to(jnp.arange(batch_size, dtype=jnp.float32)[:, None],
-                            (batch_size, NUM_CLASSES))
-  attention = jnp.broadcast_to(
-      jnp.arange(batch_size, dtype=jnp.float32)[:, None], (batch_size, 2))
-  new = jitted_insert(only_valid)(state, draws, images, labels, logits,
-                                  attention, valid, correct)
+    jnp.arange(1, batch_size + 1, dtype=jnp.uint8)[:, None, None, None], (batch_size, *IMAGE_SHAPE)
+  )
+  logits = jnp.broadcast_to(
+    jnp.arange(batch_size, dtype=jnp.float32)[:, None], (batch_size, NUM_CLASSES)
+  )
+  attention = jnp.broadcast_to(jnp.arange(batch_size, dtype=jnp.float32)[:, None], (batch_size, 2))
+  new = jitted_insert(only_valid)(state, draws, images, labels, logits, attention, valid, correct)
   np.testing.assert_array_equal(new.labels, [2, 3, 0])
   np.testing.assert_array_equal(new.images[:, 0, 0, 0], [2, 4, 0])
   np.testing.assert_array_equal(new.logits[:, 0], [1, 3, 0])
@@ -133,8 +138,9 @@ def test_draws_cover_inclusive_range():
   valid = jnp.array([True, True, False, True])
   correct = jnp.ones(4, bool)
   keys = jax.random.split(jax.random.key(1), 2000)
-  draws = jax.vmap(lambda k: buffer.reservoir_draws(
-      k, state, valid, correct, only_valid=False))(keys)
+  draws = jax.vmap(lambda k: buffer.reservoir_draws(k, state, valid, correct, only_valid=False))(
+    keys
+  )
   for b, n in enumerate([5, 6, 8, 7]):
     if not valid[b]:
       continue
@@ -154,24 +160,28 @@ def test_retention_probability_is_capacity_over_seen():
   capacity, num_samples, batch_size, reps = 20, 200, 10, 4000
   num_batches = num_samples // batch_size
   ones = jnp.ones(batch_size, bool)
-  ids = jnp.arange(num_samples, dtype=jnp.int32).reshape(num_batches,
-                                                         batch_size)
+  ids = jnp.arange(num_samples, dtype=jnp.int32).reshape(num_batches, batch_size)
 
   def run(key):
     state = buffer.init(capacity, (1, 1, 1), 1, 0)
 
     def step(state, xs):
       batch_key, labels = xs
-      draws = buffer.reservoir_draws(batch_key, state, ones, ones,
-                                     only_valid=False)
+      draws = buffer.reservoir_draws(batch_key, state, ones, ones, only_valid=False)
       state = buffer.insert(
-          state, draws, jnp.zeros((batch_size, 1, 1, 1), jnp.uint8), labels,
-          jnp.zeros((batch_size, 1)), jnp.zeros((batch_size, 0)), ones, ones,
-          only_valid=False)
+        state,
+        draws,
+        jnp.zeros((batch_size, 1, 1, 1), jnp.uint8),
+        labels,
+        jnp.zeros((batch_size, 1)),
+        jnp.zeros((batch_size, 0)),
+        ones,
+        ones,
+        only_valid=False,
+      )
       return state, None
 
-    state, _ = jax.lax.scan(step, state,
-                            (jax.random.split(key, num_batches), ids))
+    state, _ = jax.lax.scan(step, state, (jax.random.split(key, num_batches), ids))
     return jnp.zeros(num_samples, jnp.int32).at[state.labels].add(1)
 
   kept = jax.jit(jax.vmap(run))(jax.random.split(jax.random.key(2), reps))
@@ -189,33 +199,34 @@ def filled_state(capacity, num_seen):
   """A buffer whose slot i holds label i + 1 (0 marks a zero row)."""
   state = buffer.init(capacity, IMAGE_SHAPE, NUM_CLASSES, 2)
   return state.replace(
-      labels=jnp.arange(1, capacity + 1, dtype=jnp.int32),
-      images=jnp.ones_like(state.images),
-      num_seen=jnp.int32(num_seen))
+    labels=jnp.arange(1, capacity + 1, dtype=jnp.int32),
+    images=jnp.ones_like(state.images),
+    num_seen=jnp.int32(num_seen),
+  )
 
 
-@pytest.mark.parametrize("capacity,num_seen,size", [
-    (10, 4, 6),    # fewer filled than size
-    (10, 7, 7),    # exactly size filled
-    (10, 50, 6),   # full buffer
-    (4, 50, 6),    # size larger than the buffer
-    (10, 0, 3),    # empty
-])
-def test_sample_without_replacement_from_filled_range(capacity, num_seen,
-                                                      size):
+@pytest.mark.parametrize(
+  "capacity,num_seen,size",
+  [
+    (10, 4, 6),  # fewer filled than size
+    (10, 7, 7),  # exactly size filled
+    (10, 50, 6),  # full buffer
+    (4, 50, 6),  # size larger than the buffer
+    (10, 0, 3),  # empty
+  ],
+)
+def test_sample_without_replacement_from_filled_range(capacity, num_seen, size):
   reps = 3000
   state = filled_state(capacity, num_seen)
   filled = min(num_seen, capacity)
-  sample = jax.jit(jax.vmap(
-      lambda k: buffer.sample(state, k, size, only_valid=False)))
+  sample = jax.jit(jax.vmap(lambda k: buffer.sample(state, k, size, only_valid=False)))
   replay, mask = sample(jax.random.split(jax.random.key(3), reps))
   assert replay.images.shape == (reps, size, *IMAGE_SHAPE)
   assert replay.logits.shape == (reps, size, NUM_CLASSES)
   assert replay.attention.shape == (reps, size, 2)
   labels, mask = np.asarray(replay.labels), np.asarray(mask)
   real = min(size, filled)
-  np.testing.assert_array_equal(
-      mask, np.broadcast_to(np.arange(size) < real, mask.shape))
+  np.testing.assert_array_equal(mask, np.broadcast_to(np.arange(size) < real, mask.shape))
   # Masked-out rows are zero; real rows are buffer rows from the filled range.
   assert np.all(labels[~mask] == 0)
   assert np.all(np.asarray(replay.images)[~mask] == 0)
@@ -239,9 +250,16 @@ def test_incorrect_sample_in_fill_phase(only_valid):
   valid = jnp.array([True])
 
   def add(state, label, correct):
-    return insert(state, jnp.zeros(1, jnp.int32), ones,
-                  jnp.array([label], jnp.int32), jnp.ones((1, NUM_CLASSES)),
-                  jnp.ones((1, 1)), valid, jnp.array([correct]))
+    return insert(
+      state,
+      jnp.zeros(1, jnp.int32),
+      ones,
+      jnp.array([label], jnp.int32),
+      jnp.ones((1, NUM_CLASSES)),
+      jnp.ones((1, 1)),
+      valid,
+      jnp.array([correct]),
+    )
 
   state = add(state, 2, True)
   state = add(state, 3, False)
@@ -256,8 +274,7 @@ def test_incorrect_sample_in_fill_phase(only_valid):
     np.testing.assert_array_equal(state.labels, [2, 0, 1, 0])
     np.testing.assert_array_equal(state.images[1], 0)
     np.testing.assert_array_equal(state.logits[1], 0)
-  replay, mask = buffer.sample(state, jax.random.key(0), 4,
-                               only_valid=only_valid)
+  replay, mask = buffer.sample(state, jax.random.key(0), 4, only_valid=only_valid)
   assert int(mask.sum()) == int(state.num_seen)
   if not only_valid:
     # The zero slot is replayed like any other.
@@ -266,6 +283,7 @@ def test_incorrect_sample_in_fill_phase(only_valid):
 
 def test_traced_once_across_num_seen():
   capacity, batch_size = 5, 3
+
   # chex needs real functions (it reads their source location), not partials.
   @jax.jit
   @chex.assert_max_traces(n=1)
@@ -290,9 +308,16 @@ def test_traced_once_across_num_seen():
     batch["valid"][:] = True
     key, draw_key, sample_key = jax.random.split(key, 3)
     draws = draw(draw_key, state, batch["valid"], batch["correct"])
-    state = insert(state, draws, batch["images"], batch["labels"],
-                   batch["logits"], batch["attention"], batch["valid"],
-                   batch["correct"])
+    state = insert(
+      state,
+      draws,
+      batch["images"],
+      batch["labels"],
+      batch["logits"],
+      batch["attention"],
+      batch["valid"],
+      batch["correct"],
+    )
     sample(state, sample_key)
   assert int(state.num_seen) == 18
 
@@ -303,16 +328,25 @@ def test_capacity_zero():
   assert state.attention.shape == (0, 3)
   batch = random_batch(np.random.default_rng(5), 4, 3)
   for only_valid in (False, True):
-    draws = buffer.reservoir_draws(jax.random.key(5), state, batch["valid"],
-                                   batch["correct"], only_valid=only_valid)
+    draws = buffer.reservoir_draws(
+      jax.random.key(5), state, batch["valid"], batch["correct"], only_valid=only_valid
+    )
     new = jitted_insert(only_valid)(
-        state, draws, batch["images"], batch["labels"], batch["logits"],
-        batch["attention"], batch["valid"], batch["correct"])
+      state,
+      draws,
+      batch["images"],
+      batch["labels"],
+      batch["logits"],
+      batch["attention"],
+      batch["valid"],
+      batch["correct"],
+    )
     counted = batch["valid"] & (batch["correct"] | (not only_valid))
     assert int(new.num_seen) == counted.sum()
     assert new.images.shape == state.images.shape
-    replay, mask = jax.jit(functools.partial(
-        buffer.sample, size=5, only_valid=only_valid))(new, jax.random.key(6))
+    replay, mask = jax.jit(functools.partial(buffer.sample, size=5, only_valid=only_valid))(
+      new, jax.random.key(6)
+    )
     assert replay.images.shape == (5, *IMAGE_SHAPE)
     assert replay.images.dtype == jnp.uint8
     assert replay.labels.shape == (5,)

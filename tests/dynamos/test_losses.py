@@ -36,7 +36,9 @@ def test_reinforce_loss_by_hand_and_no_gradient_through_reward():
   mask = jnp.array([True, True, False])
   # mean over 2 samples x 2 agents of -R * log pi.
   expected = (-0.25 + 0.0 - 1.25 - 2.5) / 4
-  np.testing.assert_allclose(loss_terms.reinforce_loss(log_prob, rewards, mask), expected, rtol=1e-6)
+  np.testing.assert_allclose(
+    loss_terms.reinforce_loss(log_prob, rewards, mask), expected, rtol=1e-6
+  )
   grad_r = jax.grad(lambda r: loss_terms.reinforce_loss(log_prob, r, mask))(rewards)
   np.testing.assert_array_equal(grad_r, 0.0)
   grad_lp = jax.grad(lambda lp: loss_terms.reinforce_loss(lp, rewards, mask))(log_prob)
@@ -46,8 +48,11 @@ def test_reinforce_loss_by_hand_and_no_gradient_through_reward():
 def test_reward_has_no_gradient():
   logits = jnp.array([[2.0, 0.0], [0.0, 1.0]])
   actions = jnp.array([[1.0, 0.0], [1.0, 1.0]])
-  g = jax.grad(lambda z: jnp.sum(loss_terms.reward(z, actions, jnp.array([0, 0]), keep_ratio=0.7,
-                                               penalty=500.0, num_agents=1)))(logits)
+  g = jax.grad(
+    lambda z: jnp.sum(
+      loss_terms.reward(z, actions, jnp.array([0, 0]), keep_ratio=0.7, penalty=500.0, num_agents=1)
+    )
+  )(logits)
   np.testing.assert_array_equal(g, 0.0)
 
 
@@ -58,8 +63,9 @@ def test_prototype_loss_unordered_pairs_by_hand():
   # Same-class pair (0,1): d = 1. Different: (0,2): 4, (1,2): 5. Per-pair MSE = d / D, D = 2.
   within, between = 1.0 / 2, (4.0 + 5.0) / 2
   expected = (1 + within) / (1 + between)
-  np.testing.assert_allclose(loss_terms.prototype_loss(attention, labels, correct), expected,
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    loss_terms.prototype_loss(attention, labels, correct), expected, rtol=1e-6
+  )
 
 
 def test_prototype_loss_needs_three_correct():
@@ -84,8 +90,9 @@ def test_consistency_is_elementwise_mean_over_real_rows():
   new = jnp.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [9.0, 9.0, 9.0]])
   old = jnp.array([[0.0, 0.0, 0.0], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0]])
   mask = jnp.array([True, True, False])
-  np.testing.assert_allclose(loss_terms.consistency_loss(new, old, mask), (1 + 4 + 9 + 4) / 6,
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    loss_terms.consistency_loss(new, old, mask), (1 + 4 + 9 + 4) / 6, rtol=1e-6
+  )
   g = jax.grad(lambda o: loss_terms.consistency_loss(new, o, mask))(old)
   np.testing.assert_array_equal(g, 0.0)  # stored values are targets
 
@@ -103,13 +110,19 @@ def test_log_prob_clips_at_float32_epsilon():
 def gated_forward():
   model = ResNet(num_classes=4, nf=8, reduction=4)
   images = jax.random.uniform(jax.random.key(0), (6, 8, 8, 3))
-  variables = model.init({"params": jax.random.key(1), "gates": jax.random.key(2)}, images,
-                         "sample", True)
+  variables = model.init(
+    {"params": jax.random.key(1), "gates": jax.random.key(2)}, images, "sample", True
+  )
 
   def forward(params):
-    (logits, aux), _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]},
-                                   images, "sample", True, rngs={"gates": jax.random.key(3)},
-                                   mutable=["batch_stats"])
+    (logits, aux), _ = model.apply(
+      {"params": params, "batch_stats": variables["batch_stats"]},
+      images,
+      "sample",
+      True,
+      rngs={"gates": jax.random.key(3)},
+      mutable=["batch_stats"],
+    )
     return logits, aux
 
   return forward, variables["params"]
@@ -118,16 +131,21 @@ def gated_forward():
 # The four agents in the order of aux's columns (spec 1.1), and the backbone
 # units upstream of each agent's input: agent l's losses may reach exactly
 # these (and agent l itself), nothing else.
-AGENTS = [("layer2_0", "agent_a"), ("layer2_0", "agent_b"), ("layer2_1", "agent_a"),
-          ("layer2_1", "agent_b")]
+AGENTS = [
+  ("layer2_0", "agent_a"),
+  ("layer2_0", "agent_b"),
+  ("layer2_1", "agent_a"),
+  ("layer2_1", "agent_b"),
+]
 _STAGE_1 = {"conv1", "bn1", "layer1_0", "layer1_1"}
-_BLOCK_1 = {"layer2_0/" + u for u in ("conv_a", "bn_a", "conv_b", "bn_b", "shortcut_conv",
-                                      "shortcut_bn")}
+_BLOCK_1 = {
+  "layer2_0/" + u for u in ("conv_a", "bn_a", "conv_b", "bn_b", "shortcut_conv", "shortcut_bn")
+}
 UPSTREAM = [
-    _STAGE_1,  # agent 1 reads the stage-1 output
-    _STAGE_1 | {"layer2_0/conv_a", "layer2_0/bn_a"},  # agent 2: block 2.1's masked conv a
-    _STAGE_1 | _BLOCK_1,  # agent 3: block 2.1's output
-    _STAGE_1 | _BLOCK_1 | {"layer2_1/conv_a", "layer2_1/bn_a"},  # agent 4: block 2.2's conv a
+  _STAGE_1,  # agent 1 reads the stage-1 output
+  _STAGE_1 | {"layer2_0/conv_a", "layer2_0/bn_a"},  # agent 2: block 2.1's masked conv a
+  _STAGE_1 | _BLOCK_1,  # agent 3: block 2.1's output
+  _STAGE_1 | _BLOCK_1 | {"layer2_1/conv_a", "layer2_1/bn_a"},  # agent 4: block 2.2's conv a
 ]
 
 
@@ -156,16 +174,26 @@ def loss_gradients(gated_forward):
 
   def all_losses(p):
     logits, aux = forward(p)
-    r = loss_terms.reward(logits, aux["actions"], labels, keep_ratio=0.7, penalty=500.0,
-                      num_agents=4)
-    policy = [loss_terms.reinforce_loss(aux["log_prob"][:, l:l + 1], r[:, l:l + 1], mask)
-              for l in range(4)]
-    proto = [loss_terms.prototype_loss(aux["attention"][:, l * width:(l + 1) * width], labels, mask)
-             for l in range(4)]
-    return jnp.stack(policy + proto + [
+    r = loss_terms.reward(
+      logits, aux["actions"], labels, keep_ratio=0.7, penalty=500.0, num_agents=4
+    )
+    policy = [
+      loss_terms.reinforce_loss(aux["log_prob"][:, l : l + 1], r[:, l : l + 1], mask)
+      for l in range(4)
+    ]
+    proto = [
+      loss_terms.prototype_loss(aux["attention"][:, l * width : (l + 1) * width], labels, mask)
+      for l in range(4)
+    ]
+    return jnp.stack(
+      policy
+      + proto
+      + [
         loss_terms.reinforce_loss(aux["log_prob"], r, mask),
         loss_terms.prototype_loss(aux["attention"], labels, mask),
-        losses.cross_entropy(logits, labels, mask)])
+        losses.cross_entropy(logits, labels, mask),
+      ]
+    )
 
   jac = jax.jit(jax.jacrev(all_losses))(params)
   rows = {}
@@ -194,13 +222,11 @@ def test_cross_entropy_does_not_reach_agents(loss_gradients):
 
 @pytest.mark.parametrize("loss", ["policy", "prototype"])
 @pytest.mark.parametrize("agent", [0, 1, 2, 3])
-def test_each_agents_losses_reach_that_agent_and_what_feeds_it_only(loss_gradients, loss,
-                                                                    agent):
+def test_each_agents_losses_reach_that_agent_and_what_feeds_it_only(loss_gradients, loss, agent):
   g = loss_gradients[loss, agent]
   for (owner, path), value in g.items():
     should = owner == agent or owner in UPSTREAM[agent]
-    assert _nonzero(value) == should, (path, "expected a gradient" if should else
-                                       "expected none")
+    assert _nonzero(value) == should, (path, "expected a gradient" if should else "expected none")
 
 
 @pytest.mark.parametrize("loss", ["policy", "prototype"])

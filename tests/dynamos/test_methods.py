@@ -7,12 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynamos_jax.methods.dynamos import buffer as buffer_lib
-from dynamos_jax import methods
-from dynamos_jax import chunks
-from dynamos_jax import train
+from dynamos_jax import chunks, methods, train
 from dynamos_jax.config import base_config
 from dynamos_jax.data.streams import Batch, EpochData
+from dynamos_jax.methods.dynamos import buffer as buffer_lib
 from dynamos_jax.methods.dynamos.resnet import ResNet
 
 import dynamos_reference as ref
@@ -39,11 +37,17 @@ def fixed(tiny_data):
 
   def replay(rows, real):
     logits = jnp.asarray(rng.normal(size=(len(rows), 10)), jnp.float32)
-    return (buffer_lib.Replay(jnp.asarray(x[rows]), jnp.asarray(y[rows]), logits,
-                              jnp.zeros((len(rows), 0))), jnp.asarray(real))
+    return (
+      buffer_lib.Replay(
+        jnp.asarray(x[rows]), jnp.asarray(y[rows]), logits, jnp.zeros((len(rows), 0))
+      ),
+      jnp.asarray(real),
+    )
 
-  replays = (replay([40, 60, 80, 100], [True, True, True, False]),
-             replay([20, 50, 70, 110], [True, True, True, True]))
+  replays = (
+    replay([40, 60, 80, 100], [True, True, True, False]),
+    replay([20, 50, 70, 110], [True, True, True, True]),
+  )
   return model, variables, batch, replays
 
 
@@ -60,15 +64,18 @@ def test_baseline_is_eq8(fixed):
   config.model.nf, config.model.mlp_reduction = 8, 4
   method = methods.REGISTRY["baseline"].from_config(config, TEN_CLASSES)
   assert method.model == model
-  loss, out = method.loss(variables["params"], variables["batch_stats"], batch,
-                          replays[:1], jax.random.key(0))
+  loss, out = method.loss(
+    variables["params"], variables["batch_stats"], batch, replays[:1], jax.random.key(0)
+  )
   (replay, real) = replays[0]
   z, v1 = _forward(model, variables, batch.images, batch.mask)
   zm, v2 = _forward(model, v1, replay.images, real)  # second forward after the first's BN update
   r = np.asarray(real)
-  expected = (_np_cross_entropy(z, batch.labels)
-              + 0.3 * np.mean((zm[r] - np.asarray(replay.logits)[r]) ** 2)
-              + 1.7 * _np_cross_entropy(zm[r], np.asarray(replay.labels)[r]))
+  expected = (
+    _np_cross_entropy(z, batch.labels)
+    + 0.3 * np.mean((zm[r] - np.asarray(replay.logits)[r]) ** 2)
+    + 1.7 * _np_cross_entropy(zm[r], np.asarray(replay.labels)[r])
+  )
   np.testing.assert_allclose(loss, expected, rtol=1e-5)
   jax.tree.map(np.testing.assert_array_equal, out.batch_stats, v2["batch_stats"])
   np.testing.assert_allclose(out.logits, z, rtol=1e-6)
@@ -77,8 +84,9 @@ def test_baseline_is_eq8(fixed):
 def test_er_is_cross_entropy_of_the_concatenated_batch(fixed):
   model, variables, batch, replays = fixed
   method = methods.REGISTRY["er"](model=model, lr=0.1)
-  loss, out = method.loss(variables["params"], variables["batch_stats"], batch,
-                          replays[:1], jax.random.key(0))
+  loss, out = method.loss(
+    variables["params"], variables["batch_stats"], batch, replays[:1], jax.random.key(0)
+  )
   replay, real = replays[0]
   r = np.asarray(real)
   images = jnp.concatenate([batch.images, replay.images])
@@ -97,51 +105,65 @@ def test_derpp_uses_logits_of_the_first_draw_and_labels_of_the_second(fixed):
   config.model.nf, config.model.mlp_reduction = 8, 4
   method = methods.REGISTRY["derpp"].from_config(config, TEN_CLASSES)
   assert method.reservoir.draws == 2 and not method.reservoir.insert_if_correct
-  loss, out = method.loss(variables["params"], variables["batch_stats"], batch, replays,
-                          jax.random.key(0))
+  loss, out = method.loss(
+    variables["params"], variables["batch_stats"], batch, replays, jax.random.key(0)
+  )
   (m1, real1), (m2, real2) = replays
   z, v = _forward(model, variables, batch.images, batch.mask)
   z1, v = _forward(model, v, m1.images, real1)
   z2, v = _forward(model, v, m2.images, real2)
   r1 = np.asarray(real1)
-  expected = (_np_cross_entropy(z, batch.labels)
-              + 0.4 * np.mean((z1[r1] - np.asarray(m1.logits)[r1]) ** 2)
-              + 0.9 * _np_cross_entropy(z2, m2.labels))
+  expected = (
+    _np_cross_entropy(z, batch.labels)
+    + 0.4 * np.mean((z1[r1] - np.asarray(m1.logits)[r1]) ** 2)
+    + 0.9 * _np_cross_entropy(z2, m2.labels)
+  )
   np.testing.assert_allclose(loss, expected, rtol=1e-5)
   jax.tree.map(np.testing.assert_array_equal, out.batch_stats, v["batch_stats"])
 
 
 def test_dynamos_nobuffer_is_eq7_without_the_replay_terms(tiny_data, tiny_config):
   # Weights all different from each other and from the defaults.
-  tiny_config.dynamos.update(gamma=0.6, w_p=0.25, kr=0.55, lam=37.0, alpha=0.3, beta=1.7,
-                             alpha_p=0.45)
+  tiny_config.dynamos.update(
+    gamma=0.6, w_p=0.25, kr=0.55, lam=37.0, alpha=0.3, beta=1.7, alpha_p=0.45
+  )
   d = tiny_config.dynamos
   method = methods.REGISTRY["dynamos_nobuffer"].from_config(tiny_config, TEN_CLASSES)
   assert method.gated and method.reservoir is None
   model = method.model
-  variables = model.init({"params": jax.random.key(0), "gates": jax.random.key(1)},
-                         jnp.zeros((2, 8, 8, 3), jnp.uint8), "sample", True)
+  variables = model.init(
+    {"params": jax.random.key(0), "gates": jax.random.key(1)},
+    jnp.zeros((2, 8, 8, 3), jnp.uint8),
+    "sample",
+    True,
+  )
   images = jnp.asarray(tiny_data.train_images[::12][:10])
   key = jax.random.key(2)
   # The loss's own forward: train mode, gates drawn with the first half of its key.
-  (z, aux), _ = jax.jit(lambda v, x, k: model.apply(
-      v, x, "sample", True, jnp.ones(10, bool), rngs={"gates": k}, mutable=["batch_stats"]))(
-          variables, images, jax.random.split(key)[0])
+  (z, aux), _ = jax.jit(
+    lambda v, x, k: model.apply(
+      v, x, "sample", True, jnp.ones(10, bool), rngs={"gates": k}, mutable=["batch_stats"]
+    )
+  )(variables, images, jax.random.split(key)[0])
   # Labels from the predictions: four right (the prototype term is on), six wrong.
   pred = np.argmax(z, -1)
   labels = np.where(np.arange(10) < 4, pred, (pred + 1) % 10).astype(np.int32)
   batch = Batch(images, jnp.asarray(labels), jnp.ones(10, bool))
   loss, out = jax.jit(lambda p, s, b, k: method.loss(p, s, b, (), k))(
-      variables["params"], variables["batch_stats"], batch, key)
+    variables["params"], variables["batch_stats"], batch, key
+  )
   assert not any(k.startswith(("replay", "mse")) for k in out.metrics)
 
   z64, a64, v64 = (np.asarray(x, np.float64) for x in (z, aux["actions"], aux["attention"]))
   is_correct = ref.correct(z, labels)
   assert is_correct.sum() == 4
-  terms = {"ce": ref.cross_entropy(np, z64, labels),
-           "reinforce": ref.reinforce(np, ref.log_prob(np, v64, a64, d.tau, 4),
-                                      ref.rewards(z, a64, labels, d.kr, d.lam, 4)),
-           "prototype": ref.prototype(np, v64, labels, is_correct)}
+  terms = {
+    "ce": ref.cross_entropy(np, z64, labels),
+    "reinforce": ref.reinforce(
+      np, ref.log_prob(np, v64, a64, d.tau, 4), ref.rewards(z, a64, labels, d.kr, d.lam, 4)
+    ),
+    "prototype": ref.prototype(np, v64, labels, is_correct),
+  }
   for name, value in terms.items():
     assert abs(value) > 1e-3, name
     np.testing.assert_allclose(out.metrics[name], value, rtol=2e-5, err_msg=name)
@@ -160,8 +182,13 @@ def _step_once(config, dataset, edit=None):
   """
   exp = train.Experiment(config)
   order = (jnp.arange(5, dtype=jnp.int32) * 12).reshape(1, 5)
-  data = EpochData(jnp.asarray(dataset.train_images), jnp.asarray(dataset.train_labels),
-                   order, jnp.ones((1, 5), bool), jnp.int32(0))
+  data = EpochData(
+    jnp.asarray(dataset.train_images),
+    jnp.asarray(dataset.train_labels),
+    order,
+    jnp.ones((1, 5), bool),
+    jnp.int32(0),
+  )
   state = exp.initial_state()
   if edit is not None:
     state = state.replace(learner=edit(state.learner))

@@ -17,8 +17,9 @@ def _count(params):
 
 def test_parameter_counts_match_the_reference():
   images = jnp.zeros((2, 28, 28, 3), jnp.uint8)
-  gated = ResNet(10).init({"params": jax.random.key(0), "gates": jax.random.key(1)}, images,
-                          "sample", True)
+  gated = ResNet(10).init(
+    {"params": jax.random.key(0), "gates": jax.random.key(1)}, images, "sample", True
+  )
   plain = ResNet(10, gated=False).init(jax.random.key(0), images, "off")
   assert _count(gated["params"]) == 187_578  # spec 1.2
   assert _count(plain["params"]) == 170_410
@@ -30,8 +31,9 @@ def test_parameter_counts_match_the_reference():
 def tiny():
   model = ResNet(num_classes=5, nf=8, reduction=4)
   images = jax.random.randint(jax.random.key(0), (4, 8, 8, 3), 0, 256).astype(jnp.uint8)
-  variables = model.init({"params": jax.random.key(1), "gates": jax.random.key(2)}, images,
-                         "sample", True)
+  variables = model.init(
+    {"params": jax.random.key(1), "gates": jax.random.key(2)}, images, "sample", True
+  )
   return model, images, variables
 
 
@@ -87,8 +89,9 @@ def test_second_agent_also_masks_the_shortcut(tiny):
     logits, _ = model.apply(variables, images, "threshold", False)
   # Every channel of the last block is dropped, shortcut included: the pooled
   # features are zero and only the head's bias is left.
-  np.testing.assert_allclose(logits, jnp.broadcast_to(variables["params"]["head"]["bias"],
-                                                      logits.shape), atol=1e-6)
+  np.testing.assert_allclose(
+    logits, jnp.broadcast_to(variables["params"]["head"]["bias"], logits.shape), atol=1e-6
+  )
 
 
 def test_first_agent_masks_after_batchnorm_before_relu(tiny):
@@ -118,8 +121,9 @@ def test_bn_mask_ignores_padding(tiny):
   (logits_a, _), stats_a = run(images, None)
   (logits_b, _), stats_b = run(padded, mask)
   np.testing.assert_allclose(logits_a, logits_b[:4], rtol=1e-5, atol=1e-5)
-  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6),
-               stats_a, stats_b)
+  jax.tree.map(
+    lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), stats_a, stats_b
+  )
 
 
 def _capture_agent_inputs(patterns):
@@ -148,9 +152,12 @@ def test_second_agent_reads_the_masked_post_relu_output_of_conv_a(tiny):
   rng = np.random.default_rng(0)
   # Running statistics far from (0, 1), so that BN's place matters.
   stats = jax.tree_util.tree_map_with_path(
-      lambda p, x: jnp.asarray(rng.normal(0.0, 0.5, x.shape) if p[-1].key == "mean"
-                               else rng.uniform(0.5, 2.0, x.shape), x.dtype),
-      variables["batch_stats"])
+    lambda p, x: jnp.asarray(
+      rng.normal(0.0, 0.5, x.shape) if p[-1].key == "mean" else rng.uniform(0.5, 2.0, x.shape),
+      x.dtype,
+    ),
+    variables["batch_stats"],
+  )
   params = variables["params"]
   pattern = jnp.asarray(np.arange(16) % 3 != 0, jnp.float32)  # drops channels 0, 3, 6, ...
   patterns = {("layer2_0", "agent_a"): pattern, ("layer2_1", "agent_a"): pattern}
@@ -161,9 +168,13 @@ def test_second_agent_reads_the_masked_post_relu_output_of_conv_a(tiny):
   for block, stride in (("layer2_0", 2), ("layer2_1", 1)):
     x = seen[block, "agent_a"]  # the block's input: the first agent reads it
     # conv a (3x3, PyTorch padding 1) and eval-mode BN, written out here.
-    y = jax.lax.conv_general_dilated(x, params[block]["conv_a"]["kernel"], (stride, stride),
-                                     ((1, 1), (1, 1)),
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = jax.lax.conv_general_dilated(
+      x,
+      params[block]["conv_a"]["kernel"],
+      (stride, stride),
+      ((1, 1), (1, 1)),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
     bn, bn_stats = params[block]["bn_a"], stats[block]["bn_a"]
     y = (y - bn_stats["mean"]) / jnp.sqrt(bn_stats["var"] + 1e-5) * bn["scale"] + bn["bias"]
     expected = np.maximum(np.asarray(y) * np.asarray(pattern), 0.0)
@@ -176,7 +187,8 @@ def test_second_agent_reads_the_masked_post_relu_output_of_conv_a(tiny):
 
 def _torch_default_bound(fan_in):
   """PyTorch's default init bound: kaiming_uniform(a=sqrt(5)) gives gain * sqrt(3 / fan_in)
-  with gain = sqrt(2 / (1 + a^2)) = sqrt(1 / 3), i.e. 1 / sqrt(fan_in); biases U(+-1/sqrt(fan_in))."""
+  with gain = sqrt(2 / (1 + a^2)) = sqrt(1 / 3), i.e. 1 / sqrt(fan_in); biases
+  U(+-1/sqrt(fan_in))."""
   gain = np.sqrt(2.0 / (1.0 + 5.0))
   return gain * np.sqrt(3.0 / fan_in)
 
@@ -184,8 +196,12 @@ def _torch_default_bound(fan_in):
 def test_initialisation_is_pytorchs_default():
   """Spec 1.3: convs and linears U(-b, b), b = 1/sqrt(fan_in); BN scale 1, bias 0, stats 0/1."""
   model = ResNet(10)
-  variables = model.init({"params": jax.random.key(0), "gates": jax.random.key(1)},
-                         jnp.zeros((2, 28, 28, 3), jnp.uint8), "sample", True)
+  variables = model.init(
+    {"params": jax.random.key(0), "gates": jax.random.key(1)},
+    jnp.zeros((2, 28, 28, 3), jnp.uint8),
+    "sample",
+    True,
+  )
   flat = flax.traverse_util.flatten_dict(variables["params"])
   scaled = []  # every weight and bias over its bound: together U(-1, 1)
   kinds = {"conv": 0, "linear": 0, "bn": 0}
@@ -212,7 +228,8 @@ def test_initialisation_is_pytorchs_default():
   assert kinds == {"conv": 14, "linear": 9, "bn": 14}
   scaled = np.concatenate(scaled)
   assert scaled.size == 187_578 - 2 * sum(
-      np.asarray(v).size for k, v in flat.items() if k[-1] == "scale")
+    np.asarray(v).size for k, v in flat.items() if k[-1] == "scale"
+  )
   # Uniform on (-1, 1): mean 0, second moment 1/3, half the mass within 1/2.
   assert abs(scaled.mean()) < 0.01
   assert abs(np.mean(scaled**2) - 1 / 3) < 0.01

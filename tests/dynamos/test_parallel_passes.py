@@ -21,7 +21,6 @@ from dynamos_jax.methods.dynamos import two_pass
 
 from conftest import ROOT, subprocess_env
 
-
 _SCRIPT = r"""
 import json, sys
 sys.path.insert(0, {tests!r})
@@ -73,7 +72,8 @@ for moments in (False, True):  # the agents' Flax layers, and from moments (the 
 c.train.parallel_passes = True
 from dynamos_jax.seeds import Seeds
 layout = Seeds(c)  # the run's state and data: replicated on the two devices once
-report["placed"] = [len(layout.initial_state().learner.params["head"]["kernel"].sharding.device_set),
+params = layout.initial_state().learner.params
+report["placed"] = [len(params["head"]["kernel"].sharding.device_set),
                     len(layout.epoch_data(0, 0).images.sharding.device_set)]
 results = train.train_and_evaluate(c, {workdir!r})
 report["run_class_il"] = results["class_il"]["matrix"]
@@ -89,12 +89,14 @@ def test_two_device_passes_equal_one_device_step(tiny_config, tmp_path):
   config.dynamos.warmup.iterations = 0
   config.epochs = 1
   config.train.max_steps_per_task = 3
-  script = _SCRIPT.format(tests=os.path.join(ROOT, "tests"), config=config.to_json(),
-                          workdir=str(tmp_path / "run"))
+  script = _SCRIPT.format(
+    tests=os.path.join(ROOT, "tests"), config=config.to_json(), workdir=str(tmp_path / "run")
+  )
   env = subprocess_env(JAX_PLATFORMS="cpu")
   env.pop("XLA_FLAGS", None)
-  proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=600)
+  proc = subprocess.run(
+    [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   report = json.loads(proc.stdout.strip().splitlines()[-1])
   # Float reassociation only: a wrong key, weight or pass would differ by O(1), a missed

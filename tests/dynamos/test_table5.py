@@ -7,25 +7,24 @@ import types
 import pytest
 
 from dynamos_jax import config as config_lib
-from dynamos_jax import methods
-from dynamos_jax import train
+from dynamos_jax import methods, train
 from dynamos_jax.chunks import plan_chunks
-from conftest import ROOT
 
+from conftest import ROOT
 
 # Paper Table 5 = the reference best-args (spec section 11), typed in from the
 # spec: (config file, buffer) -> (epochs, warm-up, B, B_M, alpha, beta,
 # alpha_p, lambda, gamma, w_p, kr). Warm-up: ("it", n) iterations or ("ep", n) epochs.
 TABLE5 = {
-    ("seq_mnist", 500): (1, ("it", 10), 10, 10, 0.2, 2.0, 0.2, 500, 0.5, 0.3, 0.7),
-    ("seq_mnist", 1000): (1, ("it", 10), 10, 10, 0.1, 2.5, 0.2, 200, 0.7, 0.5, 0.7),
-    ("seq_mnist", 2000): (1, ("it", 10), 10, 10, 0.5, 3.0, 0.2, 200, 0.5, 0.5, 0.7),
-    ("svhn", 500): (70, ("ep", 10), 16, 16, 2.0, 3.0, 1.0, 500, 1.0, 0.5, 0.7),
-    ("svhn", 1000): (70, ("ep", 10), 16, 16, 2.5, 2.0, 0.2, 500, 1.0, 0.5, 0.7),
-    ("svhn", 2000): (70, ("ep", 10), 16, 16, 2.5, 2.0, 0.2, 500, 1.0, 0.5, 0.7),
-    ("mnist360", 100): (1, ("it", 10), 16, 16, 0.2, 1.0, 0.1, 200, 0.5, 0.5, 0.7),
-    ("mnist360", 200): (1, ("it", 10), 16, 16, 0.2, 1.5, 0.1, 200, 1.0, 0.5, 0.7),
-    ("mnist360", 500): (1, ("it", 10), 16, 16, 0.1, 1.5, 0.1, 200, 0.3, 0.3, 0.7),
+  ("seq_mnist", 500): (1, ("it", 10), 10, 10, 0.2, 2.0, 0.2, 500, 0.5, 0.3, 0.7),
+  ("seq_mnist", 1000): (1, ("it", 10), 10, 10, 0.1, 2.5, 0.2, 200, 0.7, 0.5, 0.7),
+  ("seq_mnist", 2000): (1, ("it", 10), 10, 10, 0.5, 3.0, 0.2, 200, 0.5, 0.5, 0.7),
+  ("svhn", 500): (70, ("ep", 10), 16, 16, 2.0, 3.0, 1.0, 500, 1.0, 0.5, 0.7),
+  ("svhn", 1000): (70, ("ep", 10), 16, 16, 2.5, 2.0, 0.2, 500, 1.0, 0.5, 0.7),
+  ("svhn", 2000): (70, ("ep", 10), 16, 16, 2.5, 2.0, 0.2, 500, 1.0, 0.5, 0.7),
+  ("mnist360", 100): (1, ("it", 10), 16, 16, 0.2, 1.0, 0.1, 200, 0.5, 0.5, 0.7),
+  ("mnist360", 200): (1, ("it", 10), 16, 16, 0.2, 1.5, 0.1, 200, 1.0, 0.5, 0.7),
+  ("mnist360", 500): (1, ("it", 10), 16, 16, 0.1, 1.5, 0.1, 200, 0.3, 0.3, 0.7),
 }
 DATASETS = {"seq_mnist": "seq-mnist", "svhn": "seq-svhn", "mnist360": "mnist-360"}
 
@@ -47,16 +46,30 @@ def test_config_is_its_table5_row(name, buffer):
   assert (c.epochs, c.batch_size, c.minibatch_size, c.lr) == (epochs, b, b_m, 0.07)
   d = c.dynamos
   assert (d.warmup.iterations, d.warmup.epochs) == ((warmup, 0) if unit == "it" else (0, warmup))
-  assert (d.alpha, d.beta, d.alpha_p, d.gamma, d.w_p, d.kr) == (alpha, beta, alpha_p, gamma,
-                                                                w_p, kr)
+  assert (d.alpha, d.beta, d.alpha_p, d.gamma, d.w_p, d.kr) == (
+    alpha,
+    beta,
+    alpha_p,
+    gamma,
+    w_p,
+    kr,
+  )
   assert d.lam == lam  # the paper's positive lambda (the code's --policy-penalty is -lambda)
   # Left at the reference's argparse defaults (spec section 11).
   assert (d.tau, c.model.nf, c.model.mlp_reduction) == (0.15, 32, 16)
   # The method built from the config carries the same weights.
   method = methods.REGISTRY["dynamos"].from_config(
-      c, types.SimpleNamespace(num_classes=9 if name == "mnist360" else 10))
-  assert (method.alpha, method.beta, method.alpha_p, method.gamma, method.w_p, method.lam,
-          method.kr) == (alpha, beta, alpha_p, gamma, w_p, lam, kr)
+    c, types.SimpleNamespace(num_classes=9 if name == "mnist360" else 10)
+  )
+  assert (
+    method.alpha,
+    method.beta,
+    method.alpha_p,
+    method.gamma,
+    method.w_p,
+    method.lam,
+    method.kr,
+  ) == (alpha, beta, alpha_p, gamma, w_p, lam, kr)
 
 
 def test_the_plain_config_is_the_first_buffer_size():

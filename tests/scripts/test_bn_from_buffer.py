@@ -1,6 +1,5 @@
 """reproduce/bn_from_buffer.py: the re-estimated BN statistics and the per-class accuracy."""
 
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -31,14 +30,16 @@ def test_reestimated_statistics_are_the_buffers_and_the_parameters_untouched():
   params = variables["params"]
   # batch = every image: each draw is a permutation, so every forward sees the buffer's
   # own statistics and the running ones converge to them (0.9 ** 200 of the start left).
-  stats = bn_from_buffer.reestimate(model, params, variables["batch_stats"], images, "off",
-                                    forwards=200, batch=8)
+  stats = bn_from_buffer.reestimate(
+    model, params, variables["batch_stats"], images, "off", forwards=200, batch=8
+  )
   bn = stats["BatchNorm_0"]
   np.testing.assert_allclose(bn["mean"], images.mean((0, 1, 2)), rtol=1e-4)
   np.testing.assert_allclose(bn["var"], images.var((0, 1, 2)), rtol=1e-4)
   # One forward: momentum 0.1 towards the batch, from the start (mean 0, var 1).
-  one = bn_from_buffer.reestimate(model, params, variables["batch_stats"], images, "off",
-                                  forwards=1, batch=8)["BatchNorm_0"]
+  one = bn_from_buffer.reestimate(
+    model, params, variables["batch_stats"], images, "off", forwards=1, batch=8
+  )["BatchNorm_0"]
   np.testing.assert_allclose(one["mean"], 0.1 * images.mean((0, 1, 2)), rtol=1e-4)
   np.testing.assert_allclose(one["var"], 0.9 + 0.1 * images.var((0, 1, 2)), rtol=1e-4)
 
@@ -53,8 +54,7 @@ def test_per_class_accuracy_by_hand():
 
   images = np.array([0, 1, 1, 2, 0, 0], np.float32).reshape(6, 1, 1, 1)
   labels = np.array([0, 1, 2, 2, 1, 0])
-  acc, classes = bn_from_buffer.per_class(_Fixed(), {}, {}, images, labels, "off", 3,
-                                          batch_size=4)
+  acc, classes = bn_from_buffer.per_class(_Fixed(), {}, {}, images, labels, "off", 3, batch_size=4)
   assert acc == pytest.approx(100 * 4 / 6)
   assert classes == [100.0, 50.0, 50.0]
 

@@ -1,6 +1,5 @@
 """reference/dgm: what the authors' DGM run reads from us and writes back (no torch)."""
 
-
 import jax
 import ml_collections
 import numpy as np
@@ -9,6 +8,7 @@ import pytest
 from dynamos_jax import benchmarks
 from dynamos_jax.data import sources
 from dynamos_jax.methods.dgm.discriminator import to_unit
+
 from conftest import load_script
 
 
@@ -29,8 +29,9 @@ def _benchmark():
   labels = np.repeat(np.arange(10, dtype=np.int32), PER_CLASS)
   test_labels = np.repeat(np.arange(10, dtype=np.int32), PER_CLASS_TEST)
   grey = lambda n: np.repeat(rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8), 3, -1)
-  host = sources.ArrayDataset("mnist", grey(len(labels)), labels, grey(len(test_labels)),
-                              test_labels, 10)
+  host = sources.ArrayDataset(
+    "mnist", grey(len(labels)), labels, grey(len(test_labels)), test_labels, 10
+  )
   data = benchmarks.DeviceData(host, host.train_images, host.train_labels, host.test_images)
   config = ml_collections.ConfigDict({"dataset": "dgm-mnist", "batch_size": BATCH, "epochs": 2})
   return benchmarks.build(config, data, jax.random.key(0), joint=False)
@@ -51,16 +52,17 @@ def test_task_arrays_are_the_images_our_epochs_batch(bench_and_tasks):
     entry = tasks[t]
     assert entry["train_x"].shape == (34, 1, 32, 32) and entry["train_x"].dtype == np.float32
     assert entry["valid_x"].shape == (6, 1, 32, 32) and entry["test_x"].shape == (7, 1, 32, 32)
-    assert all(np.all(entry[f"{s}_y"] == t) and entry[f"{s}_y"].dtype == np.int64
-               for s in refdata.SPLITS)
+    assert all(
+      np.all(entry[f"{s}_y"] == t) and entry[f"{s}_y"].dtype == np.int64 for s in refdata.SPLITS
+    )
     slices = refdata.their_batches(len(entry["train_x"]), BATCH)
     assert slices == [(0, 8), (8, 16), (16, 24), (24, 32), (32, 34)]
     # Every epoch of ours (fixed order) against their loop's slices of train_x, in order.
     for epoch in (0, 1):
       ours = bench.epoch_data(t, epoch)
       order, mask = np.asarray(ours.order), np.asarray(ours.mask)
-      assert [int(m.sum()) for m in mask[:len(slices)]] == [b - a for a, b in slices]
-      assert not mask[len(slices):].any()  # rows padding the epoch to the longest task's
+      assert [int(m.sum()) for m in mask[: len(slices)]] == [b - a for a, b in slices]
+      assert not mask[len(slices) :].any()  # rows padding the epoch to the longest task's
       for row, (a, b) in enumerate(slices):
         step_input = np.asarray(unit(images[order[row][mask[row]]])).transpose(0, 3, 1, 2)
         np.testing.assert_array_equal(step_input, entry["train_x"][a:b])
@@ -68,15 +70,16 @@ def test_task_arrays_are_the_images_our_epochs_batch(bench_and_tasks):
     batch = ours.batch(len(slices) - 1)
     real = np.asarray(batch.mask)
     np.testing.assert_array_equal(
-        np.asarray(unit(batch.images))[real].transpose(0, 3, 1, 2), entry["train_x"][32:])
+      np.asarray(unit(batch.images))[real].transpose(0, 3, 1, 2), entry["train_x"][32:]
+    )
     # Held-out and test images: the benchmark's own sets, as our selection and evaluation.
     valid_x, valid_y = bench.validation_set()
     rows = np.asarray(valid_y) == t
     np.testing.assert_array_equal(
-        np.asarray(unit(valid_x[rows])).transpose(0, 3, 1, 2), entry["valid_x"])
+      np.asarray(unit(valid_x[rows])).transpose(0, 3, 1, 2), entry["valid_x"]
+    )
     test_x, test_y = bench.task_test_set(t)
-    np.testing.assert_array_equal(np.asarray(unit(test_x)).transpose(0, 3, 1, 2),
-                                  entry["test_x"])
+    np.testing.assert_array_equal(np.asarray(unit(test_x)).transpose(0, 3, 1, 2), entry["test_x"])
 
 
 def test_task_arrays_scale_bytes_to_minus_one_one(bench_and_tasks):
@@ -137,8 +140,12 @@ def test_tensorflow_stub_records_their_loggers_scalars():
   # The calls their utils/logger.py makes (scalar_summary, histo_summary).
   writer = tf_stub.summary.FileWriter("logs/Acc. Task 1")
   before = len(tf_stub.SCALARS)
-  writer.add_summary(tf_stub.Summary(value=[tf_stub.Summary.Value(
-      tag="Accuracy_test", simple_value=np.float64(87.5))]), 40)
+  writer.add_summary(
+    tf_stub.Summary(
+      value=[tf_stub.Summary.Value(tag="Accuracy_test", simple_value=np.float64(87.5))]
+    ),
+    40,
+  )
   hist = tf_stub.HistogramProto()
   hist.bucket_limit.append(0.5)
   writer.add_summary(tf_stub.Summary(value=[tf_stub.Summary.Value(tag="h", histo=hist)]), 41)
@@ -153,5 +160,7 @@ def test_driver_pins_the_commit_blobs(tmp_path):
   changed = run_reference.changed_files(str(tmp_path))
   assert "approaches/DGMw.py" in changed and "networks/net_DGMw.py" in changed
   # git's blob id of the empty file
-  assert run_reference.git_blob_id(str(tmp_path / "approaches" / "DGMw.py")) == \
-      "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+  assert (
+    run_reference.git_blob_id(str(tmp_path / "approaches" / "DGMw.py"))
+    == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+  )

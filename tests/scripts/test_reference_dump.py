@@ -12,8 +12,9 @@ import sys
 
 import numpy as np
 
-from conftest import ROOT
 from dynamos_jax import experiment
+
+from conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "reference", "slni"))
 import dump_permutations  # noqa: E402
@@ -32,8 +33,10 @@ def _fake_pkl(path):
 def test_dump_matches_the_runs_permuted_test_sets(tmp_path):
   (tx, ty), (vx, vy), (sx, sy) = _fake_pkl(tmp_path / "mnist.pkl.gz")
   out = tmp_path / "out"
-  assert dump_permutations.main(["--seeds=0,1", f"--path={tmp_path / 'mnist.pkl.gz'}",
-                                 f"--out={out}"]) == 0
+  assert (
+    dump_permutations.main(["--seeds=0,1", f"--path={tmp_path / 'mnist.pkl.gz'}", f"--out={out}"])
+    == 0
+  )
   data = np.load(out / "mnist_uint8.npz")
   np.testing.assert_array_equal(data["train_images"].reshape(12, 784), np.concatenate([tx, vx]))
   np.testing.assert_array_equal(data["train_labels"], np.concatenate([ty, vy]))
@@ -50,8 +53,7 @@ def test_dump_matches_the_runs_permuted_test_sets(tmp_path):
   bench = experiment.Experiment(cfg, 1).benchmark
   for t in range(5):
     images, labels = bench.task_test_set(t)
-    np.testing.assert_array_equal(np.asarray(images)[..., 0].reshape(4, 784),
-                                  sx[:, perms[1][t]])
+    np.testing.assert_array_equal(np.asarray(images)[..., 0].reshape(4, 784), sx[:, perms[1][t]])
     np.testing.assert_array_equal(labels, sy)
 
 

@@ -5,12 +5,12 @@ import os
 import pickle
 
 import numpy as np
-import pytest
-
 from PIL import Image
+import pytest
 
 from dynamos_jax.data import mnist360, sources
 from dynamos_jax.errors import DataError
+
 from conftest import load_script
 
 
@@ -25,12 +25,14 @@ run_reference = _load("reference_dynamos_run_reference", "run_reference.py")
 
 def _calls():
   """Their evaluate's calls for 3 tasks: (last, class-IL, task-IL) per call, in call order."""
-  return [(False, [10, 20, 30], [50, 60, 70]),  # the untrained model, every task
-          (False, [90], [95]),  # after task 0
-          (True, [5], [55]),  # task 1 before training it
-          (False, [80, 85], [96, 97]),
-          (True, [1], [52]),
-          (False, [70, 75, 99], [90, 92, 98])]
+  return [
+    (False, [10, 20, 30], [50, 60, 70]),  # the untrained model, every task
+    (False, [90], [95]),  # after task 0
+    (True, [5], [55]),  # task 1 before training it
+    (False, [80, 85], [96, 97]),
+    (True, [1], [52]),
+    (False, [70, 75, 99], [90, 92, 98]),
+  ]
 
 
 def test_accuracy_record_matrix_before_and_metrics_by_hand():
@@ -65,10 +67,15 @@ def test_step_log_names_means_and_chunks():
   log = refdata.StepLog(every=2)
   log.add(1, 1, "warmup", {"Total_loss": 4.0, "train_accuracy": 0.5})
   # The phase changes: the warm-up chunk closes after one step.
-  log.add(2, 1, "main", {"CE_curr": 1.0, "Rwd_curr": -3.0, "Total_loss": 2.0,
-                         "Prototype_loss": 0.6})
-  log.add(3, 1, "main", {"CE_curr": 3.0, "Rwd_curr": -5.0, "Total_loss": 6.0,
-                         "CE_buff": 0.5, "Logits_buff": 0.25})
+  log.add(
+    2, 1, "main", {"CE_curr": 1.0, "Rwd_curr": -3.0, "Total_loss": 2.0, "Prototype_loss": 0.6}
+  )
+  log.add(
+    3,
+    1,
+    "main",
+    {"CE_curr": 3.0, "Rwd_curr": -5.0, "Total_loss": 6.0, "CE_buff": 0.5, "Logits_buff": 0.25},
+  )
   log.add(4, 2, "main", {"CE_curr": 2.0, "Total_loss": 1.0})
   log.flush()
   first, second, third = log.entries
@@ -113,8 +120,9 @@ def test_mnist_arrays_are_the_bytes_our_files_source_reads(tmp_path):
 def test_mnist_arrays_refuses_colour_images(monkeypatch):
   images = np.zeros((2, 28, 28, 3), np.uint8)
   images[1, 0, 0, 2] = 7
-  data = sources.ArrayDataset("mnist", images, np.zeros(2, np.int32), images[:1],
-                              np.zeros(1, np.int32), 10)
+  data = sources.ArrayDataset(
+    "mnist", images, np.zeros(2, np.int32), images[:1], np.zeros(1, np.int32), 10
+  )
   monkeypatch.setattr(sources, "load_dataset", lambda *a: data)
   with pytest.raises(DataError, match="channels differ"):
     refdata.mnist_arrays("files", "unused")
@@ -216,7 +224,9 @@ def test_gcl_record_shapes_our_results_and_checks_per_class_counts():
   assert per["correct"] == [3, 0, 5, 0] and per["total"] == [4, 2, 5, 0]
   assert per["matches_accuracy"] is True
   # An accuracy their counts do not reproduce is flagged, not hidden.
-  assert refdata.gcl_record(70.0, [3, 0, 5], [4, 2, 5])["gcl_per_class"]["matches_accuracy"] is False
+  assert (
+    refdata.gcl_record(70.0, [3, 0, 5], [4, 2, 5])["gcl_per_class"]["matches_accuracy"] is False
+  )
   with pytest.raises(ValueError):
     refdata.gcl_record(50.0, [3, 1], [2, 1])  # right more often than drawn
   with pytest.raises(ValueError):
@@ -224,8 +234,10 @@ def test_gcl_record_shapes_our_results_and_checks_per_class_counts():
 
 
 def test_gcl_seed_table_mean_and_spread_by_hand():
-  theirs = [{"seed": s, **refdata.gcl_record(100 * c / 4, [c, 0], [4, 0])}
-            for s, c in ((0, 1), (1, 2), (2, 3))]  # 25, 50, 75
+  theirs = [
+    {"seed": s, **refdata.gcl_record(100 * c / 4, [c, 0], [4, 0])}
+    for s, c in ((0, 1), (1, 2), (2, 3))
+  ]  # 25, 50, 75
   ours = {"seed": 7, "gcl": {"accuracy": 40.0}, "metrics": {"gcl": {"accuracy": 40.0}}}
   lines = refdata.gcl_seed_table(theirs).splitlines()
   assert lines[0].split() == ["seed", "gcl", "c0", "c1"]
@@ -245,10 +257,12 @@ def test_train_arguments_take_each_datasets_best_args_rows(tmp_path, capsys):
   args = run_reference.parse(base + ["--dataset=mnist-360", "--buffer_size=100", "--max_steps=5"])
   assert (args.dataset, args.buffer_size, args.max_steps) == ("mnist-360", 100, 5)
   assert run_reference.parse(base).dataset == "seq-mnist"  # the default stays Seq-MNIST 500
-  for bad in (["--dataset=mnist-360", "--buffer_size=1000"],  # not a mnist-360 row
-              ["--buffer_size=100"],  # not a seq-mnist row
-              ["--max_steps=5"],  # seq-mnist caps per task
-              ["--dataset=mnist-360", "--max_steps_per_task=5"]):
+  for bad in (
+    ["--dataset=mnist-360", "--buffer_size=1000"],  # not a mnist-360 row
+    ["--buffer_size=100"],  # not a seq-mnist row
+    ["--max_steps=5"],  # seq-mnist caps per task
+    ["--dataset=mnist-360", "--max_steps_per_task=5"],
+  ):
     with pytest.raises(SystemExit) as e:
       run_reference.parse(base + bad)
     assert e.value.code == 2
@@ -305,9 +319,15 @@ def test_bn_from_buffer_is_for_mnist_360(tmp_path, capsys):
   ref.mkdir()
   (ref / "main_policy.py").write_text("")
   base = ["train", f"--ref={ref}", f"--workdir={tmp_path / 'w'}"]
-  assert run_reference.parse(base + ["--dataset=mnist-360", "--buffer_size=100"]).bn_from_buffer is False
-  assert run_reference.parse(base + ["--dataset=mnist-360", "--buffer_size=500",
-                                     "--bn_from_buffer"]).bn_from_buffer is True
+  assert (
+    run_reference.parse(base + ["--dataset=mnist-360", "--buffer_size=100"]).bn_from_buffer is False
+  )
+  assert (
+    run_reference.parse(
+      base + ["--dataset=mnist-360", "--buffer_size=500", "--bn_from_buffer"]
+    ).bn_from_buffer
+    is True
+  )
   with pytest.raises(SystemExit) as e:
     run_reference.parse(base + ["--bn_from_buffer"])
   assert e.value.code == 2 and "--bn_from_buffer is for mnist-360" in capsys.readouterr().err

@@ -23,17 +23,34 @@ def test_variance_ratio_and_f_test():
 
 
 def test_table_from_files(tmp_path, capsys):
-  ours = {"runs": [{"seed": s, "class_il": {"matrix": [[10, 10], [99, None], [v, 98]]},
-                    "task_il": {"matrix": [[50, 50], [99, None], [99, 99]]},
-                    "log": [{"task": 1, "keep_ratio_1": 0.9, "loss": 1.0},
-                            {"task": 2, "keep_ratio_1": 0.6, "loss": 2.0},
-                            {"task": 2, "keep_ratio_1": 0.8, "loss": 4.0}]}
-                   for s, v in ((0, 90.0), (1, 94.0))]}
+  ours = {
+    "runs": [
+      {
+        "seed": s,
+        "class_il": {"matrix": [[10, 10], [99, None], [v, 98]]},
+        "task_il": {"matrix": [[50, 50], [99, None], [99, 99]]},
+        "log": [
+          {"task": 1, "keep_ratio_1": 0.9, "loss": 1.0},
+          {"task": 2, "keep_ratio_1": 0.6, "loss": 2.0},
+          {"task": 2, "keep_ratio_1": 0.8, "loss": 4.0},
+        ],
+      }
+      for s, v in ((0, 90.0), (1, 94.0))
+    ]
+  }
   (tmp_path / "ours.json").write_text(json.dumps(ours))
   for s, v in ((0, 95.0), (1, 96.0)):
     (tmp_path / f"ref{s}.json").write_text(json.dumps({"seed": s, "class_il": [[99, 0], [v, 97]]}))
-  assert seed_spread.main([f"--ours={tmp_path / 'ours.json'}", f"--theirs={tmp_path / 'ref0.json'}",
-                           f"--theirs={tmp_path / 'ref1.json'}"]) == 0
+  assert (
+    seed_spread.main(
+      [
+        f"--ours={tmp_path / 'ours.json'}",
+        f"--theirs={tmp_path / 'ref0.json'}",
+        f"--theirs={tmp_path / 'ref1.json'}",
+      ]
+    )
+    == 0
+  )
   out = capsys.readouterr().out
   assert "| ours | 0 | 99.00 | 94.00 | 99.00 |" in out
   assert f"ours: final 95.00 +- {np.std([94.0, 96.0], ddof=1):.2f} over 2 seeds" in out

@@ -11,8 +11,9 @@ import math
 import os
 import sys
 
-from conftest import ROOT
 from dynamos_jax import methods
+
+from conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "speed"))
 import throughput  # noqa: E402
@@ -29,12 +30,20 @@ def test_every_method_has_a_throughput_row(monkeypatch):
   # Every method of the library is measured, or named as sharing another's step.
   measured = set(throughput.DEFAULT_METHODS.split(","))
   same_step = {"joint", "dgm_joint"}
-  library = {n for n, cls in methods.REGISTRY.items()
-             if cls.__module__.startswith("dynamos_jax.")}
+  library = {n for n, cls in methods.REGISTRY.items() if cls.__module__.startswith("dynamos_jax.")}
   assert library - same_step <= measured, library - same_step - measured
-  cases = throughput.main(["--tiny", "--strategies=loop", "--seeds=1", "--steps=1",
-                           "--repeats=1", "--dgm_tasks=1", "--peak_gflops=100",
-                           "--benchmarks=seq-mnist,permuted-mnist,dgm-mnist"])
+  cases = throughput.main(
+    [
+      "--tiny",
+      "--strategies=loop",
+      "--seeds=1",
+      "--steps=1",
+      "--repeats=1",
+      "--dgm_tasks=1",
+      "--peak_gflops=100",
+      "--benchmarks=seq-mnist,permuted-mnist,dgm-mnist",
+    ]
+  )
   by_method = {c["method"]: c for c in cases}
   assert set(by_method) == measured
   assert by_method["slni"]["benchmark"] == "permuted-mnist"

@@ -6,8 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from dynamos_jax.methods.slni import importance
 from dynamos_jax.data.streams import EpochData
+from dynamos_jax.methods.slni import importance
 from dynamos_jax.methods.slni.mlp import MLP
 
 MODEL = MLP(8)
@@ -41,13 +41,14 @@ def test_estimate_equals_a_loop_over_batches_and_samples(kind):
     rows = jnp.array(rows)
     g = jax.grad(_objective)(PARAMS, X[rows], Y[rows], kind)
     want = jax.tree.map(lambda w, g: w + (jnp.abs(g) if kind == "mas" else g**2), want, g)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b / 10, rtol=1e-4, atol=1e-7),
-               omega, want)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b / 10, rtol=1e-4, atol=1e-7), omega, want
+  )
   # alpha: per sample |dJ/dz|, summed, / N.
   sums = [np.zeros(8), np.zeros(8)]
   for m in range(10):
     probes = (jnp.zeros((1, 8)), jnp.zeros((1, 8)))
-    g = jax.grad(lambda p: _objective(PARAMS, X[m:m + 1], Y[m:m + 1], kind, p))(probes)
+    g = jax.grad(lambda p: _objective(PARAMS, X[m : m + 1], Y[m : m + 1], kind, p))(probes)
     sums = [s + np.abs(np.asarray(gl[0])) for s, gl in zip(sums, g)]
   for got, s in zip(alpha, sums):
     np.testing.assert_allclose(got, s / 10, rtol=1e-4, atol=1e-7)
@@ -59,10 +60,12 @@ def test_consolidate_sums_omega_and_sums_or_averages_alpha():
   ones = jax.tree.map(jnp.ones_like, PARAMS)
   a1, a2 = (jnp.full(8, 2.0), jnp.full(8, 4.0)), (jnp.full(8, 6.0), jnp.full(8, 0.0))
   shifted = jax.tree.map(lambda p: p + 1.0, PARAMS)
-  summed = importance.consolidate(importance.consolidate(state, ones, a1, PARAMS, False),
-                                  ones, a2, shifted, False)
-  averaged = importance.consolidate(importance.consolidate(state, ones, a1, PARAMS, True),
-                                    ones, a2, shifted, True)
+  summed = importance.consolidate(
+    importance.consolidate(state, ones, a1, PARAMS, False), ones, a2, shifted, False
+  )
+  averaged = importance.consolidate(
+    importance.consolidate(state, ones, a1, PARAMS, True), ones, a2, shifted, True
+  )
   assert int(summed.tasks) == 2
   jax.tree.map(lambda o: np.testing.assert_array_equal(o, 2.0), summed.omega)
   np.testing.assert_array_equal(summed.alpha[0], 8.0)

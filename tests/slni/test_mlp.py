@@ -14,8 +14,10 @@ def _params(model):
   return model.init(jax.random.key(0), X)["params"]
 
 
-@pytest.mark.parametrize("width, count", [(8, 6442), (16, 13002), (32, 26506), (64, 55050),
-                                          (128, 118282), (256, 269322), (512, 669706)])
+@pytest.mark.parametrize(
+  "width, count",
+  [(8, 6442), (16, 13002), (32, 26506), (64, 55050), (128, 118282), (256, 269322), (512, 669706)],
+)
 def test_parameter_counts(width, count):
   params = _params(MLP(width))
   assert sum(p.size for p in jax.tree.leaves(params)) == count

@@ -67,9 +67,12 @@ def test_against_numpy_with_padding_rows_ignored(mode):
   padded = jnp.asarray(np.concatenate([h, rng.normal(size=(3, 12)) * 50]), jnp.float32)
   mask = jnp.arange(10) < 7
   weights = reg.locality(12, 12 / 6) * reg.discount(jnp.asarray(alpha, jnp.float32), mode)
-  got = {"sni": reg.decorrelation(padded, mask, reg.locality(12, None)),
-         "slnid": reg.decorrelation(padded, mask, weights),
-         "decov": reg.decov(padded, mask), "l1": reg.l1_rep(padded, mask)}
+  got = {
+    "sni": reg.decorrelation(padded, mask, reg.locality(12, None)),
+    "slnid": reg.decorrelation(padded, mask, weights),
+    "decov": reg.decov(padded, mask),
+    "l1": reg.l1_rep(padded, mask),
+  }
   for name in want:
     np.testing.assert_allclose(float(got[name]), want[name], rtol=2e-5)
 

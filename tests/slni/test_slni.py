@@ -7,13 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dynamos_jax import chunks, losses, train
 from dynamos_jax import config as config_lib
-from dynamos_jax.methods.slni import importance
-from dynamos_jax import losses
-from dynamos_jax.methods.slni import regularizers as reg
-from dynamos_jax import chunks
-from dynamos_jax import train
 from dynamos_jax.errors import ConfigError
+from dynamos_jax.methods.slni import importance
+from dynamos_jax.methods.slni import regularizers as reg
+
 from conftest import ROOT
 
 
@@ -37,8 +36,9 @@ def test_step_loss_is_ce_plus_weighted_terms(slni):
   omega = jax.tree.map(lambda p: jnp.full_like(p, 0.5), learner.params)
   alpha = tuple(jnp.linspace(0.0, 2.0, 16) for _ in range(2))
   anchor = jax.tree.map(lambda p: p + 0.01, learner.params)
-  learner = learner.replace(consolidation=importance.Consolidation(
-      omega, anchor, alpha, jnp.int32(1)))
+  learner = learner.replace(
+    consolidation=importance.Consolidation(omega, anchor, alpha, jnp.int32(1))
+  )
   state = state.replace(learner=learner)
   data = exp.benchmark.epoch_data(1, 0)
   _, metrics = jax.jit(chunks.make_train_step(exp.method, "main"))(state, data, 0)
@@ -47,8 +47,9 @@ def test_step_loss_is_ce_plus_weighted_terms(slni):
   logits, aux = exp.method.model.apply({"params": learner.params}, batch.images)
   ce = losses.cross_entropy(logits, batch.labels, batch.mask)
   g = reg.locality(16, 16 / 6)
-  rep = sum(reg.decorrelation(h, batch.mask, g * reg.discount(a, "min"))
-            for h, a in zip(aux["act"], alpha))
+  rep = sum(
+    reg.decorrelation(h, batch.mask, g * reg.discount(a, "min")) for h, a in zip(aux["act"], alpha)
+  )
   size = sum(p.size for p in jax.tree.leaves(learner.params))
   pen = 0.5 * 1e-4 * size
   np.testing.assert_allclose(metrics["ce"], ce, rtol=1e-5)
@@ -57,12 +58,21 @@ def test_step_loss_is_ce_plus_weighted_terms(slni):
   np.testing.assert_allclose(metrics["loss"], ce + 0.01 * rep + 0.1 * pen, rtol=1e-5)
 
 
-@pytest.mark.parametrize("regularizer, activation, kind", [
-    ("slnid", "relu", "mas"), ("snid", "relu", "ewc"), ("decov", "relu", "none"),
-    ("l1_param", "lwta", "mas"), ("orthreg", "maxout", "none"), ("no_reg", "maxout", "mas")])
+@pytest.mark.parametrize(
+  "regularizer, activation, kind",
+  [
+    ("slnid", "relu", "mas"),
+    ("snid", "relu", "ewc"),
+    ("decov", "relu", "none"),
+    ("l1_param", "lwta", "mas"),
+    ("orthreg", "maxout", "none"),
+    ("no_reg", "maxout", "mas"),
+  ],
+)
 def test_the_family_trains_and_consolidates(slni, tmp_path, regularizer, activation, kind):
-  slni.slni.update(regularizer=regularizer, activation=activation, importance=kind,
-                   weight_decay=1e-3)
+  slni.slni.update(
+    regularizer=regularizer, activation=activation, importance=kind, weight_decay=1e-3
+  )
   config_lib.validate(slni)
   results = train.train_and_evaluate(slni, str(tmp_path))
   log = results["log"]
@@ -89,13 +99,16 @@ def test_importance_is_estimated_on_the_finished_tasks_data(slni, tmp_path):
   jax.tree.map(np.testing.assert_array_equal, begun.opt_state, state.opt_state)
 
 
-@pytest.mark.parametrize("change, message", [
+@pytest.mark.parametrize(
+  "change, message",
+  [
     ({"regularizer": "dropout"}, "unknown slni.regularizer"),
     ({"activation": "maxout", "width": 18}, "does not split into maxout blocks"),
     ({"lambda_omega": -1.0}, "lambda_omega must be >= 0"),
     ({"sigma_scale": 0.0}, "needs sigma > 0"),
     ({"heads": "per_task"}, "needs a task-incremental benchmark"),
-])
+  ],
+)
 def test_bad_input_is_refused(slni, change, message):
   slni.slni.update(change)
   with pytest.raises(ConfigError, match=message):
@@ -106,9 +119,11 @@ def test_bad_input_is_refused(slni, change, message):
 def test_demo_configs(arg):
   import importlib.util
   import os
+
   root = ROOT
-  spec = importlib.util.spec_from_file_location("pm", os.path.join(root, "configs",
-                                                                   "permuted_mnist.py"))
+  spec = importlib.util.spec_from_file_location(
+    "pm", os.path.join(root, "configs", "permuted_mnist.py")
+  )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   c = module.get_config(arg)
@@ -121,6 +136,7 @@ def test_demo_configs(arg):
 
 def test_representation_statistics():
   from dynamos_jax.methods.slni import representation as rep
+
   acts = np.array([[1.0, 0.0, 0.0], [2.0, 3.0, 0.0]])
   assert rep.active_per_example(acts) == 0.5
   np.testing.assert_array_equal(rep.unit_rates(acts), [1.0, 0.5, 0.0])
@@ -133,12 +149,18 @@ def test_representation_statistics():
 def test_analyze_shows_the_hidden_layers(slni, tmp_path):
   import json
   import os
+
   from dynamos_jax import analyze
+
   train.train_and_evaluate(slni, str(tmp_path))
   numbers = analyze.analyze(str(tmp_path))
   pngs = set(os.listdir(tmp_path / "analysis"))
-  assert {"task_accuracy_bars.png", "layer1_overlap.png", "layer2_correlation.png",
-          "layer1_unit_rates.png"} <= pngs
+  assert {
+    "task_accuracy_bars.png",
+    "layer1_overlap.png",
+    "layer2_correlation.png",
+    "layer1_unit_rates.png",
+  } <= pngs
   layers = numbers["hidden_layers"]
   assert [len(l["active_per_example"]) for l in layers] == [5, 5]
   assert np.array(layers[0]["unit_rates"]).shape == (5, 16)
@@ -221,9 +243,9 @@ def test_maxout_alpha_is_the_importance_of_each_maxout_unit(slni):
 def test_after_task_reports_are_each_tasks_state_on_the_seen_tasks(slni, tmp_path, monkeypatch):
   """The trainer keeps SLNI's report after every task, computed from that task's weights on
   the test images of the tasks seen so far (recomputed here in NumPy), and analyze draws them."""
-  from dynamos_jax import analyze
-  from dynamos_jax import task_arrays
+  from dynamos_jax import analyze, task_arrays
   from dynamos_jax.methods.slni.slni import SLNI
+
   seen_params = []
   original = SLNI.after_task
 
@@ -245,24 +267,30 @@ def test_after_task_reports_are_each_tasks_state_on_the_seen_tasks(slni, tmp_pat
       h2 = np.maximum(h1 @ p["fc2"]["kernel"] + p["fc2"]["bias"], 0)
       for n, h in ((1, h1), (2, h2)):
         assert report[f"l{n}_active_per_example"].shape == (t + 1,)
-        np.testing.assert_allclose(report[f"l{n}_active_per_example"][s], np.mean(h > 0),
-                                   atol=2e-3)
+        np.testing.assert_allclose(report[f"l{n}_active_per_example"][s], np.mean(h > 0), atol=2e-3)
         # float32 there, float64 here: a unit at the edge (|h| < 1e-5) may differ.
         edge = np.any(np.abs(h) < 1e-5, 0) & ~np.any(h > 1e-5, 0)
-        np.testing.assert_array_equal(report[f"l{n}_ever_active"][s][~edge],
-                                      np.any(h > 0, 0)[~edge])
+        np.testing.assert_array_equal(
+          report[f"l{n}_ever_active"][s][~edge], np.any(h > 0, 0)[~edge]
+        )
     if t:  # alpha accumulates from the first task's end on (SLNID + MAS).
       assert np.all(report["l1_alpha"] >= 0) and report["l1_alpha"].sum() > 0
   # Different weights after each task: the reports are not the final state's five times.
   assert not np.array_equal(reports[1]["l1_unit_rates"][0], reports[4]["l1_unit_rates"][0])
   numbers = analyze.analyze(str(tmp_path))
-  assert [len(v) for v in numbers["hidden_layers_by_task"][0]["active_per_example"]] == \
-      [1, 2, 3, 4, 5]
+  assert [len(v) for v in numbers["hidden_layers_by_task"][0]["active_per_example"]] == [
+    1,
+    2,
+    3,
+    4,
+    5,
+  ]
   assert (tmp_path / "analysis" / "layer2_overlap_by_task.png").exists()
 
 
 def test_task_reports_of_unfinished_tasks_are_dropped(tmp_path):
   from dynamos_jax import task_arrays
+
   folder = task_arrays.directory(str(tmp_path), 3)
   os.makedirs(folder)
   for t in (1, 2, 3, 5):
@@ -283,10 +311,15 @@ def test_plateau_decays_the_lr_and_stops_the_task(slni):
   history = []
   for accuracy in (50.0, 60.0, 55.0, 60.0, 59.0, 58.0, 70.0):
     state = method.end_epoch(state, None, accuracy)
-    history.append((int(state.since_best), round(float(state.lr_scale), 6),
-                    bool(state.stopped)))
-  assert history[:6] == [(0, 1.0, False), (0, 1.0, False), (1, 1.0, False), (2, 0.1, False),
-                         (3, 0.1, False), (4, 0.01, True)]
+    history.append((int(state.since_best), round(float(state.lr_scale), 6), bool(state.stopped)))
+  assert history[:6] == [
+    (0, 1.0, False),
+    (0, 1.0, False),
+    (1, 1.0, False),
+    (2, 0.1, False),
+    (3, 0.1, False),
+    (4, 0.01, True),
+  ]
   assert history[6] == history[5]  # A stopped task ignores later epochs.
   data = exp.benchmark.epoch_data(0, 0)
   step = jax.jit(lambda s: method.step(s, data.batch(0), jax.random.key(0), "main")[0])
@@ -296,15 +329,19 @@ def test_plateau_decays_the_lr_and_stops_the_task(slni):
   fresh = method.begin_task(state, exp.benchmark.task_data(0))
   assert float(fresh.lr_scale) == 1.0 and not bool(fresh.stopped)
   full, half = step(fresh), step(fresh.replace(lr_scale=jnp.float32(0.5)))
-  jax.tree.map(lambda p, f, h: np.testing.assert_allclose(h - p, 0.5 * (f - p), rtol=1e-4,
-                                                          atol=1e-7),
-               fresh.params, full.params, half.params)
+  jax.tree.map(
+    lambda p, f, h: np.testing.assert_allclose(h - p, 0.5 * (f - p), rtol=1e-4, atol=1e-7),
+    fresh.params,
+    full.params,
+    half.params,
+  )
 
 
 def test_a_stopped_task_keeps_its_weights_in_a_run(slni, tmp_path, monkeypatch):
   slni.slni.update(stop_patience=1)
   slni.epochs, slni.train.max_steps_per_task = 5, 0
   from dynamos_jax.methods.slni.slni import SLNI
+
   params = []
   original = SLNI.end_epoch
 

@@ -6,13 +6,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dynamos_jax import chunks, train
 from dynamos_jax import config as config_lib
-from dynamos_jax import chunks
-from dynamos_jax import train
 from dynamos_jax.data import sources
 from dynamos_jax.errors import ConfigError
-from image_data import make_tiny_imagenet
+
 from conftest import ROOT
+from image_data import make_tiny_imagenet
 
 K = 10  # classes per task of split CIFAR-100
 
@@ -34,8 +34,9 @@ def _config(tiny_config):
   c = tiny_config
   c.method, c.dataset = "slni", "split-cifar100"
   c.lr, c.epochs, c.batch_size = 0.01, 1, 8
-  c.slni.update(model="vgg11_slim", channels=4, width=16, heads="per_task", lambda_ssl=0.01,
-                importance_batch=8)
+  c.slni.update(
+    model="vgg11_slim", channels=4, width=16, heads="per_task", lambda_ssl=0.01, importance_batch=8
+  )
   c.train.max_steps_per_task = 2
   c.train.chunk_size = 2
   return c
@@ -57,7 +58,7 @@ def test_the_step_trains_only_the_batchs_head(heads):
   new, metrics = jax.jit(chunks.make_train_step(exp.method, "main"))(state, data, 0)
   before, after = state.learner.params, new.learner.params
   own = np.zeros(10 * K, bool)
-  own[3 * K:4 * K] = True
+  own[3 * K : 4 * K] = True
   for name in ("kernel", "bias"):
     b, a = np.asarray(before["head"][name]), np.asarray(after["head"][name])
     np.testing.assert_array_equal(a[..., ~own], b[..., ~own])  # Other heads exactly fixed.
@@ -67,12 +68,14 @@ def test_the_step_trains_only_the_batchs_head(heads):
   batch = data.batch(0)
   logits, _ = exp.method.model.apply({"params": before}, batch.images)
   z = np.asarray(logits)[:, own]
-  log_p = z - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)) - z.max(1,
-                                                                                        keepdims=True)
+  log_p = (
+    z - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)) - z.max(1, keepdims=True)
+  )
   labels = np.asarray(batch.labels)
   assert labels.max() < K
-  np.testing.assert_allclose(metrics["ce"], -log_p[np.arange(len(labels)), labels].mean(),
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    metrics["ce"], -log_p[np.arange(len(labels)), labels].mean(), rtol=1e-5
+  )
 
 
 def test_predictions_and_importance_use_the_tasks_head(heads):
@@ -82,13 +85,14 @@ def test_predictions_and_importance_use_the_tasks_head(heads):
   every = np.asarray(exp.method.predict(learner, images, None, "main"))
   assert every.shape == (10, 10 * K)
   for t in (0, 4, 9):
-    np.testing.assert_array_equal(exp.method.predict(learner, images, jnp.int32(t), "main"),
-                                  every[:, t * K:(t + 1) * K])
+    np.testing.assert_array_equal(
+      exp.method.predict(learner, images, jnp.int32(t), "main"), every[:, t * K : (t + 1) * K]
+    )
   ended = exp.method.end_task(learner, exp.benchmark.task_data(2))
   kernel, bias = (np.asarray(ended.consolidation.omega["head"][n]) for n in ("kernel", "bias"))
-  assert (bias[2 * K:3 * K] > 0).all() and (kernel[:, 2 * K:3 * K].sum(0) > 0).all()
-  assert (np.delete(bias, np.s_[2 * K:3 * K]) == 0).all()
-  assert (np.delete(kernel, np.s_[2 * K:3 * K], 1) == 0).all()
+  assert (bias[2 * K : 3 * K] > 0).all() and (kernel[:, 2 * K : 3 * K].sum(0) > 0).all()
+  assert (np.delete(bias, np.s_[2 * K : 3 * K]) == 0).all()
+  assert (np.delete(kernel, np.s_[2 * K : 3 * K], 1) == 0).all()
 
 
 def test_per_task_heads_are_for_task_incremental_benchmarks(heads):
@@ -112,6 +116,7 @@ def _check_results(results, tasks=10):
 
 def test_slni_on_mock_tfds_split_cifar100(tiny_config, tmp_path):
   import tensorflow_datasets as tfds
+
   c = _config(tiny_config)
   c.data.source, c.data.tfds_data_dir = "tfds", str(tmp_path / "tfds")
   config_lib.validate(c)
@@ -135,15 +140,16 @@ def test_slni_on_a_generated_tiny_imagenet_folder(tiny_config, tmp_path):
   assert results["config"]["dataset"] == "tiny-imagenet"
   # analyze draws VGG11-slim's two regularised Dense layers, finally and after each task.
   from dynamos_jax import analyze
+
   numbers = analyze.analyze(str(tmp_path / "run"))
   assert [len(layer["unit_rates"][0]) for layer in numbers["hidden_layers"]] == [16, 16]
-  assert [len(v) for v in numbers["hidden_layers_by_task"][1]["ever_active"]] == list(
-      range(1, 11))
+  assert [len(v) for v in numbers["hidden_layers_by_task"][1]["ever_active"]] == list(range(1, 11))
 
 
 def _load_config(name, arg=None):
   import importlib.util
   import os
+
   root = ROOT
   spec = importlib.util.spec_from_file_location(name, os.path.join(root, "configs", f"{name}.py"))
   module = importlib.util.module_from_spec(spec)
@@ -151,18 +157,29 @@ def _load_config(name, arg=None):
   return module.get_config(arg)
 
 
-@pytest.mark.parametrize("name, dataset, side", [("tiny_imagenet", "tiny-imagenet", 56),
-                                                 ("split_cifar100", "split-cifar100", 32)])
+@pytest.mark.parametrize(
+  "name, dataset, side",
+  [("tiny_imagenet", "tiny-imagenet", 56), ("split_cifar100", "split-cifar100", 32)],
+)
 def test_configs(name, dataset, side):
   from dynamos_jax import benchmarks, methods
+
   c = _load_config(name)
   c.data.path = "/data"
   config_lib.validate(c)
   assert c.dataset == dataset and (c.lr, c.batch_size, c.slni.momentum) == (0.01, 200, 0.9)
   s = c.slni
-  assert (s.model, s.width, s.heads, s.importance, s.lambda_ssl, s.lambda_omega, s.sigma_scale,
-          s.alpha_mean, s.selection) == ("vgg11_slim", 500, "per_task", "mas", 1e-6, 4.0, 6.0,
-                                         True, "best_epoch")
+  assert (
+    s.model,
+    s.width,
+    s.heads,
+    s.importance,
+    s.lambda_ssl,
+    s.lambda_omega,
+    s.sigma_scale,
+    s.alpha_mean,
+    s.selection,
+  ) == ("vgg11_slim", 500, "per_task", "mas", 1e-6, 4.0, 6.0, True, "best_epoch")
   assert _load_config(name, "no_reg").slni.regularizer == "no_reg"
   if name == "tiny_imagenet":  # the demo's plateau schedule (slni-spec 7)
     assert (s.lr_patience, s.lr_factor, s.stop_patience) == (5, 0.1, 10)

@@ -61,13 +61,19 @@ def test_flatten_order_normalisation_and_probes():
   conv6 = state["intermediates"]["conv6"]["__call__"][0]  # [2, 2, 2, 16]
   torch_flat = np.transpose(np.maximum(np.asarray(conv6), 0), (0, 3, 1, 2)).reshape(2, -1)
   fc1 = variables["params"]["fc1"]
-  np.testing.assert_allclose(aux["pre"][0], torch_flat @ np.asarray(fc1["kernel"])
-                             + np.asarray(fc1["bias"]), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    aux["pre"][0],
+    torch_flat @ np.asarray(fc1["kernel"]) + np.asarray(fc1["bias"]),
+    rtol=1e-5,
+    atol=1e-6,
+  )
   # uint8 pixels: /255, then ImageNet mean and std.
   normalised = (np.asarray(x, np.float32) / 255.0 - np.array(IMAGENET_MEAN)) / np.array(
-      IMAGENET_STD)
-  np.testing.assert_allclose(model.apply(variables, jnp.asarray(normalised, jnp.float32))[0],
-                             logits, rtol=1e-4, atol=1e-5)
+    IMAGENET_STD
+  )
+  np.testing.assert_allclose(
+    model.apply(variables, jnp.asarray(normalised, jnp.float32))[0], logits, rtol=1e-4, atol=1e-5
+  )
   # Probes shift the pre-activations; their gradient is dJ/dz per sample.
   probes = (jnp.ones((2, 6)), jnp.zeros((2, 6)))
   _, shifted = model.apply(variables, x, probes)

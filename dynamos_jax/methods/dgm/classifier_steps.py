@@ -13,8 +13,9 @@ import optax
 from dynamos_jax import losses
 
 
-def ce_chunks(method, state, key, real, labels, valid, replay, t: int, replay_labels=None,
-              replay_valid=None):
+def ce_chunks(
+  method, state, key, real, labels, valid, replay, t: int, replay_labels=None, replay_valid=None
+):
   """The t + 1 CE steps on D over real + replay; ((d, d_stats, d_opt), mean CE, accuracy).
 
   Args:
@@ -25,8 +26,11 @@ def ce_chunks(method, state, key, real, labels, valid, replay, t: int, replay_la
       are all labelled c and exist where the real rows do (one class a task).
   """
   b = real.shape[0]
-  x = real if replay is None else jnp.concatenate([real[None], replay]).reshape(
-      ((t + 1) * b, *real.shape[1:]))
+  x = (
+    real
+    if replay is None
+    else jnp.concatenate([real[None], replay]).reshape(((t + 1) * b, *real.shape[1:]))
+  )
   if replay_labels is None:
     y = jnp.concatenate([labels] + [jnp.full((b,), c, jnp.int32) for c in range(t)])
     ok = jnp.tile(valid, t + 1)
@@ -62,7 +66,8 @@ def ce_chunks(method, state, key, real, labels, valid, replay, t: int, replay_la
     correct = jnp.sum((jnp.argmax(logits, -1) == y[idx]) & m)
     return new, (ce, correct)
 
-  carry, (ce, correct) = jax.lax.scan(ce_step, (state.d, state.d_stats, state.d_opt),
-                                      (rows, chunk_mask), unroll=method.unroll)
+  carry, (ce, correct) = jax.lax.scan(
+    ce_step, (state.d, state.d_stats, state.d_opt), (rows, chunk_mask), unroll=method.unroll
+  )
   seen = (t + 1) * n if replay_valid is None else jnp.sum(chunk_mask)
   return carry, jnp.mean(ce), jnp.sum(correct) / jnp.maximum(seen, 1)

@@ -95,52 +95,76 @@ def generator(config) -> str:
     return config.dgm.generator
   return getattr(benchmarks.REGISTRY[config.dataset], "generator", "dcgan")
 
+
 def validate(config) -> None:
   """Raises ConfigError with a one-line hint for a bad dgm.* value or benchmark."""
   d = config.dgm
 
-
-  for key, choices in (("variant", VARIANTS), ("schedule", SCHEDULES),
-                       ("mask_placement", PLACEMENTS), ("expansion", EXPANSIONS),
-                       ("replay", REPLAYS), ("selection", SELECTIONS),
-                       ("loops", LOOPS), ("generator", GENERATORS),
-                       ("past_masks", PAST_MASKS), ("aux_head", AUX_HEADS),
-                       ("g_noise", G_NOISES)):
+  for key, choices in (
+    ("variant", VARIANTS),
+    ("schedule", SCHEDULES),
+    ("mask_placement", PLACEMENTS),
+    ("expansion", EXPANSIONS),
+    ("replay", REPLAYS),
+    ("selection", SELECTIONS),
+    ("loops", LOOPS),
+    ("generator", GENERATORS),
+    ("past_masks", PAST_MASKS),
+    ("aux_head", AUX_HEADS),
+    ("g_noise", G_NOISES),
+  ):
     require(d[key] in choices, f"unknown dgm.{key} {d[key]!r}: use one of {', '.join(choices)}")
   require(d.smax > 0, f"dgm.smax must be > 0 (got {d.smax}): the mask scale, e.g. 1e4")
   for key in ("lr_d", "lr_g"):
     require(d[key] > 0, f"dgm.{key} must be > 0 (got {d[key]}), e.g. 2e-3")
-  require(0 <= d.beta1 < 1 and 0 <= d.beta2 < 1,
-        f"dgm.beta1 and dgm.beta2 must be in [0, 1) (got {d.beta1}, {d.beta2})")
+  require(
+    0 <= d.beta1 < 1 and 0 <= d.beta2 < 1,
+    f"dgm.beta1 and dgm.beta2 must be in [0, 1) (got {d.beta1}, {d.beta2})",
+  )
   for key in ("lambda_ru", "lambda_gp", "lambda_adv"):
     require(d[key] >= 0, f"dgm.{key} must be >= 0 (got {d[key]})")
   require(d.ngf >= 1 and d.ndf >= 1, f"dgm.ngf and dgm.ndf must be >= 1 (got {d.ngf}, {d.ndf})")
-  require(d.shape_multiple >= 1,
-        f"dgm.shape_multiple must be >= 1 (got {d.shape_multiple}): the growth rounds the "
-        "shapes up to a multiple of it")
+  require(
+    d.shape_multiple >= 1,
+    f"dgm.shape_multiple must be >= 1 (got {d.shape_multiple}): the growth rounds the "
+    "shapes up to a multiple of it",
+  )
   require(d.thres_cosh > 0 and d.clip_norm > 0, "dgm.thres_cosh and dgm.clip_norm must be > 0")
   require(d.eval_every >= 1, f"dgm.eval_every must be >= 1 (got {d.eval_every})")
   benchmark = benchmarks.REGISTRY[config.dataset]
   classes = getattr(benchmark, "classes_per_task", 1)
   family = generator(config)
-  require(classes == 1 or family == "resnet",
-        f"the DCGAN generator has one head per task: {config.dataset} has {classes} classes "
-        "per task; use a one-class benchmark or dgm-imagenet50 (the ResNet G's per-class heads)")
-  require(family != "resnet" or d.variant == "w",
-        "the ResNet generator is DGMw only (masks on weights): use --config.dgm.variant=w")
-  require(family != "resnet" or (hasattr(benchmark, "generator") and benchmark.channels == 3),
-        f"the ResNet generator makes 32x32 RGB images; {config.dataset} is not one of DGM's "
-        "RGB benchmarks (dgm-svhn, dgm-cifar10, dgm-imagenet50): use --config.dgm.generator=auto")
-  require(d.onehot_dims >= 0 and d.d_blocks >= 1,
-        f"dgm.onehot_dims must be >= 0 and dgm.d_blocks >= 1 (got {d.onehot_dims}, "
-        f"{d.d_blocks})")
+  require(
+    classes == 1 or family == "resnet",
+    f"the DCGAN generator has one head per task: {config.dataset} has {classes} classes "
+    "per task; use a one-class benchmark or dgm-imagenet50 (the ResNet G's per-class heads)",
+  )
+  require(
+    family != "resnet" or d.variant == "w",
+    "the ResNet generator is DGMw only (masks on weights): use --config.dgm.variant=w",
+  )
+  require(
+    family != "resnet" or (hasattr(benchmark, "generator") and benchmark.channels == 3),
+    f"the ResNet generator makes 32x32 RGB images; {config.dataset} is not one of DGM's "
+    "RGB benchmarks (dgm-svhn, dgm-cifar10, dgm-imagenet50): use --config.dgm.generator=auto",
+  )
+  require(
+    d.onehot_dims >= 0 and d.d_blocks >= 1,
+    f"dgm.onehot_dims must be >= 0 and dgm.d_blocks >= 1 (got {d.onehot_dims}, {d.d_blocks})",
+  )
   labels = getattr(benchmark, "num_tasks", 1) * classes
-  require(not d.onehot or d.onehot_dims == 0 or d.onehot_dims >= labels,
-        f"dgm.onehot_dims={d.onehot_dims} cannot one-hot {config.dataset}'s {labels} labels: "
-        "use 0 (the number of classes) or more")
-  require(d.nz >= (max(d.onehot_dims or labels, 10) if d.onehot else 1),
-        f"dgm.nz={d.nz} cannot hold the one-hot class prefix: use dgm.nz >= the number of "
-        "classes (and dgm.onehot_dims) or dgm.onehot=False")
-  require(not (d.selection == "best_valid" and getattr(benchmark, "holdout", 1) == 0),
-        f"{config.dataset} holds no validation images out (the reference validates on its "
-        "test images): use --config.dgm.selection=final")
+  require(
+    not d.onehot or d.onehot_dims == 0 or d.onehot_dims >= labels,
+    f"dgm.onehot_dims={d.onehot_dims} cannot one-hot {config.dataset}'s {labels} labels: "
+    "use 0 (the number of classes) or more",
+  )
+  require(
+    d.nz >= (max(d.onehot_dims or labels, 10) if d.onehot else 1),
+    f"dgm.nz={d.nz} cannot hold the one-hot class prefix: use dgm.nz >= the number of "
+    "classes (and dgm.onehot_dims) or dgm.onehot=False",
+  )
+  require(
+    not (d.selection == "best_valid" and getattr(benchmark, "holdout", 1) == 0),
+    f"{config.dataset} holds no validation images out (the reference validates on its "
+    "test images): use --config.dgm.selection=final",
+  )

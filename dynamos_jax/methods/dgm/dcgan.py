@@ -15,13 +15,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dynamos_jax.methods.dgm import hat
+from dynamos_jax.methods.dgm import generator_dcgan as gen
+from dynamos_jax.methods.dgm import hat, shapes
 from dynamos_jax.methods.dgm import replay as dgm_replay
-from dynamos_jax.methods.dgm import shapes
+from dynamos_jax.methods.dgm.discriminator import Discriminator, init_discriminator
 from dynamos_jax.methods.dgm.family import GeneratorFamily
 from dynamos_jax.methods.dgm.state import DGMState
-from dynamos_jax.methods.dgm import generator_dcgan as gen
-from dynamos_jax.methods.dgm.discriminator import Discriminator, init_discriminator
 
 
 class DCGANFamily(GeneratorFamily):
@@ -62,8 +61,9 @@ class DCGANFamily(GeneratorFamily):
 
   def class_noise(self, key, n: int, label) -> jax.Array:
     """z [n, nz] of class ``label`` (its one-hot prefix with ``dgm.onehot``)."""
-    return gen.noise(key, n, self.method.spec.nz, jnp.full((n,), label, jnp.int32),
-                     self.onehot_width())
+    return gen.noise(
+      key, n, self.method.spec.nz, jnp.full((n,), label, jnp.int32), self.onehot_width()
+    )
 
   def noise(self, key, labels, t) -> jax.Array:
     """z [B, nz] of class t for every row (a task is a class; padding rows too)."""
@@ -71,8 +71,9 @@ class DCGANFamily(GeneratorFamily):
 
   def forward(self, g, stats, z, t, masks, counts, labels, train, valid):
     del labels  # one head per task
-    return gen.forward(self.method.spec, g, stats, z, t, masks, counts, train=train,
-                       sample_mask=valid)
+    return gen.forward(
+      self.method.spec, g, stats, z, t, masks, counts, train=train, sample_mask=valid
+    )
 
   def conditioners(self, g, state, t) -> tuple[jax.Array, ...]:
     """Per conv weight, the gradient factor: 0 on reserved (frozen) and absent entries."""
@@ -81,8 +82,10 @@ class DCGANFamily(GeneratorFamily):
     wexist = gen.weight_exist(counts, [w.shape for w in g["w"]])
     if self.method.spec.variant == "w":
       return tuple(hat.weight_conditioner_w(c, x) for c, x in zip(cum, wexist))
-    return tuple(hat.weight_conditioner_a(cum[l], cum[l - 1] if l else None, wexist[l])
-                 for l in range(len(cum)))
+    return tuple(
+      hat.weight_conditioner_a(cum[l], cum[l - 1] if l else None, wexist[l])
+      for l in range(len(cum))
+    )
 
   def reg_weight(self, state, t):
     """lambda_RU times the task's active channels over the start's (spec 4)."""
@@ -121,8 +124,9 @@ class DCGANFamily(GeneratorFamily):
     g = jax.tree.map(jnp.asarray, state.g)
     return [self.mask_exists(g, state.counts[t]) for t in range(tasks)]
 
-  def generate(self, state, z: jax.Array, label: int, finished: bool = True,
-               binary: bool | None = None) -> jax.Array:
+  def generate(
+    self, state, z: jax.Array, label: int, finished: bool = True, binary: bool | None = None
+  ) -> jax.Array:
     """Images [N, 32, 32, C] of class (= task) ``label``: its counts, BN and head, its masks
     (soft sigmoid(S e) as the replay, or binarised if ``binary``)."""
     method = self.method
@@ -151,8 +155,9 @@ class DCGANFamily(GeneratorFamily):
   def masked_params(self, state, tasks: int) -> list[int]:
     """[tasks + 1] conv1-3 weights at each task's counts, the last after the growth that
     followed task tasks - 1."""
-    return [gen.masked_count(self.method.spec, np.asarray(state.counts[t]))
-            for t in range(tasks + 1)]
+    return [
+      gen.masked_count(self.method.spec, np.asarray(state.counts[t])) for t in range(tasks + 1)
+    ]
 
   def private_params(self, counts) -> int:
     """A task's own parameters at ``counts``: its BN's and its head's."""
@@ -177,26 +182,36 @@ class DCGANFamily(GeneratorFamily):
     binaries, exists, weights, masks = [], [], {}, {}
     for t in range(finished):
       exist = self.mask_exists(g, counts[t])
-      binary = [np.asarray(hat.binarise(jnp.asarray(e[t]), method.smax, jnp.asarray(x))) > 0
-                for e, x in zip(state.past_emb, exist)]
+      binary = [
+        np.asarray(hat.binarise(jnp.asarray(e[t]), method.smax, jnp.asarray(x))) > 0
+        for e, x in zip(state.past_emb, exist)
+      ]
       binaries.append(binary)
-      exists.append([np.broadcast_to(np.asarray(x) > 0, b.shape)
-                     for x, b in zip(exist, binary)])
+      exists.append([np.broadcast_to(np.asarray(x) > 0, b.shape) for x, b in zip(exist, binary)])
       inputs, c = spec.inputs(counts[t]), counts[t]
       for l, b in enumerate(binary):
-        masks[f"task{t}.{layers[l]}"] = (b[:inputs[l], :int(c[l])] if spec.variant == "w"
-                                         else b[:int(c[l])])
-      weights[f"task{t}.head"] = np.asarray(g["head"][t][:int(c[2])])
+        masks[f"task{t}.{layers[l]}"] = (
+          b[: inputs[l], : int(c[l])] if spec.variant == "w" else b[: int(c[l])]
+        )
+      weights[f"task{t}.head"] = np.asarray(g["head"][t][: int(c[2])])
       for l in range(3):
-        weights[f"task{t}.bn{l + 1}.scale"] = np.asarray(g["scale"][l][t][:int(c[l])])
-        weights[f"task{t}.bn{l + 1}.bias"] = np.asarray(g["bias"][l][t][:int(c[l])])
+        weights[f"task{t}.bn{l + 1}.scale"] = np.asarray(g["scale"][l][t][: int(c[l])])
+        weights[f"task{t}.bn{l + 1}.bias"] = np.asarray(g["bias"][l][t][: int(c[l])])
     # G now: the widths after the growth that followed the last finished task.
-    rows = counts[:min(finished + 1, len(counts))]
+    rows = counts[: min(finished + 1, len(counts))]
     inputs = spec.inputs(rows[-1])
     for l, w in enumerate(g["w"]):
-      weights[layers[l]] = np.asarray(w)[:inputs[l], :int(rows[-1][l])]
+      weights[layers[l]] = np.asarray(w)[: inputs[l], : int(rows[-1][l])]
     worst = rows[0][None, :] * (1 + np.arange(len(rows)))[:, None]
-    return {"counts": rows, "binaries": binaries, "exists": exists, "weights": weights,
-            "masks": masks, "names": layers, "layers": layers, "ylabel": "conv1-3 weights",
-            "params": [gen.masked_count(spec, r) for r in rows],
-            "worst": [gen.masked_count(spec, r) for r in worst]}
+    return {
+      "counts": rows,
+      "binaries": binaries,
+      "exists": exists,
+      "weights": weights,
+      "masks": masks,
+      "names": layers,
+      "layers": layers,
+      "ylabel": "conv1-3 weights",
+      "params": [gen.masked_count(spec, r) for r in rows],
+      "worst": [gen.masked_count(spec, r) for r in worst],
+    }

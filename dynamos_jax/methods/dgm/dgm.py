@@ -62,20 +62,18 @@ import ml_collections
 import numpy as np
 import optax
 
-from dynamos_jax.methods.dgm import hat
 from dynamos_jax import losses
-from dynamos_jax.methods.dgm import classifier_steps
-from dynamos_jax.methods.dgm import config as dgm_config
-from dynamos_jax.methods.dgm import imagenet as dgm_imagenet
-from dynamos_jax.methods.dgm.dcgan import DCGANFamily
-from dynamos_jax.methods.dgm.family import GeneratorFamily
-from dynamos_jax.methods.dgm import selection as dgm_selection
-from dynamos_jax.methods.dgm import summary
 from dynamos_jax.methods.base import Method, register
-from dynamos_jax.methods.dgm.state import DGMState
+from dynamos_jax.methods.dgm import classifier_steps, hat, summary
+from dynamos_jax.methods.dgm import config as dgm_config
 from dynamos_jax.methods.dgm import generator_dcgan as gen
 from dynamos_jax.methods.dgm import generator_resnet as rg
+from dynamos_jax.methods.dgm import imagenet as dgm_imagenet
+from dynamos_jax.methods.dgm import selection as dgm_selection
+from dynamos_jax.methods.dgm.dcgan import DCGANFamily
 from dynamos_jax.methods.dgm.discriminator import Discriminator, ResNetDiscriminator, to_unit
+from dynamos_jax.methods.dgm.family import GeneratorFamily
+from dynamos_jax.methods.dgm.state import DGMState
 
 # fold_in constants of the named keys (design.md 3: never reuse a key).
 # 3 and 4 (BN, GROW) are shapes', 5 (REPLAY) replay's.
@@ -150,20 +148,36 @@ class DGM(Method):
     if family == "resnet":
       spec = rg.ResNetGeneratorSpec(d.ngf, d.nz, channels, benchmark.num_tasks, c)
     else:
-      spec = gen.GeneratorSpec(d.variant, d.ngf, d.nz, channels, benchmark.num_tasks,
-                               d.mask_placement)
+      spec = gen.GeneratorSpec(
+        d.variant, d.ngf, d.nz, channels, benchmark.num_tasks, d.mask_placement
+      )
     # The fields named as dgm.* keys take their values; the derived ones are set here.
     keys = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d}
     derived = dict(
-        spec=spec, num_classes=benchmark.num_classes, epochs=config.epochs,
-        batch_size=config.batch_size,
-        unroll=d.loops == "unroll" or (d.loops == "auto" and jax.default_backend() == "cpu"),
-        max_steps=config.train.max_steps_per_task, eval_batch_size=config.train.eval_batch_size,
-        classes_per_task=c, generator=family,
-        replay_slots=max(benchmark.task_data(i).size for i in range(benchmark.num_tasks))
-        if family == "resnet" else 0, data=dgm_selection.Data(benchmark))
-    return cls(**{**keys, "smax": float(d.smax), "aux_g": bool(d.aux_g),
-                  "reinit_d": bool(d.reinit_d), "onehot": bool(d.onehot), **derived})
+      spec=spec,
+      num_classes=benchmark.num_classes,
+      epochs=config.epochs,
+      batch_size=config.batch_size,
+      unroll=d.loops == "unroll" or (d.loops == "auto" and jax.default_backend() == "cpu"),
+      max_steps=config.train.max_steps_per_task,
+      eval_batch_size=config.train.eval_batch_size,
+      classes_per_task=c,
+      generator=family,
+      replay_slots=max(benchmark.task_data(i).size for i in range(benchmark.num_tasks))
+      if family == "resnet"
+      else 0,
+      data=dgm_selection.Data(benchmark),
+    )
+    return cls(
+      **{
+        **keys,
+        "smax": float(d.smax),
+        "aux_g": bool(d.aux_g),
+        "reinit_d": bool(d.reinit_d),
+        "onehot": bool(d.onehot),
+        **derived,
+      }
+    )
 
   # --- pieces --------------------------------------------------------------------------------
 
@@ -186,12 +200,12 @@ class DGM(Method):
 
   @property
   def tx_g(self) -> optax.GradientTransformation:
-    return optax.chain(optax.clip_by_global_norm(self.clip_norm),
-                       optax.adam(self.lr_g, b1=self.beta1, b2=self.beta2))
+    return optax.chain(
+      optax.clip_by_global_norm(self.clip_norm), optax.adam(self.lr_g, b1=self.beta1, b2=self.beta2)
+    )
 
   def _key(self, state, name: int, task) -> jax.Array:
-    return jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.key), name),
-                              task)
+    return jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.key), name), task)
 
   def _d_apply(self, params, stats, x, train: bool, mask=None):
     """D on x [N, 32, 32, C] in [-1, 1]: (critic [N], logits [N, K], batch_stats)."""
@@ -199,8 +213,9 @@ class DGM(Method):
     if not train:
       critic, logits = self.discriminator.apply(variables, x, train=False)
       return critic, logits, stats
-    (critic, logits), updated = self.discriminator.apply(variables, x, train=True, mask=mask,
-                                                         mutable=["batch_stats"])
+    (critic, logits), updated = self.discriminator.apply(
+      variables, x, train=True, mask=mask, mutable=["batch_stats"]
+    )
     return critic, logits, updated["batch_stats"]
 
   def _masks(self, embeddings, s, exists):
@@ -224,15 +239,24 @@ class DGM(Method):
     t = self.spec.num_tasks
     zeros = jnp.zeros((), jnp.int32)
     return dict(
-        g=g, g_stats=g_stats, d=variables["params"], d_stats=variables["batch_stats"],
-        g_opt=self.tx_g.init(g), d_opt=self.tx_d.init(variables["params"]),
-        past_emb=tuple(jnp.zeros((t, *e.shape)) for e in g["emb"]),
-        cum=tuple(jnp.zeros(e.shape) for e in g["emb"]),
-        counts=jnp.tile(jnp.asarray(counts)[None], (t + 1, 1)),
-        reserved=jnp.zeros((len(g["w"]),), jnp.int32), snapshot=g["w"],
-        seen=jnp.zeros((1,), jnp.int32), samples=zeros, batches=zeros + 1,
-        step_in_task=zeros, key=jax.random.key_data(key),
-        selection=dgm_selection.empty(self.selection, t, self.num_classes))
+      g=g,
+      g_stats=g_stats,
+      d=variables["params"],
+      d_stats=variables["batch_stats"],
+      g_opt=self.tx_g.init(g),
+      d_opt=self.tx_d.init(variables["params"]),
+      past_emb=tuple(jnp.zeros((t, *e.shape)) for e in g["emb"]),
+      cum=tuple(jnp.zeros(e.shape) for e in g["emb"]),
+      counts=jnp.tile(jnp.asarray(counts)[None], (t + 1, 1)),
+      reserved=jnp.zeros((len(g["w"]),), jnp.int32),
+      snapshot=g["w"],
+      seen=jnp.zeros((1,), jnp.int32),
+      samples=zeros,
+      batches=zeros + 1,
+      step_in_task=zeros,
+      key=jax.random.key_data(key),
+      selection=dgm_selection.empty(self.selection, t, self.num_classes),
+    )
 
   def begin_task(self, state, task):
     """D re-initialised (t > 0), task t's head drawn, fresh Adam states, the replay's snapshot."""
@@ -246,15 +270,23 @@ class DGM(Method):
       else:  # The reference's ImageNet path: only the critic and aux heads are reset.
         aux = fresh["params"]["aux"]
         if self.aux_head == "grow":  # ... the aux head's seen-class columns kept
-          aux = dgm_imagenet.grown_aux(self._key(state, dgm_imagenet.AUX, t), d["aux"], t,
-                                       self.classes_per_task)
+          aux = dgm_imagenet.grown_aux(
+            self._key(state, dgm_imagenet.AUX, t), d["aux"], t, self.classes_per_task
+          )
         d = dict(d, critic=fresh["params"]["critic"], aux=aux)
     g = self.family.new_heads(state, self._key(state, _HEAD, t), t)
     return state.replace(
-        g=g, d=d, d_stats=d_stats, g_opt=self.tx_g.init(g), d_opt=self.tx_d.init(d),
-        snapshot=tuple(jnp.copy(w) for w in g["w"]), seen=jnp.arange(t + 1, dtype=jnp.int32),
-        samples=jnp.int32(task.size), batches=jnp.int32(-(-task.size // self.batch_size)),
-        step_in_task=jnp.zeros((), jnp.int32))
+      g=g,
+      d=d,
+      d_stats=d_stats,
+      g_opt=self.tx_g.init(g),
+      d_opt=self.tx_d.init(d),
+      snapshot=tuple(jnp.copy(w) for w in g["w"]),
+      seen=jnp.arange(t + 1, dtype=jnp.int32),
+      samples=jnp.int32(task.size),
+      batches=jnp.int32(-(-task.size // self.batch_size)),
+      step_in_task=jnp.zeros((), jnp.int32),
+    )
 
   def step(self, state, batch, key, phase):
     del phase  # One phase.
@@ -263,11 +295,21 @@ class DGM(Method):
     k = state.step_in_task
     epoch, position = k // state.batches, k % state.batches
     if self.schedule == "imagenet":
-      s, s_e = dgm_imagenet.scale(epoch, position, self.epochs, state.samples,
-                                  self.batch_size, self.smax)
+      s, s_e = dgm_imagenet.scale(
+        epoch, position, self.epochs, state.samples, self.batch_size, self.smax
+      )
     else:
-      s, s_e = hat.scale(self.schedule, epoch, position, self.epochs, state.batches,
-                         state.samples, self.batch_size, self.smax, self.spec.variant == "w")
+      s, s_e = hat.scale(
+        self.schedule,
+        epoch,
+        position,
+        self.epochs,
+        state.batches,
+        state.samples,
+        self.batch_size,
+        self.smax,
+        self.spec.variant == "w",
+      )
     valid = batch.mask
     n = jnp.maximum(jnp.sum(valid), 1)
     real = to_unit(batch.images)
@@ -279,8 +321,8 @@ class DGM(Method):
 
     # 1. The classifier: t + 1 CE steps on real + replay.
     (d, d_stats, d_opt), ce, accuracy = classifier_steps.ce_chunks(
-        self, state, keys["perm"], real, batch.labels, valid, replay, t, replay_labels,
-        replay_valid)
+      self, state, keys["perm"], real, batch.labels, valid, replay, t, replay_labels, replay_valid
+    )
 
     # 2. WGAN-GP on D: real vs G_t's fakes (G in training mode: its BN_t moves); with ten
     # classes a task the fakes carry the real batch's labels (the code's).
@@ -288,8 +330,9 @@ class DGM(Method):
     exists = family.exists(g, state, t)
     z_d = family.noise(keys["z_d"], batch.labels, t)
     masks = self._masks(g["emb"], s, exists)
-    fake, g_stats = family.forward(g, state.g_stats, z_d, t, masks, counts, batch.labels, True,
-                                   valid)
+    fake, g_stats = family.forward(
+      g, state.g_stats, z_d, t, masks, counts, batch.labels, True, valid
+    )
     fake = jax.lax.stop_gradient(fake)
     alpha = jax.random.uniform(keys["gp"], (b, 1, 1, 1))
     mixed = alpha * real + (1.0 - alpha) * fake
@@ -332,19 +375,35 @@ class DGM(Method):
       return loss, (stats, dst, reg, vmean(c))
 
     (g_loss, (g_stats, d_stats, reg, g_critic)), grads = jax.value_and_grad(
-        g_loss_fn, has_aux=True)(g)
-    grads = dict(grads, w=tuple(gw * f for gw, f in zip(grads["w"], cond)),
-                 emb=tuple(hat.compensate(ge, e, s, s_e, self.thres_cosh) * x
-                           for ge, e, x in zip(grads["emb"], g["emb"], exists)))
+      g_loss_fn, has_aux=True
+    )(g)
+    grads = dict(
+      grads,
+      w=tuple(gw * f for gw, f in zip(grads["w"], cond)),
+      emb=tuple(
+        hat.compensate(ge, e, s, s_e, self.thres_cosh) * x
+        for ge, e, x in zip(grads["emb"], g["emb"], exists)
+      ),
+    )
     updates, g_opt = self.tx_g.update(grads, state.g_opt, g)
     new_g = optax.apply_updates(g, updates)
     # Frozen and absent weights keep their exact values (a no-op with a fresh Adam state).
     new_g["w"] = tuple(jnp.where(f > 0, w1, w0) for w0, w1, f in zip(g["w"], new_g["w"], cond))
-    metrics = {"loss": ce + d_loss + g_loss, "ce": ce, "d_loss": d_loss, "gp": gp,
-               "wasserstein": w_dist, "g_loss": g_loss, "g_critic": g_critic, "reg": reg,
-               "s": s, "train_accuracy": accuracy}
-    return state.replace(g=new_g, g_stats=g_stats, d=d, d_stats=d_stats, g_opt=g_opt,
-                         d_opt=d_opt, step_in_task=k + 1), metrics
+    metrics = {
+      "loss": ce + d_loss + g_loss,
+      "ce": ce,
+      "d_loss": d_loss,
+      "gp": gp,
+      "wasserstein": w_dist,
+      "g_loss": g_loss,
+      "g_critic": g_critic,
+      "reg": reg,
+      "s": s,
+      "train_accuracy": accuracy,
+    }
+    return state.replace(
+      g=new_g, g_stats=g_stats, d=d, d_stats=d_stats, g_opt=g_opt, d_opt=d_opt, step_in_task=k + 1
+    ), metrics
 
   def predict(self, state, images, task, phase):
     """D's aux logits in eval mode, classes not seen yet at -inf."""
@@ -387,8 +446,8 @@ class DGM(Method):
   def analyze(self, state, run):
     """Samples, growth, mask occupancy, A_t and size on disk (``methods/dgm/plots.py``)."""
     from dynamos_jax.methods.dgm import plots  # matplotlib: only the analyze command
-    return {"dgm": plots.analyze_dgm(run.exp, state, run.progress, run.out, run.add,
-                                     run.workdir)}
+
+    return {"dgm": plots.analyze_dgm(run.exp, state, run.progress, run.out, run.add, run.workdir)}
 
   def common_shape(self, states: list) -> list:
     """Several seeds' states (each grown by its own masks) padded to their widest widths

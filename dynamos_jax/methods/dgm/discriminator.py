@@ -58,13 +58,21 @@ def to_unit(images: jax.Array) -> jax.Array:
 
 def _conv(features: int, name: str) -> nn.Conv:
   # 5x5, stride 2, explicit PyTorch padding 2: 32 -> 16 -> 8 -> 4.
-  return nn.Conv(features, (5, 5), strides=(2, 2), padding=((2, 2), (2, 2)), use_bias=False,
-                 kernel_init=conv_init, name=name)
+  return nn.Conv(
+    features,
+    (5, 5),
+    strides=(2, 2),
+    padding=((2, 2), (2, 2)),
+    use_bias=False,
+    kernel_init=conv_init,
+    name=name,
+  )
 
 
 def _bn(train: bool, name: str) -> nn.BatchNorm:
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                      scale_init=bn_scale_init, name=name)
+  return nn.BatchNorm(
+    use_running_average=not train, momentum=0.9, epsilon=1e-5, scale_init=bn_scale_init, name=name
+  )
 
 
 class Discriminator(nn.Module):
@@ -79,8 +87,9 @@ class Discriminator(nn.Module):
   ndf: int = 32
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool,
-               mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+  def __call__(
+    self, x: jax.Array, train: bool, mask: jax.Array | None = None
+  ) -> tuple[jax.Array, jax.Array]:
     """Args:
       x: float32 [N, 32, 32, C] in [-1, 1] (``to_unit`` of the uint8 images).
       train: batch statistics (and their running averages updated: call with
@@ -100,10 +109,15 @@ class Discriminator(nn.Module):
     h = nn.leaky_relu(_bn(train, "bn3")(h, mask=bn_mask), _LEAK)
     h = h.reshape(h.shape[0], -1)
     fan_in = h.shape[-1]
-    critic = nn.Dense(1, kernel_init=torch_linear_init(fan_in),
-                      bias_init=torch_linear_init(fan_in), name="critic")(h)[:, 0]
-    logits = nn.Dense(self.num_classes, kernel_init=torch_linear_init(fan_in),
-                      bias_init=torch_linear_init(fan_in), name="aux")(h)
+    critic = nn.Dense(
+      1, kernel_init=torch_linear_init(fan_in), bias_init=torch_linear_init(fan_in), name="critic"
+    )(h)[:, 0]
+    logits = nn.Dense(
+      self.num_classes,
+      kernel_init=torch_linear_init(fan_in),
+      bias_init=torch_linear_init(fan_in),
+      name="aux",
+    )(h)
     return critic, logits
 
 
@@ -120,16 +134,28 @@ def torch10_bn_scale_init(key, shape, dtype=jnp.float32):
 
 class _Block(nn.Module):
   """The reference's BasicBlock: 3x3 conv, BN, ReLU, 3x3 conv, BN, + shortcut, ReLU."""
+
   features: int
   stride: int = 1
 
   @nn.compact
   def __call__(self, x, train: bool, bn_mask=None):
-    bn = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                                   scale_init=torch10_bn_scale_init, name=name)
-    conv = lambda f, k, s, name: nn.Conv(f, (k, k), strides=(s, s),
-                                         padding=((k // 2, k // 2),) * 2, use_bias=False,
-                                         kernel_init=torch_conv_init, name=name)
+    bn = lambda name: nn.BatchNorm(
+      use_running_average=not train,
+      momentum=0.9,
+      epsilon=1e-5,
+      scale_init=torch10_bn_scale_init,
+      name=name,
+    )
+    conv = lambda f, k, s, name: nn.Conv(
+      f,
+      (k, k),
+      strides=(s, s),
+      padding=((k // 2, k // 2),) * 2,
+      use_bias=False,
+      kernel_init=torch_conv_init,
+      name=name,
+    )
     h = nn.relu(bn("bn_a")(conv(self.features, 3, self.stride, "conv_a")(x), mask=bn_mask))
     h = bn("bn_b")(conv(self.features, 3, 1, "conv_b")(h), mask=bn_mask)
     if self.stride != 1 or x.shape[-1] != self.features:
@@ -156,32 +182,53 @@ class ResNetDiscriminator(nn.Module):
   def __call__(self, x, train: bool, mask=None):
     """x float32 [N, 32, 32, 3] -> (critic [N], logits [N, num_classes])."""
     bn_mask = None if mask is None else mask[:, None, None, None]
-    h = nn.Conv(self.width, (3, 3), padding=((1, 1), (1, 1)), use_bias=False,
-                kernel_init=torch_conv_init, name="stem")(x)
-    h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                     scale_init=torch10_bn_scale_init, name="stem_bn")(h, mask=bn_mask)
+    h = nn.Conv(
+      self.width,
+      (3, 3),
+      padding=((1, 1), (1, 1)),
+      use_bias=False,
+      kernel_init=torch_conv_init,
+      name="stem",
+    )(x)
+    h = nn.BatchNorm(
+      use_running_average=not train,
+      momentum=0.9,
+      epsilon=1e-5,
+      scale_init=torch10_bn_scale_init,
+      name="stem_bn",
+    )(h, mask=bn_mask)
     h = nn.relu(h)
     for stage, features in enumerate(self.width * m for m in (1, 2, 4, 8)):
       for b in range(self.blocks):
         h = _Block(features, 2 if stage and not b else 1, name=f"layer{stage + 1}_{b}")(
-            h, train, bn_mask)
+          h, train, bn_mask
+        )
     h = jnp.mean(h, axis=(1, 2))  # the 4x4 average pool of a 32x32 input
-    h = nn.Dense(self.feature_size, kernel_init=torch_linear_init(8 * self.width),
-                 bias_init=torch_linear_init(8 * self.width), name="neck")(h)
-    h = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-5,
-                     scale_init=torch10_bn_scale_init, name="neck_bn")(
-                         h, mask=None if mask is None else mask[:, None])
+    h = nn.Dense(
+      self.feature_size,
+      kernel_init=torch_linear_init(8 * self.width),
+      bias_init=torch_linear_init(8 * self.width),
+      name="neck",
+    )(h)
+    h = nn.BatchNorm(
+      use_running_average=not train,
+      momentum=0.99,
+      epsilon=1e-5,
+      scale_init=torch10_bn_scale_init,
+      name="neck_bn",
+    )(h, mask=None if mask is None else mask[:, None])
     h = nn.relu(h)
     fan_in = self.feature_size
-    critic = nn.Dense(1, kernel_init=torch_linear_init(fan_in),
-                      bias_init=torch_linear_init(fan_in), name="critic")(h)[:, 0]
-    logits = nn.Dense(self.num_classes, use_bias=False, kernel_init=torch_linear_init(fan_in),
-                      name="aux")(h)
+    critic = nn.Dense(
+      1, kernel_init=torch_linear_init(fan_in), bias_init=torch_linear_init(fan_in), name="critic"
+    )(h)[:, 0]
+    logits = nn.Dense(
+      self.num_classes, use_bias=False, kernel_init=torch_linear_init(fan_in), name="aux"
+    )(h)
     return critic, logits
 
 
-def init_discriminator(key: jax.Array, num_classes: int, channels: int,
-                       ndf: int = 32) -> dict:
+def init_discriminator(key: jax.Array, num_classes: int, channels: int, ndf: int = 32) -> dict:
   """Fresh variables ``{"params", "batch_stats"}`` of a D for 32x32 images of ``channels``."""
   model = Discriminator(num_classes, ndf)
   return dict(model.init(key, jnp.zeros((2, 32, 32, channels)), train=False))

@@ -80,8 +80,9 @@ class GeneratorFamily(abc.ABC):
     prefix (``onehot_width`` dims) set to each row's class."""
 
   @abc.abstractmethod
-  def forward(self, g: dict, stats: dict, z: jax.Array, t, masks, counts, labels, train: bool,
-              valid) -> tuple[jax.Array, dict]:
+  def forward(
+    self, g: dict, stats: dict, z: jax.Array, t, masks, counts, labels, train: bool, valid
+  ) -> tuple[jax.Array, dict]:
     """(images [B, 32, 32, C] in [-1, 1], G's BN statistics) of task t from z [B, nz] with
     L ``masks``, active ``counts`` [L'] and labels int32 [B] (each row's class); ``train``:
     training-mode BN over the rows where ``valid`` bool [B] (None: all)."""
@@ -108,8 +109,9 @@ class GeneratorFamily(abc.ABC):
     """The noise's one-hot prefix width (0: none)."""
 
   @abc.abstractmethod
-  def generate(self, state, z: jax.Array, label: int, finished: bool = True,
-               binary: bool | None = None) -> jax.Array:
+  def generate(
+    self, state, z: jax.Array, label: int, finished: bool = True, binary: bool | None = None
+  ) -> jax.Array:
     """Images [N, 32, 32, C] in [-1, 1] of class ``label`` from z [N, nz] (its one-hot
     prefix written): eval BN, s = S, its task's BN, counts, head and masks (the kept
     embedding once ``finished``, else the one being trained); ``binary``: the masks

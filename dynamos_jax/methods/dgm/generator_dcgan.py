@@ -45,6 +45,7 @@ HEAD_GEOMETRY = (2, 1)
 @dataclasses.dataclass(frozen=True)
 class GeneratorSpec:
   """Static description: variant "w" | "a", ngf, nz, n_c, T, DGMa's mask placement."""
+
   variant: str
   ngf: int
   nz: int
@@ -76,8 +77,13 @@ def conv_transpose(x: jax.Array, w: jax.Array, stride: int, padding: int) -> jax
   kernel = jnp.transpose(w[:, :, ::-1, ::-1], (2, 3, 0, 1))  # HWIO
   pad = k - 1 - padding
   return jax.lax.conv_general_dilated(
-      x, kernel, window_strides=(1, 1), padding=((pad, pad), (pad, pad)),
-      lhs_dilation=(stride, stride), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    x,
+    kernel,
+    window_strides=(1, 1),
+    padding=((pad, pad), (pad, pad)),
+    lhs_dilation=(stride, stride),
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+  )
 
 
 def channel_exist(counts, widths) -> tuple[jax.Array, ...]:
@@ -112,8 +118,17 @@ def batch_norm(h, scale, bias, mean, var, sample_mask, train):
   return out, mu, v * n / jnp.maximum(n - 1.0, 1.0)
 
 
-def forward(spec: GeneratorSpec, params, stats, z: jax.Array, task, masks, counts,
-            train: bool, sample_mask: jax.Array | None = None):
+def forward(
+  spec: GeneratorSpec,
+  params,
+  stats,
+  z: jax.Array,
+  task,
+  masks,
+  counts,
+  train: bool,
+  sample_mask: jax.Array | None = None,
+):
   """Images of task ``task`` from noise: (images f32 [N, 32, 32, n_c] in [-1, 1], stats).
 
   Args:
@@ -140,13 +155,22 @@ def forward(spec: GeneratorSpec, params, stats, z: jax.Array, task, masks, count
     y = conv_transpose(h, w, stride, pad)
     if spec.variant == "a" and spec.placement == "reference":
       y = y * masks[l]
-    y, mu, var = batch_norm(y, params["scale"][l][task], params["bias"][l][task],
-                             stats["mean"][l][task], stats["var"][l][task], sample_mask, train)
+    y, mu, var = batch_norm(
+      y,
+      params["scale"][l][task],
+      params["bias"][l][task],
+      stats["mean"][l][task],
+      stats["var"][l][task],
+      sample_mask,
+      train,
+    )
     if train:
-      new["mean"][l] = stats["mean"][l].at[task].set(
-          (1 - MOMENTUM) * stats["mean"][l][task] + MOMENTUM * mu)
-      new["var"][l] = stats["var"][l].at[task].set(
-          (1 - MOMENTUM) * stats["var"][l][task] + MOMENTUM * var)
+      new["mean"][l] = (
+        stats["mean"][l].at[task].set((1 - MOMENTUM) * stats["mean"][l][task] + MOMENTUM * mu)
+      )
+      new["var"][l] = (
+        stats["var"][l].at[task].set((1 - MOMENTUM) * stats["var"][l][task] + MOMENTUM * var)
+      )
     y = jax.nn.relu(y)
     if spec.variant == "a" and spec.placement == "hat":
       y = y * masks[l]
@@ -189,8 +213,7 @@ def weight_shapes(spec: GeneratorSpec, widths) -> list[tuple[int, ...]]:
 def head_init(key, spec: GeneratorSpec, active: int, width: int) -> jax.Array:
   """A new head [width, n_c, k, k]: PyTorch's default U(+-1/sqrt(n_c k^2)) on the active rows."""
   bound = 1.0 / np.sqrt(spec.channels * KERNEL * KERNEL)
-  w = jax.random.uniform(key, (active, spec.channels, KERNEL, KERNEL), jnp.float32,
-                         -bound, bound)
+  w = jax.random.uniform(key, (active, spec.channels, KERNEL, KERNEL), jnp.float32, -bound, bound)
   return pad(w, (width, spec.channels, KERNEL, KERNEL))
 
 
@@ -211,22 +234,23 @@ def init(key: jax.Array, spec: GeneratorSpec, multiple: int = 8):
   widths = tuple(round_up(a, multiple) for a in active)
   w_key, bn_key = jax.random.split(key)
   ws = []
-  for l, (shape, full) in enumerate(zip(weight_shapes(spec, active),
-                                        weight_shapes(spec, widths))):
+  for l, (shape, full) in enumerate(zip(weight_shapes(spec, active), weight_shapes(spec, widths))):
     k = jax.random.fold_in(w_key, l)
     w = _xavier(k, shape) if spec.variant == "w" else 0.02 * jax.random.normal(k, shape)
     ws.append(pad(w, full))
   t = spec.num_tasks
   scale0 = bn_init(bn_key, active, widths, first=True)
   params = {
-      "w": tuple(ws),
-      "emb": _zero_embeddings(spec, widths),
-      "scale": tuple(jnp.zeros((t, p)).at[0].set(s) for p, s in zip(widths, scale0)),
-      "bias": tuple(jnp.zeros((t, p)) for p in widths),
-      "head": jnp.zeros((t, widths[2], spec.channels, KERNEL, KERNEL)),
+    "w": tuple(ws),
+    "emb": _zero_embeddings(spec, widths),
+    "scale": tuple(jnp.zeros((t, p)).at[0].set(s) for p, s in zip(widths, scale0)),
+    "bias": tuple(jnp.zeros((t, p)) for p in widths),
+    "head": jnp.zeros((t, widths[2], spec.channels, KERNEL, KERNEL)),
   }
-  stats = {"mean": tuple(jnp.zeros((t, p)) for p in widths),
-           "var": tuple(jnp.ones((t, p)) for p in widths)}
+  stats = {
+    "mean": tuple(jnp.zeros((t, p)) for p in widths),
+    "var": tuple(jnp.ones((t, p)) for p in widths),
+  }
   return params, stats, np.asarray(active, np.int32)
 
 
@@ -246,8 +270,7 @@ def private_count(spec: GeneratorSpec, counts) -> tuple[int, int]:
   return int(counts[2]) * spec.channels * KERNEL * KERNEL, 2 * int(sum(counts))
 
 
-def grow(key: jax.Array, spec: GeneratorSpec, params, stats, old_counts, new_counts,
-         widths):
+def grow(key: jax.Array, spec: GeneratorSpec, params, stats, old_counts, new_counts, widths):
   """The generator at common widths ``widths`` after a growth old_counts -> new_counts.
 
   New weight entries (in the new active block, outside the old one) are drawn
@@ -261,22 +284,21 @@ def grow(key: jax.Array, spec: GeneratorSpec, params, stats, old_counts, new_cou
   ws = []
   for l, (w, old, new, f) in enumerate(zip(params["w"], old_shapes, new_shapes, full)):
     k = jax.random.fold_in(key, l)
-    fresh = (0.02 * jax.random.normal(k, new) if spec.variant == "w" else _xavier(k, new))
+    fresh = 0.02 * jax.random.normal(k, new) if spec.variant == "w" else _xavier(k, new)
     rows = jnp.arange(new[0])[:, None] < old[0]
     cols = jnp.arange(new[1])[None, :] < old[1]
     keep = (rows & cols)[:, :, None, None]
     # The old weights on the new active block (zeros outside the old active one).
-    block = pad(w, np.maximum(w.shape, new))[:new[0], :new[1]]
+    block = pad(w, np.maximum(w.shape, new))[: new[0], : new[1]]
     ws.append(pad(jnp.where(keep, block, fresh), f))
   t = spec.num_tasks
   pad_rows = lambda xs, value=0.0: tuple(pad(x, (t, p), value) for x, p in zip(xs, widths))
   params = {
-      "w": tuple(ws),
-      "emb": tuple(pad(e, s.shape) for e, s in zip(params["emb"],
-                                                     _zero_embeddings(spec, widths))),
-      "scale": pad_rows(params["scale"]),
-      "bias": pad_rows(params["bias"]),
-      "head": pad(params["head"], (t, widths[2], spec.channels, KERNEL, KERNEL)),
+    "w": tuple(ws),
+    "emb": tuple(pad(e, s.shape) for e, s in zip(params["emb"], _zero_embeddings(spec, widths))),
+    "scale": pad_rows(params["scale"]),
+    "bias": pad_rows(params["bias"]),
+    "head": pad(params["head"], (t, widths[2], spec.channels, KERNEL, KERNEL)),
   }
   stats = {"mean": pad_rows(stats["mean"]), "var": pad_rows(stats["var"], 1.0)}
   return params, stats

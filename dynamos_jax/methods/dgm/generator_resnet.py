@@ -75,6 +75,7 @@ HEAD_KERNEL = 3
 @dataclasses.dataclass(frozen=True)
 class ResNetGeneratorSpec:
   """Static description: ngf (f), nz, n_c (3), T tasks of ``classes_per_task`` classes."""
+
   ngf: int = 64
   nz: int = 128
   channels: int = 3
@@ -112,8 +113,12 @@ def layer_pairs(spec: ResNetGeneratorSpec, counts) -> list:
 
 def weight_exist(pairs, shapes) -> tuple[jax.Array, ...]:
   """[C_in, C_out, 1, 1] float 1 on entries [0, in) x [0, out) of each weight (traced ok)."""
-  return tuple(((jnp.arange(s[0]) < i)[:, None] & (jnp.arange(s[1]) < o)[None, :]).astype(
-      jnp.float32)[:, :, None, None] for (i, o), s in zip(pairs, shapes))
+  return tuple(
+    ((jnp.arange(s[0]) < i)[:, None] & (jnp.arange(s[1]) < o)[None, :]).astype(jnp.float32)[
+      :, :, None, None
+    ]
+    for (i, o), s in zip(pairs, shapes)
+  )
 
 
 def channel_exist(group_counts, widths) -> tuple[jax.Array, ...]:
@@ -159,8 +164,12 @@ def _conv(x: jax.Array, w: jax.Array) -> jax.Array:
   """PyTorch's Conv2d (stride 1, pad k // 2, no bias): x [N, H, W, C_in], w [C_in, C_out, k, k]."""
   pad = w.shape[-1] // 2
   return jax.lax.conv_general_dilated(
-      x, jnp.transpose(w, (2, 3, 0, 1)), window_strides=(1, 1),
-      padding=((pad, pad), (pad, pad)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    x,
+    jnp.transpose(w, (2, 3, 0, 1)),
+    window_strides=(1, 1),
+    padding=((pad, pad), (pad, pad)),
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+  )
 
 
 def upsample(x: jax.Array) -> jax.Array:
@@ -174,8 +183,18 @@ def _fit_channels(x: jax.Array, width: int) -> jax.Array:
   return x[..., :width] if c >= width else jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, width - c)])
 
 
-def forward(spec: ResNetGeneratorSpec, params, stats, z: jax.Array, task, masks, counts,
-            labels: jax.Array, train: bool, sample_mask: jax.Array | None = None):
+def forward(
+  spec: ResNetGeneratorSpec,
+  params,
+  stats,
+  z: jax.Array,
+  task,
+  masks,
+  counts,
+  labels: jax.Array,
+  train: bool,
+  sample_mask: jax.Array | None = None,
+):
   """Images of task ``task`` from noise: (images f32 [N, 32, 32, n_c] in [-1, 1], stats).
 
   Args:
@@ -202,9 +221,15 @@ def forward(spec: ResNetGeneratorSpec, params, stats, z: jax.Array, task, masks,
   new = {"mean": list(stats["mean"]), "var": list(stats["var"])}
 
   def bn_relu(h, l):
-    y, mu, var = gen.batch_norm(h, params["scale"][l][task], params["bias"][l][task],
-                                 stats["mean"][l][task], stats["var"][l][task], sample_mask,
-                                 train)
+    y, mu, var = gen.batch_norm(
+      h,
+      params["scale"][l][task],
+      params["bias"][l][task],
+      stats["mean"][l][task],
+      stats["var"][l][task],
+      sample_mask,
+      train,
+    )
     if train:
       m = gen.MOMENTUM
       new["mean"][l] = stats["mean"][l].at[task].set((1 - m) * stats["mean"][l][task] + m * mu)
@@ -217,8 +242,7 @@ def forward(spec: ResNetGeneratorSpec, params, stats, z: jax.Array, task, masks,
     width_out = widths[2 * b + 2]
     # A 1x1 conv commutes with a nearest upsampling: convolve at the lower resolution.
     conv_short = _conv(h, ws[short(b)])
-    shortcut = upsample(jnp.where(counts[short(b)] > 0, conv_short,
-                                  _fit_channels(h, width_out)))
+    shortcut = upsample(jnp.where(counts[short(b)] > 0, conv_short, _fit_channels(h, width_out)))
     y = _conv(upsample(bn_relu(h, 2 * b)), ws[conv1(b)])
     y = _conv(bn_relu(y, 2 * b + 1), ws[conv2(b)])
     h = (y + shortcut) * cexist[2 * b + 2]
@@ -234,8 +258,7 @@ def _heads(spec, params, h, task, labels, exist):
   w = jax.lax.dynamic_slice_in_dim(params["head"], task * c, c, axis=0)
   bias = jax.lax.dynamic_slice_in_dim(params["head_bias"], task * c, c, axis=0)
   w = w * exist[None, :, None, None, None]  # inputs: the task's active output channels
-  kernel = jnp.transpose(w, (1, 0, 2, 3, 4)).reshape(w.shape[1], c * n_c, HEAD_KERNEL,
-                                                     HEAD_KERNEL)
+  kernel = jnp.transpose(w, (1, 0, 2, 3, 4)).reshape(w.shape[1], c * n_c, HEAD_KERNEL, HEAD_KERNEL)
   out = (_conv(h, kernel) + bias.reshape(-1)).reshape(*h.shape[:3], c, n_c)
   pick = jnp.clip(labels - task * c, 0, c - 1)
   return jnp.take_along_axis(out, pick[:, None, None, None, None], axis=3)[:, :, :, 0]
@@ -256,8 +279,10 @@ def _xavier(key, shape, linear: bool):
 
 def bn_init(key, group_counts, widths) -> tuple[jax.Array, ...]:
   """A task's 7 BN scales [P_g]: PyTorch 1.0's default U(0, 1) on the active channels."""
-  return tuple(gen.pad(jax.random.uniform(jax.random.fold_in(key, l), (int(a),)), (p,))
-               for l, (a, p) in enumerate(zip(group_counts, widths)))
+  return tuple(
+    gen.pad(jax.random.uniform(jax.random.fold_in(key, l), (int(a),)), (p,))
+    for l, (a, p) in enumerate(zip(group_counts, widths))
+  )
 
 
 def head_init(key, spec: ResNetGeneratorSpec, active: int, width: int):
@@ -266,8 +291,9 @@ def head_init(key, spec: ResNetGeneratorSpec, active: int, width: int):
   bound = 1.0 / np.sqrt(active * HEAD_KERNEL * HEAD_KERNEL)
   c, n_c = spec.classes_per_task, spec.channels
   w_key, b_key = jax.random.split(key)
-  w = jax.random.uniform(w_key, (c, active, n_c, HEAD_KERNEL, HEAD_KERNEL), jnp.float32,
-                         -bound, bound)
+  w = jax.random.uniform(
+    w_key, (c, active, n_c, HEAD_KERNEL, HEAD_KERNEL), jnp.float32, -bound, bound
+  )
   bias = jax.random.uniform(b_key, (c, n_c), jnp.float32, -bound, bound)
   return gen.pad(w, (c, width, n_c, HEAD_KERNEL, HEAD_KERNEL)), bias
 
@@ -286,27 +312,28 @@ def init(key: jax.Array, spec: ResNetGeneratorSpec, multiple: int = 8):
   active = size_widths(sizes)
   widths = tuple(gen.round_up(a, multiple) for a in active)
   w_key, bn_key = jax.random.split(key)
-  ws = [gen.pad(_xavier(jax.random.fold_in(w_key, l), shape, l == FC), full)
-        for l, (shape, full) in enumerate(zip(weight_shapes(spec, active),
-                                              weight_shapes(spec, widths)))]
+  ws = [
+    gen.pad(_xavier(jax.random.fold_in(w_key, l), shape, l == FC), full)
+    for l, (shape, full) in enumerate(zip(weight_shapes(spec, active), weight_shapes(spec, widths)))
+  ]
   t = spec.num_tasks
   scale0 = bn_init(bn_key, active, widths)
   params = {
-      "w": tuple(ws),
-      "emb": tuple(jnp.zeros(w.shape) for w in ws),
-      "scale": tuple(jnp.zeros((t, p)).at[0].set(s) for p, s in zip(widths, scale0)),
-      "bias": tuple(jnp.zeros((t, p)) for p in widths),
-      "head": jnp.zeros((spec.num_classes, widths[6], spec.channels, HEAD_KERNEL,
-                         HEAD_KERNEL)),
-      "head_bias": jnp.zeros((spec.num_classes, spec.channels)),
+    "w": tuple(ws),
+    "emb": tuple(jnp.zeros(w.shape) for w in ws),
+    "scale": tuple(jnp.zeros((t, p)).at[0].set(s) for p, s in zip(widths, scale0)),
+    "bias": tuple(jnp.zeros((t, p)) for p in widths),
+    "head": jnp.zeros((spec.num_classes, widths[6], spec.channels, HEAD_KERNEL, HEAD_KERNEL)),
+    "head_bias": jnp.zeros((spec.num_classes, spec.channels)),
   }
-  stats = {"mean": tuple(jnp.zeros((t, p)) for p in widths),
-           "var": tuple(jnp.ones((t, p)) for p in widths)}
+  stats = {
+    "mean": tuple(jnp.zeros((t, p)) for p in widths),
+    "var": tuple(jnp.ones((t, p)) for p in widths),
+  }
   return params, stats, sizes
 
 
-def grow(key: jax.Array, spec: ResNetGeneratorSpec, params, stats, old_sizes, new_sizes,
-         widths):
+def grow(key: jax.Array, spec: ResNetGeneratorSpec, params, stats, old_sizes, new_sizes, widths):
   """The generator at group widths ``widths`` [7] after a growth old_sizes -> new_sizes.
 
   Each weight keeps its old allocated block; its new entries are drawn
@@ -319,22 +346,23 @@ def grow(key: jax.Array, spec: ResNetGeneratorSpec, params, stats, old_sizes, ne
     raise ValueError(f"widths {tuple(widths)} narrower than {widths_of(params)}")
   full = weight_shapes(spec, widths)
   ws = []
-  for l, (w, old, new, f) in enumerate(zip(params["w"], np.asarray(old_sizes),
-                                           np.asarray(new_sizes), full)):
+  for l, (w, old, new, f) in enumerate(
+    zip(params["w"], np.asarray(old_sizes), np.asarray(new_sizes), full)
+  ):
     shape = (int(new[0]), int(new[1]), *f[2:])
     fresh = _xavier(jax.random.fold_in(key, l), shape, l == FC)
-    keep = ((jnp.arange(shape[0])[:, None] < old[0]) & (jnp.arange(shape[1])[None, :] < old[1]))
-    block = gen.pad(w, np.maximum(w.shape, shape))[:shape[0], :shape[1]]
+    keep = (jnp.arange(shape[0])[:, None] < old[0]) & (jnp.arange(shape[1])[None, :] < old[1])
+    block = gen.pad(w, np.maximum(w.shape, shape))[: shape[0], : shape[1]]
     ws.append(gen.pad(jnp.where(keep[:, :, None, None], block, fresh), f))
   t = spec.num_tasks
   pad_rows = lambda xs, value=0.0: tuple(gen.pad(x, (t, p), value) for x, p in zip(xs, widths))
   params = {
-      "w": tuple(ws),
-      "emb": tuple(gen.pad(e, s) for e, s in zip(params["emb"], full)),
-      "scale": pad_rows(params["scale"]),
-      "bias": pad_rows(params["bias"]),
-      "head": gen.pad(params["head"], (spec.num_classes, widths[6], *params["head"].shape[2:])),
-      "head_bias": params["head_bias"],
+    "w": tuple(ws),
+    "emb": tuple(gen.pad(e, s) for e, s in zip(params["emb"], full)),
+    "scale": pad_rows(params["scale"]),
+    "bias": pad_rows(params["bias"]),
+    "head": gen.pad(params["head"], (spec.num_classes, widths[6], *params["head"].shape[2:])),
+    "head_bias": params["head_bias"],
   }
   stats = {"mean": pad_rows(stats["mean"]), "var": pad_rows(stats["var"], 1.0)}
   return params, stats

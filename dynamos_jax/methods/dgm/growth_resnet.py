@@ -32,8 +32,9 @@ def _ceil_div(a: int, b: int) -> int:
   return -(-int(a) // int(b))
 
 
-def grown_sizes(spec, sizes, delta, shortcut_rule: str = "code",
-                credit_inputs: str = "old") -> tuple[np.ndarray, np.ndarray]:
+def grown_sizes(
+  spec, sizes, delta, shortcut_rule: str = "code", credit_inputs: str = "old"
+) -> tuple[np.ndarray, np.ndarray]:
   """The allocation after a task (spec 6, ImageNet; ``netG.extand`` of the reference).
 
   Args:

@@ -20,8 +20,17 @@ import jax.numpy as jnp
 SCHEDULES = ("code", "paper")
 
 
-def scale(schedule: str, epoch, position, epochs: int, batches, samples, batch_size: int,
-          smax: float, local: bool) -> tuple[jax.Array, jax.Array]:
+def scale(
+  schedule: str,
+  epoch,
+  position,
+  epochs: int,
+  batches,
+  samples,
+  batch_size: int,
+  smax: float,
+  local: bool,
+) -> tuple[jax.Array, jax.Array]:
   """The mask scale s of one batch and its epoch's scale s^e (spec 3.1).
 
   Args:
@@ -88,8 +97,9 @@ def weight_conditioner_w(cum: jax.Array, exist: jax.Array) -> jax.Array:
   return (1.0 - cum) * exist
 
 
-def weight_conditioner_a(cum_out: jax.Array, cum_in: jax.Array | None,
-                         exist: jax.Array) -> jax.Array:
+def weight_conditioner_a(
+  cum_out: jax.Array, cum_in: jax.Array | None, exist: jax.Array
+) -> jax.Array:
   """DGMa: 1 - min(M_out[o], M_in[i]) on weight [C_in, C_out, k, k] (HAT's rule).
 
   Args:
@@ -103,8 +113,9 @@ def weight_conditioner_a(cum_out: jax.Array, cum_in: jax.Array | None,
   return (1.0 - frozen) * exist
 
 
-def compensate(grad: jax.Array, embedding: jax.Array, s, s_epoch,
-               thres_cosh: float = 50.0) -> jax.Array:
+def compensate(
+  grad: jax.Array, embedding: jax.Array, s, s_epoch, thres_cosh: float = 50.0
+) -> jax.Array:
   """The embedding gradient's rescaling (spec 3.3):
 
   g (s^e / s) (cosh(clip(s e, -thres, thres)) + 1) / (cosh(e) + 1).

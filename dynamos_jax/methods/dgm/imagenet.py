@@ -1,4 +1,5 @@
-"""DGM with ten classes a task on the ResNet G and D (ImageNet-50; dgm-spec 1, 2.5, 3.1, 5, 6, 12.5).
+"""DGM with ten classes a task on the ResNet G and D (ImageNet-50; dgm-spec 1, 2.5, 3.1, 5, 6,
+12.5).
 
 ``ResNetFamily``: the ``family.GeneratorFamily`` of the ResNet G
 (``methods/dgm/generator_resnet.py``, ``dgm.generator=resnet``), each member
@@ -60,15 +61,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dynamos_jax.methods.dgm import hat
+from dynamos_jax.methods.dgm import generator_dcgan as gen
+from dynamos_jax.methods.dgm import generator_resnet as rg
+from dynamos_jax.methods.dgm import growth_resnet, hat
+from dynamos_jax.methods.dgm.discriminator import ResNetDiscriminator
 from dynamos_jax.methods.dgm.family import GeneratorFamily
 from dynamos_jax.methods.dgm.replay import REPLAY
 from dynamos_jax.methods.dgm.shapes import BN, GROW, close_masks, pad_to
 from dynamos_jax.methods.dgm.state import DGMState
-from dynamos_jax.methods.dgm import generator_dcgan as gen
-from dynamos_jax.methods.dgm import generator_resnet as rg
-from dynamos_jax.methods.dgm import growth_resnet
-from dynamos_jax.methods.dgm.discriminator import ResNetDiscriminator
 
 # fold_in constant of the grown aux head's draw (methods/dgm/dgm.py holds 1-2, shapes 3-4,
 # replay 5, summary 16).
@@ -79,6 +79,7 @@ AUX = 6
 class ResNetDGMState(DGMState):
   """``DGMState`` (L = 10 masked weights) plus sizes: int32 [10, 2] the allocated
   (in, out) of each weight (``methods/dgm/generator_resnet.py``)."""
+
   sizes: jax.Array
 
 
@@ -94,8 +95,9 @@ def scale(epoch, position, epochs: int, samples, batch_size: int, smax: float):
 
 def allocated(g, sizes) -> tuple[jax.Array, ...]:
   """[C_in, C_out, 1, 1] float 1 on each weight's allocated entries (sizes traced ok)."""
-  return rg.weight_exist([(sizes[l, 0], sizes[l, 1]) for l in range(len(g["w"]))],
-                         [w.shape for w in g["w"]])
+  return rg.weight_exist(
+    [(sizes[l, 0], sizes[l, 1]) for l in range(len(g["w"]))], [w.shape for w in g["w"]]
+  )
 
 
 def logged_size(spec, sizes):
@@ -110,8 +112,11 @@ def grown_aux(key, old: dict, t: int, c: int) -> dict:
   kernel = old["kernel"]
   bound = np.sqrt(6.0 / (kernel.shape[0] + c * (t + 1)))
   keep = jnp.arange(kernel.shape[1]) < c * t
-  out = {"kernel": jnp.where(keep[None], kernel,
-                             jax.random.uniform(key, kernel.shape, kernel.dtype, -bound, bound))}
+  out = {
+    "kernel": jnp.where(
+      keep[None], kernel, jax.random.uniform(key, kernel.shape, kernel.dtype, -bound, bound)
+    )
+  }
   if "bias" in old:
     out["bias"] = jnp.where(keep, old["bias"], 0.0)
   return out
@@ -140,11 +145,18 @@ class ResNetFamily(GeneratorFamily):
 
   # The ten masked weights in the state's order (FC, then conv1, conv2, shortcut per block).
   LAYERS: ClassVar[tuple[str, ...]] = ("fc1",) + tuple(
-      f"block{b}.{n}" for b in (1, 2, 3) for n in ("conv1", "conv2", "short"))
+    f"block{b}.{n}" for b in (1, 2, 3) for n in ("conv1", "conv2", "short")
+  )
   # The seven channel groups (rg.groups), named by the weight whose outputs they are.
   GROUPS: ClassVar[tuple[str, ...]] = (
-      "fc1", "block1.conv1", "block1.conv2", "block2.conv1", "block2.conv2", "block3.conv1",
-      "block3.conv2")
+    "fc1",
+    "block1.conv1",
+    "block1.conv2",
+    "block2.conv1",
+    "block2.conv2",
+    "block3.conv1",
+    "block3.conv2",
+  )
 
   # --- the step's pieces (traced) ------------------------------------------------------------
 
@@ -156,8 +168,9 @@ class ResNetFamily(GeneratorFamily):
   def conditioners(self, g, state, t) -> tuple[jax.Array, ...]:
     """Per weight, the gradient factor 1 - M^{<t} on the allocated entries (DGMw's)."""
     del t
-    return tuple(hat.weight_conditioner_w(c, x)
-                 for c, x in zip(state.cum, allocated(g, state.sizes)))
+    return tuple(
+      hat.weight_conditioner_w(c, x) for c, x in zip(state.cum, allocated(g, state.sizes))
+    )
 
   def reg_weight(self, state, t):
     """lambda_RU times the code's size ratio (now over the start), float32 []."""
@@ -212,14 +225,23 @@ class ResNetFamily(GeneratorFamily):
       order = jnp.argsort(jnp.where(jnp.arange(slots) < total, r, r + 2.0))
       slot = order[jnp.minimum(q, slots - 1)]
       labels = u * c + jnp.minimum(slot // jnp.maximum(per_class, 1), c - 1)
-      z = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(k_noise, i),
-                                               (method.spec.nz,)))(slot)
+      z = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(k_noise, i), (method.spec.nz,)))(
+        slot
+      )
       width = self.onehot_width()
       if width:
         z = z.at[:, :width].set(jax.nn.one_hot(labels, width))
-      images, _ = rg.forward(method.spec, g, state.g_stats, z, u,
-                             self.past_masks(state, u, ex), state.counts[u], labels,
-                             train=False)
+      images, _ = rg.forward(
+        method.spec,
+        g,
+        state.g_stats,
+        z,
+        u,
+        self.past_masks(state, u, ex),
+        state.counts[u],
+        labels,
+        train=False,
+      )
       return None, (images, labels, ok)
 
     return jax.lax.scan(one, None, jnp.arange(t), unroll=method.unroll)[1]
@@ -232,16 +254,16 @@ class ResNetFamily(GeneratorFamily):
     return ResNetDiscriminator(method.num_classes, width=method.ndf, blocks=method.d_blocks)
 
   def init_d(self, key) -> dict:
-    return dict(self.discriminator().init(
-        key, jnp.zeros((2, 32, 32, self.method.spec.channels)), train=False))
+    return dict(
+      self.discriminator().init(key, jnp.zeros((2, 32, 32, self.method.spec.channels)), train=False)
+    )
 
   def init(self, key) -> ResNetDGMState:
     """The method's fresh state (``DGM.init``'s, with the ResNet G)."""
     method = self.method
     d_key, g_key, own = jax.random.split(key, 3)
     g, g_stats, sizes = rg.init(g_key, method.spec, method.shape_multiple)
-    fields = method.fresh_fields(g, g_stats, method.spec.start_counts(), self.init_d(d_key),
-                                 own)
+    fields = method.fresh_fields(g, g_stats, method.spec.start_counts(), self.init_d(d_key), own)
     return ResNetDGMState(**fields, sizes=jnp.asarray(sizes, jnp.int32))
 
   def new_heads(self, state, key, t: int) -> dict:
@@ -250,17 +272,24 @@ class ResNetFamily(GeneratorFamily):
     c = self.method.classes_per_task
     active = int(np.asarray(state.counts[t])[8])  # O_3, the output BN's channels
     w, bias = rg.head_init(key, self.method.spec, active, g["head"].shape[1])
-    return dict(g, head=g["head"].at[t * c:(t + 1) * c].set(w),
-                head_bias=g["head_bias"].at[t * c:(t + 1) * c].set(bias))
+    return dict(
+      g,
+      head=g["head"].at[t * c : (t + 1) * c].set(w),
+      head_bias=g["head_bias"].at[t * c : (t + 1) * c].set(bias),
+    )
 
   def _repad(self, state, params, stats, **changes):
     """``state`` with G's params/stats replaced and its mask arrays padded to their shapes."""
     shapes = [w.shape for w in params["w"]]
     return state.replace(
-        g=params, g_stats=stats, g_opt=self.method.tx_g.init(params),
-        past_emb=tuple(pad_to(p, (p.shape[0], *s)) for p, s in zip(state.past_emb, shapes)),
-        cum=tuple(pad_to(c, s) for c, s in zip(state.cum, shapes)),
-        snapshot=tuple(pad_to(w, s) for w, s in zip(state.snapshot, shapes)), **changes)
+      g=params,
+      g_stats=stats,
+      g_opt=self.method.tx_g.init(params),
+      past_emb=tuple(pad_to(p, (p.shape[0], *s)) for p, s in zip(state.past_emb, shapes)),
+      cum=tuple(pad_to(c, s) for c, s in zip(state.cum, shapes)),
+      snapshot=tuple(pad_to(w, s) for w, s in zip(state.snapshot, shapes)),
+      **changes,
+    )
 
   def end_task(self, state, task):
     """Binarise at S, cumulate, keep the embeddings, grow by the code's rule (spec 3.2, 6)."""
@@ -272,19 +301,28 @@ class ResNetFamily(GeneratorFamily):
     if method.expansion == "none":
       new_sizes, new_counts = sizes, np.asarray(state.counts[t])
     else:
-      new_sizes, new_counts = growth_resnet.grown_sizes(method.spec, sizes,
-                                                        ones - np.asarray(state.reserved))
-    widths = tuple(max(gen.round_up(a, method.shape_multiple), w)
-                   for a, w in zip(rg.size_widths(new_sizes), rg.widths_of(g)))
-    params, stats = rg.grow(method._key(state, GROW, t), method.spec, g, state.g_stats, sizes,
-                            new_sizes, widths)
+      new_sizes, new_counts = growth_resnet.grown_sizes(
+        method.spec, sizes, ones - np.asarray(state.reserved)
+      )
+    widths = tuple(
+      max(gen.round_up(a, method.shape_multiple), w)
+      for a, w in zip(rg.size_widths(new_sizes), rg.widths_of(g))
+    )
+    params, stats = rg.grow(
+      method._key(state, GROW, t), method.spec, g, state.g_stats, sizes, new_sizes, widths
+    )
     params["emb"] = rg.embeddings(params, 6.0 / method.smax)
     if t + 1 < method.spec.num_tasks:
       scale0 = rg.bn_init(method._key(state, BN, t + 1), rg.groups(new_counts), widths)
       params["scale"] = tuple(x.at[t + 1].set(v) for x, v in zip(params["scale"], scale0))
-    return self._repad(state, params, stats, reserved=jnp.asarray(ones, jnp.int32),
-                       counts=state.counts.at[t + 1:].set(jnp.asarray(new_counts, jnp.int32)),
-                       sizes=jnp.asarray(new_sizes, jnp.int32))
+    return self._repad(
+      state,
+      params,
+      stats,
+      reserved=jnp.asarray(ones, jnp.int32),
+      counts=state.counts.at[t + 1 :].set(jnp.asarray(new_counts, jnp.int32)),
+      sizes=jnp.asarray(new_sizes, jnp.int32),
+    )
 
   def pad(self, state, widths):
     """``state`` at group widths ``widths`` [7] (each >= its own), every active entry kept:
@@ -293,8 +331,9 @@ class ResNetFamily(GeneratorFamily):
     if tuple(widths) == rg.widths_of(state.g):
       return state
     sizes = np.asarray(state.sizes)
-    params, stats = rg.grow(jax.random.key(0), self.method.spec, state.g, state.g_stats, sizes,
-                            sizes, widths)
+    params, stats = rg.grow(
+      jax.random.key(0), self.method.spec, state.g, state.g_stats, sizes, sizes, widths
+    )
     return self._repad(state, params, stats)
 
   def common_shape(self, states: list) -> list:
@@ -317,14 +356,23 @@ class ResNetFamily(GeneratorFamily):
       labels = jnp.full((n,), k, jnp.int32)
       width = self.onehot_width()
       z = base.at[:, :width].set(jax.nn.one_hot(labels, width)) if width else base
-      images, _ = rg.forward(method.spec, state.g, state.g_stats, z, u,
-                             self.past_masks(state, u, ex), state.counts[u], labels, False)
-      rows.append(np.clip(np.round(127.5 * (np.asarray(images) + 1.0)), 0, 255)
-                  .astype(np.uint8))
+      images, _ = rg.forward(
+        method.spec,
+        state.g,
+        state.g_stats,
+        z,
+        u,
+        self.past_masks(state, u, ex),
+        state.counts[u],
+        labels,
+        False,
+      )
+      rows.append(np.clip(np.round(127.5 * (np.asarray(images) + 1.0)), 0, 255).astype(np.uint8))
     return np.stack(rows)
 
-  def generate(self, state, z: jax.Array, label: int, finished: bool = True,
-               binary: bool | None = None) -> jax.Array:
+  def generate(
+    self, state, z: jax.Array, label: int, finished: bool = True, binary: bool | None = None
+  ) -> jax.Array:
     """Images [N, 32, 32, 3] in [-1, 1] of class ``label`` from noise z [N, nz] (its one-hot
     prefix written): eval BN, s = S, its task's masks (the kept embedding once ``finished``,
     else the one being trained; binarised per ``binary``, None: per ``dgm.past_masks``, as
@@ -338,8 +386,9 @@ class ResNetFamily(GeneratorFamily):
     fn = hat.binarise if binary else hat.mask
     masks = tuple(fn(e, method.smax, x) for e, x in zip(emb, ex))
     labels = jnp.full(z.shape[:1], label, jnp.int32)
-    return rg.forward(method.spec, state.g, state.g_stats, z, u, masks, state.counts[u],
-                      labels, False)[0]
+    return rg.forward(
+      method.spec, state.g, state.g_stats, z, u, masks, state.counts[u], labels, False
+    )[0]
 
   def allocations(self, state, tasks: int) -> np.ndarray:
     """int [tasks + 1, 10, 2]: the allocated (in, out) of each weight while task t trained
@@ -357,8 +406,10 @@ class ResNetFamily(GeneratorFamily):
     counts = np.asarray(state.counts)
     for t in range(tasks):
       ex = allocated(g, sizes)
-      binary = [np.asarray(hat.binarise(jnp.asarray(e[t]), method.smax, x))
-                for e, x in zip(state.past_emb, ex)]
+      binary = [
+        np.asarray(hat.binarise(jnp.asarray(e[t]), method.smax, x))
+        for e, x in zip(state.past_emb, ex)
+      ]
       cum = binary if cum is None else [np.maximum(c, b) for c, b in zip(cum, binary)]
       ones = np.asarray([int(c.sum()) for c in cum])
       if method.expansion == "none":
@@ -367,8 +418,10 @@ class ResNetFamily(GeneratorFamily):
         sizes, new_counts = growth_resnet.grown_sizes(method.spec, sizes, ones - reserved)
       reserved = ones
       if t + 1 < len(counts) and not np.array_equal(new_counts, counts[t + 1]):
-        raise ValueError(f"the growth after task {t} gives counts {new_counts.tolist()}, the "
-                         f"state holds {counts[t + 1].tolist()}")
+        raise ValueError(
+          f"the growth after task {t} gives counts {new_counts.tolist()}, the "
+          f"state holds {counts[t + 1].tolist()}"
+        )
       rows.append(np.asarray(sizes, np.int32))
     return np.stack(rows).astype(np.int32)
 
@@ -387,7 +440,7 @@ class ResNetFamily(GeneratorFamily):
     channels, and its classes' heads (3x3 conv O_3 -> n_c, with bias)."""
     spec = self.method.spec
     o3 = int(np.asarray(counts)[8])
-    head = o3 * spec.channels * rg.HEAD_KERNEL ** 2 + spec.channels
+    head = o3 * spec.channels * rg.HEAD_KERNEL**2 + spec.channels
     bn = 2 * int(sum(int(c) for c in rg.groups(np.asarray(counts))))
     return bn + self.method.classes_per_task * head
 
@@ -411,25 +464,35 @@ class ResNetFamily(GeneratorFamily):
     binaries, cut_exists, weights, masks = [], [], {}, {}
     c = method.classes_per_task
     for t in range(finished):
-      binary = [np.asarray(hat.binarise(jnp.asarray(e[t]), method.smax, jnp.asarray(x))) > 0
-                for e, x in zip(state.past_emb, exists[t])]
+      binary = [
+        np.asarray(hat.binarise(jnp.asarray(e[t]), method.smax, jnp.asarray(x))) > 0
+        for e, x in zip(state.past_emb, exists[t])
+      ]
       binaries.append(binary)
       cut_exists.append([np.broadcast_to(x > 0, b.shape) for x, b in zip(exists[t], binary)])
       for l, (b, (i, o)) in enumerate(zip(binary, sizes[t])):
         masks[f"task{t}.{self.LAYERS[l]}"] = b[:i, :o]
       group = rg.groups(counts[t])
       for l, a in enumerate(group):
-        weights[f"task{t}.bn{l}.scale"] = np.asarray(g["scale"][l][t][:int(a)])
-        weights[f"task{t}.bn{l}.bias"] = np.asarray(g["bias"][l][t][:int(a)])
+        weights[f"task{t}.bn{l}.scale"] = np.asarray(g["scale"][l][t][: int(a)])
+        weights[f"task{t}.bn{l}.bias"] = np.asarray(g["bias"][l][t][: int(a)])
       for k in range(t * c, (t + 1) * c):
-        weights[f"class{k}.head"] = np.asarray(g["head"][k][:int(group[6])])
+        weights[f"class{k}.head"] = np.asarray(g["head"][k][: int(group[6])])
         weights[f"class{k}.head_bias"] = np.asarray(g["head_bias"][k])
     for l, (w, (i, o)) in enumerate(zip(g["w"], sizes[-1])):
       weights[self.LAYERS[l]] = np.asarray(w)[:i, :o]
-    rows = counts[:min(finished + 1, len(counts))]
+    rows = counts[: min(finished + 1, len(counts))]
     widths = np.asarray([rg.groups(r) for r in rows])
-    return {"counts": widths, "binaries": binaries, "exists": cut_exists, "weights": weights,
-            "masks": masks, "sizes": sizes, "names": self.GROUPS, "layers": self.LAYERS,
-            "params": [rg.masked_count(s) for s in sizes],
-            "worst": [masked_count_worst(method.spec, t) for t in range(len(widths))],
-            "ylabel": "allocated masked weights"}
+    return {
+      "counts": widths,
+      "binaries": binaries,
+      "exists": cut_exists,
+      "weights": weights,
+      "masks": masks,
+      "sizes": sizes,
+      "names": self.GROUPS,
+      "layers": self.LAYERS,
+      "params": [rg.masked_count(s) for s in sizes],
+      "worst": [masked_count_worst(method.spec, t) for t in range(len(widths))],
+      "ylabel": "allocated masked weights",
+    }

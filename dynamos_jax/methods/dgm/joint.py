@@ -32,6 +32,7 @@ from dynamos_jax.methods.dgm.discriminator import Discriminator, to_unit
 @flax.struct.dataclass
 class JointState:
   """params, batch_stats: D's variables; opt_state: Adam's."""
+
   params: dict
   batch_stats: dict
   opt_state: tuple
@@ -67,14 +68,17 @@ class DGMJoint(Method):
     if d.ndf < 1:
       raise ConfigError(f"dgm.ndf must be >= 1 (got {d.ndf})")
     if dgm_config.generator(config) == "resnet":
-      raise ConfigError(f"dgm_joint trains the DCGAN discriminator; {config.dataset}'s is the "
-                        "ResNet-18 one, for which no JT is built: drop :jt")
+      raise ConfigError(
+        f"dgm_joint trains the DCGAN discriminator; {config.dataset}'s is the "
+        "ResNet-18 one, for which no JT is built: drop :jt"
+      )
 
   @classmethod
   def from_config(cls, config, benchmark) -> "DGMJoint":
     d = config.dgm
-    return cls(num_classes=benchmark.num_classes, ndf=d.ndf, lr=d.lr_d, beta1=d.beta1,
-               beta2=d.beta2)
+    return cls(
+      num_classes=benchmark.num_classes, ndf=d.ndf, lr=d.lr_d, beta1=d.beta1, beta2=d.beta2
+    )
 
   @property
   def model(self) -> Discriminator:
@@ -96,21 +100,30 @@ class DGMJoint(Method):
 
     def loss_fn(params):
       (_, logits), updated = self.model.apply(
-          {"params": params, "batch_stats": state.batch_stats}, x, train=True,
-          mask=batch.mask, mutable=["batch_stats"])
+        {"params": params, "batch_stats": state.batch_stats},
+        x,
+        train=True,
+        mask=batch.mask,
+        mutable=["batch_stats"],
+      )
       return losses.cross_entropy(logits, batch.labels, batch.mask), (logits, updated)
 
     (ce, (logits, updated)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     correct = (jnp.argmax(logits, -1) == batch.labels) & batch.mask
-    metrics = {"loss": ce, "ce": ce,
-               "train_accuracy": jnp.sum(correct) / jnp.maximum(jnp.sum(batch.mask), 1)}
-    return state.replace(params=params, batch_stats=updated["batch_stats"],
-                         opt_state=opt_state), metrics
+    metrics = {
+      "loss": ce,
+      "ce": ce,
+      "train_accuracy": jnp.sum(correct) / jnp.maximum(jnp.sum(batch.mask), 1),
+    }
+    return state.replace(
+      params=params, batch_stats=updated["batch_stats"], opt_state=opt_state
+    ), metrics
 
   def predict(self, state, images, task, phase):
     del task, phase  # One head over every class, all of them trained.
-    _, logits = self.model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                                 to_unit(images), train=False)
+    _, logits = self.model.apply(
+      {"params": state.params, "batch_stats": state.batch_stats}, to_unit(images), train=False
+    )
     return logits

@@ -31,23 +31,36 @@ accuracy matrix; every figure function takes plain arrays, writes a PNG
   as .npz files whose sizes are reported (paper Table 4).
 """
 
+from collections.abc import Sequence
 import os
 import sys
-from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dynamos_jax import plots
-from dynamos_jax import task_arrays
+from dynamos_jax import plots, task_arrays
 from dynamos_jax.methods.dgm import summary
+
 # The paper's Table 1 (A5, A10) on MNIST, drawn next to a run's curve.
-PAPER_MNIST = {"DGMw": {5: 98.75, 10: 96.46}, "DGMa": {5: 99.17, 10: 97.92},
-               "JT": {5: 97.66, 10: 98.10}}
+PAPER_MNIST = {
+  "DGMw": {5: 98.75, 10: 96.46},
+  "DGMa": {5: 99.17, 10: 97.92},
+  "JT": {5: 97.66, 10: 98.10},
+}
 LAYERS = ("conv1", "conv2", "conv3")
-COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:brown", "tab:pink",
-          "tab:olive", "tab:cyan", "tab:gray", "tab:purple")
+COLORS = (
+  "tab:blue",
+  "tab:orange",
+  "tab:green",
+  "tab:red",
+  "tab:brown",
+  "tab:pink",
+  "tab:olive",
+  "tab:cyan",
+  "tab:gray",
+  "tab:purple",
+)
 
 
 def average_accuracy(matrix: Sequence[Sequence[float | None]]) -> list[float]:
@@ -55,9 +68,13 @@ def average_accuracy(matrix: Sequence[Sequence[float | None]]) -> list[float]:
   return [float(np.mean([v for v in row if v is not None])) for row in matrix[1:]]
 
 
-def at_curve(values: Sequence[float], path, reference: dict | None = None,
-             title: str = "A_t: average accuracy over the classes seen",
-             selected: Sequence[float] | None = None) -> str:
+def at_curve(
+  values: Sequence[float],
+  path,
+  reference: dict | None = None,
+  title: str = "A_t: average accuracy over the classes seen",
+  selected: Sequence[float] | None = None,
+) -> str:
   """A_t after each task; ``reference``: {name: {task: value}} drawn as markers;
   ``selected``: the best-validation report's A_t (``dgm.selection=best_valid``)."""
   t = np.arange(1, len(values) + 1)
@@ -65,8 +82,13 @@ def at_curve(values: Sequence[float], path, reference: dict | None = None,
   ax.plot(t, values, "o-", color="tab:blue", label="this run (final model)")
   lowest = min(values)
   if selected is not None:
-    ax.plot(np.arange(1, len(selected) + 1), selected, "x--", color="tab:gray",
-            label="best-validation report")
+    ax.plot(
+      np.arange(1, len(selected) + 1),
+      selected,
+      "x--",
+      color="tab:gray",
+      label="best-validation report",
+    )
     lowest = min(lowest, *selected)
   for (name, points), marker in zip((reference or {}).items(), "s^dv"):
     xs = [k for k in sorted(points) if k <= len(values)]
@@ -80,8 +102,12 @@ def at_curve(values: Sequence[float], path, reference: dict | None = None,
   return plots.save(ax.figure, path)
 
 
-def sample_grid(images: np.ndarray, path, class_names: Sequence | None = None,
-                title: str = "Generated samples (fixed noise)") -> str:
+def sample_grid(
+  images: np.ndarray,
+  path,
+  class_names: Sequence | None = None,
+  title: str = "Generated samples (fixed noise)",
+) -> str:
   """images [K, n, H, W, C] (K classes, n samples each), float in [-1, 1] or uint8: one
   row per class."""
   k, n = images.shape[:2]
@@ -115,9 +141,16 @@ def masked_params(counts: np.ndarray, nz: int, kernel: int = 4) -> np.ndarray:
   return (inputs * counts * kernel * kernel).sum(axis=1)
 
 
-def growth_curve(counts: np.ndarray, path, nz: int, title: str = "Generator growth",
-                 names: Sequence[str] = LAYERS, params: Sequence[int] | None = None,
-                 worst: Sequence[int] | None = None, ylabel: str = "conv1-3 weights") -> str:
+def growth_curve(
+  counts: np.ndarray,
+  path,
+  nz: int,
+  title: str = "Generator growth",
+  names: Sequence[str] = LAYERS,
+  params: Sequence[int] | None = None,
+  worst: Sequence[int] | None = None,
+  ylabel: str = "conv1-3 weights",
+) -> str:
   """counts int [T + 1, L]: each layer's output channels at the start (row 0) and after each
   task (DCGAN: conv1-3).
 
@@ -135,8 +168,9 @@ def growth_curve(counts: np.ndarray, path, nz: int, title: str = "Generator grow
     left.plot(t, counts[0, l] * (1 + t), "--", color=color, alpha=0.5)
   left.set_xlabel("tasks learned")
   left.set_ylabel("output channels")
-  left.legend(fontsize=8 if len(names) <= 3 else 6, title="dashed: linear worst case",
-              title_fontsize=7)
+  left.legend(
+    fontsize=8 if len(names) <= 3 else 6, title="dashed: linear worst case", title_fontsize=7
+  )
   if worst is None:
     worst = masked_params(counts[0][None, :] * (1 + t)[:, None], nz)
   if params is None:
@@ -150,8 +184,9 @@ def growth_curve(counts: np.ndarray, path, nz: int, title: str = "Generator grow
   return plots.save(fig, path)
 
 
-def occupancy(binaries: Sequence[Sequence[np.ndarray]],
-              exists: Sequence[Sequence[np.ndarray]]) -> dict[str, np.ndarray]:
+def occupancy(
+  binaries: Sequence[Sequence[np.ndarray]], exists: Sequence[Sequence[np.ndarray]]
+) -> dict[str, np.ndarray]:
   """Each task's share of each layer: newly reserved, reused, and free after it.
 
   Args:
@@ -179,9 +214,13 @@ def occupancy(binaries: Sequence[Sequence[np.ndarray]],
   return {"new": new, "reused": reused, "free": free}
 
 
-def occupancy_bars(new: np.ndarray, reused: np.ndarray, path,
-                   title: str = "Mask occupancy per layer and task",
-                   names: Sequence[str] = LAYERS) -> str:
+def occupancy_bars(
+  new: np.ndarray,
+  reused: np.ndarray,
+  path,
+  title: str = "Mask occupancy per layer and task",
+  names: Sequence[str] = LAYERS,
+) -> str:
   """Stacked bars per task, one panel per layer: newly reserved and reused shares (more
   than five layers: rows of five panels)."""
   new, reused = np.asarray(new), np.asarray(reused)
@@ -196,8 +235,9 @@ def occupancy_bars(new: np.ndarray, reused: np.ndarray, path,
   x = np.arange(1, tasks + 1)
   for l, ax in enumerate(axes):
     ax.bar(x, 100 * reused[:, l], color="tab:blue", label="reused")
-    ax.bar(x, 100 * new[:, l], bottom=100 * reused[:, l], color="tab:orange",
-           label="newly reserved")
+    ax.bar(
+      x, 100 * new[:, l], bottom=100 * reused[:, l], color="tab:orange", label="newly reserved"
+    )
     ax.set_xticks(x)
     ax.set_xlabel("task")
     ax.set_title(names[l] if l < len(names) else f"layer {l + 1}", fontsize=9)
@@ -209,8 +249,9 @@ def occupancy_bars(new: np.ndarray, reused: np.ndarray, path,
   return plots.save(fig, path)
 
 
-def generator_size(directory, weights: dict[str, np.ndarray],
-                   masks: dict[str, np.ndarray]) -> dict[str, int]:
+def generator_size(
+  directory, weights: dict[str, np.ndarray], masks: dict[str, np.ndarray]
+) -> dict[str, int]:
   """Writes the generator's weights and sparse masks to ``directory``; returns their bytes.
 
   Args:
@@ -266,35 +307,51 @@ def sample_drift(samples: Sequence[np.ndarray], classes_per_task: int = 1) -> li
   its samples since the task that learned it (c // C + 1): 0 for the newest task's classes,
   growing if G forgets c."""
   c_ = classes_per_task
-  return [[float(np.mean(np.abs(s[c].astype(np.float32)
-                                - samples[c // c_][c].astype(np.float32)))) / 255.0
-           for c in range(len(s))] for s in samples]
+  return [
+    [
+      float(np.mean(np.abs(s[c].astype(np.float32) - samples[c // c_][c].astype(np.float32))))
+      / 255.0
+      for c in range(len(s))
+    ]
+    for s in samples
+  ]
 
 
 def best_valid_report(reports: Sequence[dict]) -> list[dict] | None:
   """The best-validation records of the after-task reports (None: not a best_valid run)."""
   if not reports or "best_valid" not in reports[0]:
     return None
-  return [{"task": t + 1, "valid": float(r["best_valid"]), "epoch": int(r["best_valid_epoch"]),
-           "test": [float(v) for v in r["best_valid_test"]],
-           "test_average": float(np.mean(r["best_valid_test"]))}
-          for t, r in enumerate(reports)]
+  return [
+    {
+      "task": t + 1,
+      "valid": float(r["best_valid"]),
+      "epoch": int(r["best_valid_epoch"]),
+      "test": [float(v) for v in r["best_valid_test"]],
+      "test_average": float(np.mean(r["best_valid_test"])),
+    }
+    for t, r in enumerate(reports)
+  ]
 
 
-def task_grids(reports: Sequence[dict], out: str, add, seed: int,
-               classes_per_task: int = 1) -> list[list[float]]:
+def task_grids(
+  reports: Sequence[dict], out: str, add, seed: int, classes_per_task: int = 1
+) -> list[list[float]]:
   """One grid per task of the reports' samples (module docstring); returns the drift."""
   samples = [r["samples"] for r in reports]
   drift = sample_drift(samples, classes_per_task)
   for t, images in enumerate(samples):
-    add(f"Generated samples after task {t + 1}",
-        sample_grid(images, os.path.join(out, f"dgm_samples_task{t + 1}.png"),
-                    title=f"G after task {t + 1}: fixed noise (seed {seed}), s = s_max, "
-                          "eval BN"),
-        "One row per class seen, each through its own task's masks, BN and head; column j "
-        "is the same noise in every row and in every task's grid (its one-hot prefix set "
-        "to the class). Mean absolute change of each class's samples since it was "
-        "learned: " + ", ".join(f"{d:.3f}" for d in drift[t]) + ".")
+    add(
+      f"Generated samples after task {t + 1}",
+      sample_grid(
+        images,
+        os.path.join(out, f"dgm_samples_task{t + 1}.png"),
+        title=f"G after task {t + 1}: fixed noise (seed {seed}), s = s_max, eval BN",
+      ),
+      "One row per class seen, each through its own task's masks, BN and head; column j "
+      "is the same noise in every row and in every task's grid (its one-hot prefix set "
+      "to the class). Mean absolute change of each class's samples since it was "
+      "learned: " + ", ".join(f"{d:.3f}" for d in drift[t]) + ".",
+    )
   return drift
 
 
@@ -319,14 +376,23 @@ def analyze_dgm(exp, learner, progress: dict, out: str, add, workdir: str | None
     values = average_accuracy(matrix)
     numbers["A_t"] = values
     mnist = exp.config.dataset == "dgm-mnist"
-    add("A_t: average accuracy over the classes seen",
-        at_curve(values, os.path.join(out, "dgm_at.png"),
-                 reference=PAPER_MNIST if mnist else None,
-                 selected=None if selected is None else [r["test_average"] for r in selected]),
-        "Mean of the class-IL row after task t over the classes seen so far"
-        + ("; markers: the paper's Table 1 (A5, A10)" if mnist else "")
-        + ("; dashed: the test A_t at each task's best validation evaluation (the code's "
-           "report; the final model is the accuracy matrix's)." if selected else "."))
+    add(
+      "A_t: average accuracy over the classes seen",
+      at_curve(
+        values,
+        os.path.join(out, "dgm_at.png"),
+        reference=PAPER_MNIST if mnist else None,
+        selected=None if selected is None else [r["test_average"] for r in selected],
+      ),
+      "Mean of the class-IL row after task t over the classes seen so far"
+      + ("; markers: the paper's Table 1 (A5, A10)" if mnist else "")
+      + (
+        "; dashed: the test A_t at each task's best validation evaluation (the code's "
+        "report; the final model is the accuracy matrix's)."
+        if selected
+        else "."
+      ),
+    )
   if not finished:
     print("no task finished yet: only the accuracy figures", file=sys.stderr)
     return numbers
@@ -336,40 +402,63 @@ def analyze_dgm(exp, learner, progress: dict, out: str, add, workdir: str | None
   numbers["masked_params"] = numbers_["params"]
   resnet = method.resnet
   variant = "w (ResNet G)" if resnet else method.spec.variant
-  add("Generator growth per layer",
-      growth_curve(counts, os.path.join(out, "dgm_growth.png"), method.spec.nz,
-                   title=f"DGM{variant} generator growth", names=names,
-                   params=numbers_["params"], worst=numbers_["worst"],
-                   ylabel=numbers_["ylabel"]),
-      f"Output channels of {_names(names)} each task trained on (tasks learned before it on "
-      f"the x axis), dashed: the linear worst case; right: {numbers_['ylabel']}"
-      + (" (the allocated shapes, idle shortcut convs included)" if resnet else "")
-      + ". Masked weights: " + ", ".join(str(v) for v in numbers["masked_params"]) + ".")
+  add(
+    "Generator growth per layer",
+    growth_curve(
+      counts,
+      os.path.join(out, "dgm_growth.png"),
+      method.spec.nz,
+      title=f"DGM{variant} generator growth",
+      names=names,
+      params=numbers_["params"],
+      worst=numbers_["worst"],
+      ylabel=numbers_["ylabel"],
+    ),
+    f"Output channels of {_names(names)} each task trained on (tasks learned before it on "
+    f"the x axis), dashed: the linear worst case; right: {numbers_['ylabel']}"
+    + (" (the allocated shapes, idle shortcut convs included)" if resnet else "")
+    + ". Masked weights: "
+    + ", ".join(str(v) for v in numbers["masked_params"])
+    + ".",
+  )
   occ = occupancy(numbers_["binaries"], numbers_["exists"])
   numbers["occupancy"] = {k: v.tolist() for k, v in occ.items()}
-  add("Mask occupancy per layer and task",
-      occupancy_bars(occ["new"], occ["reused"], os.path.join(out, "dgm_occupancy.png"),
-                     names=numbers_["layers"]),
-      "Each task's binary mask at s_max as a share of the layer the task ran on"
-      + (" (its allocation then)" if resnet else "") + ": reused "
-      "(reserved by earlier tasks) and newly reserved; free after the last task: "
-      + ", ".join(f"{v:.2f}" for v in occ["free"][-1]) + f" ({_names(numbers_['layers'])}).")
+  add(
+    "Mask occupancy per layer and task",
+    occupancy_bars(
+      occ["new"], occ["reused"], os.path.join(out, "dgm_occupancy.png"), names=numbers_["layers"]
+    ),
+    "Each task's binary mask at s_max as a share of the layer the task ran on"
+    + (" (its allocation then)" if resnet else "")
+    + ": reused "
+    "(reserved by earlier tasks) and newly reserved; free after the last task: "
+    + ", ".join(f"{v:.2f}" for v in occ["free"][-1])
+    + f" ({_names(numbers_['layers'])}).",
+  )
   per_task = getattr(method, "classes_per_task", 1)
   if reports and all("samples" in r for r in reports):
     numbers["sample_drift"] = task_grids(reports, out, add, exp.seed, per_task)
   else:  # A run without after-task reports: the checkpoint's G only.
     images = generated_grid(method, learner, finished * per_task)
-    add("Generated samples of every class learned",
-        sample_grid(images, os.path.join(out, "dgm_samples.png"),
-                    title=f"G after task {finished}: fixed noise, s = s_max, eval BN"),
-        "One row per class, each through its own task's masks, BN and head; the same noise "
-        "in every row (its one-hot prefix set to the class).")
-  sizes = generator_size(os.path.join(out, "generator"), numbers_["weights"],
-                         numbers_["masks"])
+    add(
+      "Generated samples of every class learned",
+      sample_grid(
+        images,
+        os.path.join(out, "dgm_samples.png"),
+        title=f"G after task {finished}: fixed noise, s = s_max, eval BN",
+      ),
+      "One row per class, each through its own task's masks, BN and head; the same noise "
+      "in every row (its one-hot prefix set to the class).",
+    )
+  sizes = generator_size(os.path.join(out, "generator"), numbers_["weights"], numbers_["masks"])
   numbers["size_bytes"] = sizes
   # The method's own counts (Table 3 and 4's quantities) next to the files' sizes.
-  numbers["generator"] = {k: int(v) for k, v in
-                          summary.generator_size(method, learner, finished).items()}
-  print(f"generator on disk: weights {sizes['weights'] / 1e6:.3f} MB, masks (sparse) "
-        f"{sizes['masks'] / 1e6:.3f} MB", file=sys.stderr)
+  numbers["generator"] = {
+    k: int(v) for k, v in summary.generator_size(method, learner, finished).items()
+  }
+  print(
+    f"generator on disk: weights {sizes['weights'] / 1e6:.3f} MB, masks (sparse) "
+    f"{sizes['masks'] / 1e6:.3f} MB",
+    file=sys.stderr,
+  )
   return numbers

@@ -62,9 +62,11 @@ def empty(selection: str, num_tasks: int, num_classes: int) -> dict:
   unchanged), else valid float32 [T], epoch int32 [T], test float32 [T, K]."""
   if selection != "best_valid":
     return {}
-  return {"valid": jnp.full((num_tasks,), NONE_YET, jnp.float32),
-          "epoch": jnp.zeros((num_tasks,), jnp.int32),
-          "test": jnp.zeros((num_tasks, num_classes), jnp.float32)}
+  return {
+    "valid": jnp.full((num_tasks,), NONE_YET, jnp.float32),
+    "epoch": jnp.zeros((num_tasks,), jnp.int32),
+    "test": jnp.zeros((num_tasks, num_classes), jnp.float32),
+  }
 
 
 def due(method, state) -> int | None:
@@ -89,14 +91,16 @@ def _logits(state, images, *, method):
   return method.predict(state, images, None, "main")
 
 
-def seen_accuracies(method, state, images: jax.Array, labels: np.ndarray,
-                    classes: int) -> np.ndarray:
+def seen_accuracies(
+  method, state, images: jax.Array, labels: np.ndarray, classes: int
+) -> np.ndarray:
   """float64 [classes] accuracy (%) of each class c < ``classes`` on its rows of ``images``
   [N, 32, 32, C] / ``labels`` [N] (unseen classes' rows are not evaluated)."""
   labels = np.asarray(labels)
   rows = np.flatnonzero(labels < classes)
-  logits = evaluation.predict_logits(lambda x: _logits(state, x, method=method),
-                                     images[rows], method.eval_batch_size)
+  logits = evaluation.predict_logits(
+    lambda x: _logits(state, x, method=method), images[rows], method.eval_batch_size
+  )
   y = labels[rows]
   correct = np.argmax(logits, -1) == y
   return np.array([100.0 * np.mean(correct[y == c]) for c in range(classes)])
@@ -117,17 +121,24 @@ def end_epoch(method, state, task):
     return state
   test = seen_accuracies(method, state, *benchmark.test_set(), classes)
   row = jnp.zeros(records["test"].shape[1:], jnp.float32).at[:classes].set(test)
-  return state.replace(selection={"valid": records["valid"].at[t].set(valid),
-                                  "epoch": records["epoch"].at[t].set(epoch),
-                                  "test": records["test"].at[t].set(row)})
+  return state.replace(
+    selection={
+      "valid": records["valid"].at[t].set(valid),
+      "epoch": records["epoch"].at[t].set(epoch),
+      "test": records["test"].at[t].set(row),
+    }
+  )
 
 
 def task_record(state, t: int) -> dict[str, np.ndarray]:
   """Task t's record as arrays (``after_task``'s): best_valid [], best_valid_epoch [],
   best_valid_test [t + 1] (the seen classes' test accuracies, %)."""
   s = jax.device_get(state.selection)
-  return {"best_valid": np.float32(s["valid"][t]), "best_valid_epoch": np.int32(s["epoch"][t]),
-          "best_valid_test": np.asarray(s["test"][t][:t + 1], np.float32)}
+  return {
+    "best_valid": np.float32(s["valid"][t]),
+    "best_valid_epoch": np.int32(s["epoch"][t]),
+    "best_valid_test": np.asarray(s["test"][t][: t + 1], np.float32),
+  }
 
 
 def summary(state, tasks: int) -> list[dict]:
@@ -138,7 +149,13 @@ def summary(state, tasks: int) -> list[dict]:
   for t in range(tasks):
     r = task_record(state, t)
     test = [float(v) for v in r["best_valid_test"]]
-    out.append({"task": t + 1, "valid": float(r["best_valid"]),
-                "epoch": int(r["best_valid_epoch"]), "test": test,
-                "test_average": float(np.mean(test))})
+    out.append(
+      {
+        "task": t + 1,
+        "valid": float(r["best_valid"]),
+        "epoch": int(r["best_valid_epoch"]),
+        "test": test,
+        "test_average": float(np.mean(test)),
+      }
+    )
   return out

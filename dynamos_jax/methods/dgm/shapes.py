@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dynamos_jax.methods.dgm import hat
 from dynamos_jax.methods.dgm import generator_dcgan as gen
+from dynamos_jax.methods.dgm import hat
 
 # fold_in constants of the method's named keys used here (methods/dgm/dgm.py holds the others).
 GROW, BN = 4, 3
@@ -31,11 +31,13 @@ def grown(method, g, counts: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray,
   elif method.spec.variant == "a":
     add = hat.growth_a(delta)
   else:
-    add = hat.growth_w(delta, method.spec.inputs(counts), counts, gen.KERNEL,
-                       credit=method.expansion == "code")
+    add = hat.growth_w(
+      delta, method.spec.inputs(counts), counts, gen.KERNEL, credit=method.expansion == "code"
+    )
   new = counts + np.asarray(add, np.int32)
-  widths = tuple(max(gen.round_up(c, method.shape_multiple), w)
-                 for c, w in zip(new, gen.widths_of(g)))
+  widths = tuple(
+    max(gen.round_up(c, method.shape_multiple), w) for c, w in zip(new, gen.widths_of(g))
+  )
   return new, widths
 
 
@@ -78,16 +80,20 @@ def pad(method, state, widths, grown=None):
   counts = state.counts
   if t is not None:
     params["emb"] = tuple(jnp.zeros_like(e) for e in params["emb"])
-    counts = counts.at[t + 1:].set(jnp.asarray(new, jnp.int32))
+    counts = counts.at[t + 1 :].set(jnp.asarray(new, jnp.int32))
     if t + 1 < method.spec.num_tasks:
       scale = gen.bn_init(method._key(state, BN, t + 1), new, widths, first=False)
       params["scale"] = tuple(x.at[t + 1].set(v) for x, v in zip(params["scale"], scale))
   shapes = [e.shape for e in params["emb"]]
   return state.replace(
-      g=params, g_stats=stats, g_opt=method.tx_g.init(params),
-      past_emb=tuple(pad_to(p, (p.shape[0], *sh)) for p, sh in zip(state.past_emb, shapes)),
-      cum=tuple(pad_to(c, sh) for c, sh in zip(state.cum, shapes)), counts=counts,
-      snapshot=tuple(pad_to(w, nw.shape) for w, nw in zip(state.snapshot, params["w"])))
+    g=params,
+    g_stats=stats,
+    g_opt=method.tx_g.init(params),
+    past_emb=tuple(pad_to(p, (p.shape[0], *sh)) for p, sh in zip(state.past_emb, shapes)),
+    cum=tuple(pad_to(c, sh) for c, sh in zip(state.cum, shapes)),
+    counts=counts,
+    snapshot=tuple(pad_to(w, nw.shape) for w, nw in zip(state.snapshot, params["w"])),
+  )
 
 
 def common_shape(method, states: list) -> list:

@@ -35,6 +35,7 @@ class DGMState:
   selection: ``dgm.selection=best_valid``'s records per task (``selection``);
     {} (no leaves) for ``final``.
   """
+
   g: dict
   g_stats: dict
   d: dict

@@ -28,8 +28,9 @@ def onehot_width(method) -> int:
   return method.family.onehot_width()
 
 
-def generate(method, state, z: jax.Array, task: int, finished: bool = True,
-             binary: bool | None = None) -> jax.Array:
+def generate(
+  method, state, z: jax.Array, task: int, finished: bool = True, binary: bool | None = None
+) -> jax.Array:
   """Images [N, 32, 32, C] in [-1, 1] of class ``task`` from noise z [N, nz] (its one-hot
   prefix written): eval-mode BN, s = S, the class's own sub-network and masks (its kept
   embedding once ``finished``, else the embedding being trained); ``binary``: the masks
@@ -60,8 +61,13 @@ def task_masks(method, state, tasks: int, exists=None) -> list[tuple[np.ndarray,
   """The binary masks b^t (host, per layer) of the first ``tasks`` finished tasks, each
   on the entries that existed for it (``task_exists``): 1[sigmoid(S e^t) >= 0.5]."""
   exists = task_exists(method, state, tasks) if exists is None else exists
-  return [tuple(np.asarray(hat.binarise(jnp.asarray(e[t]), method.smax, jnp.asarray(x)))
-                for e, x in zip(state.past_emb, exists[t])) for t in range(tasks)]
+  return [
+    tuple(
+      np.asarray(hat.binarise(jnp.asarray(e[t]), method.smax, jnp.asarray(x)))
+      for e, x in zip(state.past_emb, exists[t])
+    )
+    for t in range(tasks)
+  ]
 
 
 def task_exists(method, state, tasks: int) -> list[tuple]:
@@ -85,9 +91,18 @@ def mask_statistics(method, state, tasks: int) -> list[dict]:
     new_cum = tuple(np.maximum(c, m) for c, m in zip(cum, masks))
     for l, (m, c, nc, x) in enumerate(zip(masks, cum, new_cum, exists[t])):
       size = int(np.sum(np.broadcast_to(np.asarray(x), m.shape)))
-      rows.append({"task": t, "layer": l + 1, "entries": size, "reserved": int(m.sum()),
-                   "new": int((m * (1 - c)).sum()), "reused": int((m * c).sum()),
-                   "free_after": size - int(nc.sum()), **family.row(state, t, l)})
+      rows.append(
+        {
+          "task": t,
+          "layer": l + 1,
+          "entries": size,
+          "reserved": int(m.sum()),
+          "new": int((m * (1 - c)).sum()),
+          "reused": int((m * c).sum()),
+          "free_after": size - int(nc.sum()),
+          **family.row(state, t, l),
+        }
+      )
     cum = new_cum
   return rows
 
@@ -112,9 +127,13 @@ def generator_size(method, state, tasks: int) -> dict:
     for m, x in zip(masks, exists[t]):
       bits += int(np.sum(np.broadcast_to(np.asarray(x), m.shape)))
       ones += int(m.sum())
-  return {"masked_params": trained, "masked_params_grown": grown,
-          "weights_bytes": 4 * (grown + private), "masks_bitmap_bytes": -(-bits // 8),
-          "masks_sparse_bytes": 4 * ones}
+  return {
+    "masked_params": trained,
+    "masked_params_grown": grown,
+    "weights_bytes": 4 * (grown + private),
+    "masks_bitmap_bytes": -(-bits // 8),
+    "masks_sparse_bytes": 4 * ones,
+  }
 
 
 def arrays(method, state, finished: int) -> dict:
@@ -131,4 +150,3 @@ def arrays(method, state, finished: int) -> dict:
   their linear worst case), layers (the masks' names), ylabel.
   """
   return method.family.arrays(state, finished)
-

@@ -78,8 +78,9 @@ class MomentBatchNorm(nn.Module):
     sample_means = jnp.mean(x, axis=(1, 2))  # [B, C_in]
     u_lin = sample_means @ kernel  # [B, C]: mean_hw of the conv output
     if train:
-      rows = (jnp.ones(x.shape[:1], x.dtype) if mask is None
-              else mask.reshape(x.shape[0]).astype(x.dtype))
+      rows = (
+        jnp.ones(x.shape[:1], x.dtype) if mask is None else mask.reshape(x.shape[0]).astype(x.dtype)
+      )
       count = jnp.sum(rows)
       # Every counted sample has H x W positions, so the mean over (B, H, W)
       # is the mean of the counted samples' spatial means.
@@ -114,6 +115,7 @@ class Agent(nn.Module):
   reduction: int = 16
   temperature: float = 0.15
   moments: bool = False
+
   @nn.compact
   def __call__(self, x: jax.Array, mode: GateMode, train: bool, bn_mask=None):
     """Computes the agent's actions.
@@ -134,17 +136,27 @@ class Agent(nn.Module):
       kernel = PointwiseKernel(self.features, name="pointwise")(x.shape[-1])
       u = MomentBatchNorm(name="bn")(x, kernel.reshape(kernel.shape[2:]), train, bn_mask)
     else:
-      h = nn.Conv(self.features, (1, 1), use_bias=False, kernel_init=torch_default_init,
-                  name="pointwise")(x)
-      h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                       name="bn")(h, mask=bn_mask)
+      h = nn.Conv(
+        self.features, (1, 1), use_bias=False, kernel_init=torch_default_init, name="pointwise"
+      )(x)
+      h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name="bn")(
+        h, mask=bn_mask
+      )
       u = jnp.mean(h, axis=(1, 2))  # [B, features]
     hidden = self.features // self.reduction
-    s = nn.Dense(hidden, kernel_init=torch_default_init,
-                 bias_init=torch_default_bias_init(self.features), name="fc1")(u)
+    s = nn.Dense(
+      hidden,
+      kernel_init=torch_default_init,
+      bias_init=torch_default_bias_init(self.features),
+      name="fc1",
+    )(u)
     s = nn.relu(s)
-    s = nn.Dense(self.features, kernel_init=torch_default_init,
-                 bias_init=torch_default_bias_init(hidden), name="fc2")(s)
+    s = nn.Dense(
+      self.features,
+      kernel_init=torch_default_init,
+      bias_init=torch_default_bias_init(hidden),
+      name="fc2",
+    )(s)
     v = u * nn.sigmoid(s)
     probs = nn.sigmoid(v / self.temperature)
     if mode == "sample":
@@ -155,5 +167,9 @@ class Agent(nn.Module):
     else:
       raise ValueError(f"Agent called with gate mode {mode!r}; expected 'sample' or 'threshold'.")
     actions = jax.lax.stop_gradient(actions)
-    return {"actions": actions, "attention": v, "probs": probs,
-            "log_prob": bernoulli_log_prob(probs, actions)}
+    return {
+      "actions": actions,
+      "attention": v,
+      "probs": probs,
+      "log_prob": bernoulli_log_prob(probs, actions),
+    }

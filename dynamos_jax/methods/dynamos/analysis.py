@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+
 def last_layer(x: np.ndarray, num_agents: int) -> np.ndarray:
   """The columns of the last agent: [..., D] -> [..., D / num_agents].
 
@@ -29,7 +30,7 @@ def last_layer(x: np.ndarray, num_agents: int) -> np.ndarray:
   width = x.shape[-1]
   if width % num_agents:
     raise ValueError(f"{width} columns do not split into {num_agents} agents")
-  return x[..., width - width // num_agents:]
+  return x[..., width - width // num_agents :]
 
 
 def _forward_impl(model, mode: str, variables, images: jax.Array, key):
@@ -45,8 +46,9 @@ def _forward_impl(model, mode: str, variables, images: jax.Array, key):
 _forward = jax.jit(_forward_impl, static_argnums=(0, 1))
 
 
-def collect(model, variables, images, mode: str, batch_size: int,
-            key: jax.Array | None = None) -> dict[str, np.ndarray]:
+def collect(
+  model, variables, images, mode: str, batch_size: int, key: jax.Array | None = None
+) -> dict[str, np.ndarray]:
   """Eval-mode forward (BN running statistics) of ``images`` in fixed-size batches.
 
   Every batch has ``batch_size`` rows (the last is zero-padded and the padding
@@ -79,13 +81,13 @@ def collect(model, variables, images, mode: str, batch_size: int,
     raise ValueError("no images to collect")
   outputs = []
   for index, start in enumerate(range(0, n, batch_size)):
-    chunk = images[start:start + batch_size]
+    chunk = images[start : start + batch_size]
     pad = batch_size - chunk.shape[0]
     if pad:
       chunk = jnp.concatenate([chunk, jnp.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
     batch_key = jax.random.fold_in(key, index) if mode == "sample" else None
     out = _forward(model, mode, variables, chunk, batch_key)
-    outputs.append(tuple(x[:batch_size - pad] for x in out))
+    outputs.append(tuple(x[: batch_size - pad] for x in out))
   outputs = jax.device_get(outputs)
   logits, actions, attention = (np.concatenate([o[i] for o in outputs]) for i in range(3))
   return {"logits": logits, "actions": actions, "attention": attention}
@@ -118,8 +120,9 @@ def activation_rates(actions: np.ndarray, groups: np.ndarray, num_groups: int) -
     return (onehot @ actions) / counts[:, None]
 
 
-def keep_ratios(actions: np.ndarray, groups: np.ndarray, num_groups: int,
-                num_agents: int) -> np.ndarray:
+def keep_ratios(
+  actions: np.ndarray, groups: np.ndarray, num_groups: int, num_agents: int
+) -> np.ndarray:
   """Mean fraction of its channels each agent keeps, per group.
 
   Args:
@@ -168,8 +171,9 @@ def jensen_shannon(rates: np.ndarray, base: float = 2.0) -> np.ndarray:
     raise ValueError("rates must be finite and non-negative")
   totals = rates.sum(1)
   if np.any(totals == 0):
-    raise ValueError(f"rows {np.flatnonzero(totals == 0).tolist()} are all zero: "
-                     "JSD is undefined for them")
+    raise ValueError(
+      f"rows {np.flatnonzero(totals == 0).tolist()} are all zero: JSD is undefined for them"
+    )
   p = rates / totals[:, None]
   a, b = p[:, None, :], p[None, :, :]  # [C, 1, F], [1, C, F]
   m = (a + b) / 2
@@ -213,18 +217,30 @@ def jsd_summary(jsd: np.ndarray, scale: float = 100.0) -> dict[str, Any]:
     return float(x / y) if y != 0 else (float("nan") if x == 0 else float("inf"))
 
   return {
-      "lowest_pair": (int(rows[lo]), int(cols[lo])), "lowest": float(scale * lowest),
-      "highest_pair": (int(rows[hi]), int(cols[hi])), "highest": float(scale * highest),
-      "mean": float(scale * mean),
-      "lowest_over_mean": ratio(lowest, mean), "lowest_over_highest": ratio(lowest, highest),
-      "mean_over_lowest": ratio(mean, lowest), "highest_over_lowest": ratio(highest, lowest),
-      "scale": scale,
+    "lowest_pair": (int(rows[lo]), int(cols[lo])),
+    "lowest": float(scale * lowest),
+    "highest_pair": (int(rows[hi]), int(cols[hi])),
+    "highest": float(scale * highest),
+    "mean": float(scale * mean),
+    "lowest_over_mean": ratio(lowest, mean),
+    "lowest_over_highest": ratio(lowest, highest),
+    "mean_over_lowest": ratio(mean, lowest),
+    "highest_over_lowest": ratio(highest, lowest),
+    "scale": scale,
   }
 
 
-def trial_variability(model, variables, images, labels, trials: int, key: jax.Array,
-                      num_agents: int, batch_size: int = 256,
-                      min_kept: int = 2) -> dict[str, Any]:
+def trial_variability(
+  model,
+  variables,
+  images,
+  labels,
+  trials: int,
+  key: jax.Array,
+  num_agents: int,
+  batch_size: int = 256,
+  min_kept: int = 2,
+) -> dict[str, Any]:
   """Last-layer actions of the same images over repeated sampled-gate forwards (Fig. 6).
 
   Each trial is an eval-mode forward in ``"sample"`` mode with its own key
@@ -280,11 +296,17 @@ def trial_variability(model, variables, images, labels, trials: int, key: jax.Ar
     return float(x[chosen].mean()) if chosen.any() else float("nan")
 
   return {
-      "actions": actions, "correct": correct, "predictions": predictions,
-      "num_kept": num_kept, "always_on": always_on, "always_off": always_off,
-      "variable": variable, "mean_always_on": mean(always_on),
-      "mean_always_off": mean(always_off), "mean_variable": mean(variable),
-      "num_aggregated": int(chosen.sum()),
+    "actions": actions,
+    "correct": correct,
+    "predictions": predictions,
+    "num_kept": num_kept,
+    "always_on": always_on,
+    "always_off": always_off,
+    "variable": variable,
+    "mean_always_on": mean(always_on),
+    "mean_always_off": mean(always_off),
+    "mean_variable": mean(variable),
+    "num_aggregated": int(chosen.sum()),
   }
 
 
@@ -293,8 +315,9 @@ def kept_trials(variability: dict[str, Any], index: int) -> np.ndarray:
   return variability["actions"][variability["correct"][:, index], index]
 
 
-def tsne(attention_last: np.ndarray, seed: int, max_iter: int = 1000,
-         num_threads: int | None = None) -> np.ndarray:
+def tsne(
+  attention_last: np.ndarray, seed: int, max_iter: int = 1000, num_threads: int | None = None
+) -> np.ndarray:
   """2-D t-SNE embedding of attention vectors (Fig. 5).
 
   scikit-learn's Barnes-Hut t-SNE, PCA initialisation, ``learning_rate="auto"``,
@@ -320,8 +343,14 @@ def tsne(attention_last: np.ndarray, seed: int, max_iter: int = 1000,
   x = np.asarray(attention_last, np.float64)
   if x.ndim != 2 or x.shape[0] < 2:
     raise ValueError(f"need [N, W] with N >= 2, got shape {x.shape}")
-  model = TSNE(n_components=2, perplexity=float(min(30, x.shape[0] - 1)), init="pca",
-               learning_rate="auto", max_iter=max_iter, random_state=seed)
+  model = TSNE(
+    n_components=2,
+    perplexity=float(min(30, x.shape[0] - 1)),
+    init="pca",
+    learning_rate="auto",
+    max_iter=max_iter,
+    random_state=seed,
+  )
   # Limits apply to libraries loaded at entry, hence after the import of TSNE.
   with threadpool_limits(limits=num_threads):
     return model.fit_transform(x)

@@ -13,10 +13,15 @@ each updating the BN statistics, as for Dynamos.
 import dataclasses
 
 from dynamos_jax import losses
-from dynamos_jax.methods.dynamos import loss_terms
 from dynamos_jax.methods.base import register
-from dynamos_jax.methods.dynamos.loss_method import (LossMethod, StepOutput, accuracy, forward,
-                                                     no_attention)
+from dynamos_jax.methods.dynamos import loss_terms
+from dynamos_jax.methods.dynamos.loss_method import (
+  LossMethod,
+  StepOutput,
+  accuracy,
+  forward,
+  no_attention,
+)
 
 
 @register
@@ -32,18 +37,24 @@ class Baseline(LossMethod):
 
   @classmethod
   def from_config(cls, config, benchmark) -> "Baseline":
-    return cls(**cls.shared(config, benchmark), alpha=config.dynamos.alpha,
-               beta=config.dynamos.beta)
+    return cls(
+      **cls.shared(config, benchmark), alpha=config.dynamos.alpha, beta=config.dynamos.beta
+    )
 
   def loss(self, params, batch_stats, batch, replays, key):
     del key  # No gates.
-    (replay, replay_mask), = replays
+    ((replay, replay_mask),) = replays
     logits, _, stats = forward(self.model, params, batch_stats, batch.images, batch.mask)
     ce = losses.cross_entropy(logits, batch.labels, batch.mask)
     r_logits, _, stats = forward(self.model, params, stats, replay.images, replay_mask)
     mse_logits = loss_terms.consistency_loss(r_logits, replay.logits, replay_mask)
     r_ce = losses.cross_entropy(r_logits, replay.labels, replay_mask)
     total = ce + self.alpha * mse_logits + self.beta * r_ce
-    metrics = {"loss": total, "ce": ce, "mse_logits": mse_logits, "replay_ce": r_ce,
-               "train_accuracy": accuracy(logits, batch.labels, batch.mask)}
+    metrics = {
+      "loss": total,
+      "ce": ce,
+      "mse_logits": mse_logits,
+      "replay_ce": r_ce,
+      "train_accuracy": accuracy(logits, batch.labels, batch.mask),
+    }
     return total, StepOutput(stats, metrics, logits, no_attention(batch))

@@ -65,10 +65,10 @@ class Replay:
 
 
 def init(
-    capacity: int,
-    image_shape: tuple[int, int, int],
-    num_classes: int,
-    attention_dim: int,
+  capacity: int,
+  image_shape: tuple[int, int, int],
+  num_classes: int,
+  attention_dim: int,
 ) -> BufferState:
   """An empty buffer: all arrays zero, ``num_seen`` 0.
 
@@ -87,11 +87,11 @@ def init(
   if capacity < 0:
     raise ValueError(f"buffer capacity must be >= 0, got {capacity}")
   return BufferState(
-      images=jnp.zeros((capacity, *image_shape), jnp.uint8),
-      labels=jnp.zeros((capacity,), jnp.int32),
-      logits=jnp.zeros((capacity, num_classes), jnp.float32),
-      attention=jnp.zeros((capacity, attention_dim), jnp.float32),
-      num_seen=jnp.zeros((), jnp.int32),
+    images=jnp.zeros((capacity, *image_shape), jnp.uint8),
+    labels=jnp.zeros((capacity,), jnp.int32),
+    logits=jnp.zeros((capacity, num_classes), jnp.float32),
+    attention=jnp.zeros((capacity, attention_dim), jnp.float32),
+    num_seen=jnp.zeros((), jnp.int32),
   )
 
 
@@ -107,12 +107,12 @@ def _seen_before(state: BufferState, counted: jax.Array) -> jax.Array:
 
 
 def reservoir_draws(
-    key: jax.Array,
-    state: BufferState,
-    valid: jax.Array,
-    correct: jax.Array,
-    *,
-    only_valid: bool,
+  key: jax.Array,
+  state: BufferState,
+  valid: jax.Array,
+  correct: jax.Array,
+  *,
+  only_valid: bool,
 ) -> jax.Array:
   """Draws ``r_b ~ U{0, ..., n_b}`` (inclusive) for each sample of a batch.
 
@@ -135,16 +135,16 @@ def reservoir_draws(
 
 
 def insert(
-    state: BufferState,
-    draws: jax.Array,
-    images: jax.Array,
-    labels: jax.Array,
-    logits: jax.Array,
-    attention: jax.Array,
-    valid: jax.Array,
-    correct: jax.Array,
-    *,
-    only_valid: bool,
+  state: BufferState,
+  draws: jax.Array,
+  images: jax.Array,
+  labels: jax.Array,
+  logits: jax.Array,
+  attention: jax.Array,
+  valid: jax.Array,
+  correct: jax.Array,
+  *,
+  only_valid: bool,
 ) -> BufferState:
   """Reservoir-inserts a batch, equal to inserting its samples one by one.
 
@@ -174,10 +174,8 @@ def insert(
   # writer of the same batch overwrites. B is small, so [B, B] is cheap.
   order = jnp.arange(target.shape[0])
   overwritten_later = jnp.any(
-      (target[:, None] == target[None, :])
-      & (order[None, :] > order[:, None])
-      & writes[None, :],
-      axis=1,
+    (target[:, None] == target[None, :]) & (order[None, :] > order[:, None]) & writes[None, :],
+    axis=1,
   )
   # Index M is out of bounds and mode="drop" discards it.
   slot = jnp.where(writes & ~overwritten_later, target, capacity)
@@ -186,16 +184,16 @@ def insert(
     return stored.at[slot].set(new.astype(stored.dtype), mode="drop")
 
   return state.replace(
-      images=put(state.images, images),
-      labels=put(state.labels, labels),
-      logits=put(state.logits, logits),
-      attention=put(state.attention, attention),
-      num_seen=state.num_seen + jnp.sum(counted, dtype=jnp.int32),
+    images=put(state.images, images),
+    labels=put(state.labels, labels),
+    logits=put(state.logits, logits),
+    attention=put(state.attention, attention),
+    num_seen=state.num_seen + jnp.sum(counted, dtype=jnp.int32),
   )
 
 
 def sample(
-    state: BufferState, key: jax.Array, size: int, *, only_valid: bool
+  state: BufferState, key: jax.Array, size: int, *, only_valid: bool
 ) -> tuple[Replay, jax.Array]:
   """Draws ``size`` slots uniformly without replacement from the filled ones.
 
@@ -220,8 +218,8 @@ def sample(
   if capacity == 0:
     # Nothing to gather from (jnp.take rejects an empty axis).
     zeros = jax.tree.map(
-        lambda x: jnp.zeros((size, *x.shape[1:]), x.dtype),
-        (state.images, state.labels, state.logits, state.attention),
+      lambda x: jnp.zeros((size, *x.shape[1:]), x.dtype),
+      (state.images, state.labels, state.logits, state.attention),
     )
     return Replay(*zeros), jnp.zeros((size,), bool)
 
@@ -240,10 +238,10 @@ def sample(
     return jnp.take(stored, index, axis=0, mode="fill", fill_value=0)
 
   replay = Replay(
-      images=take(state.images),
-      labels=take(state.labels),
-      logits=take(state.logits),
-      attention=take(state.attention),
+    images=take(state.images),
+    labels=take(state.labels),
+    logits=take(state.logits),
+    attention=take(state.attention),
   )
   return replay, mask
 
@@ -260,14 +258,16 @@ class Reservoir:
       reference's add-if-correct rule); False: a plain reservoir.
     only_valid: count and sample only written slots (module docstring).
   """
+
   capacity: int
   minibatch: int
   draws: int = 1
   insert_if_correct: bool = True
   only_valid: bool = False
 
-  def init(self, image_shape: tuple[int, int, int], num_classes: int,
-           attention_dim: int) -> BufferState:
+  def init(
+    self, image_shape: tuple[int, int, int], num_classes: int, attention_dim: int
+  ) -> BufferState:
     return init(self.capacity, image_shape, num_classes, attention_dim)
 
   def sample(self, state: BufferState, key: jax.Array) -> tuple[tuple[Replay, jax.Array], ...]:
@@ -276,11 +276,20 @@ class Reservoir:
     keys = [key] if self.draws == 1 else list(jax.random.split(key, self.draws))
     return tuple(sample(state, k, self.minibatch, only_valid=self.only_valid) for k in keys)
 
-  def insert(self, state: BufferState, key: jax.Array, images: jax.Array, labels: jax.Array,
-             logits: jax.Array, attention: jax.Array, mask: jax.Array) -> BufferState:
+  def insert(
+    self,
+    state: BufferState,
+    key: jax.Array,
+    images: jax.Array,
+    labels: jax.Array,
+    logits: jax.Array,
+    attention: jax.Array,
+    mask: jax.Array,
+  ) -> BufferState:
     """Reservoir-inserts the real rows ``mask`` [B] of a batch with their logits [B, K]
     and attention [B, D] (recorded before the step's update)."""
-    correct = ((jnp.argmax(logits, -1) == labels) & mask if self.insert_if_correct else mask)
+    correct = (jnp.argmax(logits, -1) == labels) & mask if self.insert_if_correct else mask
     draws = reservoir_draws(key, state, mask, correct, only_valid=self.only_valid)
-    return insert(state, draws, images, labels, logits, attention, mask, correct,
-                  only_valid=self.only_valid)
+    return insert(
+      state, draws, images, labels, logits, attention, mask, correct, only_valid=self.only_valid
+    )

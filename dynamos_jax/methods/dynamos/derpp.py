@@ -12,11 +12,16 @@ import dataclasses
 import ml_collections
 
 from dynamos_jax import losses
-from dynamos_jax.methods.dynamos import loss_terms
 from dynamos_jax.errors import ConfigError
 from dynamos_jax.methods.base import register
-from dynamos_jax.methods.dynamos.loss_method import (LossMethod, StepOutput, accuracy, forward,
-                                                     no_attention)
+from dynamos_jax.methods.dynamos import loss_terms
+from dynamos_jax.methods.dynamos.loss_method import (
+  LossMethod,
+  StepOutput,
+  accuracy,
+  forward,
+  no_attention,
+)
 
 
 @register
@@ -36,10 +41,12 @@ class DERpp(LossMethod):
   def defaults(cls) -> ml_collections.ConfigDict:
     # Mammoth's best arguments for Seq-MNIST, buffer 500 (the paper gives none
     # for its baselines).
-    return ml_collections.ConfigDict({
+    return ml_collections.ConfigDict(
+      {
         "alpha": 1.0,  # logit MSE on the first replay draw
         "beta": 0.5,  # cross-entropy on the second replay draw
-    })
+      }
+    )
 
   @classmethod
   def validate(cls, config) -> None:
@@ -50,8 +57,7 @@ class DERpp(LossMethod):
 
   @classmethod
   def from_config(cls, config, benchmark) -> "DERpp":
-    return cls(**cls.shared(config, benchmark), alpha=config.derpp.alpha,
-               beta=config.derpp.beta)
+    return cls(**cls.shared(config, benchmark), alpha=config.derpp.alpha, beta=config.derpp.beta)
 
   def loss(self, params, batch_stats, batch, replays, key):
     del key  # No gates.
@@ -63,6 +69,11 @@ class DERpp(LossMethod):
     z, _, stats = forward(self.model, params, stats, label_replay.images, label_mask)
     r_ce = losses.cross_entropy(z, label_replay.labels, label_mask)
     total = ce + self.alpha * mse_logits + self.beta * r_ce
-    metrics = {"loss": total, "ce": ce, "mse_logits": mse_logits, "replay_ce": r_ce,
-               "train_accuracy": accuracy(logits, batch.labels, batch.mask)}
+    metrics = {
+      "loss": total,
+      "ce": ce,
+      "mse_logits": mse_logits,
+      "replay_ce": r_ce,
+      "train_accuracy": accuracy(logits, batch.labels, batch.mask),
+    }
     return total, StepOutput(stats, metrics, logits, no_attention(batch))

@@ -16,11 +16,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dynamos_jax.methods.dynamos import buffer as buffer_lib
 from dynamos_jax import losses
 from dynamos_jax.data.streams import Batch
 from dynamos_jax.errors import ConfigError
 from dynamos_jax.methods.base import Method
+from dynamos_jax.methods.dynamos import buffer as buffer_lib
 from dynamos_jax.methods.dynamos.resnet import ResNet
 
 
@@ -31,6 +31,7 @@ class LossState:
   params, batch_stats: the network's variables; opt_state: SGD's state;
   buffer: the reservoir (None for buffer-free methods).
   """
+
   params: Any
   batch_stats: Any
   opt_state: Any
@@ -46,6 +47,7 @@ class StepOutput:
   logits: [B, K] of the current batch (pre-update), for buffer insertion.
   attention: [B, D] of the current batch, for buffer insertion (D may be 0).
   """
+
   batch_stats: Any
   metrics: dict[str, jax.Array]
   logits: jax.Array
@@ -88,16 +90,28 @@ class LossMethod(Method):
     reservoir = None
     if cls.buffer != "none" and config.buffer_size > 0:
       reservoir = buffer_lib.Reservoir(
-          config.buffer_size, config.minibatch_size, cls.replay_draws,
-          insert_if_correct=cls.buffer == "add_if_correct",
-          only_valid=config.buffer.only_valid)
+        config.buffer_size,
+        config.minibatch_size,
+        cls.replay_draws,
+        insert_if_correct=cls.buffer == "add_if_correct",
+        only_valid=config.buffer.only_valid,
+      )
     # .get: configs saved before the option existed resume with the Flax layers. Only a
     # gated network has agents, so the ungated methods' model is the same either way.
-    model = ResNet(num_classes=benchmark.num_classes, gated=cls.gated, nf=config.model.nf,
-                   temperature=temperature, reduction=config.model.mlp_reduction,
-                   agent_moments=cls.gated and bool(config.model.get("agent_moments", False)))
-    return dict(model=model, lr=config.lr, reservoir=reservoir,
-                parallel_passes=bool(config.train.get("parallel_passes", False)))
+    model = ResNet(
+      num_classes=benchmark.num_classes,
+      gated=cls.gated,
+      nf=config.model.nf,
+      temperature=temperature,
+      reduction=config.model.mlp_reduction,
+      agent_moments=cls.gated and bool(config.model.get("agent_moments", False)),
+    )
+    return dict(
+      model=model,
+      lr=config.lr,
+      reservoir=reservoir,
+      parallel_passes=bool(config.train.get("parallel_passes", False)),
+    )
 
   @classmethod
   def from_config(cls, config, benchmark) -> "LossMethod":
@@ -107,31 +121,46 @@ class LossMethod(Method):
   def validate(cls, config) -> None:
     if config.train.get("parallel_passes", False):
       if cls.parallel_grads is LossMethod.parallel_grads:
-        raise ConfigError(f"train.parallel_passes is implemented for dynamos only, not "
-                          f"{cls.name}: set --config.train.parallel_passes=False")
+        raise ConfigError(
+          f"train.parallel_passes is implemented for dynamos only, not "
+          f"{cls.name}: set --config.train.parallel_passes=False"
+        )
       if config.batch_size != config.minibatch_size:
-        raise ConfigError("train.parallel_passes stacks the current and replay batches: set "
-                          f"batch_size = minibatch_size (got {config.batch_size} and "
-                          f"{config.minibatch_size}) or train.parallel_passes=False")
+        raise ConfigError(
+          "train.parallel_passes stacks the current and replay batches: set "
+          f"batch_size = minibatch_size (got {config.batch_size} and "
+          f"{config.minibatch_size}) or train.parallel_passes=False"
+        )
       if str(config.get("sweep", "")).strip():
-        raise ConfigError("train.parallel_passes runs one seed's passes on two devices, not a "
-                          "sweep's members: set train.parallel_passes=False")
+        raise ConfigError(
+          "train.parallel_passes runs one seed's passes on two devices, not a "
+          "sweep's members: set train.parallel_passes=False"
+        )
       if len(str(config.seeds).split(",")) > 1:
-        raise ConfigError("train.parallel_passes runs one seed's passes on two devices; "
-                          "several seeds already share the cores (train.host_devices): "
-                          "set train.parallel_passes=False")
+        raise ConfigError(
+          "train.parallel_passes runs one seed's passes on two devices; "
+          "several seeds already share the cores (train.host_devices): "
+          "set train.parallel_passes=False"
+        )
     if cls.buffer != "none" and not cls.buffer_optional and config.buffer_size < 1:
-      raise ConfigError(f"method {cls.name} replays from a buffer: set --config.buffer_size "
-                        ">= 1 (or use --config.method=sgd for no buffer)")
+      raise ConfigError(
+        f"method {cls.name} replays from a buffer: set --config.buffer_size "
+        ">= 1 (or use --config.method=sgd for no buffer)"
+      )
 
   @property
   def tx(self) -> optax.GradientTransformation:
     return optax.sgd(self.lr)
 
   @abc.abstractmethod
-  def loss(self, params, batch_stats, batch: Batch,
-           replays: tuple[tuple[buffer_lib.Replay, jax.Array], ...],
-           key: jax.Array) -> tuple[jax.Array, StepOutput]:
+  def loss(
+    self,
+    params,
+    batch_stats,
+    batch: Batch,
+    replays: tuple[tuple[buffer_lib.Replay, jax.Array], ...],
+    key: jax.Array,
+  ) -> tuple[jax.Array, StepOutput]:
     """The step's loss, differentiable w.r.t. ``params``.
 
     Args:
@@ -142,8 +171,9 @@ class LossMethod(Method):
       key: PRNG key for this step's stochastic gates.
     """
 
-  def parallel_grads(self, params, batch_stats, batch: Batch, replays,
-                     key: jax.Array) -> tuple[Any, StepOutput]:
+  def parallel_grads(
+    self, params, batch_stats, batch: Batch, replays, key: jax.Array
+  ) -> tuple[Any, StepOutput]:
     """``jax.grad`` of ``loss`` with its two passes on two devices (two_pass.py)."""
     raise NotImplementedError(f"{self.name} has no two-device step")
 
@@ -151,14 +181,23 @@ class LossMethod(Method):
     """PyTorch-style initialisation, an empty buffer."""
     del benchmark
     init_key, gates_key = jax.random.split(key)
-    variables = self.model.init({"params": init_key, "gates": gates_key}, example.images,
-                                "sample" if self.gated else "off", True)
+    variables = self.model.init(
+      {"params": init_key, "gates": gates_key},
+      example.images,
+      "sample" if self.gated else "off",
+      True,
+    )
     buffer = None
     if self.reservoir is not None:
-      buffer = self.reservoir.init(example.images.shape[1:], self.model.num_classes,
-                                   self.model.attention_dim)
-    return LossState(params=variables["params"], batch_stats=variables["batch_stats"],
-                     opt_state=self.tx.init(variables["params"]), buffer=buffer)
+      buffer = self.reservoir.init(
+        example.images.shape[1:], self.model.num_classes, self.model.attention_dim
+      )
+    return LossState(
+      params=variables["params"],
+      batch_stats=variables["batch_stats"],
+      opt_state=self.tx.init(variables["params"]),
+      buffer=buffer,
+    )
 
   def step(self, state: LossState, batch: Batch, key, phase: str):
     """One SGD step on ``loss``; then reservoir insertion of the batch.
@@ -184,21 +223,29 @@ class LossMethod(Method):
     if use_buffer:
       # Insert after the update, with the logits and attention of the
       # pre-update forward (spec 6.1).
-      new_buffer = self.reservoir.insert(state.buffer, reservoir_key, batch.images,
-                                         batch.labels, jax.lax.stop_gradient(out.logits),
-                                         jax.lax.stop_gradient(out.attention), batch.mask)
+      new_buffer = self.reservoir.insert(
+        state.buffer,
+        reservoir_key,
+        batch.images,
+        batch.labels,
+        jax.lax.stop_gradient(out.logits),
+        jax.lax.stop_gradient(out.attention),
+        batch.mask,
+      )
     metrics = dict(out.metrics, grad_norm=optax.tree.norm(grads))
     if self.reservoir is not None:
       metrics["buffer_seen"] = new_buffer.num_seen
-    return state.replace(params=params, batch_stats=out.batch_stats, opt_state=opt_state,
-                         buffer=new_buffer), metrics
+    return state.replace(
+      params=params, batch_stats=out.batch_stats, opt_state=opt_state, buffer=new_buffer
+    ), metrics
 
   def predict(self, state: LossState, images, task, phase: str):
     """Eval-mode logits; agents thresholded, or off during a warm-up (as trained)."""
     del task  # One head over every class.
     mode = "threshold" if self.gated and phase != "warmup" else "off"
-    logits, _ = self.model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                                 images, mode, False)
+    logits, _ = self.model.apply(
+      {"params": state.params, "batch_stats": state.batch_stats}, images, mode, False
+    )
     return logits
 
   def analyze(self, state: LossState, run) -> dict:
@@ -207,11 +254,19 @@ class LossMethod(Method):
     if not self.gated:
       return {}
     from dynamos_jax.methods.dynamos import gate_analysis  # matplotlib: only analyze
+
     return gate_analysis.gate_analyses(state, run)
 
 
-def forward(model, params, batch_stats, images: jax.Array, mask: jax.Array, mode: str = "off",
-            key: jax.Array | None = None):
+def forward(
+  model,
+  params,
+  batch_stats,
+  images: jax.Array,
+  mask: jax.Array,
+  mode: str = "off",
+  key: jax.Array | None = None,
+):
   """A train-mode forward over the real rows ``mask`` [B] of ``images``.
 
   Returns ``(logits [B, K], aux, batch_stats)``: BN normalises with, and
@@ -222,11 +277,18 @@ def forward(model, params, batch_stats, images: jax.Array, mask: jax.Array, mode
   """
   has_rows = jnp.any(mask)
   rngs = {"gates": key} if key is not None else None
-  (logits, aux), updates = model.apply({"params": params, "batch_stats": batch_stats}, images,
-                                       mode, True, jnp.where(has_rows, mask, True), rngs=rngs,
-                                       mutable=["batch_stats"])
-  stats = jax.tree.map(lambda new, old: jnp.where(has_rows, new, old),
-                       updates["batch_stats"], batch_stats)
+  (logits, aux), updates = model.apply(
+    {"params": params, "batch_stats": batch_stats},
+    images,
+    mode,
+    True,
+    jnp.where(has_rows, mask, True),
+    rngs=rngs,
+    mutable=["batch_stats"],
+  )
+  stats = jax.tree.map(
+    lambda new, old: jnp.where(has_rows, new, old), updates["batch_stats"], batch_stats
+  )
   return logits, aux, stats
 
 

@@ -11,8 +11,15 @@ import jax.numpy as jnp
 from dynamos_jax.losses import masked_mean
 
 
-def reward(logits: jax.Array, actions: jax.Array, labels: jax.Array, *, keep_ratio: float,
-           penalty: float, num_agents: int) -> jax.Array:
+def reward(
+  logits: jax.Array,
+  actions: jax.Array,
+  labels: jax.Array,
+  *,
+  keep_ratio: float,
+  penalty: float,
+  num_agents: int,
+) -> jax.Array:
   """Eq. 3: per-sample, per-agent reward, -(kr - keep fraction)^2, x lambda if wrong.
 
   Args:

@@ -5,14 +5,20 @@ files; the activation-rate heatmaps of Figs. 3 and 7 are the shared ``plots.acti
 from collections.abc import Sequence
 
 import matplotlib
-import numpy as np
 from matplotlib.colors import ListedColormap
+import numpy as np
 
 from dynamos_jax import plots
 
 
-def jsd_matrix(jsd, path, labels: Sequence | None = None, scale: float = 100.0,
-               title: str | None = None, fmt: str = ".1f") -> str:
+def jsd_matrix(
+  jsd,
+  path,
+  labels: Sequence | None = None,
+  scale: float = 100.0,
+  title: str | None = None,
+  fmt: str = ".1f",
+) -> str:
   """Pairwise JSD between classes, each cell annotated with ``scale * JSD`` (Fig. 4).
 
   Args:
@@ -24,14 +30,20 @@ def jsd_matrix(jsd, path, labels: Sequence | None = None, scale: float = 100.0,
     fmt: number format of the annotations.
   """
   values = scale * np.asarray(jsd, np.float64)
-  return plots.matrix_image(values, path,
-                      title if title is not None else f"Jensen-Shannon divergence x {scale:g}",
-                      labels if labels is not None else list(range(values.shape[0])),
-                      fmt=fmt, cmap="magma", vmin=0.0)
+  return plots.matrix_image(
+    values,
+    path,
+    title if title is not None else f"Jensen-Shannon divergence x {scale:g}",
+    labels if labels is not None else list(range(values.shape[0])),
+    fmt=fmt,
+    cmap="magma",
+    vmin=0.0,
+  )
 
 
-def tsne_scatter(points, classes, path, class_names: Sequence | None = None,
-                 title: str | None = None) -> str:
+def tsne_scatter(
+  points, classes, path, class_names: Sequence | None = None, title: str | None = None
+) -> str:
   """2-D embedding coloured by class, with a legend (Fig. 5).
 
   Args:
@@ -43,8 +55,10 @@ def tsne_scatter(points, classes, path, class_names: Sequence | None = None,
   """
   points = np.asarray(points, np.float64)
   classes = np.asarray(classes)
-  num = max(int(classes.max()) + 1 if classes.size else 0,
-            len(class_names) if class_names is not None else 0)
+  num = max(
+    int(classes.max()) + 1 if classes.size else 0,
+    len(class_names) if class_names is not None else 0,
+  )
   names = plots.tick_labels(class_names, num, "{}")
   cmap = matplotlib.colormaps["tab10" if num <= 10 else "tab20"]
   fig = plots.figure(7.0, 6.0)
@@ -61,8 +75,13 @@ def tsne_scatter(points, classes, path, class_names: Sequence | None = None,
   return plots.save(fig, path)
 
 
-def trial_variability(actions, path, trial_labels: Sequence | None = None,
-                      first_filter: int = 0, title: str | None = None) -> str:
+def trial_variability(
+  actions,
+  path,
+  trial_labels: Sequence | None = None,
+  first_filter: int = 0,
+  title: str | None = None,
+) -> str:
   """Actions of one image's trials, one row per trial, one cell per filter (Fig. 6).
 
   The title counts the filters kept in every row, dropped in every row, and the rest.
@@ -78,17 +97,26 @@ def trial_variability(actions, path, trial_labels: Sequence | None = None,
   t, w = actions.shape
   fig = plots.figure(min(max(5.0, 0.16 * w + 1.5), 22.0), 1.1 + 0.17 * max(t, 1))
   ax = fig.add_subplot()
-  ax.imshow(actions if t else np.full((1, w), np.nan),
-            cmap=ListedColormap(["#f2f2f2", "#1f4e9c"]), vmin=0, vmax=1, aspect="equal",
-            interpolation="nearest")
+  ax.imshow(
+    actions if t else np.full((1, w), np.nan),
+    cmap=ListedColormap(["#f2f2f2", "#1f4e9c"]),
+    vmin=0,
+    vmax=1,
+    aspect="equal",
+    interpolation="nearest",
+  )
   ax.set_xticks(np.arange(-0.5, w, 1), minor=True)
   ax.set_yticks(np.arange(-0.5, max(t, 1), 1), minor=True)
   ax.grid(which="minor", color="white", linewidth=0.8)
   ax.tick_params(which="minor", length=0)
   ticks = np.arange(0, w, 8)
   ax.set_xticks(ticks, [str(first_filter + i) for i in ticks], fontsize=7)
-  ax.set_yticks(np.arange(t), [f"trial {i + 1}" for i in range(t)] if trial_labels is None
-                else plots.tick_labels(trial_labels, t, "{}"))
+  ax.set_yticks(
+    np.arange(t),
+    [f"trial {i + 1}" for i in range(t)]
+    if trial_labels is None
+    else plots.tick_labels(trial_labels, t, "{}"),
+  )
   ax.set_xlabel("filter (blue: on)")
   if t:
     on, off = int(np.all(actions == 1, 0).sum()), int(np.all(actions == 0, 0).sum())
@@ -99,9 +127,15 @@ def trial_variability(actions, path, trial_labels: Sequence | None = None,
   return plots.save(fig, path)
 
 
-def keep_ratio_bars(ratios, path, group_labels: Sequence | None = None,
-                    agent_labels: Sequence | None = None, target: float | None = None,
-                    title: str | None = None, xlabel: str = "class") -> str:
+def keep_ratio_bars(
+  ratios,
+  path,
+  group_labels: Sequence | None = None,
+  agent_labels: Sequence | None = None,
+  target: float | None = None,
+  title: str | None = None,
+  xlabel: str = "class",
+) -> str:
   """Grouped bars: each agent's keep ratio per class (or task).
 
   Args:
@@ -115,8 +149,11 @@ def keep_ratio_bars(ratios, path, group_labels: Sequence | None = None,
   """
   ratios = np.asarray(ratios, np.float64)
   g, l = ratios.shape
-  agents = plots.tick_labels(agent_labels, l, "{}") if agent_labels is not None else [
-      f"agent {i + 1}" for i in range(l)]
+  agents = (
+    plots.tick_labels(agent_labels, l, "{}")
+    if agent_labels is not None
+    else [f"agent {i + 1}" for i in range(l)]
+  )
   fig = plots.figure(max(5.0, 0.7 * g + 2), 3.5)
   ax = fig.add_subplot()
   width = 0.8 / l

@@ -19,9 +19,15 @@ from dynamos_jax.torch_init import torch_default_bias_init, torch_default_init
 def _conv(features: int, kernel: int, stride: int, name: str) -> nn.Conv:
   # Explicit PyTorch padding (k // 2 on each side) so strided convs sample the same pixels.
   pad = kernel // 2
-  return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
-                 padding=((pad, pad), (pad, pad)), use_bias=False,
-                 kernel_init=torch_default_init, name=name)
+  return nn.Conv(
+    features,
+    (kernel, kernel),
+    strides=(stride, stride),
+    padding=((pad, pad), (pad, pad)),
+    use_bias=False,
+    kernel_init=torch_default_init,
+    name=name,
+  )
 
 
 def _bn(train: bool, name: str) -> nn.BatchNorm:
@@ -52,8 +58,9 @@ class BasicBlock(nn.Module):
     h = _conv(self.features, 3, self.stride, "conv_a")(x)
     h = _bn(train, "bn_a")(h, mask=bn_mask)
     if use_agents:
-      gate = Agent(self.features, self.reduction, self.temperature, self.agent_moments,
-                   name="agent_a")(x, mode, train, bn_mask)
+      gate = Agent(
+        self.features, self.reduction, self.temperature, self.agent_moments, name="agent_a"
+      )(x, mode, train, bn_mask)
       h = h * gate["actions"][:, None, None, :]
       agents.append(gate)
     h = nn.relu(h)
@@ -66,8 +73,9 @@ class BasicBlock(nn.Module):
       shortcut = x
     y = y + shortcut
     if use_agents:
-      gate = Agent(self.features, self.reduction, self.temperature, self.agent_moments,
-                   name="agent_b")(h, mode, train, bn_mask)
+      gate = Agent(
+        self.features, self.reduction, self.temperature, self.agent_moments, name="agent_b"
+      )(h, mode, train, bn_mask)
       y = y * gate["actions"][:, None, None, :]
       agents.append(gate)
     return nn.relu(y), agents
@@ -105,8 +113,13 @@ class ResNet(nn.Module):
     return self.num_agents * 2 * self.nf
 
   @nn.compact
-  def __call__(self, images: jax.Array, mode: GateMode = "threshold", train: bool = False,
-               mask: jax.Array | None = None) -> tuple[jax.Array, dict[str, Any] | None]:
+  def __call__(
+    self,
+    images: jax.Array,
+    mode: GateMode = "threshold",
+    train: bool = False,
+    mask: jax.Array | None = None,
+  ) -> tuple[jax.Array, dict[str, Any] | None]:
     """Forward pass.
 
     Args:
@@ -130,18 +143,30 @@ class ResNet(nn.Module):
     x = nn.relu(_bn(train, "bn1")(x, mask=bn_mask))
     gates = []
     for stage, (features, stride, gated) in enumerate(
-        [(self.nf, 1, False), (2 * self.nf, 2, self.gated)], start=1):
+      [(self.nf, 1, False), (2 * self.nf, 2, self.gated)], start=1
+    ):
       for block in range(2):
         x, block_gates = BasicBlock(
-            features, stride if block == 0 else 1, gated, self.temperature, self.reduction,
-            self.agent_moments, name=f"layer{stage}_{block}")(x, mode, train, bn_mask)
+          features,
+          stride if block == 0 else 1,
+          gated,
+          self.temperature,
+          self.reduction,
+          self.agent_moments,
+          name=f"layer{stage}_{block}",
+        )(x, mode, train, bn_mask)
         gates += block_gates
     x = jnp.mean(x, axis=(1, 2))
-    logits = nn.Dense(self.num_classes, kernel_init=torch_default_init,
-                      bias_init=torch_default_bias_init(x.shape[-1]), name="head")(x)
+    logits = nn.Dense(
+      self.num_classes,
+      kernel_init=torch_default_init,
+      bias_init=torch_default_bias_init(x.shape[-1]),
+      name="head",
+    )(x)
     if not gates:
       return logits, None
-    aux = {k: jnp.concatenate([g[k] for g in gates], axis=-1)
-           for k in ("actions", "attention", "probs")}
+    aux = {
+      k: jnp.concatenate([g[k] for g in gates], axis=-1) for k in ("actions", "attention", "probs")
+    }
     aux["log_prob"] = jnp.stack([g["log_prob"] for g in gates], axis=-1)
     return logits, aux

@@ -27,10 +27,11 @@ and the sum is the one-device formula, term for term (``running_stats_share``).
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 from jax.flatten_util import ravel_pytree
-from jax.sharding import Mesh, PartitionSpec as P
+import jax.numpy as jnp
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+import numpy as np
 
 from dynamos_jax.errors import ConfigError
 
@@ -43,8 +44,10 @@ def pass_mesh() -> Mesh:
   """The first two devices as a mesh over the ``passes`` axis."""
   devices = jax.devices()
   if len(devices) < 2:
-    raise ConfigError("train.parallel_passes needs two devices; on a CPU set "
-                      "--config.train.host_devices=2 (or set train.parallel_passes=False)")
+    raise ConfigError(
+      "train.parallel_passes needs two devices; on a CPU set "
+      "--config.train.host_devices=2 (or set train.parallel_passes=False)"
+    )
   return Mesh(np.array(devices[:2]), (AXIS,))
 
 
@@ -74,8 +77,9 @@ def sum_of_passes(pass_loss: Callable, params, passes) -> tuple[Any, Any]:
     flat, unravel = ravel_pytree((grads, contribution))
     return unravel(jax.lax.psum(flat, AXIS))
 
-  return jax.shard_map(per_device, mesh=pass_mesh(), in_specs=(P(), P()),
-                       out_specs=P())(params, passes)
+  return jax.shard_map(per_device, mesh=pass_mesh(), in_specs=(P(), P()), out_specs=P())(
+    params, passes
+  )
 
 
 def running_stats_share(stats, is_replay: jax.Array, replay_has_rows: jax.Array):
@@ -92,7 +96,8 @@ def running_stats_share(stats, is_replay: jax.Array, replay_has_rows: jax.Array)
   Summed over the two passes: ``m s1 + (1 - m) mu_r``, or ``s1``.
   """
   return jax.tree.map(
-      lambda s: jnp.where(is_replay, s, jnp.where(replay_has_rows, BN_MOMENTUM * s, s)), stats)
+    lambda s: jnp.where(is_replay, s, jnp.where(replay_has_rows, BN_MOMENTUM * s, s)), stats
+  )
 
 
 def share(tree, mine: jax.Array):

@@ -33,6 +33,7 @@ class Consolidation:
   theta*; alpha: a tuple of [N_l], the neuron importance per hidden layer;
   tasks: int32 [], tasks consolidated.
   """
+
   omega: Any
   anchor: Any
   alpha: tuple[jax.Array, ...]
@@ -46,14 +47,21 @@ class Consolidation:
 
 def penalty(consolidation: Consolidation, params) -> jax.Array:
   """sum_k Omega_k (theta_k - theta*_k)^2 (times lambda_Omega in the loss)."""
-  terms = jax.tree.map(lambda o, p, a: jnp.sum(o * (p - jax.lax.stop_gradient(a)) ** 2),
-                       consolidation.omega, params, consolidation.anchor)
+  terms = jax.tree.map(
+    lambda o, p, a: jnp.sum(o * (p - jax.lax.stop_gradient(a)) ** 2),
+    consolidation.omega,
+    params,
+    consolidation.anchor,
+  )
   return sum(jax.tree.leaves(terms))
 
 
 def _objective(logits: jax.Array, labels: jax.Array, mask: jax.Array, kind: str) -> jax.Array:
-  per_sample = (jnp.sum(logits**2, -1) if kind == "mas"
-                else optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+  per_sample = (
+    jnp.sum(logits**2, -1)
+    if kind == "mas"
+    else optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  )
   return jnp.sum(jnp.where(mask, per_sample, 0.0))
 
 
@@ -88,8 +96,10 @@ def estimate(forward: Callable, params, data, kind: str):
     alpha = tuple(a + jnp.sum(jnp.abs(g), 0) for a, g in zip(alpha, g_probes))
     return (omega, alpha), None
 
-  start = (jax.tree.map(jnp.zeros_like, params),
-           tuple(jnp.zeros(z.shape[1:], z.dtype) for z in pre))
+  start = (
+    jax.tree.map(jnp.zeros_like, params),
+    tuple(jnp.zeros(z.shape[1:], z.dtype) for z in pre),
+  )
   (omega, alpha), _ = jax.lax.scan(body, start, jnp.arange(data.mask.shape[0]))
   count = jnp.maximum(jnp.sum(data.mask), 1).astype(jnp.float32)
   return jax.tree.map(lambda o: o / count, omega), tuple(a / count for a in alpha)
@@ -103,5 +113,6 @@ def consolidate(state: Consolidation, omega, alpha, params, alpha_mean: bool) ->
     new_alpha = tuple((k * a + b) / (k + 1.0) for a, b in zip(state.alpha, alpha))
   else:
     new_alpha = tuple(a + b for a, b in zip(state.alpha, alpha))
-  return Consolidation(jax.tree.map(jnp.add, state.omega, omega), params, new_alpha,
-                       state.tasks + 1)
+  return Consolidation(
+    jax.tree.map(jnp.add, state.omega, omega), params, new_alpha, state.tasks + 1
+  )

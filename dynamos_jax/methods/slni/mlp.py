@@ -27,15 +27,15 @@ def activate(z: jax.Array, kind: str, block: int) -> jax.Array:
     return jnp.max(blocks, axis=-1)
   if kind == "lwta":
     # The winner is chosen on values without gradient; only winners pass one.
-    winner = jax.nn.one_hot(jnp.argmax(jax.lax.stop_gradient(blocks), -1), block,
-                            dtype=z.dtype)
+    winner = jax.nn.one_hot(jnp.argmax(jax.lax.stop_gradient(blocks), -1), block, dtype=z.dtype)
     return (blocks * winner).reshape(z.shape)
   raise ValueError(f"unknown activation {kind!r}; expected one of {ACTIVATIONS}")
 
 
 def _dense(features: int, fan_in: int, name: str) -> nn.Dense:
-  return nn.Dense(features, kernel_init=torch_default_init,
-                  bias_init=torch_default_bias_init(fan_in), name=name)
+  return nn.Dense(
+    features, kernel_init=torch_default_init, bias_init=torch_default_bias_init(fan_in), name=name
+  )
 
 
 class MLP(nn.Module):

@@ -25,7 +25,8 @@ def ever_active(acts: np.ndarray) -> np.ndarray:
 
 
 def overlap(sets: list[np.ndarray]) -> np.ndarray:
-  """[T, T] Jaccard index |A_s & A_t| / |A_s | A_t| of the tasks' ever-active units (1 if both empty)."""
+  """[T, T] Jaccard index |A_s & A_t| / |A_s | A_t| of the tasks' ever-active units (1 if
+  both are empty)."""
   t = len(sets)
   out = np.ones((t, t))
   for i in range(t):
@@ -59,11 +60,12 @@ def layer_report(acts: list[np.ndarray]) -> dict[str, np.ndarray]:
   sets = np.stack([ever_active(a) for a in acts])
   top = max(float(np.max(a)) for a in acts)
   edges = np.linspace(0.0, top if top > 0 else 1.0, HISTOGRAM_BINS + 1)
-  return {"active_per_example": np.array([active_per_example(a) for a in acts]),
-          "ever_active": sets,
-          "unit_rates": np.stack([unit_rates(a) for a in acts]),
-          "overlap": overlap(list(sets)),
-          "correlation": correlation(acts[-1]),
-          "hist": np.stack([np.histogram(np.asarray(a)[np.asarray(a) > 0], edges)[0]
-                            for a in acts]),
-          "hist_edges": edges}
+  return {
+    "active_per_example": np.array([active_per_example(a) for a in acts]),
+    "ever_active": sets,
+    "unit_rates": np.stack([unit_rates(a) for a in acts]),
+    "overlap": overlap(list(sets)),
+    "correlation": correlation(acts[-1]),
+    "hist": np.stack([np.histogram(np.asarray(a)[np.asarray(a) > 0], edges)[0] for a in acts]),
+    "hist_edges": edges,
+  }

@@ -42,13 +42,12 @@ import ml_collections
 import numpy as np
 import optax
 
-from dynamos_jax import benchmarks
-from dynamos_jax.methods.slni import importance as importance_lib
-from dynamos_jax import losses
-from dynamos_jax.methods.slni import regularizers as reg
-from dynamos_jax.methods.slni import representation as rep
+from dynamos_jax import benchmarks, losses
 from dynamos_jax.errors import require
 from dynamos_jax.methods.base import Method, register
+from dynamos_jax.methods.slni import importance as importance_lib
+from dynamos_jax.methods.slni import regularizers as reg
+from dynamos_jax.methods.slni import representation as rep
 from dynamos_jax.methods.slni.mlp import ACTIVATIONS, MLP
 from dynamos_jax.methods.slni.vgg import VGGSlim
 
@@ -68,6 +67,7 @@ class SLNIState:
   best, best_accuracy: the task's best epoch so far (``selection=best_epoch``);
   lr_scale: the task's learning-rate factor, since_best: int32 epochs since its
   best, stopped: bool, the task has stopped early (``lr_patience``, ``stop_patience``)."""
+
   params: dict
   opt_state: tuple
   consolidation: importance_lib.Consolidation
@@ -95,8 +95,7 @@ def _orthreg(beta: float, lam: float) -> optax.GradientTransformation:
       coef = coef * (1.0 - jnp.eye(c.shape[0]))
       return (beta * unit @ coef.T).reshape(w.shape)
 
-    return jax.tree.map(jnp.add, updates,
-                        jax.tree_util.tree_map_with_path(extra, params)), state
+    return jax.tree.map(jnp.add, updates, jax.tree_util.tree_map_with_path(extra, params)), state
 
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
@@ -113,8 +112,9 @@ def _freeze_other_heads(updates: dict, task: jax.Array, k: int, heads: int) -> d
 def _l1_param(weight: float) -> optax.GradientTransformation:
   """L1-Param: + weight * sign(theta) on the gradient (the reference's L1 decay)."""
   return optax.GradientTransformation(
-      lambda params: optax.EmptyState(),
-      lambda g, s, p: (jax.tree.map(lambda g, p: g + weight * jnp.sign(p), g, p), s))
+    lambda params: optax.EmptyState(),
+    lambda g, s, p: (jax.tree.map(lambda g, p: g + weight * jnp.sign(p), g, p), s),
+  )
 
 
 @register
@@ -177,32 +177,47 @@ class SLNI(Method):
   def validate(cls, config) -> None:
     s = config.slni
 
-
-    for key, choices in (("regularizer", REGULARIZERS), ("activation", ACTIVATIONS),
-                         ("importance", IMPORTANCES), ("discount", reg.DISCOUNTS),
-                         ("heads", HEADS), ("selection", SELECTIONS), ("model", MODELS)):
+    for key, choices in (
+      ("regularizer", REGULARIZERS),
+      ("activation", ACTIVATIONS),
+      ("importance", IMPORTANCES),
+      ("discount", reg.DISCOUNTS),
+      ("heads", HEADS),
+      ("selection", SELECTIONS),
+      ("model", MODELS),
+    ):
       require(s[key] in choices, f"unknown slni.{key} {s[key]!r}: use one of {', '.join(choices)}")
     for key in ("lambda_ssl", "lambda_omega", "weight_decay", "orthreg_beta"):
       require(s[key] >= 0, f"slni.{key} must be >= 0 (got {s[key]})")
-    require(s.width >= 1 and s.block >= 1 and s.channels >= 1,
-          "slni.width, slni.block and slni.channels must be >= 1")
+    require(
+      s.width >= 1 and s.block >= 1 and s.channels >= 1,
+      "slni.width, slni.block and slni.channels must be >= 1",
+    )
     # Maxout divides the width by the block at each of the two layers.
     divisor = s.block**2 if s.activation == "maxout" else s.block
-    require(s.activation == "relu" or s.width % divisor == 0,
-          f"slni.width={s.width} does not split into {s.activation} blocks of {s.block} "
-          f"(needs a multiple of {divisor})")
-    require(s.sigma > 0 or s.sigma_scale > 0,
-          "the Gaussian locality needs sigma > 0: set slni.sigma_scale > 0 (sigma = N / scale) "
-          "or slni.sigma > 0")
+    require(
+      s.activation == "relu" or s.width % divisor == 0,
+      f"slni.width={s.width} does not split into {s.activation} blocks of {s.block} "
+      f"(needs a multiple of {divisor})",
+    )
+    require(
+      s.sigma > 0 or s.sigma_scale > 0,
+      "the Gaussian locality needs sigma > 0: set slni.sigma_scale > 0 (sigma = N / scale) "
+      "or slni.sigma > 0",
+    )
     require(s.sigma >= 0, f"slni.sigma must be >= 0 (0: use sigma_scale; got {s.sigma})")
     require(s.importance_batch >= 1, "slni.importance_batch must be >= 1")
-    require(s.lr_patience >= 0 and s.stop_patience >= 0,
-          "slni.lr_patience and slni.stop_patience must be >= 0 (0: off)")
+    require(
+      s.lr_patience >= 0 and s.stop_patience >= 0,
+      "slni.lr_patience and slni.stop_patience must be >= 0 (0: off)",
+    )
     require(0 < s.lr_factor <= 1, f"slni.lr_factor must be in (0, 1] (got {s.lr_factor})")
     kind = benchmarks.REGISTRY[config.dataset].kind
-    require(s.heads == "shared" or kind == "task-incremental",
-          f"slni.heads=per_task needs a task-incremental benchmark (a head per task); "
-          f"{config.dataset} is {kind}: use --config.slni.heads=shared")
+    require(
+      s.heads == "shared" or kind == "task-incremental",
+      f"slni.heads=per_task needs a task-incremental benchmark (a head per task); "
+      f"{config.dataset} is {kind}: use --config.slni.heads=shared",
+    )
 
   @classmethod
   def from_config(cls, config, benchmark) -> "SLNI":
@@ -219,9 +234,11 @@ class SLNI(Method):
   @property
   def tx(self) -> optax.GradientTransformation:
     """SGD with momentum; the parameter regulariser's gradient added before it."""
-    extra = {"l2_wd": lambda: optax.add_decayed_weights(self.weight_decay),
-             "l1_param": lambda: _l1_param(self.weight_decay),
-             "orthreg": lambda: _orthreg(self.orthreg_beta, self.orthreg_lambda)}
+    extra = {
+      "l2_wd": lambda: optax.add_decayed_weights(self.weight_decay),
+      "l1_param": lambda: _l1_param(self.weight_decay),
+      "orthreg": lambda: _orthreg(self.orthreg_beta, self.orthreg_lambda),
+    }
     first = extra[self.regularizer]() if self.regularizer in extra else optax.identity()
     return optax.chain(first, optax.sgd(self.lr, momentum=self.momentum))
 
@@ -238,9 +255,16 @@ class SLNI(Method):
     params = self.model.init(key, example.images)["params"]
     _, aux = self.model.apply({"params": params}, example.images)
     widths = tuple(h.shape[-1] for h in aux["act"])
-    return SLNIState(params, self.tx.init(params),
-                     importance_lib.Consolidation.empty(params, widths), params,
-                     jnp.float32(-1.0), jnp.float32(1.0), jnp.int32(0), jnp.bool_(False))
+    return SLNIState(
+      params,
+      self.tx.init(params),
+      importance_lib.Consolidation.empty(params, widths),
+      params,
+      jnp.float32(-1.0),
+      jnp.float32(1.0),
+      jnp.int32(0),
+      jnp.bool_(False),
+    )
 
   def _representation(self, act, mask, alpha) -> jax.Array:
     """sum over the hidden layers of R(H_l) (0 without a representation regulariser)."""
@@ -276,19 +300,23 @@ class SLNI(Method):
     grads, (logits, ce, rep, anchor) = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     if self.model.heads > 1:  # Only the batch's task's head moves.
-      updates = _freeze_other_heads(updates, batch.task, self.model.num_classes,
-                                    self.model.heads)
+      updates = _freeze_other_heads(updates, batch.task, self.model.num_classes, self.model.heads)
     # The decayed learning rate scales the step, not the momentum (as PyTorch's SGD); a
     # stopped task's steps change nothing.
     scale = jnp.where(state.stopped, 0.0, state.lr_scale)
     updates = jax.tree.map(lambda u: u * scale, updates)
-    opt_state = jax.tree.map(lambda new, old: jnp.where(state.stopped, old, new), opt_state,
-                             state.opt_state)
+    opt_state = jax.tree.map(
+      lambda new, old: jnp.where(state.stopped, old, new), opt_state, state.opt_state
+    )
     params = optax.apply_updates(state.params, updates)
     correct = (jnp.argmax(logits, -1) == batch.labels) & batch.mask
-    metrics = {"loss": ce + self.lambda_ssl * rep + self.lambda_omega * anchor, "ce": ce,
-               "representation": rep, "anchor": anchor,
-               "train_accuracy": jnp.sum(correct) / jnp.maximum(jnp.sum(batch.mask), 1)}
+    metrics = {
+      "loss": ce + self.lambda_ssl * rep + self.lambda_omega * anchor,
+      "ce": ce,
+      "representation": rep,
+      "anchor": anchor,
+      "train_accuracy": jnp.sum(correct) / jnp.maximum(jnp.sum(batch.mask), 1),
+    }
     return state.replace(params=params, opt_state=opt_state), metrics
 
   def predict(self, state, images, task, phase):
@@ -299,9 +327,13 @@ class SLNI(Method):
 
   def begin_task(self, state, task):
     """A fresh optimiser per task: the momentum does not carry over (as the reference)."""
-    return state.replace(opt_state=self.tx.init(state.params), best_accuracy=jnp.float32(-1.0),
-                         lr_scale=jnp.float32(1.0), since_best=jnp.int32(0),
-                         stopped=jnp.bool_(False))
+    return state.replace(
+      opt_state=self.tx.init(state.params),
+      best_accuracy=jnp.float32(-1.0),
+      lr_scale=jnp.float32(1.0),
+      since_best=jnp.int32(0),
+      stopped=jnp.bool_(False),
+    )
 
   @property
   def epoch_end(self):
@@ -318,36 +350,41 @@ class SLNI(Method):
     if state.stopped:
       return state
     if accuracy > float(state.best_accuracy):
-      return state.replace(best=state.params if self.selection == "best_epoch" else state.best,
-                           best_accuracy=jnp.float32(accuracy), since_best=jnp.int32(0))
+      return state.replace(
+        best=state.params if self.selection == "best_epoch" else state.best,
+        best_accuracy=jnp.float32(accuracy),
+        since_best=jnp.int32(0),
+      )
     since = int(state.since_best) + 1
     decay = self.lr_patience and since % self.lr_patience == 0
     return state.replace(
-        since_best=jnp.int32(since),
-        lr_scale=state.lr_scale * (self.lr_factor if decay else 1.0),
-        stopped=jnp.bool_(bool(self.stop_patience) and since > self.stop_patience))
+      since_best=jnp.int32(since),
+      lr_scale=state.lr_scale * (self.lr_factor if decay else 1.0),
+      stopped=jnp.bool_(bool(self.stop_patience) and since > self.stop_patience),
+    )
 
   def analyze(self, state, run):
     """Its hidden layers, finally and after each task (``methods/slni/plots.py``)."""
     from dynamos_jax.methods.slni import plots  # matplotlib: only the analyze command
+
     exp = run.exp
-    return {"hidden_layers": plots.final_state(exp, state, exp.benchmark.num_tasks, run.out,
-                                               run.add),
-            "hidden_layers_by_task": plots.after_each_task(run.workdir, exp.seed, run.out,
-                                                           run.add)}
+    return {
+      "hidden_layers": plots.final_state(exp, state, exp.benchmark.num_tasks, run.out, run.add),
+      "hidden_layers_by_task": plots.after_each_task(run.workdir, exp.seed, run.out, run.add),
+    }
 
   def hidden(self, params, images, batch: int = 1000) -> list[np.ndarray]:
     """Per hidden layer, the post-activation values [M, N_l] of ``images`` [M, H, W, C]."""
-    parts = [_hidden(params, images[s:s + batch], method=self)
-             for s in range(0, images.shape[0], batch)]
+    parts = [
+      _hidden(params, images[s : s + batch], method=self) for s in range(0, images.shape[0], batch)
+    ]
     return [np.concatenate([np.asarray(p[l]) for p in parts]) for l in range(len(parts[0]))]
 
   def after_task(self, state, task, benchmark) -> dict[str, np.ndarray]:
     """What slni-spec 14 shows after each task: per hidden layer l (``l{l}_`` keys of
     ``representation.layer_report``) on the test images of every task seen so far, its
     neuron importance alpha [N_l]; and Omega's mean and max per parameter array."""
-    acts = [self.hidden(state.params, benchmark.task_test_set(s)[0])
-            for s in range(task.index + 1)]
+    acts = [self.hidden(state.params, benchmark.task_test_set(s)[0]) for s in range(task.index + 1)]
     out = {}
     for l in range(len(acts[0])):
       report = rep.layer_report([a[l] for a in acts])
@@ -379,8 +416,11 @@ class SLNI(Method):
       alpha = tuple(a.reshape(-1, self.model.block).sum(-1) for a in alpha)
     if self.importance == "none":  # alpha only: no anchor penalty.
       omega = jax.tree.map(jnp.zeros_like, omega)
-    return state.replace(consolidation=importance_lib.consolidate(
-        state.consolidation, omega, alpha, state.params, self.alpha_mean))
+    return state.replace(
+      consolidation=importance_lib.consolidate(
+        state.consolidation, omega, alpha, state.params, self.alpha_mean
+      )
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("method",))

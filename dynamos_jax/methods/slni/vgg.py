@@ -22,8 +22,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dynamos_jax.torch_init import torch_default_bias_init, torch_default_init
 from dynamos_jax.methods.slni.mlp import activate
+from dynamos_jax.torch_init import torch_default_bias_init, torch_default_init
 
 # Output channels of the six convolutions in units of the first stage's width;
 # True after a convolution: a 2x2 max-pool follows.
@@ -67,8 +67,14 @@ class VGGSlim(nn.Module):
     if images.dtype == jnp.uint8:
       x = (x / 255.0 - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
     for i, (mult, pool) in enumerate(_STAGES):
-      x = nn.Conv(mult * self.channels, (3, 3), padding=1, kernel_init=conv_init,
-                  bias_init=nn.initializers.zeros, name=f"conv{i + 1}")(x)
+      x = nn.Conv(
+        mult * self.channels,
+        (3, 3),
+        padding=1,
+        kernel_init=conv_init,
+        bias_init=nn.initializers.zeros,
+        name=f"conv{i + 1}",
+      )(x)
       x = nn.relu(x)
       if pool:
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
@@ -77,13 +83,21 @@ class VGGSlim(nn.Module):
     x = jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
     pre, act = [], []
     for layer in range(2):
-      z = nn.Dense(self.width if layer == 0 else x.shape[-1], kernel_init=dense_init,
-                   bias_init=nn.initializers.zeros, name=f"fc{layer + 1}")(x)
+      z = nn.Dense(
+        self.width if layer == 0 else x.shape[-1],
+        kernel_init=dense_init,
+        bias_init=nn.initializers.zeros,
+        name=f"fc{layer + 1}",
+      )(x)
       if probes is not None:
         z = z + probes[layer]
       x = activate(z, self.activation, self.block)
       pre.append(z)
       act.append(x)
-    logits = nn.Dense(self.heads * self.num_classes, kernel_init=torch_default_init,
-                      bias_init=torch_default_bias_init(x.shape[-1]), name="head")(x)
+    logits = nn.Dense(
+      self.heads * self.num_classes,
+      kernel_init=torch_default_init,
+      bias_init=torch_default_bias_init(x.shape[-1]),
+      name="head",
+    )(x)
     return logits, {"pre": tuple(pre), "act": tuple(act)}

@@ -13,7 +13,6 @@ SCALARS: list[tuple[str, str, int, float]] = []
 
 
 class _Value:
-
   def __init__(self, tag, simple_value=None, histo=None, image=None, metadata=None, tensor=None):
     self.tag, self.simple_value, self.histo = tag, simple_value, histo
 
@@ -22,7 +21,6 @@ class Summary:
   Value = _Value
 
   class Image:
-
     def __init__(self, **kwargs):
       self.kwargs = kwargs
 
@@ -31,13 +29,11 @@ class Summary:
 
 
 class HistogramProto:
-
   def __init__(self):
     self.bucket_limit, self.bucket = [], []
 
 
 class SummaryMetadata:
-
   class _Plugin:
     plugin_name = ""
 
@@ -53,7 +49,6 @@ string = "string"
 
 
 class _FileWriter:
-
   def __init__(self, log_dir):
     self.log_dir = str(log_dir)
 

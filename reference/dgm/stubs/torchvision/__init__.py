@@ -27,14 +27,16 @@ def _grid(batch: np.ndarray, nrow: int = 8, padding: int = 2) -> np.ndarray:
   for k in range(n):
     r, q = divmod(k, cols)
     y, x = r * (h + padding) + padding, q * (w + padding) + padding
-    out[:, y:y + h, x:x + w] = batch[k]
+    out[:, y : y + h, x : x + w] = batch[k]
   return out
 
 
 def save_image(tensor, filename, nrow=8, padding=2, normalize=False, **unsupported):
   if unsupported:
-    raise RuntimeError(f"torchvision stub: save_image(...) with {sorted(unsupported)} is not "
-                       "implemented (the DGMw path does not use them)")
+    raise RuntimeError(
+      f"torchvision stub: save_image(...) with {sorted(unsupported)} is not "
+      "implemented (the DGMw path does not use them)"
+    )
   batch = tensor.detach().cpu().float().numpy()
   if batch.ndim == 3:
     batch = batch[None]
@@ -53,5 +55,7 @@ sys.modules["torchvision.utils"] = utils
 
 
 def __getattr__(name):
-  raise AttributeError(f"torchvision stub: torchvision.{name} is not available; only "
-                       "torchvision.utils.save_image is used on the MNIST DGMw path")
+  raise AttributeError(
+    f"torchvision stub: torchvision.{name} is not available; only "
+    "torchvision.utils.save_image is used on the MNIST DGMw path"
+  )

@@ -33,8 +33,11 @@ from .pil_rotate import rotate
 
 def _unsupported(name):
   def fail(*args, **kwargs):
-    raise RuntimeError(f"torchvision stub: {name} is not available; only the Seq-MNIST "
-                       "and MNIST-360 paths of the authors' code run on this stub")
+    raise RuntimeError(
+      f"torchvision stub: {name} is not available; only the Seq-MNIST "
+      "and MNIST-360 paths of the authors' code run on this stub"
+    )
+
   return fail
 
 
@@ -45,8 +48,10 @@ class MNIST(torch.utils.data.Dataset):
 
   @classmethod
   def install(cls, train_images, train_labels, test_images, test_labels):
-    cls._arrays = {True: (np.asarray(train_images, np.uint8), np.asarray(train_labels, np.int64)),
-                   False: (np.asarray(test_images, np.uint8), np.asarray(test_labels, np.int64))}
+    cls._arrays = {
+      True: (np.asarray(train_images, np.uint8), np.asarray(train_labels, np.int64)),
+      False: (np.asarray(test_images, np.uint8), np.asarray(test_labels, np.int64)),
+    }
 
   def __init__(self, root, train=True, transform=None, target_transform=None, download=False):
     del root, download  # the driver decides where the bytes come from
@@ -75,7 +80,6 @@ class ToTensor:
 
 
 class Compose:
-
   def __init__(self, transforms):
     self.transforms = transforms
 
@@ -95,6 +99,11 @@ transforms.transforms = transforms  # `import torchvision.transforms.transforms 
 functional = types.ModuleType("torchvision.transforms.functional")
 functional.rotate = rotate
 transforms.functional = functional
-sys.modules.update({"torchvision.datasets": datasets, "torchvision.transforms": transforms,
-                    "torchvision.transforms.transforms": transforms,
-                    "torchvision.transforms.functional": functional})
+sys.modules.update(
+  {
+    "torchvision.datasets": datasets,
+    "torchvision.transforms": transforms,
+    "torchvision.transforms.transforms": transforms,
+    "torchvision.transforms.functional": functional,
+  }
+)

@@ -19,8 +19,7 @@ from PIL import Image
 NEAREST = "nearest"  # torchvision's InterpolationMode.NEAREST, by value
 
 
-def rotate(img, angle, interpolation=NEAREST, expand=False, center=None, fill=None,
-           resample=None):
+def rotate(img, angle, interpolation=NEAREST, expand=False, center=None, fill=None, resample=None):
   """Rotates a PIL image by ``angle`` degrees counter-clockwise, as torchvision 0.9.1 does.
 
   Args:
@@ -33,12 +32,21 @@ def rotate(img, angle, interpolation=NEAREST, expand=False, center=None, fill=No
     A PIL image of the same size and mode.
   """
   if not isinstance(img, Image.Image):
-    raise RuntimeError("torchvision stub: rotate is implemented for PIL images only "
-                       f"(got {type(img).__name__}); tensors are not on the authors' path")
-  if (interpolation not in (NEAREST, Image.NEAREST) or expand or center is not None
-      or fill is not None or resample is not None):
-    raise RuntimeError("torchvision stub: rotate implements only the defaults the authors' "
-                       "IncrementalRotation uses (nearest, no expand, centre, fill or resample)")
+    raise RuntimeError(
+      "torchvision stub: rotate is implemented for PIL images only "
+      f"(got {type(img).__name__}); tensors are not on the authors' path"
+    )
+  if (
+    interpolation not in (NEAREST, Image.NEAREST)
+    or expand
+    or center is not None
+    or fill is not None
+    or resample is not None
+  ):
+    raise RuntimeError(
+      "torchvision stub: rotate implements only the defaults the authors' "
+      "IncrementalRotation uses (nearest, no expand, centre, fill or resample)"
+    )
   # torchvision 0.9.1 checks the angle's type before anything else.
   if not isinstance(angle, (int, float)):
     raise TypeError("Argument angle should be int or float")

@@ -36,8 +36,16 @@ datasets.ImageFolder = type("ImageFolder", (torch.utils.data.Dataset,), {"__init
 models = types.ModuleType("torchvision.models")
 models.alexnet = _Unused
 transforms = types.ModuleType("torchvision.transforms")
-for _name in ("Compose", "Scale", "Resize", "CenterCrop", "ToTensor", "Normalize",
-              "RandomResizedCrop", "RandomHorizontalFlip"):
+for _name in (
+  "Compose",
+  "Scale",
+  "Resize",
+  "CenterCrop",
+  "ToTensor",
+  "Normalize",
+  "RandomResizedCrop",
+  "RandomHorizontalFlip",
+):
   setattr(transforms, _name, _Transform)
 
 

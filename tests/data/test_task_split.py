@@ -263,10 +263,9 @@ def test_epoch_selection_reads_the_tasks_own_head(tiny_config, tmp_path, monkeyp
   host = _dataset("cifar100", 100, 2, 8)
   monkeypatch.setattr(sources, "load_dataset", lambda *a, **k: host)
   seen = []
+  monkeypatch.setattr(slni.SLNI, "epoch_end", "accuracy")
   monkeypatch.setattr(
-    slni.SLNI,
-    "end_epoch",
-    property(lambda self: lambda state, task, accuracy: seen.append(accuracy) or state),
+    slni.SLNI, "end_epoch", lambda self, state, task, accuracy: seen.append(accuracy) or state
   )
   c = tiny_config
   c.method, c.dataset, c.lr, c.epochs, c.batch_size = "slni", "split-cifar100", 0.05, 1, 4

@@ -217,14 +217,14 @@ def parse(argv):
 
 
 def main(argv=None) -> int:
-  from dynamos_jax.errors import InputError
+  from dynamos_jax.errors import InputError as LibraryError
 
   try:
     args, names, seeds = parse(argv)
     lines = [f"Measured on {machine()}.", ""]
     for name in names:
       lines += run_table(name, args, seeds) + [""]
-  except (InputError, InputError) as e:
+  except (InputError, LibraryError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   print("\n".join(lines))

@@ -63,7 +63,10 @@ class Experiment:
     return self.benchmark.protocols == ("gcl",)
 
   def initial_state(self) -> TrainState:
-    learner = self.method.init(self.init_key, self.benchmark.example(), self.benchmark)
+    # One compiled program: run op by op, a ResNet's initialisation compiles hundreds of
+    # small kernels, seconds before the first step.
+    init = jax.jit(lambda key, example: self.method.init(key, example, self.benchmark))
+    learner = init(self.init_key, self.benchmark.example())
     return TrainState(step=jnp.zeros((), jnp.int32), key=self.train_key, learner=learner)
 
   def phase_after(self, next_chunk: int) -> str:

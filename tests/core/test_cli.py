@@ -138,6 +138,8 @@ def test_tfds_source_end_to_end(tmp_path, tiny_config):
   assert len(results["task_il"]["matrix"]) == 6
 
 
+# Slow tier; the fast tier's TFDS run: test_tfds_source_end_to_end.
+@pytest.mark.slow
 def test_seq_svhn_tfds_end_to_end(tmp_path, tiny_config):
   import tensorflow_datasets as tfds
 

@@ -33,6 +33,9 @@ def _comparable(run: dict) -> dict:
   }
 
 
+# Slow tier: bit-equality across programs, under XLA's defaults (conftest.FAST_COMPILE_FLAG).
+# The fast tier's sibling: test_vmapped_step_matches_one_seed_steps (steps, within rounding).
+@pytest.mark.slow
 def test_unrolled_seeds_equal_their_one_seed_runs(tiny_data, tiny_config, tmp_path):
   config = _short(tiny_config)
   config.seeds = "0,2"
@@ -176,6 +179,9 @@ def test_seed_mesh_and_host_devices_in_a_started_process():
   parallel.use_host_devices(0)  # 0 leaves the process as it is.
 
 
+# Slow tier; the fast tier resumes several members in
+# tests/core/test_sweep.py::test_a_sweep_resumes_after_a_crash.
+@pytest.mark.slow
 def test_multi_seed_run_resumes_after_a_crash(tiny_data, tiny_config, tmp_path, monkeypatch):
   config = _short(tiny_config)
   config.dynamos.warmup.iterations = 0  # One phase: fewer compilations.

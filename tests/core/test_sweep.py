@@ -24,6 +24,9 @@ from dynamos_jax.seeds import Seeds
 
 from conftest import ROOT, run_command, subprocess_env, tiny_dataset
 
+# The module's fixtures are built once, on one worker (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("sweep")
+
 # lr reaches the optimiser, tau the agents' probability layer (training and prediction).
 GRID = "lr=0.05,0.1;dynamos.tau=0.3"
 LABELS = ["lr=0.05_dynamos.tau=0.3", "lr=0.1_dynamos.tau=0.3"]
@@ -72,6 +75,8 @@ def swept(tmp_path_factory):
   return config, workdir, results
 
 
+# Slow tier: bit-equality across programs, under XLA's defaults (conftest.FAST_COMPILE_FLAG).
+@pytest.mark.slow
 def test_members_equal_their_settings_run_alone(swept, tiny_data, tmp_path):
   config, workdir, results = swept
   assert [r["label"] for r in results["runs"]] == [LABELS[0]] * 2 + [LABELS[1]] * 2
@@ -97,6 +102,8 @@ def test_members_equal_their_settings_run_alone(swept, tiny_data, tmp_path):
   assert (workdir / "sweep" / LABELS[0] / "live" / "seed_1" / "metrics.jsonl").exists()
 
 
+# Slow tier: bit-equality across programs, under XLA's defaults (conftest.FAST_COMPILE_FLAG).
+@pytest.mark.slow
 def test_the_table_names_the_best_setting(swept, capsys):
   config, workdir, results = swept
   # Independently of the library's metrics: the last row of each member's class-IL matrix.
@@ -131,6 +138,8 @@ def test_the_table_names_the_best_setting(swept, capsys):
   assert (workdir / "sweep" / "sweep.png").stat().st_size > 0
 
 
+# Slow tier; the fast tier's vmapped members: tests/core/test_seeds.py's vmapped step.
+@pytest.mark.slow
 def test_vmapped_sweep_step_matches_the_unrolled_one(tiny_data, tiny_config):
   """vmap: the members' tau travels as a traced value in the agents' layer; equal to rounding."""
   config = _short(tiny_config)

@@ -34,7 +34,8 @@ def count_traces(monkeypatch):
   return counts
 
 
-@pytest.mark.parametrize("strategy", ["loop", "scan"])
+# scan is the slow tier's: test_loop_and_scan_agree runs it in the fast tier.
+@pytest.mark.parametrize("strategy", ["loop", pytest.param("scan", marks=pytest.mark.slow)])
 def test_run_writes_results_and_compiles_each_phase_once(
   tiny_data, tiny_config, tmp_path, count_traces, strategy
 ):

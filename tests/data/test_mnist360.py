@@ -7,6 +7,9 @@ import pytest
 
 from dynamos_jax.data import mnist360
 
+# The module's fixtures are built once, on one worker (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("mnist360")
+
 # Full MNIST class counts of digits 0-9 (9 is left out by MNIST-360).
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

@@ -29,6 +29,9 @@ from dynamos_jax.methods.dgm.dgm import DGM
 
 from conftest import Crash, crash_in_chunk, tiny_dataset
 
+# The module's fixtures are built once, on one worker (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("dgm")
+
 S = 1e4
 
 
@@ -223,6 +226,8 @@ def test_resume_mid_task_after_growth_equals_the_uninterrupted_run(reference, tm
   assert grown >= start[0]
 
 
+# Slow tier: bit-equality across programs, under XLA's defaults (conftest.FAST_COMPILE_FLAG).
+@pytest.mark.slow
 def test_two_seeds_in_one_program(reference, tmp_path):
   results, _, _ = reference
   config = _config()

@@ -8,7 +8,9 @@ HAT guarantee with binary past masks, the replay's classes and counts, the
 masked aux logits and the grown aux head, the per-class heads, padding to
 common widths, the benchmark's tasks and per-task matrix; and what a user
 reads off it (spec 16): mask statistics, generator size, per-class samples
-and ``analyze``'s figures.
+and ``analyze``'s figures. The run's tests are the slow tier's; the fast tier
+tests the ResNet family's parts (test_dgm_generator_resnet.py,
+test_dgm_discriminator.py), the schedule and the refusals here.
 """
 
 import dataclasses
@@ -35,6 +37,9 @@ from dynamos_jax.methods.dgm import summary as dgm_summary
 from dynamos_jax.methods.dgm.dgm import DGM
 
 from conftest import ROOT
+
+# The module's fixtures are built once, on one worker (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("dgm_imagenet")
 
 if "dgm-imagenet-two" not in REGISTRY:
 
@@ -119,6 +124,7 @@ def _past_images(method, state, classes, n=4):
   return method.family.samples(state, classes, n, base)
 
 
+@pytest.mark.slow
 def test_results_hold_the_per_task_matrix(run):
   results, method, _, _ = run
   assert (method.resnet, method.classes_per_task, method.num_classes) == (True, C, 50)
@@ -131,6 +137,7 @@ def test_results_hold_the_per_task_matrix(run):
       assert v is None or abs(v / 10 - round(v / 10)) < 1e-9
 
 
+@pytest.mark.slow
 def test_hat_guarantee_with_binary_past_masks(run):
   """Task 0's images from its binary masks: identical after training task 1."""
   _, method, _, hooks = run
@@ -146,6 +153,7 @@ def test_hat_guarantee_with_binary_past_masks(run):
   assert int(np.sum(after_task0.reserved)) > 0
 
 
+@pytest.mark.slow
 def test_growth_records_sizes_counts_and_next_embeddings(run):
   _, method, _, hooks = run
   before, after = hooks["end_task"][0]
@@ -165,6 +173,7 @@ def test_growth_records_sizes_counts_and_next_embeddings(run):
     assert w.shape[0] >= i and w.shape[1] >= o
 
 
+@pytest.mark.slow
 def test_replay_holds_every_past_class_with_its_counts(run):
   """Task 1's replay of task 0: floor(N_1 / 10) = 2 images a class, the set re-permuted
   every epoch, the same images (a fixed set), nothing past the set's 20 slots."""
@@ -201,6 +210,7 @@ def test_replay_holds_every_past_class_with_its_counts(run):
     np.testing.assert_array_equal(changed[valid[0]], np.isin(labels[0], [2, 5])[valid[0]])
 
 
+@pytest.mark.slow
 def test_per_class_heads_are_picked_by_label(run):
   """G's image of a label: swapping two heads' weights swaps the images."""
   _, method, _, hooks = run
@@ -223,6 +233,7 @@ def test_per_class_heads_are_picked_by_label(run):
   assert not np.array_equal(images(g, 2), images(g, 5))
 
 
+@pytest.mark.slow
 def test_unseen_classes_masked_and_aux_head_grown(run):
   _, method, _, hooks = run
   state = hooks["end_task"][0][1]
@@ -240,6 +251,7 @@ def test_unseen_classes_masked_and_aux_head_grown(run):
   np.testing.assert_array_equal(after.d["stem"]["kernel"], before.d["stem"]["kernel"])
 
 
+@pytest.mark.slow
 def test_padding_to_wider_widths_changes_no_image(run):
   _, method, _, hooks = run
   state = hooks["end_task"][0][1]
@@ -249,6 +261,7 @@ def test_padding_to_wider_widths_changes_no_image(run):
   np.testing.assert_array_equal(_past_images(method, padded, C), _past_images(method, state, C))
 
 
+@pytest.mark.slow
 def test_benchmark_tasks_and_per_task_evaluation(run):
   _, method, config, _ = run
   data = DeviceData.load(config, "imagenet50")
@@ -340,6 +353,7 @@ def _allocations(hooks):
   ]
 
 
+@pytest.mark.slow
 def test_summary_mask_statistics_count_the_binarised_embeddings(run):
   _, method, _, hooks = run
   state = hooks["end_task"][1][1]
@@ -367,6 +381,7 @@ def test_summary_mask_statistics_count_the_binarised_embeddings(run):
   assert new_total.sum() > 0 and sizes[2].sum() > sizes[0].sum()  # not vacuous: it grew
 
 
+@pytest.mark.slow
 def test_summary_generator_size_counts_the_resnet_shapes(run):
   _, method, _, hooks = run
   state = hooks["end_task"][1][1]
@@ -392,6 +407,7 @@ def test_summary_generator_size_counts_the_resnet_shapes(run):
   assert size["masks_sparse_bytes"] == 4 * ones
 
 
+@pytest.mark.slow
 def test_summary_samples_per_class_from_their_heads(run):
   _, method, config, hooks = run
   state = jax.tree.map(jnp.asarray, hooks["end_task"][1][1])
@@ -436,6 +452,7 @@ def test_sample_drift_by_the_class_to_task_map():
   np.testing.assert_allclose(drift[1], [51 / 255, 0.0, 0.0, 0.0])
 
 
+@pytest.mark.slow
 def test_analyze_writes_the_dgm_figures_of_an_imagenet_run(run):
   _, method, config, hooks = run
   workdir = hooks["workdir"]
@@ -475,6 +492,7 @@ def test_analyze_writes_the_dgm_figures_of_an_imagenet_run(run):
   assert counted["masks_sparse_bytes"] == 4 * sizes["mask_ones"] <= sizes["masks"]
 
 
+@pytest.mark.slow
 def test_checkpoint_grid_without_reports(run):
   """analyze's fallback grid: class c from the grid's noise with a 100-dim one-hot of c."""
   _, method, _, hooks = run

@@ -26,6 +26,9 @@ from dynamos_jax.methods.dgm.dgm import DGM
 
 from conftest import tiny_dataset
 
+# The module's fixtures are built once, on one worker (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("dgm_options")
+
 if "dgm-options-two" not in REGISTRY:
 
   @register

@@ -133,6 +133,8 @@ def test_moments_match_numpy_batch_statistics():
     np.testing.assert_allclose(out["attention"], attention, rtol=1e-4, atol=1e-5)
 
 
+# Slow tier; the fast tier compares each agent: test_agent_from_moments_equals_plain_layers.
+@pytest.mark.slow
 def test_quickstart_dynamos_loss_equal_with_moments():
   """The quick-start model's whole Dynamos loss (current + replay passes) both ways."""
   config = sibling_config(QUICKSTART, "quickstart.py").get_config()

@@ -12,6 +12,9 @@ from dynamos_jax.methods.dynamos import analysis
 from dynamos_jax.methods.dynamos import plots as gate_plots
 from dynamos_jax.methods.dynamos.resnet import ResNet
 
+# The module's fixtures are built once, on one worker (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("analysis")
+
 BATCH = 4  # One batch size everywhere, so every gate mode compiles once.
 
 

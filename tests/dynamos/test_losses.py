@@ -11,6 +11,9 @@ from dynamos_jax.methods.dynamos import loss_terms
 from dynamos_jax.methods.dynamos.agent import PROB_EPS, bernoulli_log_prob
 from dynamos_jax.methods.dynamos.resnet import ResNet
 
+# The module's fixtures are built once, on one worker (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("losses")
+
 
 def test_cross_entropy_is_mean_over_real_samples():
   logits = jnp.array([[0.0, 0.0], [np.log(3.0), 0.0], [5.0, -5.0]])

@@ -10,6 +10,9 @@ import pytest
 from dynamos_jax.methods.dynamos.agent import Agent
 from dynamos_jax.methods.dynamos.resnet import ResNet
 
+# The module's fixtures are built once, on one worker (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("models")
+
 
 def _count(params):
   return sum(x.size for x in jax.tree.leaves(params))

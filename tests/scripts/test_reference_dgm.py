@@ -11,6 +11,9 @@ from dynamos_jax.methods.dgm.discriminator import to_unit
 
 from conftest import load_script
 
+# The module's fixtures are built once, on one worker (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("reference_dgm")
+
 
 def _load(name, *parts):
   return load_script(name, "reference", "dgm", *parts)

@@ -114,6 +114,8 @@ def _check_results(results, tasks=10):
   assert all(np.isfinite(e["loss"]) for e in results["log"])
 
 
+# Whole runs through two loaders: the slow tier; the loaders' own tests are in tests/data/.
+@pytest.mark.slow
 def test_slni_on_mock_tfds_split_cifar100(tiny_config, tmp_path):
   import tensorflow_datasets as tfds
 
@@ -127,6 +129,7 @@ def test_slni_on_mock_tfds_split_cifar100(tiny_config, tmp_path):
   assert all(a == 0.0 for t, a in anchors if t == 1) and all(a > 0 for t, a in anchors if t > 1)
 
 
+@pytest.mark.slow
 def test_slni_on_a_generated_tiny_imagenet_folder(tiny_config, tmp_path):
   make_tiny_imagenet(str(tmp_path / "tiny-imagenet-200"), classes=200, train=1, val=1)
   c = _config(tiny_config)

@@ -18,7 +18,9 @@ pins one kind, and a machine of another kind skips the golden runs with that rea
   format 1, the quick-start runs only; ``golden.upgrade`` reads them as recorded (backend
   cpu, model.agent_moments off in every run).
 - quickstart_nf8_intel_amx.json (Intel Xeon, AVX-512 and AMX): recorded on CPU in format
-  2 from the package of commit da4465a, every run of ``golden.runs``.
+  2 from the package of commit da4465a, every run of ``golden.runs``; dgmw and dgma
+  re-recorded from d630d10's, which computes the initial state in one compiled program
+  (D's initial kernels moved by at most one ulp).
 
 The unit tests of ``compare``, ``machine`` and ``upgrade`` run no training; the golden
 runs are marked slow.

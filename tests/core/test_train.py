@@ -34,7 +34,7 @@ def count_traces(monkeypatch):
   return counts
 
 
-# scan is the slow tier's: test_loop_and_scan_agree runs it in the fast tier.
+# scan is the slow tier's (with test_loop_and_scan_agree).
 @pytest.mark.parametrize("strategy", ["loop", pytest.param("scan", marks=pytest.mark.slow)])
 def test_run_writes_results_and_compiles_each_phase_once(
   tiny_data, tiny_config, tmp_path, count_traces, strategy
@@ -57,6 +57,8 @@ def test_run_writes_results_and_compiles_each_phase_once(
   assert [e["phase"] for e in results["log"][:1]] == ["warmup"]
 
 
+# The scan strategy (chunk_strategy=auto's choice off CPU) runs in the slow tier.
+@pytest.mark.slow
 def test_loop_and_scan_agree(tiny_data, tiny_config, tmp_path):
   tiny_config.epochs = 1
   tiny_config.train.max_steps_per_task = 4

@@ -5,6 +5,7 @@ batch gives logits, and accuracies are counted on the host. What is scored
 (class-IL, task-IL, GCL) is the benchmark's; how to predict is the method's.
 """
 
+import functools
 from typing import Callable
 
 import jax
@@ -15,20 +16,35 @@ from dynamos_jax.data.streams import ClassIncremental
 
 
 class Predictors:
-  """A method's ``predict``, jitted once per phase; shared by the seeds of a run."""
+  """A method's ``predict``, jitted once per phase; shared by the seeds of a run.
+
+  Equal methods share their compiled predictions within a process (``_predict`` takes
+  the method as a static argument); a method with an unhashable field gets its own.
+  """
 
   def __init__(self, method):
     self.method = method
-    self._jitted = {}
+    try:
+      hash(method)
+      self._jitted = None
+    except TypeError:
+      self._jitted = {}
 
   def __call__(self, state, phase: str) -> Callable:
     """``(images, task) -> logits`` of the method state ``state`` in ``phase``."""
+    if self._jitted is None:
+      return lambda images, task: _predict(state, images, task, method=self.method, phase=phase)
     if phase not in self._jitted:
       self._jitted[phase] = jax.jit(
         lambda s, images, task: self.method.predict(s, images, task, phase)
       )
     jitted = self._jitted[phase]
     return lambda images, task: jitted(state, images, task)
+
+
+@functools.partial(jax.jit, static_argnames=("method", "phase"))
+def _predict(state, images, task, *, method, phase):
+  return method.predict(state, images, task, phase)
 
 
 def seen_row(accuracies: list[float], seen: int) -> list[float | None]:

@@ -75,6 +75,15 @@ def use_tiny_dataset(monkeypatch):
   return use
 
 
+@pytest.fixture(scope="session")
+def dgm_two_task_run(tmp_path_factory):
+  """dgm_two_tasks.run on the tiny dataset, once per worker: the modules that read it
+  share the xdist group "dgm" (one worker)."""
+  import dgm_two_tasks
+
+  return dgm_two_tasks.run(str(tmp_path_factory.mktemp("dgm_two") / "run"), tiny_dataset())
+
+
 @pytest.fixture
 def tiny_config():
   from dynamos_jax.config import base_config

@@ -34,7 +34,6 @@ def _comparable(run: dict) -> dict:
 
 
 # Slow tier: bit-equality across programs, under XLA's defaults (conftest.FAST_COMPILE_FLAG).
-# The fast tier's sibling: test_vmapped_step_matches_one_seed_steps (steps, within rounding).
 @pytest.mark.slow
 def test_unrolled_seeds_equal_their_one_seed_runs(tiny_data, tiny_config, tmp_path):
   config = _short(tiny_config)
@@ -62,6 +61,8 @@ def test_unrolled_seeds_equal_their_one_seed_runs(tiny_data, tiny_config, tmp_pa
   assert saved["summary"] == multi["summary"]
 
 
+# vmap (seed_strategy's choice on GPU) runs in the slow tier, beside the vmapped sweep.
+@pytest.mark.slow
 def test_vmapped_step_matches_one_seed_steps(tiny_data, tiny_config):
   """vmap batches each op over the seeds: equal up to float reassociation.
 

@@ -1,6 +1,6 @@
 """The dgm method end to end through the trainer on two tiny one-class tasks.
 
-One uninterrupted DGMw run (module fixture) is recorded at every task hook;
+One uninterrupted DGMw run (conftest's dgm_two_task_run) is recorded at every task hook;
 the tests read it: the growth rule on the binarised masks, weights reserved
 by task 0 bit-identical after task 1 trains, task 0's generated images at
 s = S unchanged (up to the soft-mask drift of spec 12.5), a resume mid-task
@@ -18,8 +18,6 @@ import pytest
 
 from dynamos_jax import config as config_lib
 from dynamos_jax import train
-from dynamos_jax.benchmarks import register as register_benchmark
-from dynamos_jax.benchmarks.one_class import OneClassMNIST
 from dynamos_jax.checkpoint import Checkpointer
 from dynamos_jax.data import sources
 from dynamos_jax.errors import ConfigError
@@ -28,6 +26,7 @@ from dynamos_jax.methods.dgm import hat, summary
 from dynamos_jax.methods.dgm.dgm import DGM
 
 from conftest import Crash, crash_in_chunk, tiny_dataset
+import dgm_two_tasks
 
 # The module's fixtures are built once, on one worker (pyproject: --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("dgm")
@@ -35,29 +34,7 @@ pytestmark = pytest.mark.xdist_group("dgm")
 S = 1e4
 
 
-@register_benchmark
-class TwoDigits(OneClassMNIST):
-  """dgm-mnist's first two one-class tasks (digits 0 and 1)."""
-
-  name = "dgm-two"
-  num_tasks = 2
-
-  def __init__(self, config, data, key, joint):
-    super().__init__(config, data, key, joint)
-    self.task_indices = self.task_indices[:2]
-    self.batches = self.batches[:2]
-    self.seen_after = self.seen_after[:2]
-
-
-def _config(variant="w"):
-  c = config_lib.base_config()
-  c.method, c.dataset, c.data.source = "dgm", "dgm-two", "bundled"
-  c.dgm.update(variant=variant, ngf=2, ndf=4, nz=16, lambda_ru=0.5)
-  c.batch_size, c.epochs = 4, 2  # 11 training images per class: batches of 4, 4, 3
-  c.train.chunk_size = 2  # chunks [0, 2), [2, 3) of each epoch: checkpoints mid-task
-  c.train.progress, c.train.eval_batch_size = False, 16
-  c.checkpoint.every_steps, c.checkpoint.keep = 1, 50
-  return c
+_config = dgm_two_tasks.config
 
 
 @pytest.fixture(scope="module")
@@ -68,23 +45,11 @@ def patched():
     yield m
 
 
-@pytest.fixture(scope="module")
-def reference(patched, tmp_path_factory):
-  """The uninterrupted DGMw run and the states around each end_task: {t: (before, after)}."""
-  hooks, original = {}, DGM.end_task
-
-  def spy(self, state, task):
-    out = original(self, state, task)
-    hooks[task.index] = (jax.device_get(state), jax.device_get(out))
-    return out
-
-  workdir = str(tmp_path_factory.mktemp("dgm") / "ref")
-  with pytest.MonkeyPatch.context() as m:
-    m.setattr(DGM, "end_task", spy)
-    config = _config()
-    config_lib.validate(config)
-    results = train.train_and_evaluate(config, workdir)
-  return results, hooks, workdir
+@pytest.fixture
+def reference(patched, dgm_two_task_run):
+  """The uninterrupted DGMw run (conftest's) and the states around each end_task:
+  (results, {t: (before, after)}, workdir)."""
+  return dgm_two_task_run
 
 
 def _method():

@@ -17,39 +17,23 @@ import pytest
 
 from dynamos_jax import config as config_lib
 from dynamos_jax import train
-from dynamos_jax.benchmarks import REGISTRY, register
-from dynamos_jax.benchmarks.one_class import OneClassMNIST
 from dynamos_jax.data import sources
 from dynamos_jax.methods.dgm import hat
 from dynamos_jax.methods.dgm import replay as dgm_replay
 from dynamos_jax.methods.dgm.dgm import DGM
 
 from conftest import tiny_dataset
+import dgm_two_tasks
 
 # The module's fixtures are built once, on one worker (pyproject: --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("dgm_options")
-
-if "dgm-options-two" not in REGISTRY:
-
-  @register
-  class _TwoDigits(OneClassMNIST):
-    """dgm-mnist's first two one-class tasks."""
-
-    name = "dgm-options-two"
-    num_tasks = 2
-
-    def __init__(self, config, data, key, joint):
-      super().__init__(config, data, key, joint)
-      self.task_indices, self.batches = self.task_indices[:2], self.batches[:2]
-      self.seen_after = self.seen_after[:2]
-
 
 S, EPOCHS, BATCHES, SAMPLES, B = 1e4, 2, 3, 11, 4  # 12 a class, int(0.15 * 12) = 1 held out
 
 
 def _config():
   c = config_lib.base_config()
-  c.method, c.dataset, c.data.source = "dgm", "dgm-options-two", "bundled"
+  c.method, c.dataset, c.data.source = "dgm", dgm_two_tasks.NAME, "bundled"
   c.dgm.update(
     variant="w",
     ngf=2,

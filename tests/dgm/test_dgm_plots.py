@@ -1,8 +1,19 @@
 """DGM's figures and their numbers: A_t, masked parameters, occupancy, size on disk, the PNGs."""
 
-import numpy as np
+import json
+import os
 
+import jax
+import numpy as np
+import pytest
+
+from dynamos_jax import analyze, train
+from dynamos_jax import task_arrays as task_reports
 from dynamos_jax.methods.dgm import plots as dgm_plots
+from dynamos_jax.methods.dgm import summary as dgm_summary
+
+# The analyze test reads conftest's dgm_two_task_run, trained once on the "dgm" worker.
+pytestmark = pytest.mark.xdist_group("dgm")
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -91,48 +102,9 @@ def test_sample_drift_since_each_class_was_learned():
 
 # --- analyze on a real (tiny) DGM run ---------------------------------------------------
 
-import json  # noqa: E402
-import os  # noqa: E402
 
-import jax  # noqa: E402
-import pytest  # noqa: E402
-
-from dynamos_jax import analyze, train  # noqa: E402
-from dynamos_jax import config as config_lib  # noqa: E402
-from dynamos_jax import task_arrays as task_reports  # noqa: E402
-from dynamos_jax.benchmarks import REGISTRY, register  # noqa: E402
-from dynamos_jax.benchmarks.one_class import OneClassMNIST  # noqa: E402
-from dynamos_jax.data import sources  # noqa: E402
-from dynamos_jax.methods.dgm import summary as dgm_summary  # noqa: E402
-
-from conftest import tiny_dataset  # noqa: E402
-
-if "dgm-plots-two" not in REGISTRY:
-
-  @register
-  class _TwoDigits(OneClassMNIST):
-    """dgm-mnist's first two one-class tasks."""
-
-    name = "dgm-plots-two"
-    num_tasks = 2
-
-    def __init__(self, config, data, key, joint):
-      super().__init__(config, data, key, joint)
-      self.task_indices, self.batches = self.task_indices[:2], self.batches[:2]
-      self.seen_after = self.seen_after[:2]
-
-
-def test_analyze_a_dgm_run(monkeypatch, tmp_path):
-  dataset = tiny_dataset(per_class=12, test_per_class=4, size=8)
-  monkeypatch.setattr(sources, "load_dataset", lambda *a, **k: dataset)
-  c = config_lib.base_config()
-  c.method, c.dataset, c.data.source = "dgm", "dgm-plots-two", "bundled"
-  c.dgm.update(variant="w", ngf=2, ndf=4, nz=16, lambda_ru=0.5)
-  c.batch_size, c.epochs = 4, 1
-  c.train.progress, c.train.eval_batch_size = False, 16
-  config_lib.validate(c)
-  workdir = str(tmp_path / "run")
-  results = train.train_and_evaluate(c, workdir)
+def test_analyze_a_dgm_run(dgm_two_task_run, tiny_data):
+  results, _, workdir = dgm_two_task_run
   numbers = analyze.analyze(workdir)["dgm"]
   out = os.path.join(workdir, "analysis")
   for name in (

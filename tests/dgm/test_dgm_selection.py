@@ -22,8 +22,6 @@ import pytest
 
 from dynamos_jax import analyze, sweep, task_arrays, train
 from dynamos_jax import config as config_lib
-from dynamos_jax.benchmarks import REGISTRY, register
-from dynamos_jax.benchmarks.one_class import OneClassMNIST
 from dynamos_jax.checkpoint import Checkpointer
 from dynamos_jax.data import sources
 from dynamos_jax.errors import ConfigError
@@ -33,24 +31,10 @@ from dynamos_jax.methods.dgm.discriminator import Discriminator, to_unit
 from dynamos_jax.seeds import Seeds
 
 from conftest import Crash, crash_in_chunk, tiny_dataset
+import dgm_two_tasks
 
 # The module's fixtures are built once, on one worker (pyproject: --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("dgm_selection")
-
-if "dgm-select-two" not in REGISTRY:
-
-  @register
-  class _TwoDigits(OneClassMNIST):
-    """dgm-mnist's first two one-class tasks."""
-
-    name = "dgm-select-two"
-    num_tasks = 2
-
-    def __init__(self, config, data, key, joint):
-      super().__init__(config, data, key, joint)
-      self.task_indices, self.batches = self.task_indices[:2], self.batches[:2]
-      self.seen_after = self.seen_after[:2]
-
 
 # 14 images per class: int(0.15 * 14) = 2 held out, 12 train in 3 batches of 4.
 EPOCHS, BATCHES = 8, 3
@@ -60,7 +44,7 @@ SEEDS = (0, 1)
 
 def _config():
   c = config_lib.base_config()
-  c.method, c.dataset, c.data.source = "dgm", "dgm-select-two", "bundled"
+  c.method, c.dataset, c.data.source = "dgm", dgm_two_tasks.NAME, "bundled"
   # A fast G (lr_g): its replay of class 0 becomes good enough, within task 2, for D
   # to tell real 0s from 1s, so D's accuracies move between evaluations.
   c.dgm.update(

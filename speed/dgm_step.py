@@ -81,7 +81,9 @@ def grown_counts(spec, tasks_ended: int, total: int, final_params: float) -> np.
   return np.ceil(start * hi).astype(np.int32) if tasks_ended else start.astype(np.int32)
 
 
-def method_and_state(variant: str, task: int, final_params: float, loops: str = "auto"):
+def method_and_state(
+  variant: str, task: int, final_params: float, loops: str = "auto", conv: str = "auto"
+):
   c = base_config()
   c.method, c.batch_size, c.epochs = "dgm", BATCH, 101
   c.dgm.update(
@@ -90,6 +92,7 @@ def method_and_state(variant: str, task: int, final_params: float, loops: str = 
     smax=1e4 if variant == "w" else 1e5,
     lambda_ru=0.08 if variant == "w" else 0.01,
     loops=loops,
+    conv=conv,
   )
   bench = types.SimpleNamespace(image_shape=(32, 32, 1), num_tasks=10, num_classes=10)
   method = DGM.from_config(c, bench)
@@ -123,9 +126,15 @@ def method_and_state(variant: str, task: int, final_params: float, loops: str = 
 
 
 def measure(
-  variant: str, task: int, steps: int, repeats: int, final_params: float, loops: str
+  variant: str,
+  task: int,
+  steps: int,
+  repeats: int,
+  final_params: float,
+  loops: str,
+  conv: str = "auto",
 ) -> dict:
-  method, learner, data, rows = method_and_state(variant, task, final_params, loops)
+  method, learner, data, rows = method_and_state(variant, task, final_params, loops, conv)
   counts = np.asarray(learner.counts[task - 1])  # (the step donates the state)
   state = TrainState(step=jnp.zeros((), jnp.int32), key=jax.random.key(1), learner=learner)
   step = jax.jit(chunks.make_train_step(method, "main"), donate_argnums=0)
@@ -154,6 +163,7 @@ def measure(
     "variant": variant,
     "task": int(task),
     "loops": "unroll" if method.unroll else "scan",
+    "conv": method.d_conv,
     "counts": counts.tolist(),
     "masked_params": int(gen.masked_count(method.spec, counts)),
     "compile_s": round(compile_s, 2),
@@ -176,20 +186,29 @@ def main():
     help="masked G weights after 10 tasks (0: Table 3 / 4's)",
   )
   parser.add_argument("--loops", default="auto", help="auto | scan | unroll | scan,unroll")
+  parser.add_argument(
+    "--conv",
+    default="auto",
+    help="D's strided convolutions: auto | xla | space_to_depth, or a list",
+  )
   parser.add_argument("--out", default="")
   args = parser.parse_args()
   final = args.final_params or TARGET[args.variant]
   rows = [
-    measure(args.variant, int(t), args.steps, args.repeats, final, loops)
+    measure(args.variant, int(t), args.steps, args.repeats, final, loops, conv)
     for loops in args.loops.split(",")
+    for conv in args.conv.split(",")
     for t in args.tasks.split(",")
   ]
   report = {"machine": machine(), "batch": BATCH, "rows": rows}
   print(f"machine: {report['machine']['cpu']} ({report['machine']['backend']})")
-  print("variant loops  task  widths            G params  compile s  it/s     GFLOP/it  GFLOP/s")
+  print(
+    "variant loops  conv            task  widths            G params  compile s  it/s     "
+    "GFLOP/it  GFLOP/s"
+  )
   for r in rows:
     print(
-      f"{r['variant']:>7} {r['loops']:>6} {r['task']:>4}  {str(r['counts']):<17} "
+      f"{r['variant']:>7} {r['loops']:>6} {r['conv']:<15} {r['task']:>4}  {str(r['counts']):<17} "
       f"{r['masked_params']:>8}  "
       f"{r['compile_s']:>9}  {r['iterations_per_s']:>7}  {r['gflop_per_iteration']:>8}  "
       f"{r['gflop_per_s']:>7}"

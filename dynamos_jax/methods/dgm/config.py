@@ -6,7 +6,7 @@ namespace) and the validation read one definition.
 
 import ml_collections
 
-from dynamos_jax import benchmarks
+from dynamos_jax import benchmarks, conv
 from dynamos_jax.errors import require
 
 VARIANTS = ("w", "a")
@@ -20,6 +20,7 @@ GENERATORS = ("auto", "dcgan", "resnet")
 PAST_MASKS = ("soft", "binary")
 AUX_HEADS = ("reset", "grow")
 G_NOISES = ("fresh", "shared")
+CONVS = conv.IMPLEMENTATIONS
 
 
 def defaults() -> ml_collections.ConfigDict:
@@ -69,6 +70,10 @@ def defaults() -> ml_collections.ConfigDict:
   # convolution gradients inside a rolled loop on a slow path, design.md 4) |
   # auto (unroll on CPU, scan elsewhere).
   c.loops = "auto"
+  # D's strided convolutions: xla (XLA's own) | space_to_depth (stride-1 convolutions of
+  # the space-to-depth input, every derivative in the same form: dynamos_jax/conv.py) |
+  # auto (space_to_depth on CPU, where XLA's strided gradients are slow; xla elsewhere).
+  c.conv = "auto"
   # best_valid: D evaluated after epochs e (from 0) with e % eval_every == 0 (the
   # reference: 2 DGMw, 5 DGMa), and after the task's last epoch.
   c.eval_every = 2
@@ -112,6 +117,7 @@ def validate(config) -> None:
     ("past_masks", PAST_MASKS),
     ("aux_head", AUX_HEADS),
     ("g_noise", G_NOISES),
+    ("conv", CONVS),
   ):
     require(d[key] in choices, f"unknown dgm.{key} {d[key]!r}: use one of {', '.join(choices)}")
   require(d.smax > 0, f"dgm.smax must be > 0 (got {d.smax}): the mask scale, e.g. 1e4")

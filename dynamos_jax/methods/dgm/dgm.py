@@ -62,7 +62,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from dynamos_jax import losses
+from dynamos_jax import conv, losses
 from dynamos_jax.methods.base import Method, register
 from dynamos_jax.methods.dgm import classifier_steps, hat, summary
 from dynamos_jax.methods.dgm import config as dgm_config
@@ -119,6 +119,7 @@ class DGM(Method):
   epochs: int
   batch_size: int
   unroll: bool  # dgm.loops resolved for the backend
+  d_conv: str  # dgm.conv resolved for the backend: D's strided convolutions
   max_steps: int  # train.max_steps_per_task (0: none): when a task's last epoch ends
   eval_batch_size: int
   classes_per_task: int
@@ -159,6 +160,8 @@ class DGM(Method):
       epochs=config.epochs,
       batch_size=config.batch_size,
       unroll=d.loops == "unroll" or (d.loops == "auto" and jax.default_backend() == "cpu"),
+      # .get: runs saved before the option existed resume with the default.
+      d_conv=conv.resolve(d.get("conv", "auto")),
       max_steps=config.train.max_steps_per_task,
       eval_batch_size=config.train.eval_batch_size,
       classes_per_task=c,

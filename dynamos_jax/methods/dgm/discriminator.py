@@ -31,6 +31,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from dynamos_jax.conv import StridedConv
+
 # The reference's DCGAN-style initialisers (spec 2.4).
 conv_init = nn.initializers.normal(0.02)
 _LEAK = 0.2
@@ -56,17 +58,9 @@ def to_unit(images: jax.Array) -> jax.Array:
   return (images.astype(jnp.float32) / 255.0 - 0.5) / 0.5
 
 
-def _conv(features: int, name: str) -> nn.Conv:
+def _conv(features: int, name: str, implementation: str) -> StridedConv:
   # 5x5, stride 2, explicit PyTorch padding 2: 32 -> 16 -> 8 -> 4.
-  return nn.Conv(
-    features,
-    (5, 5),
-    strides=(2, 2),
-    padding=((2, 2), (2, 2)),
-    use_bias=False,
-    kernel_init=conv_init,
-    name=name,
-  )
+  return StridedConv(features, 5, 2, (2, 2), conv_init, implementation, name=name)
 
 
 def _bn(train: bool, name: str) -> nn.BatchNorm:
@@ -81,10 +75,13 @@ class Discriminator(nn.Module):
   Attributes:
     num_classes: K, the aux head's width (all classes allocated).
     ndf: the width base (32 in every released config).
+    conv: how the strided convolutions are computed (``conv.StridedConv``; the
+      parameters and, up to float rounding, the results are the same).
   """
 
   num_classes: int
   ndf: int = 32
+  conv: str = "auto"
 
   @nn.compact
   def __call__(
@@ -102,10 +99,10 @@ class Discriminator(nn.Module):
       logits: float32 [N, num_classes], the aux head's class logits.
     """
     bn_mask = None if mask is None else mask[:, None, None, None]
-    h = nn.leaky_relu(_conv(self.ndf, "conv1")(x), _LEAK)
-    h = _conv(2 * self.ndf, "conv2")(h)
+    h = nn.leaky_relu(_conv(self.ndf, "conv1", self.conv)(x), _LEAK)
+    h = _conv(2 * self.ndf, "conv2", self.conv)(h)
     h = nn.leaky_relu(_bn(train, "bn2")(h, mask=bn_mask), _LEAK)
-    h = _conv(4 * self.ndf, "conv3")(h)
+    h = _conv(4 * self.ndf, "conv3", self.conv)(h)
     h = nn.leaky_relu(_bn(train, "bn3")(h, mask=bn_mask), _LEAK)
     h = h.reshape(h.shape[0], -1)
     fan_in = h.shape[-1]

@@ -43,8 +43,8 @@ def conv_stride1(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """The stride-1, unpadded NHWC / HWIO convolution: x [N, H, W, C], kernel [k, k, C, F]
   -> [N, H - k + 1, W - k + 1, F].
 
-  Its gradients are written in the same form (an unpadded stride-1 convolution and a
-  contraction of shifted slices with one matrix multiply), so every derivative, the
+  Its gradients are written in the same form (an unpadded stride-1 convolution and one
+  matrix multiply per kernel tap), so every derivative, the
   gradient of the gradient included, stays on XLA:CPU's fast kernels; JAX's own rules
   produce reversed-kernel convolutions in transposed layouts, which do not.
   """
@@ -61,11 +61,13 @@ def _conv_stride1_bwd(residuals, dy):
   # dx: the full convolution of dy with the kernel flipped in space, C and F swapped.
   flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
   dx = conv_stride1(jnp.pad(dy, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0))), flipped)
-  # dkernel[i, j] = sum over n, h, w of x[n, h + i, w + j]^T dy[n, h, w]: one matmul.
+  # dkernel[i, j] = x[:, i : i + Ho, j : j + Wo]^T dy over (n, h, w): a matmul per tap
+  # (faster on XLA:CPU than one matmul of the stacked slices, or a convolution).
   ho, wo = dy.shape[1:3]
-  shifted = jnp.stack([x[:, i : i + ho, j : j + wo] for i in range(kh) for j in range(kw)])
-  dkernel = jnp.einsum("knhwc,nhwf->kcf", shifted, dy).reshape(kernel.shape)
-  return dx, dkernel
+  c, f = kernel.shape[2:]
+  dy = dy.reshape(-1, f)
+  taps = [x[:, i : i + ho, j : j + wo].reshape(-1, c).T @ dy for i in range(kh) for j in range(kw)]
+  return dx, jnp.stack(taps).reshape(kernel.shape)
 
 
 conv_stride1.defvjp(_conv_stride1_fwd, _conv_stride1_bwd)
@@ -105,6 +107,26 @@ def conv_space_to_depth(
   kernel = jnp.pad(kernel, ((0, kp - k), (0, kp - k), (0, 0), (0, 0)))
   y = conv_stride1(_space_to_depth(x, s), _kernel_to_depth(kernel, s))
   return y[:, :out_h, :out_w]
+
+
+def conv_transpose_space_to_depth(
+  x: jax.Array, kernel: jax.Array, stride: int, padding: int
+) -> jax.Array:
+  """The transposed convolution of ``x`` [N, H, W, F]: the adjoint of the stride-s
+  convolution with ``kernel`` [k, k, C, F] (HWIO) and padding p, as PyTorch's
+  ConvTranspose2d defines it; [N, (H - 1) s - 2 p + k, (W - 1) s - 2 p + k, C].
+
+  Computed as that adjoint (``jax.vjp`` of ``conv_space_to_depth``), so it and all its
+  derivatives are stride-1 convolutions: XLA's own form dilates the input, which
+  XLA:CPU runs on its slow path.
+  """
+  k, c = kernel.shape[0], kernel.shape[2]
+  n, h, w = x.shape[:3]
+  shape = (n, (h - 1) * stride - 2 * padding + k, (w - 1) * stride - 2 * padding + k, c)
+  _, adjoint = jax.vjp(
+    lambda z: conv_space_to_depth(z, kernel, stride, (padding, padding)), jnp.zeros(shape, x.dtype)
+  )
+  return adjoint(x)[0]
 
 
 class StridedConv(nn.Module):

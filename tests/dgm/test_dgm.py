@@ -259,6 +259,7 @@ def test_dgma_runs_and_freezes_reserved_channels(patched, tmp_path):
     ("shape_multiple", 0, "dgm.shape_multiple"),
     ("expansion", "linear", "unknown dgm.expansion"),
     ("schedule", "cosine", "unknown dgm.schedule"),
+    ("conv", "patches", "unknown dgm.conv"),
   ],
 )
 def test_bad_input_is_one_line(key, value, message):

@@ -70,9 +70,10 @@ def defaults() -> ml_collections.ConfigDict:
   # convolution gradients inside a rolled loop on a slow path, design.md 4) |
   # auto (unroll on CPU, scan elsewhere).
   c.loops = "auto"
-  # D's strided convolutions: xla (XLA's own) | space_to_depth (stride-1 convolutions of
-  # the space-to-depth input, every derivative in the same form: dynamos_jax/conv.py) |
-  # auto (space_to_depth on CPU, where XLA's strided gradients are slow; xla elsewhere).
+  # D's strided and G's transposed convolutions: xla (XLA's own) | space_to_depth
+  # (stride-1 convolutions of the space-to-depth input, every derivative in the same
+  # form: dynamos_jax/conv.py) | auto (space_to_depth on CPU, where XLA runs strided
+  # gradients on a slow path; xla elsewhere).
   c.conv = "auto"
   # best_valid: D evaluated after epochs e (from 0) with e % eval_every == 0 (the
   # reference: 2 DGMw, 5 DGMa), and after the task's last epoch.

@@ -34,6 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dynamos_jax import conv
+
 KERNEL = 4
 EPS = 1e-5
 MOMENTUM = 0.1
@@ -44,7 +46,8 @@ HEAD_GEOMETRY = (2, 1)
 
 @dataclasses.dataclass(frozen=True)
 class GeneratorSpec:
-  """Static description: variant "w" | "a", ngf, nz, n_c, T, DGMa's mask placement."""
+  """Static description: variant "w" | "a", ngf, nz, n_c, T, DGMa's mask placement, the
+  transposed convolutions' implementation."""
 
   variant: str
   ngf: int
@@ -52,6 +55,7 @@ class GeneratorSpec:
   channels: int
   num_tasks: int
   placement: str = "reference"
+  conv: str = "auto"  # the transposed convolutions' implementation (conv_transpose)
 
   @property
   def start(self) -> tuple[int, int, int]:
@@ -67,12 +71,18 @@ def round_up(x: int, multiple: int) -> int:
   return -(-int(x) // multiple) * multiple
 
 
-def conv_transpose(x: jax.Array, w: jax.Array, stride: int, padding: int) -> jax.Array:
+def conv_transpose(
+  x: jax.Array, w: jax.Array, stride: int, padding: int, implementation: str = "auto"
+) -> jax.Array:
   """PyTorch's ConvTranspose2d (no bias): x [N, H, W, C_in], w [C_in, C_out, k, k].
 
-  The transposed convolution is a convolution of the stride-dilated input with
-  the spatially flipped kernel, padded by k - 1 - p.
+  ``xla``: a convolution of the stride-dilated input with the spatially flipped kernel,
+  padded by k - 1 - p. ``space_to_depth`` (``auto`` on CPU, for strides over 1): the
+  adjoint of the strided convolution with ``w`` (``conv.conv_transpose_space_to_depth``),
+  whose derivatives avoid XLA:CPU's slow path for dilated convolutions.
   """
+  if stride > 1 and conv.resolve(implementation) == "space_to_depth":
+    return conv.conv_transpose_space_to_depth(x, jnp.transpose(w, (2, 3, 1, 0)), stride, padding)
   k = w.shape[-1]
   kernel = jnp.transpose(w[:, :, ::-1, ::-1], (2, 3, 0, 1))  # HWIO
   pad = k - 1 - padding
@@ -152,7 +162,7 @@ def forward(
       w = w * masks[l] * wexist[l]
     else:
       w = w * wexist[l]
-    y = conv_transpose(h, w, stride, pad)
+    y = conv_transpose(h, w, stride, pad, spec.conv)
     if spec.variant == "a" and spec.placement == "reference":
       y = y * masks[l]
     y, mu, var = batch_norm(
@@ -176,7 +186,7 @@ def forward(
       y = y * masks[l]
     h = y * exist[l]  # Absent channels would output ReLU(beta): zero them.
   head = params["head"][task] * exist[2][:, None, None, None]  # inputs: conv3's active channels
-  out = jnp.tanh(conv_transpose(h, head, *HEAD_GEOMETRY))
+  out = jnp.tanh(conv_transpose(h, head, *HEAD_GEOMETRY, spec.conv))
   return out, {"mean": tuple(new["mean"]), "var": tuple(new["var"])}
 
 

@@ -43,10 +43,11 @@ def conv_stride1(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """The stride-1, unpadded NHWC / HWIO convolution: x [N, H, W, C], kernel [k, k, C, F]
   -> [N, H - k + 1, W - k + 1, F].
 
-  Its gradients are written in the same form (an unpadded stride-1 convolution and one
-  matrix multiply per kernel tap), so every derivative, the
-  gradient of the gradient included, stays on XLA:CPU's fast kernels; JAX's own rules
-  produce reversed-kernel convolutions in transposed layouts, which do not.
+  Both its gradients are written as this same convolution (of the padded output gradient
+  with the flipped kernel; of the input with the output gradient, batch and channels
+  swapped), so every derivative, the gradient of the gradient included, stays on
+  XLA:CPU's fast kernels; JAX's own rules produce reversed-kernel convolutions in
+  transposed layouts, which do not.
   """
   return jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=_NHWC)
 
@@ -61,13 +62,10 @@ def _conv_stride1_bwd(residuals, dy):
   # dx: the full convolution of dy with the kernel flipped in space, C and F swapped.
   flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
   dx = conv_stride1(jnp.pad(dy, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0))), flipped)
-  # dkernel[i, j] = x[:, i : i + Ho, j : j + Wo]^T dy over (n, h, w): a matmul per tap
-  # (faster on XLA:CPU than one matmul of the stacked slices, or a convolution).
-  ho, wo = dy.shape[1:3]
-  c, f = kernel.shape[2:]
-  dy = dy.reshape(-1, f)
-  taps = [x[:, i : i + ho, j : j + wo].reshape(-1, c).T @ dy for i in range(kh) for j in range(kw)]
-  return dx, jnp.stack(taps).reshape(kernel.shape)
+  # dkernel: the batch as the contracted feature, x [C, H, W, N] convolved with dy
+  # [Ho, Wo, N, F] as its kernel: [C, k, k, F].
+  dkernel = conv_stride1(x.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3))
+  return dx, dkernel.transpose(1, 2, 0, 3)
 
 
 conv_stride1.defvjp(_conv_stride1_fwd, _conv_stride1_bwd)

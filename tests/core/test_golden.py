@@ -20,7 +20,7 @@ pins one kind, and a machine of another kind skips the golden runs with that rea
 - quickstart_nf8_intel_amx.json (Intel Xeon, AVX-512 and AMX): recorded on CPU in format
   2 from the package of commit da4465a, every run of ``golden.runs``; dgmw and dgma
   re-recorded from d630d10's, which computes the initial state in one compiled program
-  (D's initial kernels moved by at most one ulp), and again from 7570830's, which computes
+  (D's initial kernels moved by at most one ulp), and again from a8c1e27's, which computes
   D's strided and G's transposed convolutions as stride-1 convolutions (dgm.conv=auto).
 
 The unit tests of ``compare``, ``machine`` and ``upgrade`` run no training; the golden

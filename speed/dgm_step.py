@@ -163,7 +163,7 @@ def measure(
     "variant": variant,
     "task": int(task),
     "loops": "unroll" if method.unroll else "scan",
-    "conv": method.d_conv,
+    "conv": method.spec.conv,
     "counts": counts.tolist(),
     "masked_params": int(gen.masked_count(method.spec, counts)),
     "compile_s": round(compile_s, 2),

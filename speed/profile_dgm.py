@@ -82,7 +82,7 @@ def main():
   op_time = sum(total.values())
   print(
     f"device: {jax.devices()[0].device_kind}; DGM{args.variant}, task {args.task}, "
-    f"dgm.conv={args.conv} ({method.d_conv}); wall per iteration {wall * 1000:.0f} ms; "
+    f"dgm.conv={args.conv} ({method.spec.conv}); wall per iteration {wall * 1000:.0f} ms; "
     f"sum of op durations {ms(op_time):.0f} ms"
   )
   print("| network | derivative order | op kind | ms | share |")

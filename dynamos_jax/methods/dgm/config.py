@@ -73,7 +73,8 @@ def defaults() -> ml_collections.ConfigDict:
   # D's strided and G's transposed convolutions: xla (XLA's own) | space_to_depth
   # (stride-1 convolutions of the space-to-depth input, every derivative in the same
   # form: dynamos_jax/conv.py) | auto (space_to_depth on CPU, where XLA runs strided
-  # gradients on a slow path; xla elsewhere).
+  # gradients on a slow path; xla elsewhere). The DCGAN family's G and D (the ImageNet
+  # family's ResNets use XLA's convolutions).
   c.conv = "auto"
   # best_valid: D evaluated after epochs e (from 0) with e % eval_every == 0 (the
   # reference: 2 DGMw, 5 DGMa), and after the task's last epoch.

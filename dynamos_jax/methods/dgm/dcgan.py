@@ -31,7 +31,7 @@ class DCGANFamily(GeneratorFamily):
   # --- the algorithm ---------------------------------------------------------------------------
 
   def discriminator(self) -> Discriminator:
-    return Discriminator(self.method.num_classes, self.method.ndf, self.method.d_conv)
+    return Discriminator(self.method.num_classes, self.method.ndf, self.method.spec.conv)
 
   def init_d(self, key) -> dict:
     method = self.method

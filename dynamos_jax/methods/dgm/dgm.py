@@ -119,7 +119,6 @@ class DGM(Method):
   epochs: int
   batch_size: int
   unroll: bool  # dgm.loops resolved for the backend
-  d_conv: str  # dgm.conv resolved for the backend: D's and G's strided convolutions
   max_steps: int  # train.max_steps_per_task (0: none): when a task's last epoch ends
   eval_batch_size: int
   classes_per_task: int
@@ -146,13 +145,18 @@ class DGM(Method):
     channels = benchmark.image_shape[-1]
     family = dgm_config.generator(config)
     c = getattr(benchmark, "classes_per_task", 1)
-    # .get: runs saved before the option existed resume with the default.
-    d_conv = conv.resolve(d.get("conv", "auto"))
     if family == "resnet":
       spec = rg.ResNetGeneratorSpec(d.ngf, d.nz, channels, benchmark.num_tasks, c)
     else:
       spec = gen.GeneratorSpec(
-        d.variant, d.ngf, d.nz, channels, benchmark.num_tasks, d.mask_placement, d_conv
+        d.variant,
+        d.ngf,
+        d.nz,
+        channels,
+        benchmark.num_tasks,
+        d.mask_placement,
+        # .get: runs saved before the option existed resume with the default.
+        conv.resolve(d.get("conv", "auto")),
       )
     # The fields named as dgm.* keys take their values; the derived ones are set here.
     keys = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d}
@@ -162,7 +166,6 @@ class DGM(Method):
       epochs=config.epochs,
       batch_size=config.batch_size,
       unroll=d.loops == "unroll" or (d.loops == "auto" and jax.default_backend() == "cpu"),
-      d_conv=d_conv,
       max_steps=config.train.max_steps_per_task,
       eval_batch_size=config.train.eval_batch_size,
       classes_per_task=c,

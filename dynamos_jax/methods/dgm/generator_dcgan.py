@@ -55,7 +55,9 @@ class GeneratorSpec:
   channels: int
   num_tasks: int
   placement: str = "reference"
-  conv: str = "auto"  # the transposed convolutions' implementation (conv_transpose)
+  # The convolutions' implementation, G's transposed ones (conv_transpose) and the
+  # family's D's strided ones: dgm.conv resolved for the backend.
+  conv: str = "auto"
 
   @property
   def start(self) -> tuple[int, int, int]:

@@ -17,19 +17,12 @@ exceed the wall time, printed apart.
 
 import argparse
 import collections
-import glob
-import gzip
-import json
-import re
-import tempfile
-import time
 
 import dgm_step  # The iteration's state and shapes.
 import jax
 import jax.numpy as jnp
-import numpy as np
+import profile_step  # trace_ops
 
-from dynamos_jax import chunks
 from dynamos_jax.state import TrainState
 
 
@@ -53,31 +46,14 @@ def main():
     args.variant, args.task, dgm_step.TARGET[args.variant], conv=args.conv
   )
   state = TrainState(step=jnp.zeros((), jnp.int32), key=jax.random.key(1), learner=learner)
-  step = jax.jit(chunks.make_train_step(method, "main"), donate_argnums=0)
-  compiled = step.lower(state, data, np.int32(0)).compile()
-  names = dict(re.findall(r"%([\w.\-]+) = .*?metadata=\{op_name=\"([^\"]+)\"", compiled.as_text()))
-  for i in range(2):  # Warm-up.
-    state, _ = compiled(state, data, np.int32(i))
-  jax.block_until_ready(state)
-
-  directory = tempfile.mkdtemp(prefix="dgm_profile_")
-  with jax.profiler.trace(directory, create_perfetto_trace=True):
-    t0 = time.perf_counter()
-    for i in range(args.steps):
-      state, _ = compiled(state, data, np.int32(i % (rows - 1)))
-    jax.block_until_ready(state)
-    wall = (time.perf_counter() - t0) / args.steps
-  path = glob.glob(f"{directory}/**/*perfetto_trace.json.gz", recursive=True)[0]
-  trace = json.load(gzip.open(path))
-  events = trace["traceEvents"] if isinstance(trace, dict) else trace
-
+  wall, durations, names = profile_step.trace_ops(
+    method, state, data, args.steps, warmup=2, position=lambda i: i % (rows - 1)
+  )
   total = collections.Counter()
-  for e in events:
-    if e.get("ph") != "X" or e["name"] not in names:
-      continue
-    stack = names[e["name"]]
+  for name, us in durations.items():
+    stack = names[name]
     net = "D" if "Discriminator" in stack else "G, losses, optimiser"
-    total[net, stack.count("transpose("), _kind(e["name"])] += e["dur"]
+    total[net, stack.count("transpose("), _kind(name)] += us
   ms = lambda us: us / args.steps / 1000
   op_time = sum(total.values())
   print(

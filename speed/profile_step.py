@@ -44,6 +44,37 @@ def _layer_kind(op_name: str) -> str:
   return "loss/buffer/optimizer"
 
 
+def trace_ops(method, state, data, steps: int, warmup: int, position=lambda i: i):
+  """Compiles ``method``'s main step (as the trainer does), runs ``warmup`` steps, then
+  traces ``steps`` with ``jax.profiler``. Step i reads row ``position(i)`` of ``data``.
+
+  Returns (wall seconds per traced step, {XLA op: microseconds summed over the traced
+  steps}, {XLA op: its HLO ``op_name``, the name stack of transforms and modules}).
+  """
+  step = jax.jit(chunks.make_train_step(method, "main"), donate_argnums=0)
+  compiled = step.lower(state, data, np.int32(0)).compile()
+  op_names = dict(
+    re.findall(r"%([\w.\-]+) = .*?metadata=\{op_name=\"([^\"]+)\"", compiled.as_text())
+  )
+  for i in range(warmup):
+    state, _ = compiled(state, data, np.int32(position(i)))
+  jax.block_until_ready(state)
+  directory = tempfile.mkdtemp(prefix="step_profile_")
+  with jax.profiler.trace(directory, create_perfetto_trace=True):
+    t0 = time.perf_counter()
+    for i in range(steps):
+      state, _ = compiled(state, data, np.int32(position(i)))
+    jax.block_until_ready(state)
+    wall = (time.perf_counter() - t0) / steps
+  path = glob.glob(f"{directory}/**/*perfetto_trace.json.gz", recursive=True)[0]
+  trace = json.load(gzip.open(path))
+  durations = collections.Counter()
+  for e in trace["traceEvents"] if isinstance(trace, dict) else trace:
+    if e.get("ph") == "X" and e["name"] in op_names:
+      durations[e["name"]] += e["dur"]
+  return wall, durations, op_names
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--method", default="dynamos")
@@ -75,35 +106,13 @@ def main():
     images, labels, orders[0], masks[0], np.int32(0), None if rotation is None else rotation[0]
   )
   data = jax.device_put(data)
-  step = jax.jit(chunks.make_train_step(method, "main"), donate_argnums=0)
-  compiled = step.lower(state, data, np.int32(0)).compile()
-  metadata = dict(
-    re.findall(r"%([\w.\-]+) = .*?metadata=\{op_name=\"([^\"]+)\"", compiled.as_text())
-  )
-  for i in range(5):  # Warm-up.
-    state, _ = compiled(state, data, np.int32(i))
-  jax.block_until_ready(state)
-
-  directory = tempfile.mkdtemp(prefix="dynamos_profile_")
-  with jax.profiler.trace(directory, create_perfetto_trace=True):
-    t0 = time.perf_counter()
-    for i in range(args.steps):
-      state, _ = compiled(state, data, np.int32(i))
-    jax.block_until_ready(state)
-    wall = (time.perf_counter() - t0) / args.steps
-  trace = json.load(
-    gzip.open(glob.glob(f"{directory}/**/*perfetto_trace.json.gz", recursive=True)[0])
-  )
-  events = trace["traceEvents"] if isinstance(trace, dict) else trace
-
+  wall, durations, metadata = trace_ops(method, state, data, args.steps, warmup=5)
   by_layer, by_op = collections.Counter(), collections.Counter()
-  for e in events:
-    if e.get("ph") != "X" or e["name"] not in metadata:
-      continue
-    op_name = metadata[e["name"]]
+  for name, us in durations.items():
+    op_name = metadata[name]
     direction = "backward" if "transpose(" in op_name else "forward"
-    by_layer[_layer_kind(op_name), direction] += e["dur"]
-    by_op[re.sub(r"[.\d]+$", "", e["name"])] += e["dur"]
+    by_layer[_layer_kind(op_name), direction] += us
+    by_op[re.sub(r"[.\d]+$", "", name)] += us
   total = sum(by_layer.values())
   ms = lambda us: us / args.steps / 1000
   print(

@@ -1,16 +1,18 @@
 """The training step and the task loop on a tiny synthetic stream."""
 
 import json
+import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dynamos_jax import accuracy, train
 from dynamos_jax import chunks as runner
-from dynamos_jax import train
 from dynamos_jax.data.streams import EpochData
 from dynamos_jax.methods.dynamos import buffer as buffer_lib
+from dynamos_jax.state import TrainState
 
 import dynamos_reference as ref
 
@@ -316,3 +318,32 @@ def test_plan_chunks_cuts_at_warmup_chunk_size_and_budget():
   # Warm-up longer than an epoch (warmup.epochs) spans epochs.
   long_warm = runner.plan_chunks([4], epochs=3, phases=_warmup(8), chunk_size=10)
   assert [(c.epoch, c.phase) for c in long_warm] == [(0, "warmup"), (1, "warmup"), (2, "main")]
+
+
+def test_equal_methods_share_one_step_and_prediction_others_do_not(tiny_data, tiny_config):
+  a, b = train.Experiment(tiny_config).method, train.Experiment(tiny_config).method
+  assert a == b and a is not b
+  # One function for equal methods: JAX traces and compiles it once per process.
+  assert runner.make_train_step(a, "main") is runner.make_train_step(b, "main")
+  assert runner.make_train_step(a, "warmup") is not runner.make_train_step(a, "main")
+  tiny_config.lr = 0.5  # another method: its own step
+  c = train.Experiment(tiny_config).method
+  assert c != a and runner.make_train_step(c, "main") is not runner.make_train_step(a, "main")
+  # A method that cannot be hashed still gets its step and predictions, each its own.
+  unhashable = types.SimpleNamespace(
+    step=lambda learner, batch, key, phase: (learner + 1, {}),
+    predict=lambda state, images, task, phase: images * state,
+  )
+  first = runner.make_train_step(unhashable, "main")
+  assert first is not runner.make_train_step(unhashable, "main")
+  data = EpochData(
+    jnp.zeros((4, 1)),
+    jnp.zeros(4, jnp.int32),
+    jnp.zeros((1, 4), jnp.int32),
+    jnp.ones((1, 4), bool),
+    jnp.int32(0),
+  )
+  state = TrainState(step=jnp.int32(0), key=jax.random.key(0), learner=jnp.float32(1.0))
+  assert float(first(state, data, 0)[0].learner) == 2.0
+  predict = accuracy.Predictors(unhashable)(jnp.float32(3.0), "main")
+  np.testing.assert_array_equal(predict(jnp.ones((2, 1)), None), 3.0)

@@ -7,4 +7,8 @@ memory, DGMw and DGMa). Each learner family lives in ``methods/<family>/``;
 the trainer, data, benchmarks, checkpoints and commands are shared.
 """
 
+from dynamos_jax import cpu_kernels
+
 __version__ = "0.1.0"
+
+cpu_kernels.configure()

@@ -24,15 +24,18 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
+from dynamos_jax import cpu_kernels
 from dynamos_jax.errors import InputError
 
 AXIS = "seeds"
 
 
 def use_host_devices(count: int) -> None:
-  """Exposes the CPU as ``count`` XLA devices; must run before JAX starts its backends."""
+  """Exposes the CPU as ``count`` XLA devices, each then with YNNPACK's one-core
+  convolutions (``cpu_kernels``); must run before JAX starts its backends."""
   if count <= 0:
     return
+  cpu_kernels.configure(count)
   try:
     jax.config.update("jax_num_cpu_devices", count)
   except RuntimeError:  # The backends have started (e.g. JAX ran earlier in this process).

@@ -14,8 +14,9 @@ BatchNorm statistics, optimiser state, buffer, key). ``check`` re-runs what
 the file recorded and names every difference. Floats differ between CPU kinds
 (XLA picks other kernels per instruction set) and between backends, so
 compare on the kind of machine that recorded: the file records the CPU's
-model and vector extensions, jax's version, the backend and (off CPU) the
-device kind (``machine``).
+model and vector extensions, jax's version, the backend, the CPU convolution
+kernels (``dynamos_jax.cpu_kernels``) and (off CPU) the device kind (``machine``);
+``check`` runs under the recorded kernels.
 """
 
 import argparse
@@ -78,11 +79,16 @@ def machine() -> dict:
   }
   if out["backend"] != "cpu":
     out["device"] = jax.devices()[0].device_kind
+  else:
+    from dynamos_jax import cpu_kernels
+
+    out["cpu_convolutions"] = cpu_kernels.in_use()
   return out
 
 
 def upgrade(recorded: dict) -> dict:
-  """A golden file in format ``FORMAT`` (a copy; a newer format is refused). A format-1
+  """A golden file in format ``FORMAT`` (a copy; a newer format is refused). A CPU
+  recording without ``cpu_convolutions`` ran YNNPACK's. A format-1
   file gets what it left implicit, its backend (cpu) and the model.agent_moments
   override the harness then forced on every run, and loses its ``UNSAVED_ZEROS``."""
   version = recorded.get("format", 1)
@@ -91,6 +97,9 @@ def upgrade(recorded: dict) -> dict:
   import numpy as np
 
   out = json.loads(json.dumps(recorded))
+  if out["machine"].get("backend", "cpu") == "cpu":
+    # Recorded before dynamos_jax chose Eigen's convolutions: XLA's default, YNNPACK's.
+    out["machine"].setdefault("cpu_convolutions", "ynnpack")
   if version == 1:
     out["machine"].setdefault("backend", "cpu")
     zero = digest(np.int32(0))
@@ -327,6 +336,11 @@ def main() -> int:
 
   with open(args.file) as f:
     want = upgrade(json.load(f))
+  from dynamos_jax import cpu_kernels
+
+  if want["machine"].get("cpu_convolutions") in cpu_kernels.CHOICES:  # before JAX starts
+    os.environ[cpu_kernels.ENV] = want["machine"]["cpu_convolutions"]
+    cpu_kernels.configure()
   if want["machine"] != machine():
     print(
       f"warning: recorded on {want['machine']}, this is {machine()}: floats may differ",

@@ -20,6 +20,10 @@ def _xla(x, kernel, stride, padding):
 
 
 def _close(a, b, rtol):
+  """Within ``rtol`` of ``a``'s largest magnitude. The derivatives are checked at 1e-4:
+  a gradient of a gradient through tanh, summed in another order by another library's
+  kernels (Eigen's or YNNPACK's, cpu_kernels), is 1e-5 apart at the largest entries; a
+  wrong term would be off by O(1)."""
   scale = np.abs(np.asarray(a)).max()
   np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=0, atol=rtol * scale)
 
@@ -58,7 +62,7 @@ def test_space_to_depth_equals_the_strided_convolution(n, size, c, f, k, s, p):
     jax.grad(_gradient_penalty, (1, 2))(theirs, kernel, x),
     jax.jit(jax.grad(_gradient_penalty, (1, 2)), static_argnums=0)(ours, kernel, x),
   ):
-    _close(a, b, 1e-5)
+    _close(a, b, 1e-4)
 
 
 @pytest.mark.parametrize("size,cin,cout,stride,padding", [(4, 16, 8, 2, 1), (16, 4, 1, 2, 1)])
@@ -75,7 +79,7 @@ def test_transposed_convolution_equals_pytorchs_definition(size, cin, cout, stri
     jax.grad(_gradient_penalty, (1, 2))(theirs, w, x),
     jax.grad(_gradient_penalty, (1, 2))(ours, w, x),
   ):
-    _close(a, b, 1e-5)
+    _close(a, b, 1e-4)
 
 
 def test_strided_conv_keeps_nn_convs_parameters_and_result():

@@ -20,6 +20,7 @@ user's and left alone. The kernels change float rounding only; ``in_use`` names 
 import os
 import warnings
 
+import jax
 from jax._src import xla_bridge
 
 FLAG = "--xla_cpu_experimental_ynn_fusion_type"
@@ -64,3 +65,10 @@ def in_use() -> str:
   if not mine:
     return "ynnpack"
   return "eigen" if mine[-1] == _EIGEN else mine[-1]
+
+
+def rolled_loops_slow() -> bool:
+  """Whether convolution gradients inside a rolled loop (``lax.scan``) run on a slow
+  path: on a CPU with YNNPACK's convolutions (DGM's iteration: 1.66 it/s unrolled,
+  the same scanned with Eigen's; speed/README.md)."""
+  return jax.default_backend() == "cpu" and in_use() != "eigen"

@@ -67,8 +67,8 @@ def defaults() -> ml_collections.ConfigDict:
   c.selection = "final"
   # The step's loops over the t + 1 CE chunks and the t replayed classes:
   # scan (one body, compiled once) | unroll (a copy per iteration: XLA:CPU runs
-  # convolution gradients inside a rolled loop on a slow path, design.md 4) |
-  # auto (unroll on CPU, scan elsewhere).
+  # YNNPACK's convolution gradients inside a rolled loop on a slow path) | auto
+  # (unroll on a CPU with YNNPACK's convolutions, scan elsewhere: cpu_kernels).
   c.loops = "auto"
   # D's strided and G's transposed convolutions: xla (XLA's own) | space_to_depth
   # (stride-1 convolutions of the space-to-depth input, every derivative in the same

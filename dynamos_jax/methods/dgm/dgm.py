@@ -35,9 +35,9 @@ Choices and deviations (the README's DGM section should say them):
 - D's aux head has all K outputs, unseen ones masked (spec 15.4); at t = 0
   its CE is identically 0 (one seen class), as the reference's.
 - The paper's schedule (``dgm.schedule=paper``): eqs. 3-4, reaching s_max.
-- ``dgm.loops``: on CPU the t + 1 CE chunks and the replay classes are
-  unrolled (XLA:CPU runs convolution gradients in a rolled loop on a slow
-  path); elsewhere scanned (one compiled body).
+- ``dgm.loops``: the t + 1 CE chunks and the replay classes are scanned (one
+  compiled body), unrolled on a CPU with YNNPACK's convolutions (XLA:CPU runs
+  their gradients in a rolled loop on a slow path; ``cpu_kernels``).
 - ``dgm.selection=best_valid``: the reference's "best validation" report,
   recorded beside the final model's accuracies (D not reverted;
   ``selection``).
@@ -62,7 +62,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from dynamos_jax import conv, losses
+from dynamos_jax import conv, cpu_kernels, losses
 from dynamos_jax.methods.base import Method, register
 from dynamos_jax.methods.dgm import classifier_steps, hat, summary
 from dynamos_jax.methods.dgm import config as dgm_config
@@ -165,7 +165,7 @@ class DGM(Method):
       num_classes=benchmark.num_classes,
       epochs=config.epochs,
       batch_size=config.batch_size,
-      unroll=d.loops == "unroll" or (d.loops == "auto" and jax.default_backend() == "cpu"),
+      unroll=d.loops == "unroll" or (d.loops == "auto" and cpu_kernels.rolled_loops_slow()),
       max_steps=config.train.max_steps_per_task,
       eval_batch_size=config.train.eval_batch_size,
       classes_per_task=c,

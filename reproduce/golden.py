@@ -316,6 +316,8 @@ def main() -> int:
   sys.path.insert(0, ROOT)
   from absl import logging
 
+  import dynamos_jax  # noqa: F401  (chooses XLA:CPU's kernels, before anything starts JAX)
+
   logging.set_verbosity(logging.WARNING)
 
   if args.command == "record":

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dynamos_jax import chunks
+from dynamos_jax import chunks, cpu_kernels
 from dynamos_jax.config import base_config
 from dynamos_jax.data.streams import Batch, EpochData
 from dynamos_jax.methods.dgm import generator_dcgan as gen
@@ -60,6 +60,7 @@ def machine() -> dict:
   return {
     "cpu": model,
     "backend": jax.default_backend(),
+    "cpu_convolutions": cpu_kernels.in_use(),
     "devices": [str(d) for d in jax.devices()],
     "jax": jax.__version__,
   }
@@ -201,7 +202,8 @@ def main():
     for t in args.tasks.split(",")
   ]
   report = {"machine": machine(), "batch": BATCH, "rows": rows}
-  print(f"machine: {report['machine']['cpu']} ({report['machine']['backend']})")
+  m = report["machine"]
+  print(f"machine: {m['cpu']} ({m['backend']}); CPU convolutions: {m['cpu_convolutions']}")
   print(
     "variant loops  conv            task  widths            G params  compile s  it/s     "
     "GFLOP/it  GFLOP/s"

@@ -44,7 +44,7 @@ from jax.sharding import PartitionSpec as P
 import numpy as np
 
 from dynamos_jax import chunks as runner_lib
-from dynamos_jax import methods, parallel
+from dynamos_jax import cpu_kernels, methods, parallel
 from dynamos_jax.benchmarks.permuted_mnist import PermutedEpochData
 from dynamos_jax.config import base_config
 from dynamos_jax.data import mnist360
@@ -388,7 +388,8 @@ def main(argv=None) -> list[dict]:
   theory, how = theoretical_peak_flops()
   print(
     f"device: {device.device_kind} ({jax.default_backend()}), {jax.device_count()} "
-    f"device(s); {cpu_name()}; jax {jax.__version__}"
+    f"device(s); {cpu_name()}; jax {jax.__version__}; CPU convolutions: "
+    f"{cpu_kernels.in_use()}"
   )
   print(
     f"peak: {peak / 1e9:.1f} GFLOP/s "
@@ -447,6 +448,7 @@ def main(argv=None) -> list[dict]:
           "device": device.device_kind,
           "cpu": cpu_name(),
           "backend": jax.default_backend(),
+          "cpu_convolutions": cpu_kernels.in_use(),
           "device_count": jax.device_count(),
           "jax": jax.__version__,
           "peak_flops_per_second": peak,

@@ -21,7 +21,9 @@ print(cpu_kernels.in_use(), repr(os.environ.get("XLA_FLAGS", "")))
 
 
 def _probe(before: str = "", **env) -> tuple[str, str]:
-  clean = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "DYNAMOS_JAX_CPU_CONVOLUTIONS")}
+  clean = {
+    k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "DYNAMOS_JAX_CPU_CONVOLUTIONS")
+  }
   done = subprocess.run(
     [sys.executable, "-c", PROBE.format(before=before)],
     env={**clean, **env},

@@ -22,8 +22,8 @@ pins one kind, and a machine of another kind skips the golden runs with that rea
   re-recorded from d630d10's, which computes the initial state in one compiled program
   (D's initial kernels moved by at most one ulp), and again from a8c1e27's, which computes
   D's strided and G's transposed convolutions as stride-1 convolutions (dgm.conv=auto).
-  Every run re-recorded with the package that made Eigen's convolutions and dots the
-  default (``cpu_kernels``; every run's digests moved, its convolution and dot sums
+  Every run re-recorded from a49d540's package, which made Eigen's convolutions and dots
+  the default (907b082, ``cpu_kernels``; every run's digests moved, its convolution and dot sums
   being rounded in another order); the earlier recording, with YNNPACK's, still passed
   at that commit under ``DYNAMOS_JAX_CPU_CONVOLUTIONS=ynnpack``.
 - A file recorded with other CPU convolution kernels than this process's (the AMD files:

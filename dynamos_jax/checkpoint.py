@@ -36,6 +36,7 @@ RESUME_SAFE_KEYS = frozenset(
     "train.eval_batch_size",
     "train.distributed",
     "train.live_metrics",
+    "train.compilation_cache",
   }
 )
 

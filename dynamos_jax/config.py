@@ -123,6 +123,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.parallel_passes = False
   # Multi-host: call jax.distributed.initialize() first (README "Many seeds").
   c.train.distributed = False
+  # Where compiled programs are kept between runs (JAX's persistent compilation
+  # cache; a second run of a config skips most compile time; no number changes).
+  # "" turns it off; a cache directory set through JAX (JAX_COMPILATION_CACHE_DIR)
+  # is left as it is.
+  c.train.compilation_cache = "~/.cache/dynamos_jax/xla"
   return c
 
 

@@ -47,9 +47,27 @@ def use_host_devices(count: int) -> None:
       ) from None
 
 
+def use_compilation_cache(directory: str) -> None:
+  """Keeps compiled programs in ``directory`` (JAX's persistent cache) unless it is ""
+  or JAX already has a cache directory (e.g. from JAX_COMPILATION_CACHE_DIR)."""
+  if not directory or jax.config.jax_compilation_cache_dir:
+    return
+  path = os.path.expanduser(directory)
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise InputError(
+      f"train.compilation_cache={directory!r} cannot be created ({e.strerror}); "
+      f"give a writable directory, or --config.train.compilation_cache= to turn it off"
+    ) from None
+  jax.config.update("jax_compilation_cache_dir", path)
+
+
 def start(config) -> None:
-  """Before anything touches a device: the host devices and multi-host setup of ``config.train``."""
+  """Before anything touches a device: the host devices, compilation cache and multi-host
+  setup of ``config.train``."""
   use_host_devices(int(config.train.host_devices))
+  use_compilation_cache(config.train.compilation_cache)
   if config.train.distributed:
     # JAX finds the coordinator, process count and id on SLURM, Open MPI and
     # TPU pods, and reads JAX_COORDINATOR_ADDRESS; elsewhere the process count

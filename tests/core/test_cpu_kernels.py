@@ -1,4 +1,5 @@
-"""The process-wide choice of XLA:CPU's convolution kernels (dynamos_jax.cpu_kernels):
+"""The process-wide settings made before JAX compiles: XLA:CPU's convolution kernels
+(dynamos_jax.cpu_kernels) and the persistent compilation cache (parallel.start):
 each case in a fresh process, since the flag is read once when JAX starts."""
 
 import os
@@ -49,3 +50,46 @@ def test_the_kernels_are_chosen_once_before_jax_starts(env, before, want):
   kernels, flags = _probe(before, **env)
   assert kernels == want
   assert flags.count(FLAG) == (0 if want == "ynnpack" else 1)
+
+
+CACHE_PROBE = """
+import os, sys, jax
+from dynamos_jax import parallel
+from dynamos_jax.errors import InputError
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+try:
+  parallel.use_compilation_cache(sys.argv[1])
+except InputError as e:
+  print("InputError", e)
+  raise SystemExit(0)
+jax.jit(lambda x: x * 2 + 1)(jax.numpy.ones(3)).block_until_ready()
+print("cache", jax.config.jax_compilation_cache_dir)
+"""
+
+
+def _cache_probe(directory: str) -> str:
+  env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+  done = subprocess.run(
+    [sys.executable, "-c", CACHE_PROBE, directory],
+    env=env,
+    capture_output=True,
+    text=True,
+    check=True,
+    cwd=ROOT,
+  )
+  return done.stdout.strip().splitlines()[-1]
+
+
+def test_the_compilation_cache_keeps_compiled_programs_in_the_configured_directory(tmp_path):
+  cache = tmp_path / "nested" / "xla"
+  assert _cache_probe(str(cache)) == f"cache {cache}"
+  assert any(cache.iterdir())  # the jitted program was written there
+  assert _cache_probe("") == "cache None"  # "" turns it off
+
+
+def test_an_unusable_compilation_cache_is_a_one_line_input_error(tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("not a directory")
+  out = _cache_probe(str(blocker / "xla"))
+  assert out.startswith("InputError train.compilation_cache=")
+  assert "--config.train.compilation_cache=" in out

@@ -10,7 +10,7 @@ process exposes several host devices: each device then runs its own work on its 
 where YNNPACK's one-core kernels are the faster ones.
 
 The choice is an XLA flag, read once when JAX starts its CPU backend, so it is made for
-the whole process: when dynamos_jax is imported, and again by ``parallel.start`` once the
+the whole process: when dynamos_jax is imported, and again by ``parallel.use_host_devices`` once the
 run's host devices are known. ``DYNAMOS_JAX_CPU_CONVOLUTIONS=ynnpack`` keeps XLA's own
 default, and an ``--xla_cpu_experimental_ynn_fusion_type`` already in ``XLA_FLAGS`` is the
 user's and left alone. The kernels change float rounding only; ``in_use`` names them

@@ -2,6 +2,7 @@
 (dynamos_jax.cpu_kernels) and the persistent compilation cache (parallel.start):
 each case in a fresh process, since the flag is read once when JAX starts."""
 
+import json
 import os
 import subprocess
 import sys
@@ -12,16 +13,18 @@ from conftest import ROOT
 
 FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 PROBE = """
-import os, jax, dynamos_jax
+import json, os, jax, dynamos_jax
 from dynamos_jax import cpu_kernels, parallel
 {before}
 jax.numpy.ones(2).block_until_ready()  # the backend starts here
 cpu_kernels.configure()  # too late to change anything
-print(cpu_kernels.in_use(), repr(os.environ.get("XLA_FLAGS", "")))
+flags = os.environ.get("XLA_FLAGS", "")
+print(json.dumps([cpu_kernels.in_use(), flags, cpu_kernels.rolled_loops_slow()]))
 """
 
 
-def _probe(before: str = "", **env) -> tuple[str, str]:
+def _probe(before: str = "", **env) -> tuple[str, str, bool, str]:
+  """(kernels in use, XLA_FLAGS, rolled_loops_slow(), stderr) of a fresh process."""
   clean = {
     k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "DYNAMOS_JAX_CPU_CONVOLUTIONS")
   }
@@ -33,8 +36,8 @@ def _probe(before: str = "", **env) -> tuple[str, str]:
     check=True,
     cwd=ROOT,
   )
-  kernels, flags = done.stdout.split()[-2:]
-  return kernels, flags
+  kernels, flags, slow = json.loads(done.stdout.strip().splitlines()[-1])
+  return kernels, flags, slow, done.stderr
 
 
 @pytest.mark.parametrize(
@@ -47,9 +50,17 @@ def _probe(before: str = "", **env) -> tuple[str, str]:
   ],
 )
 def test_the_kernels_are_chosen_once_before_jax_starts(env, before, want):
-  kernels, flags = _probe(before, **env)
+  kernels, flags, slow, _ = _probe(before, **env)
   assert kernels == want
   assert flags.count(FLAG) == (0 if want == "ynnpack" else 1)
+  # DGM's loops=auto scans only where convolution gradients in a loop are fast (Eigen's).
+  assert slow == (want != "eigen")
+
+
+def test_an_unknown_kernel_choice_warns_and_keeps_the_default():
+  kernels, _, _, err = _probe(DYNAMOS_JAX_CPU_CONVOLUTIONS="onednn")
+  assert kernels == "eigen"
+  assert "DYNAMOS_JAX_CPU_CONVOLUTIONS='onednn' is not one of" in err
 
 
 CACHE_PROBE = """

@@ -1,6 +1,7 @@
 """Where one DGM iteration's time goes: XLA op time by network, derivative order and op kind.
 
-  python speed/profile_dgm.py [--variant=w|a] [--task=1] [--conv=auto|xla] [--steps=5]
+  python speed/profile_dgm.py [--variant=w|a] [--task=1] [--conv=auto|xla] [--loops=auto]
+                              [--steps=5]
 
 Traces ``--steps`` iterations of the step speed/dgm_step.py measures (the same state and
 shapes) with ``jax.profiler`` and sums the executed XLA ops' durations by
@@ -39,11 +40,16 @@ def main():
   parser.add_argument("--variant", default="w", choices=("w", "a"))
   parser.add_argument("--task", type=int, default=1)
   parser.add_argument("--conv", default="auto", help="dgm.conv: auto | xla | space_to_depth")
+  parser.add_argument(
+    "--loops",
+    default="auto",
+    help="dgm.loops: auto | scan | unroll (a scanned loop's ops are not traced one by one)",
+  )
   parser.add_argument("--steps", type=int, default=5)
   args = parser.parse_args()
 
   method, learner, data, rows = dgm_step.method_and_state(
-    args.variant, args.task, dgm_step.TARGET[args.variant], conv=args.conv
+    args.variant, args.task, dgm_step.TARGET[args.variant], loops=args.loops, conv=args.conv
   )
   state = TrainState(step=jnp.zeros((), jnp.int32), key=jax.random.key(1), learner=learner)
   wall, durations, names = profile_step.trace_ops(

@@ -43,11 +43,10 @@ class DCGANFamily(GeneratorFamily):
     g, g_stats, counts = gen.init(g_key, method.spec, method.shape_multiple)
     return DGMState(**method.fresh_fields(g, g_stats, counts, self.init_d(d_key), own))
 
-  def new_heads(self, state, key, t: int) -> dict:
+  def new_heads(self, g, key, t: int, counts) -> dict:
     """G's params with task t's head drawn (its inputs: the task's conv3 channels)."""
-    counts = np.asarray(state.counts[t])
-    head = gen.head_init(key, self.method.spec, int(counts[2]), state.g["head"].shape[1])
-    return dict(state.g, head=state.g["head"].at[t].set(head))
+    head = gen.head_init(key, self.method.spec, int(counts[2]), g["head"].shape[1])
+    return dict(g, head=g["head"].at[t].set(head))
 
   def mask_exists(self, g, counts) -> tuple[jax.Array, ...]:
     """The existence masks at active counts [L], shaped as the embeddings (DGMw: weights,
@@ -104,10 +103,9 @@ class DCGANFamily(GeneratorFamily):
     method = self.method
     t = task.index
     state = jax.tree.map(jnp.asarray, state)
-    g = state.g
     counts = np.asarray(state.counts[t])
-    state, ones = shapes.close_masks(method, state, self.mask_exists(g, counts), t)
-    new, widths = shapes.grown(method, g, counts, ones - np.asarray(state.reserved))
+    state, ones = shapes.close_masks(method, state, t)
+    new, widths = shapes.grown(method, state.g, counts, ones - np.asarray(state.reserved))
     state = state.replace(reserved=jnp.asarray(ones, jnp.int32))
     return shapes.pad(method, state, widths, grown=(t, counts, new))
 

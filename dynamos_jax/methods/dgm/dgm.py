@@ -55,6 +55,7 @@ Choices and deviations (the README's DGM section should say them):
 """
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -267,33 +268,15 @@ class DGM(Method):
 
   def begin_task(self, state, task):
     """D re-initialised (t > 0), task t's head drawn, fresh Adam states, the replay's snapshot."""
-    t = task.index
     state = jax.tree.map(jnp.asarray, state)  # a multi-seed run hands hooks host arrays
-    d, d_stats = state.d, state.d_stats
-    if t > 0:
-      fresh = self.family.init_d(self._key(state, _D_INIT, t))
-      if self.reinit_d:
-        d, d_stats = fresh["params"], fresh["batch_stats"]
-      else:  # The reference's ImageNet path: only the critic and aux heads are reset.
-        aux = fresh["params"]["aux"]
-        if self.aux_head == "grow":  # ... the aux head's seen-class columns kept
-          aux = dgm_imagenet.grown_aux(
-            self._key(state, dgm_imagenet.AUX, t), d["aux"], t, self.classes_per_task
-          )
-        d = dict(d, critic=fresh["params"]["critic"], aux=aux)
-    g = self.family.new_heads(state, self._key(state, _HEAD, t), t)
-    return state.replace(
-      g=g,
-      d=d,
-      d_stats=d_stats,
-      g_opt=self.tx_g.init(g),
-      d_opt=self.tx_d.init(d),
-      snapshot=tuple(jnp.copy(w) for w in g["w"]),
-      seen=jnp.arange(t + 1, dtype=jnp.int32),
-      samples=jnp.int32(task.size),
-      batches=jnp.int32(-(-task.size // self.batch_size)),
-      step_in_task=jnp.zeros((), jnp.int32),
-    )
+    # The head's active rows are a shape: read on the host, static in the program.
+    t = task.index
+    counts = tuple(int(c) for c in np.asarray(state.counts[t]))
+    # D's fresh variables op by op, as the first task's: traced, XLA would fuse their
+    # draws' scale and shift and move them by an ulp. Its shapes do not change between
+    # tasks, so its ops compile once.
+    fresh = self.family.init_d(self._key(state, _D_INIT, t)) if t > 0 else None
+    return _begun(state, fresh, jnp.int32(task.size), method=self, t=t, counts=counts)
 
   def step(self, state, batch, key, phase):
     del phase  # One phase.
@@ -460,3 +443,33 @@ class DGM(Method):
     """Several seeds' states (each grown by its own masks) padded to their widest widths
     (the trainer calls this after each hook of a multi-seed run; ``shapes``)."""
     return self.family.common_shape(states)
+
+
+# One program per task (see shapes._closed): the new head, the optimiser states and the
+# snapshot, op by op, compiled again at each task's shapes.
+@functools.partial(jax.jit, static_argnames=("method", "t", "counts"))
+def _begun(state, fresh, size, *, method: DGM, t: int, counts: tuple[int, ...]):
+  d, d_stats = state.d, state.d_stats
+  if t > 0:
+    if method.reinit_d:
+      d, d_stats = fresh["params"], fresh["batch_stats"]
+    else:  # The reference's ImageNet path: only the critic and aux heads are reset.
+      aux = fresh["params"]["aux"]
+      if method.aux_head == "grow":  # ... the aux head's seen-class columns kept
+        aux = dgm_imagenet.grown_aux(
+          method._key(state, dgm_imagenet.AUX, t), d["aux"], t, method.classes_per_task
+        )
+      d = dict(d, critic=fresh["params"]["critic"], aux=aux)
+  g = method.family.new_heads(state.g, method._key(state, _HEAD, t), t, np.asarray(counts))
+  return state.replace(
+    g=g,
+    d=d,
+    d_stats=d_stats,
+    g_opt=method.tx_g.init(g),
+    d_opt=method.tx_d.init(d),
+    snapshot=tuple(jnp.copy(w) for w in g["w"]),
+    seen=jnp.arange(t + 1, dtype=jnp.int32),
+    samples=size,
+    batches=-(-size // method.batch_size),
+    step_in_task=jnp.zeros((), jnp.int32),
+  )

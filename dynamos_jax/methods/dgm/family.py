@@ -55,8 +55,9 @@ class GeneratorFamily(abc.ABC):
     """The method's fresh state (a ``DGMState``, or a subclass with the family's fields)."""
 
   @abc.abstractmethod
-  def new_heads(self, state, key: jax.Array, t: int) -> dict:
-    """G's params with task t's head(s) drawn from ``key`` (at the task's start)."""
+  def new_heads(self, g: dict, key: jax.Array, t: int, counts: np.ndarray) -> dict:
+    """G's params ``g`` with task t's head(s) drawn from ``key`` (at the task's start);
+    ``counts`` int [L'] task t's active counts, on the host (the heads' shapes)."""
 
   @abc.abstractmethod
   def end_task(self, state, task):

@@ -296,7 +296,12 @@ def grow(key: jax.Array, spec: GeneratorSpec, params, stats, old_counts, new_cou
   ws = []
   for l, (w, old, new, f) in enumerate(zip(params["w"], old_shapes, new_shapes, full)):
     k = jax.random.fold_in(key, l)
-    fresh = 0.02 * jax.random.normal(k, new) if spec.variant == "w" else _xavier(k, new)
+    if spec.variant == "w":
+      # Traced in one program (shapes.pad), XLA would fold 0.02 into the draw's own last
+      # multiply; the barrier keeps the draws bit for bit those of the op-by-op growth.
+      fresh = 0.02 * jax.lax.optimization_barrier(jax.random.normal(k, new))
+    else:
+      fresh = _xavier(k, new)
     rows = jnp.arange(new[0])[:, None] < old[0]
     cols = jnp.arange(new[1])[None, :] < old[1]
     keep = (rows & cols)[:, :, None, None]

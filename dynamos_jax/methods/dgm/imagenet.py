@@ -266,11 +266,10 @@ class ResNetFamily(GeneratorFamily):
     fields = method.fresh_fields(g, g_stats, method.spec.start_counts(), self.init_d(d_key), own)
     return ResNetDGMState(**fields, sizes=jnp.asarray(sizes, jnp.int32))
 
-  def new_heads(self, state, key, t: int) -> dict:
+  def new_heads(self, g, key, t: int, counts) -> dict:
     """G's params with task t's C heads drawn from ``key`` (inputs: the task's O_3 channels)."""
-    g = state.g
     c = self.method.classes_per_task
-    active = int(np.asarray(state.counts[t])[8])  # O_3, the output BN's channels
+    active = int(counts[8])  # O_3, the output BN's channels
     w, bias = rg.head_init(key, self.method.spec, active, g["head"].shape[1])
     return dict(
       g,
@@ -297,7 +296,7 @@ class ResNetFamily(GeneratorFamily):
     t = task.index
     state = jax.tree.map(jnp.asarray, state)
     g, sizes = state.g, np.asarray(state.sizes)
-    state, ones = close_masks(method, state, allocated(g, sizes), t)
+    state, ones = close_masks(method, state, t)
     if method.expansion == "none":
       new_sizes, new_counts = sizes, np.asarray(state.counts[t])
     else:

@@ -8,6 +8,8 @@ outside each task's active counts), so it changes no output, gradient or
 count. Functions of a ``DGM`` method (``methods/dgm/dgm.py``) and its state.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,15 +48,26 @@ def pad_to(x: jax.Array, shape) -> jax.Array:
   return jnp.pad(x, [(0, a - b) for a, b in zip(shape, x.shape)])
 
 
-def close_masks(method, state, exists, t: int):
+def close_masks(method, state, t: int):
   """Task t's end for either G family (spec 3.2): its masks binarised at s_max over
-  ``exists`` and cumulated, its embeddings kept. Returns (state with ``cum`` and
-  ``past_emb`` updated, int [L] the reserved entries per layer now)."""
+  the entries they covered (``family.exists``) and cumulated, its embeddings kept.
+  Returns (state with ``cum`` and ``past_emb`` updated, int [L] the reserved entries
+  per layer now)."""
+  state, ones = _closed(state, method=method, t=t)
+  return state, np.asarray(ones).astype(int)
+
+
+# The lifecycle's programs are compiled whole, once per task: run op by op, every op
+# compiled again at the shapes of each task (G's widths grow) and the time between tasks
+# was mostly compilation.
+@functools.partial(jax.jit, static_argnames=("method", "t"))
+def _closed(state, *, method, t: int):
   g = state.g
+  exists = method.family.exists(g, state, t)
   binary = tuple(hat.binarise(e, method.smax, x) for e, x in zip(g["emb"], exists))
   cum = tuple(hat.cumulate(c, b) for c, b in zip(state.cum, binary))
   past_emb = tuple(p.at[t].set(e) for p, e in zip(state.past_emb, g["emb"]))
-  ones = np.asarray([int(jnp.sum(c)) for c in cum])
+  ones = jnp.stack([jnp.sum(c).astype(jnp.int32) for c in cum])
   return state.replace(cum=cum, past_emb=past_emb), ones
 
 
@@ -66,16 +79,23 @@ def pad(method, state, widths, grown=None):
   embeddings for task t + 1 and draws its BN scales. Without it the state
   is only padded (no key used): every active entry kept as it is.
   """
-  g = state.g
+  widths = tuple(int(w) for w in widths)
   if grown is None:
-    t = None
-    key, old = method._key(state, GROW, method.spec.num_tasks), np.asarray(state.counts[-1])
-    new = old
-    if tuple(widths) == gen.widths_of(g):
+    if widths == gen.widths_of(state.g):
       return state
+    t, old = None, np.asarray(state.counts[-1])
+    new = old
   else:
     t, old, new = grown
-    key = method._key(state, GROW, t)
+  as_tuple = lambda counts: tuple(int(c) for c in counts)
+  return _padded(state, method=method, widths=widths, t=t, old=as_tuple(old), new=as_tuple(new))
+
+
+@functools.partial(jax.jit, static_argnames=("method", "widths", "t", "old", "new"))
+def _padded(state, *, method, widths, t, old, new):
+  g = state.g
+  key = method._key(state, GROW, method.spec.num_tasks if t is None else t)
+  old, new = np.asarray(old), np.asarray(new)
   params, stats = gen.grow(key, method.spec, g, state.g_stats, old, new, widths)
   counts = state.counts
   if t is not None:

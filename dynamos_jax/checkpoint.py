@@ -37,6 +37,7 @@ RESUME_SAFE_KEYS = frozenset(
     "train.distributed",
     "train.live_metrics",
     "train.compilation_cache",
+    "train.max_tasks",  # raised, the run goes on from its checkpoint
   }
 )
 

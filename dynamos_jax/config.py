@@ -95,6 +95,9 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.train = ml_collections.ConfigDict()
   c.train.max_steps_per_task = 0  # 0 = no limit (smoke runs set a few)
+  # Stop after this many tasks (0: all), results.json complete for them; raise it and
+  # run the same command again to go on from the checkpoint.
+  c.train.max_tasks = 0
   c.train.chunk_size = 100  # steps between host syncs (progress, logs)
   c.train.chunk_strategy = "auto"  # loop | scan | auto (loop on CPU, scan elsewhere)
   c.train.progress = True
@@ -250,6 +253,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
   benchmark.validate(config)
   method.validate(config)
   require(config.train.max_steps_per_task >= 0, "train.max_steps_per_task must be >= 0")
+  require(
+    config.train.max_tasks >= 0,
+    f"train.max_tasks must be >= 0 (got {config.train.max_tasks}; 0: every task)",
+  )
+  require(
+    not (config.train.max_tasks and benchmark.protocols == ("gcl",)),
+    f"{config.dataset} is evaluated once, at the end of its stream: train.max_tasks "
+    "would leave no result; drop it (or use --config.train.max_steps_per_task)",
+  )
   require(config.checkpoint.every_steps >= 1, "checkpoint.every_steps must be >= 1")
   require(config.checkpoint.keep >= 1, "checkpoint.keep must be >= 1 (checkpoints to keep)")
   require(config.train.chunk_size >= 1, "train.chunk_size must be >= 1")

@@ -11,6 +11,7 @@ import ml_collections
 
 from dynamos_jax import accuracy, benchmarks, methods
 from dynamos_jax.chunks import plan_chunks
+from dynamos_jax.errors import InputError
 from dynamos_jax.state import TrainState
 
 
@@ -46,8 +47,14 @@ class Experiment:
     )
     self.benchmark = benchmarks.build(config, data, self.data_key, joint=method_class.joint)
     self.method = method_class.from_config(config, self.benchmark)
+    tasks, limit = self.benchmark.num_tasks, config.train.max_tasks
+    if limit > tasks:
+      raise InputError(
+        f"train.max_tasks={limit} but {config.dataset} has {tasks} tasks: "
+        f"set at most {tasks} (0: every task)"
+      )
     self.chunks = plan_chunks(
-      self.benchmark.batches,
+      self.benchmark.batches[: limit or None],  # train.max_tasks: the first tasks only
       self.benchmark.epochs,
       self.method.phases,
       config.train.chunk_size,

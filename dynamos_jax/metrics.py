@@ -63,10 +63,15 @@ def summarize(matrix: list[list[float | None]], before: list[float]) -> dict[str
 
 
 def _sequential(matrix):
-  """(matrix, T) when it records T > 1 tasks learned one at a time, else (None, T)."""
-  tasks = len(matrix[0])
-  if tasks < 2 or len(matrix) != tasks + 1:
+  """(matrix, T) when it records T > 1 tasks learned one at a time, else (None, T).
+
+  A run stopped after its first T tasks (``train.max_tasks``) has T + 1 rows: its
+  matrix is that of a T-task benchmark, the later tasks' columns dropped.
+  """
+  tasks = min(len(matrix[0]), len(matrix) - 1)
+  if tasks < 2 or any(len(row) != len(matrix[0]) for row in matrix):
     return None, tasks
+  matrix = [row[:tasks] for row in matrix]
   for i, row in enumerate(matrix[1:], start=1):
     if any(row[j] is None for j in range(i)):
       raise ValueError(f"row {i} of the accuracy matrix misses a seen task: {row}")

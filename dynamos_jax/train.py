@@ -78,7 +78,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   _method_results(seeds, state, progress)
   compile_seconds = sum(r.compile_seconds for r in runners.values())
   seconds = progress["train_seconds"]
+  tasks = seeds.exps[0].benchmark.num_tasks
+  trained = sum(c.ends_task for c in seeds.chunks[: progress["next_chunk"]])
   train = {
+    "tasks_trained": trained,  # < tasks: stopped by train.max_tasks
+    "tasks": tasks,
     "steps": progress["total_steps"],
     "seconds": seconds,
     "steps_per_second": progress["total_steps"] / max(seconds, 1e-9),
@@ -96,6 +100,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     f"({train['steps_per_second']:.1f} steps/s; compile {compile_seconds:.1f} s); "
     f"results in {path}"
   )
+  if trained < tasks:
+    print(
+      f"stopped after task {trained} of {tasks} (train.max_tasks={config.train.max_tasks}); "
+      "to go on, run the same command with a larger --config.train.max_tasks (0: every task)"
+    )
   return results
 
 

@@ -99,6 +99,30 @@ def test_crash_and_resume_equals_uninterrupted_run(small, tmp_path, monkeypatch)
   assert read_lines(tmp_path / "run") == read_lines(tmp_path / "ref")
 
 
+def test_max_tasks_stops_with_complete_results_and_goes_on_when_raised(small, tmp_path):
+  small.train.max_steps_per_task = 3
+  reference = train.train_and_evaluate(small, str(tmp_path / "ref"))
+  small.train.max_tasks = 2
+  stopped = train.train_and_evaluate(small, str(tmp_path / "run"))
+  assert (stopped["train"]["tasks_trained"], stopped["train"]["tasks"]) == (2, 5)
+  assert reference["train"]["tasks_trained"] == 5
+  for protocol in ("class_il", "task_il"):
+    matrix = stopped[protocol]["matrix"]
+    assert matrix == reference[protocol]["matrix"][:3]  # untrained, after tasks 1 and 2
+    # The metrics of a two-task run: forgetting and BWT of task 1 exist.
+    assert stopped["metrics"][protocol]["backward_transfer"] == pytest.approx(
+      matrix[2][0] - matrix[1][0]
+    )
+  assert stopped["log"] == reference["log"][: len(stopped["log"])]
+  assert json.loads((tmp_path / "run" / "results.json").read_text())["train"]["tasks_trained"] == 2
+  # The same limit again trains nothing more; raised, the run goes on to the end.
+  again = train.train_and_evaluate(small, str(tmp_path / "run"))
+  assert again["train"]["steps"] == stopped["train"]["steps"]
+  small.train.max_tasks = 0
+  resumed = train.train_and_evaluate(small, str(tmp_path / "run"))
+  assert _comparable(resumed) == _comparable(reference)
+
+
 def test_sigterm_saves_and_resumes(small, tmp_path, monkeypatch):
   with monkeypatch.context() as m:
     _crash_after(m, 3, lambda: signal.raise_signal(signal.SIGTERM))

@@ -91,6 +91,12 @@ def test_each_command_exits_2_with_one_line_and_no_traceback(module, args, expec
       ["--config=configs/mnist360_quick.py", "--config.mnist360.repeats=0"],
       "mnist360.repeats must be >= 1",
     ),
+    (QUICK + ["--config.train.max_tasks=-1"], "train.max_tasks must be >= 0"),
+    (QUICK + ["--config.train.max_tasks=6"], "train.max_tasks=6 but seq-mnist has 5 tasks"),
+    (
+      ["--config=configs/mnist360_quick.py", "--config.train.max_tasks=1"],
+      "is evaluated once, at the end of its stream",
+    ),
   ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, expected, tmp_path):

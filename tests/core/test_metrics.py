@@ -57,3 +57,13 @@ def test_a_row_missing_a_seen_task_is_an_error():
   m[2][0] = None
   with pytest.raises(ValueError, match="row 2"):
     metrics.forgetting(m)
+
+
+def test_a_run_stopped_early_has_the_metrics_of_its_first_tasks():
+  # train.max_tasks=2 of the three tasks: the rows after tasks 1 and 2, task 3 unseen.
+  stopped = MATRIX[:3]
+  assert metrics.forgetting(stopped) == pytest.approx(90.0 - 70.0)
+  assert metrics.backward_transfer(stopped) == pytest.approx(70.0 - 90.0)
+  assert metrics.forward_transfer(stopped, BEFORE) == pytest.approx(5.0 - 20.0)
+  two_tasks = [row[:2] for row in stopped]
+  assert metrics.summarize(stopped, BEFORE) == metrics.summarize(two_tasks, BEFORE[:2])

@@ -208,6 +208,14 @@ def test_analyze_reports_the_records_per_seed(reference):
       assert os.path.getsize(os.path.join(out, f"dgm_samples_task{t}.png")) > 0
 
 
+def test_a_run_stopped_after_its_first_task_reports_that_task_alone(reference, tmp_path):
+  config = _config()
+  config.train.max_tasks = 1
+  results = train.train_and_evaluate(config, str(tmp_path))
+  for run, full in zip(results["runs"], reference[0]["runs"]):
+    assert run["method"]["best_valid"] == full["method"]["best_valid"][:1]
+
+
 def test_the_seeds_benchmark_is_no_setting(patched):
   """Two seeds' methods hold their own benchmarks (their own held-out splits) and are
   still one method to jit and to a sweep, which sees only the settings that differ."""

@@ -431,7 +431,8 @@ class DGM(Method):
     then and their mean)."""
     if self.selection != "best_valid":
       return None
-    return {"best_valid": dgm_selection.summary(state, benchmark.num_tasks)}
+    del benchmark  # the tasks trained are the state's (train.max_tasks may stop a run early)
+    return {"best_valid": dgm_selection.summary(state, state.seen.shape[0])}
 
   def analyze(self, state, run):
     """Samples, growth, mask occupancy, A_t and size on disk (``methods/dgm/plots.py``)."""

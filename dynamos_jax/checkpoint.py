@@ -166,7 +166,9 @@ class Checkpointer:
         _report(self.directory, step, e)
     return None
 
-  def restore_latest(self, template, check=None) -> tuple[Any, dict] | None:
+  def restore_latest(
+    self, template, check=None, at_most: int | None = None
+  ) -> tuple[Any, dict] | None:
     """The newest usable checkpoint as (state, progress); None if there is none.
 
     A checkpoint that fails to load or whose fingerprint does not match is
@@ -178,11 +180,12 @@ class Checkpointer:
       check: called with the progress record before the state is read (so a
         config with other shapes is refused by name, not by a shape error);
         what it raises propagates.
+      at_most: only checkpoints of this step or earlier (None: every one).
 
     Raises:
       InputError: checkpoints exist but none of them is usable.
     """
-    steps = self.steps()
+    steps = [s for s in self.steps() if at_most is None or s <= at_most]
     named, treedef = _leaves(template.replace(key=jax.random.key_data(template.key)))
     for step in reversed(steps):
       try:

@@ -1,0 +1,155 @@
+"""After each task of a DGM run: how much of D's class-IL accuracy is its BatchNorm statistics?
+
+  python reproduce/dgm_bn_diagnostic.py --workdir=RUN [--per_class=1000] [--out=FILE.json]
+
+D is evaluated with the running statistics that training leaves; every train-mode forward
+updates them, and the last ones of a task are the WGAN-GP and G steps' forwards of the
+current class's real images and G's fakes (README, "DGM"). For each task t of a one-seed
+DGM run whose checkpoint at that task's end is kept (``--config.checkpoint.keep`` at
+least the number of tasks plus a few), D after task t is evaluated on the test images of
+classes 0..t three ways, its parameters untouched:
+
+- ``running``: as trained (the run's own class-IL row; checked against results.json);
+- ``real``: BN statistics of ``--per_class`` real training images of each seen class in
+  one batch (a diagnostic that uses real past data, which the method never keeps);
+- ``replayed``: the same from the current class's real images and ``--per_class`` of G's
+  samples of each past class (what the method has at that point).
+
+Per way: A_t (the mean over the seen classes' accuracies, as the run reports it), the
+per-class accuracies and how many test images D gives each class. Bad input: one line,
+exit 2.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from dynamos_jax import train  # noqa: E402  (the path above first)
+from dynamos_jax.checkpoint import Checkpointer  # noqa: E402
+from dynamos_jax.errors import InputError  # noqa: E402
+from dynamos_jax.methods.dgm.discriminator import to_unit  # noqa: E402
+
+WAYS = ("running", "real", "replayed")
+_BN_MOMENTUM = 0.9  # Flax's: running = 0.9 running + 0.1 batch (methods/dgm/discriminator.py)
+
+
+def batch_statistics(method, learner, x: jax.Array) -> dict:
+  """D's BN statistics (mean, biased variance) of one train-mode batch x [N, 32, 32, C] in
+  [-1, 1]: the running statistics Flax's update leaves when it starts from zeros, / 0.1."""
+  zeros = jax.tree.map(jnp.zeros_like, learner.d_stats)
+  _, _, updated = method._d_apply(learner.d, zeros, x, True)
+  return jax.tree.map(lambda s: s / (1.0 - _BN_MOMENTUM), updated)
+
+
+def replayed_images(method, learner, classes: int, n: int, key: jax.Array) -> jax.Array:
+  """[classes * n, 32, 32, C] of G's samples of classes 0..classes-1 (as its replay)."""
+  family, width = method.family, method.family.onehot_width()
+  out = []
+  for c in range(classes):
+    z = jax.random.normal(jax.random.fold_in(key, c), (n, method.spec.nz))
+    if width:
+      z = z.at[:, :width].set(jax.nn.one_hot(jnp.full((n,), c), width))
+    out.append(family.generate(learner, z, c))
+  return jnp.concatenate(out)
+
+
+def scores(method, learner, stats, images, labels: np.ndarray, t: int) -> dict:
+  """A_t, per-class accuracy and predicted counts over classes 0..t of D with ``stats``."""
+  _, logits, _ = method._d_apply(learner.d, stats, to_unit(images), False)
+  predicted = np.asarray(jnp.argmax(method._seen_logits(logits, t), -1))
+  per_class = [100.0 * float(np.mean(predicted[labels == c] == c)) for c in range(t + 1)]
+  return {
+    "A": float(np.mean(per_class)),
+    "per_class": per_class,
+    "predicted_counts": np.bincount(predicted, minlength=t + 1)[: t + 1].tolist(),
+  }
+
+
+def task_end_steps(progress: dict) -> list[int]:
+  """The total step at the end of each finished task, from the run's log."""
+  ends = {}
+  for entry in progress["log"]:
+    ends[entry["task"]] = entry["step"]
+  return [ends[k] for k in sorted(ends)][: len(progress["class_il"]) - 1]
+
+
+def diagnose(workdir: str, per_class: int = 1000) -> list[dict]:
+  """One record per finished task (see the module docstring)."""
+  exp, _, progress = train.restore_run(workdir)
+  if exp.method.name != "dgm" or exp.method.classes_per_task != 1:
+    raise InputError(f"{workdir} is a run of {exp.method.name}: give a DGM run of one class a task")
+  benchmark, method = exp.benchmark, exp.method
+  checkpoints = Checkpointer(os.path.join(os.path.abspath(workdir), "checkpoints"), 1_000_000)
+  test_images, test_labels = benchmark.test_set()
+  train_images = np.asarray(benchmark.data.train_images)
+  rng = np.random.default_rng(0)
+  records = []
+  for t, step in enumerate(task_end_steps(progress)):
+    restored = checkpoints.restore_latest(exp.initial_state(), at_most=step)
+    if restored is None or restored[1]["total_steps"] != step:
+      raise InputError(
+        f"no checkpoint at the end of task {t + 1} (step {step}) in {checkpoints.directory}: "
+        "run with --config.checkpoint.keep larger than the number of tasks"
+      )
+    learner = restored[0].learner
+    rows = np.flatnonzero(test_labels <= t)
+    images, labels = test_images[rows], test_labels[rows]
+    # The training images (the hold-out excluded) of each seen class.
+    parts = benchmark.train_parts[: t + 1]
+    draw = [rng.choice(ix, min(per_class, len(ix)), replace=False) for ix in parts]
+    real = to_unit(jnp.asarray(train_images[np.concatenate(draw)]))
+    current = to_unit(jnp.asarray(train_images[draw[t]]))
+    past = replayed_images(method, learner, t, per_class, jax.random.key(t)) if t else None
+    stats = {
+      "running": learner.d_stats,
+      "real": batch_statistics(method, learner, real),
+      "replayed": batch_statistics(
+        method, learner, current if past is None else jnp.concatenate([past, current])
+      ),
+    }
+    record = {"task": t + 1, "step": step}
+    for way in WAYS:
+      record[way] = scores(method, learner, stats[way], images, labels, t)
+    logged = progress["class_il"][t + 1][: t + 1]
+    if not np.allclose(record["running"]["per_class"], logged, atol=1e-3):
+      raise InputError(
+        f"task {t + 1}: the restored D gives {record['running']['per_class']}, the run "
+        f"reported {logged}: is the checkpoint at step {step} the task's end?"
+      )
+    records.append(record)
+  return records
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--per_class", type=int, default=1000)
+  parser.add_argument("--out", default="")
+  args = parser.parse_args(argv)
+  try:
+    if args.per_class < 1:
+      raise InputError(f"--per_class must be >= 1 (got {args.per_class})")
+    records = diagnose(args.workdir, args.per_class)
+  except InputError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print("task | " + " | ".join(f"A_t {w}" for w in WAYS) + " | predicted counts (running)")
+  for r in records:
+    cells = " | ".join(f"{r[w]['A']:6.2f}" for w in WAYS)
+    print(f"{r['task']:4d} | {cells} | {r['running']['predicted_counts']}")
+  if args.out:
+    with open(args.out, "w") as f:
+      json.dump(records, f, indent=1)
+    print(f"wrote {args.out}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -167,3 +167,18 @@ def test_driver_pins_the_commit_blobs(tmp_path):
     run_reference.git_blob_id(str(tmp_path / "approaches" / "DGMw.py"))
     == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
   )
+
+
+def test_dump_of_the_full_mnist_config_records_its_schedule(tmp_path, monkeypatch):
+  dump_data = _load("reference_dgm_dump_data", "dump_data.py")
+  rng = np.random.default_rng(1)
+  labels = np.repeat(np.arange(10, dtype=np.int32), 8)
+  grey = lambda n: np.repeat(rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8), 3, -1)
+  host = sources.ArrayDataset("mnist", grey(80), labels, grey(20), labels[::4], 10)
+  monkeypatch.setattr(sources, "load_dataset", lambda *a, **k: host)
+  out = tmp_path / "dump.npz"
+  assert dump_data.main(["--config=mnist", "--epochs=3", f"--out={out}"]) == 0
+  _, meta = refdata.load(str(out))
+  assert meta["config"] == "configs/dgm_mnist.py:dgmw"
+  assert (meta["epochs"], meta["batch_size"], meta["ndf"]) == (3, 64, 32)
+  assert meta["counts"]["test"] == [2] * 10

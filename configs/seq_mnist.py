@@ -10,7 +10,8 @@ from TFDS by default; offline, point the ``files`` source at MNIST.
 
 from dynamos_jax.config import table5_config
 
-# Table 5 (identical to the reference best-args; lam positive, spec section 11).
+# Table 5 (identical to the reference best-args; lam positive;
+# docs/dynamos.md#hyperparameters).
 TABLE5 = {
   500: dict(alpha=0.2, beta=2.0, alpha_p=0.2, lam=500.0, gamma=0.5, w_p=0.3),
   1000: dict(alpha=0.1, beta=2.5, alpha_p=0.2, lam=200.0, gamma=0.7, w_p=0.5),

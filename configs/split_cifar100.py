@@ -7,9 +7,10 @@
 
 The argument is the representation regulariser (default slnid; no_reg keeps
 MAS, as the authors' "No-Reg"). The paper's CIFAR-100 network, class order,
-preprocessing and schedule are not in the released code (slni-spec 4.3, 6.3,
-15), so this takes the authors' Tiny ImageNet settings (slni-spec 7) on
-VGG11-slim at 32x32 (three pools: 4x4x512 into the 500-unit Dense layers):
+preprocessing and schedule are not in the released code
+(docs/slni.md#undetermined-choices), so this takes the authors' Tiny ImageNet
+settings (docs/slni.md#presets) on VGG11-slim at 32x32 (three pools: 4x4x512
+into the 500-unit Dense layers):
 MAS with lambda_Omega 4, lambda_SSL 1e-6, sigma = N / 6, alpha averaged over
 tasks, SGD with momentum 0.9 at lr 0.01, batch 200, 60 epochs per task, the
 best epoch on the task's test accuracy kept; classes in natural order

@@ -11,7 +11,8 @@ a folder holding the official train_32x32.mat and test_32x32.mat.
 
 from dynamos_jax.config import table5_config
 
-# Table 5 (identical to the reference best-args; lam positive, spec section 11).
+# Table 5 (identical to the reference best-args; lam positive;
+# docs/dynamos.md#hyperparameters).
 TABLE5 = {
   500: dict(alpha=2.0, beta=3.0, alpha_p=1.0, lam=500.0, gamma=1.0, w_p=0.5),
   1000: dict(alpha=2.5, beta=2.0, alpha_p=0.2, lam=500.0, gamma=1.0, w_p=0.5),

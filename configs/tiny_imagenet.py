@@ -1,4 +1,5 @@
-"""Tiny ImageNet, 10 tasks x 20 classes, with SLNI on VGG11-slim (slni-spec 4.2, 6.2, 7).
+"""Tiny ImageNet, 10 tasks x 20 classes, with SLNI on VGG11-slim (docs/slni.md#presets;
+the network and the data: docs/slni.md#networks, docs/slni.md#tiny-imagenet).
 
   python -m dynamos_jax.run --config=configs/tiny_imagenet.py --workdir=runs/tiny_slnid \
       --config.data.path=/path/to/tiny-imagenet-200

@@ -72,7 +72,8 @@ def task_accuracies(
 ) -> tuple[list[float], list[float]]:
   """Class-IL and task-IL accuracy (percent) on each task in ``tasks``.
 
-  Task-IL masks the logits of classes outside the test sample's task (spec 10.4).
+  Task-IL masks the logits of classes outside the test sample's task
+  (docs/dynamos.md#benchmarks-and-protocols).
   """
   task_of = stream.task_of_label(labels)
   class_il, task_il = [], []

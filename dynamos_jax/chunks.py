@@ -147,13 +147,13 @@ def _shapes(tree) -> tuple:
 class ChunkRunner:
   """Runs steps ``[start, stop)`` of an epoch; the host syncs only between chunks.
 
-  Two strategies (design.md section 4): ``loop`` calls one jitted, donated step
-  from Python (fast on XLA:CPU, where convolution gradients inside a rolled
-  loop take a slow path); ``scan`` runs a whole chunk in one ``lax.scan``
-  (fewer dispatches on GPU/TPU). Steps past ``stop`` in the last scanned chunk
-  are skipped with ``lax.cond``, so every chunk has one shape. The program is
-  compiled once per shape of the state: again only after a task hook changed
-  the shapes.
+  Two strategies (docs/dynamos.md#chunks-and-compiled-programs): ``loop`` calls
+  one jitted, donated step from Python (fast on XLA:CPU, where convolution
+  gradients inside a rolled loop take a slow path); ``scan`` runs a whole chunk in
+  one ``lax.scan`` (fewer dispatches on GPU/TPU). Steps past ``stop`` in the last
+  scanned chunk are skipped with ``lax.cond``, so every chunk has one shape. The
+  program is compiled once per shape of the state: again only after a task hook
+  changed the shapes.
   """
 
   def __init__(self, step: Callable, strategy: str, chunk_size: int):

@@ -69,8 +69,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.agent_moments = True
 
   c.buffer = ml_collections.ConfigDict()
-  # False: reference semantics (spec 8; misclassified fill-phase samples leave
-  # zero slots that are replayed). True: count and sample only written slots.
+  # False: reference semantics (misclassified fill-phase samples leave zero
+  # slots that are replayed). True: count and sample only written slots.
+  # See docs/dynamos.md#replay-buffer.
   c.buffer.only_valid = False
 
   c.data = ml_collections.ConfigDict()

@@ -36,7 +36,7 @@ class Experiment:
     one shares."""
     self.config = config
     self.seed = config.seed if seed is None else seed
-    # Named streams from the seed (design.md section 3): no key is used twice.
+    # Named streams from the seed (docs/dynamos.md#random-keys): no key is used twice.
     self.init_key, self.data_key, self.train_key = jax.random.split(jax.random.key(self.seed), 3)
     method_class = methods.REGISTRY[config.method]
     benchmark_class = benchmarks.REGISTRY[config.dataset]

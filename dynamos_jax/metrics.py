@@ -1,4 +1,4 @@
-"""Continual-learning metrics from an accuracy matrix (spec 10.4; README "Metrics").
+"""Continual-learning metrics from an accuracy matrix (docs/dynamos.md#metrics; README "Metrics").
 
 Notation: ``matrix[i][j]`` is the accuracy (percent) on task j after
 training task i, row 0 being the untrained model and entries for tasks not
@@ -8,7 +8,7 @@ it (``before[0]`` is the untrained model's). With T tasks:
 - final average: mean over j of matrix[T][j];
 - forgetting: mean over j < T-1 of max_{j < i <= T} matrix[i][j] - matrix[T][j]
   (the best accuracy on j once learned, the final row included, minus the
-  final one, so forgetting >= 0, as in the spec and Mammoth; Mammoth also
+  final one, so forgetting >= 0, as in docs/dynamos.md#metrics and Mammoth; Mammoth also
   takes each task's "before learning" entry into the max (it appends it to
   the previous row), which only matters when a task is better before it is
   learned);

@@ -6,7 +6,7 @@
 An iteration is the library's whole training step (chunks.make_train_step
 around the dgm method's step, as the trainer jits it): t + 1 CE steps of D on
 real + replayed images, the WGAN-GP step of D, the G step, and the replay of
-t past classes generated inside the step (dgm-spec 7, 15.3). Shapes: 32x32x1,
+t past classes generated inside the step (docs/dgm.md#training-loop). Shapes: 32x32x1,
 batch 64, ngf 6 (DGMw) or 20 (DGMa), ndf 32, nz 128, N_t = 5 000 real images
 of the task (synthetic uint8), the released MNIST hyperparameters.
 

@@ -52,12 +52,13 @@ from dynamos_jax.data.streams import EpochData
 from dynamos_jax.methods.dynamos import two_pass
 from dynamos_jax.state import TrainState
 
-# The paper's shapes (Table 5 and spec): image shape, batch size B (= replay B_M), buffer.
+# The paper's shapes (Table 5, docs/dynamos.md#hyperparameters): image shape, batch size B
+# (= replay B_M), buffer.
 SHAPES = {
   "seq-mnist": dict(shape=(28, 28, 3), batch=10, buffer=500, rotate=False),
   "mnist-360": dict(shape=(28, 28, 3), batch=16, buffer=500, rotate=True),
   "seq-svhn": dict(shape=(32, 32, 3), batch=16, buffer=2000, rotate=False),
-  # SLNI's demo: the 784-128-128-10 MLP at batch 200 (slni-spec 7), permuted inputs.
+  # SLNI's demo: the 784-128-128-10 MLP at batch 200 (docs/slni.md#presets), permuted inputs.
   "permuted-mnist": dict(shape=(28, 28, 3), batch=200, buffer=0, rotate=False, mlp=True),
   # One DGM iteration at MNIST shapes (32x32x1, batch 64): speed/dgm_step.py's.
   "dgm-mnist": dict(shape=(32, 32, 1), batch=dgm_step.BATCH, buffer=0, rotate=False, dgm=True),

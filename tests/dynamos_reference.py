@@ -1,11 +1,10 @@
-"""An independent re-computation of Dynamos' loss terms (spec 4-6), for the tests.
+"""An independent re-computation of Dynamos' loss terms, for the tests.
 
-Written from the spec, not from ``dynamos_jax.methods.dynamos.loss_terms``: the tests compare the
-library's step against these. Every function takes the array module ``xp``
-(``numpy`` in float64 for values, ``jax.numpy`` where a test differentiates)
-and only the model's raw outputs: logits, the sampled actions and the
-attention vectors V. Quantities with no gradient (rewards, which samples are
-correct) are computed on the host with NumPy and passed in as constants.
+Written from docs/dynamos.md#loss-terms, not from ``dynamos_jax.methods.dynamos.loss_terms``: the
+tests compare the library's step against these. Every function takes the array module ``xp``
+(``numpy`` in float64 for values, ``jax.numpy`` where a test differentiates) and only the model's
+raw outputs: logits, the sampled actions and the attention vectors V. Quantities with no gradient
+(rewards, which samples are correct) are computed on the host with NumPy and passed in as constants.
 """
 
 import numpy as np

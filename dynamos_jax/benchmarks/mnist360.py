@@ -1,8 +1,9 @@
-"""MNIST-360 (general continual learning, spec 10.3): rotating digit pairs, one pass.
+"""MNIST-360 (general continual learning): rotating digit pairs, one pass.
 
 The stream and the rotated test draws are generated from the seed by
 ``data/mnist360.py``; the run is planned as one task without boundaries and
-evaluated once, at the end, by the accuracy over all rotated test draws.
+evaluated once, at the end, by the accuracy over all rotated test draws
+(docs/dynamos.md#the-mnist-360-stream).
 """
 
 import jax

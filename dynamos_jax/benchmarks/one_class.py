@@ -1,4 +1,6 @@
-"""DGM's benchmarks: MNIST, SVHN, CIFAR-10 as ten one-class tasks; ImageNet-50 (dgm-spec 1, 8, 10).
+"""DGM's benchmarks: MNIST, SVHN, CIFAR-10 as ten one-class tasks; ImageNet-50.
+
+See docs/dgm.md#setting-and-protocol and docs/dgm.md#data-and-preprocessing.
 
 Task t is class t (natural order 0..9), so a sample's label is its task. Images
 are 32x32: MNIST's 28x28 digits are resized on the host with PIL's bilinear
@@ -8,19 +10,20 @@ in float32 for every byte, so resizing the uint8 image is the same); SVHN and
 CIFAR-10 are 32x32x3 already. A method scales them with
 ``discriminator.to_unit``.
 
-Validation hold-out (spec 8, 10), per class from the seed: the class's
-training samples are permuted and the first ``int(0.15 n)`` (MNIST) are held
-out, the rest train, in the permuted order (the reference's
+Validation hold-out (docs/dgm.md#data-and-preprocessing), per class from the
+seed: the class's training samples are permuted and the first ``int(0.15 n)``
+(MNIST) are held out, the rest train, in the permuted order (the reference's
 ``shuffle(r, random_state=seed)``, ``r[:nvalid]`` / ``r[nvalid:]``); SVHN and
-CIFAR-10 keep ``int(0.9 n)`` to train (``random_split``'s train length) and
-hold out the rest. The permutations are JAX's, not scikit-learn's or torch's:
-the same sizes, other samples.
+CIFAR-10 keep ``int(0.9 n)`` to train (``random_split``'s train length) and hold
+out the rest. The permutations are JAX's, not scikit-learn's or torch's: the
+same sizes, other samples.
 
-Within a task the training samples come in ONE FIXED ORDER, the same every
-epoch (spec 12.8): batch i of every epoch holds samples i B .. i B + B - 1 of
-``task_data(t).batches(B)``'s order, the last partial batch padded and
-masked. A joint run (``joint = True`` methods: the JT upper bound) trains one
-task of every class's training part, reshuffled every epoch from the seed.
+Within a task the training samples come in ONE FIXED ORDER, the same every epoch
+(docs/dgm.md#quirks-decided-deliberately): batch i of every epoch holds samples
+i B .. i B + B - 1 of ``task_data(t).batches(B)``'s order, the last partial
+batch padded and masked. A joint run (``joint = True`` methods: the JT upper
+bound) trains one task of every class's training part, reshuffled every epoch
+from the seed.
 
 Evaluated per class (= per task) on the official test split: ``class_il`` is
 each class's accuracy (%) with the argmax over the method's logits (which
@@ -28,20 +31,21 @@ mask unseen classes), so A_t is the mean of the accuracy-matrix row t over
 the classes seen. One class per task makes task-IL 100 % by construction; it
 is reported (every run's results carry both matrices) but says nothing.
 
-ImageNet-50 (``dgm-imagenet50``; spec 1, 10; the authors'
+ImageNet-50 (``dgm-imagenet50``; docs/dgm.md#setting-and-protocol; the authors'
 ``run_DGMw_imagenet.py`` and ``approaches/DGMw_imnet.py``): five tasks of
 ``classes_per_task`` = 10 classes, task t = labels 10 t .. 10 t + 9 (the
 ``imagenet50`` dataset's order: ``imagenet_class_indices``' synsets). As the
-code: nothing is held out of the training folders (its "valid" evaluations
-are on the official validation images, this benchmark's test split), and
-the real images are reshuffled every epoch (its ``DataLoader(shuffle=True)``),
-here from the seed (the key of (task, epoch)). The accuracy matrices stay
-per task, as the project's other class-incremental benchmarks: entry (row,
-task) is the mean of the task's ten per-class accuracies, so A_t, the row's
-mean over the tasks seen, is the balanced mean over the classes seen (spec
-8; the test split has 50 images a class, where this equals the task's
-sample accuracy); task-IL takes the argmax over the task's ten classes.
-Top-5 accuracy (the code's second figure) is not computed.
+code: nothing is held out of the training folders (its "valid" evaluations are
+on the official validation images, this benchmark's test split), and the real
+images are reshuffled every epoch (its ``DataLoader(shuffle=True)``), here from
+the seed (the key of (task, epoch)). The accuracy matrices stay per task, as the
+project's other class-incremental benchmarks: entry (row, task) is the mean of
+the task's ten per-class accuracies, so A_t, the row's mean over the tasks seen,
+is the balanced mean over the classes seen
+(docs/dgm.md#evaluation-and-model-selection; the test split has 50 images a
+class, where this equals the task's sample accuracy); task-IL takes the argmax
+over the task's ten classes. Top-5 accuracy (the code's second figure) is not
+computed.
 """
 
 import os
@@ -63,8 +67,9 @@ SIZE = 32  # every DGM network takes 32x32 images
 # fold_in(task) then fold_in(epoch), with task = 0).
 _HOLDOUT = 2**31 - 3
 
-# ImageNet-50 (spec 1): task t uses these indices + 100 t of the alphabetically sorted
-# class folders (cfg_imnet_dgmw.yml: class_idx_imnet); the loader's selection.
+# ImageNet-50 (docs/dgm.md#setting-and-protocol): task t uses these indices + 100 t of the
+# alphabetically sorted class folders (cfg_imnet_dgmw.yml: class_idx_imnet); the loader's
+# selection.
 IMAGENET_BASE_CLASSES = imagenet.BASE_CLASSES
 imagenet_class_indices = imagenet.class_indices  # [num_tasks, 10] sorted-synset positions
 
@@ -281,7 +286,8 @@ class OneClassCIFAR10(OneClass):
 
 @register
 class ImageNet50(OneClass):
-  """ImageNet-50 (spec 1): 5 tasks of 10 classes, no hold-out, reshuffled every epoch."""
+  """ImageNet-50 (docs/dgm.md#setting-and-protocol): 5 tasks of 10 classes, no hold-out,
+  reshuffled every epoch."""
 
   name = "dgm-imagenet50"
   dataset = "imagenet50"

@@ -1,4 +1,4 @@
-"""Permuted MNIST (slni-spec 6.1): five tasks of all ten digits, each with its pixels permuted.
+"""Permuted MNIST (docs/slni.md#permuted-mnist): five tasks of all ten digits, pixels permuted.
 
 Domain-incremental: every task has the same ten classes and one shared head;
 task 1 is plain MNIST and task t > 1 applies its own fixed permutation of the

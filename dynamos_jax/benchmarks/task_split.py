@@ -2,14 +2,14 @@
 
 Task t holds classes ``t * K .. (t + 1) * K - 1`` of the dataset in natural
 order (K = ``classes_per_task``; the class order of the papers is not known,
-slni-spec 6.3 and 15); a sample's label is its class's place in its task,
+docs/slni.md#undetermined-choices); a sample's label is its class's place in its task,
 0..K-1, so ``num_classes`` is K, the width of one head. Each task's samples
 are reshuffled every epoch from the seed; the last partial batch is kept
 (padded and masked). After every task, every task's test samples are scored
 under two protocols:
 
 - ``task_il``: the argmax of the task's own head (``predict(images, t)``), the
-  benchmark's protocol (slni-spec 8).
+  benchmark's protocol (docs/slni.md#metrics).
 - ``class_il``: without the task: the argmax over ``predict(images, None)``.
   A method with a head per task gives every head's logits side by side
   [M, T * K], scored against the class over all tasks (``t * K + label``);
@@ -115,7 +115,7 @@ class TaskSplit(Benchmark):
 
 @register
 class SplitCIFAR100(TaskSplit):
-  """CIFAR-100 in 10 tasks of 10 classes (slni-spec 6.3), 32x32x3."""
+  """CIFAR-100 in 10 tasks of 10 classes (docs/slni.md#split-cifar-100), 32x32x3."""
 
   name = "split-cifar100"
   dataset = "cifar100"

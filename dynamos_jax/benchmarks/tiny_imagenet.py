@@ -1,4 +1,4 @@
-"""Tiny ImageNet in 10 tasks of 20 classes, a head per task (slni-spec 6.2).
+"""Tiny ImageNet in 10 tasks of 20 classes, a head per task (docs/slni.md#tiny-imagenet).
 
 Task t holds classes ``20 t .. 20 t + 19`` with class c the c-th WordNet id
 in sorted order (``data/tiny_imagenet.py``): the authors' class-to-task split

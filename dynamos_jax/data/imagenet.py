@@ -1,4 +1,6 @@
-"""ILSVRC-2012 reduced to DGM's ImageNet-50 (dgm-spec 1, 10): 50 classes, 32x32 uint8.
+"""ILSVRC-2012 reduced to DGM's ImageNet-50: 50 classes, 32x32 uint8.
+
+See docs/dgm.md#setting-and-protocol and docs/dgm.md#data-and-preprocessing.
 
 Classes. Task t = 0..4 of ImageNet-50 takes the classes at positions
 ``BASE_CLASSES + 100 t`` of the 1,000 synset ids (wnids) in sorted order, and

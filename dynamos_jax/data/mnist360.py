@@ -1,6 +1,6 @@
 """MNIST-360: the general-continual-learning stream of rotating digit pairs.
 
-Reproduces the reference (Mammoth) MNIST-360 stream of the spec, §10.3:
+Reproduces the reference (Mammoth) MNIST-360 stream (docs/dynamos.md#the-mnist-360-stream):
 
 * Digits 0-8 only (K = 9). Each class j's training images, in dataset order,
   are cut into 6 consecutive chunks of ``n_j // 6 + 1`` images (the last one
@@ -240,13 +240,14 @@ def test_draws(
   yields exactly N_j items; its n-th item is rotated by ``n * 360 / N_j``
   degrees.
 
-  With ``shuffle=True`` (the reference Dynamos code, spec §10.3) the items of
-  class j come in batches of B, each the first B items of a fresh shuffle of
-  the class's test images (so an image may appear in several batches, or in
-  none), the last batch truncated to reach N_j. With ``shuffle=False``
-  (Mammoth's later fix) each test image of class j is used exactly once, in
-  dataset order. (Mammoth's current code actually re-reads the first B images
-  of the unshuffled class for every batch; that variant is not offered.)
+  With ``shuffle=True`` (the reference Dynamos code;
+  docs/dynamos.md#the-mnist-360-stream) the items of class j come in batches of
+  B, each the first B items of a fresh shuffle of the class's test images (so an
+  image may appear in several batches, or in none), the last batch truncated to
+  reach N_j. With ``shuffle=False`` (Mammoth's later fix) each test image of
+  class j is used exactly once, in dataset order. (Mammoth's current code
+  actually re-reads the first B images of the unshuffled class for every batch;
+  that variant is not offered.)
 
   Args:
     key: PRNG key (unused when ``shuffle=False``).
@@ -316,7 +317,7 @@ def _incremental_degrees(number: np.ndarray, total: np.ndarray, start: np.ndarra
 
 
 def gcl_accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
-  """Sample-weighted accuracy in percent over all test draws (spec §10.4, GCL)."""
+  """Sample-weighted accuracy in percent over all test draws (GCL; docs/dynamos.md#evaluation)."""
   predictions, labels = np.asarray(predictions), np.asarray(labels)
   if predictions.shape != labels.shape or predictions.size == 0:
     raise ValueError(f"need equal non-empty shapes, got {predictions.shape} and {labels.shape}")

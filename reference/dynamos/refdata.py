@@ -125,7 +125,7 @@ def gcl_record(accuracy: float, correct: list[int], total: list[int]) -> dict:
 
   Args:
     accuracy: what their ``evaluate`` returned: correct / total over every test
-      draw of all classes, in percent (sample-weighted, spec 10.4).
+      draw of all classes, in percent (sample-weighted; docs/dynamos.md#evaluation).
     correct, total: [K] per-class counts of the same draws (the driver's hook).
 
   Returns:

@@ -123,7 +123,9 @@ DISTINCT_WEIGHTS = dict(alpha=0.3, beta=1.7, alpha_p=0.45, gamma=0.6, w_p=0.25, 
 
 
 def _eq7(xp, w, tau, out, labels, r_out, r_labels, replay, consts):
-  """Eq. 7 from the two forwards' raw outputs, by ``dynamos_reference`` (spec 6).
+  """Eq. 7 from the two forwards' raw outputs, by ``dynamos_reference``.
+
+  Eq. 7 is written out in docs/dynamos.md#consistency-losses-and-the-total-loss.
 
   out, r_out: (logits, actions, attention) of the current and replay forwards;
   consts: host constants (rewards and correct masks of both forwards).

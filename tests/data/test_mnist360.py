@@ -1,4 +1,5 @@
-"""MNIST-360 stream (spec §10.3): schedule, draws, rotation angles, PIL-equal rotation."""
+"""MNIST-360 stream (docs/dynamos.md#the-mnist-360-stream): schedule, draws, rotation angles,
+PIL-equal rotation."""
 
 import jax
 import numpy as np

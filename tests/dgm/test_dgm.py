@@ -3,9 +3,9 @@
 One uninterrupted DGMw run (conftest's dgm_two_task_run) is recorded at every task hook;
 the tests read it: the growth rule on the binarised masks, weights reserved
 by task 0 bit-identical after task 1 trains, task 0's generated images at
-s = S unchanged (up to the soft-mask drift of spec 12.5), a resume mid-task
-after growth equal to the uninterrupted run, two seeds in one program, DGMa,
-and bad input.
+s = S unchanged (up to the soft-mask drift of docs/dgm.md#soft-masks-for-past-tasks),
+a resume mid-task after growth equal to the uninterrupted run, two seeds in one
+program, DGMa, and bad input.
 """
 
 import json
@@ -66,7 +66,7 @@ def test_runs_two_tasks_and_grows_by_the_rule(reference):
   assert all(e["ce"] == 0.0 for e in results["log"] if e["task"] == 1)
   assert any(e["ce"] > 0.0 for e in results["log"] if e["task"] == 2)
   assert results["train"]["compiles"] == 2  # one step program per task's shapes
-  # Each logged chunk: the loss terms compose as spec 4 says (means over the chunk's
+  # Each logged chunk: the loss terms compose as docs/dgm.md#losses says (means over the chunk's
   # steps, so the identities hold for them too), and s follows the code's schedule
   # from the step counter: chunks [0, 2) and [2, 3) of each epoch, N_t = 11, B = 4, I = 2.
   log = results["log"]
@@ -103,7 +103,8 @@ def test_runs_two_tasks_and_grows_by_the_rule(reference):
       np.testing.assert_array_equal(after.counts[0], counts)  # task 0 keeps its own
       grown = gen.masked_count(method.spec, np.asarray(after.counts[1]))
       assert grown > gen.masked_count(method.spec, counts)
-      # Free weights after the growth >= the free weights task 0 started with (spec 6).
+      # Free weights after the growth >= the free weights task 0 started with
+      # (docs/dgm.md#growth-after-each-task).
       free = grown - sum(ones)
       assert free >= gen.masked_count(method.spec, counts)
 
@@ -144,8 +145,9 @@ def test_past_class_images_survive_the_next_task(reference):
     summary.generate(method, before1, z, 0, binary=True),
     summary.generate(method, after0, z, 0, binary=True),
   )
-  # With the soft masks sigmoid(S e) that generation uses (spec 12.5), free
-  # weights whose task-0 embedding ended just below 0 (mask in (0, 0.5)) still
+  # With the soft masks sigmoid(S e) that generation uses
+  # (docs/dgm.md#soft-masks-for-past-tasks), free weights whose task-0 embedding
+  # ended just below 0 (mask in (0, 0.5)) still
   # reach task 0's output, and task 1 trains them: its images drift. In this
   # run (6 Adam steps of lr 2e-3 per task after the reversed first-epoch
   # schedule, so many embeddings end within ~1e-4 of 0) the drift is ~1e-3 on

@@ -31,7 +31,7 @@ def test_configs_validate(name, arg):
 
 
 def test_released_settings():
-  """Spec 9's table, cell by cell where it is released."""
+  """The table of docs/dgm.md#hyperparameters, cell by cell where it is released."""
   w, a = _load("dgm_mnist")("dgmw"), _load("dgm_mnist")("dgma")
   for c in (w, a):
     assert (c.batch_size, c.epochs, c.seed) == (64, 101, 0)

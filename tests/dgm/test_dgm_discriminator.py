@@ -1,4 +1,5 @@
-"""DGM's discriminator: parameter counts of spec 2.3, the spec 2.4 initialisation, masked BN."""
+"""DGM's discriminator: parameter counts (docs/dgm.md#parameter-counts), the initialisation
+(docs/dgm.md#initialisation), masked BN."""
 
 import jax
 import jax.numpy as jnp
@@ -15,8 +16,9 @@ def param_count(params) -> int:
 
 @pytest.mark.parametrize("channels, base", [(1, 259_233), (3, 260_833)])
 @pytest.mark.parametrize("k", [1, 10])
-def test_parameter_count_matches_spec(channels, base, k):
-  """Spec 2.3: D = 259 233 + 2049 K (MNIST, one channel), 260 833 + 2049 K (SVHN)."""
+def test_parameter_count_matches_the_reference(channels, base, k):
+  """docs/dgm.md#parameter-counts: D = 259 233 + 2049 K (MNIST, one channel), 260 833 + 2049 K
+  (SVHN)."""
   variables = jax.eval_shape(lambda: dgm_d.init_discriminator(jax.random.key(0), k, channels))
   assert param_count(variables["params"]) == base + 2049 * k
   # BatchNorm statistics are state, not parameters: conv2 (64) and conv3 (128) channels.
@@ -107,7 +109,8 @@ def test_running_statistics_follow_pytorch_momentum():
 
 
 def test_imagenet_resnet_discriminator_counts():
-  """Spec 2.5: the ResNet-18 trunk has 11 168 832 parameters; D ~ 12.25 M with 10 outputs."""
+  """docs/dgm.md#imagenet-networks: the ResNet-18 trunk has 11 168 832 parameters; D ~ 12.25 M
+  with 10 outputs."""
   model = dgm_d.ResNetDiscriminator(10)
   variables = jax.eval_shape(
     lambda: model.init(jax.random.key(0), jnp.zeros((2, 32, 32, 3)), train=False)

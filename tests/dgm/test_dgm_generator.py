@@ -1,5 +1,5 @@
-"""DGM's generator (methods/dgm/generator_dcgan.py): shapes and counts of spec 2.3, growth,
-sub-networks."""
+"""DGM's generator (methods/dgm/generator_dcgan.py): shapes and counts
+(docs/dgm.md#parameter-counts), growth, sub-networks."""
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +42,7 @@ def test_conv_transpose_is_pytorchs(stride, pad, size):
     ("a", 20, 3, 227840, 960, 280),
   ],
 )
-def test_counts_at_the_start_are_spec_2_3(variant, ngf, channels, masked, head, bn):
+def test_counts_at_the_start_are_the_reference_counts(variant, ngf, channels, masked, head, bn):
   spec = gen.GeneratorSpec(variant, ngf, 128, channels, num_tasks=10)
   params, stats, counts = gen.init(jax.random.key(0), spec)
   assert gen.masked_count(spec, counts) == masked
@@ -50,7 +50,7 @@ def test_counts_at_the_start_are_spec_2_3(variant, ngf, channels, masked, head, 
   # The existence masks cover exactly those entries of the padded arrays.
   exist = gen.weight_exist(counts, [w.shape for w in params["w"]])
   assert sum(int(jnp.sum(x)) * 16 for x in exist) == masked
-  # Padding is zero; the active block is drawn as spec 2.4.
+  # Padding is zero; the active block is drawn as docs/dgm.md#initialisation says.
   for w, x in zip(params["w"], exist):
     assert float(jnp.max(jnp.abs(w * (1 - x)))) == 0.0
   w1 = np.asarray(params["w"][0])[:, : counts[0]]

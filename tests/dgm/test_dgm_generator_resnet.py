@@ -1,5 +1,6 @@
-"""DGM's ImageNet generator (methods/dgm/generator_resnet.py): spec 2.5's count, the HAT
-guarantee, the ImageNet growth rule of spec 6, and a NumPy re-computation of the forward."""
+"""DGM's ImageNet generator (methods/dgm/generator_resnet.py): its count
+(docs/dgm.md#parameter-counts), the HAT guarantee, the ImageNet growth rule
+(docs/dgm.md#imagenet-growth), and a NumPy re-computation of the forward."""
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +38,7 @@ def _pad_like(xs, params):
   return tuple(gen.pad(x, w.shape) for x, w in zip(xs, params["w"]))
 
 
-def test_count_and_initialisation_at_spec_2_5():
+def test_count_and_initialisation_at_the_start():
   f, nz = 64, 128
   spec = rg.ResNetGeneratorSpec(ngf=f, nz=nz)
   params, stats, sizes = rg.init(jax.random.key(0), spec)
@@ -175,7 +176,8 @@ def test_block_growth_credit_and_equalised_shortcut():
 
 
 def test_past_task_output_survives_training_of_free_weights():
-  """HAT's guarantee with binary past masks (spec 2.5, 3.2): task 0 runs on its own
+  """HAT's guarantee with binary past masks (docs/dgm.md#imagenet-networks,
+  docs/dgm.md#cumulative-masks-and-gradient-conditioning): task 0 runs on its own
   sub-network with its binary mask; task 1 trains everything with gradients conditioned
   by 1 - M. Task 0's images stay bit-identical; unconditioned, they would move."""
   spec = rg.ResNetGeneratorSpec(ngf=4, nz=8, num_tasks=2, classes_per_task=2)

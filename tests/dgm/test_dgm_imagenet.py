@@ -7,7 +7,7 @@ one-block ResNet D of width 4; the hooks' states are kept and checked: the
 HAT guarantee with binary past masks, the replay's classes and counts, the
 masked aux logits and the grown aux head, the per-class heads, padding to
 common widths, the benchmark's tasks and per-task matrix; and what a user
-reads off it (spec 16): mask statistics, generator size, per-class samples
+reads off it (docs/dgm.md#what-a-run-reports): mask statistics, generator size, per-class samples
 and ``analyze``'s figures. The run's tests are the slow tier's; the fast tier
 tests the ResNet family's parts (test_dgm_generator_resnet.py,
 test_dgm_discriminator.py), the schedule and the refusals here.
@@ -333,7 +333,7 @@ def test_imagenet_schedule_by_hand():
   assert float(s) == pytest.approx(0.01 + (100.0 - 0.01) * 2 / 3, rel=1e-6)
 
 
-# --- what a user reads off the run (dgm-spec 16; methods/dgm/summary.py, plots.py) -------
+# --- what a user reads off the run (docs/dgm.md#what-a-run-reports; summary.py, plots.py) ---
 
 KERNELS = [4] + [3, 3, 1] * 3  # fc1's 4x4 "kernel", then conv1, conv2, the 1x1 shortcut
 NAMES = ["fc1"] + [f"block{b}.{n}" for b in (1, 2, 3) for n in ("conv1", "conv2", "short")]

@@ -28,11 +28,11 @@ def test_average_accuracy_over_seen_classes():
   assert dgm_plots.average_accuracy(matrix) == [100.0, 85.0, 75.0]
 
 
-def test_masked_params_match_spec_2_3():
+def test_masked_params_match_the_reference_count():
   """conv1-3 at the start: DGMw (24, 12, 6) -> 54 912; DGMa (80, 40, 20) -> 227 840."""
   counts = np.array([[24, 12, 6], [80, 40, 20]])
   assert list(dgm_plots.masked_params(counts, nz=128)) == [54_912, 227_840]
-  # 128*24*16 = 49 152, 24*12*16 = 4 608, 12*6*16 = 1 152 (spec 2.3's parts).
+  # 128*24*16 = 49 152, 24*12*16 = 4 608, 12*6*16 = 1 152 (docs/dgm.md#parameter-counts).
   assert dgm_plots.masked_params(np.array([[24, 0, 0]]), 128)[0] == 49_152
 
 
@@ -119,7 +119,8 @@ def test_analyze_a_dgm_run(dgm_two_task_run, tiny_data):
   drift = dgm_plots.sample_drift([r["samples"] for r in reports])
   assert numbers["sample_drift"] == drift and drift[1][1] == 0.0
   # Class 0 after task 2 from the same noise as after task 1: a small change only
-  # (soft-mask drift, spec 12.5), which a reader would see in the grids' first rows.
+  # (soft-mask drift, docs/dgm.md#soft-masks-for-past-tasks), which a reader would see in
+  # the grids' first rows.
   assert 0.0 <= drift[1][0] < 0.02
   assert "best_valid" not in numbers  # a selection=final run
   assert numbers["A_t"] == dgm_plots.average_accuracy(results["class_il"]["matrix"])

@@ -181,7 +181,8 @@ def test_samples_after_each_task_come_from_one_fixed_noise(reference):
       images = np.asarray(dgm_summary.generate(method, learner, zc, c))
       expected = np.clip(np.round(127.5 * (images + 1.0)), 0, 255)
       np.testing.assert_allclose(reports[1]["samples"][c], expected, atol=1)
-    # Class 0's row after task 2 is task 1's row up to the soft-mask drift (spec 12.5):
+    # Class 0's row after task 2 is task 1's row up to the soft-mask drift
+    # (docs/dgm.md#soft-masks-for-past-tasks):
     # the same noise; other noise gives other images.
     # (The drift's size is the CPU's: up to 3 grey levels on a Zen 4, 6 on an Intel Xeon.)
     after1, after2 = (r["samples"][0].astype(int) for r in reports)

@@ -1,5 +1,5 @@
-"""DGM's mask functions (dynamos_jax/methods/dgm/hat.py) against hand-worked values of
-dgm-spec 3 and 6."""
+"""DGM's mask functions (dynamos_jax/methods/dgm/hat.py) against hand-worked values
+(docs/dgm.md#masks-and-their-scale, docs/dgm.md#growth-after-each-task)."""
 
 import math
 

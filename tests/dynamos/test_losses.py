@@ -131,7 +131,7 @@ def gated_forward():
   return forward, variables["params"]
 
 
-# The four agents in the order of aux's columns (spec 1.1), and the backbone
+# The four agents in the order of aux's columns (docs/dynamos.md#the-network), and the backbone
 # units upstream of each agent's input: agent l's losses may reach exactly
 # these (and agent l itself), nothing else.
 AGENTS = [

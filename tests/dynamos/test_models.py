@@ -24,7 +24,7 @@ def test_parameter_counts_match_the_reference():
     {"params": jax.random.key(0), "gates": jax.random.key(1)}, images, "sample", True
   )
   plain = ResNet(10, gated=False).init(jax.random.key(0), images, "off")
-  assert _count(gated["params"]) == 187_578  # spec 1.2
+  assert _count(gated["params"]) == 187_578  # docs/dynamos.md#the-network
   assert _count(plain["params"]) == 170_410
   agent_1 = gated["params"]["layer2_0"]["agent_a"]
   assert _count(agent_1) == 2_756
@@ -197,7 +197,10 @@ def _torch_default_bound(fan_in):
 
 
 def test_initialisation_is_pytorchs_default():
-  """Spec 1.3: convs and linears U(-b, b), b = 1/sqrt(fan_in); BN scale 1, bias 0, stats 0/1."""
+  """Convs and linears U(-b, b), b = 1/sqrt(fan_in); BN scale 1, bias 0, stats 0/1.
+
+  See docs/dynamos.md#initialisation.
+  """
   model = ResNet(10)
   variables = model.init(
     {"params": jax.random.key(0), "gates": jax.random.key(1)},

@@ -12,8 +12,8 @@ from dynamos_jax.chunks import plan_chunks
 
 from conftest import ROOT
 
-# Paper Table 5 = the reference best-args (spec section 11), typed in from the
-# spec: (config file, buffer) -> (epochs, warm-up, B, B_M, alpha, beta,
+# Paper Table 5 = the reference best-args (docs/dynamos.md#hyperparameters),
+# typed in from the paper: (config file, buffer) -> (epochs, warm-up, B, B_M, alpha, beta,
 # alpha_p, lambda, gamma, w_p, kr). Warm-up: ("it", n) iterations or ("ep", n) epochs.
 TABLE5 = {
   ("seq_mnist", 500): (1, ("it", 10), 10, 10, 0.2, 2.0, 0.2, 500, 0.5, 0.3, 0.7),
@@ -55,7 +55,7 @@ def test_config_is_its_table5_row(name, buffer):
     kr,
   )
   assert d.lam == lam  # the paper's positive lambda (the code's --policy-penalty is -lambda)
-  # Left at the reference's argparse defaults (spec section 11).
+  # Left at the reference's argparse defaults (docs/dynamos.md#hyperparameters).
   assert (d.tau, c.model.nf, c.model.mlp_reduction) == (0.15, 32, 16)
   # The method built from the config carries the same weights.
   method = methods.REGISTRY["dynamos"].from_config(

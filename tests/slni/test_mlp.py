@@ -1,4 +1,5 @@
-"""The permuted-MNIST MLP: parameter counts of slni-spec 4.1, PyTorch init, activations, probes."""
+"""The permuted-MNIST MLP: parameter counts of docs/slni.md#networks, PyTorch init, activations,
+probes."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""SLNI's representation regularisers: the hand-worked values of slni-spec section 11,
+"""SLNI's representation regularisers: the hand-worked values of docs/slni.md#worked-example,
 independent NumPy re-computations, padding, and the gradient of the ordered-pair sum."""
 
 import itertools
@@ -78,7 +78,8 @@ def test_against_numpy_with_padding_rows_ignored(mode):
 
 
 def test_gradient_is_the_ordered_pair_sum():
-  """dR/dh_i^m = (2/M) sum_{j != i} W_ij h_j^m for H >= 0 (autograd's factor 2, spec 2.2)."""
+  """dR/dh_i^m = (2/M) sum_{j != i} W_ij h_j^m for H >= 0 (autograd's factor 2,
+  docs/slni.md#representation-regularisers)."""
   rng = np.random.default_rng(1)
   h = jnp.asarray(np.maximum(rng.normal(size=(5, 6)), 0.0) + 0.1, jnp.float32)
   w = reg.locality(6, 1.0) * reg.discount(jnp.asarray(rng.uniform(0, 1, 6), jnp.float32), "min")

@@ -184,7 +184,7 @@ def test_configs(name, dataset, side):
     s.selection,
   ) == ("vgg11_slim", 500, "per_task", "mas", 1e-6, 4.0, 6.0, True, "best_epoch")
   assert _load_config(name, "no_reg").slni.regularizer == "no_reg"
-  if name == "tiny_imagenet":  # the demo's plateau schedule (slni-spec 7)
+  if name == "tiny_imagenet":  # the demo's plateau schedule (docs/slni.md#presets)
     assert (s.lr_patience, s.lr_factor, s.stop_patience) == (5, 0.1, 10)
 
   class Shapes:  # What from_config reads of the benchmark.
@@ -194,7 +194,7 @@ def test_configs(name, dataset, side):
   model = methods.REGISTRY["slni"].from_config(c, Shapes).model
   shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, side, side, 3), jnp.uint8))
   count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
-  if name == "tiny_imagenet":  # slni-spec 4.2 with one head, plus nine more Dense(500, 20).
+  if name == "tiny_imagenet":  # docs/slni.md#networks: one head, plus nine Dense(500, 20).
     assert count == 17_305_884 + 9 * (500 * 20 + 20)
 
 

@@ -1,4 +1,4 @@
-"""VGG11-slim (slni-spec 4.2): parameter counts, torchvision/PyTorch init, PyTorch's flatten
+"""VGG11-slim (docs/slni.md#networks): parameter counts, torchvision/PyTorch init, PyTorch's flatten
 order, the ImageNet normalisation, the regularised layers and their probes."""
 
 import jax
@@ -15,7 +15,7 @@ def _count(model, side):
 
 
 def _by_hand(side, heads, k, c=64, n=500):
-  """Conv and Dense parameters counted from the layer table of slni-spec 4.2."""
+  """Conv and Dense parameters counted from the layer table of docs/slni.md#networks."""
   chans = [3, c, 2 * c, 4 * c, 4 * c, 8 * c, 8 * c]
   conv = sum(9 * a * b + b for a, b in zip(chans[:-1], chans[1:]))
   flat = (side // 8) ** 2 * 8 * c  # Three 2x2 pools.
@@ -27,7 +27,7 @@ def test_parameter_counts(side, heads, k):
   count = _count(VGGSlim(heads=heads, num_classes=k), side)
   assert count == _by_hand(side, heads, k)
   if (side, heads, k) == (56, 1, 20):
-    assert count == 17_305_884  # slni-spec 4.2
+    assert count == 17_305_884  # docs/slni.md#networks
 
 
 def test_initialisation():

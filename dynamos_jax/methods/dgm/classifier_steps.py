@@ -1,4 +1,5 @@
-"""DGM's classifier steps (dgm-spec 7): t + 1 Adam steps of D's aux cross-entropy per batch.
+"""DGM's classifier steps: t + 1 Adam steps of D's aux cross-entropy per batch
+(docs/dgm.md#training-loop).
 
 The real batch and the replay of the past (one batch's worth per past class,
 or per past task with ten classes a task) are shuffled together and cut into

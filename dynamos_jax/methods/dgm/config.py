@@ -28,7 +28,8 @@ def defaults() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.variant = "w"  # w: DGMw (masks on weights) | a: DGMa (masks on channels)
   c.smax = 1e4  # s_max, the final mask scale (MNIST DGMw 1e4, DGMa 1e5)
-  c.lambda_ru = 0.08  # base weight of the mask sparsity regulariser (x alpha, spec 3.4)
+  # Base weight of the mask sparsity regulariser (x alpha, docs/dgm.md#sparsity-regulariser).
+  c.lambda_ru = 0.08
   c.lambda_gp = 1.0  # gradient-penalty weight of the WGAN-GP critic step
   c.lambda_adv = 1.0  # weight of the critic term in G's loss
   c.aux_g = False  # add CE(D's aux head on fakes, current class) to G's loss
@@ -48,8 +49,8 @@ def defaults() -> ml_collections.ConfigDict:
   # DGMa: where the channel mask multiplies: reference (conv output, before
   # the task's BN) | hat (after the ReLU, as HAT).
   c.mask_placement = "reference"
-  # Growth after every task (spec 6): code (DGMw credits the free weights
-  # the input growth creates) | paper (a_l = ceil(delta_l / n_l)) | none.
+  # Growth after every task (docs/dgm.md#growth-after-each-task): code (DGMw credits
+  # the free weights the input growth creates) | paper (a_l = ceil(delta_l / n_l)) | none.
   c.expansion = "code"
   c.shape_multiple = 8  # the per-task common shapes are rounded up to a multiple of this
   c.thres_cosh = 50.0  # the clip of s * e inside the compensation's cosh
@@ -80,11 +81,13 @@ def defaults() -> ml_collections.ConfigDict:
   # reference: 2 DGMw, 5 DGMa), and after the task's last epoch.
   c.eval_every = 2
   # Ten classes a task (methods/dgm/imagenet.py). generator: auto (the benchmark's:
-  # the DCGAN G of spec 2.1 for the one-class splits, the ResNet G and D of spec 2.5
-  # for dgm-imagenet50) | dcgan | resnet (ndf is then the ResNet D's stem width).
+  # the DCGAN G of docs/dgm.md#dcgan-generator for the one-class splits, the ResNet G
+  # and D of docs/dgm.md#imagenet-networks for dgm-imagenet50) | dcgan | resnet (ndf is
+  # then the ResNet D's stem width).
   c.generator = "auto"
   # soft: past tasks generate with sigmoid(S e) (the MNIST code) | binary: with
-  # 1[sigmoid(S e) >= 0.5] (the ImageNet code's stored masks, spec 12.5).
+  # 1[sigmoid(S e) >= 0.5] (the ImageNet code's stored masks;
+  # docs/dgm.md#soft-masks-for-past-tasks).
   c.past_masks = "soft"
   # With reinit_d=False, the aux head at a task start: reset (drawn afresh) | grow
   # (the ImageNet code: the seen classes' columns kept, the others drawn).

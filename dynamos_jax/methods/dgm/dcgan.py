@@ -1,4 +1,4 @@
-"""DGM with one class a task on the DCGAN G and D (MNIST, SVHN, CIFAR-10; dgm-spec 2, 5, 6, 16).
+"""DGM with one class a task on the DCGAN G and D (MNIST, SVHN, CIFAR-10; docs/dgm.md#networks).
 
 ``DCGANFamily``: the ``family.GeneratorFamily`` of the DCGAN G
 (``methods/dgm/generator_dcgan.py``, ``dgm.generator=dcgan``). Here a task is
@@ -87,7 +87,8 @@ class DCGANFamily(GeneratorFamily):
     )
 
   def reg_weight(self, state, t):
-    """lambda_RU times the task's active channels over the start's (spec 4)."""
+    """lambda_RU times the task's active channels over the start's
+    (docs/dgm.md#sparsity-regulariser)."""
     method = self.method
     return method.lambda_ru * jnp.sum(state.counts[t]) / sum(method.spec.start)
 
@@ -99,7 +100,8 @@ class DCGANFamily(GeneratorFamily):
     return dgm_replay.replay(method, state, positions, t), None, None
 
   def end_task(self, state, task):
-    """Binarise at s_max, cumulate, keep the embeddings, grow (spec 3.2, 6)."""
+    """Binarise at s_max, cumulate, keep the embeddings, grow
+    (docs/dgm.md#cumulative-masks-and-gradient-conditioning, docs/dgm.md#growth-after-each-task)."""
     method = self.method
     t = task.index
     state = jax.tree.map(jnp.asarray, state)

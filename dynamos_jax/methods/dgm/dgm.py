@@ -1,4 +1,4 @@
-"""DGM (Dynamic Generative Memory; Ostapenko et al., CVPR 2019): DGMw and DGMa (dgm-spec).
+"""DGM (Dynamic Generative Memory; Ostapenko et al., CVPR 2019): DGMw and DGMa (docs/dgm.md).
 
 An AC-GAN learns the classes one task at a time: the discriminator D
 (``methods/dgm/discriminator.py``) is also the classifier (its aux head); the
@@ -7,10 +7,12 @@ masked transposed convolutions carry HAT-style attention masks per task
 (``hat.py``): DGMw masks every weight, DGMa every output channel. After each
 task the masks are binarised at s_max and cumulated, the weights they reserve
 are frozen for later tasks (gradient conditioning), and G grows so that the
-next task finds as many free weights (units) as the first one did (spec 6).
+next task finds as many free weights (units) as the first one did
+(docs/dgm.md#growth-after-each-task).
 
-One step (spec 7, 15.3), for a real batch of task t (class t) at scale s of
-the schedule (spec 3.1, from the step counter: epoch e = k // batches,
+One step (docs/dgm.md#training-loop, docs/dgm.md#one-program-per-task), for a
+real batch of task t (class t) at scale s of the schedule
+(docs/dgm.md#scale-schedule, from the step counter: epoch e = k // batches,
 position j = k % batches):
   1. t + 1 Adam steps on D's aux cross-entropy (``lax.scan``), over the real
      batch and, for every past class c < t, the replay images at the same
@@ -20,19 +22,22 @@ position j = k % batches):
      mean (|grad_xhat c(xhat)| - 1)^2 (a nested ``jax.grad``, D in training mode);
   3. one Adam step on G: -lambda_adv mean c(G_t(z, s)) + lambda_RU alpha R^t
      [+ CE(aux(fake), t) with ``aux_g``]; gradients conditioned by 1 - M^{<t}
-     (DGMa: HAT's min rule), the embeddings' gradient compensated (3.3),
+     (DGMa: HAT's min rule), the embeddings' gradient compensated
+     (docs/dgm.md#embedding-gradient-compensation),
      clipped at norm 1e4; frozen entries restored after the update.
 D's BN statistics follow every training-mode forward in that order.
 
 State: ``dgm/state.DGMState``.
 
 Choices and deviations (the README's DGM section should say them):
-- Replay (spec 5, 15.6): not stored, generated inside the step from the
+- Replay (docs/dgm.md#replay): not stored, generated inside the step from the
   task-start snapshot of G (``replay``).
 - Growth happens after every task, the last one included; each seed grows by
   its own masks, and arrays are padded to a common shape (multiples of
-  ``dgm.shape_multiple``) with existence masks (spec 15.1; ``shapes``).
-- D's aux head has all K outputs, unseen ones masked (spec 15.4); at t = 0
+  ``dgm.shape_multiple``) with existence masks (``shapes``;
+  docs/dgm.md#shapes-and-existence-masks).
+- D's aux head has all K outputs, unseen ones masked
+  (docs/dgm.md#aux-head-over-all-classes); at t = 0
   its CE is identically 0 (one seen class), as the reference's.
 - The paper's schedule (``dgm.schedule=paper``): eqs. 3-4, reaching s_max.
 - ``dgm.loops``: the t + 1 CE chunks and the replay classes are scanned (one
@@ -41,10 +46,10 @@ Choices and deviations (the README's DGM section should say them):
 - ``dgm.selection=best_valid``: the reference's "best validation" report,
   recorded beside the final model's accuracies (D not reverted;
   ``selection``).
-- For a user (spec 16), in ``summary``: ``generate`` (a class's images at
-  s = S, soft or binarised masks), ``mask_statistics`` (per task and layer:
-  reserved, new, reused, free), ``generator_size`` (Table 3/4's parameters
-  and bytes).
+- For a user (docs/dgm.md#what-a-run-reports), in ``summary``: ``generate``
+  (a class's images at s = S, soft or binarised masks), ``mask_statistics``
+  (per task and layer: reserved, new, reused, free), ``generator_size``
+  (Table 3/4's parameters and bytes).
 - What depends on G's family is one class per family behind one protocol
   (``family.GeneratorFamily``; ``DGM.family`` picks it by ``dgm.generator``):
   ``dcgan.DCGANFamily`` (one class a task, the DCGAN G and D) and
@@ -76,7 +81,7 @@ from dynamos_jax.methods.dgm.discriminator import Discriminator, ResNetDiscrimin
 from dynamos_jax.methods.dgm.family import GeneratorFamily
 from dynamos_jax.methods.dgm.state import DGMState
 
-# fold_in constants of the named keys (design.md 3: never reuse a key).
+# fold_in constants of the named keys (docs/dgm.md#random-keys: never reuse a key).
 # 3 and 4 (BN, GROW) are shapes', 5 (REPLAY) replay's.
 _D_INIT, _HEAD = 1, 2
 # Per step: the step's key split into these consumers.
@@ -402,7 +407,8 @@ class DGM(Method):
     return self._seen_logits(logits, state.task)
 
   def end_task(self, state, task):
-    """Binarise at s_max, cumulate, keep the embeddings, grow (spec 3.2, 6)."""
+    """Binarise at s_max, cumulate, keep the embeddings, grow
+    (docs/dgm.md#cumulative-masks-and-gradient-conditioning, docs/dgm.md#growth-after-each-task)."""
     return self.family.end_task(state, task)
 
   @property

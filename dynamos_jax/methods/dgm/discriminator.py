@@ -1,4 +1,6 @@
-"""DGM's discriminator: a WGAN-GP critic and an auxiliary classifier in one net (dgm-spec 2.2).
+"""DGM's discriminator: a WGAN-GP critic and an auxiliary classifier in one net.
+
+See docs/dgm.md#dcgan-discriminator.
 
 D is also the continual learner's classifier (an AC-GAN): three strided 5x5
 convolutions on a 32x32 image, then two linear heads on the flattened
@@ -11,20 +13,21 @@ features, a critic value (WGAN-GP) and the class logits (the aux head):
                    -> critic Linear(2048 -> 1), aux Linear(2048 -> K)
 
 No biases in the convolutions, no dropout, no spectral norm. Initialisation as
-the reference's PyTorch 1.0 (spec 2.4): convolutions N(0, 0.02), BN scale
-N(1, 0.02) and bias 0, both linear heads PyTorch's default U(+-1/sqrt(fan_in))
-for weight and bias. BatchNorm as PyTorch's (eps 1e-5, momentum 0.1, i.e.
-Flax momentum 0.9); its running statistics live in ``batch_stats``. The aux
-head is allocated for all K classes at once (spec 15.4): the method masks the
-logits of unseen classes to -inf, which equals the reference's head of t + 1
-outputs because D is re-initialised at every task.
+the reference's PyTorch 1.0 (docs/dgm.md#initialisation): convolutions
+N(0, 0.02), BN scale N(1, 0.02) and bias 0, both linear heads PyTorch's default
+U(+-1/sqrt(fan_in)) for weight and bias. BatchNorm as PyTorch's (eps 1e-5,
+momentum 0.1, i.e. Flax momentum 0.9); its running statistics live in
+``batch_stats``. The aux head is allocated for all K classes at once
+(docs/dgm.md#aux-head-over-all-classes): the method masks the logits of unseen
+classes to -inf, which equals the reference's head of t + 1 outputs because D
+is re-initialised at every task.
 
 Flattening is NHWC (H, W, C) here where PyTorch flattens (C, H, W): a fixed
 permutation of the 2048 features, irrelevant for a net trained from scratch.
 
-``ResNetDiscriminator`` is the ImageNet-50 D of spec 2.5 (ResNet-18 trunk,
-2048-unit neck), with its parameter counts checked; the dgm method runs it on
-``dgm-imagenet50`` (``methods/dgm/imagenet.py``).
+``ResNetDiscriminator`` is the ImageNet-50 D (docs/dgm.md#imagenet-networks;
+ResNet-18 trunk, 2048-unit neck), with its parameter counts checked; the dgm
+method runs it on ``dgm-imagenet50`` (``methods/dgm/imagenet.py``).
 """
 
 import flax.linen as nn
@@ -33,7 +36,7 @@ import jax.numpy as jnp
 
 from dynamos_jax.conv import StridedConv
 
-# The reference's DCGAN-style initialisers (spec 2.4).
+# The reference's DCGAN-style initialisers (docs/dgm.md#initialisation).
 conv_init = nn.initializers.normal(0.02)
 _LEAK = 0.2
 
@@ -54,7 +57,10 @@ def torch_linear_init(fan_in: int):
 
 
 def to_unit(images: jax.Array) -> jax.Array:
-  """uint8 images [..., H, W, C] -> float32 in [-1, 1]: (x / 255 - 0.5) / 0.5 (spec 10)."""
+  """uint8 images [..., H, W, C] -> float32 in [-1, 1]: (x / 255 - 0.5) / 0.5.
+
+  See docs/dgm.md#data-and-preprocessing.
+  """
   return (images.astype(jnp.float32) / 255.0 - 0.5) / 0.5
 
 
@@ -70,7 +76,7 @@ def _bn(train: bool, name: str) -> nn.BatchNorm:
 
 
 class Discriminator(nn.Module):
-  """The MNIST/SVHN critic + classifier (spec 2.2).
+  """The MNIST/SVHN critic + classifier (docs/dgm.md#dcgan-discriminator).
 
   Attributes:
     num_classes: K, the aux head's width (all classes allocated).
@@ -118,7 +124,8 @@ class Discriminator(nn.Module):
     return critic, logits
 
 
-# --- ImageNet (spec 2.5): a CIFAR-style ResNet-18 trunk, a 2048-unit neck, the two heads ------
+# --- ImageNet: a CIFAR-style ResNet-18 trunk, a 2048-unit neck, the two heads --------------
+# (docs/dgm.md#imagenet-networks).
 # PyTorch 1.0's defaults (the ImageNet D is not passed through the DCGAN initialiser):
 # convolutions and linear layers U(+-1/sqrt(fan_in)), BatchNorm scale U(0, 1), bias 0.
 torch_conv_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
@@ -161,7 +168,9 @@ class _Block(nn.Module):
 
 
 class ResNetDiscriminator(nn.Module):
-  """The ImageNet-50 critic + classifier (spec 2.5; ``networks/net_DGMw_imnet.py``'s netD).
+  """The ImageNet-50 critic + classifier (``networks/net_DGMw_imnet.py``'s netD).
+
+  See docs/dgm.md#imagenet-networks.
 
   CIFAR-style ResNet-18 (3x3 stem of 64, no max-pool, [2, 2, 2, 2] basic
   blocks of 64-512 channels, 4x4 average pool) -> Linear(512 -> 2048), BN1d

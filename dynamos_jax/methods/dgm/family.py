@@ -62,7 +62,8 @@ class GeneratorFamily(abc.ABC):
   @abc.abstractmethod
   def end_task(self, state, task):
     """Task ``task.index``'s end: its masks binarised at s_max and cumulated, its embeddings
-    kept, G grown for the next task (spec 3.2, 6); the new state."""
+    kept, G grown for the next task (docs/dgm.md#cumulative-masks-and-gradient-conditioning,
+    docs/dgm.md#growth-after-each-task); the new state."""
 
   @abc.abstractmethod
   def common_shape(self, states: list) -> list:
@@ -95,7 +96,8 @@ class GeneratorFamily(abc.ABC):
 
   @abc.abstractmethod
   def reg_weight(self, state, t) -> jax.Array:
-    """float32 [] lambda_RU times the growth's size ratio (now over the start; spec 4)."""
+    """float32 [] lambda_RU times the growth's size ratio (now over the start;
+    docs/dgm.md#sparsity-regulariser)."""
 
   @abc.abstractmethod
   def replay(self, state, position, b: int, t: int) -> tuple:

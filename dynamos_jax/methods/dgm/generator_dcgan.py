@@ -1,4 +1,6 @@
-"""DGM's masked DCGAN generator (DGMw and DGMa) at a per-task common shape (dgm-spec 2.1, 15.1).
+"""DGM's masked DCGAN generator (DGMw and DGMa) at a per-task common shape.
+
+See docs/dgm.md#dcgan-generator and docs/dgm.md#shapes-and-existence-masks.
 
   z [N, nz] (z[0:K] = one-hot(class)) -> conv1 ConvT(nz -> 4 ngf, 4, 1, 0)  4x4
     -> BN_t, ReLU -> conv2 ConvT(4 ngf -> 2 ngf, 4, 2, 1)                    8x8
@@ -25,7 +27,7 @@ Task t' runs on channels [0, C_l^(t')) (its active counts, ``counts`` [3]):
 existence masks zero every other entry in the forward pass, so the padding
 and the channels added after t' never reach it. Random draws are made at the
 active shapes and then padded, so a seed's numbers do not depend on how far
-its arrays are padded. Initialisation as PyTorch 1.0 (spec 2.4).
+its arrays are padded. Initialisation as PyTorch 1.0 (docs/dgm.md#initialisation).
 """
 
 import dataclasses
@@ -200,7 +202,7 @@ def noise(key: jax.Array, n: int, nz: int, labels: jax.Array, onehot: int) -> ja
   return z
 
 
-# --- initialisation (spec 2.4), drawn at the active shapes, then padded -------------------
+# --- initialisation (docs/dgm.md#initialisation), drawn at the active shapes, then padded ---
 
 
 def _xavier(key, shape, gain=np.sqrt(2.0)):
@@ -286,7 +288,7 @@ def grow(key: jax.Array, spec: GeneratorSpec, params, stats, old_counts, new_cou
   """The generator at common widths ``widths`` after a growth old_counts -> new_counts.
 
   New weight entries (in the new active block, outside the old one) are drawn
-  as spec 2.4: DGMw N(0, 0.02); DGMa Xavier-uniform (gain sqrt 2) on the new
+  as docs/dgm.md#initialisation says: DGMw N(0, 0.02); DGMa Xavier-uniform (gain sqrt 2) on the new
   full active shape, the old block kept. Embeddings, BN rows, heads and
   statistics are padded (0; var 1). Returns (params, stats).
   """

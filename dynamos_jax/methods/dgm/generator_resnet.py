@@ -1,4 +1,6 @@
-"""DGM's ImageNet generator: a masked ResNet (DGMw) at a per-task common shape (dgm-spec 2.5, 6).
+"""DGM's ImageNet generator: a masked ResNet (DGMw) at a per-task common shape.
+
+See docs/dgm.md#imagenet-networks and docs/dgm.md#imagenet-growth.
 
   z [N, nz] -> fc1 masked Linear(nz -> 16 c0), no bias, viewed as c0 x 4 x 4     4x4
     -> block 1, 2, 3 (each: C_in -> C_out, x2 up)                   8x8, 16x16, 32x32
@@ -37,18 +39,18 @@ S3), S_b = O_b when block b's shortcut conv runs, 0 for an identity shortcut
 padding and everything grown after a task never reach it: channel existence
 masks zero them.
 
-Growth (``grown_sizes``, spec 6's ImageNet bullet) follows the reference's
+Growth (``grown_sizes``, docs/dgm.md#imagenet-growth) follows the reference's
 ``extand``: shapes fixed within a task, changed between tasks. Two places
-where the code is not spec 6's "same credit rule as MNIST", both kept by
+where the code departs from the MNIST code's credit rule, both kept by
 default and switchable: its block denominators use the input channels before
 the growth (MNIST's code: after it), and its shortcut credit multiplies by
 the weight's (out, in) instead of the 1x1 kernel, so a shortcut never grows
 by its own reserved weights and simply takes conv2's width.
 
 Initialisation (the reference's ``weights_init_g``, applied at construction and
-on every expansion; spec 2.4 says nothing for ImageNet, this is read from the
-code): fc1 Xavier-uniform gain 1 (a Linear: fan_in nz, fan_out 16 c0), the
-block convs Xavier-uniform gain sqrt 2 (Conv2d fans C k^2); BN is not touched
+on every expansion; read from the code, docs/dgm.md#initialisation): fc1
+Xavier-uniform gain 1 (a Linear: fan_in nz, fan_out 16 c0), the block convs
+Xavier-uniform gain sqrt 2 (Conv2d fans C k^2); BN is not touched
 by it, so every BN_t, task 0's included, has PyTorch 1.0's default scale
 U(0, 1), bias 0; heads PyTorch's Conv2d default U(+-1/sqrt(9 C_in)) for weight
 and bias. Draws at the active shapes, then padded. *Inferred*: on growth all
@@ -147,12 +149,13 @@ def size_widths(sizes) -> tuple[int, ...]:
 
 
 def masked_count(sizes) -> int:
-  """The allocated masked weights (spec 2.5's count; 364 544 at f 64, nz 128)."""
+  """The allocated masked weights (364 544 at f 64, nz 128; docs/dgm.md#parameter-counts)."""
   return int(sum(int(i) * int(o) * k * k for (i, o), k in zip(np.asarray(sizes), KERNELS)))
 
 
 def logged_count(spec: ResNetGeneratorSpec, sizes) -> int:
-  """The reference's ``total_size_n_params`` (its lambda_RU multiplier, spec 3.4): the
+  """The reference's ``total_size_n_params`` (its lambda_RU multiplier,
+  docs/dgm.md#sparsity-regulariser): the
   block weights plus an unused embedding [10, 16 f] in place of fc1."""
   return 10 * 16 * spec.ngf + masked_count(sizes) - masked_count(np.asarray(sizes)[:1])
 

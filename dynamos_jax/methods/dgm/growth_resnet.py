@@ -1,4 +1,4 @@
-"""The ImageNet generator's growth rule (dgm-spec 6, ImageNet bullet): host arithmetic on sizes.
+"""The ImageNet generator's growth rule (docs/dgm.md#imagenet-growth): host arithmetic on sizes.
 
 The ten masked weights, in the reference's mask order: fc1 (index ``FC``),
 then conv1, conv2 and the 1x1 shortcut of each of the three blocks
@@ -35,7 +35,7 @@ def _ceil_div(a: int, b: int) -> int:
 def grown_sizes(
   spec, sizes, delta, shortcut_rule: str = "code", credit_inputs: str = "old"
 ) -> tuple[np.ndarray, np.ndarray]:
-  """The allocation after a task (spec 6, ImageNet; ``netG.extand`` of the reference).
+  """The allocation after a task (docs/dgm.md#imagenet-growth; the reference's ``netG.extand``).
 
   Args:
     sizes: int [10, 2] the allocated (in, out) of each weight.

@@ -1,17 +1,20 @@
-"""HAT-style task masks of DGM's generator, as pure functions (dgm-spec 3, 6).
+"""HAT-style task masks of DGM's generator, as pure functions (docs/dgm.md#masks-and-their-scale).
 
 Per masked layer l and task t a real embedding e_l^t (DGMw: one per weight,
 DGMa: one per output channel) gives the soft mask m = sigmoid(s e) at the
-scale s of an annealing schedule (3.1). After the task the masks binarise at
-s_max and cumulate into M^{<=t} (3.2); later tasks' gradients on reserved
-weights are zeroed (3.2), the embeddings' gradients are rescaled (3.3), a
-sparsity regulariser counts the mask mass on free entries (3.4), and the
-network grows by what the task reserved (6).
+scale s of an annealing schedule (docs/dgm.md#scale-schedule). After the task
+the masks binarise at s_max and cumulate into M^{<=t}, and later tasks'
+gradients on reserved weights are zeroed
+(docs/dgm.md#cumulative-masks-and-gradient-conditioning); the embeddings'
+gradients are rescaled (docs/dgm.md#embedding-gradient-compensation), a
+sparsity regulariser counts the mask mass on free entries
+(docs/dgm.md#sparsity-regulariser), and the network grows by what the task
+reserved (docs/dgm.md#growth-after-each-task).
 
 Arrays carry an *existence* mask ``exist`` (1 on the active entries of the
-per-task common shape, 0 on its padding, spec 15.1): padding never counts as
-free, reserved or masked. Everything here is jittable except the growth rule,
-which runs on the host on Python ints.
+per-task common shape, 0 on its padding; docs/dgm.md#shapes-and-existence-masks):
+padding never counts as free, reserved or masked. Everything here is jittable
+except the growth rule, which runs on the host on Python ints.
 """
 
 import jax
@@ -31,7 +34,7 @@ def scale(
   smax: float,
   local: bool,
 ) -> tuple[jax.Array, jax.Array]:
-  """The mask scale s of one batch and its epoch's scale s^e (spec 3.1).
+  """The mask scale s of one batch and its epoch's scale s^e (docs/dgm.md#scale-schedule).
 
   Args:
     schedule: "code" (the released code) or "paper" (eqs. 3-4).
@@ -116,7 +119,7 @@ def weight_conditioner_a(
 def compensate(
   grad: jax.Array, embedding: jax.Array, s, s_epoch, thres_cosh: float = 50.0
 ) -> jax.Array:
-  """The embedding gradient's rescaling (spec 3.3):
+  """The embedding gradient's rescaling (docs/dgm.md#embedding-gradient-compensation):
 
   g (s^e / s) (cosh(clip(s e, -thres, thres)) + 1) / (cosh(e) + 1).
 
@@ -142,17 +145,20 @@ def regulariser(masks, cums, exists) -> jax.Array:
 
 
 def alpha(channels_now, channels_start) -> float:
-  """lambda_RU's multiplier (spec 3.4): the conv1-3 channels now over those at the start."""
+  """lambda_RU's multiplier (docs/dgm.md#sparsity-regulariser): the conv1-3 channels now over
+  those at the start."""
   return float(sum(channels_now)) / float(sum(channels_start))
 
 
 def growth_a(delta) -> tuple[int, ...]:
-  """DGMa: each layer gains as many output channels as the task reserved units (spec 6)."""
+  """DGMa: each layer gains as many output channels as the task reserved units
+  (docs/dgm.md#growth-after-each-task)."""
   return tuple(int(d) for d in delta)
 
 
 def growth_w(delta, inputs, outputs, kernel: int, credit: bool = True) -> tuple[int, ...]:
-  """DGMw: the output channels a_l each layer gains after a task (spec 6).
+  """DGMw: the output channels a_l each layer gains after a task
+  (docs/dgm.md#growth-after-each-task).
 
   Args:
     delta: [L] weights newly reserved by the task in each layer.

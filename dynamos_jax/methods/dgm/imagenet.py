@@ -1,5 +1,6 @@
-"""DGM with ten classes a task on the ResNet G and D (ImageNet-50; dgm-spec 1, 2.5, 3.1, 5, 6,
-12.5).
+"""DGM with ten classes a task on the ResNet G and D (ImageNet-50).
+
+See docs/dgm.md#imagenet-networks and docs/dgm.md#imagenet-code-options.
 
 ``ResNetFamily``: the ``family.GeneratorFamily`` of the ResNet G
 (``methods/dgm/generator_resnet.py``, ``dgm.generator=resnet``), each member
@@ -16,8 +17,8 @@ options ``DGM`` uses directly (``dgm.schedule=imagenet``, ``dgm.aux_head=grow``)
   the real batch's labels (the code's ``generate_noise(n, c_label)``), their
   noise's one-hot prefix is ``dgm.onehot_dims`` wide (the code writes 100
   of 128 dims: ``nb_label = 100``, its ten looped tasks).
-- Replay (spec 5; ``replay``): for each past task u < t, C * floor(N_t / C)
-  slots, floor(N_t / C) per class (the code's ``int(len(dataset) / 10)``),
+- Replay (docs/dgm.md#replay; ``replay``): for each past task u < t,
+  C * floor(N_t / C) slots, floor(N_t / C) per class (the code's ``int(len(dataset) / 10)``),
   generated from the task-start snapshot of G at s = S with task u's masks,
   BN and heads, eval BN; re-permuted every epoch, and batch i takes slots
   i B .. i B + B - 1 of that order (so each past task gives B images of
@@ -25,12 +26,12 @@ options ``DGM`` uses directly (``dgm.schedule=imagenet``, ``dgm.aux_head=grow``)
   fixed set every epoch, as the code's set generated once per task.
   Positions past the set (N_t - C floor(N_t / C) of them, < C) are absent,
   as the code's shorter slices of the last batch.
-- Schedule ``dgm.schedule=imagenet`` (spec 3.1; ``scale``): s^e = 1/S +
-  (S - 1/S) (e + 1) / I, s = 1/s^e + (s^e - 1/s^e) i / (floor(N / B) + 1)
-  with i the batch index.
-- Past masks ``dgm.past_masks=binary`` (spec 12.5): a past task generates
-  with 1[sigmoid(S e) >= 0.5] (the code stores binary sparse masks), so its
-  images do not move while later tasks train free weights.
+- Schedule ``dgm.schedule=imagenet`` (docs/dgm.md#scale-schedule; ``scale``):
+  s^e = 1/S + (S - 1/S) (e + 1) / I, s = 1/s^e + (s^e - 1/s^e) i /
+  (floor(N / B) + 1) with i the batch index.
+- Past masks ``dgm.past_masks=binary`` (docs/dgm.md#soft-masks-for-past-tasks):
+  a past task generates with 1[sigmoid(S e) >= 0.5] (the code stores binary
+  sparse masks), so its images do not move while later tasks train free weights.
 - Next task's embeddings 6 / S (the code's ``expand_embeddings``), 0 at task
   0; its BN scales U(0, 1) (PyTorch 1.0's default); its C heads drawn at its
   start; lambda_RU's multiplier the code's ``total_size_n_params`` ratio
@@ -291,7 +292,8 @@ class ResNetFamily(GeneratorFamily):
     )
 
   def end_task(self, state, task):
-    """Binarise at S, cumulate, keep the embeddings, grow by the code's rule (spec 3.2, 6)."""
+    """Binarise at S, cumulate, keep the embeddings, grow by the code's rule
+    (docs/dgm.md#cumulative-masks-and-gradient-conditioning, docs/dgm.md#imagenet-growth)."""
     method = self.method
     t = task.index
     state = jax.tree.map(jnp.asarray, state)

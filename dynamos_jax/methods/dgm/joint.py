@@ -1,6 +1,6 @@
 """JT, DGM's upper bound: its discriminator trained as a plain classifier on all real data.
 
-The paper's "JT" row (dgm-spec 11.7, 13): DGM's discriminator
+The paper's "JT" row (docs/dgm.md#joint-training-upper-bound): DGM's discriminator
 (``methods/dgm/discriminator.py``) with its aux head trained with
 cross-entropy on every class's real training images at once (``joint =
 True``: the benchmark merges the ten one-class tasks into one, reshuffled
@@ -8,7 +8,7 @@ each epoch from the seed, and the run is evaluated once at the end). The
 critic head exists (it is the same network) but receives no gradient.
 
 The paper gives no JT hyperparameters and the authors released no JT code
-(spec 11.7). Here, by choice: Adam with DGM's D learning rate and betas
+(docs/dgm.md#paper-and-code-differences). Here, by choice: Adam with DGM's D learning rate and betas
 (``dgm.lr_d``, ``dgm.beta1``, ``dgm.beta2``), D's width ``dgm.ndf``, the
 run's ``batch_size`` and ``epochs``; every forward in training mode (BN batch
 statistics, padding rows masked out of them), evaluation with the running

@@ -1,4 +1,6 @@
-"""What a user of DGM looks at (dgm-spec 16): samples, growth, mask occupancy, A_t, size on disk.
+"""What a user of DGM looks at: samples, growth, mask occupancy, A_t, size on disk.
+
+See docs/dgm.md#what-a-run-reports.
 
 The numbers come from a DGM run's checkpoint (``analyze_dgm``, called by
 ``python -m dynamos_jax.analyze --workdir=DIR`` for a ``dgm`` run) and its
@@ -15,10 +17,11 @@ accuracy matrix; every figure function takes plain arrays, writes a PNG
   of the checkpoint's G (``generated_grid``).
 - The growth curve: the active output channels of conv1-3 after each task
   against the linear worst case (the start width plus one start width per
-  expansion, spec 6), and the masked parameters. The ResNet G (ImageNet-50):
-  its seven channel groups (each named by the weight that outputs it) and
-  its allocated masked weights (``imagenet.ResNetFamily``); ten classes a task,
-  each class's drift measured since its task.
+  expansion, docs/dgm.md#growth-after-each-task), and the masked parameters.
+  The ResNet G (ImageNet-50): its seven channel groups (each named by the
+  weight that outputs it) and its allocated masked weights
+  (``imagenet.ResNetFamily``); ten classes a task, each class's drift measured
+  since its task.
 - Mask occupancy per layer and task (paper Fig. 3a): of each task's binary
   mask, the share of the layer that it newly reserves and the share it reuses
   from earlier tasks, and what is left free.
@@ -155,7 +158,8 @@ def growth_curve(
   task (DCGAN: conv1-3).
 
   Left: channels per layer, with the linear worst case start x (1 + t) dashed
-  (each expansion adds at most about the start width, spec 6). Right: the
+  (each expansion adds at most about the start width,
+  docs/dgm.md#growth-after-each-task). Right: the
   masked parameters, with the worst case of those widths (``params``,
   ``worst``: [T + 1] each; None: conv1-3's, ``masked_params``).
   """

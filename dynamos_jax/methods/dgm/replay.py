@@ -1,4 +1,4 @@
-"""DGM's replay of past classes (dgm-spec 5, 15.6): generated in the step, never stored.
+"""DGM's replay of past classes (docs/dgm.md#replay): generated in the step, never stored.
 
 The reference generates, at each task's start, a fixed set of images of
 every past class (as many as the task's real images) and pairs them with the

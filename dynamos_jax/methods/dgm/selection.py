@@ -1,4 +1,6 @@
-"""DGM's "best validation" report, ``dgm.selection=best_valid`` (dgm-spec 8, 12.10).
+"""DGM's "best validation" report, ``dgm.selection=best_valid``.
+
+See docs/dgm.md#evaluation-and-model-selection.
 
 What the authors' code does, and this module with it: within each task,
 after every epoch e (0-based) with e % ``dgm.eval_every`` == 0 and once
@@ -14,18 +16,19 @@ task's last step is the one evaluated, carried into the next task (which
 re-initialises it anyway with ``dgm.reinit_d``) and checkpointed. Reverting
 D would make the matrix row a model selected on real held-out images of
 every past class, which the class-incremental protocol does not give a
-learner (spec 12.10); the option reports that number beside the final one.
+learner (docs/dgm.md#evaluation-and-model-selection); the option reports that
+number beside the final one.
 
 The records live in the state (``DGMState.selection``: [T] best validation
 average, [T] its epoch (1-based, 0: none yet), [T, K] the per-class test
 accuracies then), so every seed keeps its own and a resumed run restores
 them with its checkpoint; they are updated by the ``end_epoch`` hook.
 Accuracies are exact per class (correct / samples, %), averaged over the
-seen classes (spec 15.7); the reference averages per-batch accuracies within
-a class, its last partial batch weighted as a full one (at MNIST's ~900
-held-out images per class and batches of 64: 1/15 of the weight on the last
-few images). Its first evaluation must beat 0 % to count (``best = 0``, a
-strict ``<``); here the first one always counts.
+seen classes (docs/dgm.md#evaluation-and-model-selection); the reference
+averages per-batch accuracies within a class, its last partial batch weighted
+as a full one (at MNIST's ~900 held-out images per class and batches of 64:
+1/15 of the weight on the last few images). Its first evaluation must beat 0 %
+to count (``best = 0``, a strict ``<``); here the first one always counts.
 """
 
 import functools

@@ -1,4 +1,6 @@
-"""DGM's shapes between tasks: the growth rule, a state padded to wider widths (spec 6, 15.1).
+"""DGM's shapes between tasks: the growth rule, a state padded to wider widths.
+
+See docs/dgm.md#growth-after-each-task and docs/dgm.md#shapes-and-existence-masks.
 
 G's arrays live at per-task common shapes (multiples of ``dgm.shape_multiple``)
 with existence masks over the active entries: a growth after a task widens
@@ -22,7 +24,8 @@ GROW, BN = 4, 3
 
 
 def grown(method, g, counts: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, tuple]:
-  """The growth after a task (spec 6): (new active counts [L], the common widths [L]).
+  """The growth after a task (docs/dgm.md#growth-after-each-task): (new active counts [L],
+  the common widths [L]).
 
   counts: the finished task's active output channels; delta: the entries
   (weights or channels) its masks newly reserved, per layer. The widths are
@@ -49,7 +52,8 @@ def pad_to(x: jax.Array, shape) -> jax.Array:
 
 
 def close_masks(method, state, t: int):
-  """Task t's end for either G family (spec 3.2): its masks binarised at s_max over
+  """Task t's end for either G family (docs/dgm.md#cumulative-masks-and-gradient-conditioning):
+  its masks binarised at s_max over
   the entries they covered (``family.exists``) and cumulated, its embeddings kept.
   Returns (state with ``cum`` and ``past_emb`` updated, int [L] the reserved entries
   per layer now)."""

@@ -2,8 +2,9 @@
 
 G's params and BN statistics at the task's common shapes, D's variables,
 two Adam states (re-created at every task start: a carried state would move
-frozen weights, spec 12.4), the finished tasks' embeddings (float: past
-tasks generate with the soft masks sigmoid(S e), spec 12.5), the cumulative
+frozen weights, docs/dgm.md#adam-state-and-frozen-weights), the finished
+tasks' embeddings (float: past tasks generate with the soft masks
+sigmoid(S e), docs/dgm.md#soft-masks-for-past-tasks), the cumulative
 binary masks, per-task active channel counts, the reserved counts of the
 growth rule, a snapshot of G's weights at the task start (the replay's
 generator), the task's sizes, the step counter, the method's own key and

@@ -1,4 +1,4 @@
-"""The channel-gating agent of Dynamos (spec sections 2 and 3).
+"""The channel-gating agent of Dynamos (docs/dynamos.md#the-agents).
 
 One agent sits beside each gated 3x3 convolution. It reads the same input as
 the convolution, summarises it into an attention vector ``v`` and turns

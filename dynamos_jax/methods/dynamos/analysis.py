@@ -1,6 +1,8 @@
-"""The paper's analyses of a trained gated network (spec section 15.2, Figs. 3-7).
+"""The paper's analyses of a trained gated network (Figs. 3-7).
 
 Pure functions on numbers; the figures are drawn by :mod:`dynamos_jax.methods.dynamos.plots`.
+What each analysis computes and the choices the paper leaves open:
+docs/dynamos.md#analyses-of-a-trained-network.
 
 * :func:`collect`: eval-mode logits, actions and attention vectors of a test set.
 * :func:`activation_rates`: class-wise or task-wise filter activation rates (Figs. 3, 7).
@@ -9,7 +11,7 @@ Pure functions on numbers; the figures are drawn by :mod:`dynamos_jax.methods.dy
 * :func:`trial_variability`: repeated sampled-gate forwards of the same images (Fig. 6).
 * :func:`keep_ratios`: per-agent keep ratio per class.
 
-Column layout of ``actions`` and ``attention`` (spec 1.1): agents 1..L side by
+Column layout of ``actions`` and ``attention`` (docs/dynamos.md#the-network): agents 1..L side by
 side, agent ``l`` in columns ``[W (l - 1), W l)`` with ``W = D / L`` (D = 256,
 L = 4, W = 64 for the paper's network). The "last gated layer" is the last
 ``W`` columns; nothing here hard-codes 256 or 192.

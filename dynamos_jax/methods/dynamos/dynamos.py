@@ -4,8 +4,9 @@ L = CE(Z_B) + gamma L_R(B) + w_p L_P(B)
   + alpha L_C^Z + alpha_p L_C^V + beta [CE(Z'_M) + gamma L_R(M)] + w_p L_P(M)
 
 with two separate train-mode forwards (current batch, replay batch), each
-updating the BN running statistics, as in the reference code (spec 6.1).
-Task 1 starts with a warm-up phase (spec 7): agent-free cross-entropy only.
+updating the BN running statistics, as in the reference code
+(docs/dynamos.md#two-forwards-and-batchnorm-statistics).
+Task 1 starts with a warm-up phase (docs/dynamos.md#warmup): agent-free cross-entropy only.
 """
 
 import dataclasses
@@ -113,7 +114,10 @@ class Dynamos(LossMethod):
     return {"keep_ratio": self.kr}  # the agents' target, on the keep-ratio curves
 
   def phases(self, task, batches):
-    """The warm-up (spec 7) opens task 1: iterations, or epochs of task 1's batches."""
+    """The warm-up opens task 1: iterations, or epochs of task 1's batches.
+
+    See docs/dynamos.md#warmup.
+    """
     steps = self.warmup_iterations or self.warmup_epochs * batches
     if task == 0 and steps:
       return (("warmup", steps), ("main", None))
@@ -157,7 +161,8 @@ class Dynamos(LossMethod):
 
     if replays:
       ((replay, replay_mask),) = replays
-      # A second forward, after the first one's BN update (spec 14.7).
+      # A second forward, after the first one's BN update
+      # (docs/dynamos.md#two-forwards-and-batchnorm-statistics).
       r_logits, r_aux, stats = forward(
         self.model, params, stats, replay.images, replay_mask, "sample", key_replay
       )

@@ -222,7 +222,7 @@ class LossMethod(Method):
     new_buffer = state.buffer
     if use_buffer:
       # Insert after the update, with the logits and attention of the
-      # pre-update forward (spec 6.1).
+      # pre-update forward (docs/dynamos.md#replay-buffer).
       new_buffer = self.reservoir.insert(
         state.buffer,
         reservoir_key,

@@ -1,4 +1,4 @@
-"""The reduced ResNet-18 of Dynamos, gated or plain (spec section 1).
+"""The reduced ResNet-18 of Dynamos, gated or plain (docs/dynamos.md#the-network).
 
 Stem (3x3 conv, 32) -> stage 1 (two plain residual blocks, 32 channels) ->
 stage 2 (two residual blocks, 64 channels, the first with stride 2; each of
@@ -40,7 +40,7 @@ class BasicBlock(nn.Module):
 
   The first agent's actions multiply conv a's output after BN and before ReLU;
   the second agent's multiply the sum of conv b's output and the shortcut, so a
-  dropped channel is zero at the block output (spec 1.1).
+  dropped channel is zero at the block output (docs/dynamos.md#the-network).
   """
 
   features: int

@@ -1,8 +1,8 @@
 """A step's two train-mode passes side by side on two devices (``train.parallel_passes``).
 
 Dynamos' step runs two forwards, the current batch and the replay batch
-(spec 6.1). In train mode BatchNorm normalises with batch statistics, so the
-two passes are independent computations: only the running statistics chain
+(docs/dynamos.md#one-training-step). In train mode BatchNorm normalises with
+batch statistics, so the two passes are independent computations: only the running statistics chain
 (the replay pass updates what the current pass left). XLA:CPU runs one
 program's independent convolution chains one after the other, but two
 devices' programs side by side (speed/README.md: 1.45x on two

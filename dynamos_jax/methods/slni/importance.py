@@ -1,7 +1,7 @@
 """Parameter importance (MAS, EWC) and neuron importance (SLNI's alpha), and consolidation.
 
 After a task, one pass over its training data in fixed-size padded batches
-(slni-spec 3, 2.3, 13.2), the model in evaluation mode:
+(docs/slni.md#importance-and-its-accumulation), the model in evaluation mode:
 
   J_b   = sum over the batch's real samples of the objective:
           MAS: ||f(x)||^2 (the squared L2 norm of the logits, no labels);

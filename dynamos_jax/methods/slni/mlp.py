@@ -1,4 +1,4 @@
-"""The permuted-MNIST MLP of SLNI (slni-spec 4.1): 784 -> N -> N -> heads x K.
+"""The permuted-MNIST MLP of SLNI (docs/slni.md#networks): 784 -> N -> N -> heads x K.
 
 Two hidden Dense layers, each followed by the activation under study:
 ``relu``; ``maxout`` (the max of consecutive blocks of ``block`` units, so a

@@ -1,4 +1,5 @@
-"""What a user of SLNI's family looks at in its hidden layers (slni-spec 14), for analyze.
+"""What a user of SLNI's family looks at in its hidden layers, for analyze
+(docs/slni.md#hidden-layer-statistics).
 
 Two sources, both per regularised (hidden) layer:
 

@@ -1,4 +1,4 @@
-"""The representation regularisers of SLNI's family (slni-spec sections 1-2).
+"""The representation regularisers of SLNI's family (docs/slni.md#representation-regularisers).
 
 Each takes one layer's post-activation ``h`` [M, N] of a padded minibatch and
 ``mask`` [M] (its real rows; M in the formulas is their count) and returns a
@@ -11,7 +11,7 @@ scalar to add, times lambda_SSL, to the loss:
   L1-Rep sum_i mean_m |h_i^m|
   DeCov  (||C_c||_F^2 - ||diag C_c||^2) / 2          C_c the centred covariance
 
-``D_ij`` is ``exp(-(alpha_i + alpha_j))`` (``product``, the paper's W-Eq. 6)
+``D_ij`` is ``exp(-(alpha_i + alpha_j))`` (``product``, the paper's Eq. 6)
 or ``exp(-max(alpha_i, alpha_j))`` (``min``, the released code's default).
 With alpha = 0 (before the first task ends) D = 1: SLNID is SLNI there.
 """

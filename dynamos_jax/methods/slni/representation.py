@@ -1,4 +1,5 @@
-"""What SLNI's users look at in a hidden layer (slni-spec 14): sparsity and overlap.
+"""What SLNI's users look at in a hidden layer: sparsity and overlap
+(docs/slni.md#hidden-layer-statistics).
 
 Pure NumPy over a layer's post-activation values ``acts`` [N, n] on the test
 images of each task: the fraction of units active per example, the units ever

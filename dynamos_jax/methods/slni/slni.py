@@ -1,4 +1,4 @@
-"""SLNI (Aljundi et al., ICLR 2019) and its family on an MLP or VGG11-slim (slni-spec).
+"""SLNI (Aljundi et al., ICLR 2019) and its family on an MLP or VGG11-slim (docs/slni.md).
 
 L = CE + lambda_SSL sum_l R(H_l) + lambda_Omega sum_k Omega_k (theta_k - theta*_k)^2
 
@@ -19,12 +19,12 @@ lr_patience epochs without a gain); after more than stop_patience such epochs
 the task stops: its remaining planned steps leave the state as it is (the
 plan of steps is fixed, so they still run). The reference's retry of a task
 with lambda_Omega halved while its best accuracy stays below 10 % is not
-offered (slni-spec 13.10 leaves it optional).
+offered (docs/slni.md#learning-rate-patience-and-early-stopping).
 
 ``slni.model``: the permuted-MNIST MLP (``methods/slni/mlp.py``) or VGG11-slim
 (``methods/slni/vgg.py``, Tiny ImageNet); the regularisers act on the two hidden
 Dense layers of either. ``slni.heads=per_task`` (task-incremental benchmarks,
-slni-spec 4.4 and 13.4): one Dense(T * K) output whose K-wide slice t is task
+docs/slni.md#heads): one Dense(T * K) output whose K-wide slice t is task
 t's head; a step's CE and the importance pass see only the batch's task's
 slice, and the step leaves every other head's columns exactly as they are
 (the reference holds only head t in the model during task t, so weight decay
@@ -79,7 +79,8 @@ class SLNIState:
 
 
 def _orthreg(beta: float, lam: float) -> optax.GradientTransformation:
-  """OrthReg's extra gradient on the hidden layers' unit weight vectors (spec 2.4):
+  """OrthReg's extra gradient on the hidden layers' unit weight vectors
+  (docs/slni.md#parameter-regularisers):
   beta * sum_{j != i} lam e^{lam c_ij} / (e^{lam c_ij} + e^{lam}) w_j, c = cosines."""
 
   def update(updates, state, params):
@@ -160,7 +161,7 @@ class SLNI(Method):
     c.lambda_omega = 0.1  # weight of the Omega-weighted anchor penalty
     c.sigma_scale = 6.0  # Gaussian locality sigma = N / sigma_scale (the code's tie to width)
     c.sigma = 0.0  # > 0: an absolute sigma instead (the paper's free hyperparameter)
-    c.discount = "product"  # product (paper, W-Eq. 6) | min (the released code)
+    c.discount = "product"  # product (paper, Eq. 6) | min (the released code)
     c.alpha_mean = False  # alpha across tasks: sum (MNIST demos) or running mean
     c.weight_decay = 0.0  # L2-WD and L1-Param strength
     c.orthreg_beta = 1e-3
@@ -381,9 +382,9 @@ class SLNI(Method):
     return [np.concatenate([np.asarray(p[l]) for p in parts]) for l in range(len(parts[0]))]
 
   def after_task(self, state, task, benchmark) -> dict[str, np.ndarray]:
-    """What slni-spec 14 shows after each task: per hidden layer l (``l{l}_`` keys of
-    ``representation.layer_report``) on the test images of every task seen so far, its
-    neuron importance alpha [N_l]; and Omega's mean and max per parameter array."""
+    """What docs/slni.md#hidden-layer-statistics lists after each task: per hidden layer l
+    (``l{l}_`` keys of ``representation.layer_report``) on the test images of every task seen
+    so far, its neuron importance alpha [N_l]; and Omega's mean and max per parameter array."""
     acts = [self.hidden(state.params, benchmark.task_test_set(s)[0]) for s in range(task.index + 1)]
     out = {}
     for l in range(len(acts[0])):

@@ -1,4 +1,5 @@
-"""VGG11-slim, the Tiny ImageNet network of SLNI (slni-spec 4.2, the authors' ``VGGSlim.py``).
+"""VGG11-slim, the Tiny ImageNet network of SLNI (docs/slni.md#networks; the authors'
+``VGGSlim.py``).
 
   conv3x3(c) relu pool | conv3x3(2c) relu pool | conv3x3(4c) relu conv3x3(4c) relu pool |
   conv3x3(8c) relu conv3x3(8c) relu | flatten | Dense(N) act | Dense(N) act | heads x K
@@ -12,10 +13,10 @@ and outputs as the MLP does (``methods/slni/mlp.py``), with the same ``probes``.
 Initialisation: torchvision's VGG scheme for the trunk (conv kernels
 N(0, 2 / (9 C_out)), i.e. Kaiming normal on fan-out; Dense kernels
 N(0, 0.01^2); zero biases) and PyTorch's default for the heads, which the
-reference attaches fresh at every task (slni-spec 4.2: the authors' initial
-file could not be read, so this is the scheme that file was made with by
-inference). Pixels: uint8 scaled by 1/255, then the ImageNet mean and std
-(the reference's normalisation).
+reference attaches fresh at every task (docs/slni.md#initialisation: the
+authors' initial file could not be read, so this is the scheme that file was
+made with by inference). Pixels: uint8 scaled by 1/255, then the ImageNet mean
+and std (the reference's normalisation).
 """
 
 import flax.linen as nn

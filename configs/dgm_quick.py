@@ -13,7 +13,7 @@ paper trains 101 epochs per task on ~5 000 images per class (~80 000
 iterations); here each task gets 20 epochs of ceil(340 / 32) = 11 batches
 (2 200 iterations in all), so G has seen far fewer steps and its replayed
 digits are rougher, and ndf = 16 instead of 32. Its A10 is a smoke-level
-figure for this CPU, not a reproduction (README, "DGM").
+figure for this CPU, not a reproduction (docs/results.md#dgm).
 
 Measured (seed 0, the idle 2-core AMD EPYC Zen 4, 2026-12-01): A10 71.4
 (A_t 100, 50.0, 40.3, 63.8, 62.0, 29.3, 87.3, 87.4, 43.3, 71.4), 9 min 47 s

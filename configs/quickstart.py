@@ -4,7 +4,7 @@
 
 Runs offline in a few minutes on a 2-core CPU. With 400 training images per
 class, one epoch per task (80 steps) is too little for any method to learn
-continually, so this config trains several epochs per task (see README).
+continually, so this config trains several epochs per task (docs/running.md#configs-and-overrides).
 """
 
 from dynamos_jax.config import sibling_config

@@ -10,7 +10,7 @@ checkpoints. A method's missing seeds train in one program
 (DIR/METHOD/seeds_A_B_..., ``--config.seeds`` of that run), which then writes
 each seed's results to its seed_SEED folder; ``--one_program=False`` trains
 them one at a time in their folders. On CPU the seeds are unrolled and each
-seed's accuracies equal its one-seed run's (README "Many seeds"); with vmap
+seed's accuracies equal its one-seed run's (docs/running.md#many-seeds-in-one-program); with vmap
 (the GPU default) they agree to rounding. Writes DIR/comparison.json (every
 run's metrics and their mean and standard deviation per method),
 DIR/comparison.png, and prints the table.
@@ -112,7 +112,7 @@ def run_comparison(
   if str(config.sweep).strip():
     raise InputError(
       "compare compares methods; a sweep of one method's settings prints its "
-      "own table: python -m dynamos_jax.run --config.sweep=... (README Sweeps)"
+      "own table: python -m dynamos_jax.run --config.sweep=... (docs/running.md#sweeps)"
     )
   configs = {}
   for method in methods:  # Check everything before training anything.

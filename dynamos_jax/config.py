@@ -44,7 +44,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.seeds = ""
   # Several settings of numeric hyperparameters in one program (a grid, members =
   # settings x seeds), e.g. "dynamos.alpha=0.1,0.5;lr=0.05,0.1": each setting's
-  # results in WORKDIR/sweep/<setting>/ and a table of them (README "Sweeps").
+  # results in WORKDIR/sweep/<setting>/ and a table of them (docs/running.md#sweeps).
   c.sweep = ""
   # The protocol every loss-style method shares (the reference code's):
   # plain SGD at `lr`, the batch sizes, the reservoir buffer.
@@ -82,7 +82,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.mnist360 = ml_collections.ConfigDict()
   # True: the reference's test draws (each test batch the first B items of a
   # fresh shuffle of the class, so an image's angle depends on draw order);
-  # False: Mammoth's later fix, each test image once, in order (README).
+  # False: Mammoth's later fix, each test image once, in order (docs/data.md#mnist-360).
   c.mnist360.shuffle_test = True
   # Draws per chunk item: 1 is the reference's stream; r > 1 a stream r times as
   # long over the same chunks (small datasets: configs/mnist360_quick.py).
@@ -125,7 +125,7 @@ def base_config() -> ml_collections.ConfigDict:
   # quick-start runs on the loaded 2-core CPU hung in the devices' all-reduce
   # (XLA:CPU's rendezvous timed out after 40 s and aborted the process).
   c.train.parallel_passes = False
-  # Multi-host: call jax.distributed.initialize() first (README "Many seeds").
+  # Multi-host: call jax.distributed.initialize() first (docs/running.md#multi-host).
   c.train.distributed = False
   # Where compiled programs are kept between runs (JAX's persistent compilation
   # cache; a second run of a config skips most compile time; no number changes).
@@ -282,5 +282,5 @@ def validate(config: ml_collections.ConfigDict) -> None:
   require(
     config.data.source != "files" or bool(config.data.path),
     "data.source=files needs --config.data.path=PATH (MNIST: mnist.pkl.gz or a folder of IDX "
-    "files; other datasets: their folder, see the README's Benchmarks)",
+    "files; other datasets: their folder, see docs/data.md#datasets)",
   )

@@ -1,4 +1,4 @@
-"""Continual-learning metrics from an accuracy matrix (docs/dynamos.md#metrics; README "Metrics").
+"""Continual-learning metrics from an accuracy matrix (docs/metrics.md).
 
 Notation: ``matrix[i][j]`` is the accuracy (percent) on task j after
 training task i, row 0 being the untrained model and entries for tasks not

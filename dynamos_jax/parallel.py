@@ -71,7 +71,7 @@ def start(config) -> None:
   if config.train.distributed:
     # JAX finds the coordinator, process count and id on SLURM, Open MPI and
     # TPU pods, and reads JAX_COORDINATOR_ADDRESS; elsewhere the process count
-    # and id come from JAX_NUM_PROCESSES and JAX_PROCESS_ID (README).
+    # and id come from JAX_NUM_PROCESSES and JAX_PROCESS_ID (docs/running.md#multi-host).
     counts = {
       name: int(os.environ[var])
       for name, var in (("num_processes", "JAX_NUM_PROCESSES"), ("process_id", "JAX_PROCESS_ID"))

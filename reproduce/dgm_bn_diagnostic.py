@@ -4,10 +4,10 @@
 
 D is evaluated with the running statistics that training leaves; every train-mode forward
 updates them, and the last ones of a task are the WGAN-GP and G steps' forwards of the
-current class's real images and G's fakes (README, "DGM"). For each task t of a one-seed
-DGM run whose checkpoint at that task's end is kept (``--config.checkpoint.keep`` at
-least the number of tasks plus a few), D after task t is evaluated on the test images of
-classes 0..t three ways, its parameters untouched:
+current class's real images and G's fakes (docs/dgm.md#batchnorm-statistics). For each
+task t of a one-seed DGM run whose checkpoint at that task's end is kept
+(``--config.checkpoint.keep`` at least the number of tasks plus a few), D after task t is
+evaluated on the test images of classes 0..t three ways, its parameters untouched:
 
 - ``running``: as trained (the run's own class-IL row; checked against results.json);
 - ``real``: BN statistics of ``--per_class`` real training images of each seen class in

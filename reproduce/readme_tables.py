@@ -1,4 +1,4 @@
-"""Re-runs the README's result tables on this machine and prints them in the README's format.
+"""Re-runs the result tables of docs/results.md on this machine and prints them in its format.
 
   python reproduce/readme_tables.py --tables=quickstart --workdir=/tmp/readme
   python reproduce/readme_tables.py --tables=seq_mnist,mnist360 \
@@ -9,7 +9,7 @@ Each table is a ``compare`` over methods and seeds (``dynamos_jax.compare``: a
 method's seeds in one program, finished runs reused, interrupted ones resumed),
 so re-running the script after a stop continues where it was. ``--short``
 caps every task at a few steps on the bundled subset: a smoke check that the
-commands behind the README still run, not its numbers. The header names the
+commands behind docs/results.md still run, not its numbers. The header names the
 machine (CPU model, vector extensions, jax version), because XLA:CPU picks
 other kernels per instruction set and the trajectories of a seed differ
 between CPU kinds. SLNI's table has its own script, reproduce/slni_table.py.
@@ -27,7 +27,7 @@ from scipy import stats
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-# name: (config file, methods, needs full MNIST, what the README calls it).
+# name: (config file, methods, needs full MNIST, what docs/results.md calls it).
 TABLES = {
   "quickstart": (
     "quickstart.py",
@@ -140,7 +140,7 @@ def claim_lines(runs) -> list[str]:
 
 
 def format_table(name: str, title: str, runs, seeds) -> list[str]:
-  """The README's rows: final averages (and forgetting) as mean +- std over the seeds."""
+  """The tables' rows: final averages (and forgetting) as mean +- std over the seeds."""
   lines = [
     f"**{title}** (seeds {', '.join(map(str, seeds))}; `python reproduce/readme_tables.py "
     f"--tables={name}`):",

@@ -16,7 +16,7 @@ the authors' demo does). Each setting runs once, as
       --config.slni.regularizer=... --workdir=WORKDIR/DEMO_VARIANT[_best]
 
 and is reused when WORKDIR/.../results.json already holds the same setting.
-The table (markdown, the README's): final average accuracy mean +- std over the
+The table (markdown, as in docs/results.md): final average accuracy mean +- std over the
 seeds (std with ddof 1, as results.json), each seed's, each task's mean over the
 seeds, the mean forgetting, and the training seconds of the program (all seeds;
 compilation apart). Bad input: one line on stderr, exit code 2.
@@ -45,7 +45,7 @@ REGULARIZERS = (
   "orthreg",
 )
 VARIANTS = REGULARIZERS + ("slnid_min", "maxout", "lwta")
-# The settings of the README's table (issue 13) and of its comparison with the authors' code.
+# The settings of docs/results.md's table and of its comparison with the authors' code.
 DEFAULT = (
   "mas128:slnid,mas128:slnid_min,mas128:no_reg,mas128:l1_rep,mas128:decov,"
   "mas128:l2_wd,mas128:l1_param,mas128:orthreg,mas128:maxout,mas128:lwta,mas128:sni,"

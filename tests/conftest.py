@@ -11,7 +11,7 @@ import pytest
 from dynamos_jax import chunks
 from dynamos_jax.data import sources
 
-# The toy method of the README's "Adding a method" registers itself: every
+# The toy method of docs/design.md#adding-a-method registers itself: every
 # test that runs "every method" runs it too.
 import toy_method  # noqa: F401,E402
 

@@ -1,4 +1,4 @@
-"""A toy method: the worked example of the README's "Adding a method".
+"""A toy method: the worked example of docs/design.md#adding-a-method.
 
 A linear softmax classifier on the raw pixels, plus a ReLU hidden layer that
 gains ``grow`` units at every task end (none with ``grow=0``). It carries

@@ -131,7 +131,8 @@ def test_seeds_sharded_over_four_devices_equal_one_device(tiny_config, tmp_path)
   config = _short(tiny_config)
   config.dynamos.warmup.iterations = 0  # One phase, one compilation per process.
   # The guarantee is the Flax-layer agents': with agent_moments the unrolled and the
-  # sharded programs round the moments' sums differently (README "Many seeds").
+  # sharded programs round the moments' sums differently
+  # (docs/running.md#equality-with-one-seed-runs).
   config.model.agent_moments = False
   config.seeds = "0,1,2,3"
   config.train.host_devices = 4
@@ -222,7 +223,8 @@ def test_multi_seed_run_resumes_after_a_crash(tiny_data, tiny_config, tmp_path, 
 
 
 def test_distributed_start_reads_the_process_count_and_id(tmp_path):
-  """train.distributed=True initialises jax.distributed from the README's variables (1 process)."""
+  """train.distributed=True initialises jax.distributed from the variables of
+  docs/running.md#multi-host (1 process)."""
   import socket
 
   with socket.socket() as s:

@@ -29,7 +29,7 @@ D's BN statistics follow every training-mode forward in that order.
 
 State: ``dgm/state.DGMState``.
 
-Choices and deviations (the README's DGM section should say them):
+Choices and deviations (docs/dgm.md#paper-and-code-differences says them for users):
 - Replay (docs/dgm.md#replay): not stored, generated inside the step from the
   task-start snapshot of G (``replay``).
 - Growth happens after every task, the last one included; each seed grows by

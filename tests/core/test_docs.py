@@ -9,6 +9,7 @@ punctuation dropped, spaces as hyphens).
 
 import os
 import re
+import shlex
 
 import pytest
 
@@ -106,3 +107,52 @@ def test_every_link_and_docs_citation_resolves():
 @pytest.mark.parametrize("page", ["docs/dynamos.md", "docs/slni.md", "docs/dgm.md"])
 def test_each_system_has_its_page(page):
   assert os.path.exists(os.path.join(ROOT, page)), page
+
+
+# `python -m dynamos_jax.run ...` as the README and docs show it (in code spans or blocks,
+# continued over lines with a backslash or inside one span).
+RUN = re.compile(r"python3? -m dynamos_jax\.run\b((?:[^`\n\\]|\\\n|\n(?=\s*--))*)")
+
+
+def documented_runs() -> list[tuple[str, list[str]]]:
+  """(page, argv) of every run command shown in README.md and docs/*.md."""
+  pages = [os.path.join(ROOT, "README.md")] + sorted(
+    os.path.join(ROOT, "docs", n) for n in os.listdir(os.path.join(ROOT, "docs"))
+  )
+  out = []
+  for page in pages:
+    for tail in RUN.findall(_read(page)):
+      argv = shlex.split(tail.replace("\\\n", " "), comments=True)
+      out.append((os.path.relpath(page, ROOT), [a for a in argv if a.startswith("--")]))
+  return out
+
+
+def test_the_documented_run_commands_are_found():
+  runs = documented_runs()
+  assert len(runs) >= 10
+  assert ("README.md", ["--config=configs/quickstart.py", "--workdir=runs/quickstart"]) in runs
+
+
+def test_every_documented_run_command_has_valid_flags(monkeypatch):
+  """Each command's flags parse and its config (and sweep) validates, as the command itself
+  would before training; training is left out (most need data that is not offline, and
+  the fast tier runs the quick start for real in test_cli)."""
+  from dynamos_jax import parallel, run, train
+
+  from conftest import run_command
+
+  monkeypatch.setattr(parallel, "start", lambda config: None)
+  monkeypatch.setattr(train, "train_and_evaluate", lambda config, workdir: None)
+  bad, checked = [], 0
+  for page, argv in documented_runs():
+    if not argv or any("NAME" in a or "[" in a for a in argv):
+      continue  # the command's name in a table, or its template
+    code, err = run_command(run.main, argv)
+    last = err.strip().splitlines()[-1] if err.strip() else ""
+    # A placeholder for data that is not here (the command is right; the data is missing).
+    placeholder = any("/path/to/" in a or "..." in a for a in argv)
+    if code not in (0, None) and not (placeholder and "data.path" in last):
+      bad.append(f"{page}: {' '.join(argv)}\n  {last or code}")
+    checked += 1
+  assert checked >= 10
+  assert not bad, "documented commands that fail before training:\n" + "\n".join(bad)

@@ -47,7 +47,8 @@ class Experiment:
     )
     self.benchmark = benchmarks.build(config, data, self.data_key, joint=method_class.joint)
     self.method = method_class.from_config(config, self.benchmark)
-    tasks, limit = self.benchmark.num_tasks, config.train.max_tasks
+    # The tasks of the plan (a joint run's one, a stream's segments).
+    tasks, limit = len(self.benchmark.batches), config.train.max_tasks
     if limit > tasks:
       raise InputError(
         f"train.max_tasks={limit} but {config.dataset} has {tasks} tasks: "

@@ -78,7 +78,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   _method_results(seeds, state, progress)
   compile_seconds = sum(r.compile_seconds for r in runners.values())
   seconds = progress["train_seconds"]
-  tasks = seeds.exps[0].benchmark.num_tasks
+  tasks = len(seeds.exps[0].benchmark.batches)
   trained = sum(c.ends_task for c in seeds.chunks[: progress["next_chunk"]])
   train = {
     "tasks_trained": trained,  # < tasks: stopped by train.max_tasks

@@ -274,12 +274,12 @@ class DGM(Method):
   def begin_task(self, state, task):
     """D re-initialised (t > 0), task t's head drawn, fresh Adam states, the replay's snapshot."""
     state = jax.tree.map(jnp.asarray, state)  # a multi-seed run hands hooks host arrays
-    # The head's active rows are a shape: read on the host, static in the program.
     t = task.index
+    # The head's active rows are a shape: read on the host, static in the program.
     counts = tuple(int(c) for c in np.asarray(state.counts[t]))
-    # D's fresh variables op by op, as the first task's: traced, XLA would fuse their
-    # draws' scale and shift and move them by an ulp. Its shapes do not change between
-    # tasks, so its ops compile once.
+    # D's fresh variables drawn op by op, as they always were: traced with the rest, XLA
+    # would fuse the draws' scale and shift and move them by an ulp. D's shapes do not
+    # change between tasks, so these ops compile once.
     fresh = self.family.init_d(self._key(state, _D_INIT, t)) if t > 0 else None
     return _begun(state, fresh, jnp.int32(task.size), method=self, t=t, counts=counts)
 

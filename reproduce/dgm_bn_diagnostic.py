@@ -9,7 +9,8 @@ task t of a one-seed DGM run whose checkpoint at that task's end is kept
 (``--config.checkpoint.keep`` at least the number of tasks plus a few), D after task t is
 evaluated on the test images of classes 0..t three ways, its parameters untouched:
 
-- ``running``: as trained (the run's own class-IL row; checked against results.json);
+- ``running``: as trained (the run's own class-IL row unless it ran with
+  ``dgm.d_statistics=replay``; the row the run reported is checked against results.json);
 - ``real``: BN statistics of ``--per_class`` real training images of each seen class in
   one batch (a diagnostic that uses real past data, which the method never keeps);
 - ``replayed``: the same from the current class's real images and ``--per_class`` of G's
@@ -117,12 +118,16 @@ def diagnose(workdir: str, per_class: int = 1000) -> list[dict]:
     record = {"task": t + 1, "step": step}
     for way in WAYS:
       record[way] = scores(method, learner, stats[way], images, labels, t)
+    # The run reported D with its own statistics: the running ones, or with
+    # dgm.d_statistics=replay those it re-estimated (its "replayed", other draws).
+    used = scores(method, learner, learner.eval_stats or learner.d_stats, images, labels, t)
     logged = progress["class_il"][t + 1][: t + 1]
-    if not np.allclose(record["running"]["per_class"], logged, atol=1e-3):
+    if not np.allclose(used["per_class"], logged, atol=1e-3):
       raise InputError(
-        f"task {t + 1}: the restored D gives {record['running']['per_class']}, the run "
+        f"task {t + 1}: the restored D gives {used['per_class']}, the run "
         f"reported {logged}: is the checkpoint at step {step} the task's end?"
       )
+    record["reported"] = used
     records.append(record)
   return records
 

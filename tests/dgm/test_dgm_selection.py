@@ -267,7 +267,7 @@ def test_selection_rule_on_scripted_accuracies(monkeypatch):
     validation_set=lambda: ("valid", None), test_set=lambda: ("test", None)
   )
   method = types.SimpleNamespace(
-    epochs=10, eval_every=2, max_steps=21, data=dgm_selection.Data(bench)
+    epochs=10, eval_every=2, max_steps=21, d_statistics="running", data=dgm_selection.Data(bench)
   )
   state = _Stub(jnp.int32(0), jnp.int32(3), dgm_selection.empty("best_valid", 2, 10))
   task = types.SimpleNamespace(index=1)

@@ -20,6 +20,7 @@ GENERATORS = ("auto", "dcgan", "resnet")
 PAST_MASKS = ("soft", "binary")
 AUX_HEADS = ("reset", "grow")
 G_NOISES = ("fresh", "shared")
+D_STATISTICS = ("running", "replay")
 CONVS = conv.IMPLEMENTATIONS
 
 
@@ -66,6 +67,13 @@ def defaults() -> ml_collections.ConfigDict:
   # reports. A report only: D is not reverted and the accuracy matrix stays
   # the final model's.
   c.selection = "final"
+  # D's BN statistics when it is evaluated (docs/dgm.md#batchnorm-statistics): running (the
+  # authors' code: what training leaves, last moved by current-class batches) | replay (at a
+  # task's end and before each best_valid evaluation, those of one batch of
+  # statistics_images real images of the current class and as many of G's samples of each
+  # past class; training unchanged). One class a task only.
+  c.d_statistics = "running"
+  c.statistics_images = 1000
   # The step's loops over the t + 1 CE chunks and the t replayed classes:
   # scan (one body, compiled once) | unroll (a copy per iteration: XLA:CPU runs
   # YNNPACK's convolution gradients inside a rolled loop on a slow path) | auto
@@ -122,6 +130,7 @@ def validate(config) -> None:
     ("past_masks", PAST_MASKS),
     ("aux_head", AUX_HEADS),
     ("g_noise", G_NOISES),
+    ("d_statistics", D_STATISTICS),
     ("conv", CONVS),
   ):
     require(d[key] in choices, f"unknown dgm.{key} {d[key]!r}: use one of {', '.join(choices)}")
@@ -142,6 +151,10 @@ def validate(config) -> None:
   )
   require(d.thres_cosh > 0 and d.clip_norm > 0, "dgm.thres_cosh and dgm.clip_norm must be > 0")
   require(d.eval_every >= 1, f"dgm.eval_every must be >= 1 (got {d.eval_every})")
+  require(
+    d.statistics_images >= 1,
+    f"dgm.statistics_images must be >= 1 (got {d.statistics_images}): images per class, e.g. 1000",
+  )
   benchmark = benchmarks.REGISTRY[config.dataset]
   classes = getattr(benchmark, "classes_per_task", 1)
   family = generator(config)
@@ -149,6 +162,11 @@ def validate(config) -> None:
     classes == 1 or family == "resnet",
     f"the DCGAN generator has one head per task: {config.dataset} has {classes} classes "
     "per task; use a one-class benchmark or dgm-imagenet50 (the ResNet G's per-class heads)",
+  )
+  require(
+    d.d_statistics == "running" or family == "dcgan",
+    "dgm.d_statistics=replay re-estimates D's statistics from one class a task: use it with "
+    "the DCGAN generator's benchmarks (dgm-mnist, dgm-svhn, dgm-cifar10) or keep running",
   )
   require(
     family != "resnet" or d.variant == "w",

@@ -76,13 +76,15 @@ from dynamos_jax.methods.dgm import generator_dcgan as gen
 from dynamos_jax.methods.dgm import generator_resnet as rg
 from dynamos_jax.methods.dgm import imagenet as dgm_imagenet
 from dynamos_jax.methods.dgm import selection as dgm_selection
+from dynamos_jax.methods.dgm import statistics as d_statistics
 from dynamos_jax.methods.dgm.dcgan import DCGANFamily
 from dynamos_jax.methods.dgm.discriminator import Discriminator, ResNetDiscriminator, to_unit
 from dynamos_jax.methods.dgm.family import GeneratorFamily
 from dynamos_jax.methods.dgm.state import DGMState
 
 # fold_in constants of the named keys (docs/dgm.md#random-keys: never reuse a key).
-# 3 and 4 (BN, GROW) are shapes', 5 (REPLAY) replay's.
+# 3 and 4 (BN, GROW) are shapes', 5 (REPLAY) replay's, 6 (AUX) imagenet's, 7 (STATS)
+# statistics'.
 _D_INIT, _HEAD = 1, 2
 # Per step: the step's key split into these consumers.
 _STEP_KEYS = ("perm", "z_d", "gp", "z_g")
@@ -119,6 +121,9 @@ class DGM(Method):
   g_noise: str
   onehot_dims: int  # 0: K
   d_blocks: int  # the ResNet D's blocks per stage (2: ResNet-18)
+  # Defaults: runs saved before these options existed resume with the authors' behaviour.
+  d_statistics: str = "running"  # D's BN statistics when evaluated (``statistics``)
+  statistics_images: int = 1000
   # Derived from the config and the benchmark.
   spec: gen.GeneratorSpec | rg.ResNetGeneratorSpec
   num_classes: int
@@ -269,6 +274,7 @@ class DGM(Method):
       step_in_task=zeros,
       key=jax.random.key_data(key),
       selection=dgm_selection.empty(self.selection, t, self.num_classes),
+      eval_stats=d_statistics.empty(self.d_statistics, variables["batch_stats"]),
     )
 
   def begin_task(self, state, task):
@@ -401,19 +407,23 @@ class DGM(Method):
     ), metrics
 
   def predict(self, state, images, task, phase):
-    """D's aux logits in eval mode, classes not seen yet at -inf."""
+    """D's aux logits in eval mode (BN statistics: ``dgm.d_statistics``'s), classes not seen
+    yet at -inf."""
     del task, phase
-    _, logits, _ = self._d_apply(state.d, state.d_stats, to_unit(images), False)
+    stats = state.eval_stats or state.d_stats
+    _, logits, _ = self._d_apply(state.d, stats, to_unit(images), False)
     return self._seen_logits(logits, state.task)
 
   def end_task(self, state, task):
     """Binarise at s_max, cumulate, keep the embeddings, grow
-    (docs/dgm.md#cumulative-masks-and-gradient-conditioning, docs/dgm.md#growth-after-each-task)."""
-    return self.family.end_task(state, task)
+    (docs/dgm.md#cumulative-masks-and-gradient-conditioning, docs/dgm.md#growth-after-each-task);
+    with ``dgm.d_statistics=replay``, D's evaluation statistics from the grown G's replay."""
+    return d_statistics.refresh(self, self.family.end_task(state, task), task)
 
   @property
   def epoch_end(self):
-    """With ``best_valid`` the epoch hook runs; it evaluates D itself (``selection``)."""
+    """With ``best_valid`` the epoch hook runs; it evaluates D itself (``selection``, with
+    statistics refreshed first under ``dgm.d_statistics=replay``)."""
     return "state" if self.selection == "best_valid" else "none"
 
   def end_epoch(self, state, task, accuracy):
@@ -456,7 +466,7 @@ class DGM(Method):
 # snapshot, op by op, compiled again at each task's shapes.
 @functools.partial(jax.jit, static_argnames=("method", "t", "counts"))
 def _begun(state, fresh, size, *, method: DGM, t: int, counts: tuple[int, ...]):
-  d, d_stats = state.d, state.d_stats
+  d, d_stats, eval_stats = state.d, state.d_stats, state.eval_stats
   if t > 0:
     if method.reinit_d:
       d, d_stats = fresh["params"], fresh["batch_stats"]
@@ -467,11 +477,14 @@ def _begun(state, fresh, size, *, method: DGM, t: int, counts: tuple[int, ...]):
           method._key(state, dgm_imagenet.AUX, t), d["aux"], t, method.classes_per_task
         )
       d = dict(d, critic=fresh["params"]["critic"], aux=aux)
+    # A new D's statistics until the task's first re-estimation (``statistics``).
+    eval_stats = jax.tree.map(jnp.copy, d_stats) if eval_stats else eval_stats
   g = method.family.new_heads(state.g, method._key(state, _HEAD, t), t, np.asarray(counts))
   return state.replace(
     g=g,
     d=d,
     d_stats=d_stats,
+    eval_stats=eval_stats,
     g_opt=method.tx_g.init(g),
     d_opt=method.tx_d.init(d),
     snapshot=tuple(jnp.copy(w) for w in g["w"]),

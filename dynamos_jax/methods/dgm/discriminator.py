@@ -69,9 +69,16 @@ def _conv(features: int, name: str, implementation: str) -> StridedConv:
   return StridedConv(features, 5, 2, (2, 2), conv_init, implementation, name=name)
 
 
+BN_MOMENTUM = 0.9  # Flax's: running = 0.9 running + 0.1 batch (PyTorch's momentum 0.1)
+
+
 def _bn(train: bool, name: str) -> nn.BatchNorm:
   return nn.BatchNorm(
-    use_running_average=not train, momentum=0.9, epsilon=1e-5, scale_init=bn_scale_init, name=name
+    use_running_average=not train,
+    momentum=BN_MOMENTUM,
+    epsilon=1e-5,
+    scale_init=bn_scale_init,
+    name=name,
   )
 
 

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dynamos_jax import accuracy as evaluation
+from dynamos_jax.methods.dgm import statistics as d_statistics
 
 NONE_YET = -1.0  # the validation average a task has before its first evaluation
 
@@ -114,6 +115,7 @@ def end_epoch(method, state, task):
   epoch = due(method, state)
   if epoch is None:
     return state
+  state = d_statistics.refresh(method, state, task)
   t, benchmark = task.index, method.data.benchmark
   classes = t + 1  # one class per task (dgm/config.validate): classes 0..t are seen
   valid = np.mean(seen_accuracies(method, state, *benchmark.validation_set(), classes))

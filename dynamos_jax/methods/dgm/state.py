@@ -7,8 +7,9 @@ tasks' embeddings (float: past tasks generate with the soft masks
 sigmoid(S e), docs/dgm.md#soft-masks-for-past-tasks), the cumulative
 binary masks, per-task active channel counts, the reserved counts of the
 growth rule, a snapshot of G's weights at the task start (the replay's
-generator), the task's sizes, the step counter, the method's own key and
-``best_valid``'s records. Its arrays change shapes between tasks (G grows,
+generator), the task's sizes, the step counter, the method's own key,
+``best_valid``'s records and, with ``dgm.d_statistics=replay``, D's
+evaluation statistics. Its arrays change shapes between tasks (G grows,
 ``shapes``), never its tree structure; a checkpoint records the shapes
 (``checkpoint.py``).
 """
@@ -35,6 +36,8 @@ class DGMState:
   key: uint32 raw key data of the method's named keys.
   selection: ``dgm.selection=best_valid``'s records per task (``selection``);
     {} (no leaves) for ``final``.
+  eval_stats: with ``dgm.d_statistics=replay``, the BN statistics ``predict`` gives D
+    (``statistics``); {} (no leaves) for ``running``, which evaluates with ``d_stats``.
   """
 
   g: dict
@@ -54,6 +57,7 @@ class DGMState:
   step_in_task: jax.Array
   key: jax.Array
   selection: dict
+  eval_stats: dict
 
   @property
   def task(self) -> jax.Array:

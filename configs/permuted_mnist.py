@@ -14,9 +14,34 @@ initial models for, 8, 16, 32, 64, 128, 256, 512 (mas8 ... ewc512):
 SLNID (Gaussian locality sigma = N / 6, neuron-importance discount) on both
 hidden layers of a 784-N-N-10 MLP with one shared head; SGD
 with momentum 0.9 at lr 0.01, batch 200, 10 epochs per task. MAS demo:
-lambda_SSL 1e-3, lambda_Omega 0.1; EWC demo: lambda_SSL 2e-3, lambda_Omega 10
-(the reference's EWC demo trains tasks 2-5 at batch 150; here every task uses
-200). Any regulariser of the family: --config.slni.regularizer=NAME.
+lambda_SSL 1e-3, lambda_Omega 0.1; EWC demo: lambda_SSL 2e-3, lambda_Omega 10.
+Any regulariser of the family: --config.slni.regularizer=NAME.
+
+Where these defaults differ from the authors' Demo_MAS.py and Demo_EWC.py (commit
+83270c1; docs/slni.md#paper-and-code-differences), and the flags that give theirs:
+
+- weights kept at the end of a task: here the last epoch's
+  (slni.selection=last); theirs the epoch with the best accuracy on the test set
+  they report: --config.slni.selection=best_epoch;
+- SLNID's discount: here Eq. 6's product exp(-(alpha_i + alpha_j)); theirs
+  exp(-max(alpha_i, alpha_j)): --config.slni.discount=min;
+- initial weights: here drawn from the seed; theirs the hidden layers of one
+  shipped file per width for every seed (the head is fresh in both):
+  --config.slni.init_weights=FILE.npz, made by reference/slni/export_initial.py
+  (docs/slni.md#initialisation);
+- the EWC demo trains tasks 2-5 at batch 150 (its importance pass stays at
+  200); here every task uses 200, and no flag changes the batch of some tasks
+  only;
+- the width: their demo files run N = 64 only (hsizes = [ 64], a comment
+  naming 128 and 64); this file's default is mas128: use :mas64 / :ewc64;
+- the permutations: theirs chained unseeded shuffles, here one per task drawn
+  from the seed (no flag; reference/slni/ runs their code on ours).
+
+All three flags together, for the MAS demo at N = 64:
+
+  python -m dynamos_jax.run --config=configs/permuted_mnist.py:mas64 --workdir=... \
+      --config.slni.selection=best_epoch --config.slni.discount=min \
+      --config.slni.init_weights=/tmp/slni_init/permuted_64_mnist_net.npz
 """
 
 from dynamos_jax.config import base_config

@@ -4,18 +4,26 @@ Two hidden Dense layers, each followed by the activation under study:
 ``relu``; ``maxout`` (the max of consecutive blocks of ``block`` units, so a
 layer's output is N / block wide and the next layer's input shrinks); or
 ``lwta`` (local winner takes all: in each block the largest unit keeps its
-value, the others are zero; width kept). PyTorch's default initialisation.
+value, the others are zero; width kept). PyTorch's default initialisation,
+or the hidden layers from the authors' shipped initial model (``load_hidden``).
 The output layer holds ``heads`` heads of K logits side by side (one: a
 shared head).
 """
 
+import zipfile
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from dynamos_jax.errors import ConfigError, require
 from dynamos_jax.torch_init import torch_default_bias_init, torch_default_init
 
 ACTIVATIONS = ("relu", "maxout", "lwta")
+# Our hidden layers and the state_dict names of the authors' MNIST_Net under which
+# reference/slni/export_initial.py stores them (docs/slni.md#initialisation).
+TORCH_LAYERS = {"fc1": "classifier.0", "fc2": "classifier.2"}
 
 
 def activate(z: jax.Array, kind: str, block: int) -> jax.Array:
@@ -73,3 +81,52 @@ class MLP(nn.Module):
       act.append(x)
     logits = _dense(self.heads * self.num_classes, x.shape[-1], "head")(x)
     return logits, {"pre": tuple(pre), "act": tuple(act)}
+
+
+def load_hidden(path: str, shapes: dict) -> dict[str, dict[str, np.ndarray]]:
+  """The hidden layers stored at ``path`` as our params (docs/slni.md#initialisation).
+
+  The npz holds the authors' layers in PyTorch's layout: ``classifier.0.weight``
+  [N, D] and ``classifier.0.bias`` [N] (fc1), ``classifier.2.weight`` [N, N] and
+  ``classifier.2.bias`` [N] (fc2); a Dense kernel is [in, out], the transpose.
+
+  Args:
+    path: the npz of reference/slni/export_initial.py.
+    shapes: the MLP's params or their shapes (``jax.eval_shape``), for the check.
+
+  Returns:
+    ``{"fc1": {"kernel": [D, N], "bias": [N]}, "fc2": {...}}``, float32.
+
+  Raises ConfigError (one line) when the file is unreadable or a shape differs.
+  """
+  where = f"slni.init_weights={path}"
+  try:
+    f = np.load(path)
+    if not isinstance(f, np.lib.npyio.NpzFile):
+      raise ValueError("a single array, not an .npz archive")
+    with f:
+      stored = {k: f[k] for k in f.files}
+  except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
+    raise ConfigError(
+      f"{where}: cannot read it as an .npz ({type(e).__name__}: {e}); "
+      "make it with reference/slni/export_initial.py"
+    ) from None
+  inputs, width = shapes["fc1"]["kernel"].shape
+  hidden = {}
+  for ours, theirs in TORCH_LAYERS.items():
+    kernel, bias = shapes[ours]["kernel"].shape, shapes[ours]["bias"].shape
+    for suffix, want in (("weight", kernel[::-1]), ("bias", bias)):
+      key = f"{theirs}.{suffix}"
+      require(key in stored, f"{where}: no array {key!r} ({ours}); it holds {sorted(stored)}")
+      got = stored[key]
+      require(
+        got.shape == tuple(want) and np.issubdtype(got.dtype, np.floating),
+        f"{where}: {key} is {got.dtype} {list(got.shape)}, but {ours} of this MLP "
+        f"({inputs} inputs, slni.width={width}) needs float {list(want)} ([out, in]): "
+        "export the file of this width",
+      )
+    hidden[ours] = {
+      "kernel": np.asarray(stored[f"{theirs}.weight"], np.float32).T,
+      "bias": np.asarray(stored[f"{theirs}.bias"], np.float32),
+    }
+  return hidden

@@ -29,11 +29,15 @@ t's head; a step's CE and the importance pass see only the batch's task's
 slice, and the step leaves every other head's columns exactly as they are
 (the reference holds only head t in the model during task t, so weight decay
 or L1 never reach the old heads). Each head starts as a fresh PyTorch-default
-head, as the reference attaches one per task.
+head, as the reference attaches one per task. ``slni.init_weights``: the MLP's
+hidden layers from an npz of the authors' shipped initial model, the same for
+every seed as theirs; the head is still drawn from the seed
+(docs/slni.md#initialisation).
 """
 
 import dataclasses
 import functools
+import os
 
 import flax.struct
 import jax
@@ -48,7 +52,7 @@ from dynamos_jax.methods.base import Method, register
 from dynamos_jax.methods.slni import importance as importance_lib
 from dynamos_jax.methods.slni import regularizers as reg
 from dynamos_jax.methods.slni import representation as rep
-from dynamos_jax.methods.slni.mlp import ACTIVATIONS, MLP
+from dynamos_jax.methods.slni.mlp import ACTIVATIONS, MLP, load_hidden
 from dynamos_jax.methods.slni.vgg import VGGSlim
 
 REPRESENTATION = ("l1_rep", "decov", "sni", "snid", "slni", "slnid")
@@ -142,6 +146,7 @@ class SLNI(Method):
   lr_patience: int
   lr_factor: float
   stop_patience: int
+  init_weights: str
 
   name = "slni"
   namespace = "slni"
@@ -172,6 +177,9 @@ class SLNI(Method):
     c.lr_patience = 0  # epochs without a gain before lr *= lr_factor (0: never)
     c.lr_factor = 0.1
     c.stop_patience = 0  # stop a task after more epochs than this without a gain (0: never)
+    # An npz of the authors' initial MLP (reference/slni/export_initial.py): its hidden
+    # layers for every seed. "": drawn from the seed.
+    c.init_weights = ""
     return c
 
   @classmethod
@@ -213,6 +221,17 @@ class SLNI(Method):
       "slni.lr_patience and slni.stop_patience must be >= 0 (0: off)",
     )
     require(0 < s.lr_factor <= 1, f"slni.lr_factor must be in (0, 1] (got {s.lr_factor})")
+    if s.init_weights:  # Its shapes are checked in from_config, against the benchmark's input.
+      require(
+        s.model == "mlp",
+        f"slni.init_weights holds the authors' permuted-MNIST MLP, not {s.model}: "
+        "use it with slni.model=mlp or leave it empty",
+      )
+      require(
+        os.path.isfile(s.init_weights),
+        f"slni.init_weights={s.init_weights}: no such file; "
+        "make it with reference/slni/export_initial.py",
+      )
     kind = benchmarks.REGISTRY[config.dataset].kind
     require(
       s.heads == "shared" or kind == "task-incremental",
@@ -228,6 +247,9 @@ class SLNI(Method):
       model = VGGSlim(s.width, benchmark.num_classes, heads, s.activation, s.block, s.channels)
     else:
       model = MLP(s.width, benchmark.num_classes, heads, s.activation, s.block)
+      if s.init_weights:  # Refuses a file that does not fit before anything trains.
+        shapes = jax.eval_shape(model.init, jax.random.key(0), benchmark.example().images)
+        load_hidden(s.init_weights, shapes["params"])
     # The fields named as slni.* keys take their values (the model is built from its keys).
     keys = {f.name: s[f.name] for f in dataclasses.fields(cls) if f.name in s}
     return cls(**{**keys, "model": model, "lr": config.lr})
@@ -254,6 +276,10 @@ class SLNI(Method):
 
   def init(self, key, example, benchmark):
     params = self.model.init(key, example.images)["params"]
+    if self.init_weights:
+      # The authors' hidden layers, constants of the compiled init: every seed starts from
+      # them; the head keeps its draw from ``key`` (docs/slni.md#initialisation).
+      params = {**params, **load_hidden(self.init_weights, params)}
     _, aux = self.model.apply({"params": params}, example.images)
     widths = tuple(h.shape[-1] for h in aux["act"])
     return SLNIState(

@@ -13,8 +13,9 @@ evaluated on the test images of classes 0..t three ways, its parameters untouche
   ``dgm.d_statistics=replay``; the row the run reported is checked against results.json);
 - ``real``: BN statistics of ``--per_class`` real training images of each seen class in
   one batch (a diagnostic that uses real past data, which the method never keeps);
-- ``replayed``: the same from the current class's real images and ``--per_class`` of G's
-  samples of each past class (what the method has at that point).
+- ``replayed``: what ``--config.dgm.d_statistics=replay`` gives D at that point (the
+  statistics of the current class's first ``--per_class`` real training images and as many
+  of G's samples of each past class; ``methods/dgm/statistics.py``).
 
 Per way: A_t (the mean over the seen classes' accuracies, as the run reports it), the
 per-class accuracies and how many test images D gives each class. Bad input: one line,
@@ -22,11 +23,11 @@ exit 2.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -35,30 +36,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from dynamos_jax import train  # noqa: E402  (the path above first)
 from dynamos_jax.checkpoint import Checkpointer  # noqa: E402
 from dynamos_jax.errors import InputError  # noqa: E402
+from dynamos_jax.methods.dgm import statistics  # noqa: E402
 from dynamos_jax.methods.dgm.discriminator import to_unit  # noqa: E402
 
 WAYS = ("running", "real", "replayed")
-_BN_MOMENTUM = 0.9  # Flax's: running = 0.9 running + 0.1 batch (methods/dgm/discriminator.py)
-
-
-def batch_statistics(method, learner, x: jax.Array) -> dict:
-  """D's BN statistics (mean, biased variance) of one train-mode batch x [N, 32, 32, C] in
-  [-1, 1]: the running statistics Flax's update leaves when it starts from zeros, / 0.1."""
-  zeros = jax.tree.map(jnp.zeros_like, learner.d_stats)
-  _, _, updated = method._d_apply(learner.d, zeros, x, True)
-  return jax.tree.map(lambda s: s / (1.0 - _BN_MOMENTUM), updated)
-
-
-def replayed_images(method, learner, classes: int, n: int, key: jax.Array) -> jax.Array:
-  """[classes * n, 32, 32, C] of G's samples of classes 0..classes-1 (as its replay)."""
-  family, width = method.family, method.family.onehot_width()
-  out = []
-  for c in range(classes):
-    z = jax.random.normal(jax.random.fold_in(key, c), (n, method.spec.nz))
-    if width:
-      z = z.at[:, :width].set(jax.nn.one_hot(jnp.full((n,), c), width))
-    out.append(family.generate(learner, z, c))
-  return jnp.concatenate(out)
 
 
 def scores(method, learner, stats, images, labels: np.ndarray, t: int) -> dict:
@@ -106,14 +87,12 @@ def diagnose(workdir: str, per_class: int = 1000) -> list[dict]:
     parts = benchmark.train_parts[: t + 1]
     draw = [rng.choice(ix, min(per_class, len(ix)), replace=False) for ix in parts]
     real = to_unit(jnp.asarray(train_images[np.concatenate(draw)]))
-    current = to_unit(jnp.asarray(train_images[draw[t]]))
-    past = replayed_images(method, learner, t, per_class, jax.random.key(t)) if t else None
+    # What dgm.d_statistics=replay gives D at this task's end (the same draws).
+    option = dataclasses.replace(method, d_statistics="replay", statistics_images=per_class)
     stats = {
       "running": learner.d_stats,
-      "real": batch_statistics(method, learner, real),
-      "replayed": batch_statistics(
-        method, learner, current if past is None else jnp.concatenate([past, current])
-      ),
+      "real": statistics.batch_statistics(method, learner.d, learner.d_stats, real),
+      "replayed": statistics.refresh(option, learner, exp.task_data(t)).eval_stats,
     }
     record = {"task": t + 1, "step": step}
     for way in WAYS:

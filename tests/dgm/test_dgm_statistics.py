@@ -3,8 +3,9 @@
 Fast tier: the estimate is the batch's own statistics (D in eval mode with them
 computes on the batch what training mode does), and bad input is one line. Slow
 tier: a tiny two-task run with ``replay`` trains exactly as one with ``running``
-(the option touches evaluation only), and its accuracy matrix is D's with the
-re-estimated statistics.
+(the option touches evaluation only), its accuracy matrix is D's with the
+re-estimated statistics, and reproduce/dgm_bn_diagnostic.py's "replayed" way on the
+running run's checkpoints gives the same rows.
 """
 
 import jax
@@ -21,8 +22,10 @@ from dynamos_jax.methods.dgm import statistics
 from dynamos_jax.methods.dgm.dgm import DGM
 from dynamos_jax.methods.dgm.discriminator import to_unit
 
-from conftest import tiny_dataset
+from conftest import load_script, tiny_dataset
 import dgm_two_tasks
+
+diagnostic = load_script("dgm_bn_diagnostic", "reproduce", "dgm_bn_diagnostic.py")
 
 pytestmark = pytest.mark.xdist_group("dgm")
 
@@ -83,7 +86,7 @@ def test_replay_changes_evaluation_only(dgm_two_task_run, tmp_path):
   """Same seed, ``replay`` vs ``running``: G and D (params and running statistics) equal
   bit for bit after each task; the replay run's class-IL row is D's accuracy with its
   evaluation statistics, which are not the running ones."""
-  _, running_hooks, _ = dgm_two_task_run
+  _, running_hooks, running_workdir = dgm_two_task_run
   dataset, hooks, end_task = tiny_dataset(), {}, DGM.end_task
 
   def spy(self, state, task):
@@ -97,6 +100,8 @@ def test_replay_changes_evaluation_only(dgm_two_task_run, tmp_path):
     m.setattr(sources, "load_dataset", lambda *a, **k: dataset)
     results = train.train_and_evaluate(config, str(tmp_path / "replay"))
     exp = train.Experiment(config, 0)
+    # The diagnostic's "replayed" way on the running run's checkpoints.
+    records = diagnostic.diagnose(running_workdir, per_class=config.dgm.statistics_images)
   images, labels = exp.benchmark.test_set()
   matrix = results["class_il"]["matrix"]
   for t in (0, 1):
@@ -113,3 +118,5 @@ def test_replay_changes_evaluation_only(dgm_two_task_run, tmp_path):
     predicted = np.argmax(np.asarray(logits)[:, : t + 1], -1)
     expected = [100.0 * np.mean(predicted[labels[rows] == c] == c) for c in range(t + 1)]
     np.testing.assert_allclose(matrix[t + 1][: t + 1], expected, atol=1e-3)
+  for t, record in enumerate(records):
+    np.testing.assert_allclose(record["replayed"]["per_class"], matrix[t + 1][: t + 1], atol=1e-3)

@@ -1,9 +1,17 @@
-"""Runs the authors' DGMw (SAP-archive/machine-learning-dgm) on CPU torch, on our dgm_quick images.
+"""Runs the authors' DGMw or DGMa (SAP-archive/machine-learning-dgm) on CPU torch, on our images.
 
   python reference/dgm/dump_data.py --seed=0 --out=/tmp/dgm_ref_data/quick_seed0.npz
   nice -n 10 /tmp/torchenv/bin/python reference/dgm/run_reference.py \
       --ref=/tmp/dgm_ref --data=/tmp/dgm_ref_data/quick_seed0.npz --tasks=4 \
       --workdir=/tmp/ref_dgm/quick_t4 > /tmp/ref_dgm/quick_t4.log 2>&1
+  nice -n 10 /tmp/torchenv/bin/python reference/dgm/run_reference.py --variant=a \
+      --ref=/tmp/dgm_ref --data=/tmp/dgm_ref_data/quick_seed0.npz --tasks=4 \
+      --workdir=/tmp/ref_dgm/quick_a_t4 > /tmp/ref_dgm/quick_a_t4.log 2>&1
+
+``--variant`` picks what their ``run.py --method`` picks (MNIST): ``w`` (default)
+runs ``approaches/DGMw.py``, ``networks/net_DGMw.py`` with ``cfg/cfg_mnist_dgmw.yml``;
+``a`` runs ``approaches/DGMa.py``, ``networks/net_DGMa.py`` with
+``cfg/cfg_mnist_dgma.yml``. Both use their ``utils/utils.py`` and ``utils/logger.py``.
 
 --ref is a work tree of the authors' repository at commit
 c055598b9b8c4e62c00afc520b9789bfb25d2ae6 (README.md here). Their files are not
@@ -11,8 +19,8 @@ changed and not copied; the driver checks their git blob ids. What it does
 around them (README.md here lists each item and why):
 
 - it does what their ``run.py`` does (seeds ``random``, ``torch``, ``numpy``
-  from ``manualSeed``; ``netG`` / ``netD`` / ``App`` from their
-  ``cfg/cfg_mnist_dgmw.yml``; ``App.train(data, t)`` for t = 0, 1, ...), with
+  from ``manualSeed``; ``netG`` / ``netD`` / ``App`` of the variant's network and
+  approach from its yml; ``App.train(data, t)`` for t = 0, 1, ...), with
   configs/dgm_quick.py's departures (epochs, batch, ndf: from the dump's meta,
   or --epochs / --batch / --ndf) passed as arguments instead of editing their
   config, and ``--tasks`` to stop early;
@@ -21,7 +29,8 @@ around them (README.md here lists each item and why):
   on the same images in the same batch order, validate and test on the same;
 - imports: ``torchvision`` and ``tensorflow`` are stubs/ (save_image as a PNG;
   the TF-1 summary writer recording scalars in memory, read back here);
-- torch 2.x vs their torch 1.0.0: the shims of ``torch10_compat``;
+- torch 2.x vs their torch 1.0.0: the shims of ``torch10_compat``; numpy 2.x vs
+  their 1.14.5: ``numpy114_compat`` (their Logger's histograms);
 - after each task it evaluates their D once more, in eval mode, on each seen
   class's test images (exact per-class accuracy and what D predicts), which
   changes nothing in their state; writes WORKDIR/result.json after every task.
@@ -29,6 +38,7 @@ around them (README.md here lists each item and why):
 
 import argparse
 import hashlib
+import importlib
 import json
 import os
 import platform
@@ -40,7 +50,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = "github.com/SAP-archive/machine-learning-dgm"
 COMMIT = "c055598b9b8c4e62c00afc520b9789bfb25d2ae6"
-# Git blob ids at COMMIT of the files that run (run.py is mirrored, not run).
+# Git blob ids at COMMIT of the files that run for DGMw (run.py is mirrored, not run).
 BLOBS = {
   "approaches/DGMw.py": "84c857fbee882dd26f84e8df11da43bdbdd5aa63",
   "networks/net_DGMw.py": "cdcf1ca0ed1057c08181227f451da43188003fd6",
@@ -49,6 +59,22 @@ BLOBS = {
   "cfg/cfg_mnist_dgmw.yml": "7bcd7f0a7bad17ab9be504f8a536328d301a6482",
   "run.py": "2038b8e1b5c447531766e7bd3c6d28dfb8c0bdf9",
 }
+# DGMa's: its approach, network and config in place of DGMw's, the rest shared.
+BLOBS_DGMA = {
+  "approaches/DGMa.py": "9972f955ed0c46107e12a67406961c7ee40cd1ab",
+  "networks/net_DGMa.py": "cd21ee052a1c1793e0da8b1b9aedb00f3c095c44",
+  "cfg/cfg_mnist_dgma.yml": "9c78b7e4c30878b462cb6aa8cf3366ed9ad8567e",
+  **{p: BLOBS[p] for p in ("utils/utils.py", "utils/logger.py", "run.py")},
+}
+# What their run.py imports and reads for --method DGMw / DGMa on MNIST: (approach
+# module, network module, config file). Both ymls have the same keys.
+VARIANTS = {
+  "w": ("approaches.DGMw", "networks.net_DGMw", "cfg/cfg_mnist_dgmw.yml"),
+  "a": ("approaches.DGMa", "networks.net_DGMa", "cfg/cfg_mnist_dgma.yml"),
+}
+VARIANT_BLOBS = {"w": BLOBS, "a": BLOBS_DGMA}
+# In-task evaluation period of their train loop (``epoch % k == 0``): DGMw.py 2, DGMa.py 5.
+EVAL_EVERY = {"w": 2, "a": 5}
 NB_LABEL = 10  # run.py: nb_label, the one-hot prefix of z
 NC = 1  # run.py: MNIST's channels
 
@@ -59,12 +85,32 @@ def git_blob_id(path: str) -> str:
   return hashlib.sha1(b"blob %d\0" % len(body) + body).hexdigest()
 
 
-def changed_files(ref: str) -> list[str]:
+def changed_files(ref: str, variant: str = "w") -> list[str]:
+  """The variant's files that are missing from ``ref`` or differ from COMMIT's."""
   return [
     p
-    for p, blob in BLOBS.items()
+    for p, blob in VARIANT_BLOBS[variant].items()
     if not os.path.exists(os.path.join(ref, p)) or git_blob_id(os.path.join(ref, p)) != blob
   ]
+
+
+def their_config(ref: str, variant: str, meta: dict, epochs=None, batch=None, ndf=None, seed=None):
+  """The variant's yml as their ``cfg_from_file`` reads it, with our departures.
+
+  ``niter``, ``batchSize`` and ``ndf`` come from the flags or else the dump's meta
+  (the run we compare with), ``manualSeed`` from ``seed`` if given; every other
+  key is the yml's. Read with ``yaml.safe_load`` (no easydict here).
+  """
+  import yaml
+
+  with open(os.path.join(ref, VARIANTS[variant][2])) as f:
+    cfg = yaml.safe_load(f)
+  cfg["niter"] = epochs or meta["epochs"]
+  cfg["batchSize"] = batch or meta["batch_size"]
+  cfg["ndf"] = ndf or meta["ndf"]
+  if seed is not None:
+    cfg["manualSeed"] = seed
+  return cfg
 
 
 def torch10_compat(torch, model_module) -> list[str]:
@@ -76,13 +122,15 @@ def torch10_compat(torch, model_module) -> list[str]:
   from torch.nn.modules import batchnorm
 
   # 1. CPU: their code calls .cuda() unconditionally in places (net_DGMw.py's
-  #    Embedding(...).cuda(), LongTensor([t]).cuda(), DGMw.py's .cuda(self.device)).
+  #    Embedding(...).cuda(), LongTensor([t]).cuda(), DGMw.py's .cuda(self.device);
+  #    net_DGMa.py's Parameter(torch.Tensor(...).cuda()) when G grows).
   torch.Tensor.cuda = lambda self, *args, **kwargs: self
   nn.Module.cuda = lambda self, *args, **kwargs: self
 
   # 2. ConvTranspose2d._output_padding gained a required num_spatial_dims
-  #    argument after 1.0; their Plastic_ConvTranspose2d.forward calls it with
-  #    the 1.0 signature. With output_size None it returns self.output_padding.
+  #    argument after 1.0; their transposed convolutions' forward calls it with
+  #    the 1.0 signature (net_DGMw.py's Plastic_ConvTranspose2d, net_DGMa.py's own
+  #    ConvTranspose2d subclass). With output_size None it returns self.output_padding.
   base = nn.ConvTranspose2d._output_padding
 
   def output_padding(
@@ -90,7 +138,17 @@ def torch10_compat(torch, model_module) -> list[str]:
   ):
     return base(self, input, output_size, stride, padding, kernel_size, num_spatial_dims, dilation)
 
-  model_module.Plastic_ConvTranspose2d._output_padding = output_padding
+  transposed = [
+    name
+    for name, c in vars(model_module).items()
+    if isinstance(c, type)
+    and issubclass(c, nn.ConvTranspose2d)
+    and c.__module__ == model_module.__name__
+  ]
+  if not transposed:
+    raise RuntimeError(f"{model_module.__name__}: no ConvTranspose2d subclass to shim")
+  for name in transposed:
+    getattr(model_module, name)._output_padding = output_padding
 
   # 3. zero_grad: torch 1.0 zeroed existing gradients; 2.x sets them to None.
   #    With None, Adam skips a parameter; with zeros (1.0) it still moves it by
@@ -104,8 +162,9 @@ def torch10_compat(torch, model_module) -> list[str]:
   )
 
   # 4. A new BatchNorm's scale: U(0, 1) in 1.0 (gamma = 1 from 1.2 on). Their G
-  #    makes a fresh BatchNorm2d per layer for every later task (netG.extand) at
-  #    the default init, so tasks 1.. start from U(0, 1) scales in their runs.
+  #    makes a fresh BatchNorm2d per layer for every later task (netG.extand, in
+  #    both networks) at the default init, so tasks 1.. start from U(0, 1) scales
+  #    in their runs.
   def reset_parameters(self):
     self.reset_running_stats()
     if self.affine:
@@ -131,19 +190,43 @@ def torch10_compat(torch, model_module) -> list[str]:
   # 6. Tensor.numpy(): in 2.x it marks the tensor's storage as not resizable
   #    (the array aliases it), so the next ``self.c_label.data.resize_`` to a
   #    larger size fails ("Trying to resize storage that is not resizable");
-  #    1.0 had no such lock. Every array their DGMw.py takes this way is read
-  #    at once (labels for the one-hot noise, accuracies, histograms), never
-  #    after the tensor changes, so the array of a clone gives the same values.
+  #    1.0 had no such lock. Every array their DGMw.py and DGMa.py take this way
+  #    is read at once (labels for the one-hot noise and, in DGMa, for its
+  #    replayed sets; accuracies, histograms), never after the tensor changes,
+  #    so the array of a clone gives the same values.
   numpy = torch.Tensor.numpy
   torch.Tensor.numpy = lambda self, *args, **kwargs: numpy(self.clone(), *args, **kwargs)
   return [
     "Tensor.cuda / Module.cuda return self",
-    "Plastic_ConvTranspose2d._output_padding: 1.0 signature",
+    *(f"{name}._output_padding: 1.0 signature" for name in transposed),
     "Module/Optimizer.zero_grad zero gradients (set_to_none=False), as 1.0",
     "BatchNorm default init gamma ~ U(0, 1), as 1.0",
     "Tensor.data is the tensor itself when it needs no gradient (1.0's resize_ via .data)",
     "Tensor.numpy returns a clone's array (2.x locks the storage of an exported tensor)",
   ]
+
+
+def numpy114_compat(logger_module) -> list[str]:
+  """Makes numpy 2.x behave as their pinned numpy 1.14.5 where their code depends on it.
+
+  Their ``Logger.histo_summary`` bins a G mask into 1,000 bins with np.histogram.
+  numpy 2.2 on (numpy#27148) raises "Too many bins for data range" when the edges,
+  computed in the mask's float32, are not all distinct; earlier numpy, their 1.14.5
+  too, returned such zero-width bins without complaint. DGMa's masks hit it: in
+  its first epochs the scale s is ~1 / s_max = 1e-5, so every gate sits within
+  ~1e-7 of 0.5. The values are passed on as float64, where the edges are
+  distinct; the histogram itself is dropped by stubs/tensorflow either way, so
+  nothing recorded changes.
+  """
+  import numpy as np
+
+  histo_summary = logger_module.Logger.histo_summary
+
+  def histo_summary_float64(self, tag, values, step, bins=1000):
+    return histo_summary(self, tag, np.asarray(values, np.float64), step, bins)
+
+  logger_module.Logger.histo_summary = histo_summary_float64
+  return ["Logger.histo_summary bins float64 values (numpy >= 2.2 raises on float32 edges)"]
 
 
 def their_data(tasks, torch) -> dict:
@@ -221,6 +304,9 @@ def main(argv=None) -> int:
   parser.add_argument("--ref", required=True, help="their work tree at COMMIT")
   parser.add_argument("--data", required=True, help="dump_data.py's .npz")
   parser.add_argument("--workdir", required=True)
+  parser.add_argument(
+    "--variant", default="w", choices=sorted(VARIANTS), help="their --method: DGMw (w) or DGMa (a)"
+  )
   parser.add_argument("--tasks", type=int, default=10, help="stop after this many tasks")
   parser.add_argument(
     "--epochs", type=int, default=None, help="default: the dump's (dgm_quick: 20)"
@@ -234,7 +320,7 @@ def main(argv=None) -> int:
   ref = os.path.abspath(args.ref)
   workdir = os.path.abspath(args.workdir)
   os.makedirs(workdir, exist_ok=True)
-  changed = changed_files(ref)
+  changed = changed_files(ref, args.variant)
   if changed:
     print(f"warning: files differ from {COMMIT[:12]}: {changed}", file=sys.stderr)
 
@@ -242,15 +328,7 @@ def main(argv=None) -> int:
   import refdata  # noqa: E402
 
   tasks, meta = refdata.load(args.data)
-  import yaml  # their config, read as their cfg_from_file would (no easydict here)
-
-  with open(os.path.join(ref, "cfg", "cfg_mnist_dgmw.yml")) as f:
-    cfg = yaml.safe_load(f)
-  cfg["niter"] = args.epochs or meta["epochs"]
-  cfg["batchSize"] = args.batch or meta["batch_size"]
-  cfg["ndf"] = args.ndf or meta["ndf"]
-  if args.seed is not None:
-    cfg["manualSeed"] = args.seed
+  cfg = their_config(ref, args.variant, meta, args.epochs, args.batch, args.ndf, args.seed)
   num_tasks = min(args.tasks, meta["num_tasks"])
 
   # Their imports resolve from --ref (approaches, networks, utils) and the stubs.
@@ -259,11 +337,12 @@ def main(argv=None) -> int:
   import torch
 
   torch.set_num_threads(args.threads)
-  from approaches import DGMw as approach  # noqa: E402
-  from networks import net_DGMw as model  # noqa: E402
+  approach_name, model_name, cfg_file = VARIANTS[args.variant]
+  approach = importlib.import_module(approach_name)  # run.py: ``from approaches import DGMx``
+  model = importlib.import_module(model_name)  # run.py: ``from networks import net_DGMx``
   import tensorflow as tf_stub  # noqa: E402  (stubs/tensorflow: the scalars their Logger writes)
 
-  shims = torch10_compat(torch, model)
+  shims = torch10_compat(torch, model) + numpy114_compat(importlib.import_module("utils.logger"))
 
   # run.py, from the seeding on.
   random.seed(cfg["manualSeed"])
@@ -305,6 +384,12 @@ def main(argv=None) -> int:
   result = {
     "reference": REPO,
     "commit": COMMIT,
+    "variant": args.variant,
+    "files": [
+      approach_name.replace(".", "/") + ".py",
+      model_name.replace(".", "/") + ".py",
+      cfg_file,
+    ],
     "changed_files": changed,
     "data": meta,
     "settings": {
@@ -327,6 +412,7 @@ def main(argv=None) -> int:
         "manualSeed",
       )
     },
+    "eval_every": EVAL_EVERY[args.variant],  # their in-task evaluations, in epochs
     "torch": torch.__version__,
     "threads": args.threads,
     "cpu": cpu_name(),
@@ -336,8 +422,12 @@ def main(argv=None) -> int:
   progress = open(os.path.join(workdir, "progress.txt"), "a")
   for t in range(num_tasks):
     start, first = time.time(), len(tf_stub.SCALARS)
-    best, _, _ = appr.train(data, t, smax_g=cfg["smax_g"], use_aux_G=cfg["aux_G"])
+    appr.train(data, t, smax_g=cfg["smax_g"], use_aux_G=cfg["aux_G"])
     seconds = time.time() - start
+    # The test average at the task's best validation evaluation: DGMw.py's train
+    # returns it, DGMa.py's returns the list of its test averages instead; both
+    # keep it in this attribute (reset at the start of each train).
+    best = float(appr.best_selected_test_acc)
     step = appr.global_step  # their final evaluation of the task is logged at this step
     mine = tf_stub.SCALARS[first:]  # what this task's evaluations logged
     per_class = {
@@ -346,7 +436,8 @@ def main(argv=None) -> int:
     logged = [per_class[c] for c in range(t + 1)]
     rec = refdata.task_record(t, logged, exact_predictions(net_d, tasks, t, torch), best, seconds)
     # (their global step, validation average, test average) of each of the task's
-    # evaluations: after epochs 0, 2, ... and the final one (its step is also the
+    # evaluations: after epochs 0, k, 2 k, ... (k = EVAL_EVERY: DGMw 2, DGMa 5) and
+    # the final one (their global step counts epochs, so the final one's is also the
     # next task's first: they log both at the same global step).
     rec["evaluations"] = [
       (s, v, w)

@@ -156,8 +156,12 @@ def test_tensorflow_stub_records_their_loggers_scalars():
   assert tf_stub.SCALARS[before:] == [("logs/Acc. Task 1", "Accuracy_test", 40, 87.5)]
 
 
+def _run_reference():
+  return _load("reference_dgm_run_reference", "run_reference.py")
+
+
 def test_driver_pins_the_commit_blobs(tmp_path):
-  run_reference = _load("reference_dgm_run_reference", "run_reference.py")
+  run_reference = _run_reference()
   (tmp_path / "approaches").mkdir()
   (tmp_path / "approaches" / "DGMw.py").write_text("")
   changed = run_reference.changed_files(str(tmp_path))
@@ -167,6 +171,72 @@ def test_driver_pins_the_commit_blobs(tmp_path):
     run_reference.git_blob_id(str(tmp_path / "approaches" / "DGMw.py"))
     == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
   )
+
+
+def test_driver_pins_each_variants_files():
+  run_reference = _run_reference()
+  w, a = run_reference.VARIANT_BLOBS["w"], run_reference.VARIANT_BLOBS["a"]
+  assert w is run_reference.BLOBS  # DGMw's check as it was
+  # DGMa swaps in its approach, network and config; utils and run.py are the same files.
+  assert set(w) - set(a) == {"approaches/DGMw.py", "networks/net_DGMw.py", "cfg/cfg_mnist_dgmw.yml"}
+  assert set(a) - set(w) == {"approaches/DGMa.py", "networks/net_DGMa.py", "cfg/cfg_mnist_dgma.yml"}
+  assert all(a[p] == w[p] for p in set(a) & set(w))
+  for variant, (approach, network, cfg) in run_reference.VARIANTS.items():
+    files = {approach.replace(".", "/") + ".py", network.replace(".", "/") + ".py", cfg}
+    assert files <= set(run_reference.VARIANT_BLOBS[variant])
+
+
+def test_driver_checks_only_the_variants_files(tmp_path):
+  run_reference = _run_reference()
+  blobs = run_reference.VARIANT_BLOBS["a"]
+  # A tree with a changed DGMa.py and nothing else: each of DGMa's files is reported
+  # (one differs, the rest are missing), none of DGMw's own.
+  (tmp_path / "approaches").mkdir()
+  (tmp_path / "approaches" / "DGMa.py").write_text("changed")
+  changed = run_reference.changed_files(str(tmp_path), "a")
+  assert set(changed) == set(blobs)
+  assert "approaches/DGMw.py" not in changed
+
+
+def _yml(path, **values):
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text("".join(f"{k}: {v}\n" for k, v in values.items()))
+
+
+@pytest.mark.parametrize("variant", ["w", "a"])
+def test_their_config_takes_our_departures_for_both_variants(tmp_path, variant):
+  run_reference = _run_reference()
+  # Their two MNIST ymls differ in ngf, smax_g, lamb_G (and names, paths, device).
+  ngf = {"w": 6, "a": 20}[variant]
+  cfg_file = run_reference.VARIANTS[variant][2]
+  _yml(tmp_path / cfg_file, batchSize=64, ndf=32, niter=101, ngf=ngf, manualSeed=0)
+  meta = {"epochs": 20, "batch_size": 32, "ndf": 16}
+  cfg = run_reference.their_config(str(tmp_path), variant, meta)
+  assert (cfg["niter"], cfg["batchSize"], cfg["ndf"]) == (20, 32, 16)
+  assert (cfg["ngf"], cfg["manualSeed"]) == (ngf, 0)  # the rest is the yml's
+  cfg = run_reference.their_config(str(tmp_path), variant, meta, 3, 8, 4, seed=2)
+  assert (cfg["niter"], cfg["batchSize"], cfg["ndf"], cfg["manualSeed"]) == (3, 8, 4, 2)
+
+
+def test_histograms_of_near_constant_masks_bin_as_numpy_1_14():
+  # DGMa's masks at s = 1e-5: float32 gates within 1e-7 of 0.5, which numpy 2.x
+  # cannot cut into 1,000 float32 bins; their Logger's call, shimmed, goes through.
+  import types
+
+  run_reference = _run_reference()
+  calls = []
+
+  class Logger:
+    def histo_summary(self, tag, values, step, bins=1000):
+      calls.append(np.histogram(values, bins=bins)[0].sum())
+
+  module = types.SimpleNamespace(Logger=Logger)
+  masks = (0.5 + np.arange(80) * 1e-9).astype(np.float32)
+  with pytest.raises(ValueError, match="Too many bins"):
+    Logger().histo_summary("m", masks, 0)
+  assert run_reference.numpy114_compat(module)
+  module.Logger().histo_summary("m", masks, 0)
+  assert calls == [80]
 
 
 def test_dump_of_the_full_mnist_config_records_its_schedule(tmp_path, monkeypatch):

@@ -55,7 +55,7 @@ def analyze(
   of a multi-seed run (None: every seed, each in ``analysis/seed_N`` and
   returned as ``{seed: numbers}``).
   """
-  from dynamos_jax.train import restore_seeds
+  from dynamos_jax.trainer import restore_seeds
 
   out = {}
   for exp, state, progress in restore_seeds(workdir, run_seed):

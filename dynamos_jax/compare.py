@@ -55,16 +55,16 @@ def _finished(config, directory: str) -> dict | None:
 
 
 def _train_alone(config, directory: str) -> dict:
-  from dynamos_jax import train
+  from dynamos_jax import trainer
 
   print(f"== {config.method}, seed {config.seed}: training in {directory}", file=sys.stderr)
-  return train.train_and_evaluate(config, directory)
+  return trainer.train_and_evaluate(config, directory)
 
 
 def _train_together(configs: dict, method: str, seeds: list[int], workdir: str) -> dict:
   """``{seed: results}`` of ``seeds`` trained in one program, each also written as its
   one-seed run's results.json (the config of that run, so later comparisons find it)."""
-  from dynamos_jax import reporting, train
+  from dynamos_jax import reporting, trainer
 
   config = configs[method, seeds[0]].copy_and_resolve_references()
   config.seeds = ",".join(map(str, seeds))
@@ -72,7 +72,7 @@ def _train_together(configs: dict, method: str, seeds: list[int], workdir: str) 
   print(
     f"== {method}, seeds {config.seeds} in one program: training in {directory}", file=sys.stderr
   )
-  together = train.train_and_evaluate(config, directory)
+  together = trainer.train_and_evaluate(config, directory)
   out = {}
   for run in together["runs"]:
     seed = run["seed"]
@@ -191,14 +191,14 @@ def main(argv: list[str]) -> None:
   if len(set(_METHODS.value)) != len(_METHODS.value) or len(set(seeds)) != len(seeds):
     fail("--methods and --seeds must not repeat an entry")
   logging.set_verbosity(logging.WARNING)
-  from dynamos_jax import parallel, train
+  from dynamos_jax import parallel, trainer
 
   try:
     if str(CONFIG.value.seeds).strip():
       fail("compare takes its seeds from --seeds=0,1,2; drop --config.seeds")
     parallel.start(CONFIG.value)  # host devices and multi-host, as run does
     run_comparison(CONFIG.value, list(_METHODS.value), seeds, WORKDIR.value, _ONE_PROGRAM.value)
-  except train.Interrupted as e:
+  except trainer.Interrupted as e:
     print(str(e) + " (the comparison resumes too: run it again)", file=sys.stderr)
     sys.exit(e.exit_code)
   except InputError as e:

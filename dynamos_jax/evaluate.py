@@ -18,9 +18,9 @@ def evaluate_workdir(workdir: str, seed: int | None = None) -> dict | dict[int, 
 
   A multi-seed run without ``seed``: ``{seed: that record}`` for every seed.
   """
-  from dynamos_jax import train
+  from dynamos_jax import trainer
 
-  restored = train.restore_seeds(workdir, seed)
+  restored = trainer.restore_seeds(workdir, seed)
   out = {}
   for exp, state, progress in restored:
     if "seed" in progress:  # A seed's record of a multi-seed run.

@@ -390,6 +390,8 @@ def plot_comparison(
 
 
 def progress_bar(total: int, enabled: bool):
-  import tqdm  # Imported here: only the training loop shows progress.
+  # Imported here: only the training loop shows progress. tqdm.auto: a widget in a
+  # notebook, text in a terminal.
+  from tqdm.auto import tqdm
 
-  return tqdm.tqdm(total=total, unit="step", disable=not enabled, dynamic_ncols=True)
+  return tqdm(total=total, unit="step", disable=not enabled, dynamic_ncols=True)

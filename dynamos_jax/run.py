@@ -27,14 +27,14 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)
   # Imported after flag parsing so `--help` and flag errors are quick.
   from dynamos_jax import config as config_lib
-  from dynamos_jax import parallel, sweep, train
+  from dynamos_jax import parallel, sweep, trainer
 
   try:
     config_lib.validate(CONFIG.value)
     sweep.validate(CONFIG.value)  # each setting's config too, before anything trains
     parallel.start(CONFIG.value)
-    train.train_and_evaluate(CONFIG.value, WORKDIR.value)
-  except train.Interrupted as e:
+    trainer.train_and_evaluate(CONFIG.value, WORKDIR.value)
+  except trainer.Interrupted as e:
     print(str(e), file=sys.stderr)
     sys.exit(e.exit_code)
   except InputError as e:

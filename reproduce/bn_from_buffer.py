@@ -80,13 +80,13 @@ def main(argv=None) -> int:
   p.add_argument("--forwards", type=int, default=100)
   p.add_argument("--batch", type=int, default=32)
   args = p.parse_args(argv)
-  from dynamos_jax import train
+  from dynamos_jax import trainer
   from dynamos_jax.errors import InputError
 
   try:
     if args.forwards < 1 or args.batch < 1:
       raise InputError("--forwards and --batch must be >= 1")
-    seeds = train.restore_seeds(args.workdir, args.seed)
+    seeds = trainer.restore_seeds(args.workdir, args.seed)
     for exp, state, _ in seeds:
       learner, method = state.learner, exp.method
       buffer = getattr(learner, "buffer", None)

@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dynamos_jax import train  # noqa: E402  (the path above first)
+from dynamos_jax import trainer  # noqa: E402  (the path above first)
 from dynamos_jax.checkpoint import Checkpointer  # noqa: E402
 from dynamos_jax.errors import InputError  # noqa: E402
 from dynamos_jax.methods.dgm import statistics  # noqa: E402
@@ -64,7 +64,7 @@ def task_end_steps(progress: dict) -> list[int]:
 
 def diagnose(workdir: str, per_class: int = 1000) -> list[dict]:
   """One record per finished task (see the module docstring)."""
-  exp, _, progress = train.restore_run(workdir)
+  exp, _, progress = trainer.restore_run(workdir)
   if exp.method.name != "dgm" or exp.method.classes_per_task != 1:
     raise InputError(f"{workdir} is a run of {exp.method.name}: give a DGM run of one class a task")
   benchmark, method = exp.benchmark, exp.method

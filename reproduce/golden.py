@@ -219,11 +219,11 @@ def digest(array) -> str:
 
 
 def record_one(overrides: dict) -> dict:
-  from dynamos_jax import train
+  from dynamos_jax import trainer
 
   config = load_config(overrides)
   with tempfile.TemporaryDirectory() as workdir:
-    results = train.train_and_evaluate(config, workdir)
+    results = trainer.train_and_evaluate(config, workdir)
     digests = checkpoint_digests(workdir)
   per_seed = results["runs"] if "runs" in results else [results]
   keep = []

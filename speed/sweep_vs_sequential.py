@@ -27,7 +27,7 @@ import time
 
 import jax
 
-from dynamos_jax import parallel, train
+from dynamos_jax import parallel, trainer
 from dynamos_jax import sweep as sweep_lib
 
 
@@ -72,7 +72,7 @@ def machine() -> dict:
 
 def timed(config, workdir: str) -> tuple[dict, float]:
   t0 = time.perf_counter()
-  results = train.train_and_evaluate(config, workdir)
+  results = trainer.train_and_evaluate(config, workdir)
   return results, time.perf_counter() - t0
 
 

@@ -11,7 +11,7 @@ import ml_collections
 import pytest
 
 from dynamos_jax import config as config_lib
-from dynamos_jax import train
+from dynamos_jax import trainer
 from dynamos_jax.benchmarks import register
 from dynamos_jax.benchmarks.one_class import OneClassMNIST
 from dynamos_jax.data import sources
@@ -63,5 +63,5 @@ def run(workdir: str, dataset) -> tuple[dict, dict, str]:
     m.setattr(sources, "load_dataset", lambda *a, **k: dataset)
     c = config()
     config_lib.validate(c)
-    results = train.train_and_evaluate(c, workdir)
+    results = trainer.train_and_evaluate(c, workdir)
   return results, hooks, workdir

@@ -27,7 +27,7 @@ class ClassSplit(Benchmark):
 
   def __init__(self, config, data, key, joint):
     super().__init__(config, data, key, joint)
-    self.split = ClassIncremental(self.num_tasks, self.classes_per_task)
+    self.split = self.make_split()
     self.num_classes = data.host.num_classes
     tasks = [self.split.task_indices(data.host.train_labels, t) for t in range(self.num_tasks)]
     if joint:
@@ -40,6 +40,10 @@ class ClassSplit(Benchmark):
     self.batches = [num_batches(len(ix), config.batch_size) for ix in self.task_indices]
     self.epochs = config.epochs
     self.rows = max(self.batches)  # Every epoch padded to one shape: one compile.
+
+  def make_split(self) -> ClassIncremental:
+    """Which classes each task holds (a subclass may give a ``streams.ClassGroups``)."""
+    return ClassIncremental(self.num_tasks, self.classes_per_task)
 
   def epoch_data(self, task, epoch):
     key = jax.random.fold_in(jax.random.fold_in(self.key, task), epoch)

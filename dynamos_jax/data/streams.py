@@ -94,6 +94,30 @@ class ClassIncremental:
     return np.asarray(labels) // self.classes_per_task
 
 
+@dataclasses.dataclass(frozen=True)
+class ClassGroups:
+  """Tasks of consecutive classes of given sizes: sizes (2, 3) -> (0, 1), (2, 3, 4).
+
+  ``ClassIncremental``'s interface for tasks of unequal sizes (``benchmarks.arrays``).
+  """
+
+  sizes: tuple[int, ...]
+
+  @property
+  def num_tasks(self) -> int:
+    return len(self.sizes)
+
+  def task_classes(self, task: int) -> np.ndarray:
+    start = sum(self.sizes[:task])
+    return np.arange(start, start + self.sizes[task])
+
+  def task_indices(self, labels: np.ndarray, task: int) -> np.ndarray:
+    return np.flatnonzero(np.isin(labels, self.task_classes(task))).astype(np.int32)
+
+  def task_of_label(self, labels: np.ndarray) -> np.ndarray:
+    return np.searchsorted(np.cumsum(self.sizes), np.asarray(labels), side="right")
+
+
 def num_batches(num_examples: int, batch_size: int) -> int:
   """Batches in one epoch, the last partial batch included."""
   return -(-num_examples // batch_size)

@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from dynamos_jax import chunks as runner  # noqa: E402
 from dynamos_jax import (
   parallel,  # noqa: E402
-  train,  # noqa: E402
+  trainer,  # noqa: E402
 )
 from dynamos_jax.config import base_config  # noqa: E402
 from dynamos_jax.data import sources  # noqa: E402
@@ -45,7 +45,7 @@ def main(workdir: str, pause: float) -> None:
 
     runner.ChunkRunner.run = slow
   parallel.start(c)
-  train.train_and_evaluate(c, workdir)
+  trainer.train_and_evaluate(c, workdir)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import pytest
 from test_live import read_lines
 
 from dynamos_jax import chunks as runner
-from dynamos_jax import train
+from dynamos_jax import trainer
 from dynamos_jax.checkpoint import Checkpointer, config_differences
 from dynamos_jax.errors import InputError
 
@@ -46,7 +46,7 @@ def small(tiny_data, tiny_config):
 @pytest.mark.parametrize("method", ["dynamos", "sgd"])  # sgd: no buffer (zero-size arrays)
 def test_round_trip_restores_state_and_typed_key(small, tmp_path, method):
   small.method = method
-  exp = train.Experiment(small)
+  exp = trainer.Experiment(small)
   state = exp.initial_state()
   state = state.replace(step=state.step + 7)
   ckpt = Checkpointer(str(tmp_path / "ck"), keep=2)
@@ -81,7 +81,7 @@ def _crash_after(monkeypatch, chunks, action):
 
 
 def test_crash_and_resume_equals_uninterrupted_run(small, tmp_path, monkeypatch):
-  reference = train.train_and_evaluate(small, str(tmp_path / "ref"))
+  reference = trainer.train_and_evaluate(small, str(tmp_path / "ref"))
   with monkeypatch.context() as m:
 
     def crash():
@@ -89,10 +89,10 @@ def test_crash_and_resume_equals_uninterrupted_run(small, tmp_path, monkeypatch)
 
     _crash_after(m, 7, crash)
     with pytest.raises(_Crash):
-      train.train_and_evaluate(small, str(tmp_path / "run"))
+      trainer.train_and_evaluate(small, str(tmp_path / "run"))
   saved = Checkpointer(str(tmp_path / "run" / "checkpoints"), 50).steps()
   assert saved and saved[-1] < reference["train"]["steps"]
-  resumed = train.train_and_evaluate(small, str(tmp_path / "run"))
+  resumed = trainer.train_and_evaluate(small, str(tmp_path / "run"))
   assert _comparable(resumed) == _comparable(reference)
   assert _final_fingerprint(tmp_path / "run") == _final_fingerprint(tmp_path / "ref")
   # The live stream reads like the uninterrupted run's (the re-run steps once).
@@ -101,9 +101,9 @@ def test_crash_and_resume_equals_uninterrupted_run(small, tmp_path, monkeypatch)
 
 def test_max_tasks_stops_with_complete_results_and_goes_on_when_raised(small, tmp_path):
   small.train.max_steps_per_task = 3
-  reference = train.train_and_evaluate(small, str(tmp_path / "ref"))
+  reference = trainer.train_and_evaluate(small, str(tmp_path / "ref"))
   small.train.max_tasks = 2
-  stopped = train.train_and_evaluate(small, str(tmp_path / "run"))
+  stopped = trainer.train_and_evaluate(small, str(tmp_path / "run"))
   assert (stopped["train"]["tasks_trained"], stopped["train"]["tasks"]) == (2, 5)
   assert reference["train"]["tasks_trained"] == 5
   for protocol in ("class_il", "task_il"):
@@ -116,38 +116,38 @@ def test_max_tasks_stops_with_complete_results_and_goes_on_when_raised(small, tm
   assert stopped["log"] == reference["log"][: len(stopped["log"])]
   assert json.loads((tmp_path / "run" / "results.json").read_text())["train"]["tasks_trained"] == 2
   # The same limit again trains nothing more; raised, the run goes on to the end.
-  again = train.train_and_evaluate(small, str(tmp_path / "run"))
+  again = trainer.train_and_evaluate(small, str(tmp_path / "run"))
   assert again["train"]["steps"] == stopped["train"]["steps"]
   small.train.max_tasks = 0
-  resumed = train.train_and_evaluate(small, str(tmp_path / "run"))
+  resumed = trainer.train_and_evaluate(small, str(tmp_path / "run"))
   assert _comparable(resumed) == _comparable(reference)
 
 
 def test_sigterm_saves_and_resumes(small, tmp_path, monkeypatch):
   with monkeypatch.context() as m:
     _crash_after(m, 3, lambda: signal.raise_signal(signal.SIGTERM))
-    with pytest.raises(train.Interrupted) as info:
-      train.train_and_evaluate(small, str(tmp_path))
+    with pytest.raises(trainer.Interrupted) as info:
+      trainer.train_and_evaluate(small, str(tmp_path))
   assert info.value.exit_code == 128 + signal.SIGTERM
   assert "run the same command again" in str(info.value)
   step = Checkpointer(str(tmp_path / "checkpoints"), 50).steps()[-1]
-  resumed = train.train_and_evaluate(small, str(tmp_path))
+  resumed = trainer.train_and_evaluate(small, str(tmp_path))
   assert resumed["train"]["steps"] > step
   assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
 
 
 def test_config_change_is_refused_unless_harmless(small, tmp_path):
   small.train.max_steps_per_task = 2
-  train.train_and_evaluate(small, str(tmp_path))
+  trainer.train_and_evaluate(small, str(tmp_path))
   small.train.progress = True  # harmless
   small.checkpoint.keep = 4  # harmless
-  train.train_and_evaluate(small, str(tmp_path))
+  trainer.train_and_evaluate(small, str(tmp_path))
   small.buffer_size = 9
   small.dynamos.lam = 1.0
   with pytest.raises(InputError, match=r"buffer_size: 8 -> 9.*dynamos.lam: 500.0 -> 1.0"):
-    train.train_and_evaluate(small, str(tmp_path))
+    trainer.train_and_evaluate(small, str(tmp_path))
   small.resume = False  # starts over, keeping the old checkpoints aside
-  train.train_and_evaluate(small, str(tmp_path))
+  trainer.train_and_evaluate(small, str(tmp_path))
   assert os.listdir(tmp_path / "checkpoints.old-1")
 
 
@@ -193,11 +193,11 @@ def _garble(step_dir):
 
 def test_garbled_newest_checkpoint_falls_back_to_previous(small, tmp_path, capsys):
   small.train.max_steps_per_task = 4
-  train.train_and_evaluate(small, str(tmp_path))
+  trainer.train_and_evaluate(small, str(tmp_path))
   ckpt = Checkpointer(str(tmp_path / "checkpoints"), 50)
   steps = ckpt.steps()
   _garble(os.path.join(tmp_path, "checkpoints", str(steps[-1])))
-  exp = train.Experiment(small)
+  exp = trainer.Experiment(small)
   state, progress = ckpt.restore_latest(exp.initial_state())
   assert progress["total_steps"] == steps[-2]
   assert f"checkpoint {steps[-1]}" in capsys.readouterr().err
@@ -210,13 +210,13 @@ def test_garbled_newest_checkpoint_falls_back_to_previous(small, tmp_path, capsy
 
 def test_truncated_progress_is_reported(small, tmp_path, capsys):
   small.train.max_steps_per_task = 2
-  train.train_and_evaluate(small, str(tmp_path))
+  trainer.train_and_evaluate(small, str(tmp_path))
   ckpt = Checkpointer(str(tmp_path / "checkpoints"), 50)
   steps = ckpt.steps()
   path = os.path.join(tmp_path, "checkpoints", str(steps[-1]), "progress", "metadata")
   with open(path, "r+b") as f:
     f.truncate(10)
-  _, progress = ckpt.restore_latest(train.Experiment(small).initial_state())
+  _, progress = ckpt.restore_latest(trainer.Experiment(small).initial_state())
   assert progress["total_steps"] == steps[-2]
   assert "unusable" in capsys.readouterr().err
 
@@ -234,7 +234,7 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(small, tmp_path, monkeypat
 
   monkeypatch.setattr(runner.ChunkRunner, "run", run)
   with pytest.raises(InputError, match=r"non-finite loss at step \d+.*last good checkpoint"):
-    train.train_and_evaluate(small, str(tmp_path))
+    trainer.train_and_evaluate(small, str(tmp_path))
   assert Checkpointer(str(tmp_path / "checkpoints"), 50).steps()
 
 
@@ -307,7 +307,7 @@ def test_evaluate_command_reproduces_the_last_row(small, tmp_path, monkeypatch):
   from dynamos_jax import evaluate
 
   small.train.max_steps_per_task = 3
-  results = train.train_and_evaluate(small, str(tmp_path))
+  results = trainer.train_and_evaluate(small, str(tmp_path))
   fresh = evaluate.evaluate_workdir(str(tmp_path))
   assert fresh["tasks_seen"] == 5 and fresh["step"] == results["train"]["steps"]
   assert fresh["class_il"] == results["class_il"]["matrix"][-1]
@@ -326,7 +326,7 @@ def test_a_workdir_that_cannot_be_a_directory_is_refused_before_loading(
     lambda *a: loaded.append(a) or pytest.fail("data loaded first"),
   )
   with pytest.raises(InputError, match="cannot be a run directory"):
-    train.train_and_evaluate(small, str(tmp_path / "file" / "run"))
+    trainer.train_and_evaluate(small, str(tmp_path / "file" / "run"))
   assert not loaded and (tmp_path / "file").read_text() == "a regular file"
 
 
@@ -341,16 +341,16 @@ def test_evaluate_during_the_warmup_predicts_without_agents(small, tmp_path, mon
 
     _crash_after(m, 2, crash)  # The warm-up chunk is saved.
     with pytest.raises(_Crash):
-      train.train_and_evaluate(small, str(tmp_path))
-  exp, state, progress = train.restore_run(str(tmp_path))
+      trainer.train_and_evaluate(small, str(tmp_path))
+  exp, state, progress = trainer.restore_run(str(tmp_path))
   assert progress["total_steps"] == 3 and exp.phase_after(progress["next_chunk"]) == "warmup"
   images, _ = exp.benchmark.test_set()
   off = exp.predictors(state.learner, "warmup")(images, None)
   gated = exp.predictors(state.learner, "main")(images, None)
   assert not np.allclose(off, gated)  # The agents would change the predictions.
-  phases, original = [], train.Experiment.evaluate
+  phases, original = [], trainer.Experiment.evaluate
   monkeypatch.setattr(
-    train.Experiment,
+    trainer.Experiment,
     "evaluate",
     lambda self, s, phase: phases.append(phase) or original(self, s, phase),
   )
@@ -365,7 +365,7 @@ def test_reading_a_run_whose_dataset_or_method_is_not_defined_is_one_error(
   from dynamos_jax import benchmarks, methods
 
   small.train.max_steps_per_task = 1
-  train.train_and_evaluate(small, str(tmp_path))
+  trainer.train_and_evaluate(small, str(tmp_path))
   for table, kind, name in (
     (benchmarks.REGISTRY, "dataset", small.dataset),
     (methods.REGISTRY, "method", small.method),
@@ -373,5 +373,5 @@ def test_reading_a_run_whose_dataset_or_method_is_not_defined_is_one_error(
     with monkeypatch.context() as m:
       m.delitem(table, name)
       with pytest.raises(InputError, match=f"run of {kind} '{name}', which this installation"):
-        train.restore_seeds(str(tmp_path))
-  assert train.restore_seeds(str(tmp_path))  # both back: the run reads again
+        trainer.restore_seeds(str(tmp_path))
+  assert trainer.restore_seeds(str(tmp_path))  # both back: the run reads again

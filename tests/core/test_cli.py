@@ -133,13 +133,13 @@ def test_the_run_command_trains_and_prints_tables(tmp_path, capsys):
 def test_tfds_source_end_to_end(tmp_path, tiny_config):
   import tensorflow_datasets as tfds
 
-  from dynamos_jax import train
+  from dynamos_jax import trainer
 
   tiny_config.data.source = "tfds"
   tiny_config.train.max_steps_per_task = 2
   tiny_config.epochs = 1
   with tfds.testing.mock_data(num_examples=60):
-    results = train.train_and_evaluate(tiny_config, str(tmp_path))
+    results = trainer.train_and_evaluate(tiny_config, str(tmp_path))
   assert results["train"]["steps"] <= 10
   assert len(results["task_il"]["matrix"]) == 6
 
@@ -149,16 +149,16 @@ def test_tfds_source_end_to_end(tmp_path, tiny_config):
 def test_seq_svhn_tfds_end_to_end(tmp_path, tiny_config):
   import tensorflow_datasets as tfds
 
-  from dynamos_jax import train
+  from dynamos_jax import trainer
 
   tiny_config.dataset = "seq-svhn"
   tiny_config.data.source = "tfds"
   tiny_config.train.max_steps_per_task = 2
   tiny_config.epochs = 1
   with tfds.testing.mock_data(num_examples=60):
-    exp = train.Experiment(tiny_config)
+    exp = trainer.Experiment(tiny_config)
     assert exp.benchmark.image_shape == (32, 32, 3)  # svhn_cropped, not MNIST
-    results = train.train_and_evaluate(tiny_config, str(tmp_path))
+    results = trainer.train_and_evaluate(tiny_config, str(tmp_path))
   assert len(results["class_il"]["matrix"]) == 6
   assert all(v is not None for v in results["class_il"]["matrix"][5])
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from dynamos_jax import compare, train
+from dynamos_jax import compare, trainer
 from dynamos_jax.errors import InputError
 
 from conftest import ROOT
@@ -39,9 +39,9 @@ def test_comparison_runs_each_pair_once_and_skips_finished(
   tiny_config.epochs = 1
   tiny_config.train.max_steps_per_task = 2
   calls = []
-  original = train.train_and_evaluate
+  original = trainer.train_and_evaluate
   monkeypatch.setattr(
-    train,
+    trainer,
     "train_and_evaluate",
     lambda c, d: calls.append((c.method, c.seeds or c.seed)) or original(c, d),
   )

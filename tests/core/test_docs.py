@@ -137,12 +137,12 @@ def test_every_documented_run_command_has_valid_flags(monkeypatch):
   """Each command's flags parse and its config (and sweep) validates, as the command itself
   would before training; training is left out (most need data that is not offline, and
   the fast tier runs the quick start for real in test_cli)."""
-  from dynamos_jax import parallel, run, train
+  from dynamos_jax import parallel, run, trainer
 
   from conftest import run_command
 
   monkeypatch.setattr(parallel, "start", lambda config: None)
-  monkeypatch.setattr(train, "train_and_evaluate", lambda config, workdir: None)
+  monkeypatch.setattr(trainer, "train_and_evaluate", lambda config, workdir: None)
   bad, checked = [], 0
   for page, argv in documented_runs():
     if not argv or any("NAME" in a or "[" in a for a in argv):

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dynamos_jax import accuracy as evaluation
-from dynamos_jax import train
+from dynamos_jax import trainer
 from dynamos_jax.data.streams import ClassIncremental
 from dynamos_jax.experiment import Experiment
 
@@ -62,7 +62,7 @@ def test_untrained_row_and_before_entries(tiny_data, tiny_config, tmp_path, monk
     return scores
 
   monkeypatch.setattr(Experiment, "evaluate", spy)
-  results = train.train_and_evaluate(tiny_config, str(tmp_path))
+  results = trainer.train_and_evaluate(tiny_config, str(tmp_path))
 
   # Evaluations: untrained (in the warm-up's phase), then after each of the 5 tasks.
   assert [phase for phase, _ in calls] == ["warmup"] + ["main"] * 5

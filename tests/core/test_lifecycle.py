@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 
-from dynamos_jax import analyze, methods, train
+from dynamos_jax import analyze, methods, trainer
 from dynamos_jax import config as config_lib
 from dynamos_jax.benchmarks import KINDS
 from dynamos_jax.benchmarks import register as register_benchmark
@@ -63,7 +63,7 @@ def test_hooks_run_at_task_boundaries_and_state_crosses_tasks(toy, tmp_path, mon
       return original(self, state, task)
 
     monkeypatch.setattr(toy_method.Anchored, hook, spy)
-  results = train.train_and_evaluate(toy, str(tmp_path))
+  results = trainer.train_and_evaluate(toy, str(tmp_path))
   # begin before the task's first step, end after its last one, in task order.
   expected = []
   for t in range(5):
@@ -138,14 +138,14 @@ def test_a_method_on_a_benchmark_kind_it_does_not_support_is_refused(tiny_config
 @pytest.mark.parametrize("grow", [0, 3])
 def test_resume_mid_task_equals_an_uninterrupted_run(toy, tmp_path, monkeypatch, grow):
   toy.anchored.grow = grow
-  reference = train.train_and_evaluate(toy, str(tmp_path / "ref"))
+  reference = trainer.train_and_evaluate(toy, str(tmp_path / "ref"))
   with monkeypatch.context() as m:
     crash_in_chunk(m, 4)  # The second chunk of task 2, after the task-1 hook grew.
     with pytest.raises(Crash):
-      train.train_and_evaluate(toy, str(tmp_path / "run"))
+      trainer.train_and_evaluate(toy, str(tmp_path / "run"))
   saved = Checkpointer(str(tmp_path / "run" / "checkpoints"), 50).steps()
   assert saved[-1] == 6  # mid task 2
-  resumed = train.train_and_evaluate(toy, str(tmp_path / "run"))
+  resumed = trainer.train_and_evaluate(toy, str(tmp_path / "run"))
   assert _comparable(resumed) == _comparable(reference)
   step, fingerprint, layout = _final_state(tmp_path / "run")
   assert (step, fingerprint) == _final_state(tmp_path / "ref")[:2]
@@ -159,11 +159,11 @@ def test_growing_state_in_several_seeds_equals_their_one_seed_runs(toy, tmp_path
   toy.train.max_steps_per_task = 2
   toy.seeds = "0,1"
   toy.train.seed_strategy = "unroll"
-  multi = train.train_and_evaluate(toy, str(tmp_path / "multi"))
+  multi = trainer.train_and_evaluate(toy, str(tmp_path / "multi"))
   for run in multi["runs"]:
     one = toy.copy_and_resolve_references()
     one.seeds, one.seed = "", run["seed"]
-    single = train.train_and_evaluate(one, str(tmp_path / f"seed_{run['seed']}"))
+    single = trainer.train_and_evaluate(one, str(tmp_path / f"seed_{run['seed']}"))
     assert run["class_il"] == single["class_il"] and run["task_il"] == single["task_il"]
     np.testing.assert_allclose(
       [e["loss"] for e in run["log"]], [e["loss"] for e in single["log"]], rtol=1e-6
@@ -187,9 +187,9 @@ def test_a_benchmark_added_in_one_class_trains_with_any_method(tiny_data, tiny_c
   tiny_config.epochs = 1
   tiny_config.train.max_steps_per_task = 3
   config_lib.validate(tiny_config)
-  results = train.train_and_evaluate(tiny_config, str(tmp_path))
+  results = trainer.train_and_evaluate(tiny_config, str(tmp_path))
   matrix = results["class_il"]["matrix"]
   assert len(matrix) == 3 and matrix[1][1] is None and None not in matrix[2]
-  exp = train.Experiment(tiny_config)
+  exp = trainer.Experiment(tiny_config)
   assert [len(ix) for ix in exp.benchmark.task_indices] == [5 * 12, 5 * 12]
   assert results["train"]["steps"] == 6

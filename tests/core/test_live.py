@@ -8,7 +8,7 @@ import struct
 from tensorboardX.proto import event_pb2
 
 from dynamos_jax import live as live_lib
-from dynamos_jax import train
+from dynamos_jax import trainer
 
 
 def read_lines(workdir, seed=0):
@@ -36,7 +36,7 @@ def read_scalars(workdir, seed=0):
 def test_a_run_streams_its_log_and_evaluations(tiny_data, tiny_config, tmp_path):
   tiny_config.method = "sgd"
   tiny_config.epochs = 1
-  results = train.train_and_evaluate(tiny_config, str(tmp_path))
+  results = trainer.train_and_evaluate(tiny_config, str(tmp_path))
   lines = read_lines(tmp_path)
   # Every log entry of results.json, in order, and an evaluation per task plus the untrained one.
   assert [l for l in lines if "eval" not in l] == results["log"]
@@ -58,7 +58,7 @@ def test_live_metrics_can_be_switched_off(tiny_data, tiny_config, tmp_path):
   tiny_config.epochs = 1
   tiny_config.train.max_steps_per_task = 1
   tiny_config.train.live_metrics = False
-  train.train_and_evaluate(tiny_config, str(tmp_path))
+  trainer.train_and_evaluate(tiny_config, str(tmp_path))
   assert not os.path.exists(tmp_path / "live")
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from test_live import read_lines
 
-from dynamos_jax import chunks, evaluate, parallel, train
+from dynamos_jax import chunks, evaluate, parallel, trainer
 from dynamos_jax import config as config_lib
 from dynamos_jax.data.streams import EpochData
 from dynamos_jax.errors import ConfigError, InputError
@@ -39,13 +39,13 @@ def test_unrolled_seeds_equal_their_one_seed_runs(tiny_data, tiny_config, tmp_pa
   config = _short(tiny_config)
   config.seeds = "0,2"
   config.train.seed_strategy = "unroll"
-  multi = train.train_and_evaluate(config, str(tmp_path / "multi"))
+  multi = trainer.train_and_evaluate(config, str(tmp_path / "multi"))
   assert multi["seeds"] == [0, 2] and multi["train"]["seeds"] == 2
   # Seed 2 sits second in the stack: its slice and its own keys are what could go wrong.
   for run, seed in zip(multi["runs"][1:], (2,)):
     one = tiny_config.copy_and_resolve_references()
     one.seeds, one.seed = "", seed
-    single = train.train_and_evaluate(one, str(tmp_path / f"seed_{seed}"))
+    single = trainer.train_and_evaluate(one, str(tmp_path / f"seed_{seed}"))
     got, want = _comparable(run), _comparable(single)
     # The same ops per seed; XLA may fuse a loss mean differently in the larger
     # program, so logged means can differ in the last bit (states do not).
@@ -71,7 +71,7 @@ def test_vmapped_step_matches_one_seed_steps(tiny_data, tiny_config):
   run the agents' Bernoulli draws and the add-if-correct rule amplify such
   differences, which is why the equality test of whole runs uses ``unroll``.
   """
-  exps = [train.Experiment(tiny_config, s) for s in (0, 1)]
+  exps = [trainer.Experiment(tiny_config, s) for s in (0, 1)]
   step = chunks.make_train_step(exps[0].method, "main")
   states = [e.initial_state() for e in exps]
   datas = [e.benchmark.epoch_data(0, 0) for e in exps]
@@ -106,11 +106,11 @@ sys.path.insert(0, {tests!r})
 from conftest import tiny_dataset
 from dynamos_jax.data import sources
 sources.load_dataset = lambda *a, **k: tiny_dataset()
-from dynamos_jax import config as config_lib, parallel, train
+from dynamos_jax import config as config_lib, parallel, trainer
 c = config_lib.base_config()
 c.update(json.loads({config!r}))
 parallel.start(c)
-results = train.train_and_evaluate(c, {workdir!r})
+results = trainer.train_and_evaluate(c, {workdir!r})
 import jax
 print(json.dumps({{"devices": results["train"]["devices"], "count": jax.device_count(),
                   "runs": results["runs"]}}))
@@ -126,7 +126,7 @@ def test_seeds_sharded_over_four_devices_equal_one_device(tiny_config, tmp_path)
   Both runs are in 4-device processes because XLA:CPU splits some kernels
   (the convolutions' weight gradients) by the process's thread pool, so a
   1-device process rounds those sums differently (~1e-7 relative) whatever
-  the program; speed/README.md has the measurement.
+  the program (docs/speed.md#seeds-devices-and-loops-on-a-cpu-2026-11-21).
   """
   config = _short(tiny_config)
   config.dynamos.warmup.iterations = 0  # One phase, one compilation per process.
@@ -190,7 +190,7 @@ def test_multi_seed_run_resumes_after_a_crash(tiny_data, tiny_config, tmp_path, 
   config.seeds = "0,1"
   config.train.max_steps_per_task = 2
   config.checkpoint.every_steps = 2
-  reference = train.train_and_evaluate(config, str(tmp_path / "ref"))
+  reference = trainer.train_and_evaluate(config, str(tmp_path / "ref"))
   original, calls = chunks.ChunkRunner.run, {"n": 0}
 
   def crashing(self, *args):
@@ -202,9 +202,9 @@ def test_multi_seed_run_resumes_after_a_crash(tiny_data, tiny_config, tmp_path, 
   with monkeypatch.context() as m:
     m.setattr(chunks.ChunkRunner, "run", crashing)
     with pytest.raises(KeyboardInterrupt):
-      train.train_and_evaluate(config, str(tmp_path / "run"))
+      trainer.train_and_evaluate(config, str(tmp_path / "run"))
   assert os.listdir(tmp_path / "run" / "checkpoints")  # It resumes, not restarts.
-  resumed = train.train_and_evaluate(config, str(tmp_path / "run"))
+  resumed = trainer.train_and_evaluate(config, str(tmp_path / "run"))
   assert resumed["runs"] == reference["runs"] and resumed["summary"] == reference["summary"]
   for i, seed in enumerate((0, 1)):  # One live stream per seed, as if uninterrupted.
     lines = read_lines(tmp_path / "run", seed)
@@ -217,9 +217,9 @@ def test_multi_seed_run_resumes_after_a_crash(tiny_data, tiny_config, tmp_path, 
     assert fresh[seed]["class_il"] == run["class_il"]["matrix"][-1]
   assert evaluate.evaluate_workdir(str(tmp_path / "run"), seed=1) == fresh[1]
   with pytest.raises(InputError, match="pick one with --seed"):
-    train.restore_run(str(tmp_path / "run"))
+    trainer.restore_run(str(tmp_path / "run"))
   with pytest.raises(InputError, match="seed 5 is not one of the run's seeds"):
-    train.restore_seeds(str(tmp_path / "run"), seed=5)
+    trainer.restore_seeds(str(tmp_path / "run"), seed=5)
 
 
 def test_distributed_start_reads_the_process_count_and_id(tmp_path):

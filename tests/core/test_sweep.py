@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from dynamos_jax import chunks, evaluate, metrics, reporting, train
+from dynamos_jax import chunks, evaluate, metrics, reporting, trainer
 from dynamos_jax import sweep as sweep_lib
 from dynamos_jax.data import sources
 from dynamos_jax.errors import ConfigError, InputError
@@ -71,7 +71,7 @@ def swept(tmp_path_factory):
   with pytest.MonkeyPatch.context() as m:
     dataset = tiny_dataset()
     m.setattr(sources, "load_dataset", lambda *a, **k: dataset)
-    results = train.train_and_evaluate(config, str(workdir))
+    results = trainer.train_and_evaluate(config, str(workdir))
   return config, workdir, results
 
 
@@ -85,7 +85,7 @@ def test_members_equal_their_settings_run_alone(swept, tiny_data, tmp_path):
   # could go wrong (second setting, second seed).
   alone_config = sweep_lib.setting_config(config, {"lr": 0.1, "dynamos.tau": 0.3})
   alone_config.seeds, alone_config.seed = "", 1
-  alone = train.train_and_evaluate(alone_config, str(tmp_path / "alone"))
+  alone = trainer.train_and_evaluate(alone_config, str(tmp_path / "alone"))
   assert _comparable(results["runs"][3]) == _comparable(alone)
   np.testing.assert_allclose(
     [e["loss"] for e in results["runs"][3]["log"]], [e["loss"] for e in alone["log"]], rtol=1e-6
@@ -260,7 +260,7 @@ def test_a_sweep_resumes_after_a_crash(tiny_data, tiny_config, tmp_path, monkeyp
   config.sweep = "dynamos.alpha=0.1,0.9"
   config.train.max_steps_per_task = 2
   config.checkpoint.every_steps = 2
-  reference = train.train_and_evaluate(config, str(tmp_path / "ref"))
+  reference = trainer.train_and_evaluate(config, str(tmp_path / "ref"))
   original, calls = chunks.ChunkRunner.run, {"n": 0}
 
   def crashing(self, *args):
@@ -272,9 +272,9 @@ def test_a_sweep_resumes_after_a_crash(tiny_data, tiny_config, tmp_path, monkeyp
   with monkeypatch.context() as m:
     m.setattr(chunks.ChunkRunner, "run", crashing)
     with pytest.raises(KeyboardInterrupt):
-      train.train_and_evaluate(config, str(tmp_path / "run"))
+      trainer.train_and_evaluate(config, str(tmp_path / "run"))
   assert os.listdir(tmp_path / "run" / "checkpoints")
-  resumed = train.train_and_evaluate(config, str(tmp_path / "run"))
+  resumed = trainer.train_and_evaluate(config, str(tmp_path / "run"))
   assert resumed["runs"] == reference["runs"] and resumed["sweep"] == reference["sweep"]
   for label in reference["sweep"]["settings"]:
     assert (
@@ -297,7 +297,7 @@ sys.path.insert(0, {tests!r})
 from conftest import tiny_dataset
 from dynamos_jax.data import sources
 sources.load_dataset = lambda *a, **k: tiny_dataset()
-from dynamos_jax import config as config_lib, parallel, train
+from dynamos_jax import config as config_lib, parallel, trainer
 
 c = config_lib.base_config()
 c.update(json.loads({config!r}))
@@ -305,7 +305,7 @@ parallel.start(c)
 out = {{}}
 for strategy, devices in (("unroll", 1), ("vmap", 2)):
   c.train.seed_strategy, c.train.seed_devices = strategy, devices
-  r = train.train_and_evaluate(c, {workdir!r} + strategy)
+  r = trainer.train_and_evaluate(c, {workdir!r} + strategy)
   out[strategy] = {{"devices": r["train"]["devices"],
                    "loss": [run["log"][0]["loss"] for run in r["runs"]]}}
 print(json.dumps(out))

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynamos_jax import accuracy, train
+from dynamos_jax import accuracy, trainer
 from dynamos_jax import chunks as runner
 from dynamos_jax.data.streams import EpochData
 from dynamos_jax.methods.dynamos import buffer as buffer_lib
@@ -42,7 +42,7 @@ def test_run_writes_results_and_compiles_each_phase_once(
   tiny_data, tiny_config, tmp_path, count_traces, strategy
 ):
   tiny_config.train.chunk_strategy = strategy
-  results = train.train_and_evaluate(tiny_config, str(tmp_path))
+  results = trainer.train_and_evaluate(tiny_config, str(tmp_path))
   on_disk = json.loads((tmp_path / "results.json").read_text())
   assert on_disk["class_il"] == results["class_il"]
   # 24 samples a task at batch 5 = 5 batches (the last partial) x 2 epochs.
@@ -67,7 +67,7 @@ def test_loop_and_scan_agree(tiny_data, tiny_config, tmp_path):
   out = {}
   for strategy in ("loop", "scan"):
     tiny_config.train.chunk_strategy = strategy
-    out[strategy] = train.train_and_evaluate(tiny_config, str(tmp_path / strategy))
+    out[strategy] = trainer.train_and_evaluate(tiny_config, str(tmp_path / strategy))
   # XLA fuses the two programs differently, so floats differ in the last bits;
   # Bernoulli gates and argmax-driven rewards amplify that within a few dozen
   # steps, so compare the first task (warm-up chunk and first gated steps).
@@ -80,17 +80,17 @@ def test_loop_and_scan_agree(tiny_data, tiny_config, tmp_path):
 def test_same_seed_same_numbers(tiny_data, tiny_config, tmp_path):
   tiny_config.epochs = 1
   tiny_config.train.max_steps_per_task = 3
-  a = train.train_and_evaluate(tiny_config, str(tmp_path / "a"))
-  b = train.train_and_evaluate(tiny_config, str(tmp_path / "b"))
+  a = trainer.train_and_evaluate(tiny_config, str(tmp_path / "a"))
+  b = trainer.train_and_evaluate(tiny_config, str(tmp_path / "b"))
   tiny_config.seed = 1
-  c = train.train_and_evaluate(tiny_config, str(tmp_path / "c"))
+  c = trainer.train_and_evaluate(tiny_config, str(tmp_path / "c"))
   assert a["log"] == b["log"] and a["class_il"] == b["class_il"]
   assert a["log"] != c["log"]
   assert a["train"]["steps"] == 15  # max_steps_per_task caps every task
 
 
 def _setup(config, dataset):
-  exp = train.Experiment(config)
+  exp = trainer.Experiment(config)
   order = jnp.arange(10, dtype=jnp.int32).reshape(2, 5)
   data = EpochData(
     jnp.asarray(dataset.train_images),
@@ -323,13 +323,13 @@ def test_plan_chunks_cuts_at_warmup_chunk_size_and_budget():
 
 
 def test_equal_methods_share_one_step_and_prediction_others_do_not(tiny_data, tiny_config):
-  a, b = train.Experiment(tiny_config).method, train.Experiment(tiny_config).method
+  a, b = trainer.Experiment(tiny_config).method, trainer.Experiment(tiny_config).method
   assert a == b and a is not b
   # One function for equal methods: JAX traces and compiles it once per process.
   assert runner.make_train_step(a, "main") is runner.make_train_step(b, "main")
   assert runner.make_train_step(a, "warmup") is not runner.make_train_step(a, "main")
   tiny_config.lr = 0.5  # another method: its own step
-  c = train.Experiment(tiny_config).method
+  c = trainer.Experiment(tiny_config).method
   assert c != a and runner.make_train_step(c, "main") is not runner.make_train_step(a, "main")
   # A method that cannot be hashed still gets its step and predictions, each its own.
   unhashable = types.SimpleNamespace(

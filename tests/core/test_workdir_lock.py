@@ -124,7 +124,7 @@ def test_compare_is_refused_before_training(tmp_path, holder, tiny_config, monke
   from dynamos_jax import compare
 
   monkeypatch.setattr(
-    "dynamos_jax.train.train_and_evaluate",
+    "dynamos_jax.trainer.train_and_evaluate",
     lambda *a: pytest.fail("trained in a directory that is in use"),
   )
   proc = holder(tmp_path)
@@ -137,17 +137,17 @@ def test_compare_is_refused_before_training(tmp_path, holder, tiny_config, monke
 def test_a_run_takes_a_killed_runs_directory_and_readers_are_not_refused(
   tmp_path, holder, tiny_config, tiny_data
 ):
-  from dynamos_jax import evaluate, train
+  from dynamos_jax import evaluate, trainer
 
   tiny_config.method, tiny_config.epochs = "sgd", 1
   tiny_config.train.max_steps_per_task = 2
   workdir = tmp_path / "run"
   proc = holder(workdir)
   with pytest.raises(WorkdirInUse, match=f"process {proc.pid} "):
-    train.train_and_evaluate(tiny_config, str(workdir))
+    trainer.train_and_evaluate(tiny_config, str(workdir))
   assert os.listdir(workdir) == [workdir_lock.NAME]
   _kill(proc)
-  train.train_and_evaluate(tiny_config, str(workdir))
+  trainer.train_and_evaluate(tiny_config, str(workdir))
   assert (workdir / "results.json").exists()
   assert (workdir / workdir_lock.NAME).read_text() == ""  # released at the end
   # While another program holds the directory, evaluate reads it and writes nothing.

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from dynamos_jax import chunks, train
+from dynamos_jax import chunks, trainer
 from dynamos_jax.data import mnist360
 
 
@@ -20,7 +20,7 @@ def gcl_config(tiny_config, use_tiny_dataset):
 
 def test_stream_plan_and_test_draws(gcl_config):
   config, dataset = gcl_config
-  exp = train.Experiment(config)
+  exp = trainer.Experiment(config)
   data = exp.benchmark.epoch_data(0, 0)
   real = np.asarray(data.mask).sum()
   # Each class 0-8 is drawn as often as it has training images; digit 9 never.
@@ -38,7 +38,7 @@ def test_stream_plan_and_test_draws(gcl_config):
 def test_step_trains_on_rotated_images_and_stores_them(gcl_config):
   config, _ = gcl_config
   config.method = "er"  # a plain reservoir stores every sample: easy to check
-  exp = train.Experiment(config)
+  exp = trainer.Experiment(config)
   data = exp.benchmark.epoch_data(0, 0)
   row = int(np.argmax(np.asarray(data.mask).all(1)))  # a full batch
   step = jax.jit(chunks.make_train_step(exp.method, "main"))
@@ -51,13 +51,13 @@ def test_step_trains_on_rotated_images_and_stores_them(gcl_config):
 def test_run_reports_gcl_accuracy_and_joint_shuffles_the_whole_stream(gcl_config, tmp_path):
   config, _ = gcl_config
   config.train.max_steps_per_task = 12
-  results = train.train_and_evaluate(config, str(tmp_path / "dynamos"))
+  results = trainer.train_and_evaluate(config, str(tmp_path / "dynamos"))
   assert set(results["metrics"]) == {"gcl"} and "class_il" not in results
   assert results["gcl"]["accuracy"] == results["metrics"]["gcl"]["accuracy"]
   assert 0.0 <= results["gcl"]["accuracy"] <= 100.0 and results["train"]["steps"] == 12
 
   config.method = "joint"
-  exp = train.Experiment(config)
+  exp = trainer.Experiment(config)
   data = exp.benchmark.epoch_data(0, 0)
   mask = np.asarray(data.mask)
   assert mask.sum() == 9 * 40 and mask[:-1].all()  # full batches, only the last partial

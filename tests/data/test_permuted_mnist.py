@@ -2,13 +2,13 @@
 
 import numpy as np
 
-from dynamos_jax import train
+from dynamos_jax import trainer
 
 
 def _exp(config, **changes):
   config.dataset = "permuted-mnist"
   config.update(changes)
-  return train.Experiment(config)
+  return trainer.Experiment(config)
 
 
 def test_permutations_and_permuted_batches(tiny_data, tiny_config):
@@ -44,7 +44,7 @@ def test_runs_end_to_end_and_joint_mixes_the_tasks(tiny_data, tiny_config, tmp_p
   tiny_config.method = "er"
   tiny_config.epochs = 1
   tiny_config.train.max_steps_per_task = 3
-  results = train.train_and_evaluate(tiny_config, str(tmp_path / "er"))
+  results = trainer.train_and_evaluate(tiny_config, str(tmp_path / "er"))
   assert results["class_il"]["matrix"] == results["task_il"]["matrix"]
   assert len(results["class_il"]["matrix"]) == 6 and results["train"]["steps"] == 15
   exp = _exp(tiny_config, method="joint")

@@ -236,7 +236,7 @@ def test_tiny_imagenet_batches():
 def test_seeds_in_one_program_see_their_own_crops_and_the_tasks_labels(
   tiny_config, tmp_path, monkeypatch
 ):
-  from dynamos_jax import train
+  from dynamos_jax import trainer
 
   host = _dataset("tiny-imagenet", 200, 2, 64)
   monkeypatch.setattr(sources, "load_dataset", lambda *a, **k: host)
@@ -244,9 +244,9 @@ def test_seeds_in_one_program_see_their_own_crops_and_the_tasks_labels(
   c.method, c.dataset, c.lr, c.epochs, c.batch_size = "slni", "tiny-imagenet", 0.01, 1, 8
   c.slni.update(width=8, heads="per_task", importance="none", regularizer="slni")
   c.train.max_steps_per_task, c.train.chunk_size = 2, 2
-  one = train.train_and_evaluate(c, str(tmp_path / "one"))
+  one = trainer.train_and_evaluate(c, str(tmp_path / "one"))
   c.seeds = "0,1"
-  two = train.train_and_evaluate(c, str(tmp_path / "two"))
+  two = trainer.train_and_evaluate(c, str(tmp_path / "two"))
   first, second = two["runs"]
   for protocol in ("class_il", "task_il"):
     assert first[protocol]["matrix"] == one[protocol]["matrix"]
@@ -257,7 +257,7 @@ def test_seeds_in_one_program_see_their_own_crops_and_the_tasks_labels(
 
 
 def test_epoch_selection_reads_the_tasks_own_head(tiny_config, tmp_path, monkeypatch):
-  from dynamos_jax import train
+  from dynamos_jax import trainer
   from dynamos_jax.methods.slni import slni
 
   host = _dataset("cifar100", 100, 2, 8)
@@ -271,7 +271,7 @@ def test_epoch_selection_reads_the_tasks_own_head(tiny_config, tmp_path, monkeyp
   c.method, c.dataset, c.lr, c.epochs, c.batch_size = "slni", "split-cifar100", 0.05, 1, 4
   c.slni.update(width=8, heads="per_task", importance="none", regularizer="slni")
   c.train.max_steps_per_task, c.train.chunk_size = 3, 3
-  results = train.train_and_evaluate(c, str(tmp_path))
+  results = trainer.train_and_evaluate(c, str(tmp_path))
   # One epoch a task: its accuracy is the task-IL entry of the evaluation after it.
   task_il = results["task_il"]["matrix"]
   np.testing.assert_allclose(seen, [task_il[t + 1][t] for t in range(10)])

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from dynamos_jax import config as config_lib
-from dynamos_jax import train
+from dynamos_jax import trainer
 from dynamos_jax.checkpoint import Checkpointer
 from dynamos_jax.data import sources
 from dynamos_jax.errors import ConfigError
@@ -53,7 +53,7 @@ def reference(patched, dgm_two_task_run):
 
 
 def _method():
-  return train.Experiment(_config()).method
+  return trainer.Experiment(_config()).method
 
 
 def test_runs_two_tasks_and_grows_by_the_rule(reference):
@@ -181,10 +181,10 @@ def test_resume_mid_task_after_growth_equals_the_uninterrupted_run(reference, tm
   with pytest.MonkeyPatch.context() as m:
     crash_in_chunk(m, 6)  # task 1's second chunk, after task 0's end grew G
     with pytest.raises(Crash):
-      train.train_and_evaluate(_config(), workdir)
+      trainer.train_and_evaluate(_config(), workdir)
   saved = Checkpointer(os.path.join(workdir, "checkpoints"), 50).steps()
   assert 6 < saved[-1] < 12  # mid task 1
-  resumed = train.train_and_evaluate(_config(), workdir)
+  resumed = trainer.train_and_evaluate(_config(), workdir)
   assert _comparable(resumed) == _comparable(results)
   step, fingerprint, layout = _final_state(workdir)
   assert (step, fingerprint) == _final_state(ref_dir)[:2]
@@ -201,7 +201,7 @@ def test_two_seeds_in_one_program(reference, tmp_path):
   config.seeds = "0,1"
   config.train.seed_strategy = "vmap"
   config.checkpoint.every_steps = 1000
-  multi = train.train_and_evaluate(config, str(tmp_path / "multi"))
+  multi = trainer.train_and_evaluate(config, str(tmp_path / "multi"))
   first = multi["runs"][0]
   assert first["seed"] == 0
   # Seed 0 in a program shared with seed 1 (its arrays perhaps padded wider)
@@ -236,7 +236,7 @@ def test_dgma_runs_and_freezes_reserved_channels(patched, tmp_path):
   config.checkpoint.every_steps = 1000
   with pytest.MonkeyPatch.context() as m:
     m.setattr(DGM, "end_task", spy)
-    results = train.train_and_evaluate(config, str(tmp_path))
+    results = trainer.train_and_evaluate(config, str(tmp_path))
   assert all(np.isfinite(e["loss"]) for e in results["log"])
   _, after0 = hooks[0]
   before1, _ = hooks[1]

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from dynamos_jax import analyze, task_arrays, train
+from dynamos_jax import analyze, task_arrays, trainer
 from dynamos_jax import config as config_lib
 from dynamos_jax.benchmarks import REGISTRY, register
 from dynamos_jax.benchmarks.base import DeviceData
@@ -115,7 +115,7 @@ def run(tmp_path_factory):
   with pytest.MonkeyPatch.context() as m:
     for name in ("begin_task", "end_task"):
       m.setattr(DGM, name, spy(name))
-    results = train.train_and_evaluate(config, hooks["workdir"])
+    results = trainer.train_and_evaluate(config, hooks["workdir"])
   return results, hooks["method"][0], config, hooks
 
 

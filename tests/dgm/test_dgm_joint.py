@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from dynamos_jax import methods, train
+from dynamos_jax import methods, trainer
 from dynamos_jax.config import base_config, validate
 from dynamos_jax.data.streams import Batch
 from dynamos_jax.errors import ConfigError
@@ -27,7 +27,7 @@ def test_joint_learns_a_separable_dataset(use_tiny_dataset, tmp_path):
   use_tiny_dataset(per_class=12, test_per_class=4, size=28)
   config = _config()
   validate(config)
-  results = train.train_and_evaluate(config, str(tmp_path))
+  results = trainer.train_and_evaluate(config, str(tmp_path))
   matrix = results["class_il"]["matrix"]
   assert len(matrix) == 2 and None not in matrix[1]  # joint: untrained, then all classes
   # 12 per class - int(0.15 * 12) = 11 train -> 110 samples, ceil(110 / 16) = 7 steps an epoch.

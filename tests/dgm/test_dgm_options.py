@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from dynamos_jax import config as config_lib
-from dynamos_jax import train
+from dynamos_jax import trainer
 from dynamos_jax.data import sources
 from dynamos_jax.methods.dgm import hat
 from dynamos_jax.methods.dgm import replay as dgm_replay
@@ -75,7 +75,7 @@ def run(tmp_path_factory):
       m.setattr(DGM, name, spy(name))
     config = _config()
     config_lib.validate(config)
-    results = train.train_and_evaluate(config, str(tmp_path_factory.mktemp("options")))
+    results = trainer.train_and_evaluate(config, str(tmp_path_factory.mktemp("options")))
   return results, hooks
 
 
@@ -135,7 +135,7 @@ def test_fresh_replay_draws_new_noise_every_step(run):
   _, hooks = run
   _, state = hooks["begin_task"][1]
   state = jax.tree.map(jnp.asarray, state)
-  method = train.Experiment(_config()).method
+  method = trainer.Experiment(_config()).method
   positions = jnp.arange(B)
   first = dgm_replay.replay(method, state, positions, 1)
   later = dgm_replay.replay(method, state.replace(step_in_task=jnp.int32(1)), positions, 1)

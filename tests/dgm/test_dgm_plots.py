@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from dynamos_jax import analyze, train
+from dynamos_jax import analyze, trainer
 from dynamos_jax import task_arrays as task_reports
 from dynamos_jax.methods.dgm import plots as dgm_plots
 from dynamos_jax.methods.dgm import summary as dgm_summary
@@ -126,7 +126,7 @@ def test_analyze_a_dgm_run(dgm_two_task_run, tiny_data):
   assert numbers["A_t"] == dgm_plots.average_accuracy(results["class_il"]["matrix"])
   assert numbers["finished_tasks"] == 2
 
-  exp, state, _ = train.restore_run(workdir)
+  exp, state, _ = trainer.restore_run(workdir)
   learner, method = state.learner, exp.method
   counts = np.asarray(learner.counts)
   assert numbers["channels"] == counts[:3].tolist()  # the start, after task 1, after task 2

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynamos_jax import analyze, sweep, task_arrays, train
+from dynamos_jax import analyze, sweep, task_arrays, trainer
 from dynamos_jax import config as config_lib
 from dynamos_jax.checkpoint import Checkpointer
 from dynamos_jax.data import sources
@@ -84,7 +84,7 @@ def reference(patched, tmp_path_factory):
   with pytest.MonkeyPatch.context() as m:
     m.setattr(dgm_selection, "end_epoch", spy)
     m.setattr(Seeds, "_task_accuracy", staticmethod(no_test_pass))
-    results = train.train_and_evaluate(_config(), workdir)
+    results = trainer.train_and_evaluate(_config(), workdir)
   return results, workdir, calls
 
 
@@ -102,7 +102,7 @@ def _seen_accuracy(learner, images, labels, classes):
 def test_the_record_is_the_test_accuracy_of_the_best_validation_evaluation(reference):
   results, workdir, calls = reference
   assert [t for t, _ in calls] == [t for t in range(2) for _ in range(EPOCHS * len(SEEDS))]
-  for i, (exp, state, _) in enumerate(train.restore_seeds(workdir)):
+  for i, (exp, state, _) in enumerate(trainer.restore_seeds(workdir)):
     bench, records = exp.benchmark, jax.device_get(state.learner.selection)
     reports = task_arrays.load(workdir, exp.seed)
     matrix = results["runs"][i]["class_il"]["matrix"]
@@ -150,12 +150,12 @@ def test_a_resume_mid_task_keeps_the_records(reference, tmp_path):
   with pytest.MonkeyPatch.context() as m:
     crash_in_chunk(m, 22)
     with pytest.raises(Crash):
-      train.train_and_evaluate(_config(), workdir)
+      trainer.train_and_evaluate(_config(), workdir)
   assert len(task_arrays.load(workdir, 0)) == 1
   assert Checkpointer(os.path.join(workdir, "checkpoints"), 20).steps()[-1] == 30
-  train.train_and_evaluate(_config(), workdir)
+  trainer.train_and_evaluate(_config(), workdir)
   for (_, resumed, _), (_, uninterrupted, _) in zip(
-    train.restore_seeds(workdir), train.restore_seeds(ref_dir)
+    trainer.restore_seeds(workdir), trainer.restore_seeds(ref_dir)
   ):
     a, b = (jax.device_get(s.learner.selection) for s in (resumed, uninterrupted))
     for k in ("valid", "epoch", "test"):
@@ -168,7 +168,7 @@ def test_a_resume_mid_task_keeps_the_records(reference, tmp_path):
 def test_samples_after_each_task_come_from_one_fixed_noise(reference):
   _, workdir, _ = reference
   first = []
-  for exp, state, _ in train.restore_seeds(workdir):
+  for exp, state, _ in trainer.restore_seeds(workdir):
     method, learner = exp.method, state.learner
     reports = task_arrays.load(workdir, exp.seed)
     assert [r["samples"].shape for r in reports] == [(1, 8, 32, 32, 1), (2, 8, 32, 32, 1)]
@@ -201,7 +201,7 @@ def test_samples_after_each_task_come_from_one_fixed_noise(reference):
 def test_analyze_reports_the_records_per_seed(reference):
   _, workdir, _ = reference
   numbers = analyze.analyze(workdir)
-  for exp, state, _ in train.restore_seeds(workdir):
+  for exp, state, _ in trainer.restore_seeds(workdir):
     dgm = numbers[exp.seed]["dgm"]
     assert dgm["best_valid"] == dgm_selection.summary(state.learner, 2)
     out = os.path.join(workdir, "analysis", f"seed_{exp.seed}")
@@ -212,7 +212,7 @@ def test_analyze_reports_the_records_per_seed(reference):
 def test_a_run_stopped_after_its_first_task_reports_that_task_alone(reference, tmp_path):
   config = _config()
   config.train.max_tasks = 1
-  results = train.train_and_evaluate(config, str(tmp_path))
+  results = trainer.train_and_evaluate(config, str(tmp_path))
   for run, full in zip(results["runs"], reference[0]["runs"]):
     assert run["method"]["best_valid"] == full["method"]["best_valid"][:1]
 
@@ -221,11 +221,11 @@ def test_the_seeds_benchmark_is_no_setting(patched):
   """Two seeds' methods hold their own benchmarks (their own held-out splits) and are
   still one method to jit and to a sweep, which sees only the settings that differ."""
   config = _config()
-  first, second = train.Experiment(config, 0).method, train.Experiment(config, 1).method
+  first, second = trainer.Experiment(config, 0).method, trainer.Experiment(config, 1).method
   assert first.data.benchmark is not second.data.benchmark
   assert first == second and hash(first) == hash(second)
   config.dgm.lr_g = 2e-2
-  other = train.Experiment(config, 1).method
+  other = trainer.Experiment(config, 1).method
   assert sweep.varying_fields([first, other]) == {("lr_g",): [1e-2, 2e-2]}
 
 

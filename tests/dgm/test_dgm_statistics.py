@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from dynamos_jax import config as config_lib
-from dynamos_jax import train
+from dynamos_jax import trainer
 from dynamos_jax.data import sources
 from dynamos_jax.errors import ConfigError
 from dynamos_jax.methods.dgm import config as dgm_config
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.xdist_group("dgm")
 @pytest.fixture
 def method(monkeypatch):
   monkeypatch.setattr(sources, "load_dataset", lambda *a, **k: tiny_dataset())
-  return train.Experiment(dgm_two_tasks.config(d_statistics="replay"), 0).method
+  return trainer.Experiment(dgm_two_tasks.config(d_statistics="replay"), 0).method
 
 
 def test_the_estimate_is_the_batch_statistics(method):
@@ -54,7 +54,7 @@ def test_the_estimate_is_the_batch_statistics(method):
 def test_running_keeps_no_evaluation_statistics(monkeypatch):
   """``running``, the default, adds no leaves to the state (checkpoints as before)."""
   monkeypatch.setattr(sources, "load_dataset", lambda *a, **k: tiny_dataset())
-  method = train.Experiment(dgm_two_tasks.config(), 0).method
+  method = trainer.Experiment(dgm_two_tasks.config(), 0).method
   assert method.d_statistics == "running"
   assert method.init(jax.random.key(0), None, None).eval_stats == {}
 
@@ -98,8 +98,8 @@ def test_replay_changes_evaluation_only(dgm_two_task_run, tmp_path):
   with pytest.MonkeyPatch.context() as m:
     m.setattr(DGM, "end_task", spy)
     m.setattr(sources, "load_dataset", lambda *a, **k: dataset)
-    results = train.train_and_evaluate(config, str(tmp_path / "replay"))
-    exp = train.Experiment(config, 0)
+    results = trainer.train_and_evaluate(config, str(tmp_path / "replay"))
+    exp = trainer.Experiment(config, 0)
     # The diagnostic's "replayed" way on the running run's checkpoints.
     records = diagnostic.diagnose(running_workdir, per_class=config.dgm.statistics_images)
   images, labels = exp.benchmark.test_set()

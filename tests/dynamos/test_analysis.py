@@ -339,11 +339,11 @@ def test_analyze_command_end_to_end(tiny_data, tiny_config, tmp_path, monkeypatc
   import json
   import os
 
-  from dynamos_jax import analyze, train
+  from dynamos_jax import analyze, trainer
 
   tiny_config.epochs = 1
   tiny_config.train.max_steps_per_task = 3
-  train.train_and_evaluate(tiny_config, str(tmp_path))
+  trainer.train_and_evaluate(tiny_config, str(tmp_path))
   numbers = analyze.analyze(str(tmp_path), trials=3, trial_images=8, tsne_points=0)
   out = tmp_path / "analysis"
   on_disk = json.loads((out / "analysis.json").read_text())
@@ -383,12 +383,12 @@ def test_analyze_command_end_to_end(tiny_data, tiny_config, tmp_path, monkeypatc
 def test_analyze_without_agents_draws_accuracy_and_curves(tiny_data, tiny_config, tmp_path):
   import os
 
-  from dynamos_jax import analyze, train
+  from dynamos_jax import analyze, trainer
 
   tiny_config.method = "sgd"
   tiny_config.epochs = 1
   tiny_config.train.max_steps_per_task = 2
-  train.train_and_evaluate(tiny_config, str(tmp_path))
+  trainer.train_and_evaluate(tiny_config, str(tmp_path))
   analyze.analyze(str(tmp_path))
   pngs = sorted(p for p in os.listdir(tmp_path / "analysis") if p.endswith(".png"))
   assert pngs == [

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynamos_jax import chunks, methods, train
+from dynamos_jax import chunks, methods, trainer
 from dynamos_jax.config import base_config
 from dynamos_jax.data.streams import Batch, EpochData
 from dynamos_jax.methods.dynamos import buffer as buffer_lib
@@ -180,7 +180,7 @@ def _step_once(config, dataset, edit=None):
   ``edit(learner) -> learner`` changes the initial state first. Returns the
   new learner state and the step's metrics.
   """
-  exp = train.Experiment(config)
+  exp = trainer.Experiment(config)
   order = (jnp.arange(5, dtype=jnp.int32) * 12).reshape(1, 5)
   data = EpochData(
     jnp.asarray(dataset.train_images),
@@ -236,7 +236,7 @@ def test_every_method_runs_end_to_end(tiny_data, tiny_config, tmp_path, name):
   tiny_config.method = name
   tiny_config.epochs = 1
   tiny_config.train.max_steps_per_task = 3
-  results = train.train_and_evaluate(tiny_config, str(tmp_path))
+  results = trainer.train_and_evaluate(tiny_config, str(tmp_path))
   matrix = results["class_il"]["matrix"]
   metrics = results["metrics"]["class_il"]
   assert np.isfinite(results["class_il"]["final_average"])

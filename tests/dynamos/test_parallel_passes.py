@@ -30,7 +30,7 @@ import numpy as np
 from conftest import tiny_dataset
 from dynamos_jax.data import sources
 sources.load_dataset = lambda *a, **k: tiny_dataset()
-from dynamos_jax import chunks, config as config_lib, train
+from dynamos_jax import chunks, config as config_lib, trainer
 c = config_lib.base_config()
 c.update(json.loads({config!r}))
 
@@ -46,7 +46,7 @@ for moments in (False, True):  # the agents' Flax layers, and from moments (the 
  exps = []
  for flag in (False, True):
   c.train.parallel_passes = flag
-  exps.append(train.Experiment(c, 0))
+  exps.append(trainer.Experiment(c, 0))
  steps = [jax.jit(chunks.make_train_step(e.method, "main")) for e in exps]
  data = exps[0].benchmark.epoch_data(0, 0)
  a = b = exps[0].initial_state()
@@ -75,7 +75,7 @@ layout = Seeds(c)  # the run's state and data: replicated on the two devices onc
 params = layout.initial_state().learner.params
 report["placed"] = [len(params["head"]["kernel"].sharding.device_set),
                     len(layout.epoch_data(0, 0).images.sharding.device_set)]
-results = train.train_and_evaluate(c, {workdir!r})
+results = trainer.train_and_evaluate(c, {workdir!r})
 report["run_class_il"] = results["class_il"]["matrix"]
 print(json.dumps(report))
 """

@@ -7,7 +7,7 @@ import types
 import pytest
 
 from dynamos_jax import config as config_lib
-from dynamos_jax import methods, train
+from dynamos_jax import methods, trainer
 from dynamos_jax.chunks import plan_chunks
 
 from conftest import ROOT
@@ -96,7 +96,7 @@ def test_svhn_warmup_is_ten_epochs_of_task_1():
 def test_warmup_epochs_through_the_experiment(tiny_data, tiny_config):
   tiny_config.epochs = 3
   tiny_config.dynamos.warmup.update(iterations=0, epochs=2)
-  exp = train.Experiment(tiny_config)
+  exp = trainer.Experiment(tiny_config)
   batches = exp.benchmark.batches[0]
   assert batches == 5  # 24 samples of task 1 at batch 5
   warm = [ch for ch in exp.chunks if ch.phase == "warmup"]

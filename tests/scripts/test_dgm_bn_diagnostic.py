@@ -5,7 +5,7 @@ tests/dgm/test_dgm_statistics.py)."""
 import numpy as np
 import pytest
 
-from dynamos_jax import train
+from dynamos_jax import trainer
 
 from conftest import load_script
 
@@ -19,7 +19,7 @@ def test_each_task_end_is_evaluated_three_ways(dgm_two_task_run):
   results, _, workdir = dgm_two_task_run
   records = diagnostic.diagnose(workdir, per_class=6)
   assert [r["task"] for r in records] == [1, 2]
-  exp, _, _ = train.restore_run(workdir)
+  exp, _, _ = trainer.restore_run(workdir)
   labels = np.asarray(exp.benchmark.test_set()[1])
   for t, record in enumerate(records):
     # The restored D with its own statistics is the run's evaluation after that task.
@@ -33,6 +33,6 @@ def test_each_task_end_is_evaluated_three_ways(dgm_two_task_run):
 def test_a_run_of_another_method_is_refused(tmp_path, tiny_data, tiny_config, capsys):
   tiny_config.method, tiny_config.epochs = "sgd", 1
   tiny_config.train.max_steps_per_task = 1
-  train.train_and_evaluate(tiny_config, str(tmp_path))
+  trainer.train_and_evaluate(tiny_config, str(tmp_path))
   assert diagnostic.main([f"--workdir={tmp_path}"]) == 2
   assert "give a DGM run" in capsys.readouterr().err

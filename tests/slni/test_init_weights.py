@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dynamos_jax import config as config_lib
-from dynamos_jax import run, train
+from dynamos_jax import run, trainer
 from dynamos_jax.errors import ConfigError
 
 from conftest import run_command
@@ -39,7 +39,7 @@ def _write(path, width=16, inputs=INPUTS, drop=None) -> dict[str, np.ndarray]:
 
 
 def _params(config, seed):
-  return train.Experiment(config, seed=seed).initial_state().learner.params
+  return trainer.Experiment(config, seed=seed).initial_state().learner.params
 
 
 def test_hidden_layers_are_the_files_and_the_head_the_seeds(slni, tmp_path):
@@ -101,7 +101,7 @@ def test_files_that_do_not_fit_are_one_line(slni, tmp_path, change, write, messa
   slni.slni.update({"init_weights": str(path), **change})
   config_lib.validate(slni)  # The file exists; its contents are checked with the benchmark.
   with pytest.raises(ConfigError, match=message) as error:
-    train.Experiment(slni)
+    trainer.Experiment(slni)
   assert "\n" not in str(error.value)
 
 

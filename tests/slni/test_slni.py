@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynamos_jax import chunks, losses, train
+from dynamos_jax import chunks, losses, trainer
 from dynamos_jax import config as config_lib
 from dynamos_jax.errors import ConfigError
 from dynamos_jax.methods.slni import importance
@@ -29,7 +29,7 @@ def slni(tiny_data, tiny_config):
 
 def test_step_loss_is_ce_plus_weighted_terms(slni):
   slni.slni.discount = "min"
-  exp = train.Experiment(slni)
+  exp = trainer.Experiment(slni)
   state = exp.initial_state()
   # A consolidated state: nonzero Omega, alpha and an anchor away from the weights.
   learner = state.learner
@@ -74,7 +74,7 @@ def test_the_family_trains_and_consolidates(slni, tmp_path, regularizer, activat
     regularizer=regularizer, activation=activation, importance=kind, weight_decay=1e-3
   )
   config_lib.validate(slni)
-  results = train.train_and_evaluate(slni, str(tmp_path))
+  results = trainer.train_and_evaluate(slni, str(tmp_path))
   log = results["log"]
   assert len(results["class_il"]["matrix"]) == 6 and all(np.isfinite(e["loss"]) for e in log)
   first = [e["anchor"] for e in log if e["task"] == 1]
@@ -86,7 +86,7 @@ def test_the_family_trains_and_consolidates(slni, tmp_path, regularizer, activat
 
 
 def test_importance_is_estimated_on_the_finished_tasks_data(slni, tmp_path):
-  exp = train.Experiment(slni)
+  exp = trainer.Experiment(slni)
   state = exp.initial_state().learner
   ended = exp.method.end_task(state, exp.benchmark.task_data(0))
   c = ended.consolidation
@@ -152,7 +152,7 @@ def test_analyze_shows_the_hidden_layers(slni, tmp_path):
 
   from dynamos_jax import analyze
 
-  train.train_and_evaluate(slni, str(tmp_path))
+  trainer.train_and_evaluate(slni, str(tmp_path))
   numbers = analyze.analyze(str(tmp_path))
   pngs = set(os.listdir(tmp_path / "analysis"))
   assert {
@@ -170,7 +170,7 @@ def test_analyze_shows_the_hidden_layers(slni, tmp_path):
 def test_best_epoch_selection_keeps_the_best_epochs_weights(slni, tmp_path, monkeypatch):
   slni.slni.selection = "best_epoch"
   slni.epochs, slni.train.max_steps_per_task = 3, 0
-  exp = train.Experiment(slni)
+  exp = trainer.Experiment(slni)
   state = exp.method.begin_task(exp.initial_state().learner, exp.benchmark.task_data(0))
   keep = exp.method.end_epoch
   first = keep(state, None, 50.0)
@@ -192,7 +192,7 @@ def test_best_epoch_selection_keeps_the_best_epochs_weights(slni, tmp_path, monk
     return original(self, s, task, acc)
 
   monkeypatch.setattr(type(exp.method), "end_epoch", spying)
-  results = train.train_and_evaluate(slni, str(tmp_path))
+  results = trainer.train_and_evaluate(slni, str(tmp_path))
   assert [t for t, _ in calls] == [t for t in range(5) for _ in range(3)]
   assert all(0.0 <= a <= 100.0 for _, a in calls)
   # The row after task 1 evaluates the kept weights: the best epoch's accuracy.
@@ -200,13 +200,13 @@ def test_best_epoch_selection_keeps_the_best_epochs_weights(slni, tmp_path, monk
 
 
 def test_last_epoch_selection_asks_for_no_evaluation(slni):
-  assert train.Experiment(slni).method.epoch_end == "none"  # selection=last: no hook
+  assert trainer.Experiment(slni).method.epoch_end == "none"  # selection=last: no hook
 
 
 def test_maxout_alpha_is_the_importance_of_each_maxout_unit(slni):
   """alpha of a Maxout layer: per output unit h, the mean over samples of |dJ/dh| (MAS's J)."""
   slni.slni.update(activation="maxout", importance="mas")
-  exp = train.Experiment(slni)
+  exp = trainer.Experiment(slni)
   learner = exp.initial_state().learner
   task = exp.benchmark.task_data(0)
   alpha = exp.method.end_task(learner, task).consolidation.alpha
@@ -254,10 +254,10 @@ def test_after_task_reports_are_each_tasks_state_on_the_seen_tasks(slni, tmp_pat
     return original(self, state, task, benchmark)
 
   monkeypatch.setattr(SLNI, "after_task", spying)
-  train.train_and_evaluate(slni, str(tmp_path))
+  trainer.train_and_evaluate(slni, str(tmp_path))
   reports = task_arrays.load(str(tmp_path), slni.seed)
   assert [t for t, _ in seen_params] == list(range(5)) and len(reports) == 5
-  exp = train.Experiment(slni)
+  exp = trainer.Experiment(slni)
   for (t, params), report in zip(seen_params, reports):
     for s in range(t + 1):
       images = np.asarray(exp.benchmark.task_test_set(s)[0], np.float64)
@@ -305,7 +305,7 @@ def test_plateau_decays_the_lr_and_stops_the_task(slni):
   lr_patience epochs without a gain, stopped after more than stop_patience; a stopped
   task's steps change nothing and a decayed step is the scaled step."""
   slni.slni.update(lr_patience=2, lr_factor=0.1, stop_patience=3)
-  exp = train.Experiment(slni)
+  exp = trainer.Experiment(slni)
   method = exp.method
   state = method.begin_task(exp.initial_state().learner, exp.benchmark.task_data(0))
   history = []
@@ -350,7 +350,7 @@ def test_a_stopped_task_keeps_its_weights_in_a_run(slni, tmp_path, monkeypatch):
     return original(self, state, task, 50.0)
 
   monkeypatch.setattr(SLNI, "end_epoch", constant)
-  train.train_and_evaluate(slni, str(tmp_path))
+  trainer.train_and_evaluate(slni, str(tmp_path))
   first = [p for t, p in params if t == 0]
   assert len(first) == 5  # the epochs still run: the plan is fixed
   # Epoch 1 improves, 2 and 3 do not: stopped after epoch 3, so 4 and 5 change nothing.

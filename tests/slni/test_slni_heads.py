@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynamos_jax import chunks, train
+from dynamos_jax import chunks, trainer
 from dynamos_jax import config as config_lib
 from dynamos_jax.data import sources
 from dynamos_jax.errors import ConfigError
@@ -52,7 +52,7 @@ def heads(tiny_config, monkeypatch):
 def test_the_step_trains_only_the_batchs_head(heads):
   heads.slni.update(regularizer="l2_wd", weight_decay=0.5)  # Decay would reach every head.
   config_lib.validate(heads)
-  exp = train.Experiment(heads)
+  exp = trainer.Experiment(heads)
   state = exp.initial_state()
   data = exp.benchmark.epoch_data(3, 0)
   new, metrics = jax.jit(chunks.make_train_step(exp.method, "main"))(state, data, 0)
@@ -79,7 +79,7 @@ def test_the_step_trains_only_the_batchs_head(heads):
 
 
 def test_predictions_and_importance_use_the_tasks_head(heads):
-  exp = train.Experiment(heads)
+  exp = trainer.Experiment(heads)
   learner = exp.initial_state().learner
   images, _ = exp.benchmark.task_test_set(4)
   every = np.asarray(exp.method.predict(learner, images, None, "main"))
@@ -123,7 +123,7 @@ def test_slni_on_mock_tfds_split_cifar100(tiny_config, tmp_path):
   c.data.source, c.data.tfds_data_dir = "tfds", str(tmp_path / "tfds")
   config_lib.validate(c)
   with tfds.testing.mock_data(num_examples=200):  # Random labels: about 20 a task.
-    results = train.train_and_evaluate(c, str(tmp_path / "run"))
+    results = trainer.train_and_evaluate(c, str(tmp_path / "run"))
   _check_results(results)
   anchors = [(e["task"], e["anchor"]) for e in results["log"]]
   assert all(a == 0.0 for t, a in anchors if t == 1) and all(a > 0 for t, a in anchors if t > 1)
@@ -138,7 +138,7 @@ def test_slni_on_a_generated_tiny_imagenet_folder(tiny_config, tmp_path):
   c.slni.update(importance="none", regularizer="slni")
   c.train.max_steps_per_task = 1
   config_lib.validate(c)
-  results = train.train_and_evaluate(c, str(tmp_path / "run"))
+  results = trainer.train_and_evaluate(c, str(tmp_path / "run"))
   _check_results(results)
   assert results["config"]["dataset"] == "tiny-imagenet"
   # analyze draws VGG11-slim's two regularised Dense layers, finally and after each task.

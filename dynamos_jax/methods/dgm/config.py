@@ -7,6 +7,7 @@ namespace) and the validation read one definition.
 import ml_collections
 
 from dynamos_jax import benchmarks, conv
+from dynamos_jax.benchmarks.one_class import OneClass
 from dynamos_jax.errors import require
 
 VARIANTS = ("w", "a")
@@ -156,6 +157,11 @@ def validate(config) -> None:
     f"dgm.statistics_images must be >= 1 (got {d.statistics_images}): images per class, e.g. 1000",
   )
   benchmark = benchmarks.REGISTRY[config.dataset]
+  require(
+    issubclass(benchmark, OneClass),
+    f"DGM trains on its one-class benchmarks (a hold-out per class, 32x32 images): "
+    f"{config.dataset} is not one; use dgm-mnist, dgm-svhn, dgm-cifar10 or dgm-imagenet50",
+  )
   classes = getattr(benchmark, "classes_per_task", 1)
   family = generator(config)
   require(

@@ -9,7 +9,8 @@ See docs/dgm.md#hyperparameters and docs/dgm.md#not-settled-by-paper-or-code.
 
 The paper reports CIFAR-10 (Table 1: JT 82.20 / 64.20, DGMw 64.94 / 51.70,
 DGMa 62.50 / 50.80 for A5 / A10) but the authors released no CIFAR-10
-training code or config, and its architecture is cited ambiguously
+training config (only a data loader, dataloaders/cifar_10.py, that run.py never
+calls), and its architecture is cited ambiguously
 (docs/dgm.md#paper-and-code-differences: "the ResNet architecture proposed by
 [20]", [20] being DCGAN). What is inferred here, and why:
 - Networks: the MNIST/SVHN DCGAN generator and discriminator (the only ones
@@ -21,7 +22,7 @@ training code or config, and its architecture is cited ambiguously
   lambda_GP = lambda_adv = 1, D re-initialised per task, seed 100; DGMw ngf 6,
   s_max 1e4; DGMa ngf 20, s_max 1e5 (as configs/dgm_svhn.py:dgma).
 - Data: CIFAR-10's train (50 000) and test (10 000) splits, 10 % of each
-  class held out (SVHN's share), no augmentation.
+  class held out (as their unused dataloaders/cifar_10.py), no augmentation.
 
 Data: `tfds build cifar10 --file_format=array_record` once with internet, or
 the python pickles (cifar-10-batches-py) through source files.

@@ -64,8 +64,8 @@ def base_config() -> ml_collections.ConfigDict:
   # True: each agent's pointwise conv -> BN -> pool computed from its input's
   # moments (W mean_hw(x), W^T E[x x^T] W), never the [B, H, W, C] conv output:
   # the same function and BN running statistics, other float rounding, a
-  # faster step (speed/README.md; the default since the Zen 4 measurements of
-  # 2026-12-01). False: the Flax layers (the step the golden outputs pin).
+  # faster step (docs/results.md#dynamos-beside-the-authors-code). False: the
+  # Flax layers (the step the golden outputs pin).
   c.model.agent_moments = True
 
   c.buffer = ml_collections.ConfigDict()
@@ -107,23 +107,26 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.eval_batch_size = 1000
   # How one program runs several seeds: vmap batches them into every op;
   # unroll repeats the step once per seed (XLA:CPU turns a vmapped
-  # convolution with per-seed weights into a grouped convolution about 8x
-  # slower than the seeds one by one: speed/README.md). auto: unroll on
-  # CPU, vmap elsewhere. Either way the seed axis is sharded over the devices.
+  # convolution with per-seed weights into a grouped convolution 8-10x slower
+  # than the seeds one by one: docs/speed.md#seeds-devices-and-loops-on-a-cpu-2026-11-21).
+  # auto: unroll on CPU, vmap elsewhere. Either way the seed axis is sharded
+  # over the devices.
   c.train.seed_strategy = "auto"
   # Devices the seed axis is sharded over: 0 = as many as divide the seeds.
   c.train.seed_devices = 0
   # > 0: expose the CPU as this many XLA devices so the seeds' shards run on
   # separate cores (set before JAX starts; run.py applies it). 0: leave as is.
   # XLA:CPU's kernels split work by the process's thread pool, so a process
-  # with another device count may round differently (speed/README.md).
+  # with another device count may round differently
+  # (docs/speed.md#seeds-devices-and-loops-on-a-cpu-2026-11-21).
   c.train.host_devices = 0
   # True: a one-seed Dynamos step runs its two train-mode passes (current
   # batch, replay batch) side by side on two devices (on CPU: two cores with
   # train.host_devices=2), gradients summed; the BN running statistics are
-  # chained as in the one-device step (speed/README.md). Experimental: two
-  # quick-start runs on the loaded 2-core CPU hung in the devices' all-reduce
-  # (XLA:CPU's rendezvous timed out after 40 s and aborted the process).
+  # chained as in the one-device step (methods/dynamos/two_pass.py).
+  # Experimental: two quick-start runs on the loaded 2-core CPU hung in the
+  # devices' all-reduce (XLA:CPU's rendezvous timed out after 40 s and aborted
+  # the process; docs/speed.md#cpu-switches).
   c.train.parallel_passes = False
   # Multi-host: call jax.distributed.initialize() first (docs/running.md#multi-host).
   c.train.distributed = False

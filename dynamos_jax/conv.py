@@ -3,8 +3,9 @@
 XLA:CPU (jaxlib 0.10) runs a stride-1 convolution and both its gradients in its fast
 library kernels, but the weight gradient of a strided convolution is a convolution with
 a dilated window, and WGAN-GP's gradient of the gradient adds more of them: those take a
-generic loop that runs one to two orders of magnitude below the machine's matmul rate
-(speed/README.md, "Where DGM's iteration goes").
+generic loop far below the machine's matmul rate (DGMw at task 10: 0.151 it/s with
+them, 1.871 with this module's convolutions;
+docs/speed.md#where-the-time-goes-and-what-bounds-it).
 
 A stride-s convolution is exactly a stride-1 convolution of the input rearranged into
 s x s blocks: with the padded input ``xp`` and the kernel ``w`` zero-padded to a

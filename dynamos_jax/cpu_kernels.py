@@ -3,11 +3,11 @@
 XLA:CPU (jaxlib 0.10) hands convolutions, dots and reductions to YNNPACK. At this
 library's shapes (batch 10 to 64, images of at most 32 x 32) a YNNPACK convolution runs
 on one core, while Eigen's convolution, which XLA:CPU uses for the convolutions it does
-not give YNNPACK, spreads over the intra-op thread pool: a DGM iteration runs 1.3x faster
-and a plain ResNet step 1.2x (speed/README.md, "CPU convolutions"). Reductions stay with
-YNNPACK (BatchNorm's statistics are slower without it), and so does everything when a
-process exposes several host devices: each device then runs its own work on its own core,
-where YNNPACK's one-core kernels are the faster ones.
+not give YNNPACK, spreads over the intra-op thread pool and takes about half the time
+(docs/speed.md#cpu-switches). Reductions stay with YNNPACK (BatchNorm's statistics are
+slower without it), and so does everything when a process exposes several host devices:
+each device then runs its own work on its own core, where YNNPACK's one-core kernels are
+the faster ones.
 
 The choice is an XLA flag, read once when JAX starts its CPU backend, so it is made for
 the whole process: when dynamos_jax is imported, and again by ``parallel.use_host_devices`` once the
@@ -69,6 +69,7 @@ def in_use() -> str:
 
 def rolled_loops_slow() -> bool:
   """Whether convolution gradients inside a rolled loop (``lax.scan``) run on a slow
-  path: on a CPU with YNNPACK's convolutions (DGM's iteration: 1.66 it/s unrolled,
-  the same scanned with Eigen's; speed/README.md)."""
+  path: on a CPU with YNNPACK's convolutions
+  (docs/speed.md#seeds-devices-and-loops-on-a-cpu-2026-11-21); with Eigen's, DGM's
+  iteration runs as fast scanned as unrolled (docs/speed.md#cpu-switches)."""
   return jax.default_backend() == "cpu" and in_use() != "eigen"

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The GPU figures of issue 15 in one run on a lent device machine (speed/README.md, "On a GPU").
+# The GPU figures in one run on a lent device machine (docs/speed.md#on-a-gpu).
 #
 # Not yet run: no GPU has been lent to this project's tasks so far. Prepare here, once, in the
 # repository root (the device reaches no package index and no dataset):

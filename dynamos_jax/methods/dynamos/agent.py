@@ -108,7 +108,7 @@ class Agent(nn.Module):
     moments: compute conv -> BN -> pool from the input's moments
       (``MomentBatchNorm``) instead of materialising the [B, H, W, features]
       conv output: the same function and variables, other float rounding,
-      less work (speed/README.md).
+      less work, a faster step (docs/results.md#dynamos-beside-the-authors-code).
   """
 
   features: int

@@ -5,9 +5,9 @@ Dynamos' step runs two forwards, the current batch and the replay batch
 batch statistics, so the two passes are independent computations: only the running statistics chain
 (the replay pass updates what the current pass left). XLA:CPU runs one
 program's independent convolution chains one after the other, but two
-devices' programs side by side (speed/README.md: 1.45x on two
-independent chains). Here the parameters are replicated on a two-device
-mesh; each device takes one pass (its inputs stacked along a leading axis
+devices' programs side by side (1.45x on two independent chains:
+docs/speed.md#seeds-devices-and-loops-on-a-cpu-2026-11-21). Here the parameters are
+replicated on a two-device mesh; each device takes one pass (its inputs stacked along a leading axis
 of 2, and picked by the device's index), differentiates its pass's share of the loss, and one
 all-reduce sums the two gradients (the gradient of the whole loss, the sum
 of the two passes' terms) together with whatever else each pass

@@ -12,7 +12,7 @@ From Python (docs/api.md): ``load_config``, ``train`` (returns ``Results``) and
 
 from dynamos_jax import cpu_kernels
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 cpu_kernels.configure()
 

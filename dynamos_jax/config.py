@@ -78,6 +78,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.source = "tfds"
   c.data.path = ""  # for source=files: mnist.pkl.gz, or a folder of IDX files
   c.data.tfds_data_dir = ""  # for source=tfds; empty: TFDS's default
+  # > 0: this share of each class's training samples held out (seeded, per class) and
+  # scored after every task beside the test set (docs/running.md#a-validation-split).
+  c.data.validation = 0.0
 
   c.mnist360 = ml_collections.ConfigDict()
   # True: the reference's test draws (each test batch the first B items of a
@@ -255,6 +258,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     + ", ".join(sorted(n for n, b in benchmarks.REGISTRY.items() if b.kind in method.kinds)),
   )
   benchmark.validate(config)
+  benchmark.check_validation(config)
   method.validate(config)
   require(config.train.max_steps_per_task >= 0, "train.max_steps_per_task must be >= 0")
   require(

@@ -81,11 +81,19 @@ class Experiment:
     """The phase the method is in once ``next_chunk`` chunks have run (0: before training)."""
     return self.chunks[max(next_chunk - 1, 0)].phase
 
-  def evaluate(self, state: TrainState, phase: str) -> dict:
-    """The benchmark's scores of ``state`` (one seed's), predicting as in ``phase``."""
-    return self.benchmark.evaluate(
-      self.predictors(state.learner, phase), self.config.train.eval_batch_size
-    )
+  @property
+  def validation(self) -> bool:
+    """The benchmark holds out a validation split (``data.validation``), scored after every
+    task beside the test set (docs/running.md#a-validation-split)."""
+    return self.benchmark.validation > 0
+
+  def evaluate(self, state: TrainState, phase: str, split: str = "test") -> dict:
+    """The benchmark's scores of ``state`` (one seed's), predicting as in ``phase``, on the
+    test set or (``split="valid"``) the validation split."""
+    predict = self.predictors(state.learner, phase)
+    if split == "test":  # A benchmark written before validation splits takes no ``split``.
+      return self.benchmark.evaluate(predict, self.config.train.eval_batch_size)
+    return self.benchmark.evaluate(predict, self.config.train.eval_batch_size, split=split)
 
   def task_data(self, task: int):
     return self.benchmark.task_data(task)

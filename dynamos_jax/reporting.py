@@ -30,8 +30,10 @@ def accuracy_results(progress: dict) -> dict:
   """The accuracy part of results.json from the run's progress record.
 
   Task-incremental runs: ``class_il`` and ``task_il`` (matrix, before,
-  final average) and their ``metrics``; general continual learning:
-  ``gcl`` and ``metrics.gcl``, both ``{"accuracy": float}``.
+  final average) and their ``metrics``; with a validation split also
+  ``validation`` (the same two protocols on the held-out rows) and
+  ``validation_metrics`` (docs/running.md#a-validation-split); general
+  continual learning: ``gcl`` and ``metrics.gcl``, both ``{"accuracy": float}``.
   """
   if "gcl" in progress:
     return {"gcl": {"accuracy": progress["gcl"]}, "metrics": {"gcl": {"accuracy": progress["gcl"]}}}
@@ -46,7 +48,44 @@ def accuracy_results(progress: dict) -> dict:
   out["metrics"] = {
     p: metrics_lib.summarize(progress[p], progress["before"][p]) for p in ("class_il", "task_il")
   }
+  if "validation" in progress:  # The validation rows have the test rows' layout.
+    valid = accuracy_results(progress["validation"])
+    out["validation"] = {p: valid[p] for p in ("class_il", "task_il")}
+    out["validation_metrics"] = valid["metrics"]
   return out
+
+
+def validation_summary(runs: list[dict]) -> dict:
+  """``{"validation_summary": over_seeds of each run's validation_metrics}``, beside
+  ``summary``; ``{}`` for runs without a validation split (their records are unchanged)."""
+  if not runs or "validation_metrics" not in runs[0]:
+    return {}
+  return {
+    "validation_summary": metrics_lib.over_seeds(
+      [{"metrics": r["validation_metrics"]} for r in runs]
+    )
+  }
+
+
+def _validation_line(results: dict) -> list[str]:
+  """The printed line of the validation split's final averages (none without a split)."""
+  share = results["config"]["data"].get("validation", 0.0)
+  if "validation_summary" in results:
+    summary = results["validation_summary"]
+    cells = [
+      f"{PROTOCOLS[p]} {v['final_average']['mean']:.2f} +- {v['final_average']['std']:.2f}"
+      for p, v in summary.items()
+    ]
+    return [
+      f"validation split (data.validation={share:g}) final average over "
+      f"{len(results['runs'])} seeds: " + ", ".join(cells)
+    ]
+  if "validation_metrics" in results:
+    cells = [
+      f"{PROTOCOLS[p]} {v['final_average']:.2f}" for p, v in results["validation_metrics"].items()
+    ]
+    return [f"validation split (data.validation={share:g}) final average: " + ", ".join(cells)]
+  return []
 
 
 def format_results(results: dict) -> str:
@@ -73,7 +112,7 @@ def format_results(results: dict) -> str:
           if v["mean"] is not None
         )
       )
-    return "\n".join(lines)
+    return "\n".join(lines + _validation_line(results))
   if "gcl" in results:
     return f"GCL accuracy (all rotated test draws): {results['gcl']['accuracy']:.2f}%"
   return "\n".join(
@@ -81,6 +120,7 @@ def format_results(results: dict) -> str:
       format_table(results["class_il"]["matrix"], "Class-IL accuracy (%)"),
       format_table(results["task_il"]["matrix"], "Task-IL accuracy (%)"),
       format_metrics(results["metrics"]),
+      *_validation_line(results),
     ]
   )
 
@@ -106,9 +146,10 @@ def results_record(config, seeds, progress: dict, train: dict) -> dict:
   """results.json: the config, each seed's accuracies, metrics and log, the timings.
 
   One seed: its record at the top level; several: ``seeds``, ``runs`` (one
-  record each) and ``summary`` (every metric's values, mean and std); a
-  sweep: ``runs`` (one per member, with its ``setting``) and ``sweep``
-  (``sweep_record``).
+  record each) and ``summary`` (every metric's values, mean and std), with a
+  validation split also ``validation_summary`` (the same of the validation
+  metrics); a sweep: ``runs`` (one per member, with its ``setting``) and
+  ``sweep`` (``sweep_record``).
   """
   if seeds.sweep is not None:
     runs = [
@@ -150,6 +191,7 @@ def results_record(config, seeds, progress: dict, train: dict) -> dict:
       "seeds": seeds.seeds,
       "runs": runs,
       "summary": metrics_lib.over_seeds(runs),
+      **validation_summary(runs),
       "train": train,
     }
   return {
@@ -217,8 +259,9 @@ def headline(benchmark) -> tuple[str, str]:
 
 def sweep_record(sweep, runs: list[dict], ranked_by: tuple[str, str]) -> dict:
   """results.json's ``sweep``: the keys, each setting's values and summary over its
-  seeds (``metrics.over_seeds``), the ranking metric and the best setting (the
-  highest mean; the first listed among equals)."""
+  seeds (``metrics.over_seeds``; with a validation split also its
+  ``validation_summary``), the ranking metric and the best setting (the highest
+  mean of the test summary; the first listed among equals)."""
   settings = {}
   for setting in sweep.settings:
     label = sweep.label(setting)
@@ -227,6 +270,7 @@ def sweep_record(sweep, runs: list[dict], ranked_by: tuple[str, str]) -> dict:
       "values": setting,
       "seeds": [r["seed"] for r in mine],
       "summary": metrics_lib.over_seeds(mine),
+      **validation_summary(mine),
     }
   protocol, metric = ranked_by
   best = max(settings, key=lambda l: settings[l]["summary"][protocol][metric]["mean"])
@@ -266,6 +310,7 @@ def setting_results(results: dict, workdir: str) -> dict[str, dict]:
         "seeds": entry["seeds"],
         "runs": runs,
         "summary": entry["summary"],
+        **{k: entry[k] for k in ("validation_summary",) if k in entry},
         "train": train,
       }
   return out

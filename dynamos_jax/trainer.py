@@ -145,11 +145,28 @@ def _start_or_resume(config, seeds: Seeds, checkpoints: Checkpointer) -> tuple[T
     record["log"] = []
     exp = seeds.exps[i]
     if not exp.gcl:  # GCL evaluates once, at the end of the stream.
-      scores = exp.evaluate(seeds.state_of(state, i), exp.phase_after(0))
-      # before[p][t]: accuracy on task t just before training it (forward transfer).
-      record.update({p: [scores[p]] for p in scores})
-      record["before"] = {p: [scores[p][0]] for p in scores}
+      one = seeds.state_of(state, i)
+      _first_row(record, exp.evaluate(one, exp.phase_after(0)))
+      if exp.validation:  # The validation split's rows, kept as the test rows are.
+        record["validation"] = {}
+        _first_row(record["validation"], exp.evaluate(one, exp.phase_after(0), split="valid"))
   return state, progress
+
+
+def _first_row(record: dict, scores: dict) -> None:
+  """Starts ``record``'s accuracy matrices (``{protocol: [rows]}``) with the untrained
+  model's ``scores``, and ``before``: ``before[p][t]``, the accuracy on task t just before
+  training it (forward transfer)."""
+  record.update({p: [scores[p]] for p in scores})
+  record["before"] = {p: [scores[p][0]] for p in scores}
+
+
+def _add_row(record: dict, scores: dict, seen: int) -> None:
+  """Adds the row of ``scores`` after ``seen`` tasks to ``record``'s matrices and ``before``."""
+  for protocol, accuracies in scores.items():
+    record[protocol].append(seen_row(accuracies, seen))
+    if seen < len(accuracies):
+      record["before"][protocol].append(accuracies[seen])
 
 
 def _open_live(config, workdir: str, seeds: Seeds, progress: dict) -> LiveMetrics:
@@ -268,9 +285,10 @@ def _check_finite(
 def _evaluate_task_end(
   exp: Experiment, state: TrainState, chunk, record: dict, bar, prefix: str
 ) -> dict[str, float]:
-  """Adds the accuracies after ``chunk``'s task (or the stream's GCL accuracy) to ``record``.
+  """Adds the accuracies after ``chunk``'s task (or the stream's GCL accuracy) to ``record``,
+  and those on the validation split to ``record["validation"]`` when there is one.
 
-  Returns each protocol's accuracy on the tasks seen so far (or the GCL accuracy).
+  Returns each protocol's test accuracy on the tasks seen so far (or the GCL accuracy).
   """
   scores = exp.evaluate(state, chunk.phase)
   if exp.gcl:
@@ -278,10 +296,9 @@ def _evaluate_task_end(
     bar.write(f"{prefix}end of the stream: GCL accuracy {record['gcl']:.2f}")
     return {"gcl": float(scores["gcl"])}
   seen = exp.benchmark.seen_after[chunk.task]
-  for protocol, accuracies in scores.items():
-    record[protocol].append(seen_row(accuracies, seen))
-    if seen < len(accuracies):
-      record["before"][protocol].append(accuracies[seen])
+  _add_row(record, scores, seen)
+  if exp.validation:
+    _add_row(record["validation"], exp.evaluate(state, chunk.phase, split="valid"), seen)
   bar.write(
     f"{prefix}task {seen}: "
     + "  ".join(f"{p.replace('_il', '-IL')} {np.mean(a[:seen]):.2f}" for p, a in scores.items())

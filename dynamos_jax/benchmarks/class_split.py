@@ -5,6 +5,11 @@ task's samples are reshuffled every epoch from the seed; the last partial
 batch is kept (padded and masked). Evaluated after every task on every
 task's test samples: class-IL (argmax over all classes) and task-IL (argmax
 over the classes of the sample's task).
+
+With ``data.validation`` = f > 0 (docs/running.md#a-validation-split) each class's
+training samples lose the first ``round(f n)`` of their seeded permutation
+(``Benchmark.split_validation``): those are the validation split, scored after
+every task as the test samples are (``evaluate(..., split="valid")``).
 """
 
 from typing import ClassVar
@@ -22,6 +27,7 @@ class ClassSplit(Benchmark):
   """Base of the class-split benchmarks; subclasses set the class attributes."""
 
   kind = "class-incremental"
+  no_validation = ""
   num_tasks: ClassVar[int] = 5
   classes_per_task: ClassVar[int] = 2
 
@@ -29,7 +35,9 @@ class ClassSplit(Benchmark):
     super().__init__(config, data, key, joint)
     self.split = self.make_split()
     self.num_classes = data.host.num_classes
-    tasks = [self.split.task_indices(data.host.train_labels, t) for t in range(self.num_tasks)]
+    tasks = self.split_validation(
+      [self.split.task_indices(data.host.train_labels, t) for t in range(self.num_tasks)]
+    )
     if joint:
       # One task holding every task's samples; evaluated once, on all tasks.
       self.task_indices = [np.sort(np.concatenate(tasks))]
@@ -40,6 +48,7 @@ class ClassSplit(Benchmark):
     self.batches = [num_batches(len(ix), config.batch_size) for ix in self.task_indices]
     self.epochs = config.epochs
     self.rows = max(self.batches)  # Every epoch padded to one shape: one compile.
+    self._validation_set = None
 
   def make_split(self) -> ClassIncremental:
     """Which classes each task holds (a subclass may give a ``streams.ClassGroups``)."""
@@ -76,8 +85,18 @@ class ClassSplit(Benchmark):
     rows = np.flatnonzero(self.split.task_of_label(labels) == task)
     return images[rows], labels[rows]
 
-  def evaluate(self, predict, batch_size):
-    images, labels = self.test_set()
+  def validation_set(self) -> tuple[jax.Array, np.ndarray]:
+    """Every task's held-out training images on the device [N_v, H, W, C] and labels [N_v]."""
+    if self._validation_set is None:
+      rows = np.concatenate(self.validation_indices)
+      self._validation_set = (
+        self.data.train_images[jnp.asarray(rows)],
+        np.asarray(self.data.host.train_labels)[rows],
+      )
+    return self._validation_set
+
+  def evaluate(self, predict, batch_size, split="test"):
+    images, labels = self.test_set() if split == "test" else self.validation_set()
     logits = accuracy.predict_logits(lambda x: predict(x, None), images, batch_size)
     class_il, task_il = accuracy.task_accuracies(logits, labels, self.split, range(self.num_tasks))
     return {"class_il": class_il, "task_il": task_il}

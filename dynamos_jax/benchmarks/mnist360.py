@@ -27,6 +27,10 @@ class MNIST360(Benchmark):
   kind = "general"
   protocols = ("gcl",)
   single_pass = True
+  no_validation = (
+    "is a general-continual-learning stream, evaluated once at its end: it has no tasks "
+    "to hold a validation share out of"
+  )
 
   @classmethod
   def validate(cls, config):
@@ -115,7 +119,8 @@ class MNIST360(Benchmark):
   def test_set(self):
     return self._test
 
-  def evaluate(self, predict, batch_size):
+  def evaluate(self, predict, batch_size, split="test"):
+    del split  # No validation split (``no_validation``).
     images, labels = self._test
     logits = evaluation.predict_logits(lambda x: predict(x, None), images, batch_size)
     return {"gcl": mnist360.gcl_accuracy(np.argmax(logits, -1), labels)}

@@ -57,16 +57,13 @@ import numpy as np
 from PIL import Image
 
 from dynamos_jax import accuracy as evaluation
+from dynamos_jax.benchmarks import base
 from dynamos_jax.benchmarks.base import Benchmark, DeviceData, TaskData, register
 from dynamos_jax.data import imagenet, sources
 from dynamos_jax.data.streams import EpochData, epoch_batches, num_batches
 from dynamos_jax.errors import ConfigError, DataError
 
 SIZE = 32  # every DGM network takes 32x32 images
-# fold_in constant of the hold-out permutations' key (the joint epochs use
-# fold_in(task) then fold_in(epoch), with task = 0).
-_HOLDOUT = 2**31 - 3
-
 # ImageNet-50 (docs/dgm.md#setting-and-protocol): task t uses these indices + 100 t of the
 # alphabetically sorted class folders (cfg_imnet_dgmw.yml: class_idx_imnet); the loader's
 # selection.
@@ -93,10 +90,11 @@ def resize_bilinear(images: np.ndarray, size: int = SIZE) -> np.ndarray:
 def holdout_split(
   key: jax.Array, labels: np.ndarray, num_classes: int, fraction: float, train_rounding: bool
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-  """Per class, a seeded permutation of its samples split into (train, valid) index arrays.
+  """Per class, a seeded permutation of its samples split into (train, valid) index arrays
+  (``base.holdout_split``, the permutations ``data.validation`` uses too).
 
   Args:
-    key: the seed's data key (folded with ``_HOLDOUT`` and the class).
+    key: the seed's data key.
     labels: int [N] the training labels.
     num_classes: K.
     fraction: the held-out share.
@@ -106,16 +104,11 @@ def holdout_split(
   Returns:
     train, valid: per class, int32 sample indices in the permuted order.
   """
-  key = jax.random.fold_in(key, _HOLDOUT)
-  train, valid = [], []
-  for c in range(num_classes):
-    idx = np.flatnonzero(labels == c).astype(np.int32)
-    n = len(idx)
-    held = n - int((1 - fraction) * n) if train_rounding else int(fraction * n)
-    perm = idx[np.asarray(jax.random.permutation(jax.random.fold_in(key, c), n))]
-    valid.append(perm[:held])
-    train.append(perm[held:])
-  return train, valid
+  if train_rounding:
+    held = lambda n: n - int((1 - fraction) * n)
+  else:
+    held = lambda n: int(fraction * n)
+  return base.holdout_split(key, labels, range(num_classes), held)
 
 
 def _prepare(data: DeviceData, channels: int, name: str) -> DeviceData:
@@ -156,6 +149,10 @@ class OneClass(Benchmark):
   """
 
   kind = "class-incremental"
+  no_validation = (
+    "is one of DGM's benchmarks, which hold out their own share of each class for "
+    "dgm.selection=best_valid (docs/dgm.md#data-and-preprocessing)"
+  )
   num_tasks: ClassVar[int] = 10
   classes_per_task: ClassVar[int] = 1
   channels: ClassVar[int] = 3

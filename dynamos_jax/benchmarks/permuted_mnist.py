@@ -9,6 +9,12 @@ classes are all ten): both matrices are reported and are equal.
 
 A sample of the stream is ``task * N + i`` (image i under task t's
 permutation), so a joint run mixes the tasks' samples in one shuffled task.
+
+With ``data.validation`` = f > 0 (docs/running.md#a-validation-split) the first
+``round(f n)`` of each class's seeded permutation of its n training images are held
+out of every task (the same images for each task, as the test images are): task t
+trains on the others under its permutation and its validation split is the held-out
+images under its permutation, scored as its test images are.
 """
 
 from typing import ClassVar
@@ -47,6 +53,7 @@ class PermutedMNIST(Benchmark):
   name = "permuted-mnist"
   dataset = "mnist"
   kind = "domain-incremental"
+  no_validation = ""
   num_tasks: ClassVar[int] = 5
 
   def __init__(self, config, data, key, joint):
@@ -62,7 +69,10 @@ class PermutedMNIST(Benchmark):
       ]
     ).astype(np.int32)
     n = len(data.host.train_labels)
-    tasks = [t * n + np.arange(n, dtype=np.int32) for t in range(self.num_tasks)]
+    tasks = self.split_validation(
+      [t * n + np.arange(n, dtype=np.int32) for t in range(self.num_tasks)],
+      image_of=lambda samples: samples % n,
+    )
     if joint:
       self.task_indices, self.seen_after = [np.concatenate(tasks)], [self.num_tasks]
     else:
@@ -99,10 +109,14 @@ class PermutedMNIST(Benchmark):
       task, len(indices), np.arange(10), lambda b: self._data(*self.fixed_order(indices, b), task)
     )
 
-  def _permuted_test(self, task: int) -> jax.Array:
-    images = self.data.test_images[..., 0]
+  def _permuted(self, images: jax.Array, task: int) -> jax.Array:
+    """``images`` [M, H, W, 1] under task ``task``'s permutation of the pixels."""
+    images = images[..., 0]
     flat = images.reshape(images.shape[0], -1)[:, self.permutations[task]]
     return flat.reshape(*images.shape, 1)
+
+  def _permuted_test(self, task: int) -> jax.Array:
+    return self._permuted(self.data.test_images, task)
 
   def test_set(self):
     """Task 1's (unpermuted) test images and their labels."""
@@ -111,12 +125,20 @@ class PermutedMNIST(Benchmark):
   def task_test_set(self, task):
     return self._permuted_test(task), np.asarray(self.data.host.test_labels)
 
-  def evaluate(self, predict, batch_size):
-    labels = np.asarray(self.data.host.test_labels)
+  def validation_set(self) -> tuple[jax.Array, np.ndarray]:
+    """The held-out training images (unpermuted: task 1's) [N_v, H, W, 1] and labels [N_v]."""
+    return self.task_validation_set(0)
+
+  def task_validation_set(self, task: int) -> tuple[jax.Array, np.ndarray]:
+    """Task ``task``'s validation split: the held-out images under its permutation."""
+    rows = self.validation_indices[task] % len(self.data.host.train_labels)
+    images = self.data.train_images[jnp.asarray(rows)]
+    return self._permuted(images, task), np.asarray(self.data.host.train_labels)[rows]
+
+  def evaluate(self, predict, batch_size, split="test"):
     accuracies = []
     for t in range(self.num_tasks):
-      logits = accuracy.predict_logits(
-        lambda x: predict(x, jnp.int32(t)), self._permuted_test(t), batch_size
-      )
+      images, labels = self.task_test_set(t) if split == "test" else self.task_validation_set(t)
+      logits = accuracy.predict_logits(lambda x: predict(x, jnp.int32(t)), images, batch_size)
       accuracies.append(100.0 * float(np.mean(np.argmax(logits, -1) == labels)))
     return {"class_il": accuracies, "task_il": list(accuracies)}

@@ -15,6 +15,11 @@ under two protocols:
   [M, T * K], scored against the class over all tasks (``t * K + label``);
   a method with one shared head gives K logits, which cannot tell the tasks
   apart, so there it equals ``task_il``.
+
+With ``data.validation`` = f > 0 (docs/running.md#a-validation-split) each class's
+training samples lose the first ``round(f n)`` of their seeded permutation
+(``Benchmark.split_validation``): the validation split, seen as the test images are
+(``eval_view``) and scored under both protocols after every task.
 """
 
 from typing import ClassVar
@@ -33,6 +38,7 @@ class TaskSplit(Benchmark):
   """Base of the task-incremental splits; subclasses set the class attributes."""
 
   kind = "task-incremental"
+  no_validation = ""
   num_tasks: ClassVar[int] = 10
   classes_per_task: ClassVar[int] = 10
 
@@ -52,7 +58,9 @@ class TaskSplit(Benchmark):
     self.train_labels = jax.device_put(np.asarray(data.host.train_labels % k, np.int32))
     self.test_labels = np.asarray(data.host.test_labels % k, np.int32)
     self.test_task = np.asarray(data.host.test_labels // k)
-    tasks = [self.split.task_indices(data.host.train_labels, t) for t in range(self.num_tasks)]
+    tasks = self.split_validation(
+      [self.split.task_indices(data.host.train_labels, t) for t in range(self.num_tasks)]
+    )
     if joint:
       self.task_indices, self.seen_after = [np.sort(np.concatenate(tasks))], [self.num_tasks]
     else:
@@ -61,6 +69,7 @@ class TaskSplit(Benchmark):
     self.epochs = config.epochs
     self.rows = max(self.batches)  # Every epoch padded to one shape: one compile.
     self._test_images = None
+    self._validation_set = None
 
   def _data(self, order, mask, task: int, key: jax.Array | None) -> EpochData:
     """The padded batches ``order``, ``mask`` of ``task``; ``key``: the epoch's key
@@ -100,11 +109,29 @@ class TaskSplit(Benchmark):
     rows = np.flatnonzero(self.test_task == task)
     return images[rows], labels[rows]
 
-  def evaluate(self, predict, batch_size):
+  def validation_set(self) -> tuple[jax.Array, np.ndarray]:
+    """Every task's held-out training images as the methods see them [N_v, H, W, 3] (the
+    test images' view), labels within their task [N_v]."""
+    if self._validation_set is None:
+      rows = np.concatenate(self.validation_indices)
+      self._validation_set = (
+        self.eval_view(self.data.train_images[jnp.asarray(rows)]),
+        np.asarray(self.data.host.train_labels % self.classes_per_task, np.int32)[rows],
+      )
+    return self._validation_set
+
+  def _task_sets(self, split: str):
+    """(images, labels) of each task on ``split`` ("test" or "valid")."""
+    if split == "test":
+      return [self.task_test_set(t) for t in range(self.num_tasks)]
+    images, labels = self.validation_set()  # Task by task, each one's rows in a block.
+    bounds = np.cumsum([0] + [len(ix) for ix in self.validation_indices])
+    return [(images[a:b], labels[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+  def evaluate(self, predict, batch_size, split="test"):
     k = self.classes_per_task
     class_il, task_il = [], []
-    for t in range(self.num_tasks):
-      images, labels = self.task_test_set(t)
+    for t, (images, labels) in enumerate(self._task_sets(split)):
       own = accuracy.predict_logits(lambda x: predict(x, jnp.int32(t)), images, batch_size)
       task_il.append(100.0 * float(np.mean(np.argmax(own, -1) == labels)))
       every = accuracy.predict_logits(lambda x: predict(x, None), images, batch_size)

@@ -152,27 +152,46 @@ class Results:
         return r
     raise InputError(f"seed {seed} is not one of this run's seeds {self.seeds}")
 
-  def matrix(self, protocol: str = "class_il", seed: int | None = None) -> np.ndarray:
+  def matrix(
+    self, protocol: str = "class_il", seed: int | None = None, split: str = "test"
+  ) -> np.ndarray:
     """float [T + 1, T]: row 0 before training, row t after task t; accuracy (%) on each
-    task's test data, NaN for tasks not seen yet (docs/metrics.md)."""
-    run = self.run(seed)
+    task's test data (``split="validation"``: its held-out training data,
+    ``data.validation``), NaN for tasks not seen yet (docs/metrics.md)."""
+    run = self._split(self.run(seed), split)
     if protocol not in run:
-      raise InputError(f"no {protocol!r} results: this run has {sorted(run['metrics'])}")
+      raise InputError(f"no {protocol!r} results: this run has {sorted(run)}")
     rows = run[protocol]["matrix"]
     return np.array([[np.nan if v is None else v for v in row] for row in rows], float)
 
-  def metrics(self, seed: int | None = None) -> dict[str, dict[str, float]]:
+  def metrics(self, seed: int | None = None, split: str = "test") -> dict[str, dict[str, float]]:
     """{protocol: {final_average, forgetting, backward_transfer, forward_transfer}}."""
-    return self.run(seed)["metrics"]
+    run = self.run(seed)
+    return run["metrics"] if split == "test" else self._split(run, split, "validation_metrics")
 
-  def summary(self) -> dict:
+  def summary(self, split: str = "test") -> dict:
     """{protocol: {metric: {"mean", "std", "values"}}} over the seeds (one seed: std 0)."""
-    if "summary" in self.record:
-      return self.record["summary"]
+    if "runs" in self.record:
+      return (
+        self.record["summary"]
+        if split == "test"
+        else self._split(self.record, split, "validation_summary")
+      )
     return {
       protocol: {k: {"mean": v, "std": 0.0, "values": [v]} for k, v in metrics.items()}
-      for protocol, metrics in self.metrics().items()
+      for protocol, metrics in self.metrics(split=split).items()
     }
+
+  @staticmethod
+  def _split(record: dict, split: str, key: str = "validation"):
+    """The test part of ``record`` (itself), or its ``key`` for the validation split."""
+    if split == "test":
+      return record
+    if split != "validation":
+      raise InputError(f"unknown split {split!r}: use 'test' or 'validation'")
+    if key not in record:
+      raise InputError("this run holds no validation split: train with data.validation > 0")
+    return record[key]
 
   @property
   def classes(self) -> np.ndarray:

@@ -116,12 +116,18 @@ def test_train_on_arrays_and_read_the_results():
   x, y = separable(20)
   tx, ty = separable(8, seed=1)
   dj.benchmarks.from_arrays((x, y), (tx, ty), [[2, 3], [0, 1]], name="api-run")
-  results = dj.train(tiny("api-run", seeds="0,1", epochs=3))
+  results = dj.train(tiny("api-run", seeds="0,1", epochs=3, **{"data.validation": 0.25}))
   assert results.seeds == [0, 1] and os.path.isfile(os.path.join(results.workdir, "results.json"))
   matrix = results.matrix("class_il", seed=1)
   assert matrix.shape == (3, 2) and np.isnan(matrix[1, 1]) and not np.isnan(matrix[2]).any()
   summary = results.summary()["class_il"]["final_average"]
   assert summary["values"] == [results.metrics(s)["class_il"]["final_average"] for s in (0, 1)]
+  valid = results.matrix("class_il", seed=1, split="validation")
+  assert valid.shape == (3, 2) and np.isnan(valid[1, 1]) and not np.isnan(valid[2]).any()
+  assert results.metrics(1, split="validation")["class_il"]["final_average"] == np.mean(valid[2])
+  assert results.summary("validation")["class_il"]["final_average"]["values"][1] == np.mean(
+    valid[2]
+  )
   logits = results.predict(tx, seed=0)
   assert logits.shape == (len(tx), 4) and list(results.classes) == [2, 3, 0, 1]
   # The classes of the last task, as the user's labels, on their own test images.

@@ -9,8 +9,8 @@
   logits = results.predict(images, seed=0)
 
 Everything the command line checks is checked here, with the same one-line
-messages (``errors.InputError``); nothing else is printed than the progress
-bar and the final table (docs/api.md).
+messages (``errors.InputError``); training prints its progress bar and the
+final tables, nothing else (docs/api.md).
 """
 
 import dataclasses

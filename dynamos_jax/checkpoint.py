@@ -38,6 +38,7 @@ RESUME_SAFE_KEYS = frozenset(
     "train.live_metrics",
     "train.compilation_cache",
     "train.max_tasks",  # raised, the run goes on from its checkpoint
+    "train.rank_on",  # which sweep setting is named best, from the same accuracies
   }
 )
 

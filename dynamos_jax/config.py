@@ -16,6 +16,7 @@ from dynamos_jax.errors import ConfigError, require
 DATA_SOURCES = ("bundled", "files", "tfds")
 CHUNK_STRATEGIES = ("auto", "loop", "scan")
 SEED_STRATEGIES = ("auto", "vmap", "unroll")
+RANK_ON = ("validation", "test")
 
 # Keys that moved into a method's namespace: the old command lines and the
 # configs saved with older runs keep working (``cli.parse_flags`` and
@@ -45,6 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Several settings of numeric hyperparameters in one program (a grid, members =
   # settings x seeds), e.g. "dynamos.alpha=0.1,0.5;lr=0.05,0.1": each setting's
   # results in WORKDIR/sweep/<setting>/ and a table of them (docs/running.md#sweeps).
+  # Which setting is named best: train.rank_on.
   c.sweep = ""
   # The protocol every loss-style method shares (the reference code's):
   # plain SGD at `lr`, the batch sizes, the reservoir buffer.
@@ -117,6 +119,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.seed_strategy = "auto"
   # Devices the seed axis is sharded over: 0 = as many as divide the seeds.
   c.train.seed_devices = 0
+  # The split a sweep's best setting is chosen on (docs/running.md#sweeps): "validation"
+  # (the data.validation split; without one no setting is named best) or "test" (the test
+  # set, chosen knowingly). It changes which setting is named best, never an accuracy.
+  c.train.rank_on = "validation"
   # > 0: expose the CPU as this many XLA devices so the seeds' shards run on
   # separate cores (set before JAX starts; run.py applies it). 0: leave as is.
   # XLA:CPU's kernels split work by the process's thread pool, so a process
@@ -282,6 +288,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     config.train.seed_strategy in SEED_STRATEGIES,
     f"unknown train.seed_strategy {config.train.seed_strategy!r}: use one of "
     f"{', '.join(SEED_STRATEGIES)}",
+  )
+  require(
+    config.train.rank_on in RANK_ON,
+    f"unknown train.rank_on {config.train.rank_on!r}: use validation (the data.validation "
+    "split) or test (the test set, knowingly)",
   )
   require(config.train.host_devices >= 0, "train.host_devices must be >= 0 (0: leave as is)")
   require(config.train.seed_devices >= 0, "train.seed_devices must be >= 0 (0: all that fit)")

@@ -173,7 +173,9 @@ def results_record(config, seeds, progress: dict, train: dict) -> dict:
       "config": config.to_dict(),
       "seeds": config_lib.run_seeds(config),
       "runs": runs,
-      "sweep": sweep_record(seeds.sweep, runs, headline(seeds.exps[0].benchmark)),
+      "sweep": sweep_record(
+        seeds.sweep, runs, headline(seeds.exps[0].benchmark), config.train.rank_on
+      ),
       "train": train,
     }
   if seeds.multi:
@@ -233,7 +235,7 @@ def write_results(results: dict, workdir: str) -> str:
       runs,
       os.path.join(workdir, sweep_lib.DIRECTORY, "sweep.png"),
       title=f"{len(runs)} settings of {', '.join(results['sweep']['keys'])}; "
-      f"best: {results['sweep']['best']}",
+      + _best_title(results["sweep"]),
     )
   return path
 
@@ -257,11 +259,28 @@ def headline(benchmark) -> tuple[str, str]:
   return "class_il", "final_average"
 
 
-def sweep_record(sweep, runs: list[dict], ranked_by: tuple[str, str]) -> dict:
+# Where a sweep's ranking reads its figures: results.json's per-setting summary of each split.
+_SPLITS = {"validation": "validation_summary", "test": "summary"}
+
+
+def ranked_on(settings: dict, rank_on: str) -> str | None:
+  """The split a sweep's best setting is chosen on: the test set when asked for
+  (``train.rank_on=test``, split or not), else the validation split when the run has
+  one, else none: ranking on the test set would choose by the figures the sweep
+  reports, so without a split no setting is named best (docs/running.md#sweeps)."""
+  if rank_on == "test":
+    return "test"
+  if all("validation_summary" in s for s in settings.values()):
+    return "validation"
+  return None
+
+
+def sweep_record(sweep, runs: list[dict], ranked_by: tuple[str, str], rank_on: str) -> dict:
   """results.json's ``sweep``: the keys, each setting's values and summary over its
   seeds (``metrics.over_seeds``; with a validation split also its
-  ``validation_summary``), the ranking metric and the best setting (the highest
-  mean of the test summary; the first listed among equals)."""
+  ``validation_summary``), the ranking metric, the split it was ranked on
+  (``ranked_on``: "validation", "test", or None) and the best setting (the highest mean
+  of that split's summary, the first listed among equals; None when ``ranked_on`` is)."""
   settings = {}
   for setting in sweep.settings:
     label = sweep.label(setting)
@@ -273,11 +292,16 @@ def sweep_record(sweep, runs: list[dict], ranked_by: tuple[str, str]) -> dict:
       **validation_summary(mine),
     }
   protocol, metric = ranked_by
-  best = max(settings, key=lambda l: settings[l]["summary"][protocol][metric]["mean"])
+  split = ranked_on(settings, rank_on)
+  best = None
+  if split is not None:
+    key = _SPLITS[split]
+    best = max(settings, key=lambda l: settings[l][key][protocol][metric]["mean"])
   return {
     "keys": list(sweep.keys),
     "settings": settings,
     "ranked_by": [protocol, metric],
+    "ranked_on": split,
     "best": best,
   }
 
@@ -316,19 +340,62 @@ def setting_results(results: dict, workdir: str) -> dict[str, dict]:
   return out
 
 
+# Printed where a sweep names no best: how to get one (docs/running.md#sweeps).
+NO_BEST = (
+  "no best setting named: this sweep has no validation split to rank on; add "
+  "--config.data.validation=0.1 to rank on a validation split, or "
+  "--config.train.rank_on=test to rank on the test set, knowingly"
+)
+
+
+def _split_name(split: str) -> str:
+  return "the validation split" if split == "validation" else "the test set"
+
+
+def _best_title(record: dict) -> str:
+  """The chart's word on the best setting."""
+  if record.get("best") is None:
+    return "no best named (no validation split)"
+  return f"best on {_split_name(record.get('ranked_on', 'test'))}: {record['best']}"
+
+
 def format_sweep(results: dict) -> str:
-  """The sweep's table (a row per setting, mean +- std over its seeds) and the best."""
+  """The sweep's tables (a row per setting, mean +- std over its seeds: the test set's,
+  and the validation split's when the run has one) and the best setting with the split
+  it was chosen on, or the line that says how to get one."""
   record = results["sweep"]
-  summary = {label: s["summary"] for label, s in record["settings"].items()}
+  settings = record["settings"]
+  test = {label: s["summary"] for label, s in settings.items()}
+  lines = [
+    format_summary(test, results["seeds"], name="setting", headlines_only=True, on="test set")
+  ]
+  if all("validation_summary" in s for s in settings.values()):
+    share = results["config"]["data"].get("validation", 0.0)
+    valid = {label: s["validation_summary"] for label, s in settings.items()}
+    lines.append(
+      format_summary(
+        valid,
+        results["seeds"],
+        name="setting",
+        headlines_only=True,
+        on=f"validation split (data.validation={share:g})",
+      )
+    )
+  if record.get("best") is None:
+    return "\n".join(lines + [NO_BEST])
   protocol, metric = record["ranked_by"]
-  best = record["settings"][record["best"]]["summary"][protocol][metric]
-  return "\n".join(
-    [
-      format_summary(summary, results["seeds"], name="setting", headlines_only=True),
-      f"best setting by {PROTOCOLS.get(protocol, protocol)} {METRICS.get(metric, metric)}: "
-      f"{record['best']} ({best['mean']:.2f} +- {best['std']:.2f})",
-    ]
+  split = record.get("ranked_on", "test")  # Records before ranked_on ranked on the test set.
+  best = settings[record["best"]]
+  figures = f"{best['summary'][protocol][metric]['mean']:.2f} +- "
+  figures += f"{best['summary'][protocol][metric]['std']:.2f}"
+  if split == "validation":
+    v = best["validation_summary"][protocol][metric]
+    figures = f"validation {v['mean']:.2f} +- {v['std']:.2f}; test {figures}"
+  lines.append(
+    f"best setting by {PROTOCOLS.get(protocol, protocol)} {METRICS.get(metric, metric)} "
+    f"on {_split_name(split)}: {record['best']} ({figures})"
   )
+  return "\n".join(lines)
 
 
 # ---- the comparison table and chart (compare.py and sweeps) ----
@@ -350,7 +417,11 @@ def _headline(protocol_metrics: dict) -> str:
 
 
 def format_summary(
-  summary: dict, seeds: list[int], name: str = "method", headlines_only: bool = False
+  summary: dict,
+  seeds: list[int],
+  name: str = "method",
+  headlines_only: bool = False,
+  on: str = "",
 ) -> str:
   """The comparison as a text table, mean +- std over the seeds.
 
@@ -358,6 +429,8 @@ def format_summary(
     summary: ``{row name: metrics.over_seeds(...)}`` (a method, or a sweep's setting).
     seeds: the seeds averaged over. name: the first column's title.
     headlines_only: a column per protocol, its final average (or GCL accuracy).
+    on: the data the figures are of (a sweep's "test set" and validation split), said
+      in the first line; empty: not said.
   """
   first = next(iter(summary.values()))
   columns = [
@@ -367,7 +440,7 @@ def format_summary(
   header = f"{name:>{width}} | " + " | ".join(
     f"{PROTOCOLS.get(p, p) + ' ' + METRICS.get(m, m):>20}" for p, m in columns
   )
-  lines = [f"mean +- std over seeds {', '.join(map(str, seeds))}", header]
+  lines = [f"{on + ': ' if on else ''}mean +- std over seeds {', '.join(map(str, seeds))}", header]
   for row, protocols in summary.items():
     cells = []
     for p, m in columns:

@@ -18,7 +18,9 @@ How a member's values reach its step (parallel.over_seeds):
     step rebuilds the method with the member's values (``with_values``).
 
 Results: results.json's ``runs`` (one per member, with its ``setting``) and
-``sweep`` (each setting's mean and std over the seeds, the best setting);
+``sweep`` (each setting's mean and std over the seeds, the best setting and the
+split it was chosen on: the validation split, or the test set only when asked
+with ``train.rank_on=test``; without either no best, docs/running.md#sweeps);
 WORKDIR/sweep/<label>/results.json is each setting as if run alone, and
 ``evaluate``/``analyze --workdir=WORKDIR/sweep/<label>`` reach its members.
 """

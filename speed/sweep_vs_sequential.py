@@ -135,7 +135,8 @@ def main() -> None:
     "speedup_train": sequential["seconds"] / max(swept["seconds"], 1e-9),
     "speedup_wall": sequential["wall"] / max(swept["wall"], 1e-9),
     "members_equal_alone": identical,
-    "best": together["sweep"]["best"],
+    # None without a validation split or train.rank_on=test (docs/running.md#sweeps).
+    "best": together["sweep"].get("best"),
   }
   print(json.dumps(report, indent=1))
   print(

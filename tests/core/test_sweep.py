@@ -1,8 +1,9 @@
 """Sweeps: a grid of hyperparameter settings in one program (dynamos_jax/sweep.py).
 
 Each member (setting x seed) must compute what its setting computes alone;
-bad sweeps are refused in one line; the table names the best setting; a
-crashed sweep resumes to the uninterrupted one.
+bad sweeps are refused in one line; the table names the best setting (ranked on the
+test set when asked: tests/core/test_sweep_selection.py has the rule); a crashed sweep
+resumes to the uninterrupted one.
 """
 
 import copy
@@ -66,6 +67,7 @@ def swept(tmp_path_factory):
   """The tiny config's grid of 2 settings x seeds 0,1 (4 members), unrolled."""
   config = _short(_tiny_config())
   config.sweep, config.seeds = GRID, "0,1"
+  config.train.rank_on = "test"  # No validation split: a best only on the test set, asked for.
   config.dynamos.warmup.iterations = 0  # One phase: one compilation.
   workdir = tmp_path_factory.mktemp("sweep")
   with pytest.MonkeyPatch.context() as m:
@@ -125,12 +127,14 @@ def test_the_table_names_the_best_setting(swept, capsys):
     for run in runs:
       lifted = 10.0 if run["label"] == winner else 0.0
       run["metrics"]["class_il"]["final_average"] = 50.0 + lifted + run["seed"]
-    assert reporting.sweep_record(sweep, runs, ranked)["best"] == (winner or LABELS[0])
+    assert reporting.sweep_record(sweep, runs, ranked, "test")["best"] == (winner or LABELS[0])
   assert results["sweep"]["ranked_by"] == ["class_il", "final_average"]
+  assert results["sweep"]["ranked_on"] == "test"
   print(reporting.format_results(results))
   out = capsys.readouterr().out.splitlines()
   assert out[-1].startswith(
-    f"best setting by class-IL final avg: {best} ({means[best][0]:.2f} +- {means[best][1]:.2f})"
+    f"best setting by class-IL final avg on the test set: {best} "
+    f"({means[best][0]:.2f} +- {means[best][1]:.2f})"
   )
   rows = {line.split("|")[0].strip(): line for line in out if "|" in line}
   for label in LABELS:

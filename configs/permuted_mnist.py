@@ -22,7 +22,8 @@ Where these defaults differ from the authors' Demo_MAS.py and Demo_EWC.py (commi
 
 - weights kept at the end of a task: here the last epoch's
   (slni.selection=last); theirs the epoch with the best accuracy on the test set
-  they report: --config.slni.selection=best_epoch;
+  they report: --config.slni.selection=best_test_epoch (best_epoch selects so on
+  a validation split, --config.data.validation=0.1; docs/slni.md#model-selection);
 - SLNID's discount: here Eq. 6's product exp(-(alpha_i + alpha_j)); theirs
   exp(-max(alpha_i, alpha_j)): --config.slni.discount=min;
 - initial weights: here drawn from the seed; theirs the hidden layers of one
@@ -40,7 +41,7 @@ Where these defaults differ from the authors' Demo_MAS.py and Demo_EWC.py (commi
 All three flags together, for the MAS demo at N = 64:
 
   python -m dynamos_jax.run --config=configs/permuted_mnist.py:mas64 --workdir=... \
-      --config.slni.selection=best_epoch --config.slni.discount=min \
+      --config.slni.selection=best_test_epoch --config.slni.discount=min \
       --config.slni.init_weights=/tmp/slni_init/permuted_64_mnist_net.npz
 """
 

@@ -13,7 +13,9 @@ settings (docs/slni.md#presets) on VGG11-slim at 32x32 (three pools: 4x4x512
 into the 500-unit Dense layers):
 MAS with lambda_Omega 4, lambda_SSL 1e-6, sigma = N / 6, alpha averaged over
 tasks, SGD with momentum 0.9 at lr 0.01, batch 200, 60 epochs per task, the
-best epoch on the task's test accuracy kept; classes in natural order
+best epoch on the task's test accuracy kept (slni.selection=best_test_epoch;
+on a validation split: --config.data.validation=0.1
+--config.slni.selection=best_epoch); classes in natural order
 (task t = classes 10 t .. 10 t + 9), pixels ImageNet-normalised, no
 augmentation. Data: TFDS ``cifar100`` (prepared once, array_record) or the
 python pickles of cifar-100-python.tar.gz.

@@ -13,7 +13,11 @@ sigma = N / 6), a fresh head per task, MAS with lambda_Omega 4, lambda_SSL
 1e-6, alpha averaged over tasks, SGD with momentum 0.9 at lr 0.01, batch 200,
 the best epoch on the task's val accuracy kept, the learning rate x0.1 after
 5 epochs without a val gain (and after every 5 more), the task stopped after
-more than 10 (at most 60 epochs a task). Data: the standard
+more than 10 (at most 60 epochs a task). Their val folder is the test set
+they report, so this selects on the test set (slni.selection=best_test_epoch);
+to select on held-out training images instead, and to run the plateaus on
+them: --config.data.validation=0.1 --config.slni.selection=best_epoch
+(docs/slni.md#model-selection). Data: the standard
 tiny-imagenet-200 folder (``--config.data.path``), classes in sorted wnid
 order in blocks of 20 (the authors' split is not reconstructible).
 
@@ -46,7 +50,7 @@ def get_config(arg: str | None = None):
     lambda_omega=4.0,
     sigma_scale=6.0,
     alpha_mean=True,
-    selection="best_epoch",
+    selection="best_test_epoch",
     lr_patience=5,
     lr_factor=0.1,
     stop_patience=10,

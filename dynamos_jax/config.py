@@ -205,7 +205,8 @@ def sibling_config(here: str, name: str):
 
 
 def migrate(saved: dict) -> dict:
-  """A config saved by an older version with today's key names (``RENAMED``)."""
+  """A config saved by an older version with today's key names (``RENAMED``) and today's
+  names for values whose meaning moved (``_renamed_values``)."""
   flat = {}
 
   def walk(d, prefix=""):
@@ -213,17 +214,31 @@ def migrate(saved: dict) -> dict:
       if isinstance(v, dict):
         walk(v, f"{prefix}{k}.")
       else:
-        flat[f"{prefix}{k}"] = v
+        flat[RENAMED.get(f"{prefix}{k}", f"{prefix}{k}")] = v
 
   walk(saved)
+  _renamed_values(flat)
   out: dict = {}
   for key, value in flat.items():
     node = out
-    *parents, leaf = RENAMED.get(key, key).split(".")
+    *parents, leaf = key.split(".")
     for p in parents:
       node = node.setdefault(p, {})
     node[leaf] = value
   return out
+
+
+def _renamed_values(flat: dict) -> None:
+  """Old values under their new names, in ``flat`` (dotted keys), so that a saved run
+  resumes and evaluates as it ran.
+
+  ``slni.selection=best_epoch`` selected on the test set until it moved to the validation
+  split; that rule is now ``best_test_epoch`` (docs/slni.md#model-selection). Today's
+  ``best_epoch`` refuses a run without a split, so a saved one without a split
+  (``data.validation`` absent or 0) is the old rule.
+  """
+  if flat.get("slni.selection") == "best_epoch" and not flat.get("data.validation", 0.0):
+    flat["slni.selection"] = "best_test_epoch"
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

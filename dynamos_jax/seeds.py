@@ -248,7 +248,7 @@ class Seeds:
 
   def end_epoch(self, state: TrainState, chunk) -> TrainState:
     """The method's ``end_epoch`` on every seed, with the seed's accuracy on the task if the
-    method asks for it (``Method.epoch_end``)."""
+    method asks for it (``Method.epoch_end``, on ``Method.epoch_split``)."""
     exp = self.exps[0]
     if exp.method.epoch_end == "none":
       return state
@@ -263,8 +263,9 @@ class Seeds:
 
   @staticmethod
   def _task_accuracy(exp: Experiment, state: TrainState, chunk) -> float:
-    """The planned task's test accuracy (%): one task's, or every task's in a joint run."""
-    scores = exp.evaluate(state, chunk.phase)
+    """The planned task's accuracy (%) on the method's ``epoch_split`` (the test set or the
+    validation split): one task's, or every task's in a joint run."""
+    scores = exp.evaluate(state, chunk.phase, split=exp.method.epoch_split)
     seen = exp.benchmark.seen_after
     first = seen[chunk.task - 1] if chunk.task else 0
     # A task-incremental benchmark selects on the task's own head (task-IL).

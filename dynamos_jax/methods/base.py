@@ -124,13 +124,17 @@ class Method(abc.ABC):
     return state
 
   # What ``end_epoch`` needs after each epoch of a task: "none" (it is not called),
-  # "state" (it is called) or "accuracy" (it is called with the current task's test
-  # accuracy, for which the trainer evaluates). A property where it depends on the config.
+  # "state" (it is called) or "accuracy" (it is called with the current task's accuracy
+  # on ``epoch_split``, for which the trainer evaluates). A property where it depends on
+  # the config.
   epoch_end: Literal["none", "state", "accuracy"] = "none"
+  # The split of that accuracy: "test", or "valid", the validation split
+  # (docs/running.md#a-validation-split), which the method's ``validate`` then requires.
+  epoch_split: Literal["test", "valid"] = "test"
 
   def end_epoch(self, state: Any, task, accuracy: float | None) -> Any:
     """Host hook after each epoch of ``task`` (see ``epoch_end``), e.g. to keep the best
-    epoch's weights. ``accuracy``: the task's test accuracy (%), or None."""
+    epoch's weights. ``accuracy``: the task's accuracy (%) on ``epoch_split``, or None."""
     del task, accuracy
     return state
 

@@ -82,6 +82,17 @@ def test_report_refuses_another_setting(tmp_path, capsys):
   assert code == 2 and len(err.strip().splitlines()) == 1 and "another setting" in err
 
 
+def test_a_best_epoch_run_saved_before_the_rename_is_the_best_setting(tmp_path, capsys):
+  """A results.json of the test-set rule saved as ``best_epoch`` (before the validation
+  split) is the @best setting, ``best_test_epoch``, not another one."""
+  old = dict(SLNI, selection="best_epoch")
+  _write(tmp_path, "mas128_slnid_best", _results([[90.0] * 3, [92.0] * 3], [0.0, 0.0], old))
+  code = slni_table.main(
+    ["--report_only", f"--workdir={tmp_path}", "--seeds=0,1", "--settings=mas128:slnid@best"]
+  )
+  assert code == 0 and "| mas128 slnid (best epoch) | 91.00 +- 1.41 |" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
   "argv, words",
   [
@@ -112,7 +123,7 @@ def test_variants_set_the_documented_keys():
     "regularizer": "no_reg",
     "activation": "lwta",
     "discount": "product",
-    "selection": "best_epoch",
+    "selection": "best_test_epoch",
   }
   assert slni_table.slni_overrides("l1_param", False, 3e-4, 7e-6)["weight_decay"] == 7e-6
   assert slni_table.slni_overrides("l2_wd", False, 3e-4, 7e-6)["weight_decay"] == 3e-4

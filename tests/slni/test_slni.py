@@ -1,5 +1,7 @@
 """SLNI on permuted MNIST: the step's loss, importance after each task, the family, bad input."""
 
+import glob
+import json
 import os
 
 import jax
@@ -167,8 +169,9 @@ def test_analyze_shows_the_hidden_layers(slni, tmp_path):
   assert json.loads((tmp_path / "analysis" / "analysis.json").read_text())["hidden_layers"]
 
 
-def test_best_epoch_selection_keeps_the_best_epochs_weights(slni, tmp_path, monkeypatch):
-  slni.slni.selection = "best_epoch"
+def test_best_test_epoch_selection_keeps_the_best_epochs_weights(slni, tmp_path, monkeypatch):
+  """The authors' rule, the former ``best_epoch``: the best epoch on the task's test set."""
+  slni.slni.selection = "best_test_epoch"
   slni.epochs, slni.train.max_steps_per_task = 3, 0
   exp = trainer.Experiment(slni)
   state = exp.method.begin_task(exp.initial_state().learner, exp.benchmark.task_data(0))
@@ -197,6 +200,118 @@ def test_best_epoch_selection_keeps_the_best_epochs_weights(slni, tmp_path, monk
   assert all(0.0 <= a <= 100.0 for _, a in calls)
   # The row after task 1 evaluates the kept weights: the best epoch's accuracy.
   assert results["class_il"]["matrix"][1][0] == max(a for t, a in calls if t == 0)
+  # Saved before the validation split, as the old name and without data.validation, the
+  # run reads back as what it ran (the rewrite: test_old_best_epoch_is_best_test_epoch).
+  saved = glob.glob(str(tmp_path / "checkpoints" / "*" / "progress" / "metadata"))
+  assert saved  # Orbax's JSON of the progress record.
+  for name in saved:
+    with open(name) as f:
+      progress = json.load(f)
+    progress["config"]["slni"]["selection"] = "best_epoch"
+    del progress["config"]["data"]["validation"]
+    with open(name, "w") as f:
+      json.dump(progress, f)
+  exp, _, progress = trainer.restore_run(str(tmp_path))
+  assert progress["config"]["slni"]["selection"] == "best_epoch"  # as saved
+  assert (exp.method.selection, exp.method.epoch_split) == ("best_test_epoch", "test")
+
+
+def _scripted_run(slni, tmp_path, monkeypatch, selection):
+  """One task of three epochs in which the test set's best epoch is the first and the
+  validation split's the third (scripted scores); the splits the run evaluated, in order,
+  each epoch's weights and the weights the task ended with."""
+  from dynamos_jax import benchmarks
+
+  slni.slni.selection, slni.data.validation = selection, 0.25
+  slni.epochs, slni.train.max_steps_per_task, slni.train.max_tasks = 3, 0, 1
+  method = type(trainer.Experiment(slni).method)
+  script = {"test": [90.0, 10.0, 20.0, 50.0], "valid": [10.0, 20.0, 90.0, 50.0]}
+  splits, epochs, ended = [], [], []
+
+  def scripted(self, predict, batch_size, split="test"):
+    splits.append(split)
+    value = script[split][min(len(epochs), 3)]  # before epoch e's hook: e epochs recorded
+    return {"class_il": [value] * self.num_tasks, "task_il": [value] * self.num_tasks}
+
+  def end_epoch(self, state, task, accuracy):
+    epochs.append((accuracy, jax.device_get(state.params)))
+    return keep_epoch(self, state, task, accuracy)
+
+  def end_task(self, state, task):
+    state = keep_task(self, state, task)
+    ended.append(jax.device_get(state.params))
+    return state
+
+  keep_epoch, keep_task = method.end_epoch, method.end_task
+  monkeypatch.setattr(benchmarks.REGISTRY["permuted-mnist"], "evaluate", scripted)
+  monkeypatch.setattr(method, "end_epoch", end_epoch)
+  monkeypatch.setattr(method, "end_task", end_task)
+  trainer.train_and_evaluate(slni, str(tmp_path))
+  return splits, epochs, ended[0]
+
+
+@pytest.mark.parametrize(
+  "selection, split, best", [("best_epoch", "valid", 2), ("best_test_epoch", "test", 0)]
+)
+def test_best_epoch_selects_on_the_validation_split(
+  slni, tmp_path, monkeypatch, selection, split, best
+):
+  """Where the two splits' best epochs differ, ``best_epoch`` keeps the validation split's
+  and ``best_test_epoch`` the test set's, with a split held out in both."""
+  splits, epochs, ended = _scripted_run(slni, tmp_path, monkeypatch, selection)
+  # The untrained rows, one evaluation per epoch on the rule's split, the rows after the task.
+  assert splits == ["test", "valid", split, split, split, "test", "valid"]
+  assert [a for a, _ in epochs] == ([90.0, 10.0, 20.0] if split == "test" else [10.0, 20.0, 90.0])
+  for e, (_, params) in enumerate(epochs):  # The epochs' weights differ: the choice shows.
+    same = jax.tree.leaves(jax.tree.map(np.array_equal, params, ended))
+    assert all(same) == (e == best)
+
+
+def test_best_epoch_reads_the_tasks_validation_accuracy(slni, tmp_path, monkeypatch):
+  """Unscripted, the hook gets the task's accuracy on the validation split, as the
+  validation row after the task scores the kept weights."""
+  slni.slni.selection, slni.data.validation = "best_epoch", 0.25
+  slni.epochs, slni.train.max_steps_per_task, slni.train.max_tasks = 3, 0, 1
+  calls, original = [], type(trainer.Experiment(slni).method).end_epoch
+
+  def spying(self, s, task, acc):
+    calls.append(acc)
+    return original(self, s, task, acc)
+
+  monkeypatch.setattr(type(trainer.Experiment(slni).method), "end_epoch", spying)
+  results = trainer.train_and_evaluate(slni, str(tmp_path))
+  assert len(calls) == 3
+  assert results["validation"]["class_il"]["matrix"][1][0] == max(calls)
+
+
+def test_best_epoch_without_a_validation_split_is_one_line(slni):
+  slni.slni.selection = "best_epoch"
+  with pytest.raises(ConfigError) as e:
+    config_lib.validate(slni)
+  message = str(e.value)
+  assert "\n" not in message
+  assert "--config.data.validation=0.1" in message and "best_test_epoch" in message
+
+
+def test_old_best_epoch_is_best_test_epoch():
+  """A config saved before ``best_epoch`` moved to the validation split (no split: none
+  could exist, or 0) reads as ``best_test_epoch``; one with a split is today's rule."""
+  from dynamos_jax.checkpoint import config_differences
+
+  current = config_lib.base_config()
+  current.slni.selection = "best_test_epoch"
+  old = config_lib.base_config().to_dict()
+  old["slni"]["selection"] = "best_epoch"
+  del old["data"]["validation"]
+  assert config_lib.migrate(old)["slni"]["selection"] == "best_test_epoch"
+  assert config_differences(old, current.to_dict()) == []  # it resumes under the new name
+  old["data"]["validation"] = 0.0
+  assert config_lib.migrate(old)["slni"]["selection"] == "best_test_epoch"
+  old["data"]["validation"] = 0.1
+  assert config_lib.migrate(old)["slni"]["selection"] == "best_epoch"
+  for kept in ("last", "best_test_epoch"):
+    old["slni"]["selection"] = kept
+    assert config_lib.migrate(old)["slni"]["selection"] == kept
 
 
 def test_last_epoch_selection_asks_for_no_evaluation(slni):

@@ -182,7 +182,7 @@ def test_configs(name, dataset, side):
     s.sigma_scale,
     s.alpha_mean,
     s.selection,
-  ) == ("vgg11_slim", 500, "per_task", "mas", 1e-6, 4.0, 6.0, True, "best_epoch")
+  ) == ("vgg11_slim", 500, "per_task", "mas", 1e-6, 4.0, 6.0, True, "best_test_epoch")
   assert _load_config(name, "no_reg").slni.regularizer == "no_reg"
   if name == "tiny_imagenet":  # the demo's plateau schedule (docs/slni.md#presets)
     assert (s.lr_patience, s.lr_factor, s.stop_patience) == (5, 0.1, 10)

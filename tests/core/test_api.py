@@ -171,4 +171,4 @@ def test_the_example_runs_at_smoke_size(tmp_path):
     timeout=600,
   )
   assert out.returncode == 0, out.stderr[-2000:]
-  assert "final average over seeds" in out.stdout and "predicted:" in out.stdout
+  assert "validation final average over seeds" in out.stdout and "predicted:" in out.stdout

@@ -212,15 +212,17 @@ class Results:
 
   def predict(self, images, seed: int | None = None, batch_size: int = 256) -> np.ndarray:
     """float32 [N, K] logits of the seed's final model on ``images`` [N, H, W, C] (uint8 as
-    the benchmark's, or float in [0, 1]); column k is class ``classes[k]``. The
-    images go in as given: a benchmark's per-task transform (permuted MNIST's
-    permutation) is not applied."""
+    the benchmark's, or float in [0, 1]); column k is class ``classes[k]``. DGM's
+    benchmarks resize them to 32x32 as they resize their own; no per-task transform
+    (permuted MNIST's permutation) is applied."""
     from dynamos_jax import accuracy
-    from dynamos_jax.benchmarks import arrays
+    from dynamos_jax.benchmarks import arrays, one_class
 
     exp, state, progress = self._restored(self.seeds[0] if seed is None else seed)
     shape = tuple(exp.benchmark.image_shape)
     images = arrays.images("predict", images, shape[-1])
+    if isinstance(exp.benchmark, one_class.OneClass):  # DGM's: resized as its own images
+      images = one_class.resize_bilinear(images)
     if images.ndim != 4 or images.shape[1:] != shape:
       raise InputError(f"images must be [N, {', '.join(map(str, shape))}]; got {images.shape}")
     predict = exp.predictors(state.learner, exp.phase_after(progress["next_chunk"]))

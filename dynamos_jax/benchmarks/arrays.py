@@ -15,6 +15,7 @@ import numpy as np
 
 from dynamos_jax.benchmarks.base import REGISTRY
 from dynamos_jax.benchmarks.class_split import ClassSplit
+from dynamos_jax.benchmarks.one_class import OneClass
 from dynamos_jax.data import sources
 from dynamos_jax.data.streams import ClassGroups
 from dynamos_jax.errors import DataError
@@ -30,6 +31,19 @@ class ArrayBenchmark(ClassSplit):
 
   def make_split(self) -> ClassGroups:
     return ClassGroups(self.sizes)
+
+
+class ArrayOneClass(OneClass):
+  """Base of ``from_arrays(..., protocol="dgm")``: DGM's one-class protocol on the user's
+  images (resized to 32x32, ``holdout`` of each class held out for ``dgm.selection=
+  best_valid``, one fixed order within a task; docs/dgm.md#data-and-preprocessing)."""
+
+  classes: np.ndarray = np.zeros(0, np.int64)
+  holdout = 0.15
+  train_rounding = False  # int(0.15 n) held out, as MNIST's
+
+
+PROTOCOLS = {"split": ArrayBenchmark, "dgm": ArrayOneClass}
 
 
 def images(where: str, x, channels: int = 3) -> np.ndarray:
@@ -82,7 +96,9 @@ def _task_sizes(tasks) -> tuple[list[int], tuple[int, ...]]:
   return order, tuple(len(task) for task in tasks)
 
 
-def from_arrays(train, test, tasks, kind: str = "class_il", name: str = "mine") -> type[ClassSplit]:
+def from_arrays(
+  train, test, tasks, kind: str = "class_il", name: str = "mine", protocol: str = "split"
+) -> type[ClassSplit] | type[OneClass]:
   """Registers a benchmark of a user's arrays as ``config.dataset = name`` in this process.
 
   Args:
@@ -93,6 +109,9 @@ def from_arrays(train, test, tasks, kind: str = "class_il", name: str = "mine") 
     kind: "class_il" (class-incremental; the only kind so far).
     name: the benchmark's config name; a built-in benchmark's name is refused,
       an earlier ``from_arrays`` benchmark of that name is replaced.
+    protocol: "split" (each task's images reshuffled every epoch, as Seq-MNIST) or
+      "dgm" (one class a task under DGM's protocol, ``ArrayOneClass``: what the
+      dgm and dgm_joint methods train on).
 
   Returns:
     The benchmark class (its ``classes``: the user's label of each class, in the
@@ -104,20 +123,27 @@ def from_arrays(train, test, tasks, kind: str = "class_il", name: str = "mine") 
   """
   if kind not in KINDS:
     raise DataError(f"unknown kind {kind!r}: from_arrays builds class_il benchmarks")
+  if protocol not in PROTOCOLS:
+    raise DataError(f"unknown protocol {protocol!r}: use split or dgm")
   existing = REGISTRY.get(name)
   if (
-    not isinstance(name, str) or not name or (existing and not issubclass(existing, ArrayBenchmark))
+    not isinstance(name, str)
+    or not name
+    or (existing and not issubclass(existing, tuple(PROTOCOLS.values())))
   ):
     raise DataError(
       f"name {name!r} is taken or empty: choose another (built-in: {sorted(REGISTRY)})"
     )
   (train_x, train_y), (test_x, test_y) = train, test
+  grey = np.ndim(train_x) == 3 or np.shape(train_x)[-1] == 1
   train_x, test_x = images("train", train_x), images("test", test_x)
   if train_x.shape[1:] != test_x.shape[1:]:
     raise DataError(f"train images are {train_x.shape[1:3]}, test images {test_x.shape[1:3]}")
   train_y = _labels("train", train_y, len(train_x))
   test_y = _labels("test", test_y, len(test_x))
   order, sizes = _task_sizes(tasks)
+  if protocol == "dgm" and set(sizes) != {1}:
+    raise DataError(f"protocol 'dgm' trains one class a task; got tasks of {sorted(set(sizes))}")
   renumber = {c: i for i, c in enumerate(order)}
   for where, y in (("train", train_y), ("test", test_y)):
     outside = sorted(set(np.unique(y).tolist()) - set(renumber))
@@ -132,20 +158,13 @@ def from_arrays(train, test, tasks, kind: str = "class_il", name: str = "mine") 
   sources.register_arrays(
     sources.ArrayDataset(name, train_x, lookup(train_y), test_x, lookup(test_y), len(order))
   )
-  equal = len(set(sizes)) == 1
-  benchmark = type(
-    f"Arrays_{name}",
-    (ArrayBenchmark,),
-    dict(
-      name=name,
-      dataset=name,
-      kind=KINDS[kind],
-      num_tasks=len(sizes),
-      # DGM and others read it; tasks of unequal sizes have none.
-      classes_per_task=sizes[0] if equal else None,
-      sizes=sizes,
-      classes=np.asarray(order),
-    ),
-  )
+  fields = dict(name=name, dataset=name, kind=KINDS[kind], num_tasks=len(sizes))
+  if protocol == "dgm":
+    fields.update(classes_per_task=1, channels=1 if grey else 3)
+  else:
+    # Tasks of unequal sizes have no classes_per_task (DGM reads it; it refuses splits).
+    fields.update(classes_per_task=sizes[0] if len(set(sizes)) == 1 else None, sizes=sizes)
+  fields["classes"] = np.asarray(order)
+  benchmark = type(f"Arrays_{name}", (PROTOCOLS[protocol],), fields)
   REGISTRY[name] = benchmark
   return benchmark

@@ -162,6 +162,27 @@ def test_every_class_il_method_learns_arrays_above_chance(method):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("method", ["dgm", "dgm_joint"])
+def test_dgm_trains_on_arrays_under_its_protocol(method):
+  """One class a task, grey 8x8 images resized to 32x32 with a hold-out; a split-protocol
+  benchmark is refused in one line."""
+  x, y = separable(20, classes=2)
+  tx, ty = separable(6, classes=2, seed=1)
+  dj.benchmarks.from_arrays((x, y), (tx, ty), [[1], [0]], name="api-dgm", protocol="dgm")
+  keys = {"dgm.ngf": 2, "dgm.ndf": 4, "dgm.nz": 16, "batch_size": 4, "epochs": 2}
+  keys.update({"train.progress": False, "train.eval_batch_size": 16})
+  results = dj.train(dj.load_config("dgm_mnist", method=method, dataset="api-dgm", **keys))
+  assert list(results.classes) == [1, 0]
+  rows = 2 if method == "dgm_joint" else 3
+  assert results.matrix().shape == (rows, 2) and not np.isnan(results.matrix()[-1]).any()
+  assert results.predict(tx).shape == (len(tx), 2)  # resized to 32x32 as the training images
+  dj.benchmarks.from_arrays((x, y), (tx, ty), [[1], [0]], name="api-split")
+  with pytest.raises(ConfigError, match="protocol='dgm'") as err:
+    dj.load_config("dgm_mnist", dataset="api-split")
+  assert "\n" not in str(err.value)
+
+
+@pytest.mark.slow
 def test_the_example_runs_at_smoke_size(tmp_path):
   out = subprocess.run(
     [sys.executable, os.path.join(ROOT, "examples", "own_data.py"), "--smoke"],

@@ -160,7 +160,8 @@ def validate(config) -> None:
   require(
     issubclass(benchmark, OneClass),
     f"DGM trains on its one-class benchmarks (a hold-out per class, 32x32 images): "
-    f"{config.dataset} is not one; use dgm-mnist, dgm-svhn, dgm-cifar10 or dgm-imagenet50",
+    f"{config.dataset} is not one; use dgm-mnist, dgm-svhn, dgm-cifar10, dgm-imagenet50 or "
+    "your arrays through benchmarks.from_arrays(..., protocol='dgm')",
   )
   classes = getattr(benchmark, "classes_per_task", 1)
   family = generator(config)

@@ -14,7 +14,6 @@ final tables, nothing else (docs/api.md).
 """
 
 import dataclasses
-import importlib.util
 import os
 import tempfile
 
@@ -67,10 +66,8 @@ def load_config(
   if arg is None and ":" in os.path.basename(name_or_path):
     name_or_path, arg = name_or_path.rsplit(":", 1)
   path = _config_path(name_or_path)
-  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-  module = importlib.util.module_from_spec(spec)
   try:
-    spec.loader.exec_module(module)
+    module = config_lib.load_config_module(path)
     config = module.get_config() if arg is None else module.get_config(arg)
   except (ValueError, TypeError, KeyError) as e:
     raise ConfigError(f"cannot load {path}{':' + arg if arg else ''}: {e}") from None

@@ -190,18 +190,19 @@ def table5_config(
   return c
 
 
-def sibling_config(here: str, name: str):
-  """The config module ``name`` (e.g. "seq_mnist.py") next to the config file ``here``.
-
-  Config files are loaded by path, not as a package, so one that builds on
-  another loads it the same way.
-  """
-  spec = importlib.util.spec_from_file_location(
-    name.removesuffix(".py"), os.path.join(os.path.dirname(os.path.abspath(here)), name)
-  )
+def load_config_module(path: str):
+  """The config file at ``path`` as a module (config files are loaded by path, not as a
+  package: by ``--config``, ``api.load_config`` and ``sibling_config``)."""
+  spec = importlib.util.spec_from_file_location(os.path.basename(path).removesuffix(".py"), path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+def sibling_config(here: str, name: str):
+  """The config module ``name`` (e.g. "seq_mnist.py") next to the config file ``here``, so
+  that one config file builds on another."""
+  return load_config_module(os.path.join(os.path.dirname(os.path.abspath(here)), name))
 
 
 def migrate(saved: dict) -> dict:
